@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Install CRIU >= 4.2 (and pycriu) on Debian 12, idempotently.
+#
+# Debian 12 ships criu 3.17, which fails on recent kernels ("Unexpected rt vDSO area bounds").
+# We build CRIU from Debian's own *source package* (sid), fetched with apt, which verifies the
+# tarball against the signed Sources index. A second run with a working CRIU takes seconds.
+#
+# usage: scripts/install-criu.sh [--python PYTHON]   (install pycriu into PYTHON's environment too)
+set -euo pipefail
+
+MIN_MAJOR=4 MIN_MINOR=2
+PREFIX=${CRIU_PREFIX:-/usr/local}
+SRC_ROOT=${CRIU_SRC_ROOT:-/var/cache/ferryman/criu-src}
+PY=
+while (($#)); do
+  case $1 in
+    --python) PY=$2; shift 2 ;;
+    *) echo "install-criu: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+log() { echo "[install-criu] $*" >&2; }
+die() { echo "[install-criu] ERROR: $*" >&2; exit 1; }
+
+[[ $(id -u) == 0 ]] || die "must run as root (it installs packages and /usr/local/sbin/criu)"
+
+criu_ok() {
+  local v
+  command -v criu >/dev/null 2>&1 || return 1
+  v=$(criu --version 2>/dev/null | sed -n 's/^Version: *//p')
+  [[ $v =~ ^([0-9]+)\.([0-9]+) ]] || return 1
+  local maj=${BASH_REMATCH[1]} min=${BASH_REMATCH[2]}
+  ((maj > MIN_MAJOR || (maj == MIN_MAJOR && min >= MIN_MINOR))) || { log "criu $v is too old (need >= $MIN_MAJOR.$MIN_MINOR)"; return 1; }
+  criu check >/dev/null 2>&1 || { log "criu $v is installed but 'criu check' fails"; return 1; }
+  return 0
+}
+
+src_dir() { find "$SRC_ROOT" -maxdepth 1 -mindepth 1 -type d -name 'criu-*' 2>/dev/null | sort -V | tail -n 1; }
+
+build_criu() {
+  log "building CRIU from Debian's source package (sid)"
+  local deps=(gcc make pkgconf libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
+    libnl-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev uuid-dev libnftables-dev
+    libaio-dev python3-protobuf iptables nftables dpkg-dev xz-utils)
+  local missing=()
+  for p in "${deps[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  local list=/etc/apt/sources.list.d/ferryman-sid-src.sources
+  if [[ ! -f $list ]]; then
+    log "adding a deb-src entry for sid ($list)"
+    cat >"$list" <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: sid
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  fi
+  log "apt-get update"
+  apt-get update -qq >/dev/null || die "apt-get update failed"
+  if ((${#missing[@]})); then
+    log "installing build dependencies: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+      || die "could not install build dependencies"
+  fi
+  mkdir -p "$SRC_ROOT"
+  local dl; dl=$(mktemp -d "$SRC_ROOT/dl.XXXXXX"); chmod 755 "$dl"
+  log "apt-get source --tar-only --download-only criu/sid"
+  (cd "$dl" && apt-get source -qq --tar-only --download-only criu/sid >/dev/null) \
+    || die "could not download CRIU's source package from Debian (sid)"
+  local orig; orig=$(ls "$dl"/criu_*.orig.tar.* | head -n 1)
+  [[ -f $orig ]] || die "no orig tarball in $dl"
+  local ver; ver=$(basename "$orig" | sed -E 's/^criu_([^.]+\.[^.]+(\.[0-9]+)?)\.orig.*/\1/')
+  local dir=$SRC_ROOT/criu-$ver
+  rm -rf "$dir"; mkdir -p "$dir"
+  tar -xf "$orig" -C "$dir" --strip-components=1
+  rm -rf "$dl"
+  log "make -j$(nproc) criu lib crit (CRIU $ver)"
+  make -C "$dir" -j"$(nproc)" criu lib crit >"$SRC_ROOT/build.log" 2>&1 \
+    || { tail -30 "$SRC_ROOT/build.log" >&2; die "CRIU build failed (log: $SRC_ROOT/build.log)"; }
+  make -C "$dir" install-criu PREFIX="$PREFIX" >>"$SRC_ROOT/build.log" 2>&1 \
+    || die "make install-criu failed (log: $SRC_ROOT/build.log)"
+  hash -r
+}
+
+if criu_ok; then
+  log "criu $(criu --version | sed -n 's/^Version: *//p') at $(command -v criu) passes 'criu check'; keeping it"
+else
+  build_criu
+  criu_ok || die "criu still fails 'criu check' after the build: run 'criu check' to see why"
+  log "installed criu $(criu --version | sed -n 's/^Version: *//p') at $(command -v criu)"
+fi
+
+if [[ -n $PY ]]; then
+  if "$PY" -c 'import pycriu.rpc_pb2' 2>/dev/null; then
+    log "pycriu already importable by $PY"
+  else
+    dir=$(src_dir)
+    if [[ -z $dir || ! -f $dir/lib/pycriu/rpc_pb2.py ]]; then
+      log "no built CRIU source tree for pycriu; building it"
+      build_criu
+      dir=$(src_dir)
+    fi
+    log "installing pycriu from $dir/lib into $PY"
+    "$PY" -m pip install -q "$dir/lib" || die "pip install of pycriu failed"
+    "$PY" -c 'import pycriu.rpc_pb2' || die "pycriu installed but does not import"
+  fi
+fi

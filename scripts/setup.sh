@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up everything ferryman needs on a Debian 12 machine, idempotently (seconds when done):
+# system tools, CRIU >= 4.2 (built from Debian's source package if needed), the virtualenv
+# with ferryman and its Python dependencies, and the sysctl lazy pages need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+log() { echo "[setup] $*" >&2; }
+
+[[ $(id -u) == 0 ]] || { echo "[setup] ERROR: run as root (CRIU and namespaces need it)" >&2; exit 1; }
+
+# 1. system tools: nsenter/unshare (util-linux), ip (iproute2), nft/iptables for CRIU's network lock
+need=()
+for p in util-linux iproute2 procps nftables iptables python3-venv; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
+done
+if ((${#need[@]})); then
+  log "apt-get install ${need[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# 2. the virtualenv (re-installed when pyproject.toml changes)
+if [[ ! -x $VENV/bin/python || pyproject.toml -nt $VENV/.ferryman-stamp ]]; then
+  log "creating $VENV with ferryman and its dependencies"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -e '.[dev,bench]'
+  touch "$VENV/.ferryman-stamp"
+else
+  log "$VENV is up to date"
+fi
+
+# 3. CRIU (and pycriu into the virtualenv)
+scripts/install-criu.sh --python "$VENV/bin/python"
+
+# 4. lazy pages (post-copy) need 4 MiB pipes when we lack CAP_SYS_RESOURCE
+if (($(cat /proc/sys/fs/pipe-max-size) < 4194304)); then
+  log "sysctl fs.pipe-max-size=4194304 (needed by CRIU's lazy pages)"
+  sysctl -q -w fs.pipe-max-size=4194304 || log "WARNING: could not raise fs.pipe-max-size"
+fi
+log "ready: $("$VENV/bin/ferryman" --version), $(criu --version | head -1)"

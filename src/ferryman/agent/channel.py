@@ -1,0 +1,93 @@
+"""An async control channel: a sans-IO ``wire.Connection`` over an asyncio TLS stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from typing import TypeVar, overload
+
+from ferryman import wire
+from ferryman.errors import PeerLost, PeerRejected, RemoteError
+
+M = TypeVar("M")
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
+D = TypeVar("D")
+
+READ_SIZE = 256 * 1024
+
+
+class Channel:
+    """Sends and receives control messages; every wait has a timeout."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 role: wire.Role, peer: str) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.conn = wire.Connection(role)
+        self.peer = peer
+        self.bytes_sent = 0
+
+    async def send(self, msg: wire.Message) -> None:
+        data = self.conn.send(msg)
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except (ConnectionError, ssl.SSLError, OSError) as exc:
+            self.conn.send_failed()
+            raise PeerLost(self.peer, f"lost the connection to {self.peer}: {exc}") from exc
+        self.bytes_sent += len(data)
+
+    async def receive(self, timeout: float) -> wire.Message:
+        while True:
+            event = self.conn.next_event()
+            if event is wire.NEED_DATA:
+                try:
+                    data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+                except TimeoutError as exc:
+                    raise PeerLost(self.peer, f"{self.peer} did not answer within "
+                                   f"{timeout:.0f} s") from exc
+                except ssl.SSLError as exc:
+                    raise PeerRejected(
+                        self.peer, f"{self.peer} refused our TLS credentials ({exc.reason})",
+                        hint="issue this node's certificate from the cluster CA: "
+                             "'ferryman pki issue NAME --pki DIR'") from exc
+                except (ConnectionError, OSError) as exc:
+                    raise PeerLost(self.peer, f"lost the connection to {self.peer}: {exc}"
+                                   ) from exc
+                if not data and self.conn.state not in wire.FINAL_STATES:
+                    self.conn.receive_data(data)
+                    raise PeerLost(self.peer, f"{self.peer} closed the connection")
+                self.conn.receive_data(data)
+                continue
+            if isinstance(event, wire.ConnectionClosed):
+                raise PeerLost(self.peer, f"{self.peer} closed the connection")
+            assert isinstance(event, wire.Message)
+            return event
+
+    @overload
+    async def expect(self, kinds: tuple[type[A]], timeout: float) -> A: ...
+    @overload
+    async def expect(self, kinds: tuple[type[A], type[B]], timeout: float) -> A | B: ...
+    @overload
+    async def expect(self, kinds: tuple[type[A], type[B], type[C]], timeout: float
+                     ) -> A | B | C: ...
+    @overload
+    async def expect(self, kinds: tuple[type[A], type[B], type[C], type[D]], timeout: float
+                     ) -> A | B | C | D: ...
+
+    async def expect(self, kinds: tuple[type[M], ...], timeout: float) -> M:
+        """The next message, which must be one of ``kinds``; a peer's Error raises RemoteError."""
+        msg = await self.receive(timeout)
+        if isinstance(msg, wire.Error) and wire.Error not in kinds:
+            raise RemoteError(self.peer, msg.code, msg.message)
+        if not isinstance(msg, kinds):
+            raise RemoteError(self.peer, "protocol", f"unexpected {type(msg).__name__}")
+        return msg
+
+    async def close(self) -> None:
+        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 2)

@@ -1,0 +1,32 @@
+"""Agent configuration: everything the agent needs, passed in (no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ferryman.pki import NodeCredentials
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds for each wait; every state has a timeout."""
+
+    hello: float = 30.0
+    plan: float = 60.0
+    transfer: float = 120.0  # between two messages while images stream
+    restore: float = 300.0
+    commit: float = 120.0
+    page_server_exit: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    name: str
+    listen_host: str
+    listen_port: int
+    creds: NodeCredentials
+    state_dir: Path
+    criu_bin: str = "criu"
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    hidden_features: frozenset[str] = frozenset()  # test-only: pretend CRIU lacks these

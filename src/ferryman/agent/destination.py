@@ -1,0 +1,227 @@
+"""The DESTINATION role: receive one migration, restore it stopped, resume it on commit.
+
+Never runs a workload that the source may still resume: the tree is restored with
+``--leave-stopped`` and continued only after the source's Commit. Before RESTORED every
+failure cleans up (page server stopped, partial tree killed, images removed). A source lost
+after RESTORED but before Commit leaves the tree stopped (ORPHANED) for an operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from ferryman import wire
+from ferryman.agent.channel import Channel
+from ferryman.agent.config import AgentConfig
+from ferryman.agent.files import Receiver, TransferError
+from ferryman.agent.hello import local_hello
+from ferryman.criu.client import Criu, TlsFiles
+from ferryman.criu.logs import tail
+from ferryman.criu.page_server import CriuDaemon, free_port, start_page_server
+from ferryman.criu.stats import RESTORE_STATS, read_stats
+from ferryman.errors import CriuError, FerrymanError, PeerLost, RemoteError
+from ferryman.migration.phases import (
+    DESTINATION_TABLE,
+    DestinationPhase,
+    PhaseTracker,
+)
+from ferryman.targets.process import ProcessTree
+
+log = logging.getLogger(__name__)
+D = DestinationPhase
+SUPPORTED_MODES = ("cold",)
+OUTCOME_FILE = "outcome"  # written when a session ends with something worth keeping
+
+
+def remove_incomplete(state_dir: Path) -> list[str]:
+    """At agent start: delete the images of sessions that died without an outcome."""
+    removed = []
+    root = state_dir / "migrations"
+    if root.is_dir():
+        for d in root.iterdir():
+            if d.is_dir() and not (d / OUTCOME_FILE).exists():
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(d.name)
+    return removed
+
+
+class Refusal(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class DestinationSession:
+    def __init__(self, channel: Channel, config: AgentConfig, criu: Criu) -> None:
+        self.ch = channel
+        self.cfg = config
+        self.criu = criu
+        self.tracker = PhaseTracker(DESTINATION_TABLE, D.HELLO, time.monotonic)
+        self.workdir: Path | None = None
+        self.page_server: CriuDaemon | None = None
+        self.tree: ProcessTree | None = None
+        self.plan: wire.Plan | None = None
+
+    @property
+    def tls(self) -> TlsFiles:
+        c = self.cfg.creds
+        return TlsFiles(cacert=c.ca, cert=c.cert, key=c.key)
+
+    async def run(self) -> None:
+        t = self.cfg.timeouts
+        try:
+            hello = await self.ch.expect((wire.Hello,), t.hello)
+            await self.ch.send(await local_hello(self.criu, self.cfg.name, self.cfg.state_dir,
+                                                 self.cfg.hidden_features))
+            plan = await self.ch.expect((wire.Plan,), t.plan)
+            self.plan = plan
+            try:
+                port = await self._prepare(hello, plan)
+            except Refusal as exc:
+                log.warning("refused migration %s: %s", plan.migration_id, exc)
+                self.tracker.advance(D.REFUSED)
+                await self.ch.send(wire.Refused(code=exc.code, message=str(exc)))
+                await self._cleanup()
+                return
+            self.tracker.advance(D.READY)
+            await self.ch.send(wire.Ready(page_server_port=port))
+            await self._receive_and_restore()
+        except (FerrymanError, OSError) as exc:
+            await self._fail(exc)
+        except asyncio.CancelledError:
+            await self._fail(PeerLost(self.ch.peer, "agent shutting down"))
+            raise
+        finally:
+            await self.ch.close()
+
+    async def _prepare(self, hello: wire.Hello, plan: wire.Plan) -> int:
+        if plan.mode not in SUPPORTED_MODES:
+            raise Refusal("mode", f"this agent does not support mode {plan.mode!r} yet")
+        workdir = self.cfg.state_dir / "migrations" / plan.migration_id
+        try:
+            workdir.mkdir(parents=True, mode=0o700)
+        except FileExistsError as exc:
+            raise Refusal("duplicate", f"migration {plan.migration_id} exists here") from exc
+        self.workdir = workdir
+        (workdir / "cpuinfo.img").write_bytes(hello.cpuinfo)
+        why = await self.criu.cpuinfo_check(workdir)
+        (workdir / "cpuinfo.img").unlink()
+        if why is not None:
+            raise Refusal("cpu", f"the source's CPU is not compatible with this one: {why}")
+        port = free_port(self.cfg.listen_host)
+        self.page_server = await start_page_server(self.criu.binary, workdir,
+                                                   self.cfg.listen_host, port, self.tls)
+        return port
+
+    async def _receive_and_restore(self) -> None:
+        t = self.cfg.timeouts
+        assert self.workdir is not None
+        receiver = Receiver(self.workdir)
+        self.tracker.advance(D.RECEIVING)
+        try:
+            while True:
+                msg = await self.ch.expect((wire.FileChunk, wire.FileEnd, wire.Restore,
+                                            wire.Abort), t.transfer)
+                if isinstance(msg, wire.FileChunk):
+                    receiver.chunk(msg)
+                elif isinstance(msg, wire.FileEnd):
+                    receiver.end(msg)
+                elif isinstance(msg, wire.Abort):
+                    await self._abort(msg.reason)
+                    return
+                else:
+                    receiver.check_complete(msg.file_count)
+                    break
+        except TransferError as exc:
+            receiver.close()
+            await self._send_failed(exc.code, str(exc), "")
+            return
+        self.tracker.advance(D.RESTORING)
+        try:
+            if self.page_server is not None:
+                await self.page_server.wait(t.page_server_exit)
+            pid = await self.criu.restore(self.workdir, leave_stopped=True)
+        except CriuError as exc:
+            log_tail = tail(Path(exc.log_path)) if exc.log_path else ""
+            await self._send_failed("restore", exc.message, log_tail)
+            return
+        self.tree = ProcessTree.of(pid)
+        self.tracker.advance(D.RESTORED)
+        stats = read_stats(self.workdir / RESTORE_STATS)
+        log.info("restored migration %s as PID %d (stopped)", self.workdir.name, pid)
+        await self.ch.send(wire.Restored(pid=pid, stats=stats))
+        try:
+            decision = await self.ch.expect((wire.Commit, wire.Abort), t.commit)
+        except (PeerLost, RemoteError) as exc:
+            self.tracker.advance(D.ORPHANED)
+            (self.workdir / OUTCOME_FILE).write_text(f"ORPHANED {pid}\n")
+            log.error(  # noqa: TRY400 - an expected outcome; a traceback adds nothing
+                "source lost after restore, before commit: PID %d kept STOPPED in %s; "
+                "resume it with 'kill -CONT' on its tree or kill it (%s)",
+                pid, self.workdir, exc)
+            return
+        if isinstance(decision, wire.Abort):
+            await self._abort(decision.reason)
+            return
+        self.tree.resume()
+        self.tracker.advance(D.COMMITTED)
+        await self.ch.send(wire.Committed(pid=pid))
+        self.tracker.advance(D.DONE)
+        log.info("migration %s committed: PID %d runs here", self.workdir.name, pid)
+        await self._cleanup(keep_logs=True)
+        (self.workdir / OUTCOME_FILE).write_text(f"DONE {pid}\n")
+
+    async def _send_failed(self, code: str, message: str, log_tail: str) -> None:
+        log.warning("migration failed here (%s): %s", code, message)
+        await self._cleanup()
+        self.tracker.advance(D.CLEANED)
+        await self.ch.send(wire.Failed(code=code, message=message, log_tail=log_tail[-60000:]))
+        # The source answers with Abort (or just goes away).
+        try:
+            await self.ch.expect((wire.Abort,), self.cfg.timeouts.commit)
+            await self.ch.send(wire.Aborted())
+        except FerrymanError:
+            pass
+
+    async def _abort(self, reason: str) -> None:
+        log.warning("source aborted the migration: %s", reason)
+        killed = self.tree is not None
+        await self._cleanup()
+        self.tracker.advance(D.KILLED if killed else D.CLEANED)
+        await self.ch.send(wire.Aborted())
+
+    async def _fail(self, exc: BaseException) -> None:
+        if self.tracker.phase in (D.DONE, D.REFUSED, D.CLEANED, D.KILLED, D.ORPHANED):
+            return
+        log.warning("migration failed in %s: %s", self.tracker.phase, exc)
+        if self.tracker.phase == D.RESTORED:
+            self.tracker.advance(D.ORPHANED)
+            if self.workdir is not None and self.tree is not None:
+                (self.workdir / OUTCOME_FILE).write_text(f"ORPHANED {self.tree.pid}\n")
+            return
+        await self._cleanup()
+        target = self.tracker.failure_target()
+        if target is not None:
+            self.tracker.advance(target)
+
+    async def _cleanup(self, *, keep_logs: bool = False) -> None:
+        if self.page_server is not None:
+            await self.page_server.kill()
+        if self.tree is not None and self.tracker.phase not in (D.COMMITTED, D.DONE):
+            self.tree.kill()
+        if self.workdir is not None and self.workdir.exists():
+            if keep_logs:
+                for p in self.workdir.iterdir():
+                    if not p.name.endswith(".log"):
+                        p.unlink()
+            else:
+                # Failed migrations leave no images, only their logs for the operator.
+                logs = self.cfg.state_dir / "failed" / self.workdir.name
+                logs.mkdir(parents=True, exist_ok=True)
+                for p in self.workdir.glob("*.log"):
+                    shutil.move(p, logs / p.name)
+                shutil.rmtree(self.workdir, ignore_errors=True)

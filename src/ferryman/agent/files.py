@@ -1,0 +1,97 @@
+"""Image files over the control channel: send a directory, receive it with checksums."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ferryman import wire
+
+CHUNK = 1 << 20
+SKIP_SUFFIXES = (".log",)
+
+
+def image_files(directory: Path) -> list[Path]:
+    """The files of an image set to ship (logs stay with the source's report)."""
+    return sorted(p for p in directory.iterdir()
+                  if p.is_file() and not p.name.endswith(SKIP_SUFFIXES))
+
+
+def file_messages(path: Path) -> Iterator[wire.FileChunk | wire.FileEnd]:
+    digest = hashlib.sha256()
+    offset = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            yield wire.FileChunk(name=path.name, offset=offset, data=chunk)
+            offset += len(chunk)
+    yield wire.FileEnd(name=path.name, size=offset, sha256=digest.hexdigest())
+
+
+class TransferError(Exception):
+    """A received file is inconsistent (``code``: checksum, order, disk_full, io)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Receiver:
+    """Writes chunks into ``directory``, checks order, size and SHA-256 of every file."""
+
+    directory: Path
+    _open: dict[str, tuple[int, int, hashlib._Hash]] = field(default_factory=dict)
+    done: dict[str, int] = field(default_factory=dict)
+    total_bytes: int = 0
+
+    def chunk(self, msg: wire.FileChunk) -> None:
+        if msg.name in self.done:
+            raise TransferError("order", f"{msg.name}: data after its end")
+        if msg.name not in self._open:
+            if msg.offset != 0:
+                raise TransferError("order", f"{msg.name}: first chunk at offset {msg.offset}")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            try:
+                fd = os.open(self.directory / msg.name, flags, 0o600)
+            except FileExistsError as exc:
+                raise TransferError("order", f"{msg.name}: sent twice") from exc
+            self._open[msg.name] = (fd, 0, hashlib.sha256())
+        fd, offset, digest = self._open[msg.name]
+        if msg.offset != offset:
+            raise TransferError("order", f"{msg.name}: chunk at {msg.offset}, expected {offset}")
+        try:
+            os.write(fd, msg.data)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise TransferError("disk_full", f"no space left on the destination for "
+                                    f"{msg.name}") from exc
+            raise TransferError("io", f"{msg.name}: {exc.strerror}") from exc
+        digest.update(msg.data)
+        self._open[msg.name] = (fd, offset + len(msg.data), digest)
+        self.total_bytes += len(msg.data)
+
+    def end(self, msg: wire.FileEnd) -> None:
+        if msg.name not in self._open:
+            if msg.size != 0 or msg.name in self.done:
+                raise TransferError("order", f"{msg.name}: end without data")
+            self.chunk(wire.FileChunk(name=msg.name, offset=0, data=b""))
+        fd, offset, digest = self._open.pop(msg.name)
+        os.close(fd)
+        if offset != msg.size or digest.hexdigest() != msg.sha256:
+            raise TransferError("checksum", f"{msg.name}: size or SHA-256 mismatch")
+        self.done[msg.name] = offset
+
+    def check_complete(self, file_count: int) -> None:
+        if self._open or file_count != len(self.done):
+            raise TransferError("order", f"got {len(self.done)} whole files, "
+                                f"the source sent {file_count}")
+
+    def close(self) -> None:
+        for fd, _, _ in self._open.values():
+            os.close(fd)
+        self._open.clear()

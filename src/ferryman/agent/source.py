@@ -1,0 +1,243 @@
+"""The SOURCE role: freeze, dump into the destination, hand over, commit or roll back.
+
+The workload stays frozen at CRIU's ``post-dump`` notification while the destination restores
+it (stopped). Only when the destination reports RESTORED do we answer the notification with
+success (CRIU then destroys the frozen source copy): that is the POINT_OF_NO_RETURN. Any
+failure before it answers failure, and CRIU resumes the workload where it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ferryman import wire
+from ferryman.agent.channel import Channel
+from ferryman.agent.config import Timeouts
+from ferryman.agent.files import file_messages, image_files
+from ferryman.agent.hello import local_hello
+from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
+from ferryman.criu.stats import DUMP_STATS, read_stats
+from ferryman.errors import (
+    FerrymanError,
+    MigrationRolledBack,
+    PeerLost,
+    PeerRejected,
+    PeerUnreachable,
+    RemoteError,
+)
+from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
+from ferryman.migration.report import MigrationReport, PhaseTiming
+from ferryman.pki import NodeCredentials, tls
+from ferryman.targets.process import ProcessTree
+
+log = logging.getLogger(__name__)
+S = SourcePhase
+ProgressFn = Callable[[str, str], None]
+DISK_MARGIN = 64 << 20
+
+
+@dataclass
+class SourceOptions:
+    pid: int
+    host: str
+    port: int
+    creds: NodeCredentials
+    state_dir: Path
+    mode: str = "cold"
+    criu_bin: str = "criu"
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    progress: ProgressFn = lambda phase, detail: None
+
+
+class SourceMigration:
+    def __init__(self, opts: SourceOptions) -> None:
+        self.o = opts
+        self.criu = Criu(opts.criu_bin)
+        self.t0 = time.monotonic()
+        self.tracker = PhaseTracker(SOURCE_TABLE, S.HELLO, time.monotonic)
+        self.id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+        self.workdir = opts.state_dir / "migrations" / self.id
+        self.report = MigrationReport(migration_id=self.id, mode=opts.mode,
+                                      source_node=opts.creds.name,
+                                      destination=f"{opts.host}:{opts.port}",
+                                      source_pid=opts.pid)
+        self.ch: Channel | None = None
+        self.tree: ProcessTree | None = None
+        self.restored: wire.Restored | None = None
+        self.freeze_at: float | None = None
+
+    def _phase(self, phase: SourcePhase, detail: str = "") -> None:
+        self.tracker.advance(phase)
+        self.o.progress(str(phase), detail)
+
+    async def run(self) -> MigrationReport:
+        try:
+            await self._run()
+        except BaseException:
+            if self.tracker.phase in (S.HELLO, S.PLANNED, S.PRESYNC):
+                self.tracker.advance(S.FAILED)  # nothing was frozen; the error says why
+            raise
+        finally:
+            self._finish_report()
+            if self.ch is not None:
+                await self.ch.close()
+        return self.report
+
+    async def _connect(self) -> Channel:
+        ctx = tls.client_context(self.o.creds)
+        peer = f"{self.o.host}:{self.o.port}"
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.o.host, self.o.port, ssl=ctx,
+                                        server_hostname=self.o.host),
+                self.o.timeouts.hello)
+        except ssl.SSLCertVerificationError as exc:
+            raise PeerRejected(peer, f"the destination's certificate is not valid: "
+                               f"{exc.verify_message}",
+                               hint="issue the agent's certificate from the same cluster CA, "
+                                    "with its IP (--ip)") from exc
+        except ssl.SSLError as exc:
+            raise PeerRejected(peer, f"TLS handshake with {peer} failed: {exc.reason}",
+                               hint="both nodes need certificates from the same cluster CA"
+                               ) from exc
+        except (OSError, TimeoutError) as exc:
+            raise PeerUnreachable(peer, f"cannot reach the agent at {peer}: {exc}",
+                                  hint="start 'ferryman serve' there and check the address"
+                                  ) from exc
+        return Channel(reader, writer, wire.Role.SOURCE, peer)
+
+    async def _run(self) -> None:
+        o = self.o
+        self.tree = ProcessTree.of(o.pid)  # NoSuchProcess before anything else
+        self.report.rss_bytes = self.tree.rss_bytes()
+        self.workdir.mkdir(parents=True, mode=0o700)
+        self.o.progress("HELLO", f"connecting to {o.host}:{o.port}")
+        hello = await local_hello(self.criu, o.creds.name, o.state_dir)
+        self.ch = ch = await self._connect()
+        await ch.send(hello)
+        try:
+            theirs = await ch.expect((wire.Hello,), o.timeouts.hello)
+        except PeerLost as exc:
+            # TLS 1.3: a server that refuses our certificate just closes after the handshake.
+            raise PeerRejected(ch.peer, f"{ch.peer} closed the connection at hello: it refused "
+                               "this node's certificate",
+                               hint="issue this node's certificate from the cluster's CA: "
+                                    "'ferryman pki issue NAME --pki DIR'") from exc
+        self.report.destination_node = theirs.node
+        need = self.report.rss_bytes + DISK_MARGIN
+        if theirs.free_disk < need:
+            raise FerrymanError(
+                f"the destination has {theirs.free_disk >> 20} MiB free for images, the "
+                f"workload needs about {need >> 20} MiB",
+                hint="free disk space in the destination agent's --state-dir")
+        await ch.send(wire.Plan(migration_id=self.id, mode=o.mode, pid=o.pid, lazy=False))
+        answer = await ch.expect((wire.Ready, wire.Refused), o.timeouts.plan)
+        if isinstance(answer, wire.Refused):
+            raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
+        self._phase(S.PLANNED, f"page server on port {answer.page_server_port}")
+        await self._cold(answer.page_server_port)
+
+    async def _cold(self, ps_port: int) -> None:
+        o = self.o
+        assert self.ch is not None
+        c = o.creds
+        self._phase(S.FREEZING, f"dumping PID {o.pid}")
+        self.freeze_at = time.monotonic()
+        try:
+            await self.criu.dump(o.pid, self.workdir,
+                                 page_server=PageServerAddress(o.host, ps_port),
+                                 tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
+                                 on_notify=self._on_notify)
+        except (FerrymanError, OSError) as exc:
+            if self.tracker.phase == S.COMMITTED:
+                log.warning("criu reported an error after the point of no return: %s", exc)
+            else:
+                await self._roll_back(exc)
+                return
+        self._collect_dump_stats()
+        await self._commit()
+
+    async def _on_notify(self, script: str, _pid: int) -> bool:
+        if script != "post-dump":
+            return True
+        assert self.ch is not None
+        self._phase(S.DUMPED)
+        self._phase(S.TRANSFERRING)
+        files = image_files(self.workdir)
+        total = 0
+        for path in files:
+            for msg in file_messages(path):
+                if isinstance(msg, wire.FileChunk):
+                    total += len(msg.data)
+                await self.ch.send(msg)
+        self.report.image_bytes = total
+        self.o.progress("TRANSFERRING", f"{len(files)} image files, {total >> 10} KiB")
+        await self.ch.send(wire.Restore(file_count=len(files), total_bytes=total))
+        self._phase(S.AWAIT_RESTORE)
+        answer = await self.ch.expect((wire.Restored, wire.Failed), self.o.timeouts.restore)
+        if isinstance(answer, wire.Failed):
+            self.report.destination_log_tail = answer.log_tail
+            raise RemoteError(self.report.destination_node or self.ch.peer, answer.code,
+                              f"restore failed: {answer.message}")
+        self.restored = answer
+        self.report.destination_pid = answer.pid
+        self.report.criu["restore"] = dict(answer.stats)
+        self._phase(S.COMMITTED, f"restored as PID {answer.pid} on the destination")
+        return True  # CRIU now destroys the frozen source copy
+
+    async def _commit(self) -> None:
+        assert self.ch is not None
+        await self.ch.send(wire.Commit())
+        done = await self.ch.expect((wire.Committed,), self.o.timeouts.commit)
+        if self.freeze_at is not None:
+            self.report.downtime_ms = (time.monotonic() - self.freeze_at) * 1000
+        self.report.destination_pid = done.pid
+        self.report.result = "committed"
+        self._phase(S.DONE, f"running on {self.report.destination_node} as PID {done.pid}")
+
+    async def _roll_back(self, exc: BaseException) -> None:
+        assert self.tree is not None
+        self._phase(S.RESUMING, str(exc))
+        if self.ch is not None and self.ch.conn.state not in wire.FINAL_STATES:
+            try:
+                await self.ch.send(wire.Abort(reason=str(exc)[:4000]))
+                await self.ch.expect((wire.Aborted,), 10)
+            except FerrymanError as err:
+                log.info("destination did not acknowledge the abort: %s", err)
+        self._collect_dump_stats()
+        if not self.tree.alive():
+            self._phase(S.LOST)
+            self.report.result = "lost"
+            raise FerrymanError(f"workload PID {self.o.pid} did not survive the failed "
+                                f"migration: {exc}") from exc
+        self._phase(S.ROLLED_BACK)
+        self.report.result = "rolled_back"
+        hint = getattr(exc, "hint", None)
+        raise MigrationRolledBack(getattr(exc, "message", str(exc)), hint=hint) from exc
+
+    def _collect_dump_stats(self) -> None:
+        stats = read_stats(self.workdir / DUMP_STATS)
+        if stats:
+            self.report.criu["dump"] = stats
+            self.report.page_bytes = stats.get("pages_written", 0) * 4096
+        for p in self.workdir.glob("*.log"):
+            self.report.logs[p.stem] = str(p)
+
+    def _finish_report(self) -> None:
+        r = self.report
+        r.total_ms = (time.monotonic() - self.t0) * 1000
+        r.bytes_transferred = r.image_bytes + r.page_bytes
+        r.phases = [PhaseTiming(p, (s - self.t0) * 1000, d * 1000)
+                    for p, s, d in self.tracker.durations()]
+        # Images are gone to the destination (or useless after a rollback); logs stay.
+        if self.workdir.exists():
+            for p in self.workdir.iterdir():
+                if p.is_file() and not p.name.endswith(".log") and p.name != DUMP_STATS:
+                    p.unlink()

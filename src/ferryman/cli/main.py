@@ -1,0 +1,64 @@
+"""The ``ferryman`` command: subcommand registry, logging setup and error-to-exit-code mapping.
+
+Each subcommand module exposes ``register(subparsers)``; the parser it adds sets
+``run=<callable(args) -> int>`` as its default. Only the CLI layer prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from ferryman import __version__
+from ferryman.errors import FerrymanError
+
+# Subcommand modules, in the order they appear in --help.
+_COMMANDS = (
+    "ferryman.cli.migrate",
+    "ferryman.cli.serve",
+    "ferryman.cli.pki",
+    "ferryman.cli.plug",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ferryman",
+        description="Live-migrate Linux process trees and containers between machines with CRIU.",
+    )
+    parser.add_argument("--version", action="version", version=f"ferryman {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output on stderr (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # a subcommand still under construction
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        code: int = args.run(args)
+    except FerrymanError as exc:
+        print(f"ferryman: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ferryman: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""``ferryman migrate``: move a process tree to another node."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from ferryman.cli.common import parse_endpoint
+from ferryman.errors import FerrymanError, UsageError
+from ferryman.migration.report import MigrationReport
+
+DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("migrate", help="live-migrate a process tree to another node",
+                       description="Live-migrate the process tree rooted at PID to the agent "
+                                   "at --to. If anything fails before the destination has "
+                                   "restored it, the workload keeps running here.")
+    p.add_argument("pid", type=int, help="root PID of the process tree")
+    p.add_argument("--to", required=True, metavar="IP:PORT", help="the destination agent")
+    p.add_argument("--pki", required=True, type=Path, metavar="DIR", help="cluster PKI directory")
+    p.add_argument("--name", required=True, help="this node's name (its certificate)")
+    p.add_argument("--mode", default="cold", choices=("cold",),
+                   help="migration mode (default: cold)")
+    p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
+    p.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                   help=f"where the source keeps logs (default {DEFAULT_STATE_DIR})")
+    p.add_argument("--criu", default="criu", help="criu binary (default: from PATH)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ferryman.agent.source import SourceMigration, SourceOptions
+    from ferryman.cli.progress import Progress
+    from ferryman.pki import load_node
+
+    if args.pid <= 0:
+        raise UsageError(f"bad PID {args.pid}", hint="give the root PID of the workload")
+    host, port = parse_endpoint(args.to)
+    creds = load_node(args.pki.resolve(), args.name)
+    with Progress(enabled=not args.json) as progress:
+        opts = SourceOptions(pid=args.pid, host=host, port=port, creds=creds,
+                             state_dir=args.state_dir.resolve(), mode=args.mode,
+                             criu_bin=args.criu, progress=progress.update)
+        migration = SourceMigration(opts)
+        error: FerrymanError | None = None
+        try:
+            asyncio.run(migration.run())
+        except FerrymanError as exc:
+            error = exc
+            migration.report.error = exc.one_line()
+    report = migration.report
+    _write_report(report, args.report, migration.workdir / "report.json")
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(summary(report))
+    if error is not None:
+        raise error
+    return 0
+
+
+def _write_report(report: MigrationReport, path: Path | None, default: Path) -> None:
+    text = json.dumps(report.to_json(), indent=2) + "\n"
+    if default.parent.exists():
+        default.write_text(text)
+    if path is not None:
+        path.write_text(text)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def summary(r: MigrationReport) -> str:
+    dump = r.criu.get("dump", {})
+    restore = r.criu.get("restore", {})
+
+    def us(d: dict[str, int], key: str) -> str:
+        return f"{d[key] / 1000:.0f} ms" if key in d else "-"
+
+    lines = [
+        f"migration {r.migration_id}: {r.result.upper()} ({r.mode})",
+        f"  workload     PID {r.source_pid} on {r.source_node} -> "
+        f"PID {r.destination_pid if r.destination_pid is not None else '-'} on "
+        f"{r.destination_node or r.destination}",
+        f"  downtime     {_ms(r.downtime_ms)}    total {_ms(r.total_ms)}",
+        f"  moved        {r.bytes_transferred / 2**20:.1f} MiB (pages {r.page_bytes / 2**20:.1f}"
+        f" MiB, other images {r.image_bytes / 2**10:.0f} KiB; RSS {r.rss_bytes / 2**20:.1f} MiB)",
+        f"  criu         freezing {us(dump, 'freezing_time')}, frozen {us(dump, 'frozen_time')}, "
+        f"memdump {us(dump, 'memdump_time')}, restore {us(restore, 'restore_time')}",
+    ]
+    if r.error:
+        lines.append(f"  error        {r.error}")
+    return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""``ferryman serve``: run the node agent."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from ferryman.cli.common import parse_endpoint
+
+DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the ferryman agent on this node",
+                       description="Run the node agent: receives migrations over mutual TLS.")
+    p.add_argument("--listen", required=True, metavar="IP:PORT", help="address to listen on")
+    p.add_argument("--pki", required=True, type=Path, metavar="DIR", help="cluster PKI directory")
+    p.add_argument("--name", required=True, help="this node's name (its certificate)")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                   help=f"where migrations keep images and logs (default {DEFAULT_STATE_DIR})")
+    p.add_argument("--criu", default="criu", help="criu binary (default: from PATH)")
+    p.add_argument("--test-hide-feature", action="append", default=[], metavar="FEATURE",
+                   help=argparse.SUPPRESS)  # test-only: pretend CRIU lacks FEATURE
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from ferryman.agent.config import AgentConfig
+    from ferryman.agent.server import Agent
+    from ferryman.pki import load_node
+
+    if args.verbose == 0:
+        logging.getLogger().setLevel(logging.INFO)  # an agent logs what it does
+    host, port = parse_endpoint(args.listen)
+    creds = load_node(args.pki.resolve(), args.name)
+    config = AgentConfig(name=args.name, listen_host=host, listen_port=port, creds=creds,
+                         state_dir=args.state_dir.resolve(), criu_bin=args.criu,
+                         hidden_features=frozenset(args.test_hide_feature))
+    asyncio.run(Agent(config).serve())
+    return 0

@@ -1,0 +1,115 @@
+"""CRIU helper daemons run as our children: the page server (cold/pre-copy destination)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from pathlib import Path
+
+from ferryman.criu.client import TlsFiles
+from ferryman.criu.logs import first_error
+from ferryman.errors import CriuError, CriuMissing
+from ferryman.host.prctl import die_with_parent
+
+log = logging.getLogger(__name__)
+
+
+def free_port(address: str) -> int:
+    """An unused TCP port on ``address`` (the kernel's choice)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((address, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def tls_args(tls: TlsFiles | None) -> list[str]:
+    if tls is None:
+        return []
+    return ["--tls", "--tls-cacert", str(tls.cacert), "--tls-cert", str(tls.cert),
+            "--tls-key", str(tls.key)]
+
+
+class CriuDaemon:
+    """A long-running criu subprocess (page-server, lazy-pages) with its log in ``workdir``."""
+
+    def __init__(self, action: str, proc: asyncio.subprocess.Process, log_path: Path) -> None:
+        self.action = action
+        self.proc = proc
+        self.log_path = log_path
+
+    @classmethod
+    async def spawn(cls, criu_bin: str, action: str, args: list[str], log_path: Path
+                    ) -> CriuDaemon:
+        argv = [criu_bin, action, *args, "-o", log_path.name, "-v4"]
+        log.debug("spawn %s", " ".join(argv))
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, cwd=log_path.parent, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                preexec_fn=die_with_parent)  # never outlive the agent
+        except FileNotFoundError as exc:
+            raise CriuMissing(f"{criu_bin} not found") from exc
+        return cls(action, proc, log_path)
+
+    async def wait(self, timeout: float) -> None:
+        """Wait for a clean exit; raises CriuError with the log's reason otherwise."""
+        try:
+            rc = await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError as exc:
+            await self.kill()
+            raise CriuError(self.action, log_path=str(self.log_path),
+                            reason=f"did not finish within {timeout:.0f} s") from exc
+        if rc != 0:
+            raise CriuError(self.action, log_path=str(self.log_path),
+                            reason=first_error(self.log_path) or f"exit status {rc}")
+
+    @property
+    def running(self) -> bool:
+        return self.proc.returncode is None
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+
+
+async def start_page_server(criu_bin: str, images_dir: Path, address: str, port: int,
+                            tls: TlsFiles | None) -> CriuDaemon:
+    """``criu page-server`` receiving one dump's pages into ``images_dir``."""
+    args = ["--images-dir", str(images_dir), "--address", address, "--port", str(port),
+            *tls_args(tls)]
+    if tls is not None:
+        # CRIU's page server checks the *client's* certificate against its own --address;
+        # the CA check stays, the name check would wrongly refuse every source node.
+        args.append("--tls-no-cn-verify")
+    daemon = await CriuDaemon.spawn(criu_bin, "page-server", args, images_dir / "page-server.log")
+    await wait_listening(daemon, address, port)
+    return daemon
+
+
+async def wait_listening(daemon: CriuDaemon, address: str, port: int,
+                         timeout: float = 10.0) -> None:
+    """Poll /proc/net/tcp* until ``port`` listens (connecting would consume the server)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    hexport = f":{port:04X}"
+    while True:
+        if not daemon.running:
+            raise CriuError(daemon.action, log_path=str(daemon.log_path),
+                            reason=first_error(daemon.log_path) or "exited at start")
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            # /proc reads never block; this poll runs a few times at page-server start.
+            with contextlib.suppress(FileNotFoundError), open(table) as fh:  # noqa: ASYNC230
+                for line in fh.readlines()[1:]:
+                    cols = line.split()
+                    if cols[1].endswith(hexport) and cols[3] == "0A":  # LISTEN
+                        return
+        if loop.time() > deadline:
+            await daemon.kill()
+            raise CriuError(daemon.action, log_path=str(daemon.log_path),
+                            reason=f"not listening on {address}:{port} after {timeout:.0f} s")
+        await asyncio.sleep(0.01)

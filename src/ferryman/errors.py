@@ -1,0 +1,172 @@
+"""One exception tree for ferryman.
+
+Every error carries fields, not prose to parse, and a ``hint`` that tells the user what to
+do. OS, CRIU and library errors are translated at the I/O boundaries with ``raise ... from``.
+
+    FerrymanError                      (hint, exit_code)
+    ├── UsageError                     bad command-line input
+    ├── NoSuchProcess                  (pid)
+    ├── CriuError                      (action, errno, log_path, reason)
+    │   ├── CriuMissing                criu not installed / too old
+    │   └── CriuFeatureMissing         (feature)
+    ├── PeerError                      (peer)
+    │   ├── PeerUnreachable            connect refused / timed out
+    │   ├── PeerRejected               TLS handshake / certificate refused
+    │   └── PeerLost                   the control connection broke mid-migration
+    ├── ProtocolError                  malformed or out-of-order control messages
+    │   ├── LocalProtocolError         we broke the protocol (a bug on our side)
+    │   └── RemoteProtocolError        the peer broke it
+    ├── RemoteError                    (peer, code) the peer reported a failure
+    ├── MigrationRolledBack            (reason) the workload runs on the source again
+    ├── WorkloadLost                   (pid, reason) post-copy tail broke: memory is gone
+    ├── PkiError                       (path) certificates/keys missing or invalid
+    └── PowerError                     smart-plug control (see ferryman.power.errors)
+"""
+
+from __future__ import annotations
+
+
+class FerrymanError(Exception):
+    """Root of all ferryman errors. ``hint`` says what the user should do."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """The error as a single line for the terminal: what happened, then what to do."""
+        text = self.message.replace("\n", " ")
+        return f"{text}: {self.hint}" if self.hint else text
+
+
+class UsageError(FerrymanError):
+    exit_code = 2
+
+
+class NoSuchProcess(FerrymanError):
+    exit_code = 3
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(
+            f"no process with PID {pid}",
+            hint="check the PID with 'ps -p PID' on the source node",
+        )
+        self.pid = pid
+
+
+class CriuError(FerrymanError):
+    """CRIU failed. ``reason`` is the first error line of CRIU's log, when there is one."""
+
+    exit_code = 4
+
+    def __init__(
+        self,
+        action: str,
+        *,
+        errno: int | None = None,
+        log_path: str | None = None,
+        reason: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = f" (log: {log_path})" if log_path else ""
+        why = f": {reason}" if reason else ""
+        super().__init__(f"criu {action} failed{why}{where}", hint=hint)
+        self.action = action
+        self.errno = errno
+        self.log_path = log_path
+        self.reason = reason
+
+
+class CriuMissing(CriuError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            "start",
+            reason=detail,
+            hint="install CRIU >= 4.2 with 'sudo scripts/install-criu.sh'",
+        )
+
+
+class CriuFeatureMissing(CriuError):
+    def __init__(self, feature: str, hint: str) -> None:
+        super().__init__("feature-check", reason=f"the kernel lacks {feature}", hint=hint)
+        self.feature = feature
+
+
+class PeerError(FerrymanError):
+    exit_code = 5
+
+    def __init__(self, peer: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.peer = peer
+
+
+class PeerUnreachable(PeerError):
+    pass
+
+
+class PeerRejected(PeerError):
+    pass
+
+
+class PeerLost(PeerError):
+    pass
+
+
+class ProtocolError(FerrymanError):
+    exit_code = 6
+
+
+class LocalProtocolError(ProtocolError):
+    pass
+
+
+class RemoteProtocolError(ProtocolError):
+    pass
+
+
+class RemoteError(FerrymanError):
+    """The peer reported a failure in an ``Error``/``Failed`` message."""
+
+    exit_code = 7
+
+    def __init__(self, peer: str, code: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{peer}: {message}", hint=hint)
+        self.peer = peer
+        self.code = code
+
+
+class MigrationRolledBack(FerrymanError):
+    """The migration failed before the point of no return; the workload runs on the source."""
+
+    exit_code = 8
+
+    def __init__(self, reason: str, *, hint: str | None = None, cause_code: str = "") -> None:
+        super().__init__(f"migration rolled back, workload still runs on the source: {reason}",
+                         hint=hint)
+        self.reason = reason
+        self.cause_code = cause_code
+
+
+class WorkloadLost(FerrymanError):
+    """Post-copy: the destination runs the workload but could not get all of its memory."""
+
+    exit_code = 9
+
+    def __init__(self, pid: int, reason: str) -> None:
+        super().__init__(
+            f"workload (source PID {pid}) LOST during the post-copy page transfer: {reason}",
+            hint="its memory was split between the nodes; restart it from its own state",
+        )
+        self.pid = pid
+        self.reason = reason
+
+
+class PkiError(FerrymanError):
+    exit_code = 10
+
+    def __init__(self, path: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{path}: {message}", hint=hint)
+        self.path = path

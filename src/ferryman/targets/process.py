@@ -1,0 +1,66 @@
+"""The process-tree target: identify, resume and kill a tree of processes by its root PID."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ferryman.host import procfs
+from ferryman.host.procfs import ProcessIdentity
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessTree:
+    root: ProcessIdentity
+    proc: Path = procfs.PROC
+
+    @classmethod
+    def of(cls, pid: int, proc: Path = procfs.PROC) -> ProcessTree:
+        """The tree rooted at ``pid``; raises NoSuchProcess."""
+        return cls(procfs.identity(pid, proc), proc)
+
+    @property
+    def pid(self) -> int:
+        return self.root.pid
+
+    def alive(self) -> bool:
+        return procfs.is_alive(self.root, self.proc)
+
+    def pids(self) -> list[int]:
+        return procfs.tree(self.pid, self.proc) if self.alive() else []
+
+    def rss_bytes(self) -> int:
+        return procfs.tree_rss_bytes(self.pid, self.proc)
+
+    def own_pid_namespace(self) -> bool:
+        """True when the root is the init of a PID namespace of its own."""
+        try:
+            with open(self.proc / str(self.pid) / "status") as fh:
+                for line in fh:
+                    if line.startswith("NSpid:"):
+                        ids = line.split()[1:]
+                        return len(ids) > 1 and ids[-1] == "1"
+        except FileNotFoundError:
+            return False
+        return False
+
+    def resume(self) -> int:
+        """SIGCONT every process of a tree CRIU left stopped; returns how many."""
+        pids = self.pids()
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGCONT)
+        return len(pids)
+
+    def kill(self, timeout: float = 5.0) -> None:
+        """SIGKILL the whole tree (a PID-namespace init ignores SIGTERM) and wait until gone."""
+        for p in reversed(self.pids()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.005)

@@ -1,0 +1,285 @@
+"""The control messages between the SOURCE (controller) and the DESTINATION agent.
+
+Every message is a frozen, slotted dataclass checked on construction: a message object that
+exists is well-formed. Checks raise :class:`~ferryman.errors.LocalProtocolError` (building a bad
+message is our own bug); the decoder turns that into ``RemoteProtocolError`` for input from
+the peer. Which message may be sent when is :mod:`ferryman.wire.states`'s business, not theirs.
+
+Fields are typed exactly: an int field refuses ``bool`` and ``str``; mappings are copied into
+read-only views (so ``Hello`` and ``Restored`` are not hashable). Bytes fields are left out of
+``repr`` so a 4 MiB chunk never lands in a log line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+from ferryman.errors import LocalProtocolError
+from ferryman.wire._checks import (
+    bool_mapping,
+    check_bool,
+    check_bytes,
+    check_file_name,
+    check_int,
+    check_str,
+    check_text_bytes,
+    int_mapping,
+)
+
+__all__ = [
+    "MESSAGE_TYPES",
+    "MODES",
+    "Abort",
+    "Aborted",
+    "Commit",
+    "Committed",
+    "Error",
+    "Failed",
+    "FileChunk",
+    "FileEnd",
+    "Hello",
+    "Message",
+    "PagesComplete",
+    "Plan",
+    "Ready",
+    "Refused",
+    "Restore",
+    "Restored",
+]
+
+MODES: Final = ("cold", "postcopy", "precopy", "hybrid")
+MAX_PROTOCOL_VERSION: Final = 0xFFFF
+MAX_NODE_CHARS: Final = 255
+MAX_CRIU_VERSION_CHARS: Final = 64
+MAX_CPUINFO_BYTES: Final = 1 << 20
+MAX_CHUNK_BYTES: Final = 4 << 20
+MAX_TEXT_CHARS: Final = 4096
+MAX_LOG_TAIL_BYTES: Final = 64 << 10
+PID_MAX: Final = 1 << 22  # PID_MAX_LIMIT on 64-bit Linux
+PORT_MAX: Final = 0xFFFF
+CODE_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+MIGRATION_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
+
+
+class Message:
+    """Base class of the control messages. Don't subclass the concrete messages."""
+
+    __slots__ = ()
+
+
+def _code(owner: str, value: object) -> None:
+    check_str(owner, "code", value, max_chars=64, pattern=CODE_RE)
+
+
+def _text(owner: str, name: str, value: object) -> None:
+    check_str(owner, name, value, max_chars=MAX_TEXT_CHARS)
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(Message):
+    """Versions and capabilities. The SOURCE sends it first, the DESTINATION answers in kind.
+
+    ``features`` is CRIU's feature check (name -> present); ``cpuinfo`` is CRIU's
+    ``CPUINFO_DUMP`` image; ``free_memory``/``free_disk`` are in bytes.
+    """
+
+    protocol_version: int
+    node: str
+    criu_version: str
+    features: Mapping[str, bool]
+    cpuinfo: bytes = field(repr=False)
+    free_memory: int
+    free_disk: int
+
+    def __post_init__(self) -> None:
+        check_int("Hello", "protocol_version", self.protocol_version, lo=1,
+                  hi=MAX_PROTOCOL_VERSION)
+        check_str("Hello", "node", self.node, min_chars=1, max_chars=MAX_NODE_CHARS)
+        check_str("Hello", "criu_version", self.criu_version, max_chars=MAX_CRIU_VERSION_CHARS)
+        object.__setattr__(self, "features", bool_mapping("Hello", "features", self.features))
+        check_bytes("Hello", "cpuinfo", self.cpuinfo, max_len=MAX_CPUINFO_BYTES)
+        check_int("Hello", "free_memory", self.free_memory)
+        check_int("Hello", "free_disk", self.free_disk)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan(Message):
+    """SOURCE: what will move and how. ``lazy`` means the restore fetches pages on demand.
+
+    ``cold`` and ``precopy`` are never lazy, ``postcopy`` always is, ``hybrid`` may be either.
+    """
+
+    migration_id: str
+    mode: str
+    pid: int
+    lazy: bool
+
+    def __post_init__(self) -> None:
+        check_str("Plan", "migration_id", self.migration_id, max_chars=64,
+                  pattern=MIGRATION_ID_RE)
+        check_str("Plan", "mode", self.mode, max_chars=16)
+        if self.mode not in MODES:
+            raise LocalProtocolError(f"Plan.mode must be one of {MODES}, got {self.mode!r}")
+        check_int("Plan", "pid", self.pid, lo=1, hi=PID_MAX)
+        check_bool("Plan", "lazy", self.lazy)
+        if self.mode in ("cold", "precopy") and self.lazy:
+            raise LocalProtocolError(f"Plan.lazy must be False in {self.mode} mode")
+        if self.mode == "postcopy" and not self.lazy:
+            raise LocalProtocolError("Plan.lazy must be True in postcopy mode")
+
+
+@dataclass(frozen=True, slots=True)
+class Ready(Message):
+    """DESTINATION accepts the plan. ``page_server_port`` 0 means no page server."""
+
+    page_server_port: int
+
+    def __post_init__(self) -> None:
+        check_int("Ready", "page_server_port", self.page_server_port, hi=PORT_MAX)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused(Message):
+    """DESTINATION declines the plan; the conversation is over and nothing was frozen."""
+
+    code: str
+    message: str
+
+    def __post_init__(self) -> None:
+        _code("Refused", self.code)
+        _text("Refused", "message", self.message)
+
+
+@dataclass(frozen=True, slots=True)
+class FileChunk(Message):
+    """SOURCE: ``data`` goes at ``offset`` of image file ``name``. Files may interleave."""
+
+    name: str
+    offset: int
+    data: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        check_file_name("FileChunk", "name", self.name)
+        check_int("FileChunk", "offset", self.offset)
+        check_bytes("FileChunk", "data", self.data, max_len=MAX_CHUNK_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class FileEnd(Message):
+    """SOURCE: image file ``name`` is complete; its ``size`` and SHA-256 (lowercase hex)."""
+
+    name: str
+    size: int
+    sha256: str
+
+    def __post_init__(self) -> None:
+        check_file_name("FileEnd", "name", self.name)
+        check_int("FileEnd", "size", self.size)
+        check_str("FileEnd", "sha256", self.sha256, max_chars=64, pattern=SHA256_RE)
+
+
+@dataclass(frozen=True, slots=True)
+class Restore(Message):
+    """SOURCE: all images are sent (``file_count`` files, ``total_bytes``); restore now."""
+
+    file_count: int
+    total_bytes: int
+
+    def __post_init__(self) -> None:
+        check_int("Restore", "file_count", self.file_count)
+        check_int("Restore", "total_bytes", self.total_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Restored(Message):
+    """DESTINATION: the tree is restored and left stopped as ``pid``; CRIU's ``stats``."""
+
+    pid: int
+    stats: Mapping[str, int]
+
+    def __post_init__(self) -> None:
+        check_int("Restored", "pid", self.pid, lo=1, hi=PID_MAX)
+        object.__setattr__(self, "stats", int_mapping("Restored", "stats", self.stats))
+
+
+@dataclass(frozen=True, slots=True)
+class Failed(Message):
+    """DESTINATION: the restore failed and was cleaned up; ``log_tail`` is CRIU's log end."""
+
+    code: str
+    message: str
+    log_tail: str
+
+    def __post_init__(self) -> None:
+        _code("Failed", self.code)
+        _text("Failed", "message", self.message)
+        check_text_bytes("Failed", "log_tail", self.log_tail, max_bytes=MAX_LOG_TAIL_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Commit(Message):
+    """SOURCE: point of no return passed, its copy is destroyed; resume the workload."""
+
+
+@dataclass(frozen=True, slots=True)
+class Abort(Message):
+    """SOURCE: roll back; the destination kills what it restored and deletes its images."""
+
+    reason: str
+
+    def __post_init__(self) -> None:
+        _text("Abort", "reason", self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Committed(Message):
+    """DESTINATION: the workload runs here as ``pid``."""
+
+    pid: int
+
+    def __post_init__(self) -> None:
+        check_int("Committed", "pid", self.pid, lo=1, hi=PID_MAX)
+
+
+@dataclass(frozen=True, slots=True)
+class Aborted(Message):
+    """DESTINATION: the rollback is done; nothing of the workload is left here."""
+
+
+@dataclass(frozen=True, slots=True)
+class PagesComplete(Message):
+    """DESTINATION, post-copy only: every page has arrived; the source may exit."""
+
+    pages: int
+    bytes: int
+    elapsed_ms: int
+
+    def __post_init__(self) -> None:
+        check_int("PagesComplete", "pages", self.pages)
+        check_int("PagesComplete", "bytes", self.bytes)
+        check_int("PagesComplete", "elapsed_ms", self.elapsed_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Error(Message):
+    """Either side, any time before the end: the conversation is over, for ``code``."""
+
+    code: str
+    message: str
+
+    def __post_init__(self) -> None:
+        _code("Error", self.code)
+        _text("Error", "message", self.message)
+
+
+MESSAGE_TYPES: Final[Mapping[str, type[Message]]] = MappingProxyType({
+    cls.__name__: cls
+    for cls in (Hello, Plan, Ready, Refused, FileChunk, FileEnd, Restore, Restored, Failed,
+                Commit, Abort, Committed, Aborted, PagesComplete, Error)
+})
+"""Every message class by its wire name (the ``type`` in the frame header)."""

@@ -1,0 +1,174 @@
+"""The legal order of control messages, as a table.
+
+One conversation state is shared by both ends: each :class:`~ferryman.wire.Connection`
+applies the same :data:`TRANSITIONS` to what it sends and to what it receives. A
+``(state, sender, message type)`` that is not in the table is illegal.
+
+Happy path (cold; ``*`` = SOURCE sends, ``<`` = DESTINATION sends)::
+
+    IDLE *Hello HELLO_SENT <Hello GREETED *Plan PLANNED <Ready READY
+    READY|TRANSFERRING *FileChunk|*FileEnd TRANSFERRING      (files may interleave)
+    READY|TRANSFERRING *Restore RESTORING <Restored RESTORED *Commit COMMITTING <Committed DONE
+
+When the Plan said ``lazy=True``, ``Committed`` leads to FETCHING instead (see
+:data:`LAZY_TRANSITIONS`, the one guard), and ``<PagesComplete`` then leads to DONE.
+
+Endings: ``<Refused`` in PLANNED -> CLOSED. ``*Abort`` in GREETED, READY, TRANSFERRING,
+RESTORING, RESTORED or FAILED -> ABORTING, then ``<Aborted`` -> CLOSED. ``Error`` from either
+side in any non-final state -> ERROR. DONE, CLOSED and ERROR are final: nothing more may be
+sent or received, and end of file is clean.
+
+Races, thought through:
+
+* **Abort vs. the restore result.** An Abort sent in RESTORING can cross the destination's
+  Restored or Failed. So Abort from RESTORING leads to ABORTING_RESTORE, which absorbs one
+  Restored or Failed (-> ABORTING) before the Aborted. The destination's own view is plain:
+  it sent Restored (RESTORED), then received Abort (RESTORED -> ABORTING) and answers Aborted.
+  (A destination that reads the Abort while still restoring just answers Aborted; sending
+  its result first is allowed and harmless.) In every other abortable state the destination
+  owes nothing, so nothing can cross.
+* **No Abort in PLANNED.** It would cross Refused, after which the destination is CLOSED and
+  would see an Abort in a final state. The destination answers a Plan at once: wait for Ready
+  and abort from READY, or send Error.
+* **No Abort from COMMITTING on** (:data:`POINT_OF_NO_RETURN`): the source has already
+  destroyed its copy when it sends Commit.
+* **Error crossing a message.** Error ends the conversation for its sender at once; the sender
+  closes the transport and reads no further. Whatever the peer sent meanwhile is not read (if
+  it is, it is a message in a final state: RemoteProtocolError, and nothing is lost by it).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
+from ferryman.wire.messages import (
+    Abort,
+    Aborted,
+    Commit,
+    Committed,
+    Error,
+    Failed,
+    FileChunk,
+    FileEnd,
+    Hello,
+    Message,
+    PagesComplete,
+    Plan,
+    Ready,
+    Refused,
+    Restore,
+    Restored,
+)
+
+__all__ = [
+    "ABORTABLE_STATES",
+    "FINAL_STATES",
+    "LAZY_TRANSITIONS",
+    "POINT_OF_NO_RETURN",
+    "TRANSITIONS",
+    "Role",
+    "State",
+    "next_state",
+]
+
+
+class Role(enum.Enum):
+    """Who sends: the SOURCE (runs ``ferryman migrate``, the client) or the DESTINATION agent."""
+
+    SOURCE = "source"
+    DESTINATION = "destination"
+
+    @property
+    def peer(self) -> Role:
+        return Role.DESTINATION if self is Role.SOURCE else Role.SOURCE
+
+
+class State(enum.Enum):
+    """Where the conversation is."""
+
+    IDLE = "IDLE"
+    HELLO_SENT = "HELLO_SENT"
+    GREETED = "GREETED"
+    PLANNED = "PLANNED"
+    READY = "READY"
+    TRANSFERRING = "TRANSFERRING"
+    RESTORING = "RESTORING"
+    RESTORED = "RESTORED"
+    FAILED = "FAILED"
+    COMMITTING = "COMMITTING"
+    FETCHING = "FETCHING"
+    ABORTING = "ABORTING"
+    ABORTING_RESTORE = "ABORTING_RESTORE"
+    DONE = "DONE"
+    CLOSED = "CLOSED"
+    ERROR = "ERROR"
+
+
+FINAL_STATES: Final[frozenset[State]] = frozenset({State.DONE, State.CLOSED, State.ERROR})
+"""The conversation is over: DONE (migrated), CLOSED (refused or aborted), ERROR."""
+
+POINT_OF_NO_RETURN: Final[State] = State.COMMITTING
+"""Entered when the source sends Commit, its own copy destroyed: no Abort from here on."""
+
+ABORTABLE_STATES: Final[frozenset[State]] = frozenset(
+    {State.GREETED, State.READY, State.TRANSFERRING, State.RESTORING, State.RESTORED,
+     State.FAILED}
+)
+"""States in which the SOURCE may send Abort."""
+
+_S: Final = Role.SOURCE
+_D: Final = Role.DESTINATION
+
+Key = tuple[State, Role, type[Message]]
+
+TRANSITIONS: Final[Mapping[Key, State]] = MappingProxyType({
+    (State.IDLE, _S, Hello): State.HELLO_SENT,
+    (State.HELLO_SENT, _D, Hello): State.GREETED,
+    (State.GREETED, _S, Plan): State.PLANNED,
+    (State.PLANNED, _D, Ready): State.READY,
+    (State.PLANNED, _D, Refused): State.CLOSED,
+    (State.READY, _S, FileChunk): State.TRANSFERRING,
+    (State.READY, _S, FileEnd): State.TRANSFERRING,
+    (State.READY, _S, Restore): State.RESTORING,
+    (State.TRANSFERRING, _S, FileChunk): State.TRANSFERRING,
+    (State.TRANSFERRING, _S, FileEnd): State.TRANSFERRING,
+    (State.TRANSFERRING, _S, Restore): State.RESTORING,
+    (State.RESTORING, _D, Restored): State.RESTORED,
+    (State.RESTORING, _D, Failed): State.FAILED,
+    (State.RESTORED, _S, Commit): State.COMMITTING,
+    (State.COMMITTING, _D, Committed): State.DONE,
+    (State.FETCHING, _D, PagesComplete): State.DONE,
+    **{
+        (state, _S, Abort): (
+            State.ABORTING_RESTORE if state is State.RESTORING else State.ABORTING
+        )
+        for state in ABORTABLE_STATES
+    },
+    (State.ABORTING_RESTORE, _D, Restored): State.ABORTING,  # crossed the Abort
+    (State.ABORTING_RESTORE, _D, Failed): State.ABORTING,  # crossed the Abort
+    (State.ABORTING_RESTORE, _D, Aborted): State.CLOSED,
+    (State.ABORTING, _D, Aborted): State.CLOSED,
+    **{
+        (state, role, Error): State.ERROR
+        for state in State
+        if state not in FINAL_STATES
+        for role in Role
+    },
+})
+"""``(state, sender, message type) -> next state``: every legal step of a conversation."""
+
+LAZY_TRANSITIONS: Final[Mapping[Key, State]] = MappingProxyType({
+    (State.COMMITTING, _D, Committed): State.FETCHING,
+})
+"""Overrides of :data:`TRANSITIONS` that apply when the Plan said ``lazy=True``."""
+
+
+def next_state(state: State, sender: Role, msg_type: type[Message], *, lazy: bool) -> State | None:
+    """Where ``sender`` sending a ``msg_type`` in ``state`` leads, or ``None`` if illegal."""
+    key = (state, sender, msg_type)
+    if lazy and key in LAZY_TRANSITIONS:
+        return LAZY_TRANSITIONS[key]
+    return TRANSITIONS.get(key)

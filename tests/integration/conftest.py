@@ -1,0 +1,165 @@
+"""Fixtures for integration tests: namespace nodes, a cluster PKI, real agents, workloads.
+
+Everything here is real: network namespaces, TLS agents started as processes, the real criu.
+Fixtures always clean up processes and namespaces, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.support.netns import Node, Topology
+from tests.support.workloads import Workload, start_workload
+
+PY = sys.executable
+AGENT_PORT = 7070
+Report = dict[str, object]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def _require(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is not installed: run 'make setup' (scripts/install-criu.sh)")
+
+
+@pytest.fixture(scope="session")
+def criu_bin() -> str:
+    _require("criu")
+    if os.geteuid() != 0:
+        pytest.fail("integration tests need root (CRIU, network namespaces)")
+    return shutil.which("criu") or "criu"
+
+
+@pytest.fixture(scope="session")
+def topology(criu_bin: str) -> Iterator[Topology]:
+    topo = Topology(("a", "b", "c"))
+    try:
+        yield topo
+    finally:
+        topo.close()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory, topology: Topology) -> Path:
+    d = tmp_path_factory.mktemp("pki")
+    run_cli("pki", "init", str(d))
+    for n in ("a", "b", "c"):
+        run_cli("pki", "issue", n, "--pki", str(d), "--ip", topology[n].ip)
+    return d
+
+
+@pytest.fixture(scope="session")
+def rogue_pki(tmp_path_factory: pytest.TempPathFactory, topology: Topology) -> Path:
+    """A second, unrelated CA whose certificates the cluster must refuse."""
+    d = tmp_path_factory.mktemp("rogue-pki")
+    run_cli("pki", "init", str(d))
+    run_cli("pki", "issue", "a", "--pki", str(d), "--ip", topology["a"].ip)
+    return d
+
+
+def run_cli(*args: str, node: Node | None = None, timeout: float = 300
+            ) -> subprocess.CompletedProcess[str]:
+    argv = [PY, "-m", "ferryman", *args]
+    if node is not None:
+        argv = node.argv(*argv)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@dataclass
+class Agent:
+    node: Node
+    proc: subprocess.Popen[bytes]
+    state_dir: Path
+    log_path: Path
+    port: int = AGENT_PORT
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.node.ip}:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def migration_dirs(self) -> list[Path]:
+        root = self.state_dir / "migrations"
+        return sorted(root.iterdir()) if root.exists() else []
+
+
+@dataclass
+class Cluster:
+    topology: Topology
+    pki: Path
+    base: Path
+    hidden_dir: Path  # exists on the host (node A) but is an empty tmpfs for node B's agent
+    agents: list[Agent] = field(default_factory=list)
+
+    def start_agent(self, name: str, *extra: str, hide_dir: bool = False) -> Agent:
+        node = self.topology[name]
+        state = self.base / f"state-{name}"
+        state.mkdir(exist_ok=True)
+        log_path = self.base / f"agent-{name}.log"
+        cmd = [PY, "-m", "ferryman", "-v", "serve", "--listen", f"{node.ip}:{AGENT_PORT}",
+               "--pki", str(self.pki), "--name", name, "--state-dir", str(state), *extra]
+        if hide_dir:
+            # A private mount namespace in which hidden_dir is empty: files there "do not
+            # exist" on this node, as on a real second machine.
+            cmd = ["unshare", "-m", "--propagation", "slave", "sh", "-c",
+                   f'mount -t tmpfs tmpfs "{self.hidden_dir}" && exec "$@"', "sh", *cmd]
+        with log_path.open("ab") as logf:
+            proc = node.popen(*cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+        node.wait_listening(AGENT_PORT, proc=proc)
+        agent = Agent(node, proc, state, log_path)
+        self.agents.append(agent)
+        return agent
+
+    def migrate(self, pid: int, dest: Agent, *extra: str, name: str = "a",
+                pki: Path | None = None) -> tuple[subprocess.CompletedProcess[str], Report]:
+        report = self.base / f"report-{pid}.json"
+        res = run_cli("migrate", str(pid), "--to", dest.endpoint, "--pki", str(pki or self.pki),
+                      "--name", name, "--state-dir", str(self.base / f"state-src-{name}"),
+                      "--report", str(report), *extra, node=self.topology[name])
+        data = json.loads(report.read_text()) if report.exists() else {}
+        return res, data
+
+    def workload(self, node: str = "a", **kw: object) -> Workload:
+        status = self.base / f"status-{len(os.listdir(self.base))}.json"
+        return start_workload(self.topology[node], status, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def cluster(topology: Topology, pki: Path, tmp_path: Path) -> Iterator[Cluster]:
+    hidden = tmp_path / "only-on-a"
+    hidden.mkdir()
+    c = Cluster(topology, pki, tmp_path, hidden)
+    try:
+        yield c
+    finally:
+        for a in c.agents:
+            if a.proc.poll() is None:
+                a.proc.terminate()
+                try:
+                    a.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    a.proc.kill()
+                    a.proc.wait()
+        for n in topology.nodes.values():
+            n.stop_all()

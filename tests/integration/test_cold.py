@@ -1,0 +1,228 @@
+"""Cold migration between two namespace nodes, with real agents and the real criu."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Cluster
+from tests.support.workloads import alive, children, ns_pid, start_time
+
+EXIT_ROLLED_BACK = 8
+EXIT_PEER = 5
+
+
+def one_error_line(stderr: str) -> bool:
+    """The error is exactly one line, and the last one (progress lines may come before)."""
+    lines = stderr.strip().splitlines()
+    return sum(ln.startswith("ferryman: error:") for ln in lines) == 1 and \
+        lines[-1].startswith("ferryman: error:")
+
+
+def criu_children(pid: int) -> list[int]:
+    """criu processes below ``pid`` (an agent's page servers, swrk sessions)."""
+    out = []
+    todo = [pid]
+    while todo:
+        for c in children(todo.pop()):
+            todo.append(c)
+            try:
+                if Path(f"/proc/{c}/comm").read_text().strip() == "criu":
+                    out.append(c)
+            except FileNotFoundError:
+                pass
+    return out
+
+
+def test_cold_migration_moves_256mib_with_memory_intact(cluster: Cluster) -> None:
+    cluster.start_agent("a")
+    b = cluster.start_agent("b", hide_dir=True)
+    w = cluster.workload(mib=256, seed="cold-256")
+    new_pid = None
+    try:
+        res, report = cluster.migrate(w.pid, b)
+        assert res.returncode == 0, res.stderr + res.stdout
+        assert report["result"] == "committed"
+        assert report["mode"] == "cold"
+        new_pid = report["destination_pid"]
+        assert isinstance(new_pid, int)
+        assert not alive(w.pid), "the workload must be gone from the source"
+        assert alive(new_pid)
+        st = w.status(new_pid)
+        assert st["bad_pages"] == 0
+        assert st["pages"] == 256 * 256
+        # It keeps running on B: its heartbeat advances.
+        beats = int(st["beats"])  # type: ignore[call-overload]
+        time.sleep(0.3)
+        assert int(w.status(new_pid)["beats"]) > beats  # type: ignore[call-overload]
+        # The report carries what a user needs.
+        for key in ("downtime_ms", "total_ms", "bytes_transferred", "source_pid", "criu"):
+            assert key in report
+        assert report["bytes_transferred"] >= 256 << 20  # type: ignore[operator]
+        assert "frozen_time" in report["criu"]["dump"]  # type: ignore[index]
+        assert "restore_time" in report["criu"]["restore"]  # type: ignore[index]
+        assert "COMMITTED" in res.stdout
+        # B keeps only logs and the outcome of a committed migration, no images.
+        (mig,) = b.migration_dirs()
+        assert {p.name for p in mig.iterdir() if not p.name.endswith(".log")} == {"outcome"}
+    finally:
+        w.kill(new_pid)
+
+
+def test_restore_failure_on_destination_rolls_back(cluster: Cluster) -> None:
+    b = cluster.start_agent("b", hide_dir=True)
+    held = cluster.hidden_dir / "data.txt"
+    held.write_text("only on node A\n")
+    w = cluster.workload(mib=64, seed="rollback", hold_file=str(held))
+    ident = start_time(w.pid)
+    try:
+        res, report = cluster.migrate(w.pid, b)
+        assert res.returncode == EXIT_ROLLED_BACK, res.stderr
+        assert "rolled back" in res.stderr
+        assert "workload still runs on the source" in res.stderr
+        assert one_error_line(res.stderr)
+        assert report["result"] == "rolled_back"
+        assert alive(w.pid)
+        assert start_time(w.pid) == ident
+        st = w.status()
+        assert st["bad_pages"] == 0
+        assert b.migration_dirs() == []
+        assert criu_children(b.proc.pid) == []
+        assert report["destination_log_tail"], "B's restore log excerpt is kept in the report"
+    finally:
+        w.kill()
+
+
+def test_destination_killed_mid_transfer_rolls_back(cluster: Cluster) -> None:
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=512, seed="kill-b")
+    killed = threading.Event()
+
+    def kill_b_when_pages_flow() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for d in b.migration_dirs():
+                pages = list(d.glob("pages-*.img"))
+                if pages and pages[0].stat().st_size > 16 << 20:
+                    b.kill()
+                    killed.set()
+                    return
+            time.sleep(0.002)
+
+    t = threading.Thread(target=kill_b_when_pages_flow, daemon=True)
+    t.start()
+    try:
+        res, report = cluster.migrate(w.pid, b)
+        t.join(5)
+        assert killed.is_set(), "the agent was not killed during the transfer"
+        assert res.returncode in (EXIT_ROLLED_BACK,), res.stderr
+        assert report["result"] == "rolled_back"
+        assert alive(w.pid)
+        assert w.status()["bad_pages"] == 0
+        # Nothing of the agent remains running; a restarted agent removes the partial images.
+        time.sleep(0.2)
+        assert subprocess.run(["pgrep", "-f", str(b.state_dir)], check=False,
+                              capture_output=True).stdout == b""
+        b2 = cluster.start_agent("b")
+        assert b2.migration_dirs() == []
+        assert "removed the images of interrupted migration" in b2.log()
+    finally:
+        w.kill()
+
+
+def test_client_with_foreign_certificate_is_refused_and_nothing_frozen(
+        cluster: Cluster, rogue_pki: Path) -> None:
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=16, seed="rogue")
+    try:
+        w.reset_gap()
+        res, _ = cluster.migrate(w.pid, b, pki=rogue_pki)
+        assert res.returncode == EXIT_PEER, res.stderr
+        assert "certificate" in res.stderr.lower() or "tls" in res.stderr.lower()
+        assert one_error_line(res.stderr)
+        st = w.status()
+        assert st["bad_pages"] == 0
+        assert float(st["max_gap_ms"]) < 100, "the workload must never have been frozen"  # type: ignore[arg-type]
+        assert b.migration_dirs() == []
+    finally:
+        w.kill()
+
+
+def test_unknown_pid_is_a_one_line_error(cluster: Cluster) -> None:
+    b = cluster.start_agent("b")
+    res, _ = cluster.migrate(4_000_000, b)
+    assert res.returncode == 3
+    assert res.stderr.strip() == ("ferryman: error: no process with PID 4000000: check the PID "
+                                  "with 'ps -p PID' on the source node")
+
+
+def test_unreachable_destination_is_a_one_line_error(cluster: Cluster) -> None:
+    cluster.start_agent("b")
+    w = cluster.workload(mib=16, seed="unreach")
+    try:
+        res = subprocess.run(
+            cluster.topology["a"].argv(
+                *__import__("sys").executable.split(), "-m", "ferryman", "migrate",
+                str(w.pid), "--to", f"{cluster.topology['c'].ip}:7070", "--pki",
+                str(cluster.pki), "--name", "a", "--state-dir", str(cluster.base / "s")),
+            capture_output=True, text=True, timeout=60, check=False)
+        assert res.returncode == EXIT_PEER
+        assert "cannot reach the agent" in res.stderr
+        assert alive(w.pid)
+    finally:
+        w.kill()
+
+
+def test_process_tree_with_pipe_migrates_whole(cluster: Cluster) -> None:
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=64, seed="tree", children_=3)
+    new_pid = None
+    try:
+        deadline = time.monotonic() + 30
+        while len(children(w.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        old_kids = children(w.pid)
+        assert len(old_kids) == 3
+        time.sleep(0.5)  # let the pipe carry some numbers
+        res, report = cluster.migrate(w.pid, b)
+        assert res.returncode == 0, res.stderr
+        new_pid = report["destination_pid"]
+        assert isinstance(new_pid, int)
+        kids = sorted(children(new_pid))
+        assert len(kids) == 3
+        assert not any(alive(p) for p in [w.pid, *old_kids])
+        assert w.status(new_pid)["bad_pages"] == 0
+        # Children were forked in order: child i is PID i+1 in the workload's namespace,
+        # and CRIU restores the namespace PIDs exactly.
+        by_role = {ns_pid(k) - 1: k for k in kids}
+        assert sorted(by_role) == [1, 2, 3]
+        for i, kid in by_role.items():
+            st = w.status(kid, path=Path(f"{w.status_path}.child{i}"))
+            assert st["bad_pages"] == 0
+        reader = w.status(by_role[2], path=Path(f"{w.status_path}.child2"))
+        assert reader["pipe_bad"] == 0
+        assert int(reader["received"]) > 0  # type: ignore[call-overload]
+        time.sleep(0.2)
+        again = w.status(by_role[2], path=Path(f"{w.status_path}.child2"))
+        assert int(again["received"]) > int(reader["received"])  # type: ignore[call-overload]
+    finally:
+        w.kill(new_pid)
+
+
+@pytest.mark.parametrize("mib", [1024])
+def test_cold_migration_of_1gib(cluster: Cluster, mib: int) -> None:
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=mib, seed="cold-1g")
+    new_pid = None
+    try:
+        res, report = cluster.migrate(w.pid, b)
+        assert res.returncode == 0, res.stderr
+        new_pid = report["destination_pid"]
+        assert isinstance(new_pid, int)
+        assert w.status(new_pid)["bad_pages"] == 0
+    finally:
+        w.kill(new_pid)

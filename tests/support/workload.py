@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""A migration test workload: memory with a verifiable pattern, a heartbeat, optional dirtying.
+
+Standalone (no ferryman imports) so it runs under any python3. Every page of its buffer holds
+an 8-byte sequence number followed by a pattern derived from --seed; the workload keeps the
+sequence numbers it wrote in a separate array, so after a migration it can check every page
+against its own bookkeeping (a lost, stale or zeroed page is found).
+
+Signals: SIGUSR1 -> verify memory and write a JSON status file; SIGUSR2 -> reset the
+longest heartbeat gap. The status file is replaced atomically.
+
+With --children 3 the process forks three children: child 1 writes a counter into a pipe,
+child 2 reads it and checks it is gapless, child 3 just holds memory. Each writes its own
+status file (STATUS.child1, ...) on SIGUSR1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import struct
+import sys
+import time
+
+PAGE = 4096
+_flags = {"status": False, "reset": False}
+
+
+def _on_usr1(_sig: int, _frm: object) -> None:
+    _flags["status"] = True
+
+
+def _on_usr2(_sig: int, _frm: object) -> None:
+    _flags["reset"] = True
+
+
+def page_pattern(seed: str) -> bytes:
+    block = hashlib.sha256(seed.encode()).digest()
+    return (block * (PAGE // len(block) + 1))[: PAGE - 8]
+
+
+class Memory:
+    def __init__(self, mib: int, seed: str) -> None:
+        self.pages = mib * 256
+        tail = page_pattern(seed)
+        self.buf = bytearray((b"\0" * 8 + tail) * self.pages)
+        self.seq = array.array("Q", bytes(8 * self.pages))
+        self.tail = tail
+        self.next_page = 0
+        self.writes = 0
+
+    def dirty(self, n: int) -> None:
+        buf, seq = self.buf, self.seq
+        for _ in range(n):
+            p = self.next_page
+            self.writes += 1
+            struct.pack_into("<Q", buf, p * PAGE, self.writes)
+            seq[p] = self.writes
+            self.next_page = (p * 7919 + 1) % self.pages if self.pages > 1 else 0
+
+    def verify(self) -> int:
+        """Number of pages that differ from the bookkeeping."""
+        bad = 0
+        view = memoryview(self.buf)
+        tail = self.tail
+        for p in range(self.pages):
+            off = p * PAGE
+            seq_ok = struct.unpack_from("<Q", view, off)[0] == self.seq[p]
+            if not seq_ok or view[off + 8 : off + PAGE] != tail:
+                bad += 1
+        return bad
+
+
+def write_status(path: str, status: dict[str, object]) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(status, fh)
+    os.replace(tmp, path)
+
+
+def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
+        pipe_w: int | None = None, pipe_r: int | None = None) -> None:
+    interval = args.heartbeat_ms / 1000.0
+    rate = args.dirty_rate
+    last = time.monotonic()
+    max_gap = 0.0
+    beats = 0
+    carry = 0.0
+    sent = received = 0
+    pipe_bad = 0
+    rbuf = b""
+    if pipe_r is not None:
+        os.set_blocking(pipe_r, False)
+
+    def status(phase: str) -> dict[str, object]:
+        return {"role": role, "phase": phase, "pid": os.getpid(), "beats": beats,
+                "max_gap_ms": round(max_gap * 1000, 3), "pages": mem.pages,
+                "writes": mem.writes, "sent": sent, "received": received, "pipe_bad": pipe_bad,
+                "time": time.time()}
+
+    st = status("ready")
+    st["bad_pages"] = mem.verify()
+    write_status(status_path, st)
+    while True:
+        time.sleep(interval)
+        now = time.monotonic()
+        gap = now - last
+        last = now
+        beats += 1
+        max_gap = max(max_gap, gap)
+        if rate:
+            carry += rate * gap
+            n = int(carry)
+            carry -= n
+            mem.dirty(n)
+        if pipe_w is not None:
+            sent += 1
+            os.write(pipe_w, struct.pack("<Q", sent))
+        if pipe_r is not None:
+            with contextlib.suppress(BlockingIOError):
+                rbuf += os.read(pipe_r, 65536)
+            while len(rbuf) >= 8:
+                (v,) = struct.unpack_from("<Q", rbuf)
+                rbuf = rbuf[8:]
+                received += 1
+                if v != received:
+                    pipe_bad += 1
+                    received = v
+        if _flags["reset"]:
+            _flags["reset"] = False
+            max_gap = 0.0
+        if _flags["status"]:
+            _flags["status"] = False
+            st = status("running")
+            st["bad_pages"] = mem.verify()
+            write_status(status_path, st)
+            last = time.monotonic()  # verification time is not a migration gap
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mib", type=int, default=64)
+    ap.add_argument("--seed", default="ferryman")
+    ap.add_argument("--status", required=True)
+    ap.add_argument("--heartbeat-ms", type=float, default=1.0)
+    ap.add_argument("--dirty-rate", type=float, default=0.0, help="pages per second")
+    ap.add_argument("--children", type=int, default=0, choices=(0, 3))
+    ap.add_argument("--hold-file", help="keep this file open (restore needs it to exist)")
+    args = ap.parse_args()
+    held = open(args.hold_file) if args.hold_file else None  # noqa: SIM115
+    signal.signal(signal.SIGUSR1, _on_usr1)
+    signal.signal(signal.SIGUSR2, _on_usr2)
+    if args.children:
+        r, w = os.pipe()
+        kids = []
+        for i in (1, 2, 3):
+            pid = os.fork()
+            if pid == 0:
+                mem = Memory(max(1, args.mib // 4), f"{args.seed}/child{i}")
+                if i == 1:
+                    os.close(r)
+                    run(args, f"child{i}", f"{args.status}.child{i}", mem, pipe_w=w)
+                elif i == 2:
+                    os.close(w)
+                    run(args, f"child{i}", f"{args.status}.child{i}", mem, pipe_r=r)
+                else:
+                    os.close(r)
+                    os.close(w)
+                    run(args, f"child{i}", f"{args.status}.child{i}", mem)
+                os._exit(0)
+            kids.append(pid)
+        os.close(r)
+        os.close(w)
+    run(args, "main", args.status, Memory(args.mib, args.seed))
+    if held is not None:
+        held.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Start and inspect the test workload (tests/support/workload.py) as a real process tree."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.netns import Node
+
+WORKLOAD = Path(__file__).with_name("workload.py")
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(FileNotFoundError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError):
+                text = Path(f"/proc/{pid}/task/{tid}/children").read_text()
+                out += [int(c) for c in text.split()]
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def ns_pid(pid: int) -> int:
+    """``pid`` as its own (innermost) PID namespace sees it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    raise LookupError(pid)
+
+
+def start_time(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[19])
+
+
+@dataclass
+class Workload:
+    pid: int  # host-view PID of the workload's root (init of its own PID namespace)
+    status_path: Path
+    launcher: subprocess.Popen[bytes]
+
+    def status(self, pid: int | None = None, timeout: float = 60.0, path: Path | None = None
+               ) -> dict[str, object]:
+        """Ask the workload (SIGUSR1) to verify its memory; returns its fresh status."""
+        target = pid if pid is not None else self.pid
+        path = path or self.status_path
+        before = path.stat().st_mtime_ns if path.exists() else 0
+        os.kill(target, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists() and path.stat().st_mtime_ns != before:
+                with contextlib.suppress(json.JSONDecodeError):
+                    data: dict[str, object] = json.loads(path.read_text())
+                    if data.get("phase") == "running":
+                        return data
+            time.sleep(0.02)
+        raise TimeoutError(f"workload {target} wrote no status to {path}")
+
+    def reset_gap(self, pid: int | None = None) -> None:
+        os.kill(pid if pid is not None else self.pid, signal.SIGUSR2)
+
+    def kill(self, pid: int | None = None) -> None:
+        for p in {self.pid, *([pid] if pid else [])}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.launcher.wait(5)
+
+
+def start_workload(node: Node, status_path: Path, *, mib: int = 64, seed: str = "ferryman",
+                   dirty_rate: float = 0.0, children_: int = 0, heartbeat_ms: float = 1.0,
+                   hold_file: str | None = None,
+                   python: str = sys.executable, timeout: float = 120.0) -> Workload:
+    """Run the workload in ``node`` in its own PID namespace; wait until its memory is ready."""
+    argv = ["unshare", "-p", "-f", "setsid", python, str(WORKLOAD), "--mib", str(mib),
+            "--seed", seed, "--status", str(status_path), "--dirty-rate", str(dirty_rate),
+            "--heartbeat-ms", str(heartbeat_ms)]
+    if children_:
+        argv += ["--children", str(children_)]
+    if hold_file:
+        argv += ["--hold-file", hold_file]
+    launcher = node.popen(*argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    pid = 0
+    while time.monotonic() < deadline:
+        kids = children(launcher.pid)
+        if kids:
+            pid = kids[0]
+        if pid and status_path.exists():
+            break
+        if launcher.poll() is not None:
+            raise RuntimeError(f"workload launcher exited with {launcher.returncode}")
+        time.sleep(0.05)
+    else:
+        launcher.kill()
+        raise TimeoutError("workload did not become ready")
+    return Workload(pid=pid, status_path=status_path, launcher=launcher)
