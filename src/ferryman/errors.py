@@ -20,10 +20,14 @@ do. OS, CRIU and library errors are translated at the I/O boundaries with ``rais
     ├── MigrationRolledBack            (reason) the workload runs on the source again
     ├── WorkloadLost                   (pid, reason) post-copy tail broke: memory is gone
     ├── PkiError                       (path) certificates/keys missing or invalid
-    └── PowerError                     smart-plug control (see ferryman.power.errors)
+    ├── PowerError                     smart-plug control (see ferryman.power.errors)
+    └── PidControlError                (pid, errno) choosing a process's PID failed
+        └── PidTaken                   (pid, got) that PID belongs to another process
 """
 
 from __future__ import annotations
+
+from errno import EEXIST
 
 
 class FerrymanError(Exception):
@@ -170,3 +174,30 @@ class PkiError(FerrymanError):
     def __init__(self, path: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(f"{path}: {message}", hint=hint)
         self.path = path
+
+
+class PidControlError(FerrymanError):
+    """Choosing the PID of a new process failed (see ferryman.host.pidctl)."""
+
+    exit_code = 30
+
+    def __init__(self, message: str, *, pid: int | None = None, errno: int | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.pid = pid
+        self.errno = errno
+
+
+class PidTaken(PidControlError):
+    """``pid`` is in use; ``got`` is the PID our child got instead (ns_last_pid race)."""
+
+    exit_code = 31
+
+    def __init__(self, pid: int, *, got: int | None = None) -> None:
+        if got is None:
+            message = f"PID {pid} is taken by another process"
+        else:
+            message = f"PID {pid} was taken by another process while ours started (it got {got})"
+        super().__init__(message, pid=pid, errno=EEXIST,
+                         hint="free that PID or choose another; see 'ps -p PID'")
+        self.got = got

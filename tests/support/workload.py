@@ -76,6 +76,13 @@ class Memory:
         return bad
 
 
+def _start_time() -> int:
+    """This process's start time: a restored process has a new one (CRIU cannot keep it)."""
+    with open("/proc/self/stat") as fh:
+        stat = fh.read()
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
 def write_status(path: str, status: dict[str, object]) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as fh:
@@ -87,7 +94,9 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
         pipe_w: int | None = None, pipe_r: int | None = None) -> None:
     interval = args.heartbeat_ms / 1000.0
     rate = args.dirty_rate
-    last = time.monotonic()
+    # CLOCK_REALTIME, not monotonic: CRIU restores into a time namespace whose monotonic
+    # clock resumes from a reading taken during the dump, hiding part of the freeze.
+    last = time.time()
     max_gap = 0.0
     beats = 0
     carry = 0.0
@@ -103,12 +112,13 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
                 "writes": mem.writes, "sent": sent, "received": received, "pipe_bad": pipe_bad,
                 "time": time.time()}
 
+    beat_file = args.beat_file if role == "main" else None
     st = status("ready")
     st["bad_pages"] = mem.verify()
     write_status(status_path, st)
     while True:
         time.sleep(interval)
-        now = time.monotonic()
+        now = time.time()
         gap = now - last
         last = now
         beats += 1
@@ -131,6 +141,10 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
                 if v != received:
                     pipe_bad += 1
                     received = v
+        if beat_file and beats % 20 == 0:
+            # read each time: a restored process has a new start time, its memory the old one
+            write_status(beat_file, {"beats": beats, "start_time": _start_time(),
+                                     "writes": mem.writes})
         if _flags["reset"]:
             _flags["reset"] = False
             max_gap = 0.0
@@ -139,7 +153,7 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
             st = status("running")
             st["bad_pages"] = mem.verify()
             write_status(status_path, st)
-            last = time.monotonic()  # verification time is not a migration gap
+            last = time.time()  # verification time is not a migration gap
 
 
 def main() -> None:
@@ -150,6 +164,7 @@ def main() -> None:
     ap.add_argument("--heartbeat-ms", type=float, default=1.0)
     ap.add_argument("--dirty-rate", type=float, default=0.0, help="pages per second")
     ap.add_argument("--children", type=int, default=0, choices=(0, 3))
+    ap.add_argument("--beat-file", help="write the heartbeat count here every 20 beats")
     ap.add_argument("--hold-file", help="keep this file open (restore needs it to exist)")
     args = ap.parse_args()
     held = open(args.hold_file) if args.hold_file else None  # noqa: SIM115

@@ -84,7 +84,7 @@ class Workload:
 
 def start_workload(node: Node, status_path: Path, *, mib: int = 64, seed: str = "ferryman",
                    dirty_rate: float = 0.0, children_: int = 0, heartbeat_ms: float = 1.0,
-                   hold_file: str | None = None,
+                   hold_file: str | None = None, beat_file: str | None = None,
                    python: str = sys.executable, timeout: float = 120.0) -> Workload:
     """Run the workload in ``node`` in its own PID namespace; wait until its memory is ready."""
     argv = ["unshare", "-p", "-f", "setsid", python, str(WORKLOAD), "--mib", str(mib),
@@ -92,6 +92,8 @@ def start_workload(node: Node, status_path: Path, *, mib: int = 64, seed: str = 
             "--heartbeat-ms", str(heartbeat_ms)]
     if children_:
         argv += ["--children", str(children_)]
+    if beat_file:
+        argv += ["--beat-file", beat_file]
     if hold_file:
         argv += ["--hold-file", hold_file]
     launcher = node.popen(*argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from typing import TypeVar, overload
 
@@ -17,6 +18,21 @@ C = TypeVar("C")
 D = TypeVar("D")
 
 READ_SIZE = 256 * 1024
+# A dead link (cable cut, veth down) must not hang anyone: the kernel reports it within
+# about KEEPIDLE + KEEPINTVL * KEEPCNT seconds, or USER_TIMEOUT for unacknowledged data.
+KEEPIDLE, KEEPINTVL, KEEPCNT, USER_TIMEOUT_MS = 2, 1, 3, 5000
+
+
+def tune_socket(sock: socket.socket | None) -> None:
+    """TCP keepalive and user timeout on a control connection."""
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPIDLE)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPINTVL)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPCNT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class Channel:
@@ -29,6 +45,15 @@ class Channel:
         self.conn = wire.Connection(role)
         self.peer = peer
         self.bytes_sent = 0
+        tune_socket(writer.get_extra_info("socket"))
+
+    @property
+    def peer_ip(self) -> str:
+        return str(self.writer.get_extra_info("peername")[0])
+
+    @property
+    def local_ip(self) -> str:
+        return str(self.writer.get_extra_info("sockname")[0])
 
     async def send(self, msg: wire.Message) -> None:
         data = self.conn.send(msg)

@@ -18,6 +18,7 @@ class Timeouts:
     restore: float = 300.0
     commit: float = 120.0
     page_server_exit: float = 120.0
+    page_tail: float = 3600.0  # post-copy: until every page has arrived
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ after RESTORED but before Commit leaves the tree stopped (ORPHANED) for an opera
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import time
@@ -18,10 +19,16 @@ from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.files import Receiver, TransferError
-from ferryman.agent.hello import local_hello
+from ferryman.agent.hello import lazy_pipes_ok, local_hello, postcopy_blocker
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.logs import tail
-from ferryman.criu.page_server import CriuDaemon, free_port, start_page_server
+from ferryman.criu.page_server import (
+    CriuDaemon,
+    free_port,
+    lazy_pages_transferred,
+    start_lazy_pages,
+    start_page_server,
+)
 from ferryman.criu.stats import RESTORE_STATS, read_stats
 from ferryman.errors import CriuError, FerrymanError, PeerLost, RemoteError
 from ferryman.migration.phases import (
@@ -33,7 +40,7 @@ from ferryman.targets.process import ProcessTree
 
 log = logging.getLogger(__name__)
 D = DestinationPhase
-SUPPORTED_MODES = ("cold",)
+SUPPORTED_MODES = ("cold", "postcopy")
 OUTCOME_FILE = "outcome"  # written when a session ends with something worth keeping
 
 
@@ -63,6 +70,7 @@ class DestinationSession:
         self.tracker = PhaseTracker(DESTINATION_TABLE, D.HELLO, time.monotonic)
         self.workdir: Path | None = None
         self.page_server: CriuDaemon | None = None
+        self.lazy_pages: CriuDaemon | None = None
         self.tree: ProcessTree | None = None
         self.plan: wire.Plan | None = None
 
@@ -101,6 +109,14 @@ class DestinationSession:
     async def _prepare(self, hello: wire.Hello, plan: wire.Plan) -> int:
         if plan.mode not in SUPPORTED_MODES:
             raise Refusal("mode", f"this agent does not support mode {plan.mode!r} yet")
+        if plan.lazy:
+            features = await self.criu.features()
+            features["lazy_pipes"] = lazy_pipes_ok()
+            for name in self.cfg.hidden_features:
+                features[name] = False
+            why = postcopy_blocker(features, self.cfg.name)
+            if why is not None:
+                raise Refusal("feature", why)
         workdir = self.cfg.state_dir / "migrations" / plan.migration_id
         try:
             workdir.mkdir(parents=True, mode=0o700)
@@ -112,6 +128,8 @@ class DestinationSession:
         (workdir / "cpuinfo.img").unlink()
         if why is not None:
             raise Refusal("cpu", f"the source's CPU is not compatible with this one: {why}")
+        if plan.lazy:
+            return 0  # pages come from the source's page server, on demand
         port = free_port(self.cfg.listen_host)
         self.page_server = await start_page_server(self.criu.binary, workdir,
                                                    self.cfg.listen_host, port, self.tls)
@@ -135,16 +153,22 @@ class DestinationSession:
                     return
                 else:
                     receiver.check_complete(msg.file_count)
+                    restore_msg = msg
                     break
         except TransferError as exc:
             receiver.close()
             await self._send_failed(exc.code, str(exc), "")
             return
         self.tracker.advance(D.RESTORING)
+        lazy = self.plan is not None and self.plan.lazy
         try:
             if self.page_server is not None:
                 await self.page_server.wait(t.page_server_exit)
-            pid = await self.criu.restore(self.workdir, leave_stopped=True)
+            if lazy:
+                self.lazy_pages = await start_lazy_pages(
+                    self.criu.binary, self.workdir, address=self.ch.peer_ip,
+                    port=restore_msg.page_server_port, tls=self.tls)
+            pid = await self.criu.restore(self.workdir, leave_stopped=True, lazy=lazy)
         except CriuError as exc:
             log_tail = tail(Path(exc.log_path)) if exc.log_path else ""
             await self._send_failed("restore", exc.message, log_tail)
@@ -169,11 +193,53 @@ class DestinationSession:
             return
         self.tree.resume()
         self.tracker.advance(D.COMMITTED)
+        resumed_at = time.monotonic()
         await self.ch.send(wire.Committed(pid=pid))
+        if self.lazy_pages is not None:
+            self.tracker.advance(D.FETCHING_PAGES)
+            await self._fetch_remaining_pages(self.lazy_pages, resumed_at)
         self.tracker.advance(D.DONE)
         log.info("migration %s committed: PID %d runs here", self.workdir.name, pid)
         await self._cleanup(keep_logs=True)
         (self.workdir / OUTCOME_FILE).write_text(f"DONE {pid}\n")
+
+    async def _fetch_remaining_pages(self, daemon: CriuDaemon, resumed_at: float) -> None:
+        """Post-copy tail: the lazy-pages daemon exits once it has every page.
+
+        The control channel is watched at the same time: losing the source now loses the
+        workload (its memory is split between the nodes), so the tree is killed, never left
+        hanging on a fault that cannot be served.
+        """
+        assert self.tree is not None
+        done = asyncio.ensure_future(daemon.wait(self.cfg.timeouts.page_tail))
+        watch = asyncio.ensure_future(self.ch.receive(self.cfg.timeouts.page_tail))
+        try:
+            await asyncio.wait({done, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if not done.done():
+                exc = watch.exception() if not watch.cancelled() else None
+                raise PeerLost(self.ch.peer, f"control connection lost during the page tail: "
+                               f"{exc or 'unexpected message'}")
+            done.result()  # raises CriuError when the daemon failed
+        except (FerrymanError, OSError) as exc:
+            self.tracker.advance(D.LOST)
+            log.error("workload PID %d LOST during the post-copy tail: %s",  # noqa: TRY400
+                      self.tree.pid, exc)
+            await daemon.kill()
+            self.tree.kill()
+            with contextlib.suppress(FerrymanError):
+                await self.ch.send(wire.Error(code="lost", message=str(exc)[:4000]))
+            assert self.workdir is not None
+            (self.workdir / OUTCOME_FILE).write_text(f"LOST {self.tree.pid}\n")
+            raise
+        finally:
+            for task in (done, watch):
+                task.cancel()
+            await asyncio.gather(done, watch, return_exceptions=True)
+        copied, _total, faults = lazy_pages_transferred(daemon.log_path)
+        elapsed = int((time.monotonic() - resumed_at) * 1000)
+        log.info("all %d lazy pages arrived in %d ms (%d faults)", copied, elapsed, faults)
+        await self.ch.send(wire.PagesComplete(pages=copied, bytes=copied * 4096,
+                                              elapsed_ms=elapsed))
 
     async def _send_failed(self, code: str, message: str, log_tail: str) -> None:
         log.warning("migration failed here (%s): %s", code, message)
@@ -195,7 +261,7 @@ class DestinationSession:
         await self.ch.send(wire.Aborted())
 
     async def _fail(self, exc: BaseException) -> None:
-        if self.tracker.phase in (D.DONE, D.REFUSED, D.CLEANED, D.KILLED, D.ORPHANED):
+        if self.tracker.phase in (D.DONE, D.REFUSED, D.CLEANED, D.KILLED, D.ORPHANED, D.LOST):
             return
         log.warning("migration failed in %s: %s", self.tracker.phase, exc)
         if self.tracker.phase == D.RESTORED:
@@ -211,6 +277,8 @@ class DestinationSession:
     async def _cleanup(self, *, keep_logs: bool = False) -> None:
         if self.page_server is not None:
             await self.page_server.kill()
+        if self.lazy_pages is not None:
+            await self.lazy_pages.kill()
         if self.tree is not None and self.tracker.phase not in (D.COMMITTED, D.DONE):
             self.tree.kill()
         if self.workdir is not None and self.workdir.exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from ferryman import wire
@@ -10,12 +11,36 @@ from ferryman.criu.client import Criu
 from ferryman.host import procfs
 
 PROTOCOL_VERSION = 1
+LAZY_PIPE_SIZE = 4 << 20
+CAP_SYS_RESOURCE = 24
+
+
+def lazy_pipes_ok() -> bool:
+    """Lazy pages need 4 MiB pipes: fs.pipe-max-size, or CAP_SYS_RESOURCE to exceed it."""
+    if int(procfs.read_sysctl("fs.pipe-max-size")) >= LAZY_PIPE_SIZE:
+        return True
+    for line in (procfs.PROC / "self" / "status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1)
+    return False
+
+
+def postcopy_blocker(features: Mapping[str, bool], node: str) -> str | None:
+    """Why post-copy cannot work with this node's features, or None."""
+    if not features.get("lazy_pages", False):
+        return (f"{node}: the kernel lacks userfaultfd lazy pages; use --mode cold "
+                "(or a kernel with CONFIG_USERFAULTFD)")
+    if not features.get("lazy_pipes", False):
+        return (f"{node}: fs.pipe-max-size is below 4 MiB and CRIU lacks CAP_SYS_RESOURCE; "
+                "run 'sysctl -w fs.pipe-max-size=4194304' there")
+    return None
 
 
 async def local_hello(criu: Criu, node: str, state_dir: Path,
                       hidden_features: frozenset[str] = frozenset()) -> wire.Hello:
     version = await criu.check_version()
     features = await criu.features()
+    features["lazy_pipes"] = lazy_pipes_ok()
     for name in hidden_features:
         features[name] = False
     state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one local mkdir

@@ -9,28 +9,35 @@ failure before it answers failure, and CRIU resumes the workload where it was.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
 import ssl
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import Timeouts
 from ferryman.agent.files import file_messages, image_files
-from ferryman.agent.hello import local_hello
+from ferryman.agent.hello import local_hello, postcopy_blocker
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
+from ferryman.criu.page_server import free_port
 from ferryman.criu.stats import DUMP_STATS, read_stats
 from ferryman.errors import (
+    CriuFeatureMissing,
     FerrymanError,
     MigrationRolledBack,
     PeerLost,
     PeerRejected,
     PeerUnreachable,
     RemoteError,
+    WorkloadLost,
 )
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.report import MigrationReport, PhaseTiming
@@ -72,6 +79,10 @@ class SourceMigration:
         self.tree: ProcessTree | None = None
         self.restored: wire.Restored | None = None
         self.freeze_at: float | None = None
+        self.ps_port = 0
+        self.stopped_source: list[int] = []
+        self.serving = asyncio.Event()
+        self.shipped = (0, 0)
 
     def _phase(self, phase: SourcePhase, detail: str = "") -> None:
         self.tracker.advance(phase)
@@ -131,18 +142,28 @@ class SourceMigration:
                                hint="issue this node's certificate from the cluster's CA: "
                                     "'ferryman pki issue NAME --pki DIR'") from exc
         self.report.destination_node = theirs.node
-        need = self.report.rss_bytes + DISK_MARGIN
+        lazy = o.mode == "postcopy"
+        if lazy:
+            for feats, node in ((hello.features, o.creds.name), (theirs.features, theirs.node)):
+                why = postcopy_blocker(feats, node)
+                if why is not None:
+                    raise CriuFeatureMissing("lazy pages", why)
+        need = (0 if lazy else self.report.rss_bytes) + DISK_MARGIN
         if theirs.free_disk < need:
             raise FerrymanError(
                 f"the destination has {theirs.free_disk >> 20} MiB free for images, the "
                 f"workload needs about {need >> 20} MiB",
                 hint="free disk space in the destination agent's --state-dir")
-        await ch.send(wire.Plan(migration_id=self.id, mode=o.mode, pid=o.pid, lazy=False))
+        await ch.send(wire.Plan(migration_id=self.id, mode=o.mode, pid=o.pid, lazy=lazy))
         answer = await ch.expect((wire.Ready, wire.Refused), o.timeouts.plan)
         if isinstance(answer, wire.Refused):
             raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
-        self._phase(S.PLANNED, f"page server on port {answer.page_server_port}")
-        await self._cold(answer.page_server_port)
+        if lazy:
+            self._phase(S.PLANNED, "post-copy: pages will follow on demand")
+            await self._postcopy()
+        else:
+            self._phase(S.PLANNED, f"page server on port {answer.page_server_port}")
+            await self._cold(answer.page_server_port)
 
     async def _cold(self, ps_port: int) -> None:
         o = self.o
@@ -164,7 +185,107 @@ class SourceMigration:
         self._collect_dump_stats()
         await self._commit()
 
+    async def _postcopy(self) -> None:
+        """Freeze, ship the non-memory images, restore remotely, serve pages until done.
+
+        The destination's restore already faults pages in, so CRIU's page server must serve
+        during the restore. Until the commit, a failure is rolled back by stopping CRIU:
+        killing it detaches the frozen tasks, which then simply continue here (their memory
+        never left). Once the destination has failed it kills its lazy-pages daemon without
+        a TLS close, so CRIU's page server itself ends in error and resumes the tasks too.
+        """
+        o = self.o
+        assert self.ch is not None
+        c = o.creds
+        address = self.ch.local_ip
+        self.ps_port = free_port(address)
+        self._phase(S.FREEZING, f"dumping PID {o.pid} (memory stays here, served lazily)")
+        self.freeze_at = time.monotonic()
+        dump = asyncio.ensure_future(self.criu.dump(
+            o.pid, self.workdir, page_server=PageServerAddress(address, self.ps_port),
+            tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key), lazy=True,
+            on_notify=self._on_notify))
+        step: asyncio.Future[Any] = asyncio.ensure_future(self.serving.wait())
+        try:
+            await asyncio.wait({dump, step}, return_when=asyncio.FIRST_COMPLETED)
+            if not self.serving.is_set():
+                dump.result()  # raises the reason it stopped before serving
+                raise FerrymanError("criu ended the lazy dump before serving any page")
+            step = asyncio.ensure_future(self._await_restored())
+            await asyncio.wait({dump, step}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                dump.result()
+                raise FerrymanError("criu stopped serving pages before the restore finished")
+            step.result()
+            await self._lazy_commit()
+        except (FerrymanError, OSError) as exc:
+            if self.tracker.phase in (S.COMMITTED, S.SERVING_PAGES):
+                await self._lost(exc, dump)
+            dump.cancel()  # criu is killed; the tasks it held continue here
+            await asyncio.gather(dump, return_exceptions=True)
+            await self._roll_back(exc)
+            return
+        finally:
+            step.cancel()
+        await self._page_tail(dump)
+
+    async def _lazy_commit(self) -> None:
+        """Point of no return for post-copy: the destination runs the workload from now on."""
+        assert self.ch is not None
+        assert self.tree is not None
+        # Queue a SIGSTOP to every source task first: should CRIU resume them after a broken
+        # page tail, they stop before running a single instruction (and are then killed).
+        self.stopped_source = self.tree.pids()
+        for pid in self.stopped_source:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        await self.ch.send(wire.Commit())
+        self._phase(S.COMMITTED, "destination resumes the workload")
+        done = await self.ch.expect((wire.Committed,), self.o.timeouts.commit)
+        self.report.downtime_ms = (time.monotonic() - (self.freeze_at or 0)) * 1000
+        self.report.destination_pid = done.pid
+        self._phase(S.SERVING_PAGES, f"running on {self.report.destination_node} as PID "
+                    f"{done.pid}; serving its memory")
+
+    async def _page_tail(self, dump: asyncio.Future[None]) -> None:
+        """Wait for the destination's PagesComplete while CRIU serves the pages."""
+        assert self.ch is not None
+        done = asyncio.ensure_future(self.ch.expect((wire.PagesComplete,),
+                                                    self.o.timeouts.page_tail))
+        futures: tuple[asyncio.Future[object], ...] = (dump, done)  # type: ignore[assignment]
+        try:
+            # Either may finish first; a failure of either one is fatal.
+            while not all(f.done() for f in futures):
+                await asyncio.wait([f for f in futures if not f.done()],
+                                   return_when=asyncio.FIRST_COMPLETED)
+                for f in futures:
+                    if f.done():
+                        f.result()
+        except (FerrymanError, OSError) as exc:
+            await self._lost(exc, dump)
+        finally:
+            done.cancel()
+        msg = done.result()
+        self.report.memory_complete_ms = float(msg.elapsed_ms)
+        self.report.lazy_pages = msg.pages
+        self.report.page_bytes = msg.bytes
+        self.report.result = "committed"
+        self._collect_dump_stats(lazy=True)
+        self._phase(S.DONE, f"all {msg.pages} pages arrived in {msg.elapsed_ms} ms")
+
+    async def _lost(self, exc: BaseException, dump: asyncio.Future[None]) -> None:
+        """After the commit the workload lives on the destination; a broken tail loses it."""
+        assert self.tree is not None
+        dump.cancel()  # kills criu; the source tasks have a SIGSTOP queued and stay stopped
+        await asyncio.gather(dump, return_exceptions=True)
+        self.tree.kill()
+        self._phase(S.LOST, str(exc))
+        self.report.result = "lost"
+        raise WorkloadLost(self.o.pid, getattr(exc, "message", str(exc))) from exc
+
     async def _on_notify(self, script: str, _pid: int) -> bool:
+        if script == "status-ready" and self.o.mode == "postcopy":
+            return await self._lazy_restore()
         if script != "post-dump":
             return True
         assert self.ch is not None
@@ -179,7 +300,25 @@ class SourceMigration:
                 await self.ch.send(msg)
         self.report.image_bytes = total
         self.o.progress("TRANSFERRING", f"{len(files)} image files, {total >> 10} KiB")
+        self.shipped = (len(files), total)
+        if self.o.mode == "postcopy":
+            return True  # CRIU now opens its page server and says status-ready
         await self.ch.send(wire.Restore(file_count=len(files), total_bytes=total))
+        await self._await_restored()
+        self._phase(S.COMMITTED, "the frozen source copy is destroyed")
+        return True  # CRIU now destroys the frozen source copy
+
+    async def _lazy_restore(self) -> bool:
+        """status-ready: our page server listens; the destination may restore now."""
+        assert self.ch is not None
+        count, total = self.shipped
+        await self.ch.send(wire.Restore(file_count=count, total_bytes=total,
+                                        page_server_port=self.ps_port))
+        self.serving.set()
+        return True
+
+    async def _await_restored(self) -> bool:
+        assert self.ch is not None
         self._phase(S.AWAIT_RESTORE)
         answer = await self.ch.expect((wire.Restored, wire.Failed), self.o.timeouts.restore)
         if isinstance(answer, wire.Failed):
@@ -189,8 +328,8 @@ class SourceMigration:
         self.restored = answer
         self.report.destination_pid = answer.pid
         self.report.criu["restore"] = dict(answer.stats)
-        self._phase(S.COMMITTED, f"restored as PID {answer.pid} on the destination")
-        return True  # CRIU now destroys the frozen source copy
+        self.o.progress("RESTORED", f"as PID {answer.pid} on the destination (stopped)")
+        return True
 
     async def _commit(self) -> None:
         assert self.ch is not None
@@ -205,6 +344,9 @@ class SourceMigration:
     async def _roll_back(self, exc: BaseException) -> None:
         assert self.tree is not None
         self._phase(S.RESUMING, str(exc))
+        for pid in self.stopped_source:  # a post-copy commit that never reached the peer
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         if self.ch is not None and self.ch.conn.state not in wire.FINAL_STATES:
             try:
                 await self.ch.send(wire.Abort(reason=str(exc)[:4000]))
@@ -222,9 +364,9 @@ class SourceMigration:
         hint = getattr(exc, "hint", None)
         raise MigrationRolledBack(getattr(exc, "message", str(exc)), hint=hint) from exc
 
-    def _collect_dump_stats(self) -> None:
+    def _collect_dump_stats(self, *, lazy: bool = False) -> None:
         stats = read_stats(self.workdir / DUMP_STATS)
-        if stats:
+        if stats and not lazy:  # CRIU 4.2.1's lazy-mode stats-dump is garbage (DESIGN.md)
             self.report.criu["dump"] = stats
             self.report.page_bytes = stats.get("pages_written", 0) * 4096
         for p in self.workdir.glob("*.log"):

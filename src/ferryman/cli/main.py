@@ -21,6 +21,7 @@ _COMMANDS = (
     "ferryman.cli.serve",
     "ferryman.cli.pki",
     "ferryman.cli.plug",
+    "ferryman.cli.pid",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Iterator
@@ -66,6 +67,9 @@ class Criu:
         session = await SwrkSession.start(self.binary, pass_fds=pass_fds)
         try:
             resp = await session.call(req, action, on_notify)
+        except asyncio.CancelledError:
+            await session.kill()
+            raise
         except CriuError as exc:
             if log_path is not None and exc.log_path is None:
                 reason = first_error(log_path) or exc.reason
@@ -172,6 +176,9 @@ class Criu:
                 o.ps.port = page_server.port
             if tls is not None:
                 _set_tls(o, tls)
+                # In lazy mode the dump *serves* pages, and CRIU's server side checks the
+                # client's certificate against its own --address: keep only the CA check.
+                o.tls_no_cn_verify = lazy
             await self._call(req, "pre-dump" if pre_dump else "dump", pass_fds=(fd,),
                              on_notify=on_notify, log_path=images_dir / log_file)
 

@@ -119,6 +119,13 @@ class SwrkSession:
                 raise CriuError(action, reason=f"criu swrk went away at {script}") from (
                     pending or exc)
 
+    async def kill(self) -> None:
+        """Stop CRIU now (cancellation): its tasks are detached, see the callers' notes."""
+        self._sock.close()
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.kill()
+        await self._proc.wait()
+
     async def close(self) -> int:
         """Close our socket and reap CRIU; returns its exit status."""
         self._sock.close()

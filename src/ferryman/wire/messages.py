@@ -185,14 +185,20 @@ class FileEnd(Message):
 
 @dataclass(frozen=True, slots=True)
 class Restore(Message):
-    """SOURCE: all images are sent (``file_count`` files, ``total_bytes``); restore now."""
+    """SOURCE: all images are sent (``file_count`` files, ``total_bytes``); restore now.
+
+    ``page_server_port``: in lazy mode, the port of the source's page server (on the source's
+    end of this connection) from which the destination fetches the remaining pages; else 0.
+    """
 
     file_count: int
     total_bytes: int
+    page_server_port: int = 0
 
     def __post_init__(self) -> None:
         check_int("Restore", "file_count", self.file_count)
         check_int("Restore", "total_bytes", self.total_bytes)
+        check_int("Restore", "page_server_port", self.page_server_port, hi=65535)
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,7 +101,7 @@ MESSAGE_STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
     Refused: st.builds(Refused, codes, texts),
     FileChunk: st.builds(FileChunk, file_names, u64, st.binary(max_size=300)),
     FileEnd: st.builds(FileEnd, file_names, u64, sha256s),
-    Restore: st.builds(Restore, u64, u64),
+    Restore: st.builds(Restore, u64, u64, st.integers(0, 65535)),
     Restored: st.builds(Restored, pids, st.dictionaries(keys, u64, max_size=8)),
     Failed: st.builds(Failed, codes, texts, st.text(max_size=300)),
     Commit: st.builds(Commit),

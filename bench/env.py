@@ -1,0 +1,39 @@
+"""What every benchmark run shares: the namespace nodes, the PKI, the temp dir, limits."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.netns import Topology
+from tests.support.workloads import Workload
+
+AGENT_PORT = 7070
+
+
+@dataclass
+class Env:
+    topo: Topology
+    pki: Path
+    tmp: Path  # everything of this benchmark lives below; its path marks our processes
+    criu: str
+    timeout: float  # limit for every single wait (a command, a status answer, a listen)
+    hand_tls: bool = False  # by hand with CRIU's TLS page transfer (as ferryman does)
+    ports: Iterator[int] = field(default_factory=lambda: itertools.count(27100))
+
+
+@dataclass
+class Outcome:
+    """What a migrator measured; the workload-observed downtime is measured around it."""
+
+    total_ms: float  # wall time of the migration as its user sees it
+    bytes_moved: int | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# A migrator moves ``workload`` from node a to node b, using ``run_dir`` for its files, and
+# appends every restored PID to ``restored`` as soon as it knows it (for cleanup).
+Migrator = Callable[[Env, Workload, Path, list[int]], Outcome]

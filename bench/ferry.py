@@ -1,0 +1,66 @@
+"""ferryman's side: an agent on B, ``ferryman migrate`` run inside A (as the tests do)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.support.workloads import Workload
+
+from bench.env import AGENT_PORT, Env, Outcome
+from bench.proc import PY, REPO, BenchError, run_timed, stop
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        return " / ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(none)"
+
+
+def migrate(env: Env, wl: Workload, run_dir: Path, restored: list[int], *mode_args: str
+            ) -> Outcome:
+    a, b = env.topo["a"], env.topo["b"]
+    state_b = run_dir / "agent-b"
+    state_b.mkdir()
+    log_path = run_dir / "agent-b.log"
+    with log_path.open("ab") as logf:
+        agent = b.popen(PY, "-m", "ferryman", "serve", "--listen", f"{b.ip}:{AGENT_PORT}",
+                        "--pki", str(env.pki), "--name", "b", "--state-dir", str(state_b),
+                        cwd=REPO, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+    try:
+        b.wait_listening(AGENT_PORT, timeout=min(env.timeout, 60), proc=agent)
+        report_path = run_dir / "report.json"
+        res = run_timed(a.argv(PY, "-m", "ferryman", "migrate", str(wl.pid),
+                               "--to", f"{b.ip}:{AGENT_PORT}", "--pki", str(env.pki),
+                               "--name", "a", "--state-dir", str(run_dir / "state-a"),
+                               "--report", str(report_path), *mode_args), env.timeout)
+        report: dict[str, Any] = (json.loads(report_path.read_text())
+                                  if report_path.exists() else {})
+        pid = report.get("destination_pid")
+        if isinstance(pid, int):
+            restored.append(pid)
+        try:
+            res.check("ferryman migrate")
+        except BenchError as exc:
+            raise BenchError(f"{exc} | agent log: {_tail(log_path)}") from exc
+        if report.get("result") != "committed" or not isinstance(pid, int):
+            raise BenchError(f"ferryman report says {report.get('result')!r}, "
+                             f"destination_pid {pid!r}")
+        criu = report.get("criu") or {}
+        return Outcome(
+            total_ms=res.ms,
+            bytes_moved=report.get("bytes_transferred"),
+            details={
+                "report_downtime_ms": report.get("downtime_ms"),
+                "report_total_ms": report.get("total_ms"),
+                "page_bytes": report.get("page_bytes"),
+                "image_bytes": report.get("image_bytes"),
+                "criu_dump": criu.get("dump", {}),
+                "criu_restore": criu.get("restore", {}),
+                "phases": report.get("phases", []),
+            })
+    finally:
+        stop(agent)

@@ -1,0 +1,139 @@
+"""Process helpers for the benchmark: timed commands, progress lines, the final process sweep."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+class BenchError(Exception):
+    """A benchmark run failed; the message is recorded in the results."""
+
+
+def say(msg: str) -> None:
+    """A progress line on stderr."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Timed:
+    argv: list[str]
+    returncode: int
+    ms: float
+    stdout: str
+    stderr: str
+
+    def check(self, what: str, log: Path | None = None) -> Timed:
+        if self.returncode != 0:
+            detail = _last_line(self.stderr) or _last_line(self.stdout)
+            if log is not None:
+                detail = f"{detail} {_first_error(log)} (log {log})".strip()
+            raise BenchError(f"{what} exited with {self.returncode}: {detail}")
+        return self
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def _first_error(log: Path) -> str:
+    from ferryman.criu.logs import first_error
+
+    with contextlib.suppress(OSError):
+        return first_error(log) or ""
+    return ""
+
+
+def run_timed(argv: list[str], timeout: float) -> Timed:
+    """Run ``argv`` to completion (from the repo root) and time it on the monotonic clock."""
+    t0 = time.monotonic()
+    try:
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                             check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"{argv[0]} … timed out after {timeout:.0f} s: {' '.join(argv)}") from exc
+    return Timed(argv, res.returncode, (time.monotonic() - t0) * 1000, res.stdout, res.stderr)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Terminate a child we started, then kill it if it does not go."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
+
+
+def kill_pid(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmRSS for PID {pid}")
+
+
+def pids_mentioning(marker: str) -> list[int]:
+    """PIDs whose command line mentions ``marker`` (our unique temp dir), except ourselves."""
+    found: list[int] = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def sweep(marker: str) -> list[int]:
+    """Last line of defence: SIGKILL every process whose argv names our temp dir.
+
+    Workloads, restored workloads (reparented to init), agents and criu helpers all carry a
+    path under the run's temp dir in their argv, so nothing of ours survives the benchmark.
+    """
+    killed: list[int] = []
+    for _ in range(3):
+        pids = pids_mentioning(marker)
+        if not pids:
+            break
+        for pid in pids:
+            kill_pid(pid)
+        killed += pids
+        time.sleep(0.2)
+    return sorted(set(killed))
+
+
+def timens_monotonic_ms(pid: int) -> float:
+    """CLOCK_MONOTONIC offset of ``pid``'s time namespace, in ms (0 in the host's).
+
+    ``criu restore`` puts the restored tree into a new time namespace whose monotonic clock
+    continues from the moment the dump read it (near the end of the dump). A workload timing
+    its heartbeat with CLOCK_MONOTONIC therefore does not see the time between that moment
+    and the restore: the change of this offset across a migration is exactly that time.
+    """
+    for line in Path(f"/proc/{pid}/timens_offsets").read_text().splitlines():
+        parts = line.split()
+        if parts and parts[0] in ("monotonic", "1"):  # name, or clock id 1 on old kernels
+            return (int(parts[1]) + int(parts[2]) / 1e9) * 1000
+    raise BenchError(f"no monotonic offset in /proc/{pid}/timens_offsets")

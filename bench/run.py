@@ -1,0 +1,182 @@
+"""``python -m bench.run``: ferryman against the same migration by hand, plus physical floors.
+
+Run from the repository root as root. Progress goes to stderr; the Markdown table goes to
+stdout and, with the raw runs as JSON, to bench/results/<timestamp>.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tests.support.netns import Topology
+
+from bench import floors, report
+from bench.env import Env
+from bench.proc import PY, REPO, BenchError, say, sweep
+from bench.scenarios import MODES, TOOLS, run_cell
+from bench.stats import summarize_cell
+
+RESULTS = REPO / "bench" / "results"
+
+
+def _csv(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    ap.add_argument("--sizes", default="256,1024", help="workload sizes in MiB (default 256,1024)")
+    ap.add_argument("--runs", type=int, default=3, help="repetitions per tool and cell (3)")
+    ap.add_argument("--modes", default="cold", help=f"modes: {','.join(MODES)} (default cold)")
+    ap.add_argument("--tools", default=",".join(TOOLS), help="ferryman,by-hand (default both)")
+    ap.add_argument("--timeout", type=float, default=300, help="limit for every wait, s (300)")
+    ap.add_argument("--tcp-mib", type=int, default=1024, help="TCP floor transfer size (1024)")
+    ap.add_argument("--memcpy-mib", type=int, default=256, help="memcpy floor size (256)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    ap.add_argument("--criu", default=shutil.which("criu") or "criu", help="criu binary")
+    ap.add_argument("--by-hand-tls", action="store_true",
+                    help="by hand with CRIU's TLS page transfer, as ferryman (default: plain)")
+    ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, images)")
+    args = ap.parse_args(argv)
+    try:
+        args.sizes = [int(s) for s in _csv(args.sizes)]
+    except ValueError:
+        ap.error(f"--sizes: not a list of integers: {args.sizes}")
+    args.modes = _csv(args.modes)
+    args.tools = tuple(_csv(args.tools))
+    if unknown := [m for m in args.modes if m not in MODES]:
+        ap.error(f"unknown mode(s) {unknown}; known: {list(MODES)}")
+    if unknown := [t for t in args.tools if t not in TOOLS]:
+        ap.error(f"unknown tool(s) {unknown}; known: {list(TOOLS)}")
+    if args.runs < 1 or not args.sizes or any(s < 1 for s in args.sizes):
+        ap.error("--runs and --sizes must be positive")
+    return args
+
+
+def _cmd(*argv: str) -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=REPO,
+                             check=False)
+        lines = (res.stdout or res.stderr).strip().splitlines()
+        return lines[0] if lines else ""
+    return ""
+
+
+def _load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def _make_pki(topo: Topology, d: Path) -> None:
+    for argv in (["pki", "init", str(d)],
+                 *(["pki", "issue", n, "--pki", str(d), "--ip", topo[n].ip] for n in ("a", "b"))):
+        res = subprocess.run([PY, "-m", "ferryman", *argv], capture_output=True, text=True,
+                             timeout=60, cwd=REPO, check=False)
+        if res.returncode != 0:
+            raise BenchError(f"ferryman {' '.join(argv)} failed: {res.stderr.strip()}")
+
+
+def _on_sigterm(_sig: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
+    """Everything that needs the nodes; raises only on set-up failure or interruption."""
+    topo = None
+    try:
+        say("setting up namespace nodes a, b and a cluster PKI")
+        topo = Topology(("a", "b"))
+        pki = tmp / "pki"
+        _make_pki(topo, pki)
+        env = Env(topo=topo, pki=pki, tmp=tmp, criu=args.criu, timeout=args.timeout,
+                  hand_tls=args.by_hand_tls)
+        say(f"floor: memcpy {args.memcpy_mib} MiB")
+        mem = floors.memcpy(args.memcpy_mib)
+        say(f"floor: TCP {topo['a'].ip} → {topo['b'].ip}, {args.tcp_mib} MiB")
+        tcp = floors.tcp(topo["a"], topo["b"], args.tcp_mib, timeout=args.timeout)
+        result["floors"] = {"memcpy": mem.to_json(), "tcp": tcp.to_json()}
+        say(f"  memcpy {(mem.bytes_per_s or 0) / 1e9:.2f} GB/s, "
+            f"TCP {(tcp.bytes_per_s or 0) / 1e9:.2f} GB/s")
+        for mode_name in args.modes:
+            mode = MODES[mode_name]
+            for size in args.sizes:
+                cell: dict[str, Any] = {"mode": mode.name, "title": mode.title,
+                                        "size_mib": size, "runs": []}
+                result["cells"].append(cell)
+                try:
+                    runs = run_cell(env, mode, size, args.runs, args.tools)
+                    cell["runs"] = [r.to_json() for r in runs]
+                except Exception as exc:  # a broken cell must not stop the others
+                    say(f"  !! cell {mode.name} {size} MiB failed: {exc}")
+                    result["errors"].append(f"{mode.name} {size} MiB: {exc}")
+                cell["summary"] = summarize_cell(cell["runs"], tcp.bytes_per_s,
+                                                 mem.bytes_per_s)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop cleanup
+        killed = sweep(str(tmp))
+        if killed:
+            say(f"cleanup: killed leftover processes {killed}")
+        if topo is not None:
+            topo.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        say("the benchmark needs root (CRIU, network namespaces)")
+        return 2
+    if shutil.which(args.criu) is None:
+        say(f"{args.criu} not found: run 'make setup'")
+        return 2
+    os.chdir(REPO)  # workloads, agents and helpers run as `python -m …` from the repo root
+    stamp = time.strftime("%Y-%m-%d-%H%M%S")
+    tmp = Path(tempfile.mkdtemp(prefix="ferryman-bench-"))
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    result: dict[str, Any] = {
+        "started": stamp, "runs": args.runs, "sizes_mib": args.sizes, "modes": args.modes,
+        "tools": list(args.tools), "by_hand_tls": args.by_hand_tls, "interrupted": False,
+        "errors": [], "floors": {}, "cells": [],
+        "environment": {"kernel": os.uname().release, "criu": _cmd(args.criu, "--version"),
+                        "cpus": os.cpu_count(), "python": sys.version.split()[0],
+                        "commit": _cmd("git", "rev-parse", "--short", "HEAD"),
+                        "load_start": _load()},
+    }
+    say(f"results will go to {args.out}/{stamp}.{{json,md}}; temp dir {tmp}")
+    try:
+        bench(args, tmp, result)
+    except KeyboardInterrupt:
+        result["interrupted"] = True
+        result["errors"].append("interrupted")
+        say("interrupted: cleaned up, writing partial results")
+    except Exception as exc:
+        result["errors"].append(f"set-up failed: {type(exc).__name__}: {exc}")
+        say(f"!! set-up failed: {exc}")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if not args.keep_tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result["environment"]["load_end"] = _load()
+    for cell in result["cells"]:
+        cell.setdefault("summary", summarize_cell(cell["runs"], None, None))
+    js, md = report.write(result, args.out, stamp)
+    print(report.markdown(result))
+    say(f"wrote {js} and {md}")
+    failed = result["errors"] or any(c["summary"]["errors"] for c in result["cells"])
+    if result["interrupted"]:
+        return 130
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Post-copy (lazy pages) migration between namespace nodes, real criu and userfaultfd."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import PY, Cluster
+from tests.support.workloads import alive
+
+EXIT_LOST = 9
+
+
+def criu_processes() -> list[str]:
+    out = subprocess.run(["pgrep", "-a", "-x", "criu"], capture_output=True, text=True,
+                         check=False).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("mib", [256, 1024])
+def test_postcopy_moves_memory_on_demand(cluster: Cluster, mib: int) -> None:
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=mib, seed=f"lazy-{mib}")
+    new_pid = None
+    try:
+        w.reset_gap()
+        res, report = cluster.migrate(w.pid, b, "--mode", "postcopy")
+        assert res.returncode == 0, res.stderr
+        assert report["result"] == "committed"
+        assert report["mode"] == "postcopy"
+        new_pid = report["destination_pid"]
+        assert isinstance(new_pid, int)
+        assert not alive(w.pid)
+        # Every page arrived: the destination has all of it, verified page by page.
+        st = w.status(new_pid)
+        assert st["bad_pages"] == 0
+        assert st["pages"] == mib * 256
+        assert isinstance(report["memory_complete_ms"], float)
+        assert report["memory_complete_ms"] > 0
+        assert int(report["lazy_pages"]) >= mib * 256  # type: ignore[call-overload]
+        assert report["bytes_transferred"] >= mib << 20  # type: ignore[operator]
+        assert b.migration_dirs()[0].joinpath("outcome").read_text().startswith("DONE")
+        assert criu_processes() == []
+    finally:
+        w.kill(new_pid)
+
+
+def test_postcopy_of_a_writing_workload_keeps_memory_consistent(cluster: Cluster) -> None:
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=256, seed="lazy-writer", dirty_rate=20000)
+    new_pid = None
+    try:
+        before = w.status()
+        res, report = cluster.migrate(w.pid, b, "--mode", "postcopy")
+        assert res.returncode == 0, res.stderr
+        new_pid = report["destination_pid"]
+        assert isinstance(new_pid, int)
+        after = w.status(new_pid)
+        assert after["bad_pages"] == 0
+        assert int(after["writes"]) > int(before["writes"])  # type: ignore[call-overload]
+    finally:
+        w.kill(new_pid)
+
+
+def _migrate_in_background(cluster: Cluster, pid: int, endpoint: str, report: Path
+                           ) -> subprocess.Popen[str]:
+    argv = cluster.topology["a"].argv(
+        PY, "-m", "ferryman", "migrate", str(pid), "--to", endpoint, "--mode", "postcopy",
+        "--pki", str(cluster.pki), "--name", "a", "--state-dir", str(cluster.base / "src"),
+        "--report", str(report))
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _first_beat(path: Path) -> dict[str, int]:
+    deadline = time.monotonic() + 10
+    while (beat := _beat(path)) is None:
+        assert time.monotonic() < deadline, "the workload wrote no heartbeat"
+        time.sleep(0.01)
+    return beat
+
+
+def _beat(path: Path) -> dict[str, int] | None:
+    try:
+        data: dict[str, int] = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data
+
+
+def test_workload_answers_during_the_page_tail(cluster: Cluster) -> None:
+    b = cluster.start_agent("b")
+    beat = cluster.base / "beat.json"
+    w = cluster.workload(mib=1024, seed="lazy-beat", beat_file=str(beat))
+    first = _first_beat(beat)
+    report = cluster.base / "tail-report.json"
+    new_pid = None
+    try:
+        proc = _migrate_in_background(cluster, w.pid, b.endpoint, report)
+        seen_on_b: list[int] = []
+        while proc.poll() is None:
+            now = _beat(beat)
+            if now and now["start_time"] != first["start_time"]:
+                seen_on_b.append(now["beats"])
+            time.sleep(0.005)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        data = json.loads(report.read_text())
+        new_pid = data["destination_pid"]
+        # While the migration was still fetching pages, the restored workload kept beating.
+        assert len(set(seen_on_b)) >= 2, (seen_on_b, data["memory_complete_ms"])
+        assert w.status(new_pid)["bad_pages"] == 0
+    finally:
+        w.kill(new_pid)
+
+
+def test_link_cut_during_the_tail_is_reported_lost_without_hanging(cluster: Cluster) -> None:
+    b = cluster.start_agent("b")
+    beat = cluster.base / "beat.json"
+    w = cluster.workload(mib=2048, seed="lazy-cut", beat_file=str(beat))
+    first = _first_beat(beat)
+    report = cluster.base / "cut-report.json"
+    new_pid = None
+    try:
+        proc = _migrate_in_background(cluster, w.pid, b.endpoint, report)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            now = _beat(beat)
+            if now and now["start_time"] != first["start_time"]:
+                break
+            time.sleep(0.002)
+        assert proc.poll() is None, "the tail ended before the link could be cut"
+        cluster.topology["b"].link(up=False)
+        cut_at = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - cut_at
+        assert proc.returncode == EXIT_LOST, err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("ferryman: error: workload (source PID ")
+        assert "LOST" in last
+        assert took < 30
+        data = json.loads(report.read_text())
+        assert data["result"] == "lost"
+        new_pid = data["destination_pid"]
+        # Nothing is left running: neither copy of the workload, nor any criu, on either node.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (alive(w.pid) or alive(new_pid)
+                                               or criu_processes()):
+            time.sleep(0.1)
+        assert not alive(w.pid)
+        assert not alive(new_pid)
+        assert criu_processes() == []
+        assert "LOST" in b.log()
+    finally:
+        cluster.topology["b"].link(up=True)
+        w.kill(new_pid)
