@@ -76,8 +76,8 @@ def markdown(result: dict[str, Any]) -> str:
                    f"{_ok(s['goals']['downtime'])} / {_ok(s['goals']['total'])} |")
     out += ["", "## Details (medians [min-max], ms)", "",
             "| mode | size | tool | ok | workload gap (timens jump) | report downtime | "
-            "report total | by-hand dump / cp / restore | MiB moved | floor TCP / memcpy | total xTCP | "
-            "total xmemcpy | downtime xTCP |",
+            "report total | by-hand dump / cp / restore | MiB moved | floor TCP / memcpy | "
+            "total xTCP | total xmemcpy | downtime xTCP |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in result["cells"]:
         s = c["summary"]
