@@ -284,6 +284,11 @@ class SourceMigration:
         raise WorkloadLost(self.o.pid, getattr(exc, "message", str(exc))) from exc
 
     async def _on_notify(self, script: str, _pid: int) -> bool:
+        if script == "pre-dump":
+            # CRIU runs this right before it seizes (freezes) the tree: downtime starts here,
+            # not when we started criu.
+            self.freeze_at = time.monotonic()
+            return True
         if script == "status-ready" and self.o.mode == "postcopy":
             return await self._lazy_restore()
         if script != "post-dump":
