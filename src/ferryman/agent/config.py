@@ -31,3 +31,4 @@ class AgentConfig:
     criu_bin: str = "criu"
     timeouts: Timeouts = field(default_factory=Timeouts)
     hidden_features: frozenset[str] = frozenset()  # test-only: pretend CRIU lacks these
+    test_pause_after_restore: float = 0.0  # test-only: widen the RESTORED window

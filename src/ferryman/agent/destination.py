@@ -20,6 +20,7 @@ from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.files import Receiver, TransferError
 from ferryman.agent.hello import lazy_pipes_ok, local_hello, postcopy_blocker
+from ferryman.agent.orphans import OUTCOME_FILE, orphan_record
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.logs import tail
 from ferryman.criu.page_server import (
@@ -41,7 +42,6 @@ from ferryman.targets.process import ProcessTree
 log = logging.getLogger(__name__)
 D = DestinationPhase
 SUPPORTED_MODES = ("cold", "postcopy")
-OUTCOME_FILE = "outcome"  # written when a session ends with something worth keeping
 
 
 def remove_incomplete(state_dir: Path) -> list[str]:
@@ -177,16 +177,13 @@ class DestinationSession:
         self.tracker.advance(D.RESTORED)
         stats = read_stats(self.workdir / RESTORE_STATS)
         log.info("restored migration %s as PID %d (stopped)", self.workdir.name, pid)
+        if self.cfg.test_pause_after_restore:
+            await asyncio.sleep(self.cfg.test_pause_after_restore)
         await self.ch.send(wire.Restored(pid=pid, stats=stats))
         try:
             decision = await self.ch.expect((wire.Commit, wire.Abort), t.commit)
         except (PeerLost, RemoteError) as exc:
-            self.tracker.advance(D.ORPHANED)
-            (self.workdir / OUTCOME_FILE).write_text(f"ORPHANED {pid}\n")
-            log.error(  # noqa: TRY400 - an expected outcome; a traceback adds nothing
-                "source lost after restore, before commit: PID %d kept STOPPED in %s; "
-                "resume it with 'kill -CONT' on its tree or kill it (%s)",
-                pid, self.workdir, exc)
+            self._orphan(exc)
             return
         if isinstance(decision, wire.Abort):
             await self._abort(decision.reason)
@@ -202,6 +199,16 @@ class DestinationSession:
         log.info("migration %s committed: PID %d runs here", self.workdir.name, pid)
         await self._cleanup(keep_logs=True)
         (self.workdir / OUTCOME_FILE).write_text(f"DONE {pid}\n")
+
+    def _orphan(self, exc: BaseException) -> None:
+        """Source lost after RESTORED, before COMMIT: keep the tree stopped for an operator."""
+        assert self.tree is not None
+        assert self.workdir is not None
+        self.tracker.advance(D.ORPHANED)
+        (self.workdir / OUTCOME_FILE).write_text(orphan_record(self.tree.root))
+        log.error("source lost after restore, before commit: PID %d kept STOPPED; check the "
+                  "source, then 'ferryman orphans resume|kill %s' (%s)",
+                  self.tree.pid, self.workdir.name, exc)
 
     async def _fetch_remaining_pages(self, daemon: CriuDaemon, resumed_at: float) -> None:
         """Post-copy tail: the lazy-pages daemon exits once it has every page.
@@ -265,9 +272,7 @@ class DestinationSession:
             return
         log.warning("migration failed in %s: %s", self.tracker.phase, exc)
         if self.tracker.phase == D.RESTORED:
-            self.tracker.advance(D.ORPHANED)
-            if self.workdir is not None and self.tree is not None:
-                (self.workdir / OUTCOME_FILE).write_text(f"ORPHANED {self.tree.pid}\n")
+            self._orphan(exc)
             return
         await self._cleanup()
         target = self.tracker.failure_target()

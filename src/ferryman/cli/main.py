@@ -22,6 +22,7 @@ _COMMANDS = (
     "ferryman.cli.pki",
     "ferryman.cli.plug",
     "ferryman.cli.pid",
+    "ferryman.cli.orphans",
 )
 
 

@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--criu", default="criu", help="criu binary (default: from PATH)")
     p.add_argument("--test-hide-feature", action="append", default=[], metavar="FEATURE",
                    help=argparse.SUPPRESS)  # test-only: pretend CRIU lacks FEATURE
+    p.add_argument("--test-pause-after-restore", type=float, default=0.0,
+                   help=argparse.SUPPRESS)  # test-only: time to break the source at RESTORED
     p.set_defaults(run=run)
 
 
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     creds = load_node(args.pki.resolve(), args.name)
     config = AgentConfig(name=args.name, listen_host=host, listen_port=port, creds=creds,
                          state_dir=args.state_dir.resolve(), criu_bin=args.criu,
-                         hidden_features=frozenset(args.test_hide_feature))
+                         hidden_features=frozenset(args.test_hide_feature),
+                         test_pause_after_restore=args.test_pause_after_restore)
     asyncio.run(Agent(config).serve())
     return 0

@@ -1,0 +1,64 @@
+"""The source dies after the destination restored but before the commit: never twice."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.integration.conftest import PY, Cluster, run_cli
+from tests.support.workloads import alive
+
+
+def state(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+def test_source_lost_at_restored_keeps_destination_stopped_for_the_operator(
+        cluster: Cluster) -> None:
+    b = cluster.start_agent("b", "--test-pause-after-restore", "5")
+    w = cluster.workload(mib=64, seed="orphan")
+    orphan_pid = None
+    try:
+        argv = cluster.topology["a"].argv(
+            PY, "-m", "ferryman", "migrate", str(w.pid), "--to", b.endpoint, "--pki",
+            str(cluster.pki), "--name", "a", "--state-dir", str(cluster.base / "src"))
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while "restored migration" not in b.log():
+            assert time.monotonic() < deadline, b.log()
+            assert proc.poll() is None
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)  # the controller (and its criu) die at RESTORED
+        proc.wait(10)
+        # The source copy continues where it was (criu died, so its tasks were let go).
+        deadline = time.monotonic() + 10
+        while state(w.pid) != "S" and state(w.pid) != "R":
+            assert time.monotonic() < deadline, state(w.pid)
+            time.sleep(0.05)
+        assert w.status()["bad_pages"] == 0
+        # The destination keeps its copy STOPPED and says so.
+        deadline = time.monotonic() + 20
+        while "ORPHANED" not in "".join(p.joinpath("outcome").read_text()
+                                        for p in b.migration_dirs()
+                                        if p.joinpath("outcome").exists()):
+            assert time.monotonic() < deadline, b.log()
+            time.sleep(0.1)
+        listing = run_cli("orphans", "--state-dir", str(b.state_dir))
+        assert listing.returncode == 0, listing.stderr
+        mig_id, _, pid_text, stopped = listing.stdout.split()
+        orphan_pid = int(pid_text)
+        assert stopped == "STOPPED"
+        assert state(orphan_pid) == "T"
+        time.sleep(0.5)
+        assert state(orphan_pid) == "T", "an orphan must never resume by itself"
+        # The operator sees the source copy running and kills the orphan.
+        killed = run_cli("orphans", "kill", mig_id, "--state-dir", str(b.state_dir))
+        assert killed.returncode == 0, killed.stderr
+        assert not alive(orphan_pid)
+        assert alive(w.pid)
+        assert "source lost after restore" in b.log()
+    finally:
+        w.kill(orphan_pid)
