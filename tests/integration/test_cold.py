@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 import time
@@ -226,3 +227,35 @@ def test_cold_migration_of_1gib(cluster: Cluster, mib: int) -> None:
         assert w.status(new_pid)["bad_pages"] == 0
     finally:
         w.kill(new_pid)
+
+
+def test_undumpable_process_gives_criu_reason_and_keeps_running(cluster: Cluster) -> None:
+    """A process holding a UNIX socket connected outside its tree cannot be dumped."""
+    b = cluster.start_agent("b")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    node = cluster.topology["a"]
+    proc = node.popen("unshare", "-p", "-f", "setsid", "sleep", "600",
+                      stdin=theirs.fileno(), stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+    theirs.close()
+    try:
+        deadline = time.monotonic() + 10
+        while not children(proc.pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        pid = children(proc.pid)[0]
+        res, report = cluster.migrate(pid, b)
+        assert res.returncode == EXIT_ROLLED_BACK, res.stderr
+        assert one_error_line(res.stderr)
+        assert "criu dump failed" in res.stderr
+        assert "unix" in res.stderr.lower()  # CRIU's own reason, from its log
+        assert "dump.log" in res.stderr
+        assert report["result"] == "rolled_back"
+        assert alive(pid)
+        assert b.migration_dirs() == []
+    finally:
+        ours.close()
+        proc.kill()
+        for p in children(proc.pid):
+            subprocess.run(["kill", "-9", str(p)], check=False)
+        proc.wait(5)
