@@ -201,3 +201,24 @@ class PidTaken(PidControlError):
         super().__init__(message, pid=pid, errno=EEXIST,
                          hint="free that PID or choose another; see 'ps -p PID'")
         self.got = got
+
+
+class ReportError(FerrymanError):
+    """A migration report file could not be read or drawn (see ferryman.report)."""
+
+    exit_code = 11
+
+    def __init__(self, path: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{path}: {message}", hint=hint)
+        self.path = path
+
+
+class PreflightFailed(FerrymanError):
+    """The pre-flight check rules the migration out (``failed``: the check ids that did);
+    nothing was frozen for it."""
+
+    exit_code = 40
+
+    def __init__(self, message: str, *, failed: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.failed = failed

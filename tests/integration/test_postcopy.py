@@ -15,10 +15,12 @@ from tests.support.workloads import alive
 EXIT_LOST = 9
 
 
-def criu_processes() -> list[str]:
-    out = subprocess.run(["pgrep", "-a", "-x", "criu"], capture_output=True, text=True,
+def criu_processes(cluster: Cluster, *pids: int) -> list[str]:
+    """criu processes of this test: naming its directories, or dumping one of ``pids``."""
+    out = subprocess.run(["pgrep", "-a", "criu"], capture_output=True, text=True,
                          check=False).stdout
-    return [line for line in out.splitlines() if line.strip()]
+    marks = (str(cluster.base), *(f"-t {p}" for p in pids))
+    return [ln for ln in out.splitlines() if any(m in ln for m in marks)]
 
 
 @pytest.mark.parametrize("mib", [256, 1024])
@@ -44,7 +46,7 @@ def test_postcopy_moves_memory_on_demand(cluster: Cluster, mib: int) -> None:
         assert int(report["lazy_pages"]) >= mib * 256  # type: ignore[call-overload]
         assert report["bytes_transferred"] >= mib << 20  # type: ignore[operator]
         assert b.migration_dirs()[0].joinpath("outcome").read_text().startswith("DONE")
-        assert criu_processes() == []
+        assert criu_processes(cluster, w.pid) == []
     finally:
         w.kill(new_pid)
 
@@ -148,11 +150,11 @@ def test_link_cut_during_the_tail_is_reported_lost_without_hanging(cluster: Clus
         # Nothing is left running: neither copy of the workload, nor any criu, on either node.
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and (alive(w.pid) or alive(new_pid)
-                                               or criu_processes()):
+                                               or criu_processes(cluster, w.pid)):
             time.sleep(0.1)
         assert not alive(w.pid)
         assert not alive(new_pid)
-        assert criu_processes() == []
+        assert criu_processes(cluster, w.pid) == []
         assert "LOST" in b.log()
     finally:
         cluster.topology["b"].link(up=True)

@@ -23,6 +23,7 @@ _COMMANDS = (
     "ferryman.cli.plug",
     "ferryman.cli.pid",
     "ferryman.cli.orphans",
+    "ferryman.cli.report",
 )
 
 

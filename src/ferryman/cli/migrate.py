@@ -11,6 +11,7 @@ from pathlib import Path
 from ferryman.cli.common import parse_endpoint
 from ferryman.errors import FerrymanError, UsageError
 from ferryman.migration.report import MigrationReport
+from ferryman.report.summary import summary
 
 DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
 
@@ -73,29 +74,3 @@ def _write_report(report: MigrationReport, path: Path | None, default: Path) -> 
     if path is not None:
         path.write_text(text)
 
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f} ms"
-
-
-def summary(r: MigrationReport) -> str:
-    dump = r.criu.get("dump", {})
-    restore = r.criu.get("restore", {})
-
-    def us(d: dict[str, int], key: str) -> str:
-        return f"{d[key] / 1000:.0f} ms" if key in d else "-"
-
-    lines = [
-        f"migration {r.migration_id}: {r.result.upper()} ({r.mode})",
-        f"  workload     PID {r.source_pid} on {r.source_node} -> "
-        f"PID {r.destination_pid if r.destination_pid is not None else '-'} on "
-        f"{r.destination_node or r.destination}",
-        f"  downtime     {_ms(r.downtime_ms)}    total {_ms(r.total_ms)}",
-        f"  moved        {r.bytes_transferred / 2**20:.1f} MiB (pages {r.page_bytes / 2**20:.1f}"
-        f" MiB, other images {r.image_bytes / 2**10:.0f} KiB; RSS {r.rss_bytes / 2**20:.1f} MiB)",
-        f"  criu         freezing {us(dump, 'freezing_time')}, frozen {us(dump, 'frozen_time')}, "
-        f"memdump {us(dump, 'memdump_time')}, restore {us(restore, 'restore_time')}",
-    ]
-    if r.error:
-        lines.append(f"  error        {r.error}")
-    return "\n".join(lines)

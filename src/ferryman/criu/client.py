@@ -58,7 +58,9 @@ def _dir_fd(path: Path) -> Iterator[int]:
 class Criu:
     """CRIU, found at ``binary``. Each call runs its own ``criu swrk``."""
 
-    def __init__(self, binary: str = "criu", log_level: int = 4) -> None:
+    def __init__(self, binary: str = "criu", log_level: int = 2) -> None:
+        # Level 2 (errors and warnings): CRIU's debug logging costs time while the workload
+        # is frozen; errors, which we quote to the user, are logged at every level.
         self.binary = binary
         self.log_level = log_level
 

@@ -42,9 +42,9 @@ class CriuDaemon:
         self.log_path = log_path
 
     @classmethod
-    async def spawn(cls, criu_bin: str, action: str, args: list[str], log_path: Path
-                    ) -> CriuDaemon:
-        argv = [criu_bin, action, *args, "-o", log_path.name, "-v4"]
+    async def spawn(cls, criu_bin: str, action: str, args: list[str], log_path: Path,
+                    verbosity: int = 2) -> CriuDaemon:
+        argv = [criu_bin, action, *args, "-o", log_path.name, f"-v{verbosity}"]
         log.debug("spawn %s", " ".join(argv))
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -127,7 +127,9 @@ async def start_lazy_pages(criu_bin: str, images_dir: Path, *, address: str, por
     """
     args = ["--images-dir", str(images_dir), "--page-server", "--address", address,
             "--port", str(port), *tls_args(tls)]
-    daemon = await CriuDaemon.spawn(criu_bin, "lazy-pages", args, images_dir / "lazy-pages.log")
+    # -v4: the per-task "UFFD transferred pages" summary is a debug message.
+    daemon = await CriuDaemon.spawn(criu_bin, "lazy-pages", args, images_dir / "lazy-pages.log",
+                                    verbosity=4)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not (images_dir / LAZY_SOCKET).exists():

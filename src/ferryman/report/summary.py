@@ -1,0 +1,142 @@
+"""A migration report as text for the terminal. Pure: strings in, strings out.
+
+:func:`summary` is the few lines ``ferryman migrate`` prints when it ends; ``full=True`` adds
+the phase table, pre-copy iterations, every CRIU statistic, log paths and the destination's
+log tail, for ``ferryman report``.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping
+from typing import Any
+
+from ferryman.migration.report import MigrationReport
+from ferryman.report.load import Iteration, ReportView, as_view
+from ferryman.report.timeline import Timeline, build_timeline
+
+MIB = 1 << 20
+WIDTH = 100
+LOG_TAIL_LINES = 12
+
+
+def ms(value: float | None) -> str:
+    """Milliseconds for people: '-' when unknown, a decimal only below 10 ms."""
+    if value is None:
+        return "-"
+    if 0 < value < 0.05:
+        return "<0.1 ms"
+    return f"{value:.1f} ms" if abs(value) < 10 else f"{value:.0f} ms"
+
+
+def mib(n: int | float) -> str:
+    return f"{n / MIB:.1f} MiB"
+
+
+def _us(stats: Mapping[str, int], key: str) -> str:
+    return ms(stats[key] / 1000) if key in stats else "-"
+
+
+def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
+            full: bool = False) -> str:
+    view = as_view(report)
+    r = view.report
+    dump = r.criu.get("dump", {})
+    restore = r.criu.get("restore", {})
+    dest_pid = r.destination_pid if r.destination_pid is not None else "-"
+    timeline = build_timeline(view)
+    downtime = ms(r.downtime_ms)
+    if r.downtime_ms is None and timeline.downtime is not None:
+        how = "until the rollback" if timeline.resumed else "and never resumed"
+        downtime = f"- (frozen {ms(timeline.downtime.duration_ms)} {how})"
+    lines = [
+        f"migration {r.migration_id}: {r.result.upper()} ({r.mode})",
+        f"  workload     PID {r.source_pid} on {r.source_node or '-'} -> "
+        f"PID {dest_pid} on {r.destination_node or r.destination}",
+        f"  downtime     {downtime}    total {ms(r.total_ms)}",
+        f"  moved        {mib(r.bytes_transferred)} (pages {mib(r.page_bytes)}, other images "
+        f"{r.image_bytes / 1024:.0f} KiB; RSS {mib(r.rss_bytes)})",
+    ]
+    if r.memory_complete_ms is not None or r.lazy_pages is not None:
+        pages = f"{r.lazy_pages} lazy pages" if r.lazy_pages is not None else "lazy pages"
+        lines.append(f"  page tail    {pages} arrived {ms(r.memory_complete_ms)} after the "
+                     "workload resumed on the destination")
+    if view.iterations:
+        written = sum(i.pages_written for i in view.iterations)
+        lines.append(f"  pre-copy     {len(view.iterations)} iterations, {written} pages "
+                     f"({mib(sum(i.bytes for i in view.iterations))}) before the freeze")
+    criu = [f"{name} {_us(stats, key)}" for name, stats, key in (
+        ("freezing", dump, "freezing_time"), ("frozen", dump, "frozen_time"),
+        ("memdump", dump, "memdump_time"), ("restore", restore, "restore_time"))
+        if key in stats]
+    if criu:
+        lines.append(f"  criu         {', '.join(criu)}")
+    if r.error:
+        lines.append(f"  error        {r.error}")
+    if not full:
+        return "\n".join(lines)
+    lines += ["", *phase_table(timeline)]
+    if view.iterations:
+        lines += ["", *iteration_table(view.iterations, dump)]
+    for side in ("dump", "restore"):
+        if r.criu.get(side):
+            lines += ["", *criu_stats(side, r.criu[side])]
+    if r.logs:
+        lines += ["", "logs"] + [f"  {name:<12} {path}" for name, path in sorted(r.logs.items())]
+    if r.destination_log_tail.strip():
+        tail = r.destination_log_tail.rstrip().splitlines()[-LOG_TAIL_LINES:]
+        lines += ["", "destination log (last lines)"] + [f"  {line}" for line in tail]
+    return "\n".join(lines)
+
+
+def phase_table(t: Timeline) -> list[str]:
+    """Each phase with its start and duration; '*' marks the phases the workload was down."""
+    if not t.bars:
+        return ["phases       none recorded"]
+    down = t.downtime
+    out = [f"  {'phase':<18}{'start':>10}{'duration':>12}"]
+    for b in t.bars:
+        name = f"{b.phase} #{b.repeat}" if len(t.bars_of(b.phase)) > 1 else b.phase
+        frozen = down is not None and b.end_ms > down.start_ms and b.start_ms < down.end_ms
+        out.append(f"  {name:<18}{_start(b.start_ms):>10}{ms(b.duration_ms):>12}"
+                   f"{'  *' if frozen else ''}")
+    if t.final_phase:
+        out.append(f"  {t.final_phase:<18}{_start(t.end_ms):>10}")
+    if down is not None:
+        how = "" if t.resumed else ", never resumed"
+        out.append(f"  * the workload was frozen for {ms(down.duration_ms)} "
+                   f"({ms(down.start_ms)} to {ms(down.end_ms)}{how})")
+    if t.page_tail is not None:
+        out.append(f"  page tail: every page on the destination at {ms(t.page_tail.end_ms)}")
+    return ["phases", *out]
+
+
+def _start(value: float) -> str:
+    return f"{value:.0f} ms"  # a point in time: whole milliseconds are enough
+
+
+def iteration_table(iterations: tuple[Iteration, ...], dump: Mapping[str, int]) -> list[str]:
+    """Pre-copy iterations, then the final dump's pages (what was still dirty when frozen)."""
+    out = ["pre-copy iterations",
+           f"  {'#':>5}{'pages written':>15}{'skipped':>10}{'MiB':>9}{'time':>10}"]
+    for n, it in enumerate(iterations, 1):
+        out.append(f"  {n:>5}{it.pages_written:>15}{it.pages_skipped:>10}"
+                   f"{it.bytes / MIB:>9.1f}{ms(it.seconds * 1000):>10}")
+    if "pages_written" in dump:
+        out.append(f"  {'final':>5}{dump['pages_written']:>15}"
+                   f"{dump.get('pages_skipped_parent', 0):>10}"
+                   f"{dump['pages_written'] * 4096 / MIB:>9.1f}{_us(dump, 'memdump_time'):>10}")
+    return out
+
+
+def criu_stats(side: str, stats: Mapping[str, int]) -> list[str]:
+    """CRIU's own statistics: times (microseconds) as ms, then the counters."""
+    times = [f"{k.removesuffix('_time')} {ms(v / 1000)}" for k, v in stats.items()
+             if k.endswith("_time")]
+    counts = [f"{k} {v}" for k, v in stats.items() if not k.endswith("_time")]
+    out = [f"criu {side}"]
+    for label, items in (("times", times), ("counters", counts)):
+        if items:
+            out += textwrap.wrap(", ".join(items), WIDTH, initial_indent=f"  {label:<10} ",
+                                 subsequent_indent=" " * 13)
+    return out
