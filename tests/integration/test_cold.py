@@ -81,7 +81,9 @@ def test_restore_failure_on_destination_rolls_back(cluster: Cluster) -> None:
     w = cluster.workload(mib=64, seed="rollback", hold_file=str(held))
     ident = start_time(w.pid)
     try:
-        res, report = cluster.migrate(w.pid, b)
+        # The pre-flight check would refuse this (the file is missing on B); skip it to
+        # exercise the rollback of a restore that really fails.
+        res, report = cluster.migrate(w.pid, b, "--test-skip-preflight")
         assert res.returncode == EXIT_ROLLED_BACK, res.stderr
         assert "rolled back" in res.stderr
         assert "workload still runs on the source" in res.stderr
@@ -244,7 +246,7 @@ def test_undumpable_process_gives_criu_reason_and_keeps_running(cluster: Cluster
             assert time.monotonic() < deadline
             time.sleep(0.02)
         pid = children(proc.pid)[0]
-        res, report = cluster.migrate(pid, b)
+        res, report = cluster.migrate(pid, b, "--test-skip-preflight")  # dry run catches it
         assert res.returncode == EXIT_ROLLED_BACK, res.stderr
         assert one_error_line(res.stderr)
         assert "criu dump failed" in res.stderr

@@ -21,6 +21,7 @@ from ferryman.agent.config import AgentConfig
 from ferryman.agent.files import Receiver, TransferError
 from ferryman.agent.hello import lazy_pipes_ok, local_hello, postcopy_blocker
 from ferryman.agent.orphans import OUTCOME_FILE, orphan_record
+from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.logs import tail
 from ferryman.criu.page_server import (
@@ -85,7 +86,9 @@ class DestinationSession:
             hello = await self.ch.expect((wire.Hello,), t.hello)
             await self.ch.send(await local_hello(self.criu, self.cfg.name, self.cfg.state_dir,
                                                  self.cfg.hidden_features))
-            plan = await self.ch.expect((wire.Plan,), t.plan)
+            plan = await serve_checks(self.ch, hello, self.cfg, self.criu, SUPPORTED_MODES)
+            if plan is None:
+                return  # pre-flight check only (ferryman check): nothing was planned
             self.plan = plan
             try:
                 port = await self._prepare(hello, plan)

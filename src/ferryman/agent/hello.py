@@ -38,20 +38,19 @@ def postcopy_blocker(features: Mapping[str, bool], node: str) -> str | None:
 
 async def local_hello(criu: Criu, node: str, state_dir: Path,
                       hidden_features: frozenset[str] = frozenset()) -> wire.Hello:
-    version = await criu.check_version()
-    features = await criu.features()
+    state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one local mkdir
+    with tempfile.TemporaryDirectory(dir=state_dir, prefix="cpuinfo-") as tmp:
+        facts = await criu.facts(Path(tmp))
+    features = dict(facts.features)
     features["lazy_pipes"] = lazy_pipes_ok()
     for name in hidden_features:
         features[name] = False
-    state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one local mkdir
-    with tempfile.TemporaryDirectory(dir=state_dir, prefix="cpuinfo-") as tmp:
-        cpuinfo = await criu.cpuinfo_dump(Path(tmp))
     return wire.Hello(
         protocol_version=PROTOCOL_VERSION,
         node=node,
-        criu_version=str(version),
+        criu_version=str(facts.version),
         features=features,
-        cpuinfo=cpuinfo,
+        cpuinfo=facts.cpuinfo,
         free_memory=procfs.memory_available(),
         free_disk=procfs.disk_free(state_dir),
     )

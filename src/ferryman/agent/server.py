@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import tempfile
+from pathlib import Path
 
 from ferryman import wire
 from ferryman.agent.channel import Channel
@@ -44,7 +46,9 @@ class Agent:
             self._sessions.discard(task)
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
-        version = await self.criu.check_version()
+        self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.cfg.state_dir, prefix="facts-") as tmp:
+            version = (await self.criu.facts(Path(tmp))).version  # asked once, at start
         ctx = tls.server_context(self.cfg.creds)
         for name in remove_incomplete(self.cfg.state_dir):
             log.warning("removed the images of interrupted migration %s", name)

@@ -25,6 +25,7 @@ from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import Timeouts
 from ferryman.agent.files import file_messages, image_files
+from ferryman.agent.gate import check_before_plan
 from ferryman.agent.hello import local_hello, postcopy_blocker
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
 from ferryman.criu.page_server import free_port
@@ -39,6 +40,7 @@ from ferryman.errors import (
     RemoteError,
     WorkloadLost,
 )
+from ferryman.host import cgroups
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.report import MigrationReport, PhaseTiming
 from ferryman.pki import NodeCredentials, tls
@@ -80,6 +82,7 @@ class SourceMigration:
         self.restored: wire.Restored | None = None
         self.freeze_at: float | None = None
         self.ps_port = 0
+        self.freezer: cgroups.Freezer | None = None
         self.stopped_source: list[int] = []
         self.serving = asyncio.Event()
         self.shipped = (0, 0)
@@ -92,10 +95,12 @@ class SourceMigration:
         try:
             await self._run()
         except BaseException:
+            self._thaw_cgroup()
             if self.tracker.phase in (S.HELLO, S.PLANNED, S.PRESYNC):
                 self.tracker.advance(S.FAILED)  # nothing was frozen; the error says why
             raise
         finally:
+            self._thaw_cgroup()
             self._finish_report()
             if self.ch is not None:
                 await self.ch.close()
@@ -130,8 +135,13 @@ class SourceMigration:
         self.report.rss_bytes = self.tree.rss_bytes()
         self.workdir.mkdir(parents=True, mode=0o700)
         self.o.progress("HELLO", f"connecting to {o.host}:{o.port}")
-        hello = await local_hello(self.criu, o.creds.name, o.state_dir)
-        self.ch = ch = await self._connect()
+        ours = asyncio.ensure_future(local_hello(self.criu, o.creds.name, o.state_dir))
+        try:
+            self.ch = ch = await self._connect()  # meanwhile criu describes this node
+        finally:
+            if not ours.done():
+                await asyncio.wait({ours})
+        hello = ours.result()
         await ch.send(hello)
         try:
             theirs = await ch.expect((wire.Hello,), o.timeouts.hello)
@@ -142,6 +152,7 @@ class SourceMigration:
                                hint="issue this node's certificate from the cluster's CA: "
                                     "'ferryman pki issue NAME --pki DIR'") from exc
         self.report.destination_node = theirs.node
+        await check_before_plan(self, hello, theirs)  # pre-flight: refuses before any freeze
         lazy = o.mode == "postcopy"
         if lazy:
             for feats, node in ((hello.features, o.creds.name), (theirs.features, theirs.node)):
@@ -171,11 +182,13 @@ class SourceMigration:
         c = o.creds
         self._phase(S.FREEZING, f"dumping PID {o.pid}")
         self.freeze_at = time.monotonic()
+        cgroup = self._freeze_cgroup()
         try:
             await self.criu.dump(o.pid, self.workdir,
                                  page_server=PageServerAddress(o.host, ps_port),
                                  tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
-                                 on_notify=self._on_notify)
+                                 on_notify=self._on_notify, freeze_cgroup=cgroup)
+            self._thaw_cgroup()  # empty now, or holding the restored tree on a shared host
         except (FerrymanError, OSError) as exc:
             if self.tracker.phase == S.COMMITTED:
                 log.warning("criu reported an error after the point of no return: %s", exc)
@@ -201,10 +214,11 @@ class SourceMigration:
         self.ps_port = free_port(address)
         self._phase(S.FREEZING, f"dumping PID {o.pid} (memory stays here, served lazily)")
         self.freeze_at = time.monotonic()
+        cgroup = self._freeze_cgroup()
         dump = asyncio.ensure_future(self.criu.dump(
             o.pid, self.workdir, page_server=PageServerAddress(address, self.ps_port),
             tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key), lazy=True,
-            on_notify=self._on_notify))
+            on_notify=self._on_notify, freeze_cgroup=cgroup))
         step: asyncio.Future[Any] = asyncio.ensure_future(self.serving.wait())
         try:
             await asyncio.wait({dump, step}, return_when=asyncio.FIRST_COMPLETED)
@@ -273,6 +287,27 @@ class SourceMigration:
         self._collect_dump_stats(lazy=True)
         self._phase(S.DONE, f"all {msg.pages} pages arrived in {msg.elapsed_ms} ms")
 
+    def _freeze_cgroup(self) -> str | None:
+        """Freeze the workload's own cgroup ourselves (tight polling), for CRIU to reuse."""
+        assert self.tree is not None
+        freezer = cgroups.find_freezer(self.tree.pid, self.tree.pids())
+        if freezer is None:
+            return None  # CRIU seizes the tasks one by one with ptrace
+        self.freeze_at = time.monotonic()
+        took = cgroups.freeze(freezer)
+        self.freezer = freezer
+        self.report.freeze_method = "cgroup-v2" if freezer.v2 else "cgroup-v1"
+        self.report.freeze_ms = took * 1000
+        self.o.progress("FREEZING", f"cgroup {freezer.path} frozen in {took * 1000:.2f} ms")
+        return str(freezer.path)
+
+    def _thaw_cgroup(self) -> None:
+        """CRIU leaves a cgroup that was frozen before it frozen again: thaw it (idempotent)."""
+        if self.freezer is not None:
+            with contextlib.suppress(OSError):
+                cgroups.thaw(self.freezer)
+            self.freezer = None
+
     async def _lost(self, exc: BaseException, dump: asyncio.Future[None]) -> None:
         """After the commit the workload lives on the destination; a broken tail loses it."""
         assert self.tree is not None
@@ -286,8 +321,9 @@ class SourceMigration:
     async def _on_notify(self, script: str, _pid: int) -> bool:
         if script == "pre-dump":
             # CRIU runs this right before it seizes (freezes) the tree: downtime starts here,
-            # not when we started criu.
-            self.freeze_at = time.monotonic()
+            # not when we started criu (unless we froze its cgroup ourselves before).
+            if self.freezer is None:
+                self.freeze_at = time.monotonic()
             return True
         if script == "status-ready" and self.o.mode == "postcopy":
             return await self._lazy_restore()
@@ -349,6 +385,7 @@ class SourceMigration:
     async def _roll_back(self, exc: BaseException) -> None:
         assert self.tree is not None
         self._phase(S.RESUMING, str(exc))
+        self._thaw_cgroup()
         for pid in self.stopped_source:  # a post-copy commit that never reached the peer
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)

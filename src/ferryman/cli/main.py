@@ -18,6 +18,7 @@ from ferryman.errors import FerrymanError
 # Subcommand modules, in the order they appear in --help.
 _COMMANDS = (
     "ferryman.cli.migrate",
+    "ferryman.cli.check",
     "ferryman.cli.serve",
     "ferryman.cli.pki",
     "ferryman.cli.plug",

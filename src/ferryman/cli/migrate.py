@@ -25,18 +25,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--to", required=True, metavar="IP:PORT", help="the destination agent")
     p.add_argument("--pki", required=True, type=Path, metavar="DIR", help="cluster PKI directory")
     p.add_argument("--name", required=True, help="this node's name (its certificate)")
-    p.add_argument("--mode", default="cold", choices=("cold", "postcopy"),
-                   help="migration mode (default: cold)")
+    p.add_argument("--mode", default="cold", choices=("cold", "postcopy", "auto"),
+                   help="migration mode; auto: the first the pre-flight check allows, cold "
+                        "before postcopy (default: cold)")
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                    help=f"where the source keeps logs (default {DEFAULT_STATE_DIR})")
     p.add_argument("--criu", default="criu", help="criu binary (default: from PATH)")
+    p.add_argument("--force", action="store_true",
+                   help="go ahead despite pre-flight warnings (never despite failures)")
+    p.add_argument("--test-skip-preflight", action="store_true",
+                   help=argparse.SUPPRESS)  # test-only: reach failures past the check
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ferryman.agent.source import SourceMigration, SourceOptions
+    from ferryman.agent.checkrun import MigrateOptions
+    from ferryman.agent.gate import PreflightPolicy
+    from ferryman.agent.source import SourceMigration
     from ferryman.cli.progress import Progress
     from ferryman.pki import load_node
 
@@ -45,9 +52,11 @@ def run(args: argparse.Namespace) -> int:
     host, port = parse_endpoint(args.to)
     creds = load_node(args.pki.resolve(), args.name)
     with Progress(enabled=not args.json) as progress:
-        opts = SourceOptions(pid=args.pid, host=host, port=port, creds=creds,
-                             state_dir=args.state_dir.resolve(), mode=args.mode,
-                             criu_bin=args.criu, progress=progress.update)
+        opts = MigrateOptions(pid=args.pid, host=host, port=port, creds=creds,
+                              state_dir=args.state_dir.resolve(), mode=args.mode,
+                              criu_bin=args.criu, progress=progress.update,
+                              preflight=PreflightPolicy(force=args.force,
+                                                        skip=args.test_skip_preflight))
         migration = SourceMigration(opts)
         error: FerrymanError | None = None
         try:

@@ -55,6 +55,15 @@ def _dir_fd(path: Path) -> Iterator[int]:
         os.close(fd)
 
 
+@dataclass(frozen=True, slots=True)
+class CriuFacts:
+    """What does not change while a node runs: version, kernel features, CPU description."""
+
+    version: CriuVersion
+    features: dict[str, bool]
+    cpuinfo: bytes
+
+
 class Criu:
     """CRIU, found at ``binary``. Each call runs its own ``criu swrk``."""
 
@@ -63,6 +72,16 @@ class Criu:
         # is frozen; errors, which we quote to the user, are logged at every level.
         self.binary = binary
         self.log_level = log_level
+        self._facts: CriuFacts | None = None
+
+    async def facts(self, scratch: Path) -> CriuFacts:
+        """Version, features and cpuinfo, asked once (three criu runs) and then remembered."""
+        if self._facts is None:
+            version = await self.check_version()
+            features = await self.features()
+            cpuinfo = await self.cpuinfo_dump(scratch)
+            self._facts = CriuFacts(version, features, cpuinfo)
+        return self._facts
 
     async def _call(self, req: Any, action: str, *, pass_fds: tuple[int, ...] = (),
                     on_notify: NotifyHandler | None = None, log_path: Path | None = None) -> Any:
@@ -157,6 +176,7 @@ class Criu:
         leave_running: bool = False,
         tcp_established: bool = False,
         pre_dump: bool = False,
+        freeze_cgroup: str | None = None,
         log_file: str = "dump.log",
     ) -> None:
         """Dump (or pre-dump) the tree at ``pid``; notifications go to ``on_notify``."""
@@ -173,6 +193,8 @@ class Criu:
             o.track_mem = track_mem
             if parent:
                 o.parent_img = parent
+            if freeze_cgroup:
+                o.freeze_cgroup = freeze_cgroup
             if page_server is not None:
                 o.ps.address = page_server.address
                 o.ps.port = page_server.port

@@ -29,6 +29,8 @@ class MigrationReport:
     image_bytes: int = 0
     page_bytes: int = 0
     rss_bytes: int = 0
+    freeze_method: str = "ptrace"  # or cgroup-v1 / cgroup-v2: we froze its cgroup ourselves
+    freeze_ms: float | None = None
     memory_complete_ms: float | None = None  # post-copy: restore until every page arrived
     lazy_pages: int | None = None
     criu: dict[str, dict[str, int]] = field(default_factory=dict)

@@ -12,6 +12,7 @@ read-only views (so ``Hello`` and ``Restored`` are not hashable). Bytes fields a
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ __all__ = [
     "MODES",
     "Abort",
     "Aborted",
+    "CheckReport",
+    "CheckRequest",
     "Commit",
     "Committed",
     "Error",
@@ -59,6 +62,7 @@ MAX_CPUINFO_BYTES: Final = 1 << 20
 MAX_CHUNK_BYTES: Final = 4 << 20
 MAX_TEXT_CHARS: Final = 4096
 MAX_LOG_TAIL_BYTES: Final = 64 << 10
+MAX_CHECK_JSON_BYTES: Final = 60000  # JSON-escaped, so that the frame header stays < 64 KiB
 PID_MAX: Final = 1 << 22  # PID_MAX_LIMIT on 64-bit Linux
 PORT_MAX: Final = 0xFFFF
 CODE_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -78,6 +82,15 @@ def _code(owner: str, value: object) -> None:
 
 def _text(owner: str, name: str, value: object) -> None:
     check_str(owner, name, value, max_chars=MAX_TEXT_CHARS)
+
+
+def _json_text(owner: str, name: str, value: object) -> None:
+    """Text (meant to be JSON, checked by its reader) that fits the frame header escaped."""
+    check_text_bytes(owner, name, value, max_bytes=MAX_CHECK_JSON_BYTES)
+    escaped = json.dumps(value, ensure_ascii=False).encode("utf-8")
+    if len(escaped) > MAX_CHECK_JSON_BYTES:
+        raise LocalProtocolError(
+            f"{owner}.{name} must be at most {MAX_CHECK_JSON_BYTES} bytes once JSON-escaped")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +118,29 @@ class Hello(Message):
         check_bytes("Hello", "cpuinfo", self.cpuinfo, max_len=MAX_CPUINFO_BYTES)
         check_int("Hello", "free_memory", self.free_memory)
         check_int("Hello", "free_disk", self.free_disk)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRequest(Message):
+    """SOURCE, after Hello: check whether this workload can move here (pre-flight).
+
+    ``query`` is JSON text (see :mod:`ferryman.migration.query`); its reader validates it.
+    """
+
+    query: str
+
+    def __post_init__(self) -> None:
+        _json_text("CheckRequest", "query", self.query)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport(Message):
+    """DESTINATION: its pre-flight rows as JSON text (see :mod:`ferryman.migration.verdict`)."""
+
+    result: str
+
+    def __post_init__(self) -> None:
+        _json_text("CheckReport", "result", self.result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +322,7 @@ class Error(Message):
 MESSAGE_TYPES: Final[Mapping[str, type[Message]]] = MappingProxyType({
     cls.__name__: cls
     for cls in (Hello, Plan, Ready, Refused, FileChunk, FileEnd, Restore, Restored, Failed,
-                Commit, Abort, Committed, Aborted, PagesComplete, Error)
+                Commit, Abort, Committed, Aborted, PagesComplete, Error, CheckRequest,
+                CheckReport)
 })
 """Every message class by its wire name (the ``type`` in the frame header)."""

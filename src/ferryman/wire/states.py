@@ -10,6 +10,11 @@ Happy path (cold; ``*`` = SOURCE sends, ``<`` = DESTINATION sends)::
     READY|TRANSFERRING *FileChunk|*FileEnd TRANSFERRING      (files may interleave)
     READY|TRANSFERRING *Restore RESTORING <Restored RESTORED *Commit COMMITTING <Committed DONE
 
+Pre-flight: in GREETED the source may ask ``*CheckRequest`` (-> CHECKING) and the destination
+answers ``<CheckReport`` (-> GREETED again), any number of times, so a Plan can follow on the
+same connection (``ferryman migrate``); ``ferryman check`` ends with ``*Abort`` instead. No
+Abort in CHECKING: it would cross the CheckReport the destination owes.
+
 When the Plan said ``lazy=True``, ``Committed`` leads to FETCHING instead (see
 :data:`LAZY_TRANSITIONS`, the one guard), and ``<PagesComplete`` then leads to DONE.
 
@@ -47,6 +52,8 @@ from typing import Final
 from ferryman.wire.messages import (
     Abort,
     Aborted,
+    CheckReport,
+    CheckRequest,
     Commit,
     Committed,
     Error,
@@ -92,6 +99,7 @@ class State(enum.Enum):
     IDLE = "IDLE"
     HELLO_SENT = "HELLO_SENT"
     GREETED = "GREETED"
+    CHECKING = "CHECKING"
     PLANNED = "PLANNED"
     READY = "READY"
     TRANSFERRING = "TRANSFERRING"
@@ -127,6 +135,8 @@ Key = tuple[State, Role, type[Message]]
 TRANSITIONS: Final[Mapping[Key, State]] = MappingProxyType({
     (State.IDLE, _S, Hello): State.HELLO_SENT,
     (State.HELLO_SENT, _D, Hello): State.GREETED,
+    (State.GREETED, _S, CheckRequest): State.CHECKING,
+    (State.CHECKING, _D, CheckReport): State.GREETED,
     (State.GREETED, _S, Plan): State.PLANNED,
     (State.PLANNED, _D, Ready): State.READY,
     (State.PLANNED, _D, Refused): State.CLOSED,

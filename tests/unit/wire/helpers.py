@@ -14,6 +14,8 @@ from ferryman.wire import (
     TRANSITIONS,
     Abort,
     Aborted,
+    CheckReport,
+    CheckRequest,
     Commit,
     Committed,
     Connection,
@@ -62,6 +64,8 @@ SAMPLES: dict[type[Message], Message] = {
     Aborted: Aborted(),
     PagesComplete: PagesComplete(65536, 1 << 28, 1500),
     Error: Error("internal", "something broke"),
+    CheckRequest: CheckRequest('{"v":1,"workload":{"pid":4242}}'),
+    CheckReport: CheckReport('{"v":1,"rows":[]}'),
 }
 assert set(SAMPLES) == set(MESSAGE_TYPES.values())
 
@@ -110,6 +114,8 @@ MESSAGE_STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
     Aborted: st.builds(Aborted),
     PagesComplete: st.builds(PagesComplete, u64, u64, u64),
     Error: st.builds(Error, codes, texts),
+    CheckRequest: st.builds(CheckRequest, st.text(max_size=300)),
+    CheckReport: st.builds(CheckReport, st.text(max_size=300)),
 }
 assert set(MESSAGE_STRATEGIES) == set(MESSAGE_TYPES.values())
 assert MODES == ("cold", "postcopy", "precopy", "hybrid")

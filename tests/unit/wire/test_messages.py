@@ -46,7 +46,7 @@ def test_messages_are_frozen_slotted_dataclasses(cls: type[Message]) -> None:
 
 def test_registry_names_are_class_names() -> None:
     assert all(name == cls.__name__ for name, cls in MESSAGE_TYPES.items())
-    assert len(MESSAGE_TYPES) == 15
+    assert len(MESSAGE_TYPES) == 17
 
 
 @pytest.mark.parametrize("name", BAD_FILE_NAMES)

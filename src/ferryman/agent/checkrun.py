@@ -1,0 +1,67 @@
+"""``ferryman check`` as a session: Hello, one CheckRequest, then Abort. Nothing is planned.
+
+Also the options ``ferryman migrate`` passes to the source role, with its pre-flight policy
+(``--force``) attached (see :class:`ferryman.agent.gate.HasPreflightPolicy`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from ferryman import wire
+from ferryman.agent.gate import CheckResult, PreflightPolicy, collect_verdict, end_check
+from ferryman.agent.hello import local_hello
+from ferryman.agent.source import SourceMigration, SourceOptions
+from ferryman.criu.client import Criu
+from ferryman.errors import PeerLost, PeerRejected
+from ferryman.host.procfs import identity
+from ferryman.migration.verdict import Status
+
+
+@dataclass
+class MigrateOptions(SourceOptions):
+    """Source options with the pre-flight policy of ``ferryman migrate``."""
+
+    preflight: PreflightPolicy = field(default_factory=PreflightPolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOptions:
+    source: SourceOptions  # pid, destination, credentials, state dir, criu binary
+    requested: str | None = None
+    synced: tuple[str, ...] = ()
+
+
+async def run_check(opts: CheckOptions) -> CheckResult:
+    """Ask the destination agent and check here; the workload is frozen only for the
+    dry-run dump (tens of ms). Keeps the dry-run log only when that dump failed."""
+    o = opts.source
+    identity(o.pid)  # NoSuchProcess before anything else
+    criu = Criu(o.criu_bin)
+    workdir = o.state_dir / "checks" / (time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8])
+    workdir.mkdir(parents=True, mode=0o700)
+    ours = await local_hello(criu, o.creds.name, o.state_dir)
+    ch = await SourceMigration(o)._connect()
+    try:
+        await ch.send(ours)
+        try:
+            theirs = await ch.expect((wire.Hello,), o.timeouts.hello)
+        except PeerLost as exc:
+            raise PeerRejected(ch.peer, f"{ch.peer} closed the connection at hello: it "
+                               "refused this node's certificate",
+                               hint="issue this node's certificate from the cluster's CA: "
+                                    "'ferryman pki issue NAME --pki DIR'") from exc
+        result = await collect_verdict(ch, criu, ours, theirs, pid=o.pid, workdir=workdir,
+                                       requested=opts.requested, synced=opts.synced,
+                                       timeout=o.timeouts.plan)
+        await end_check(ch, "pre-flight check only")
+    finally:
+        await ch.close()
+    dump_failed = any(r.check == "dump" and r.status is Status.FAIL
+                      for r in result.verdict.rows)
+    if not dump_failed:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result

@@ -1,0 +1,112 @@
+"""Pre-flight checks, the I/O half: what a node finds about itself, and the destination's answer.
+
+The rules (facts in, rows out) are pure and live in :mod:`ferryman.migration.checks`; this
+module gathers the facts: CRIU's version and features (RPC feature check, ``criu check
+--feature``, the pipe-size sysctl, minus the test-only hidden ones), the source's CPU checked
+with CRIU's cpuinfo, which PIDs are taken, the local addresses and bound ports, what the
+workload's paths are here, free memory and disk.
+
+In a session the destination answers any number of CheckRequests after Hello, then gets a
+Plan (``ferryman migrate``) or an Abort (``ferryman check``): :func:`serve_checks`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ferryman import wire
+from ferryman.agent.channel import Channel
+from ferryman.agent.config import AgentConfig
+from ferryman.agent.hello import lazy_pipes_ok
+from ferryman.criu.client import Criu
+from ferryman.criu.probe import probe_features
+from ferryman.errors import PidControlError, RemoteProtocolError
+from ferryman.host import netinfo, pidctl, procfs
+from ferryman.host.inspect import stat_path
+from ferryman.migration.checks import DestinationFacts, NodeFacts, destination_rows
+from ferryman.migration.query import CheckQuery, decode_query
+from ferryman.migration.verdict import rows_to_json
+
+log = logging.getLogger(__name__)
+
+
+async def node_facts(criu: Criu, node: str, hidden: Iterable[str] = ()) -> NodeFacts:
+    """This node's CRIU version and every feature the checks ask about."""
+    version = await criu.check_version()
+    features = await criu.features()
+    features["lazy_pipes"] = lazy_pipes_ok()
+    features.update(await probe_features(criu.binary))
+    for name in hidden:  # test-only: pretend CRIU lacks it (serve --test-hide-feature)
+        features[name] = False
+    return NodeFacts(node=node, criu_version=str(version), features=features)
+
+
+def taken_ids(ids: Sequence[int], proc: Path = procfs.PROC) -> tuple[int, ...]:
+    """The ids in use in this PID namespace (ids the kernel could never give count as taken)."""
+    taken = []
+    for pid in ids:
+        try:
+            free = pidctl.pid_available(pid, proc)
+        except PidControlError:
+            free = False
+        if not free:
+            taken.append(pid)
+    return tuple(taken)
+
+
+async def cpu_problem(criu: Criu, cpuinfo: bytes, state_dir: Path) -> str | None:
+    """None when a dump from the CPU ``cpuinfo`` describes can be restored here."""
+    state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one local mkdir
+    with tempfile.TemporaryDirectory(dir=state_dir, prefix="check-cpu-") as tmp:
+        (Path(tmp) / "cpuinfo.img").write_bytes(cpuinfo)
+        return await criu.cpuinfo_check(Path(tmp))
+
+
+async def destination_facts(q: CheckQuery, source_hello: wire.Hello, cfg: AgentConfig,
+                            criu: Criu) -> DestinationFacts:
+    net = procfs.PROC / "self" / "net"
+    w = q.workload
+    return DestinationFacts(
+        criu=await node_facts(criu, cfg.name, cfg.hidden_features),
+        cpu_problem=await cpu_problem(criu, source_hello.cpuinfo, cfg.state_dir),
+        taken_ids=() if w.own_pid_ns else taken_ids(w.ids),
+        networks=frozenset(netinfo.local_networks(net)),
+        bound=tuple(s for s in netinfo.read_inet_sockets(net) if s.binds),
+        files={f.path: stat_path(f.path) for f in w.files},
+        memory_available=procfs.memory_available(),
+        disk_free=procfs.disk_free(cfg.state_dir),
+    )
+
+
+async def answer(request: wire.CheckRequest, source_hello: wire.Hello, cfg: AgentConfig,
+                 criu: Criu, modes: Sequence[str]) -> wire.CheckReport:
+    """The destination's rows for one CheckRequest (RemoteProtocolError if it is malformed)."""
+    q = decode_query(request.query)
+    facts = await destination_facts(q, source_hello, cfg, criu)
+    rows = destination_rows(q, facts, source_hello.node)
+    log.info("pre-flight check of PID %d from %s: %s", q.workload.pid, source_hello.node,
+             ", ".join(f"{r.check}={r.status.value}" for r in rows))
+    return wire.CheckReport(rows_to_json(cfg.name, modes, rows))
+
+
+async def serve_checks(ch: Channel, source_hello: wire.Hello, cfg: AgentConfig, criu: Criu,
+                       modes: Sequence[str]) -> wire.Plan | None:
+    """After Hello: answer CheckRequests until a Plan comes (returned) or an Abort (answered
+    with Aborted; returns None: the source only wanted the checks)."""
+    while True:
+        msg = await ch.expect((wire.Plan, wire.CheckRequest, wire.Abort), cfg.timeouts.plan)
+        if isinstance(msg, wire.Plan):
+            return msg
+        if isinstance(msg, wire.Abort):
+            log.info("%s ended the session before a plan: %s", ch.peer, msg.reason)
+            await ch.send(wire.Aborted())
+            return None
+        try:
+            report = await answer(msg, source_hello, cfg, criu, modes)
+        except RemoteProtocolError as exc:
+            await ch.send(wire.Error(code="bad-check", message=exc.message[:4000]))
+            raise
+        await ch.send(report)

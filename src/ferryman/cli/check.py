@@ -1,0 +1,102 @@
+"""``ferryman check``: can this workload move to that node, in which modes, and what to fix."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from ferryman.cli.common import parse_endpoint
+from ferryman.errors import PreflightFailed, UsageError
+from ferryman.migration.verdict import MODES, Status, Verdict
+
+DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
+_MARK = {Status.PASS: "pass", Status.WARN: "WARN", Status.FAIL: "FAIL"}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "check", help="pre-flight: can a workload move to another node, and how",
+        description="Ask both agents whether the workload can move to --to, in which modes, "
+                    "and what to fix. Nothing is moved; the workload is frozen only for a "
+                    "dry-run dump of a few tens of milliseconds. Exit 0 when it can move.")
+    p.add_argument("pid", type=int, nargs="?", help="root PID of the process tree")
+    p.add_argument("--runc", metavar="ID", help="a runc container instead of a PID")
+    p.add_argument("--to", required=True, metavar="IP:PORT", help="the destination agent")
+    p.add_argument("--pki", required=True, type=Path, metavar="DIR", help="cluster PKI directory")
+    p.add_argument("--name", required=True, help="this node's name (its certificate)")
+    p.add_argument("--mode", choices=MODES, help="the mode to check (default: any)")
+    p.add_argument("--sync", action="append", default=[], metavar="PATH",
+                   help="a path that will be synced: files under it are not compared")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                   help=f"where the dry-run log goes (default {DEFAULT_STATE_DIR})")
+    p.add_argument("--criu", default="criu", help="criu binary (default: from PATH)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ferryman.agent.checkrun import CheckOptions, run_check
+    from ferryman.agent.source import SourceOptions
+    from ferryman.pki import load_node
+
+    if args.runc is not None:
+        raise UsageError("checking runc containers (--runc) is not supported yet",
+                         hint="give the PID of the container's init process instead")
+    if args.pid is None or args.pid <= 0:
+        raise UsageError("give the root PID of the workload", hint="ferryman check PID --to ...")
+    synced = []
+    for path in args.sync:
+        if not path.startswith("/"):
+            raise UsageError(f"--sync {path}: not an absolute path", hint="give /full/paths")
+        synced.append(path)
+    host, port = parse_endpoint(args.to)
+    creds = load_node(args.pki.resolve(), args.name)
+    source = SourceOptions(pid=args.pid, host=host, port=port, creds=creds,
+                           state_dir=args.state_dir.resolve(), criu_bin=args.criu)
+    result = asyncio.run(run_check(CheckOptions(source, args.mode, tuple(synced))))
+    v = result.verdict
+    if args.json:
+        dry = result.dry_run
+        out = {"pid": args.pid, "destination": result.destination, "endpoint": args.to,
+               **v.to_json(),
+               "dry_run": None if dry is None else {
+                   "ok": dry.ok, "freeze_ms": dry.freeze_ms, "reason": dry.reason,
+                   "image_bytes": dry.image_bytes,
+                   "log": str(dry.log_path) if not dry.ok else None}}
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(render(v, f"PID {args.pid} -> {result.destination} ({args.to})"))
+    if not v.can_move:
+        failed = [r.check for r in v.failures(v.requested)]
+        raise PreflightFailed(f"PID {args.pid} cannot move to {result.destination}"
+                              + (f" in {v.requested} mode" if v.requested else ""),
+                              failed=failed, hint="fix the FAIL rows above")
+    return 0
+
+
+def render(v: Verdict, title: str) -> str:
+    """The verdict as a table: one row per check, its fix on the next line."""
+    width = max((len(r.check) for r in v.rows), default=5)
+    lines = [f"pre-flight check: {title}",
+             f"  {'':4}  {'side':<11}  {'check':<{width}}  result"]
+    for r in v.rows:
+        lines.append(f"  {_MARK[r.status]:<4}  {r.side:<11}  {r.check:<{width}}  {r.detail}")
+        if r.status is not Status.PASS:
+            scope = "" if set(r.modes) >= set(v.supported) else \
+                f" [{', '.join(m for m in MODES if m in r.modes) or 'note only'}]"
+            lines.append(f"  {'':4}  {'':11}  {'':<{width}}  fix: {r.fix}{scope}")
+    allowed = ", ".join(v.allowed_modes) or "none"
+    ruled_out = [m for m in v.supported if m not in v.allowed_modes]
+    verdict = "CAN MOVE" if v.can_move else "CANNOT MOVE"
+    if v.requested:
+        verdict += f" in {v.requested} mode"
+    lines.append(f"verdict: {verdict}; allowed modes: {allowed}"
+                 + (f" (ruled out: {', '.join(ruled_out)})" if ruled_out else ""))
+    warned = [m for m in v.allowed_modes if m not in v.clean_modes]
+    if warned:
+        lines.append(f"  with warnings in {', '.join(warned)}: 'ferryman migrate' needs --force")
+    return "\n".join(lines)

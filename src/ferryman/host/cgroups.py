@@ -1,0 +1,106 @@
+"""Freezing a workload's own cgroup ourselves, with tight polling.
+
+CRIU's ``--freeze-cgroup`` polls the freezer every 100 ms: a fixed 100 ms of downtime. When the
+workload lives in a freezer cgroup of its own (cgroup v1 ``freezer`` or v2 ``cgroup.freeze``)
+we freeze it first and poll every 0.2 ms; CRIU then finds it frozen at once. Pure parsing is
+separated from the file system so it can be tested.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ferryman.errors import FerrymanError
+from ferryman.host.procfs import PROC
+
+POLL_S = 0.0002
+
+
+@dataclass(frozen=True, slots=True)
+class Freezer:
+    path: Path  # the cgroup directory
+    v2: bool
+
+    @property
+    def control(self) -> Path:
+        return self.path / ("cgroup.freeze" if self.v2 else "freezer.state")
+
+
+def parse_cgroup_file(text: str) -> tuple[str | None, str | None]:
+    """(v1 freezer path, v2 path) from /proc/PID/cgroup."""
+    v1 = v2 = None
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "" and parts[0] == "0":
+            v2 = path
+        elif "freezer" in controllers.split(","):
+            v1 = path
+    return v1, v2
+
+
+def parse_mountinfo(text: str) -> tuple[str | None, str | None]:
+    """(v1 freezer mount point, cgroup2 mount point) from /proc/self/mountinfo."""
+    v1 = v2 = None
+    for line in text.splitlines():
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        if len(fields) < 5 or len(rfields) < 3:
+            continue
+        fstype, options = rfields[0], rfields[2].split(",")
+        if fstype == "cgroup" and "freezer" in options:
+            v1 = fields[4]
+        elif fstype == "cgroup2" and v2 is None:
+            v2 = fields[4]
+    return v1, v2
+
+
+def find_freezer(pid: int, tree_pids: Iterable[int], proc: Path = PROC) -> Freezer | None:
+    """The workload's own freezer cgroup: one holding exactly the tree's processes."""
+    try:
+        v1_path, v2_path = parse_cgroup_file((proc / str(pid) / "cgroup").read_text())
+        v1_mnt, v2_mnt = parse_mountinfo((proc / "self" / "mountinfo").read_text())
+    except FileNotFoundError:
+        return None
+    wanted = set(tree_pids)
+    candidates = []
+    if v1_path not in (None, "/") and v1_mnt:
+        candidates.append(Freezer(Path(v1_mnt + str(v1_path)), v2=False))
+    if v2_path not in (None, "/") and v2_mnt:
+        candidates.append(Freezer(Path(v2_mnt + str(v2_path)), v2=True))
+    for f in candidates:
+        try:
+            procs = {int(p) for p in (f.path / "cgroup.procs").read_text().split()}
+        except (FileNotFoundError, ValueError):
+            continue
+        if procs == wanted and f.control.exists():
+            return f
+    return None
+
+
+def frozen(f: Freezer) -> bool:
+    if f.v2:
+        return "frozen 1" in (f.path / "cgroup.events").read_text()
+    return f.control.read_text().strip() == "FROZEN"
+
+
+def freeze(f: Freezer, timeout: float = 5.0) -> float:
+    """Freeze and wait until frozen; returns the seconds it took."""
+    t0 = time.monotonic()
+    f.control.write_text("1" if f.v2 else "FROZEN")
+    while not frozen(f):
+        if time.monotonic() - t0 > timeout:
+            thaw(f)
+            raise FerrymanError(f"cgroup {f.path} did not freeze within {timeout:.0f} s",
+                                hint="a task may be stuck in the kernel; try again")
+        time.sleep(POLL_S)
+    return time.monotonic() - t0
+
+
+def thaw(f: Freezer) -> None:
+    f.control.write_text("0" if f.v2 else "THAWED")

@@ -1,0 +1,206 @@
+"""What a workload needs from a node, read from /proc without disturbing it.
+
+:func:`inspect_workload` collects, for a process tree: every process and thread id, whether it
+has PID/time/network namespaces of its own, its resident memory, the files it uses (open file
+descriptors, working directories, executables and file mappings) with their type, size and
+mtime, and its inet sockets (matched by inode against ``/proc/PID/net/*`` of its own network
+namespace). Reading /proc never stops the workload.
+
+:func:`stat_path` is the other side of the file check: what the same path is on this node.
+The procfs root is injectable; parsers are pure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from ferryman.errors import NoSuchProcess
+from ferryman.host import procfs
+from ferryman.host.netinfo import InetSocket, read_inet_sockets
+
+PROC = procfs.PROC
+
+FILE_KINDS: Final = ("exe", "cwd", "fd", "map")  # by priority when one path is used twice
+FILE_TYPES: Final = ("f", "d", "c", "b", "p", "s", "l", "o")
+SKIPPED_PREFIXES: Final = ("/proc/", "/sys/", "/dev/pts/", "/dev/ptmx")
+DELETED: Final = " (deleted)"
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    """A file's type (one letter of :data:`FILE_TYPES`), size and mtime."""
+
+    ftype: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileRef:
+    """A path the workload uses: as ``exe``, ``cwd``, an open ``fd`` or a file ``map``."""
+
+    path: str
+    kind: str
+    stat: FileStat
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadFacts:
+    pid: int
+    comm: str
+    processes: int
+    ids: tuple[int, ...]  # every process and thread id, as the source's PID namespace sees them
+    own_pid_ns: bool
+    own_net_ns: bool
+    own_time_ns: bool
+    rss_bytes: int
+    files: tuple[FileRef, ...]
+    sockets: tuple[InetSocket, ...]
+    deleted_files: int = 0  # open but unlinked: CRIU carries them in the images (ghost files)
+
+
+def file_type(mode: int) -> str:
+    for test, letter in ((stat.S_ISREG, "f"), (stat.S_ISDIR, "d"), (stat.S_ISCHR, "c"),
+                         (stat.S_ISBLK, "b"), (stat.S_ISFIFO, "p"), (stat.S_ISSOCK, "s"),
+                         (stat.S_ISLNK, "l")):
+        if test(mode):
+            return letter
+    return "o"
+
+
+def stat_path(path: str | Path) -> FileStat | None:
+    """What ``path`` is on this node (following symlinks), or None when it does not exist."""
+    try:
+        st = Path(path).stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return FileStat(file_type(st.st_mode), size, st.st_mtime_ns)
+
+
+def parse_nspid(status_text: str) -> tuple[int, ...]:
+    """The ``NSpid:`` line of /proc/PID/status: the PID in each namespace, outermost first."""
+    for line in status_text.splitlines():
+        if line.startswith("NSpid:"):
+            return tuple(int(x) for x in line.split()[1:])
+    return ()
+
+
+def parse_map_paths(maps_text: str) -> list[str]:
+    """The distinct file paths mapped in /proc/PID/maps (no ``[heap]``, no deleted files)."""
+    seen: dict[str, None] = {}
+    for line in maps_text.splitlines():
+        cols = line.split(maxsplit=5)
+        if len(cols) == 6 and cols[5].startswith("/") and not cols[5].endswith(DELETED):
+            seen.setdefault(cols[5], None)
+    return list(seen)
+
+
+def socket_inode(link: str) -> int | None:
+    """The inode in a ``socket:[12345]`` fd link, else None."""
+    if link.startswith("socket:[") and link.endswith("]"):
+        with contextlib.suppress(ValueError):
+            return int(link[8:-1])
+    return None
+
+
+def wanted_path(link: str) -> bool:
+    """A link target that names a file the destination must have too."""
+    return link.startswith("/") and not link.endswith(DELETED) and not link.startswith(
+        SKIPPED_PREFIXES)
+
+
+class _Collector:
+    def __init__(self, proc: Path) -> None:
+        self.proc = proc
+        self.files: dict[str, FileRef] = {}
+        self.inodes: set[int] = set()
+        self.deleted = 0
+
+    def add(self, path: str, kind: str, target: Path) -> None:
+        old = self.files.get(path)
+        if old is not None and FILE_KINDS.index(old.kind) <= FILE_KINDS.index(kind):
+            return
+        st = stat_path(target)
+        if st is not None:
+            self.files[path] = FileRef(path, kind, st)
+
+    def link(self, path: Path) -> str | None:
+        try:
+            return str(path.readlink())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            return None
+
+    def process(self, pid: int) -> None:
+        base = self.proc / str(pid)
+        for kind in ("exe", "cwd"):
+            target = self.link(base / kind)
+            if target is not None and wanted_path(target):
+                self.add(target, kind, base / kind)
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for fd in (base / "fd").iterdir():
+                target = self.link(fd)
+                if target is None:
+                    continue
+                inode = socket_inode(target)
+                if inode is not None:
+                    self.inodes.add(inode)
+                elif target.endswith(DELETED) and target.startswith("/"):
+                    self.deleted += 1
+                elif wanted_path(target):
+                    self.add(target, "fd", fd)
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for path in parse_map_paths((base / "maps").read_text()):
+                if wanted_path(path):
+                    self.add(path, "map", base / "root" / path.lstrip("/"))
+
+
+def _ns(proc: Path, pid: int | str, name: str) -> str:
+    try:
+        return str((proc / str(pid) / "ns" / name).readlink())
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+def _thread_ids(proc: Path, pids: Iterable[int]) -> list[int]:
+    ids: list[int] = []
+    for pid in pids:
+        try:
+            ids.extend(int(t.name) for t in (proc / str(pid) / "task").iterdir())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return sorted(set(ids))
+
+
+def inspect_workload(pid: int, proc: Path = PROC) -> WorkloadFacts:
+    """Everything the pre-flight check needs to know about the tree rooted at ``pid``."""
+    ident = procfs.identity(pid, proc)  # NoSuchProcess first
+    pids = procfs.tree(pid, proc)
+    status_text = (proc / str(pid) / "status").read_text()
+    comm = (proc / str(pid) / "comm").read_text().strip()
+    nspid = parse_nspid(status_text)
+    collector = _Collector(proc)
+    for p in pids:
+        collector.process(p)
+    sockets = [s for s in read_inet_sockets(proc / str(pid) / "net")
+               if s.inode in collector.inodes]
+    if not procfs.is_alive(ident, proc):
+        raise NoSuchProcess(pid)
+    return WorkloadFacts(
+        pid=pid,
+        comm=comm,
+        processes=len(pids),
+        ids=tuple(_thread_ids(proc, pids)),
+        own_pid_ns=len(nspid) > 1 and nspid[-1] == 1,
+        own_net_ns=_ns(proc, pid, "net") != _ns(proc, "self", "net"),
+        own_time_ns=_ns(proc, pid, "time") != _ns(proc, "self", "time"),
+        rss_bytes=procfs.tree_rss_bytes(pid, proc),
+        files=tuple(sorted(collector.files.values(), key=lambda f: f.path)),
+        sockets=tuple(sorted(set(sockets), key=lambda s: (s.proto, s.local_port))),
+        deleted_files=collector.deleted,
+    )

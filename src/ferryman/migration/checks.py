@@ -1,0 +1,340 @@
+"""The pre-flight rules: facts in, verdict rows out. Pure.
+
+Each rule looks at what one side gathered (the workload from the source's /proc, a node's
+CRIU and kernel features, what the destination has at the paths, addresses and PIDs the
+workload needs) and returns :class:`~ferryman.migration.verdict.Row` objects with a one-line
+fix. :func:`destination_rows` is everything the destination agent answers;
+:func:`source_rows` what the source adds (its own CRIU and kernel, and the dry-run dump).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from ferryman.host.inspect import FileRef, FileStat, WorkloadFacts
+from ferryman.host.netinfo import InetSocket, conflicts, is_local
+from ferryman.migration.query import CheckQuery
+from ferryman.migration.verdict import (
+    ALL_MODES,
+    LAZY_MODES,
+    TRACKING_MODES,
+    Row,
+    Status,
+)
+
+P, W, F = Status.PASS, Status.WARN, Status.FAIL
+NOTE: Final[frozenset[str]] = frozenset()  # a row that concerns no mode: shown, never blocks
+IMAGE_MARGIN: Final = 64 << 20  # images besides memory, logs, slack (as agent/source.py)
+MEMORY_WARN_SHARE: Final = 0.8
+EXAMPLES: Final = 3
+PIPE_SIZE_FIX: Final = "run 'sysctl -w fs.pipe-max-size=4194304' on {node} (CRIU lacks " \
+                       "CAP_SYS_RESOURCE to grow its pipes past the limit)"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFacts:
+    """A node's CRIU: its name, version and features (``mem_track``, ``lazy_pages``,
+    ``lazy_pipes``, ``network_lock``, ``time_ns``; absent means missing)."""
+
+    node: str
+    criu_version: str
+    features: Mapping[str, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationFacts:
+    """What the destination found for one query."""
+
+    criu: NodeFacts
+    cpu_problem: str | None  # None: the source's CPU description passed CRIU's cpuinfo check
+    taken_ids: tuple[int, ...]  # the queried PIDs in use here
+    networks: frozenset[str]  # local addresses, as networks (see host.netinfo.local_networks)
+    bound: tuple[InetSocket, ...]  # sockets holding ports here
+    files: Mapping[str, FileStat | None]  # the queried paths as they are here
+    memory_available: int
+    disk_free: int
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 10 << 30 else f"{n / 2**20:.0f} MiB"
+
+
+def _some(items: Sequence[str], total: int | None = None) -> str:
+    shown = ", ".join(items[:EXAMPLES])
+    more = (total if total is not None else len(items)) - min(len(items), EXAMPLES)
+    return f"{shown} (+{more} more)" if more > 0 else shown
+
+
+def _n(count: int, noun: str, plural: str = "") -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {plural or noun + 's'}"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in text.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+# -- rules ---------------------------------------------------------------------------------
+
+def workload_row(w: WorkloadFacts) -> Row:
+    ns = "own PID namespace" if w.own_pid_ns else "host PID namespace"
+    return Row("workload", "source", P,
+               f"PID {w.pid} ({w.comm}): {_n(w.processes, 'process', 'processes')}, "
+               f"{_n(len(w.ids), 'task')}, RSS {mib(w.rss_bytes)}, {ns}, "
+               f"{_n(len(w.sockets), 'inet socket')}, {_n(len(w.files), 'file')}")
+
+
+def criu_row(source_version: str, dest_version: str, dest_node: str) -> Row:
+    src, dst = _version(source_version), _version(dest_version)
+    what = f"{source_version} here, {dest_version} on {dest_node}"
+    if len(src) < 2 or len(dst) < 2:
+        return Row("criu", "both", W, f"{what}: versions not understood",
+                   "install CRIU >= 4.2 on both nodes (scripts/install-criu.sh)")
+    if src[0] != dst[0]:
+        return Row("criu", "both", F, f"{what}: different major versions, images not compatible",
+                   "install the same CRIU release on both nodes")
+    if dst < src:
+        return Row("criu", "both", W, f"{what}: the destination is older; images may use "
+                   "what it does not know", f"upgrade CRIU on {dest_node} to {source_version}")
+    return Row("criu", "both", P, f"{what}: images compatible")
+
+
+def _feature(row: str, side: str, node: str, present: bool, label: str, *,
+             modes: frozenset[str], fix: str) -> Row:
+    if present:
+        return Row(row, side, P, f"{node}: {label}: present")
+    if not modes:
+        return Row(row, side, P, f"{node}: {label}: missing, not needed there")
+    return Row(row, side, F, f"{node}: {label}: missing", fix.format(node=node), modes)
+
+
+def kernel_rows(side: str, node: str, features: Mapping[str, bool],
+                w: WorkloadFacts) -> list[Row]:
+    """The kernel features each mode needs on ``side`` (``source`` or ``destination``)."""
+    has = {name: bool(features.get(name, False)) for name in
+           ("mem_track", "lazy_pages", "lazy_pipes", "network_lock", "time_ns")}
+    tracking_modes = TRACKING_MODES if side == "source" else NOTE
+    net_needed = bool(w.sockets) or w.own_net_ns
+    rows = [
+        _feature("kernel.dirty-tracking", side, node, has["mem_track"],
+                 "soft-dirty memory tracking (pre-copy)", modes=tracking_modes,
+                 fix="use --mode cold or postcopy; pre-copy needs CONFIG_MEM_SOFT_DIRTY on "
+                     "{node}"),
+        _feature("kernel.userfaultfd", side, node, has["lazy_pages"],
+                 "userfaultfd lazy pages (post-copy)", modes=LAZY_MODES,
+                 fix="use --mode cold; post-copy needs userfaultfd on {node}"),
+        _feature("kernel.pipe-size", side, node, has["lazy_pipes"],
+                 "4 MiB pipes for lazy pages (fs.pipe-max-size or CAP_SYS_RESOURCE)",
+                 modes=LAZY_MODES, fix=PIPE_SIZE_FIX),
+    ]
+    if has["network_lock"] or net_needed:
+        rows.append(_feature("kernel.network-lock", side, node, has["network_lock"],
+                             "nftables network lock", modes=ALL_MODES,
+                             fix="load nf_tables on {node} (CRIU locks the workload's "
+                                 "connections with it)"))
+    else:
+        rows.append(Row("kernel.network-lock", side, P,
+                        f"{node}: nftables network lock: missing, not needed (no sockets)"))
+    if side == "destination":
+        if has["time_ns"]:
+            rows.append(Row("kernel.time-ns", side, P, f"{node}: time namespaces: present"))
+        elif w.own_time_ns:
+            rows.append(Row("kernel.time-ns", side, F, f"{node}: time namespaces: missing, and "
+                            "the workload has its own", "restore on a kernel >= 5.6 with "
+                            "CONFIG_TIME_NS"))
+        else:
+            rows.append(Row("kernel.time-ns", side, W, f"{node}: time namespaces: missing; its "
+                            "monotonic clocks will jump", "use a kernel >= 5.6 with "
+                            "CONFIG_TIME_NS on the destination"))
+    return rows
+
+
+def cpu_row(problem: str | None, source_node: str, dest_node: str) -> Row:
+    if problem is None:
+        return Row("cpu", "destination", P,
+                   f"{source_node}'s CPU features are available on {dest_node} (criu cpuinfo)")
+    return Row("cpu", "destination", F, f"{dest_node} lacks CPU features the workload may use: "
+               f"{problem[:200]}", "move it between nodes with the same CPU features")
+
+
+def pid_row(w: WorkloadFacts, taken: Sequence[int], omitted: int, node: str) -> Row:
+    if w.own_pid_ns:
+        return Row("pids", "destination", P,
+                   "own PID namespace: its PIDs are restored inside a new one")
+    if taken:
+        return Row("pids", "destination", F,
+                   f"PIDs taken on {node}: {_some([str(p) for p in taken])} "
+                   f"({len(taken)} of {len(w.ids)}); CRIU restores the same PIDs",
+                   f"start it in its own PID namespace ('unshare -p -f'), or free those PIDs "
+                   f"on {node}")
+    if omitted:
+        return Row("pids", "destination", W, f"{len(w.ids)} PIDs free on {node}, {omitted} "
+                   "not checked (too many)", "free them on the destination, or run it in its "
+                   "own PID namespace")
+    return Row("pids", "destination", P, f"all {len(w.ids)} PIDs are free on {node}")
+
+
+def _sock(s: InetSocket) -> str:
+    peer = f" -> {s.remote_ip}:{s.remote_port}" if s.state == "ESTABLISHED" else ""
+    return f"{s.proto} {s.local_ip}:{s.local_port} {s.state.lower()}{peer}"
+
+
+def network_rows(w: WorkloadFacts, networks: Iterable[str], bound: Sequence[InetSocket],
+                 node: str) -> list[Row]:
+    nets = list(networks)
+    needed = [s for s in w.sockets if not s.wildcard]
+    missing = [s for s in needed if not is_local(s.local_ip, nets)]
+    rows: list[Row] = []
+    if missing:
+        addrs = sorted({s.local_ip for s in missing})
+        rows.append(Row("addresses", "destination", F,
+                        f"{node} lacks {_some(addrs)} for {_some([_sock(s) for s in missing])}",
+                        f"add the address to {node} (ip addr add ADDR/PREFIX dev IFACE) or "
+                        "let it bind the wildcard address"))
+    elif needed:
+        rows.append(Row("addresses", "destination", P,
+                        f"{node} has every address its {len(needed)} sockets use"))
+    else:
+        rows.append(Row("addresses", "destination", P,
+                        "no socket bound to a specific address" if w.sockets else
+                        "no inet sockets"))
+    clashes = [(s, c) for s in w.sockets for c in conflicts(s, bound)]
+    if clashes:
+        rows.append(Row("ports", "destination", F,
+                        f"ports in use on {node}: "
+                        + _some([f"{s.proto} {s.local_port} (held by {c.local_ip})"
+                                 for s, c in clashes]),
+                        f"stop what holds those ports on {node}, or move the workload "
+                        "elsewhere"))
+    else:
+        listening = sum(1 for s in w.sockets if s.binds)
+        rows.append(Row("ports", "destination", P,
+                        f"{_n(listening, 'listening port')}: free on {node}" if listening
+                        else "no listening ports"))
+    return rows
+
+
+def _classify(f: FileRef, there: FileStat | None) -> tuple[Status, str]:
+    if there is None:
+        return F, f"{f.path} ({f.kind}) missing"
+    if there.ftype != f.stat.ftype:
+        return F, f"{f.path} ({f.kind}) is another type of file"
+    if f.stat.ftype == "f" and there.size != f.stat.size:
+        return F, f"{f.path} ({f.kind}) has {there.size} bytes, not {f.stat.size}"
+    if f.stat.ftype == "f" and there.mtime_ns != f.stat.mtime_ns:
+        return W, f"{f.path} ({f.kind}) has another mtime"
+    return P, ""
+
+
+def synced_by(path: str, synced: Iterable[str]) -> bool:
+    roots = [s.rstrip("/") for s in synced]
+    return any(path == root or path.startswith(root + "/") for root in roots)
+
+
+def file_rows(q: CheckQuery, stats: Mapping[str, FileStat | None], node: str) -> list[Row]:
+    files = [f for f in q.workload.files if not synced_by(f.path, q.synced)]
+    n_synced = len(q.workload.files) - len(files)
+    found = [_classify(f, stats.get(f.path)) for f in files]
+    bad = [text for status, text in found if status is F]
+    odd = [text for status, text in found if status is W]
+    rows: list[Row] = []
+    if bad:
+        rows.append(Row("files", "destination", F,
+                        f"{len(bad)} of {len(files)} files differ on {node}: {_some(bad)}",
+                        f"copy them to {node} (same path and size), or name their directory "
+                        "with --sync"))
+    if odd:
+        rows.append(Row("files.mtime", "destination", W,
+                        f"{len(odd)} files have another mtime on {node}: {_some(odd)}",
+                        "make sure they have the same content on both nodes"))
+    if not bad and not odd:
+        extra = f"; {n_synced} in synced paths" if n_synced else ""
+        rows.append(Row("files", "destination", P,
+                        f"all {len(files)} files (exe, cwd, open, mapped) are the same on "
+                        f"{node}{extra}"))
+    if q.omitted_files:
+        rows.append(Row("files.omitted", "destination", W,
+                        f"{q.omitted_files} files not checked (the query was too large)",
+                        "compare the rest by hand, or sync them", NOTE))
+    if q.workload.deleted_files:
+        rows.append(Row("files.deleted", "source", W,
+                        f"{q.workload.deleted_files} open files are deleted: CRIU copies "
+                        "them into the images (up to 1 MiB each)",
+                        "keep such files small, or close them before migrating", NOTE))
+    return rows
+
+
+def memory_row(rss: int, available: int, node: str) -> Row:
+    what = f"RSS {mib(rss)}, {mib(available)} available on {node}"
+    if rss > available:
+        return Row("memory", "destination", F, what, f"free memory on {node} first")
+    if rss > available * MEMORY_WARN_SHARE:
+        return Row("memory", "destination", W, f"{what}: less than 20% would be left",
+                   f"free memory on {node} first")
+    return Row("memory", "destination", P, what)
+
+
+def disk_rows(rss: int, free: int, node: str) -> list[Row]:
+    full, lazy = rss + IMAGE_MARGIN, IMAGE_MARGIN
+    where = f"{mib(free)} free for images on {node}"
+    fix = f"free space in {node}'s agent --state-dir"
+    if free >= full:
+        return [Row("disk", "destination", P, f"{where}; needs about {mib(full)}")]
+    if free >= lazy:
+        return [Row("disk", "destination", F, f"{where}; cold and pre-copy need about "
+                    f"{mib(full)} (RSS + {mib(IMAGE_MARGIN)})", fix,
+                    ALL_MODES - LAZY_MODES),
+                Row("disk.lazy", "destination", P,
+                    f"post-copy needs about {mib(lazy)} there", "", LAZY_MODES)]
+    return [Row("disk", "destination", F, f"{where}; even post-copy needs about {mib(lazy)}, "
+                f"cold {mib(full)}", fix)]
+
+
+def dump_row(ok: bool, freeze_ms: float | None, reason: str | None, log_path: str,
+             image_bytes: int) -> Row:
+    froze = f"frozen {freeze_ms:.0f} ms" if freeze_ms is not None else "freeze not measured"
+    if ok:
+        return Row("dump", "source", P,
+                   f"dry-run dump succeeded (criu dump --lazy-pages, declined at post-dump, "
+                   f"no memory copied): {froze}, {mib(image_bytes)} of non-memory images")
+    return Row("dump", "source", F, f"criu cannot dump it: {(reason or '?')[:200]} ({froze})",
+               f"fix what CRIU names (log: {log_path})")
+
+
+def postcopy_note() -> Row:
+    return Row("postcopy.risk", "both", W, "post-copy: once committed, a broken link loses "
+               "the workload (its memory is split between the nodes)",
+               "prefer cold (or pre-copy) over an unreliable link", NOTE)
+
+
+# -- each side's answer ------------------------------------------------------------------
+
+def destination_rows(q: CheckQuery, d: DestinationFacts, source_node: str) -> list[Row]:
+    node = d.criu.node
+    w = q.workload
+    return [
+        *kernel_rows("destination", node, d.criu.features, w),
+        cpu_row(d.cpu_problem, source_node, node),
+        pid_row(w, d.taken_ids, q.omitted_ids, node),
+        *network_rows(w, d.networks, d.bound, node),
+        *file_rows(q, d.files, node),
+        memory_row(w.rss_bytes, d.memory_available, node),
+        *disk_rows(w.rss_bytes, d.disk_free, node),
+    ]
+
+
+def source_rows(w: WorkloadFacts, here: NodeFacts, dest_criu_version: str, dest_node: str,
+                dump: Row) -> list[Row]:
+    return [
+        workload_row(w),
+        criu_row(here.criu_version, dest_criu_version, dest_node),
+        *kernel_rows("source", here.node, here.features, w),
+        dump,
+        postcopy_note(),
+    ]

@@ -1,0 +1,92 @@
+"""Inspecting a workload from /proc: parsers, and this very test process as the workload."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from ferryman.errors import NoSuchProcess
+from ferryman.host import inspect
+
+MAPS = """\
+55d0c0000000-55d0c0001000 r--p 00000000 08:01 123   /usr/bin/python3.11
+55d0c0001000-55d0c0002000 r-xp 00001000 08:01 123   /usr/bin/python3.11
+7f0000000000-7f0000001000 rw-p 00000000 00:00 0     [heap]
+7f0000001000-7f0000002000 rw-s 00000000 00:01 9     /dev/shm/x (deleted)
+7f0000002000-7f0000003000 r--p 00000000 08:01 77    /opt/my lib/a b.so
+7f0000003000-7f0000004000 rw-p 00000000 00:00 0
+"""
+
+
+def test_parse_nspid() -> None:
+    assert inspect.parse_nspid("Name:\tx\nNSpid:\t3174\t1\n") == (3174, 1)
+    assert inspect.parse_nspid("NSpid:\t42\n") == (42,)
+    assert inspect.parse_nspid("Name: x\n") == ()
+
+
+def test_parse_map_paths() -> None:
+    assert inspect.parse_map_paths(MAPS) == ["/usr/bin/python3.11", "/opt/my lib/a b.so"]
+
+
+@pytest.mark.parametrize(("link", "inode"), [
+    ("socket:[12345]", 12345), ("socket:[x]", None), ("pipe:[1]", None), ("/socket:[1]", None)])
+def test_socket_inode(link: str, inode: int | None) -> None:
+    assert inspect.socket_inode(link) == inode
+
+
+@pytest.mark.parametrize(("link", "wanted"), [
+    ("/etc/hosts", True), ("/dev/null", True), ("pipe:[1]", False),
+    ("anon_inode:[eventfd]", False), ("/tmp/x (deleted)", False), ("/proc/1/status", False),
+    ("/dev/pts/3", False), ("/sys/kernel/x", False), ("/memfd:x (deleted)", False)])
+def test_wanted_path(link: str, wanted: bool) -> None:
+    assert inspect.wanted_path(link) is wanted
+
+
+def test_stat_path(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"12345")
+    st = inspect.stat_path(f)
+    assert st is not None
+    assert (st.ftype, st.size) == ("f", 5)
+    assert st.mtime_ns == f.stat().st_mtime_ns
+    d = inspect.stat_path(tmp_path)
+    assert d is not None
+    assert (d.ftype, d.size) == ("d", 0)
+    assert inspect.stat_path(tmp_path / "nope") is None
+    assert inspect.stat_path(f / "under-a-file") is None
+    null = inspect.stat_path("/dev/null")
+    assert null is not None
+    assert null.ftype == "c"
+
+
+def test_this_process_as_a_workload(tmp_path: Path) -> None:
+    kept = tmp_path / "kept.txt"
+    kept.write_text("hello")
+    gone = tmp_path / "gone.txt"
+    gone.write_text("bye")
+    with kept.open() as _k, gone.open() as _g:
+        gone.unlink()
+        facts = inspect.inspect_workload(os.getpid())
+    assert facts.pid == os.getpid()
+    assert os.getpid() in facts.ids
+    assert facts.processes >= 1
+    assert facts.rss_bytes > 0
+    assert not facts.own_net_ns
+    assert not facts.own_time_ns
+    by_path = {f.path: f for f in facts.files}
+    assert by_path[str(kept)].kind == "fd"
+    assert by_path[str(kept)].stat.size == 5
+    assert str(gone) not in by_path
+    assert facts.deleted_files >= 1
+    assert by_path[str(Path.cwd())].kind == "cwd"
+    assert by_path[os.path.realpath(sys.executable)].kind == "exe"
+    assert any(f.kind == "map" for f in facts.files)
+    assert [f.path for f in facts.files] == sorted(by_path)
+
+
+def test_missing_process() -> None:
+    with pytest.raises(NoSuchProcess):
+        inspect.inspect_workload(4_000_000)

@@ -1,0 +1,238 @@
+"""The pre-flight rules, one by one: facts in, rows out."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from ferryman.host.inspect import FileRef, FileStat, WorkloadFacts
+from ferryman.host.netinfo import InetSocket
+from ferryman.migration import checks
+from ferryman.migration.checks import DestinationFacts, NodeFacts
+from ferryman.migration.query import CheckQuery
+from ferryman.migration.verdict import ALL_MODES, LAZY_MODES, Row, Status, merge
+
+P, W, F = Status.PASS, Status.WARN, Status.FAIL
+MiB = 1 << 20
+ALL_FEATURES = {"mem_track": True, "lazy_pages": True, "lazy_pipes": True,
+                "network_lock": True, "time_ns": True}
+
+
+def reg(path: str, kind: str = "fd", size: int = 10, mtime: int = 5) -> FileRef:
+    return FileRef(path, kind, FileStat("f", size, mtime))
+
+
+def workload(**changes: object) -> WorkloadFacts:
+    w = WorkloadFacts(pid=100, comm="app", processes=2, ids=(100, 101, 102), own_pid_ns=False,
+                      own_net_ns=False, own_time_ns=False, rss_bytes=256 * MiB,
+                      files=(reg("/usr/bin/app", "exe"), FileRef("/srv", "cwd",
+                                                                 FileStat("d", 0, 1))),
+                      sockets=())
+    return replace(w, **changes)  # type: ignore[arg-type]
+
+
+def listener(ip: str = "0.0.0.0", port: int = 80, proto: str = "tcp") -> InetSocket:
+    return InetSocket(proto, ip, port, "0.0.0.0", 0, "LISTEN" if proto == "tcp" else "BOUND")
+
+
+def dest(**changes: object) -> DestinationFacts:
+    d = DestinationFacts(
+        criu=NodeFacts("b", "4.2.1", ALL_FEATURES), cpu_problem=None, taken_ids=(),
+        networks=frozenset({"127.0.0.0/8", "10.0.0.2/32"}), bound=(),
+        files={"/usr/bin/app": FileStat("f", 10, 5), "/srv": FileStat("d", 0, 99)},
+        memory_available=4 << 30, disk_free=100 << 30)
+    return replace(d, **changes)  # type: ignore[arg-type]
+
+
+def by_check(rows: list[Row]) -> dict[str, Row]:
+    return {r.check: r for r in rows}
+
+
+def test_a_healthy_destination_passes_everything() -> None:
+    rows = checks.destination_rows(CheckQuery(workload()), dest(), "a")
+    assert {r.status for r in rows} == {P}
+    assert {r.side for r in rows} == {"destination"}
+
+
+@pytest.mark.parametrize(("src", "dst", "status"), [
+    ("4.2.1", "4.2.1", P), ("4.2.0", "4.2.1", P), ("4.1.9", "4.3", P),
+    ("4.2.1", "4.2.0", W), ("4.2", "4.1.1", W), ("4.2.1", "5.0", F), ("3.17", "4.2.1", F),
+    ("", "4.2.1", W), ("x", "y", W),
+])
+def test_criu_versions(src: str, dst: str, status: Status) -> None:
+    assert checks.criu_row(src, dst, "b").status is status
+
+
+def test_kernel_features_decide_their_modes() -> None:
+    w = workload()
+    missing = dict.fromkeys(ALL_FEATURES, False)
+    src = by_check(checks.kernel_rows("source", "a", missing, w))
+    assert src["kernel.dirty-tracking"].modes == frozenset({"precopy", "hybrid"})
+    assert src["kernel.dirty-tracking"].status is F
+    assert src["kernel.userfaultfd"].modes == LAZY_MODES
+    assert "fs.pipe-max-size=4194304' on a" in src["kernel.pipe-size"].fix
+    assert src["kernel.network-lock"].status is P  # no sockets: not needed
+    assert "kernel.time-ns" not in src
+    dst = by_check(checks.kernel_rows("destination", "b", missing, w))
+    assert dst["kernel.dirty-tracking"].status is P  # only needed on the source
+    assert dst["kernel.userfaultfd"].status is F
+    assert dst["kernel.time-ns"].status is W
+    timens = checks.kernel_rows("destination", "b", missing, replace(w, own_time_ns=True))
+    assert by_check(timens)["kernel.time-ns"].status is F
+    present = by_check(checks.kernel_rows("destination", "b", ALL_FEATURES, w))
+    assert {r.status for r in present.values()} == {P}
+
+
+@pytest.mark.parametrize("w", [workload(sockets=(listener(),)), workload(own_net_ns=True)])
+def test_network_lock_needed_with_sockets_or_own_netns(w: WorkloadFacts) -> None:
+    rows = by_check(checks.kernel_rows("destination", "b", {"network_lock": False}, w))
+    assert rows["kernel.network-lock"].status is F
+    assert rows["kernel.network-lock"].modes == ALL_MODES
+
+
+def test_missing_features_count_as_missing() -> None:
+    rows = by_check(checks.kernel_rows("source", "a", {}, workload()))
+    assert rows["kernel.userfaultfd"].status is F
+
+
+def test_cpu() -> None:
+    assert checks.cpu_row(None, "a", "b").status is P
+    row = checks.cpu_row("x86: avx512 missing", "a", "b")
+    assert row.status is F
+    assert "avx512" in row.detail
+
+
+def test_pids() -> None:
+    w = workload()
+    assert checks.pid_row(w, (), 0, "b").status is P
+    taken = checks.pid_row(w, (101, 102), 0, "b")
+    assert taken.status is F
+    assert "101, 102 (2 of 3)" in taken.detail
+    assert checks.pid_row(w, (), 5, "b").status is W
+    assert checks.pid_row(replace(w, own_pid_ns=True), (101,), 0, "b").status is P
+
+
+def test_many_taken_pids_are_abbreviated() -> None:
+    w = workload(ids=tuple(range(100, 110)))
+    row = checks.pid_row(w, tuple(range(100, 110)), 0, "b")
+    assert "100, 101, 102 (+7 more)" in row.detail
+
+
+def test_addresses() -> None:
+    d = dest()
+    ok = by_check(checks.network_rows(workload(sockets=(listener("10.0.0.2"),
+                                                         listener("127.0.0.5", 81))),
+                                      d.networks, (), "b"))
+    assert ok["addresses"].status is P
+    missing = by_check(checks.network_rows(
+        workload(sockets=(listener("10.0.0.1", 9099),
+                          InetSocket("tcp", "10.0.0.1", 5000, "10.0.0.9", 80, "ESTABLISHED"))),
+        d.networks, (), "b"))
+    assert missing["addresses"].status is F
+    assert "lacks 10.0.0.1" in missing["addresses"].detail
+    assert "-> 10.0.0.9:80" in missing["addresses"].detail
+    assert missing["addresses"].modes == ALL_MODES
+    wild = by_check(checks.network_rows(workload(sockets=(listener(),)), (), (), "b"))
+    assert wild["addresses"].status is P
+    none = by_check(checks.network_rows(workload(), (), (), "b"))
+    assert none["addresses"].detail == "no inet sockets"
+
+
+@pytest.mark.parametrize(("ours", "theirs", "clash"), [
+    (listener("0.0.0.0", 80), listener("10.0.0.2", 80), True),
+    (listener("10.0.0.2", 80), listener("0.0.0.0", 80), True),
+    (listener("10.0.0.2", 80), listener("127.0.0.1", 80), False),
+    (listener("0.0.0.0", 80), listener("0.0.0.0", 81), False),
+    (listener("0.0.0.0", 80), listener("0.0.0.0", 80, "udp"), False),
+    (listener("0.0.0.0", 53, "udp"), listener("::", 53, "udp"), True),
+    (InetSocket("tcp", "10.0.0.2", 80, "1.2.3.4", 9, "ESTABLISHED"), listener("0.0.0.0", 80),
+     False),
+])
+def test_ports(ours: InetSocket, theirs: InetSocket, clash: bool) -> None:
+    rows = by_check(checks.network_rows(workload(sockets=(ours,)), ["0.0.0.0/0", "::/0"],
+                                        (theirs,), "b"))
+    assert (rows["ports"].status is F) == clash
+
+
+def test_files() -> None:
+    q = CheckQuery(workload(files=(reg("/a", size=3), reg("/b"), reg("/c", mtime=1),
+                                   reg("/data/d"), FileRef("/dev/x", "fd", FileStat("c", 0, 1)),
+                                   reg("/e"))),
+                   synced=("/data/",))
+    stats = {"/a": FileStat("f", 4, 5), "/b": None, "/c": FileStat("f", 10, 2),
+             "/dev/x": FileStat("c", 0, 7), "/e": FileStat("d", 0, 5)}
+    rows = by_check(checks.file_rows(q, stats, "b"))
+    assert rows["files"].status is F
+    assert rows["files"].detail.startswith("3 of 5 files differ on b: /a (fd) has 4 bytes, not 3")
+    assert "/b (fd) missing" in rows["files"].detail
+    assert "/e (fd) is another type of file (+0" not in rows["files"].detail
+    assert rows["files.mtime"].status is W
+    assert rows["files.mtime"].modes == ALL_MODES
+    assert "/c" in rows["files.mtime"].detail
+
+
+def test_files_all_present_and_synced() -> None:
+    q = CheckQuery(workload(files=(reg("/x"), reg("/data/y"), reg("/data"))), synced=("/data",))
+    rows = checks.file_rows(q, {"/x": FileStat("f", 10, 5)}, "b")
+    assert [(r.check, r.status) for r in rows] == [("files", P)]
+    assert "all 1 files" in rows[0].detail
+    assert "2 in synced paths" in rows[0].detail
+
+
+def test_files_notes() -> None:
+    q = CheckQuery(workload(files=(), deleted_files=2), omitted_files=7)
+    rows = by_check(checks.file_rows(q, {}, "b"))
+    for name in ("files.omitted", "files.deleted"):
+        assert rows[name].status is W
+        assert not rows[name].modes
+
+
+@pytest.mark.parametrize(("path", "synced", "expected"), [
+    ("/data/x", ("/data",), True), ("/data", ("/data/",), True), ("/database", ("/data",), False),
+    ("/x", (), False), ("/a/b/c", ("/",), True),
+])
+def test_synced_by(path: str, synced: tuple[str, ...], expected: bool) -> None:
+    assert checks.synced_by(path, synced) is expected
+
+
+@pytest.mark.parametrize(("rss", "available", "status"), [
+    (100, 1000, P), (800, 1000, P), (801, 1000, W), (1001, 1000, F)])
+def test_memory(rss: int, available: int, status: Status) -> None:
+    assert checks.memory_row(rss, available, "b").status is status
+
+
+def test_disk_per_mode() -> None:
+    rss = 256 * MiB
+    assert [r.status for r in checks.disk_rows(rss, 10 << 30, "b")] == [P]
+    lazy_only = checks.disk_rows(rss, 100 * MiB, "b")
+    v = merge([], lazy_only, ("cold", "postcopy"))
+    assert v.allowed_modes == ("postcopy",)
+    nothing = checks.disk_rows(rss, 10 * MiB, "b")
+    assert merge([], nothing, ("cold", "postcopy")).allowed_modes == ()
+    assert "even post-copy" in nothing[0].detail
+
+
+def test_dump_row() -> None:
+    ok = checks.dump_row(True, 23.4, None, "/l", 2 * MiB)
+    assert ok.status is P
+    assert "frozen 23 ms" in ok.detail
+    bad = checks.dump_row(False, None, "unix socket to the outside", "/x/dry-run.log", 0)
+    assert bad.status is F
+    assert "unix socket" in bad.detail
+    assert "/x/dry-run.log" in bad.fix
+    assert "freeze not measured" in bad.detail
+
+
+def test_source_rows() -> None:
+    here = NodeFacts("a", "4.2.1", ALL_FEATURES)
+    dump = checks.dump_row(True, 1.0, None, "/l", 0)
+    rows = checks.source_rows(workload(), here, "4.2.1", "b", dump)
+    assert [r.check for r in rows][:2] == ["workload", "criu"]
+    assert "postcopy.risk" in by_check(rows)
+    assert "2 processes, 3 tasks, RSS 256 MiB" in rows[0].detail
+
+
+def test_mib() -> None:
+    assert checks.mib(5 * MiB) == "5 MiB"
+    assert checks.mib(20 << 30) == "20.0 GiB"
