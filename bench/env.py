@@ -21,7 +21,6 @@ class Env:
     tmp: Path  # everything of this benchmark lives below; its path marks our processes
     criu: str
     timeout: float  # limit for every single wait (a command, a status answer, a listen)
-    hand_tls: bool = False  # by hand with CRIU's TLS page transfer (as ferryman does)
     ports: Iterator[int] = field(default_factory=lambda: itertools.count(27100))
 
 
@@ -31,6 +30,8 @@ class Outcome:
 
     total_ms: float  # wall time of the migration as its user sees it
     bytes_moved: int | None
+    # post-copy: from the workload resuming on the destination until every page is there
+    memory_complete_ms: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
 

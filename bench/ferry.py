@@ -1,4 +1,9 @@
-"""ferryman's side: an agent on B, ``ferryman migrate`` run inside A (as the tests do)."""
+"""ferryman's side: an agent on B, ``ferryman migrate`` run inside A (as the tests do).
+
+``ferryman migrate`` returns once the migration is complete: in post-copy that is after the
+last page has arrived on B (the report's ``memory_complete_ms`` counts from B resuming the
+workload until then).
+"""
 
 from __future__ import annotations
 
@@ -50,12 +55,16 @@ def migrate(env: Env, wl: Workload, run_dir: Path, restored: list[int], *mode_ar
             raise BenchError(f"ferryman report says {report.get('result')!r}, "
                              f"destination_pid {pid!r}")
         criu = report.get("criu") or {}
+        complete = report.get("memory_complete_ms")
         return Outcome(
             total_ms=res.ms,
             bytes_moved=report.get("bytes_transferred"),
+            # post-copy: destination resumed the workload → every page arrived (B's clock)
+            memory_complete_ms=float(complete) if isinstance(complete, int | float) else None,
             details={
                 "report_downtime_ms": report.get("downtime_ms"),
                 "report_total_ms": report.get("total_ms"),
+                "lazy_pages": report.get("lazy_pages"),
                 "page_bytes": report.get("page_bytes"),
                 "image_bytes": report.get("image_bytes"),
                 "criu_dump": criu.get("dump", {}),

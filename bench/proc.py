@@ -83,6 +83,14 @@ def kill_pid(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def wait_gone(pids: list[int], timeout: float = 30.0) -> None:
+    """Wait until killed processes have left /proc (a 4 GiB process takes a while to free
+    its memory, which the next run's workload needs)."""
+    deadline = time.monotonic() + timeout
+    while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -106,6 +114,18 @@ def pids_mentioning(marker: str) -> list[int]:
     return found
 
 
+def describe(pid: int) -> str:
+    """State and the first words of ``pid``'s command line (for the cleanup log)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "(gone)"
+    state = stat[stat.rindex(")") + 2]
+    words = " ".join(a.decode(errors="replace") for a in argv[:6] if a)
+    return f"[{state}] {words[:200]}"
+
+
 def sweep(marker: str) -> list[int]:
     """Last line of defence: SIGKILL every process whose argv names our temp dir.
 
@@ -118,6 +138,7 @@ def sweep(marker: str) -> list[int]:
         if not pids:
             break
         for pid in pids:
+            say(f"cleanup: killing leftover PID {pid}: {describe(pid)}")
             kill_pid(pid)
         killed += pids
         time.sleep(0.2)

@@ -36,21 +36,32 @@ def _csv(text: str) -> list[str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    ap.add_argument("--sizes", default="256,1024", help="workload sizes in MiB (default 256,1024)")
-    ap.add_argument("--runs", type=int, default=3, help="repetitions per tool and cell (3)")
-    ap.add_argument("--modes", default="cold", help=f"modes: {','.join(MODES)} (default cold)")
-    ap.add_argument("--tools", default=",".join(TOOLS), help="ferryman,by-hand (default both)")
-    ap.add_argument("--timeout", type=float, default=300, help="limit for every wait, s (300)")
-    ap.add_argument("--tcp-mib", type=int, default=1024, help="TCP floor transfer size (1024)")
+    defaults = "; ".join(f"{m.name} {','.join(map(str, m.default_sizes))}"
+                         for m in MODES.values())
+    ap.add_argument("--sizes", default=None,
+                    help=f"workload sizes in MiB for every mode (default per mode: {defaults})")
+    ap.add_argument("--runs", type=int, default=None,
+                    help="repetitions per tool and cell (3; --quick: 1)")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help=f"modes: {','.join(MODES)} (default all)")
+    ap.add_argument("--tools", default=",".join(TOOLS),
+                    help=f"{','.join(TOOLS)} (default all)")
+    ap.add_argument("--quick", action="store_true",
+                    help="one run per tool and cell and a 256 MiB TCP floor (~5 min)")
+    ap.add_argument("--timeout", type=float, default=600, help="limit for every wait, s (600)")
+    ap.add_argument("--tcp-mib", type=int, default=None,
+                    help="TCP floor transfer size (1024; --quick: 256)")
     ap.add_argument("--memcpy-mib", type=int, default=256, help="memcpy floor size (256)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     ap.add_argument("--criu", default=shutil.which("criu") or "criu", help="criu binary")
-    ap.add_argument("--by-hand-tls", action="store_true",
-                    help="by hand with CRIU's TLS page transfer, as ferryman (default: plain)")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, images)")
     args = ap.parse_args(argv)
+    if args.runs is None:
+        args.runs = 1 if args.quick else 3
+    if args.tcp_mib is None:
+        args.tcp_mib = 256 if args.quick else 1024
     try:
-        args.sizes = [int(s) for s in _csv(args.sizes)]
+        args.sizes = [int(s) for s in _csv(args.sizes)] if args.sizes is not None else None
     except ValueError:
         ap.error(f"--sizes: not a list of integers: {args.sizes}")
     args.modes = _csv(args.modes)
@@ -59,9 +70,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"unknown mode(s) {unknown}; known: {list(MODES)}")
     if unknown := [t for t in args.tools if t not in TOOLS]:
         ap.error(f"unknown tool(s) {unknown}; known: {list(TOOLS)}")
-    if args.runs < 1 or not args.sizes or any(s < 1 for s in args.sizes):
+    if args.runs < 1 or args.sizes == [] or any(s < 1 for s in args.sizes or []):
         ap.error("--runs and --sizes must be positive")
     return args
+
+
+def sizes_for(args: argparse.Namespace, mode: str) -> list[int]:
+    return list(args.sizes) if args.sizes is not None else list(MODES[mode].default_sizes)
+
+
+PIPE_MAX = Path("/proc/sys/fs/pipe-max-size")
+PIPE_NEEDED = 4 << 20  # CRIU's lazy pages without CAP_SYS_RESOURCE (DESIGN.md)
+
+
+def _pipe_max_size(raise_it: bool) -> int:
+    """fs.pipe-max-size, raised to 4 MiB first when post-copy is to run."""
+    try:
+        value = int(PIPE_MAX.read_text())
+        if raise_it and value < PIPE_NEEDED:
+            say(f"sysctl fs.pipe-max-size={PIPE_NEEDED} (was {value}; CRIU's lazy pages need it)")
+            PIPE_MAX.write_text(str(PIPE_NEEDED))
+            value = int(PIPE_MAX.read_text())
+    except (OSError, ValueError) as exc:
+        say(f"cannot read/raise fs.pipe-max-size: {exc}")
+        return 0
+    return value
+
+
+def _mem_available() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _check_memory(size_mib: int) -> None:
+    """The workload briefly holds 2x its size while it starts; source + destination 2x."""
+    need = (size_mib << 20) * 5 // 2 + (1 << 30)
+    have = _mem_available()
+    if have < need:
+        raise BenchError(f"needs ~{need >> 20} MiB free memory, {have >> 20} MiB available")
 
 
 def _cmd(*argv: str) -> str:
@@ -98,8 +146,7 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
         topo = Topology(("a", "b"))
         pki = tmp / "pki"
         _make_pki(topo, pki)
-        env = Env(topo=topo, pki=pki, tmp=tmp, criu=args.criu, timeout=args.timeout,
-                  hand_tls=args.by_hand_tls)
+        env = Env(topo=topo, pki=pki, tmp=tmp, criu=args.criu, timeout=args.timeout)
         say(f"floor: memcpy {args.memcpy_mib} MiB")
         mem = floors.memcpy(args.memcpy_mib)
         say(f"floor: TCP {topo['a'].ip} → {topo['b'].ip}, {args.tcp_mib} MiB")
@@ -109,18 +156,19 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
             f"TCP {(tcp.bytes_per_s or 0) / 1e9:.2f} GB/s")
         for mode_name in args.modes:
             mode = MODES[mode_name]
-            for size in args.sizes:
+            for size in sizes_for(args, mode_name):
                 cell: dict[str, Any] = {"mode": mode.name, "title": mode.title,
                                         "size_mib": size, "runs": []}
                 result["cells"].append(cell)
                 try:
+                    _check_memory(size)
                     runs = run_cell(env, mode, size, args.runs, args.tools)
                     cell["runs"] = [r.to_json() for r in runs]
                 except Exception as exc:  # a broken cell must not stop the others
                     say(f"  !! cell {mode.name} {size} MiB failed: {exc}")
                     result["errors"].append(f"{mode.name} {size} MiB: {exc}")
                 cell["summary"] = summarize_cell(cell["runs"], tcp.bytes_per_s,
-                                                 mem.bytes_per_s)
+                                                 mem.bytes_per_s, mode.name)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop cleanup
         killed = sweep(str(tmp))
@@ -143,14 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ferryman-bench-"))
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    pipe_max = _pipe_max_size(raise_it="postcopy" in args.modes)
     result: dict[str, Any] = {
-        "started": stamp, "runs": args.runs, "sizes_mib": args.sizes, "modes": args.modes,
-        "tools": list(args.tools), "by_hand_tls": args.by_hand_tls, "interrupted": False,
+        "started": stamp, "runs": args.runs, "quick": args.quick,
+        "sizes_mib": {m: sizes_for(args, m) for m in args.modes}, "modes": args.modes,
+        "tools": list(args.tools), "timeout_s": args.timeout, "interrupted": False,
         "errors": [], "floors": {}, "cells": [],
         "environment": {"kernel": os.uname().release, "criu": _cmd(args.criu, "--version"),
                         "cpus": os.cpu_count(), "python": sys.version.split()[0],
                         "commit": _cmd("git", "rev-parse", "--short", "HEAD"),
-                        "load_start": _load()},
+                        "load_start": _load(), "pipe_max_size": pipe_max,
+                        "mem_available_mib": _mem_available() >> 20},
     }
     say(f"results will go to {args.out}/{stamp}.{{json,md}}; temp dir {tmp}")
     try:
@@ -168,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     result["environment"]["load_end"] = _load()
     for cell in result["cells"]:
-        cell.setdefault("summary", summarize_cell(cell["runs"], None, None))
+        cell.setdefault("summary", summarize_cell(cell["runs"], None, None, cell["mode"]))
     js, md = report.write(result, args.out, stamp)
     print(report.markdown(result))
     say(f"wrote {js} and {md}")

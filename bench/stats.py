@@ -55,20 +55,37 @@ def meets(value: float | None, limit: float) -> bool | None:
     return None if value is None else value <= limit
 
 
-DOWNTIME_GOAL = 1.05  # ferryman's downtime <= 1.05 x by hand
-TOTAL_GOAL = 1.2  # ferryman's total time <= 1.2 x by hand
+FERRYMAN = "ferryman"
+BY_HAND = "by-hand"  # CRIU's commands as its documentation types them: plain TCP pages
+BY_HAND_TLS = "by-hand-tls"  # the same with CRIU's TLS, as ferryman always transfers pages
+BASELINES = (BY_HAND, BY_HAND_TLS)
+TOOLS = (FERRYMAN, *BASELINES)
+
+# Goals of ferryman / by hand (ratios of medians), per mode and metric.
+CELL_GOALS: dict[str, dict[str, float]] = {
+    "cold": {"downtime": 1.05, "total": 1.2},
+    "postcopy": {"downtime": 1.1},
+}
+SCALING_GOAL = 1.5  # post-copy downtime, largest size / smallest size (4 GiB / 256 MiB)
+POSTCOPY_VS_COLD_GOAL = 0.25  # post-copy downtime / cold downtime at the same size (1 GiB)
+POSTCOPY_VS_COLD_SIZE = 1024  # MiB; the largest size both modes ran if this one is missing
 
 # Per tool: the metrics summarized, as (name in the summary, key in a run, key in its details).
 _COMMON: list[tuple[str, str | None, str | None]] = [
     ("downtime_ms", "downtime_ms", None), ("total_ms", "total_ms", None),
+    ("memory_complete_ms", "memory_complete_ms", None),
     ("workload_max_gap_ms", None, "workload_max_gap_ms"),
     ("timens_jump_ms", None, "timens_jump_ms"), ("bytes_moved", "bytes_moved", None)]
+_BY_HAND: list[tuple[str, str | None, str | None]] = [
+    *_COMMON, *((k, None, k) for k in ("dump_ms", "copy_ms", "lazy_start_ms", "restore_ms",
+                                       "resumed_ms", "lazy_pages_exit_ms"))]
 _METRICS: dict[str, list[tuple[str, str | None, str | None]]] = {
-    "ferryman": [*_COMMON,
-                 ("report_downtime_ms", None, "report_downtime_ms"),
-                 ("report_total_ms", None, "report_total_ms")],
-    "by-hand": [*_COMMON, ("dump_ms", None, "dump_ms"), ("copy_ms", None, "copy_ms"),
-                ("restore_ms", None, "restore_ms")],
+    FERRYMAN: [*_COMMON,
+               ("report_downtime_ms", None, "report_downtime_ms"),
+               ("report_total_ms", None, "report_total_ms"),
+               ("lazy_pages", None, "lazy_pages")],
+    BY_HAND: _BY_HAND,
+    BY_HAND_TLS: _BY_HAND,
 }
 
 
@@ -80,10 +97,12 @@ def _value(run: dict[str, Any], key: str | None, detail: str | None) -> float | 
 
 
 def summarize_cell(runs: list[dict[str, Any]], tcp_bps: float | None,
-                   memcpy_bps: float | None) -> dict[str, Any]:
-    """Medians, ranges, ferryman/by-hand ratios and floor multiples for one (mode, size) cell.
+                   memcpy_bps: float | None, mode: str = "cold") -> dict[str, Any]:
+    """Medians, ranges, ratios against each baseline and floor multiples for one cell.
 
-    ``runs`` are RunResult JSON dicts of one cell; failed runs count only in ``errors``.
+    ``runs`` are RunResult JSON dicts of one (mode, size) cell; failed runs count only in
+    ``errors``. ``ratios[baseline]`` are ferryman / that baseline (medians) and
+    ``goals[baseline]`` whether they meet ``CELL_GOALS[mode]``.
     """
     tools: dict[str, dict[str, Summary | None]] = {}
     for tool, metrics in _METRICS.items():
@@ -91,12 +110,19 @@ def summarize_cell(runs: list[dict[str, Any]], tcp_bps: float | None,
         tools[tool] = {name: summarize(_value(r, k, d) for r in mine) for name, k, d in metrics}
     rss = summarize(r.get("rss_bytes") for r in runs if r.get("ok"))
     rss_b = int(rss.median) if rss else None
-    fm, bh = tools["ferryman"], tools["by-hand"]
-    ratios = {
-        "downtime": ratio(fm["downtime_ms"], bh["downtime_ms"]),
-        "total": ratio(fm["total_ms"], bh["total_ms"]),
-        "total_report": ratio(fm["report_total_ms"], bh["total_ms"]),
-    }
+    fm = tools[FERRYMAN]
+    ratios: dict[str, dict[str, float | None]] = {}
+    goals: dict[str, dict[str, bool | None]] = {}
+    for base in BASELINES:
+        bh = tools[base]
+        ratios[base] = {
+            "downtime": ratio(fm["downtime_ms"], bh["downtime_ms"]),
+            "total": ratio(fm["total_ms"], bh["total_ms"]),
+            "total_report": ratio(fm["report_total_ms"], bh["total_ms"]),
+            "memory_complete": ratio(fm["memory_complete_ms"], bh["memory_complete_ms"]),
+        }
+        goals[base] = {metric: meets(ratios[base][metric], limit)
+                       for metric, limit in CELL_GOALS.get(mode, {}).items()}
     multiples: dict[str, dict[str, float | None]] = {}
     for tool, sums in tools.items():
         total = sums["total_ms"].median if sums["total_ms"] else None
@@ -116,11 +142,72 @@ def summarize_cell(runs: list[dict[str, Any]], tcp_bps: float | None,
         "tools": {t: {k: (s.to_json() if s else None) for k, s in m.items()}
                   for t, m in tools.items()},
         "ratios": ratios,
-        "goals": {"downtime": meets(ratios["downtime"], DOWNTIME_GOAL),
-                  "total": meets(ratios["total"], TOTAL_GOAL)},
+        "goals": goals,
         "floors_ms": {"tcp": tcp_floor * 1000 if tcp_floor else None,
                       "memcpy": memcpy_floor * 1000 if memcpy_floor else None},
         "multiples": multiples,
         "errors": [f"{r.get('tool')} run {r.get('rep')}: {r.get('error')}"
                    for r in runs if not r.get("ok")],
     }
+
+
+def _median(cell: dict[str, Any] | None, tool: str, metric: str) -> float | None:
+    if cell is None:
+        return None
+    s = ((cell.get("summary") or {}).get("tools") or {}).get(tool, {}).get(metric)
+    return float(s["median"]) if s else None
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b <= 0 else a / b
+
+
+def _mark(value: float | None, limit: float, *, reference: bool = False) -> dict[str, Any]:
+    return {"value": value, "ok": None if reference else meets(value, limit),
+            "reference": reference}
+
+
+_METRIC_NAMES = {"downtime": "downtime", "total": "total time"}
+
+
+def goal_table(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's goals, one row each, with a value and ✓/✗ per column.
+
+    Columns: ``ferryman`` (goals about ferryman alone) and one per baseline. A row whose
+    goal compares ferryman with a baseline has a marked value in each baseline column; a
+    goal about ferryman alone is marked in ``ferryman`` and shows each baseline's own value
+    as an unmarked reference (``reference: True``). Cross-cell rows (post-copy scaling,
+    post-copy vs. cold) are left out when no cell they need was run. ``cells`` are the
+    result's cells (``mode``, ``size_mib``, ``summary``).
+    """
+    rows: list[dict[str, Any]] = []
+    by = {(c["mode"], c["size_mib"]): c for c in cells}
+    for c in cells:
+        for metric, limit in CELL_GOALS.get(c["mode"], {}).items():
+            ratios = (c.get("summary") or {}).get("ratios") or {}
+            values = {base: _mark((ratios.get(base) or {}).get(metric), limit)
+                      for base in BASELINES}
+            rows.append({"id": f"{c['mode']}-{c['size_mib']}-{metric}",
+                         "goal": f"{c['mode']} {c['size_mib']} MiB: {_METRIC_NAMES[metric]} "
+                                 f"≤ {limit}x by hand",
+                         "limit": limit, "values": values})
+    pc_sizes = sorted(s for m, s in by if m == "postcopy")
+    if len(pc_sizes) >= 2:
+        lo, hi = pc_sizes[0], pc_sizes[-1]
+        values = {t: _mark(_div(_median(by[("postcopy", hi)], t, "downtime_ms"),
+                                _median(by[("postcopy", lo)], t, "downtime_ms")),
+                           SCALING_GOAL, reference=t != FERRYMAN) for t in TOOLS}
+        rows.append({"id": "postcopy-scaling",
+                     "goal": f"postcopy downtime at {hi} MiB ≤ {SCALING_GOAL}x at {lo} MiB",
+                     "limit": SCALING_GOAL, "values": values})
+    both = sorted(s for m, s in by if m == "postcopy" and ("cold", s) in by)
+    if both:
+        size = POSTCOPY_VS_COLD_SIZE if POSTCOPY_VS_COLD_SIZE in both else both[-1]
+        pc = _median(by[("postcopy", size)], FERRYMAN, "downtime_ms")
+        values = {t: _mark(_div(pc, _median(by[("cold", size)], t, "downtime_ms")),
+                           POSTCOPY_VS_COLD_GOAL) for t in TOOLS}
+        rows.append({"id": "postcopy-vs-cold",
+                     "goal": f"postcopy downtime at {size} MiB ≤ {POSTCOPY_VS_COLD_GOAL}x "
+                             f"cold downtime at {size} MiB",
+                     "limit": POSTCOPY_VS_COLD_GOAL, "values": values})
+    return rows

@@ -132,7 +132,9 @@ class DestinationSession:
         if why is not None:
             raise Refusal("cpu", f"the source's CPU is not compatible with this one: {why}")
         if plan.lazy:
-            return 0  # pages come from the source's page server, on demand
+            # Pages come from the source's page server, on demand. (The lazy-pages daemon
+            # cannot start earlier than the Restore: it reads the images when it starts.)
+            return 0
         port = free_port(self.cfg.listen_host)
         self.page_server = await start_page_server(self.criu.binary, workdir,
                                                    self.cfg.listen_host, port, self.tls)

@@ -82,6 +82,7 @@ class SourceMigration:
         self.restored: wire.Restored | None = None
         self.freeze_at: float | None = None
         self.ps_port = 0
+        self.commit_error: PeerLost | None = None
         self.freezer: cgroups.Freezer | None = None
         self.stopped_source: list[int] = []
         self.serving = asyncio.Event()
@@ -247,12 +248,9 @@ class SourceMigration:
         """Point of no return for post-copy: the destination runs the workload from now on."""
         assert self.ch is not None
         assert self.tree is not None
-        # Queue a SIGSTOP to every source task first: should CRIU resume them after a broken
-        # page tail, they stop before running a single instruction (and are then killed).
-        self.stopped_source = self.tree.pids()
-        for pid in self.stopped_source:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
+        # Should CRIU resume the source tasks after a broken page tail, their queued SIGSTOP
+        # stops them before they run a single instruction (and they are then killed).
+        self._queue_stop_source()
         await self.ch.send(wire.Commit())
         self._phase(S.COMMITTED, "destination resumes the workload")
         done = await self.ch.expect((wire.Committed,), self.o.timeouts.commit)
@@ -286,6 +284,14 @@ class SourceMigration:
         self.report.result = "committed"
         self._collect_dump_stats(lazy=True)
         self._phase(S.DONE, f"all {msg.pages} pages arrived in {msg.elapsed_ms} ms")
+
+    def _queue_stop_source(self) -> None:
+        """Queue a SIGSTOP to every source task (they are frozen by CRIU; it waits there)."""
+        assert self.tree is not None
+        self.stopped_source = self.tree.pids()
+        for pid in self.stopped_source:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
 
     def _freeze_cgroup(self) -> str | None:
         """Freeze the workload's own cgroup ourselves (tight polling), for CRIU to reuse."""
@@ -346,8 +352,18 @@ class SourceMigration:
             return True  # CRIU now opens its page server and says status-ready
         await self.ch.send(wire.Restore(file_count=len(files), total_bytes=total))
         await self._await_restored()
-        self._phase(S.COMMITTED, "the frozen source copy is destroyed")
-        return True  # CRIU now destroys the frozen source copy
+        # Point of no return. The commit goes out before CRIU is told to destroy the source
+        # copy, so the destination resumes while CRIU cleans up here; the queued SIGSTOP keeps
+        # the source tasks from ever running again should CRIU fail to kill them.
+        self._queue_stop_source()
+        self._phase(S.COMMITTED, "destination resumes the workload; the source copy goes")
+        try:
+            await self.ch.send(wire.Commit())
+        except PeerLost as exc:
+            # It may or may not have arrived; without it the destination keeps its copy
+            # stopped (an orphan), so destroying ours is still the only safe choice.
+            self.commit_error = exc
+        return True
 
     async def _lazy_restore(self) -> bool:
         """status-ready: our page server listens; the destination may restore now."""
@@ -374,7 +390,14 @@ class SourceMigration:
 
     async def _commit(self) -> None:
         assert self.ch is not None
-        await self.ch.send(wire.Commit())
+        assert self.tree is not None
+        if self.tree.alive():  # CRIU reported success but left the tree: never run twice
+            self.tree.kill()
+        if self.commit_error is not None:
+            raise PeerLost(self.ch.peer, f"the commit may not have reached "
+                           f"{self.report.destination_node}: {self.commit_error.message}",
+                           hint="the workload is on the destination, running or kept stopped:"
+                                " see 'ferryman orphans' there")
         done = await self.ch.expect((wire.Committed,), self.o.timeouts.commit)
         if self.freeze_at is not None:
             self.report.downtime_ms = (time.monotonic() - self.freeze_at) * 1000

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from bench.stats import Summary, floor_multiple, ratio, summarize, summarize_cell
+from bench.stats import (
+    Summary,
+    floor_multiple,
+    goal_table,
+    ratio,
+    summarize,
+    summarize_cell,
+)
 
 
 def test_summarize_skips_failed_runs_and_takes_the_median() -> None:
@@ -26,11 +33,12 @@ def test_ratio_of_medians_and_floor_multiple() -> None:
     assert floor_multiple(100.0, 1 << 30, None) is None
 
 
-def _run(tool: str, rep: int, down: float | None, total: float | None) -> dict[str, Any]:
+def _run(tool: str, rep: int, down: float | None, total: float | None,
+         complete: float | None = None) -> dict[str, Any]:
     ok = down is not None
     return {"tool": tool, "rep": rep, "ok": ok, "error": None if ok else "boom",
-            "downtime_ms": down, "total_ms": total, "rss_bytes": 256 << 20,
-            "bytes_moved": 256 << 20,
+            "downtime_ms": down, "total_ms": total, "memory_complete_ms": complete,
+            "rss_bytes": 256 << 20, "bytes_moved": 256 << 20,
             "details": {"report_total_ms": total, "dump_ms": 10.0} if ok else {}}
 
 
@@ -38,15 +46,71 @@ def test_cell_summary_ratios_goals_and_errors() -> None:
     runs = [_run("ferryman", 1, 100.0, 1000.0), _run("ferryman", 2, 104.0, 1100.0),
             _run("ferryman", 3, None, None),
             _run("by-hand", 1, 100.0, 1000.0), _run("by-hand", 2, 100.0, 800.0),
-            _run("by-hand", 3, 100.0, 900.0)]
-    s = summarize_cell(runs, tcp_bps=float(256 << 20), memcpy_bps=None)
+            _run("by-hand", 3, 100.0, 900.0),
+            _run("by-hand-tls", 1, 90.0, 2000.0), _run("by-hand-tls", 2, 95.0, 2100.0)]
+    s = summarize_cell(runs, tcp_bps=float(256 << 20), memcpy_bps=None, mode="cold")
     assert s["tools"]["ferryman"]["downtime_ms"] == {"n": 2, "median": 102.0, "min": 100.0,
                                                       "max": 104.0}
-    assert s["ratios"]["downtime"] == pytest.approx(1.02)
-    assert s["ratios"]["total"] == pytest.approx(1050 / 900)
-    assert s["goals"] == {"downtime": True, "total": True}
-    assert s["n_ok"] == {"ferryman": 2, "by-hand": 3}
+    assert s["ratios"]["by-hand"]["downtime"] == pytest.approx(1.02)
+    assert s["ratios"]["by-hand"]["total"] == pytest.approx(1050 / 900)
+    assert s["ratios"]["by-hand-tls"]["total"] == pytest.approx(1050 / 2050)
+    assert s["ratios"]["by-hand"]["memory_complete"] is None  # cold: no post-copy tail
+    assert s["goals"]["by-hand"] == {"downtime": True, "total": True}
+    assert s["goals"]["by-hand-tls"] == {"downtime": False, "total": True}
+    assert s["n_ok"] == {"ferryman": 2, "by-hand": 3, "by-hand-tls": 2}
     assert s["errors"] == ["ferryman run 3: boom"]
     assert s["floors_ms"]["tcp"] == pytest.approx(1000.0)
     assert s["multiples"]["by-hand"]["total_x_tcp"] == pytest.approx(0.9)
     assert s["multiples"]["by-hand"]["total_x_memcpy"] is None
+
+
+def test_postcopy_cell_has_only_the_downtime_goal_and_compares_memory_complete() -> None:
+    runs = [_run("ferryman", 1, 110.0, 3000.0, 1500.0),
+            _run("by-hand", 1, 100.0, 2000.0, 1000.0),
+            _run("by-hand-tls", 1, 120.0, 4000.0, 3000.0)]
+    s = summarize_cell(runs, None, None, mode="postcopy")
+    assert s["goals"] == {"by-hand": {"downtime": True}, "by-hand-tls": {"downtime": True}}
+    assert s["ratios"]["by-hand"]["memory_complete"] == pytest.approx(1.5)
+    assert s["ratios"]["by-hand-tls"]["memory_complete"] == pytest.approx(0.5)
+
+
+def _cell(mode: str, size: int, down: dict[str, float]) -> dict[str, Any]:
+    runs = [_run(tool, 1, d, 10 * d, d if mode == "postcopy" else None)
+            for tool, d in down.items()]
+    return {"mode": mode, "size_mib": size, "runs": runs,
+            "summary": summarize_cell(runs, None, None, mode)}
+
+
+def test_goal_table_marks_each_goal_against_each_baseline() -> None:
+    cells = [_cell("cold", 1024, {"ferryman": 2000.0, "by-hand": 1900.0, "by-hand-tls": 2100.0}),
+             _cell("postcopy", 256, {"ferryman": 100.0, "by-hand": 100.0, "by-hand-tls": 90.0}),
+             _cell("postcopy", 1024, {"ferryman": 120.0, "by-hand": 150.0,
+                                      "by-hand-tls": 200.0}),
+             _cell("postcopy", 4096, {"ferryman": 140.0, "by-hand": 200.0,
+                                      "by-hand-tls": 300.0})]
+    rows = {r["id"]: r for r in goal_table(cells)}
+    assert list(rows) == ["cold-1024-downtime", "cold-1024-total", "postcopy-256-downtime",
+                          "postcopy-1024-downtime", "postcopy-4096-downtime",
+                          "postcopy-scaling", "postcopy-vs-cold"]
+    cold = rows["cold-1024-downtime"]["values"]
+    assert cold["by-hand"]["value"] == pytest.approx(2000 / 1900)
+    assert cold["by-hand"]["ok"] is False  # 1.053 > 1.05
+    assert cold["by-hand-tls"]["ok"] is True
+    pc256 = rows["postcopy-256-downtime"]["values"]
+    assert (pc256["by-hand"]["ok"], pc256["by-hand-tls"]["ok"]) == (True, False)
+    scaling = rows["postcopy-scaling"]["values"]
+    assert scaling["ferryman"] == {"value": pytest.approx(1.4), "ok": True, "reference": False}
+    # by hand's own scaling is shown for reference, never marked
+    assert scaling["by-hand-tls"] == {"value": pytest.approx(300 / 90), "ok": None,
+                                      "reference": True}
+    vs_cold = rows["postcopy-vs-cold"]["values"]
+    assert vs_cold["ferryman"]["value"] == pytest.approx(120 / 2000)
+    assert vs_cold["by-hand"]["value"] == pytest.approx(120 / 1900)
+    assert all(v["ok"] is True for v in vs_cold.values())
+
+
+def test_goal_table_without_postcopy_has_no_cross_rows_and_unknown_is_none() -> None:
+    cells = [_cell("cold", 256, {"ferryman": 100.0})]
+    rows = goal_table(cells)
+    assert [r["id"] for r in rows] == ["cold-256-downtime", "cold-256-total"]
+    assert rows[0]["values"]["by-hand"] == {"value": None, "ok": None, "reference": False}
