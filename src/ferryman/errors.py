@@ -21,8 +21,13 @@ do. OS, CRIU and library errors are translated at the I/O boundaries with ``rais
     ├── WorkloadLost                   (pid, reason) post-copy tail broke: memory is gone
     ├── PkiError                       (path) certificates/keys missing or invalid
     ├── PowerError                     smart-plug control (see ferryman.power.errors)
-    └── PidControlError                (pid, errno) choosing a process's PID failed
-        └── PidTaken                   (pid, got) that PID belongs to another process
+    ├── PidControlError                (pid, errno) choosing a process's PID failed
+    │   └── PidTaken                   (pid, got) that PID belongs to another process
+    ├── ReportError                    (path) a report file cannot be read or drawn
+    └── PreflightFailed                (failed) the pre-flight check rules the move out
+
+Exit codes: 2 usage, 3 no such process, 4 CRIU, 5 peer, 6 protocol, 7 remote failure,
+8 rolled back, 9 lost, 10 PKI, 11 report, 20-29 power, 30-31 PID control, 40 pre-flight.
 """
 
 from __future__ import annotations
