@@ -159,3 +159,25 @@ def test_link_cut_during_the_tail_is_reported_lost_without_hanging(cluster: Clus
     finally:
         cluster.topology["b"].link(up=True)
         w.kill(new_pid)
+
+
+def test_postcopy_restore_failure_rolls_back_to_the_source(cluster: Cluster) -> None:
+    """Before the commit, a failed lazy restore leaves the workload running on A, intact."""
+    b = cluster.start_agent("b", hide_dir=True)
+    held = cluster.hidden_dir / "data.txt"
+    held.write_text("only on node A\n")
+    w = cluster.workload(mib=128, seed="lazy-rollback", hold_file=str(held))
+    try:
+        res, report = cluster.migrate(w.pid, b, "--mode", "postcopy", "--test-skip-preflight")
+        assert res.returncode == 8, res.stderr
+        assert report["result"] == "rolled_back"
+        assert alive(w.pid)
+        st = w.status()
+        assert st["bad_pages"] == 0
+        beats = int(st["beats"])  # type: ignore[call-overload]
+        time.sleep(0.3)
+        assert int(w.status()["beats"]) > beats  # type: ignore[call-overload]
+        assert b.migration_dirs() == []
+        assert criu_processes(cluster, w.pid) == []
+    finally:
+        w.kill()

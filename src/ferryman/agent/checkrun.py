@@ -11,12 +11,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from ferryman import wire
 from ferryman.agent.gate import CheckResult, PreflightPolicy, collect_verdict, end_check
-from ferryman.agent.hello import local_hello
+from ferryman.agent.hello import exchange_hello, local_hello
 from ferryman.agent.source import SourceMigration, SourceOptions
 from ferryman.criu.client import Criu
-from ferryman.errors import PeerLost, PeerRejected
 from ferryman.host.procfs import identity
 from ferryman.migration.verdict import Status
 
@@ -46,14 +44,7 @@ async def run_check(opts: CheckOptions) -> CheckResult:
     ours = await local_hello(criu, o.creds.name, o.state_dir)
     ch = await SourceMigration(o)._connect()
     try:
-        await ch.send(ours)
-        try:
-            theirs = await ch.expect((wire.Hello,), o.timeouts.hello)
-        except PeerLost as exc:
-            raise PeerRejected(ch.peer, f"{ch.peer} closed the connection at hello: it "
-                               "refused this node's certificate",
-                               hint="issue this node's certificate from the cluster's CA: "
-                                    "'ferryman pki issue NAME --pki DIR'") from exc
+        theirs = await exchange_hello(ch, ours, o.timeouts.hello)
         result = await collect_verdict(ch, criu, ours, theirs, pid=o.pid, workdir=workdir,
                                        requested=opts.requested, synced=opts.synced,
                                        timeout=o.timeouts.plan)

@@ -33,6 +33,7 @@ from ferryman.criu.page_server import (
 )
 from ferryman.criu.stats import RESTORE_STATS, read_stats
 from ferryman.errors import CriuError, FerrymanError, PeerLost, RemoteError
+from ferryman.host import addresses
 from ferryman.migration.phases import (
     DESTINATION_TABLE,
     DestinationPhase,
@@ -72,6 +73,8 @@ class DestinationSession:
         self.workdir: Path | None = None
         self.page_server: CriuDaemon | None = None
         self.lazy_pages: CriuDaemon | None = None
+        self.moving: addresses.MoveAddress | None = None
+        self.address_added = False
         self.tree: ProcessTree | None = None
         self.plan: wire.Plan | None = None
 
@@ -112,6 +115,17 @@ class DestinationSession:
     async def _prepare(self, hello: wire.Hello, plan: wire.Plan) -> int:
         if plan.mode not in SUPPORTED_MODES:
             raise Refusal("mode", f"this agent does not support mode {plan.mode!r} yet")
+        if plan.move_address:
+            try:
+                moving = addresses.parse_move_address(plan.move_address)
+            except FerrymanError as exc:
+                raise Refusal("address", exc.message) from exc
+            if addresses.present(moving.ip):
+                raise Refusal("address", f"{moving.ip} is already present on {self.cfg.name}: "
+                              "remove it there, or move another address")
+            if not addresses.has_device(moving.dev):
+                raise Refusal("address", f"{self.cfg.name} has no device {moving.dev}")
+            self.moving = moving
         if plan.lazy:
             features = await self.criu.features()
             features["lazy_pipes"] = lazy_pipes_ok()
@@ -173,10 +187,18 @@ class DestinationSession:
                 self.lazy_pages = await start_lazy_pages(
                     self.criu.binary, self.workdir, address=self.ch.peer_ip,
                     port=restore_msg.page_server_port, tls=self.tls)
-            pid = await self.criu.restore(self.workdir, leave_stopped=True, lazy=lazy)
-        except CriuError as exc:
-            log_tail = tail(Path(exc.log_path)) if exc.log_path else ""
-            await self._send_failed("restore", exc.message, log_tail)
+            if self.moving is not None:  # the sockets to restore need the address
+                addresses.add(self.moving)
+                self.address_added = True
+            pid = await self.criu.restore(self.workdir, leave_stopped=True, lazy=lazy,
+                                          tcp_established=self.plan is not None
+                                          and self.plan.tcp_established)
+            if self.moving is not None:
+                addresses.announce(self.moving)
+        except (CriuError, OSError) as exc:
+            log_path = getattr(exc, "log_path", None)
+            log_tail = tail(Path(log_path)) if log_path else ""
+            await self._send_failed("restore", getattr(exc, "message", str(exc)), log_tail)
             return
         self.tree = ProcessTree.of(pid)
         self.tracker.advance(D.RESTORED)
@@ -250,7 +272,7 @@ class DestinationSession:
         copied, _total, faults = lazy_pages_transferred(daemon.log_path)
         elapsed = int((time.monotonic() - resumed_at) * 1000)
         log.info("all %d lazy pages arrived in %d ms (%d faults)", copied, elapsed, faults)
-        await self.ch.send(wire.PagesComplete(pages=copied, bytes=copied * 4096,
+        await self.ch.send(wire.PagesComplete(pages=copied, bytes=copied * 4096, faults=faults,
                                               elapsed_ms=elapsed))
 
     async def _send_failed(self, code: str, message: str, log_tail: str) -> None:
@@ -289,6 +311,11 @@ class DestinationSession:
             await self.page_server.kill()
         if self.lazy_pages is not None:
             await self.lazy_pages.kill()
+        if self.address_added and self.moving is not None and \
+                self.tracker.phase not in (D.COMMITTED, D.DONE, D.FETCHING_PAGES):
+            with contextlib.suppress(FerrymanError):
+                addresses.delete(self.moving)  # the source takes its address back
+            self.address_added = False
         if self.tree is not None and self.tracker.phase not in (D.COMMITTED, D.DONE):
             self.tree.kill()
         if self.workdir is not None and self.workdir.exists():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
@@ -47,6 +47,7 @@ class PreflightPolicy:
     force: bool = False
     synced: tuple[str, ...] = ()
     skip: bool = False
+    moved: tuple[str, ...] = ()  # addresses --move-address brings to the destination
 
 
 @runtime_checkable
@@ -68,13 +69,17 @@ class CheckResult:
 async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wire.Hello, *,
                           pid: int, workdir: Path, requested: str | None,
                           synced: Sequence[str] = (), timeout: float = 120.0,
-                          dry_run_unless_refused: bool = False) -> CheckResult:
+                          dry_run_unless_refused: bool = False, moved: Sequence[str] = (),
+                          tcp_established: bool = False) -> CheckResult:
     """Ask the destination and check here; the connection is back in GREETED afterwards.
 
     With ``dry_run_unless_refused`` (migrate) the dry-run dump is skipped when the
     destination's rows already rule ``requested`` out: nothing is frozen for nothing.
     """
     workload = inspect_workload(pid)
+    if moved:  # those addresses come along with the workload (--move-address)
+        workload = replace(workload, sockets=tuple(s for s in workload.sockets
+                                                   if s.local_ip not in moved))
     query = encode_query(workload, synced, budget=MAX_CHECK_JSON_BYTES)
     await ch.send(wire.CheckRequest(query))
     report = await ch.expect((wire.CheckReport,), timeout)
@@ -91,7 +96,7 @@ async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wir
         dump = Row("dump", "source", Status.WARN, "dry-run dump skipped: the destination "
                    "already rules this mode out", "fix the other failures first", frozenset())
     else:
-        result = await dry_run_dump(criu, pid, dry_dir)
+        result = await dry_run_dump(criu, pid, dry_dir, tcp_established=tcp_established)
         log.info("dry-run dump of PID %d: ok=%s, frozen <= %s ms", pid, result.ok,
                  f"{result.freeze_ms:.1f}" if result.freeze_ms is not None else "?")
         dump = dump_row(result.ok, result.freeze_ms, result.reason, str(result.log_path),
@@ -143,7 +148,8 @@ async def check_before_plan(m: SourceMigration, ours: wire.Hello, theirs: wire.H
     requested = None if o.mode == AUTO else o.mode
     result = await collect_verdict(m.ch, m.criu, ours, theirs, pid=o.pid, workdir=m.workdir,
                                    requested=requested, synced=policy.synced,
-                                   timeout=o.timeouts.plan, dry_run_unless_refused=True)
+                                   timeout=o.timeouts.plan, dry_run_unless_refused=True,
+                                   moved=policy.moved, tcp_established=o.tcp_established)
     v = result.verdict
     m.report.logs["dry-run"] = str(result.dump_log)
     mode = o.mode if requested is not None else auto_mode(v)

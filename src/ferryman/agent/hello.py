@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ferryman import wire
+from ferryman.agent.channel import Channel
 from ferryman.criu.client import Criu
+from ferryman.errors import PeerLost, PeerRejected
 from ferryman.host import procfs
 
 PROTOCOL_VERSION = 1
@@ -34,6 +36,19 @@ def postcopy_blocker(features: Mapping[str, bool], node: str) -> str | None:
         return (f"{node}: fs.pipe-max-size is below 4 MiB and CRIU lacks CAP_SYS_RESOURCE; "
                 "run 'sysctl -w fs.pipe-max-size=4194304' there")
     return None
+
+
+async def exchange_hello(ch: Channel, ours: wire.Hello, timeout: float) -> wire.Hello:
+    """Send our Hello and return the destination's."""
+    await ch.send(ours)
+    try:
+        return await ch.expect((wire.Hello,), timeout)
+    except PeerLost as exc:
+        # TLS 1.3: a server that refuses our certificate just closes after the handshake.
+        raise PeerRejected(ch.peer, f"{ch.peer} closed the connection at hello: it refused "
+                           "this node's certificate",
+                           hint="issue this node's certificate from the cluster's CA: "
+                                "'ferryman pki issue NAME --pki DIR'") from exc
 
 
 async def local_hello(criu: Criu, node: str, state_dir: Path,

@@ -26,7 +26,7 @@ from ferryman.agent.channel import Channel
 from ferryman.agent.config import Timeouts
 from ferryman.agent.files import file_messages, image_files
 from ferryman.agent.gate import check_before_plan
-from ferryman.agent.hello import local_hello, postcopy_blocker
+from ferryman.agent.hello import exchange_hello, local_hello, postcopy_blocker
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
 from ferryman.criu.page_server import free_port
 from ferryman.criu.stats import DUMP_STATS, read_stats
@@ -40,7 +40,8 @@ from ferryman.errors import (
     RemoteError,
     WorkloadLost,
 )
-from ferryman.host import cgroups
+from ferryman.host import addresses, cgroups
+from ferryman.host.addresses import MoveAddress
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.report import MigrationReport, PhaseTiming
 from ferryman.pki import NodeCredentials, tls
@@ -60,6 +61,8 @@ class SourceOptions:
     creds: NodeCredentials
     state_dir: Path
     mode: str = "cold"
+    tcp_established: bool = False
+    move_address: MoveAddress | None = None
     criu_bin: str = "criu"
     timeouts: Timeouts = field(default_factory=Timeouts)
     progress: ProgressFn = lambda phase, detail: None
@@ -82,6 +85,7 @@ class SourceMigration:
         self.restored: wire.Restored | None = None
         self.freeze_at: float | None = None
         self.ps_port = 0
+        self.address_moved = False
         self.commit_error: PeerLost | None = None
         self.freezer: cgroups.Freezer | None = None
         self.stopped_source: list[int] = []
@@ -143,15 +147,7 @@ class SourceMigration:
             if not ours.done():
                 await asyncio.wait({ours})
         hello = ours.result()
-        await ch.send(hello)
-        try:
-            theirs = await ch.expect((wire.Hello,), o.timeouts.hello)
-        except PeerLost as exc:
-            # TLS 1.3: a server that refuses our certificate just closes after the handshake.
-            raise PeerRejected(ch.peer, f"{ch.peer} closed the connection at hello: it refused "
-                               "this node's certificate",
-                               hint="issue this node's certificate from the cluster's CA: "
-                                    "'ferryman pki issue NAME --pki DIR'") from exc
+        theirs = await exchange_hello(ch, hello, o.timeouts.hello)
         self.report.destination_node = theirs.node
         await check_before_plan(self, hello, theirs)  # pre-flight: refuses before any freeze
         lazy = o.mode == "postcopy"
@@ -166,7 +162,9 @@ class SourceMigration:
                 f"the destination has {theirs.free_disk >> 20} MiB free for images, the "
                 f"workload needs about {need >> 20} MiB",
                 hint="free disk space in the destination agent's --state-dir")
-        await ch.send(wire.Plan(migration_id=self.id, mode=o.mode, pid=o.pid, lazy=lazy))
+        await ch.send(wire.Plan(migration_id=self.id, mode=o.mode, pid=o.pid, lazy=lazy,
+                                tcp_established=o.tcp_established,
+                                move_address=str(o.move_address or "")))
         answer = await ch.expect((wire.Ready, wire.Refused), o.timeouts.plan)
         if isinstance(answer, wire.Refused):
             raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
@@ -188,7 +186,8 @@ class SourceMigration:
             await self.criu.dump(o.pid, self.workdir,
                                  page_server=PageServerAddress(o.host, ps_port),
                                  tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
-                                 on_notify=self._on_notify, freeze_cgroup=cgroup)
+                                 on_notify=self._on_notify, freeze_cgroup=cgroup,
+                                 tcp_established=o.tcp_established)
             self._thaw_cgroup()  # empty now, or holding the restored tree on a shared host
         except (FerrymanError, OSError) as exc:
             if self.tracker.phase == S.COMMITTED:
@@ -219,7 +218,8 @@ class SourceMigration:
         dump = asyncio.ensure_future(self.criu.dump(
             o.pid, self.workdir, page_server=PageServerAddress(address, self.ps_port),
             tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key), lazy=True,
-            on_notify=self._on_notify, freeze_cgroup=cgroup))
+            on_notify=self._on_notify, freeze_cgroup=cgroup,
+            tcp_established=o.tcp_established))
         step: asyncio.Future[Any] = asyncio.ensure_future(self.serving.wait())
         try:
             await asyncio.wait({dump, step}, return_when=asyncio.FIRST_COMPLETED)
@@ -280,6 +280,7 @@ class SourceMigration:
         msg = done.result()
         self.report.memory_complete_ms = float(msg.elapsed_ms)
         self.report.lazy_pages = msg.pages
+        self.report.lazy_faults = msg.faults
         self.report.page_bytes = msg.bytes
         self.report.result = "committed"
         self._collect_dump_stats(lazy=True)
@@ -337,6 +338,9 @@ class SourceMigration:
             return True
         assert self.ch is not None
         self._phase(S.DUMPED)
+        if self.o.move_address is not None:  # frozen and network-locked: hand it over
+            addresses.delete(self.o.move_address)
+            self.address_moved = True
         self._phase(S.TRANSFERRING)
         files = image_files(self.workdir)
         total = 0
@@ -408,6 +412,10 @@ class SourceMigration:
     async def _roll_back(self, exc: BaseException) -> None:
         assert self.tree is not None
         self._phase(S.RESUMING, str(exc))
+        if self.address_moved and self.o.move_address is not None:
+            with contextlib.suppress(FerrymanError):
+                addresses.add(self.o.move_address)  # the service address comes back here
+            self.address_moved = False
         self._thaw_cgroup()
         for pid in self.stopped_source:  # a post-copy commit that never reached the peer
             with contextlib.suppress(ProcessLookupError):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ferryman.cli.common import parse_endpoint
 from ferryman.errors import FerrymanError, UsageError
+from ferryman.host.addresses import parse_move_address
 from ferryman.migration.report import MigrationReport
 from ferryman.report.summary import summary
 
@@ -33,6 +34,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                    help=f"where the source keeps logs (default {DEFAULT_STATE_DIR})")
     p.add_argument("--criu", default="criu", help="criu binary (default: from PATH)")
+    p.add_argument("--tcp-established", action="store_true",
+                   help="move live TCP connections too (CRIU's TCP repair; nftables lock)")
+    p.add_argument("--move-address", metavar="IP/PREFIX@DEV",
+                   help="take this service address down here and up on the destination "
+                        "while frozen, and announce it there (gratuitous ARP)")
     p.add_argument("--force", action="store_true",
                    help="go ahead despite pre-flight warnings (never despite failures)")
     p.add_argument("--test-skip-preflight", action="store_true",
@@ -51,12 +57,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"bad PID {args.pid}", hint="give the root PID of the workload")
     host, port = parse_endpoint(args.to)
     creds = load_node(args.pki.resolve(), args.name)
+    moving = parse_move_address(args.move_address) if args.move_address else None
     with Progress(enabled=not args.json) as progress:
         opts = MigrateOptions(pid=args.pid, host=host, port=port, creds=creds,
                               state_dir=args.state_dir.resolve(), mode=args.mode,
                               criu_bin=args.criu, progress=progress.update,
-                              preflight=PreflightPolicy(force=args.force,
-                                                        skip=args.test_skip_preflight))
+                              tcp_established=args.tcp_established, move_address=moving,
+                              preflight=PreflightPolicy(
+                                  force=args.force, skip=args.test_skip_preflight,
+                                  moved=(moving.ip,) if moving else ()))
         migration = SourceMigration(opts)
         error: FerrymanError | None = None
         try:

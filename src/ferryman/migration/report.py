@@ -33,6 +33,7 @@ class MigrationReport:
     freeze_ms: float | None = None
     memory_complete_ms: float | None = None  # post-copy: restore until every page arrived
     lazy_pages: int | None = None
+    lazy_faults: int | None = None  # pages fetched on a fault; the rest were pushed
     criu: dict[str, dict[str, int]] = field(default_factory=dict)
     phases: list[PhaseTiming] = field(default_factory=list)
     error: str | None = None

@@ -61,6 +61,9 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
         pages = f"{r.lazy_pages} lazy pages" if r.lazy_pages is not None else "lazy pages"
         lines.append(f"  page tail    {pages} arrived {ms(r.memory_complete_ms)} after the "
                      "workload resumed on the destination")
+        if r.lazy_faults is not None and r.lazy_pages is not None:
+            lines.append(f"               {r.lazy_faults} fetched on a page fault, the other "
+                         f"{max(r.lazy_pages - r.lazy_faults, 0)} pushed in the background")
     if view.iterations:
         written = sum(i.pages_written for i in view.iterations)
         lines.append(f"  pre-copy     {len(view.iterations)} iterations, {written} pages "

@@ -154,6 +154,8 @@ class Plan(Message):
     mode: str
     pid: int
     lazy: bool
+    tcp_established: bool = False  # dump and restore live TCP connections
+    move_address: str = ""  # "IP/PREFIX@DEV": goes down at the source, up at the destination
 
     def __post_init__(self) -> None:
         check_str("Plan", "migration_id", self.migration_id, max_chars=64,
@@ -163,6 +165,8 @@ class Plan(Message):
             raise LocalProtocolError(f"Plan.mode must be one of {MODES}, got {self.mode!r}")
         check_int("Plan", "pid", self.pid, lo=1, hi=PID_MAX)
         check_bool("Plan", "lazy", self.lazy)
+        check_bool("Plan", "tcp_established", self.tcp_established)
+        check_str("Plan", "move_address", self.move_address, max_chars=64)
         if self.mode in ("cold", "precopy") and self.lazy:
             raise LocalProtocolError(f"Plan.lazy must be False in {self.mode} mode")
         if self.mode == "postcopy" and not self.lazy:
@@ -295,16 +299,22 @@ class Aborted(Message):
 
 @dataclass(frozen=True, slots=True)
 class PagesComplete(Message):
-    """DESTINATION, post-copy only: every page has arrived; the source may exit."""
+    """DESTINATION, post-copy only: every page has arrived; the source may exit.
+
+    ``faults``: page faults the workload took (each served on demand); the rest of the pages
+    were pushed in the background.
+    """
 
     pages: int
     bytes: int
     elapsed_ms: int
+    faults: int = 0
 
     def __post_init__(self) -> None:
         check_int("PagesComplete", "pages", self.pages)
         check_int("PagesComplete", "bytes", self.bytes)
         check_int("PagesComplete", "elapsed_ms", self.elapsed_ms)
+        check_int("PagesComplete", "faults", self.faults)
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,7 +112,7 @@ MESSAGE_STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
     Abort: st.builds(Abort, texts),
     Committed: st.builds(Committed, pids),
     Aborted: st.builds(Aborted),
-    PagesComplete: st.builds(PagesComplete, u64, u64, u64),
+    PagesComplete: st.builds(PagesComplete, u64, u64, u64, u64),
     Error: st.builds(Error, codes, texts),
     CheckRequest: st.builds(CheckRequest, st.text(max_size=300)),
     CheckReport: st.builds(CheckReport, st.text(max_size=300)),

@@ -1,0 +1,123 @@
+"""Live TCP connections and a moving service address: a client in node C keeps talking."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Cluster
+from tests.support.netns import Node
+from tests.support.workloads import alive, children
+
+ECHO = Path(__file__).parents[1] / "support" / "echo.py"
+SERVICE = "10.77.0.100"
+PORT = 7000
+
+
+@pytest.fixture
+def service_address(cluster: Cluster) -> Iterator[str]:
+    a, b = cluster.topology["a"], cluster.topology["b"]
+    nodes = list(cluster.topology.nodes.values())
+    for n in nodes:  # an earlier test may have moved the address: forget where it was
+        n.run("ip", "neigh", "flush", "dev", "eth0", check=False)
+    a.run("ip", "addr", "add", f"{SERVICE}/24", "dev", "eth0")
+    try:
+        yield SERVICE
+    finally:
+        for n in (a, b):
+            n.run("ip", "addr", "del", f"{SERVICE}/24", "dev", "eth0", check=False)
+        for n in nodes:
+            n.run("ip", "neigh", "flush", "dev", "eth0", check=False)
+
+
+def _has(node: Node, ip: str) -> bool:
+    return f"inet {ip}/" in node.run("ip", "-4", "addr", "show", "dev", "eth0").stdout
+
+
+def _start_server(cluster: Cluster) -> tuple[subprocess.Popen[bytes], int]:
+    a = cluster.topology["a"]
+    launcher = a.popen("unshare", "-p", "-f", "setsid", sys.executable, str(ECHO), "serve",
+                       "--bind", f"{SERVICE}:{PORT}", stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    a.wait_listening(PORT, proc=launcher)
+    return launcher, children(launcher.pid)[0]
+
+
+def _client(cluster: Cluster, out: Path, duration: float) -> subprocess.Popen[bytes]:
+    """The client in node C, once its connection is established."""
+    log_path = out.with_suffix(".log")
+    with log_path.open("wb") as log:
+        proc = cluster.topology["c"].popen(
+            sys.executable, str(ECHO), "client", "--to", f"{SERVICE}:{PORT}", "--interval-ms",
+            "10", "--duration", str(duration), "--out", str(out), stdout=log, stderr=log)
+    deadline = time.monotonic() + 10
+    while b"connected" not in log_path.read_bytes():
+        assert proc.poll() is None, log_path.read_text()
+        assert time.monotonic() < deadline, "the client did not connect"
+        time.sleep(0.01)
+    return proc
+
+
+@pytest.mark.parametrize("mode", ["cold", "postcopy"])
+def test_tcp_connection_survives_migration_with_its_address(
+        cluster: Cluster, service_address: str, mode: str) -> None:
+    b = cluster.start_agent("b")
+    launcher, pid = _start_server(cluster)
+    out = cluster.base / "client.json"
+    new_pid = None
+    try:
+        client = _client(cluster, out, duration=12)
+        time.sleep(1)
+        res, report = cluster.migrate(pid, b, "--mode", mode, "--tcp-established",
+                                      "--move-address", f"{SERVICE}/24@eth0")
+        assert res.returncode == 0, res.stderr
+        assert client.poll() is None, "the client must still be talking after the migration"
+        new_pid = report["destination_pid"]
+        assert isinstance(new_pid, int)
+        client.wait(60)
+        result = json.loads(out.read_text())
+        assert result["error"] is None, result
+        assert result["bad"] == 0, result  # nothing lost, duplicated or out of order
+        assert result["answered"] == result["sent"]
+        assert int(result["answered"]) > 100  # it kept talking after the migration too
+        assert float(result["max_gap_ms"]) < 3000  # ARP announced: no neighbour timeout
+        assert _has(cluster.topology["b"], SERVICE)
+        assert not _has(cluster.topology["a"], SERVICE)
+        print(f"{mode}: client-observed gap {result['max_gap_ms']:.0f} ms, "
+              f"ferryman downtime {report['downtime_ms']:.0f} ms")
+    finally:
+        for p in (pid, new_pid):
+            if p and alive(p):
+                subprocess.run(["kill", "-9", str(p)], check=False)
+        launcher.wait(5)
+
+
+def test_address_already_on_destination_refuses_and_keeps_serving(
+        cluster: Cluster, service_address: str) -> None:
+    b = cluster.start_agent("b")
+    launcher, pid = _start_server(cluster)
+    out = cluster.base / "client.json"
+    try:
+        client = _client(cluster, out, duration=3)
+        time.sleep(0.5)  # connected to A; now B gets the address too (and stays silent)
+        cluster.topology["b"].run("ip", "addr", "add", f"{SERVICE}/24", "dev", "eth0")
+        res, _ = cluster.migrate(pid, b, "--tcp-established", "--move-address",
+                                 f"{SERVICE}/24@eth0")
+        assert res.returncode != 0
+        assert f"{SERVICE} is already present on b" in res.stderr
+        assert alive(pid)
+        client.wait(30)
+        result = json.loads(out.read_text())
+        assert result["error"] is None
+        assert result["bad"] == 0
+        assert float(result["max_gap_ms"]) < 1000, "nothing was frozen"
+        assert _has(cluster.topology["a"], SERVICE)
+    finally:
+        subprocess.run(["kill", "-9", str(pid)], check=False)
+        launcher.wait(5)
