@@ -12,6 +12,7 @@ from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.destination import DestinationSession, remove_incomplete
+from ferryman.criu import stats
 from ferryman.criu.client import Criu
 from ferryman.errors import FerrymanError, PeerRejected
 from ferryman.pki import tls
@@ -49,6 +50,7 @@ class Agent:
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.cfg.state_dir, prefix="facts-") as tmp:
             version = (await self.criu.facts(Path(tmp))).version  # asked once, at start
+        stats.warm_up()  # restore stats are read between RESTORED and the reply
         ctx = tls.server_context(self.cfg.creds)
         for name in remove_incomplete(self.cfg.state_dir):
             log.warning("removed the images of interrupted migration %s", name)

@@ -137,7 +137,7 @@ async def start_lazy_pages(criu_bin: str, images_dir: Path, *, address: str, por
             await daemon.kill()
             raise CriuError("lazy-pages", log_path=str(daemon.log_path),
                             reason=first_error(daemon.log_path) or "did not start")
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.002)
     return daemon
 
 
