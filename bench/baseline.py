@@ -8,6 +8,15 @@ on A (it stays running as the page server), copy the image files to B, ``criu la
 --page-server --address A --port P`` in the background on B, then ``criu restore --lazy-pages
 -d`` on B.
 
+With ``tcp=True`` (scenario S3: a TCP server whose connections and service address move
+with it, https://criu.org/TCP_connection) both ``criu dump`` and ``criu restore`` get
+``--tcp-established --network-lock nftables`` (the lock ferryman uses; CRIU's default
+iptables lock also works here but makes ``criu restore`` log "Iptables configuration
+failed"), A gives up the service address right after the dump (``ip addr del``), B takes it
+before ``criu restore`` (the sockets are bound to it) and announces it afterwards with a
+gratuitous ARP (``arping -U -c 2 -I DEV IP``, started in the background: it takes a second
+for its two packets) so that clients stop sending to A's MAC.
+
 Copies use ``cp`` (same host; a real ``scp`` adds an SSH connection and the copy). Every
 command runs at CRIU's default log level. With ``tls=True`` the page transfer uses CRIU's TLS
 with the cluster certificates, as ferryman does; the *server* side (page server, lazy dump)
@@ -22,12 +31,62 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.support.netns import Node
 from tests.support.workloads import Workload
 
 from bench.env import Env, Outcome
-from bench.proc import BenchError, run_timed, stop
+from bench.proc import PY, REPO, BenchError, run_timed, stop
 
 LAZY_SOCKET = "lazy-pages.socket"  # created by `criu lazy-pages` in its work dir
+GARP = REPO / "bench" / "garp.py"
+TCP_ARGS = ("--tcp-established", "--network-lock", "nftables")
+
+
+def _tcp_args(tcp: bool) -> list[str]:
+    return list(TCP_ARGS) if tcp else []
+
+
+def _service(env: Env) -> tuple[str, str]:
+    """(IP/PREFIX, IP) of the S3 service address."""
+    if not env.service:
+        raise BenchError("no service address configured for a --tcp-established run")
+    return env.service, env.service.split("/", 1)[0]
+
+
+def _addr(node: Node, verb: str, env: Env, steps: dict[str, float]) -> None:
+    """``ip addr add|del SERVICE dev DEV`` in ``node``, timed into ``steps``."""
+    cidr, _ = _service(env)
+    res = run_timed(node.argv("ip", "addr", verb, cidr, "dev", env.dev), env.timeout)
+    res.check(f"ip addr {verb} {cidr} on {node.name}")
+    steps[f"addr_{verb}_ms"] = res.ms
+
+
+def _announce(env: Env, b: Node, steps: dict[str, float]
+              ) -> subprocess.Popen[bytes] | None:
+    """The gratuitous ARP from B: ``arping -U`` in the background, or bench/garp.py."""
+    _, ip = _service(env)
+    t0 = time.monotonic()
+    if env.garp == "arping":
+        proc = b.popen("arping", "-U", "-c", "2", "-I", env.dev, ip, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        steps["garp_start_ms"] = (time.monotonic() - t0) * 1000
+        return proc
+    run_timed(b.argv(PY, str(GARP), ip, env.dev), env.timeout).check("bench/garp.py")
+    steps["garp_start_ms"] = (time.monotonic() - t0) * 1000
+    return None
+
+
+def _announced(proc: subprocess.Popen[bytes] | None, timeout: float) -> dict[str, float]:
+    """Wait for a background arping (not counted in the total) and record how it ended."""
+    if proc is None:
+        return {}
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError("arping -U did not finish") from exc
+    if proc.returncode not in (0, 1):  # iputils: 1 = no reply, normal for unsolicited ARP
+        raise BenchError(f"arping -U exited with {proc.returncode}")
+    return {"arping_rc": float(proc.returncode)}
 
 
 def _image_bytes(d: Path) -> int:
@@ -77,9 +136,13 @@ def _err_tail(path: Path) -> str:
     return (errors or lines or [""])[-1]
 
 
-def cold(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: bool = False
-         ) -> Outcome:
+def cold(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: bool = False,
+         tcp: bool = False) -> Outcome:
+    """Cold by hand. total = dump start → ``criu restore -d`` done (tcp: and the gratuitous
+    ARP started)."""
     a, b = env.topo["a"], env.topo["b"]
+    steps: dict[str, float] = {}
+    arping: subprocess.Popen[bytes] | None = None
     dir_a, dir_b = run_dir / "images-a", run_dir / "images-b"
     dir_a.mkdir()
     dir_b.mkdir()
@@ -93,8 +156,10 @@ def cold(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
         t0 = time.monotonic()
         dump = run_timed(a.argv(env.criu, "dump", "-t", str(wl.pid), "--images-dir", str(dir_a),
                                 "--page-server", "--address", b.ip, "--port", str(port),
-                                *_tls(env, "a", tls=tls, server=False)),
+                                *_tls(env, "a", tls=tls, server=False), *_tcp_args(tcp)),
                          env.timeout).check("criu dump", dir_a / "dump.log")
+        if tcp:  # the tree is gone from A, its connections locked: give up the address
+            _addr(a, "del", env, steps)
         try:
             server.wait(env.timeout)
         except subprocess.TimeoutExpired as exc:
@@ -105,13 +170,18 @@ def cold(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
         copy_ms, n_files = _copy_images(dir_a, dir_b, env.timeout)
         moved = _image_bytes(dir_b)
         pidfile = run_dir / "restored.pid"
+        if tcp:  # the restored sockets are bound to it
+            _addr(b, "add", env, steps)
         restore = run_timed(b.argv(env.criu, "restore", "--images-dir", str(dir_b), "-d",
-                                   "--pidfile", str(pidfile)), env.timeout)
-        total_ms = (time.monotonic() - t0) * 1000
+                                   "--pidfile", str(pidfile), *_tcp_args(tcp)), env.timeout)
         _restored_pid(pidfile, restored)
         restore.check("criu restore", dir_b / "restore.log")
         if not restored:
             raise BenchError("criu restore wrote no pidfile")
+        if tcp:
+            arping = _announce(env, b, steps)
+        total_ms = (time.monotonic() - t0) * 1000
+        steps.update(_announced(arping, env.timeout))
         return Outcome(
             total_ms=total_ms,
             bytes_moved=moved,
@@ -122,8 +192,11 @@ def cold(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
                 "copied_files": n_files,
                 "criu_dump": _criu_stats(dir_a / "stats-dump"),
                 "criu_restore": _criu_stats(dir_b / "stats-restore"),
+                **steps,
             })
     finally:
+        if arping is not None:
+            stop(arping)
         stop(server)
 
 
@@ -159,14 +232,17 @@ def _wait_for(what: str, ready: Callable[[], bool], proc: subprocess.Popen[bytes
         time.sleep(0.002)
 
 
-def lazy(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: bool = False
-         ) -> Outcome:
+def lazy(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: bool = False,
+         tcp: bool = False) -> Outcome:
     """Post-copy by hand; returns once every page has been served (the source dump exits).
 
     total = dump start → source ``criu dump`` exits (all pages served);
-    memory_complete = ``criu restore -d`` done (workload running on B) → that exit.
+    memory_complete = ``criu restore -d`` done (workload running on B; tcp: and the
+    gratuitous ARP started) → that exit.
     """
     a, b = env.topo["a"], env.topo["b"]
+    steps: dict[str, float] = {}
+    arping: subprocess.Popen[bytes] | None = None
     dir_a, dir_b = run_dir / "images-a", run_dir / "images-b"
     dir_a.mkdir()
     dir_b.mkdir()
@@ -177,13 +253,15 @@ def lazy(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
     with dump_err.open("wb") as errf:
         dump = a.popen(env.criu, "dump", "-t", str(wl.pid), "--images-dir", str(dir_a),
                        "--lazy-pages", "--address", a.ip, "--port", str(port),
-                       *_tls(env, "a", tls=tls, server=True),
+                       *_tls(env, "a", tls=tls, server=True), *_tcp_args(tcp),
                        stdin=subprocess.DEVNULL, stdout=errf, stderr=errf)
     try:
         # nsenter execs criu: dump.pid is criu, in A's network namespace.
         _wait_for("criu dump --lazy-pages", lambda: _listening(dump.pid, port), dump,
                   dump_err, env.timeout)
         t_serving = time.monotonic()
+        if tcp:  # dumped (frozen, connections locked): give up the address
+            _addr(a, "del", env, steps)
         copy_ms, n_files = _copy_images(dir_a, dir_b, env.timeout)
         image_bytes = _image_bytes(dir_b)
         t_lazy = time.monotonic()
@@ -194,16 +272,20 @@ def lazy(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
                             stdin=subprocess.DEVNULL, stdout=errf, stderr=errf)
         sock = dir_b / LAZY_SOCKET
         _wait_for("criu lazy-pages", sock.exists, lazyd, lazy_err, min(env.timeout, 60))
+        if tcp:  # the restored sockets are bound to it
+            _addr(b, "add", env, steps)
         t_restore = time.monotonic()
         pidfile = run_dir / "restored.pid"
         restore = run_timed(b.argv(env.criu, "restore", "--images-dir", str(dir_b),
-                                   "--lazy-pages", "-d", "--pidfile", str(pidfile)),
-                            env.timeout)
-        t_resumed = time.monotonic()
+                                   "--lazy-pages", "-d", "--pidfile", str(pidfile),
+                                   *_tcp_args(tcp)), env.timeout)
         _restored_pid(pidfile, restored)
         restore.check("criu restore --lazy-pages")
         if not restored:
             raise BenchError("criu restore wrote no pidfile")
+        if tcp:
+            arping = _announce(env, b, steps)
+        t_resumed = time.monotonic()
         # The post-copy tail: the lazy-pages daemon pulls every remaining page; the source
         # dump exits once it has served the last one (the source stays frozen until then).
         ends: dict[str, float] = {}
@@ -237,8 +319,12 @@ def lazy(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
                 "lazy_pages_exit_ms": (ends["lazy_pages"] - t_resumed) * ms,
                 "image_bytes": image_bytes,
                 "copied_files": n_files,
+                **steps,
+                **_announced(arping, env.timeout),
             })
     finally:
+        if arping is not None:
+            stop(arping)
         if lazyd is not None:
             stop(lazyd)
         stop(dump)

@@ -22,6 +22,12 @@ class Env:
     criu: str
     timeout: float  # limit for every single wait (a command, a status answer, a listen)
     ports: Iterator[int] = field(default_factory=lambda: itertools.count(27100))
+    # S3: the service address ("IP/PREFIX") the echo server listens on and that moves with
+    # it, on device ``dev`` of every node; how by hand sends its gratuitous ARP: "arping"
+    # (iputils' arping -U) or "python" (bench/garp.py, when arping cannot be installed).
+    service: str | None = None
+    dev: str = "eth0"
+    garp: str = "arping"
 
 
 @dataclass

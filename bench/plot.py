@@ -70,8 +70,8 @@ def collect(results: dict[str, Any]) -> tuple[list[Series], int]:
     skipped = 0
     cells = results.get("cells")
     for cell in cells if isinstance(cells, list) else []:
-        if not isinstance(cell, dict):
-            continue
+        if not isinstance(cell, dict) or cell.get("kind", "memory") != "memory":
+            continue  # S3 (echo) and S4 (tree) are not about RSS: their tables say it
         mode = str(cell.get("mode", "?"))
         size = _number(cell.get("size_mib"))
         runs = cell.get("runs")
@@ -109,7 +109,8 @@ def draw(results: dict[str, Any]) -> Figure:
              for i, m in enumerate(modes)}
     for ax, (metric, label) in zip(axes, METRICS, strict=True):
         _panel(ax, all_series, metric, label, colour, style)
-    axes[0].legend(fontsize=9, frameon=False, loc="upper left")
+    if all_series:
+        axes[0].legend(fontsize=9, frameon=False, loc="upper left")
     env = results.get("environment")
     env = env if isinstance(env, dict) else {}
     fig.suptitle(f"ferryman benchmark {results.get('started', '')}: downtime and total time "
@@ -142,7 +143,8 @@ def _panel(ax: Axes, all_series: list[Series], metric: str, label: str,
                     label=f"{s.mode}, {s.tool}")
         top = max([top, *(r.values[metric] for r in runs)])
     if not all_series:
-        ax.text(0.5, 0.5, "no successful runs in these results", ha="center", va="center",
+        ax.text(0.5, 0.5, "no successful cold/post-copy runs in these results",
+                ha="center", va="center",
                 transform=ax.transAxes, color="#666666")
     ax.set_xlabel("workload RSS (MiB)")
     ax.set_ylabel(f"{label} (ms)")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.stats import BASELINES, BY_HAND, BY_HAND_TLS, FERRYMAN, TOOLS, goal_table
+from bench.stats import BASELINES, BY_HAND, BY_HAND_TLS, FERRYMAN, TOOLS, goal_table, growth
 
 LABEL = {FERRYMAN: "ferryman", BY_HAND: "by hand", BY_HAND_TLS: "by hand TLS"}
 COLUMN = {FERRYMAN: "ferryman itself", BY_HAND: "vs by hand (plain TCP)",
@@ -43,12 +43,128 @@ NOTES = [
 ]
 
 
-def _ms(s: dict[str, Any] | None) -> str:
+GARP = {"arping": "iputils arping -U -c 2", "python": "bench/garp.py (arping missing)"}
+ECHO_NOTES = [
+    "S3 (echo): a TCP echo server (tests/support/echo.py) listens on a service address on A; "
+    "a client in node C sends a numbered line every 10 ms and waits for each answer. client "
+    "gap = the longest time between two answers the client saw (the server has no heartbeat "
+    "of its own); it includes TCP's retransmission back-off in C (the request sent into the "
+    "frozen window is retransmitted at ~0.2, 0.6, 1.4, 3 s …), so it moves in steps. 'gap "
+    "ended' = when the longest gap ended, counted from the migration's start. total as for "
+    "the other modes (by hand: until `criu restore -d` returned and the gratuitous ARP was "
+    "started; post-copy: until the source dump exited). The run fails unless the client's "
+    "connection survived (no error, no wrong answer, answers after the gap) and the "
+    "address is on B only.",
+    "S3 by hand needed, beyond `criu dump` / `criu restore` (ferryman does all of it itself, "
+    "from `--tcp-established --move-address IP/24@eth0`): `--tcp-established` on both "
+    "commands; a network-lock choice (by hand passes `--network-lock nftables` as ferryman "
+    "does: CRIU's default iptables lock also works here, but `criu restore` logs "
+    "'Iptables configuration failed'); `ip addr del IP/24 dev eth0` on A right after the "
+    "dump (ferryman: in the frozen window, at CRIU's post-dump, and it puts the address "
+    "back if the migration fails); `ip addr add IP/24 dev eth0` on B before `criu restore` "
+    "(the restored sockets bind to it; ferryman's agent first checks that the address is not "
+    "already there and that the device exists); a gratuitous ARP from B after the restore "
+    "(`arping -U -c 2 -I eth0 IP`, Debian package iputils-arping, not installed by default: "
+    "the benchmark installs it; ferryman sends its own over AF_PACKET), or clients keep "
+    "sending to A's MAC until their neighbour entry times out. After a successful dump CRIU "
+    "leaves its lock table (`inet CRIU-…`) on A with either tool; the benchmark removes it "
+    "and flushes every node's neighbour cache between runs.",
+]
+TREE_NOTES = [
+    "S4 (tree): the test workload with --children N-1 (the root holds the tree size and "
+    "beats every 1 ms; each child holds size // children MiB, at least 1, and beats every "
+    "10 ms), migrated cold. downtime = the root's longest heartbeat gap (CLOCK_REALTIME); "
+    "CRIU freezing = `freezing_time` (seizing every task of the tree) and frozen = "
+    "`frozen_time` from CRIU's dump statistics: ferryman's report `criu.dump`, by hand the "
+    "`stats-dump` image (decoded with pycriu), µs shown as ms. Every process of the "
+    "restored tree must be there and verify its memory (bad_pages 0). 'growth' = the median "
+    "at the most processes over the median at the fewest.",
+]
+
+
+def _label(c: dict[str, Any]) -> str:
+    label = c.get("label")
+    return str(label) if label else f"{c.get('size_mib')} MiB"
+
+
+def _memory_cells(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in result["cells"] if c.get("kind", "memory") == "memory"]
+
+
+def _triple(t: dict[str, Any], metric: str, digits: int = 0) -> str:
+    return " | ".join(_ms(t[tool].get(metric), digits) for tool in TOOLS)
+
+
+def _ratios(r: dict[str, Any], key: str) -> str:
+    return " / ".join(_x(r[b].get(key)) for b in BASELINES)
+
+
+def _echo(result: dict[str, Any]) -> list[str]:
+    cells = [c for c in result["cells"] if c["mode"] == "echo"]
+    if not cells:
+        return []
+    b1, b2 = (LABEL[b] for b in BASELINES)
+    out = ["", f"## S3: TCP echo server, client in C every 10 ms (median [min-max], ms; "
+           f"ratio vs {b1} / vs {b2})", "",
+           f"| migration | ok | client gap ferryman | {b1} | {b2} | ratio | "
+           f"total ferryman | {b1} | {b2} | ratio | ferryman report downtime | "
+           f"gap ended after start: ferryman | {b1} | {b2} | "
+           f"{b1}: ip addr del / ip addr add / ARP start |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        s = c["summary"]
+        t, r = s["tools"], s["ratios"]
+        ok = " ".join(f"{s['n_ok'][tool]}/{s['n_runs'][tool]}" for tool in TOOLS)
+        bh = t[BY_HAND]
+        steps = (f"{_ms(bh.get('addr_del_ms'))} / {_ms(bh.get('addr_add_ms'))} / "
+                 f"{_ms(bh.get('garp_start_ms'))}")
+        out.append(f"| {c['migration']} | {ok} | {_triple(t, 'downtime_ms')} | "
+                   f"{_ratios(r, 'downtime')} | {_triple(t, 'total_ms')} | "
+                   f"{_ratios(r, 'total')} | {_ms(t[FERRYMAN].get('report_downtime_ms'))} | "
+                   f"{_triple(t, 'client_gap_end_ms')} | {steps} |")
+    return out
+
+
+def _tree(result: dict[str, Any]) -> list[str]:
+    cells = [c for c in result["cells"] if c["mode"] == "tree"]
+    if not cells:
+        return []
+    b1, b2 = (LABEL[b] for b in BASELINES)
+    out = ["", f"## S4: process trees, cold (median [min-max], ms; ratio vs {b1} / vs {b2})",
+           "",
+           f"| processes | ok | RSS MiB | downtime ferryman | {b1} | {b2} | ratio | "
+           f"CRIU freezing ferryman | {b1} | {b2} | ratio | "
+           f"CRIU frozen ferryman | {b1} | {b2} | "
+           f"total ferryman | {b1} | {b2} | ratio |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        s = c["summary"]
+        t, r = s["tools"], s["ratios"]
+        ok = " ".join(f"{s['n_ok'][tool]}/{s['n_runs'][tool]}" for tool in TOOLS)
+        out.append(f"| {c.get('procs')} | {ok} | {_mib(s['rss_bytes'])} | "
+                   f"{_triple(t, 'downtime_ms')} | {_ratios(r, 'downtime')} | "
+                   f"{_triple(t, 'freezing_time_ms', 1)} | {_ratios(r, 'freezing_time')} | "
+                   f"{_triple(t, 'frozen_time_ms')} | "
+                   f"{_triple(t, 'total_ms')} | {_ratios(r, 'total')} |")
+    rows = [(name, growth(result["cells"], "tree", metric)) for name, metric in
+            (("downtime", "downtime_ms"), ("CRIU freezing", "freezing_time_ms"),
+             ("total", "total_ms"))]
+    if rows[0][1]:
+        g = rows[0][1]
+        out += ["", f"growth from {g['from']} to {g['to']} processes (median over median):",
+                "", "| metric | " + " | ".join(LABEL[t] for t in TOOLS) + " |",
+                "|---|" + "---|" * len(TOOLS)]
+        for name, g in rows:
+            out.append(f"| {name} | " + " | ".join(_x(g["values"][t]) for t in TOOLS) + " |")
+    return out
+
+
+def _ms(s: dict[str, Any] | None, digits: int = 0) -> str:
     if not s:
         return "-"
     if s["n"] == 1:
-        return f"{s['median']:.0f}"
-    return f"{s['median']:.0f} [{s['min']:.0f}-{s['max']:.0f}]"
+        return f"{s['median']:.{digits}f}"
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
 
 
 def _x(v: float | None, digits: int = 2) -> str:
@@ -96,7 +212,10 @@ def markdown(result: dict[str, Any]) -> str:
     out.append(f"kernel {env.get('kernel')}, {env.get('criu')}, {env.get('cpus')} CPUs, "
                f"load average {env.get('load_start')} -> {env.get('load_end')}, "
                f"{result['runs']} runs per tool and cell, commit {env.get('commit')}, "
-               f"fs.pipe-max-size {env.get('pipe_max_size', '?')}")
+               f"fs.pipe-max-size {env.get('pipe_max_size', '?')}"
+               + (f", S3 service address {env['service']}, by hand's gratuitous ARP: "
+                  f"{GARP.get(env.get('garp', ''), env.get('garp'))}"
+                  if env.get("service") else ""))
     out.append("")
     for f in floors.values():
         bw = f.get("bytes_per_s")
@@ -104,13 +223,15 @@ def markdown(result: dict[str, Any]) -> str:
         out.append(f"- floor **{f['name']}**: {val} ({f['what']})")
     out += _goals(result)
     b1, b2 = (LABEL[b] for b in BASELINES)
+    if not _memory_cells(result):
+        return _tail(result, out)
     out += ["", "## ferryman vs. by hand (median [min-max], ms; ratio = ferryman's median / "
             f"by hand's, shown as vs {b1} / vs {b2})", "",
             f"| mode | size | RSS MiB | downtime ferryman | {b1} | {b2} | ratio | "
             f"total ferryman | {b1} | {b2} | ratio | "
             f"memory complete ferryman | {b1} | {b2} | ratio |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for c in result["cells"]:
+    for c in _memory_cells(result):
         s = c["summary"]
         t = s["tools"]
         r = s["ratios"]
@@ -130,7 +251,7 @@ def markdown(result: dict[str, Any]) -> str:
             "by hand: lazy-pages exit after resume | MiB moved | floor TCP / memcpy | "
             "total xTCP | total xmemcpy | downtime xTCP |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for c in result["cells"]:
+    for c in _memory_cells(result):
         s = c["summary"]
         for tool in TOOLS:
             t = s["tools"][tool]
@@ -150,12 +271,24 @@ def markdown(result: dict[str, Any]) -> str:
                        f"{rep} | {pages} | {hand} | {lazy_exit} | "
                        f"{_mib(moved)} | {floor} | {_x(m['total_x_tcp'], 1)} | "
                        f"{_x(m['total_x_memcpy'], 1)} | {_x(m['downtime_x_tcp'], 1)} |")
-    errors = [f"- {c['mode']} {c['size_mib']} MiB: {e}" for c in result["cells"]
+    return _tail(result, out)
+
+
+def _tail(result: dict[str, Any], out: list[str]) -> str:
+    """S3 and S4 sections, failures and notes."""
+    out = [*out, *_echo(result), *_tree(result)]
+    errors = [f"- {c['mode']} {_label(c)}: {e}" for c in result["cells"]
               for e in c["summary"]["errors"]]
     errors += [f"- {e}" for e in result.get("errors", [])]
     if errors:
         out += ["", "## FAILURES", "", *errors]
-    out += ["", "## Notes", "", *[f"- {n}" for n in NOTES], ""]
+    # without memory cells: the notes on ferryman's total and on the two baselines
+    notes = NOTES if _memory_cells(result) else [NOTES[1], NOTES[3]]
+    if any(c["mode"] == "echo" for c in result["cells"]):
+        notes = [*notes, *ECHO_NOTES]
+    if any(c["mode"] == "tree" for c in result["cells"]):
+        notes = [*notes, *TREE_NOTES]
+    out += ["", "## Notes", "", *[f"- {n}" for n in notes], ""]
     return "\n".join(out)
 
 

@@ -24,7 +24,7 @@ from tests.support.netns import Topology
 from bench import floors, report
 from bench.env import Env
 from bench.proc import PY, REPO, BenchError, say, sweep
-from bench.scenarios import MODES, TOOLS, run_cell
+from bench.scenarios import MODES, SCENARIOS, TOOLS, Cell, cells_for, run_cell
 from bench.stats import summarize_cell
 
 RESULTS = REPO / "bench" / "results"
@@ -37,17 +37,28 @@ def _csv(text: str) -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     defaults = "; ".join(f"{m.name} {','.join(map(str, m.default_sizes))}"
-                         for m in MODES.values())
+                         for m in MODES.values() if m.kind == "memory")
     ap.add_argument("--sizes", default=None,
-                    help=f"workload sizes in MiB for every mode (default per mode: {defaults})")
+                    help=f"workload sizes in MiB for the cold and postcopy modes "
+                         f"(default per mode: {defaults})")
     ap.add_argument("--runs", type=int, default=None,
                     help="repetitions per tool and cell (3; --quick: 1)")
-    ap.add_argument("--modes", default=",".join(MODES),
+    ap.add_argument("--modes", default=None,
                     help=f"modes: {','.join(MODES)} (default all)")
+    names = ", ".join(f"{k} = {v}" for k, v in SCENARIOS.items())
+    ap.add_argument("--scenarios", default=None,
+                    help=f"the issue's scenario names ({names}), added to --modes")
+    ap.add_argument("--echo-modes", default=None,
+                    help="echo (S3): migration modes, cold,postcopy (default both)")
+    ap.add_argument("--procs", default=None,
+                    help="tree (S4): process counts (default 1,10,100)")
+    ap.add_argument("--tree-mib", type=int, default=MODES["tree"].default_sizes[0],
+                    help="tree (S4): the root's MiB; each child holds MIB // children, "
+                         "at least 1 (default %(default)s)")
     ap.add_argument("--tools", default=",".join(TOOLS),
                     help=f"{','.join(TOOLS)} (default all)")
     ap.add_argument("--quick", action="store_true",
-                    help="one run per tool and cell and a 256 MiB TCP floor (~5 min)")
+                    help="one run per tool and cell and a 256 MiB TCP floor")
     ap.add_argument("--timeout", type=float, default=600, help="limit for every wait, s (600)")
     ap.add_argument("--tcp-mib", type=int, default=None,
                     help="TCP floor transfer size (1024; --quick: 256)")
@@ -62,21 +73,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.tcp_mib = 256 if args.quick else 1024
     try:
         args.sizes = [int(s) for s in _csv(args.sizes)] if args.sizes is not None else None
+        args.procs = [int(s) for s in _csv(args.procs)] if args.procs is not None else None
     except ValueError:
-        ap.error(f"--sizes: not a list of integers: {args.sizes}")
-    args.modes = _csv(args.modes)
-    args.tools = tuple(_csv(args.tools))
-    if unknown := [m for m in args.modes if m not in MODES]:
+        ap.error(f"--sizes/--procs: not a list of integers: {args.sizes} / {args.procs}")
+    chosen = _csv(args.modes) if args.modes is not None else []
+    if args.scenarios is not None:
+        if unknown := [x for x in _csv(args.scenarios) if x.upper() not in SCENARIOS
+                       and x not in MODES]:
+            ap.error(f"unknown scenario(s) {unknown}; known: {list(SCENARIOS)}")
+        chosen += [SCENARIOS.get(x.upper(), x) for x in _csv(args.scenarios)]
+    if args.modes is None and args.scenarios is None:
+        chosen = list(MODES)
+    if unknown := [m for m in chosen if m not in MODES]:
         ap.error(f"unknown mode(s) {unknown}; known: {list(MODES)}")
+    args.modes = [m for m in MODES if m in chosen]  # each once, in the usual order
+    args.echo_modes = _csv(args.echo_modes) if args.echo_modes is not None else None
+    if bad := [m for m in args.echo_modes or [] if m not in MODES["echo"].migrations]:
+        ap.error(f"--echo-modes: unknown {bad}; known: {list(MODES['echo'].migrations)}")
+    args.tools = tuple(_csv(args.tools))
     if unknown := [t for t in args.tools if t not in TOOLS]:
         ap.error(f"unknown tool(s) {unknown}; known: {list(TOOLS)}")
     if args.runs < 1 or args.sizes == [] or any(s < 1 for s in args.sizes or []):
         ap.error("--runs and --sizes must be positive")
+    if args.procs == [] or any(n < 1 for n in args.procs or []) or args.tree_mib < 1:
+        ap.error("--procs and --tree-mib must be positive")
+    if not args.modes or not args.tools:
+        ap.error("no mode or no tool chosen")
     return args
 
 
-def sizes_for(args: argparse.Namespace, mode: str) -> list[int]:
-    return list(args.sizes) if args.sizes is not None else list(MODES[mode].default_sizes)
+def cells(args: argparse.Namespace) -> list[Cell]:
+    out: list[Cell] = []
+    for name in args.modes:
+        mode = MODES[name]
+        if mode.kind == "memory":
+            out += cells_for(mode, sizes=args.sizes)
+        elif mode.kind == "echo":
+            out += cells_for(mode, migrations=args.echo_modes)
+        else:
+            out += cells_for(mode, sizes=[args.tree_mib], procs=args.procs)
+    return out
 
 
 PIPE_MAX = Path("/proc/sys/fs/pipe-max-size")
@@ -104,6 +140,17 @@ def _mem_available() -> int:
     return 0
 
 
+def _cell_mib(cell: Cell) -> int:
+    """About what a cell's workload holds (tree: ~10 MiB of Python per process on top)."""
+    if cell.mode == "echo":
+        return 16
+    size = cell.size_mib or 0
+    if cell.mode == "tree":
+        return size + (cell.procs - 1) * max(1, size // max(cell.procs - 1, 1)) \
+            + 10 * cell.procs
+    return size
+
+
 def _check_memory(size_mib: int) -> None:
     """The workload briefly holds 2x its size while it starts; source + destination 2x."""
     need = (size_mib << 20) * 5 // 2 + (1 << 30)
@@ -125,9 +172,34 @@ def _load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def _iputils_arping() -> bool:
+    return shutil.which("arping") is not None and "iputils" in _cmd("arping", "-V")
+
+
+def ensure_arping() -> str:
+    """How by hand sends its gratuitous ARP (S3): iputils' ``arping``, installed with apt-get
+    when missing (Debian package iputils-arping); bench/garp.py if that fails."""
+    if _iputils_arping():
+        return "arping"
+    say("S3 by hand announces the moved address with 'arping -U' (Debian: iputils-arping), "
+        "not installed: apt-get install -y iputils-arping")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argvs in ([["apt-get", "install", "-y", "-q", "iputils-arping"]],
+                  [["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q",
+                                                 "iputils-arping"]]):
+        for argv in argvs:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(argv, capture_output=True, timeout=300, env=env, check=False)
+        if _iputils_arping():
+            return "arping"
+    say("could not install iputils-arping: by hand sends its gratuitous ARP with bench/garp.py")
+    return "python"
+
+
 def _make_pki(topo: Topology, d: Path) -> None:
     for argv in (["pki", "init", str(d)],
-                 *(["pki", "issue", n, "--pki", str(d), "--ip", topo[n].ip] for n in ("a", "b"))):
+                 *(["pki", "issue", n, "--pki", str(d), "--ip", topo[n].ip]
+                   for n in topo.nodes)):
         res = subprocess.run([PY, "-m", "ferryman", *argv], capture_output=True, text=True,
                              timeout=60, cwd=REPO, check=False)
         if res.returncode != 0:
@@ -142,11 +214,18 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
     """Everything that needs the nodes; raises only on set-up failure or interruption."""
     topo = None
     try:
-        say("setting up namespace nodes a, b and a cluster PKI")
-        topo = Topology(("a", "b"))
+        echo = "echo" in args.modes
+        names = ("a", "b", "c") if echo else ("a", "b")  # S3's client lives in C
+        say(f"setting up namespace nodes {', '.join(names)} and a cluster PKI")
+        topo = Topology(names)
         pki = tmp / "pki"
         _make_pki(topo, pki)
         env = Env(topo=topo, pki=pki, tmp=tmp, criu=args.criu, timeout=args.timeout)
+        if echo:
+            env.service = f"10.{topo.net}.0.100/24"
+            env.garp = ensure_arping()
+            result["environment"]["garp"] = env.garp
+            result["environment"]["service"] = env.service
         say(f"floor: memcpy {args.memcpy_mib} MiB")
         mem = floors.memcpy(args.memcpy_mib)
         say(f"floor: TCP {topo['a'].ip} → {topo['b'].ip}, {args.tcp_mib} MiB")
@@ -154,21 +233,20 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
         result["floors"] = {"memcpy": mem.to_json(), "tcp": tcp.to_json()}
         say(f"  memcpy {(mem.bytes_per_s or 0) / 1e9:.2f} GB/s, "
             f"TCP {(tcp.bytes_per_s or 0) / 1e9:.2f} GB/s")
-        for mode_name in args.modes:
-            mode = MODES[mode_name]
-            for size in sizes_for(args, mode_name):
-                cell: dict[str, Any] = {"mode": mode.name, "title": mode.title,
-                                        "size_mib": size, "runs": []}
-                result["cells"].append(cell)
-                try:
-                    _check_memory(size)
-                    runs = run_cell(env, mode, size, args.runs, args.tools)
-                    cell["runs"] = [r.to_json() for r in runs]
-                except Exception as exc:  # a broken cell must not stop the others
-                    say(f"  !! cell {mode.name} {size} MiB failed: {exc}")
-                    result["errors"].append(f"{mode.name} {size} MiB: {exc}")
-                cell["summary"] = summarize_cell(cell["runs"], tcp.bytes_per_s,
-                                                 mem.bytes_per_s, mode.name)
+        for cell in cells(args):
+            mode = MODES[cell.mode]
+            entry: dict[str, Any] = {**cell.to_json(), "title": mode.title, "kind": mode.kind,
+                                     "runs": []}
+            result["cells"].append(entry)
+            try:
+                _check_memory(_cell_mib(cell))
+                runs = run_cell(env, cell, args.runs, args.tools)
+                entry["runs"] = [r.to_json() for r in runs]
+            except Exception as exc:  # a broken cell must not stop the others
+                say(f"  !! cell {cell.mode} {cell.label} failed: {exc}")
+                result["errors"].append(f"{cell.mode} {cell.label}: {exc}")
+            entry["summary"] = summarize_cell(entry["runs"], tcp.bytes_per_s,
+                                              mem.bytes_per_s, cell.mode)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop cleanup
         killed = sweep(str(tmp))
@@ -191,10 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ferryman-bench-"))
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
-    pipe_max = _pipe_max_size(raise_it="postcopy" in args.modes)
+    plan = cells(args)
+    pipe_max = _pipe_max_size(raise_it=any(c.migration == "postcopy" for c in plan))
     result: dict[str, Any] = {
         "started": stamp, "runs": args.runs, "quick": args.quick,
-        "sizes_mib": {m: sizes_for(args, m) for m in args.modes}, "modes": args.modes,
+        "sizes_mib": {m: [c.size_mib for c in plan if c.mode == m]
+                      for m in args.modes if MODES[m].kind == "memory"},
+        "cells_planned": [c.to_json() for c in plan], "modes": args.modes,
         "tools": list(args.tools), "timeout_s": args.timeout, "interrupted": False,
         "errors": [], "floors": {}, "cells": [],
         "environment": {"kernel": os.uname().release, "criu": _cmd(args.criu, "--version"),

@@ -1,93 +1,74 @@
-"""Scenarios: a mode maps each tool to a migrator; one run measures one of them.
+"""Scenarios: a mode is a set of cells; one run measures one tool on one cell.
 
-Adding a mode is a by-hand function in baseline.py plus one entry in ``MODES``.
+``cold`` and ``postcopy`` migrate the idle memory workload at several sizes; ``echo`` (the
+issue's S3) a TCP echo server with a client in node C, cold and post-copy (bench/tcpecho.py);
+``tree`` (S4) process trees of 1, 10 and 100 processes, cold (bench/tree.py). Who migrates is
+``bench.cell.migrator``: ferryman, or CRIU's commands by hand (bench/baseline.py).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from tests.support.workloads import Workload, alive, start_workload
 
-from bench import baseline, ferry
-from bench.env import Env, Migrator, Outcome
+from bench import tcpecho, tree
+from bench.cell import Cell, RunResult, int_field, migrator
+from bench.env import Env
 from bench.proc import BenchError, kill_pid, rss_bytes, say, timens_monotonic_ms, wait_gone
-from bench.stats import BASELINES, BY_HAND, BY_HAND_TLS, FERRYMAN, TOOLS
+from bench.stats import BASELINES, BY_HAND, BY_HAND_TLS, FERRYMAN, TOOLS, criu_ms
 
-__all__ = ["BASELINES", "BY_HAND", "BY_HAND_TLS", "FERRYMAN", "MODES", "TOOLS", "Mode",
-           "RunResult", "measure", "run_cell"]
+__all__ = ["BASELINES", "BY_HAND", "BY_HAND_TLS", "FERRYMAN", "MODES", "SCENARIOS", "TOOLS",
+           "Cell", "Mode", "RunResult", "cells_for", "measure", "run_cell"]
 
-
-def _ferryman(mode: str) -> Migrator:
-    def migrate(env: Env, wl: Workload, run_dir: Path, restored: list[int]) -> Outcome:
-        return ferry.migrate(env, wl, run_dir, restored, "--mode", mode)
-    return migrate
+Measure = Callable[[Env, Cell, str, int], RunResult]
 
 
 @dataclass(frozen=True)
 class Mode:
     name: str
     title: str
-    default_sizes: tuple[int, ...]  # MiB
-    migrators: dict[str, Migrator]
-
-    def migrator(self, tool: str) -> Migrator:
-        return self.migrators[tool]
+    kind: str  # "memory", "echo" or "tree": which measurement a run is
+    default_sizes: tuple[int, ...] = ()  # MiB (memory: one cell each; tree: the first)
+    migrations: tuple[str, ...] = ()  # echo: one cell per migration mode
+    default_procs: tuple[int, ...] = ()  # tree: one cell per process count
+    scenario: str = ""  # the issue's name for it
 
 
 MODES: dict[str, Mode] = {
-    "cold": Mode("cold", "cold, idle workload", (256, 1024), {
-        FERRYMAN: _ferryman("cold"),
-        BY_HAND: functools.partial(baseline.cold, tls=False),
-        BY_HAND_TLS: functools.partial(baseline.cold, tls=True),
-    }),
-    "postcopy": Mode("postcopy", "post-copy (lazy pages), idle workload", (256, 1024, 4096), {
-        FERRYMAN: _ferryman("postcopy"),
-        BY_HAND: functools.partial(baseline.lazy, tls=False),
-        BY_HAND_TLS: functools.partial(baseline.lazy, tls=True),
-    }),
+    "cold": Mode("cold", "cold, idle workload", "memory", (256, 1024), ("cold",)),
+    "postcopy": Mode("postcopy", "post-copy (lazy pages), idle workload", "memory",
+                     (256, 1024, 4096), ("postcopy",)),
+    "echo": Mode("echo", "S3: TCP echo server with a client every 10 ms: client-observed "
+                 "downtime", "echo", (), ("cold", "postcopy"), scenario="S3"),
+    "tree": Mode("tree", "S4: process trees of 1, 10 and 100 processes: freeze time and "
+                 "downtime", "tree", (64,), ("cold",), (1, 10, 100), scenario="S4"),
 }
+SCENARIOS = {m.scenario: m.name for m in MODES.values() if m.scenario}
 
 
-@dataclass
-class RunResult:
-    mode: str
-    size_mib: int
-    tool: str
-    rep: int
-    ok: bool = False
-    error: str | None = None
-    # Longest heartbeat gap the workload saw, on CLOCK_REALTIME (CRIU's time namespace
-    # shifts the restored monotonic clock; details.timens_jump_ms records by how much).
-    downtime_ms: float | None = None
-    total_ms: float | None = None
-    memory_complete_ms: float | None = None  # post-copy: resumed on B → every page there
-    rss_bytes: int | None = None
-    bytes_moved: int | None = None
-    bad_pages: int | None = None
-    started_at: float = field(default_factory=time.time)
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+def cells_for(mode: Mode, sizes: list[int] | None = None, procs: list[int] | None = None,
+              migrations: list[str] | None = None) -> list[Cell]:
+    """The cells of ``mode``; ``sizes`` (memory), ``procs`` / ``sizes[0]`` (tree) and
+    ``migrations`` (echo) override its defaults."""
+    if mode.kind == "memory":
+        return [Cell(mode.name, f"{s} MiB", mode.migrations[0], s)
+                for s in (sizes or mode.default_sizes)]
+    if mode.kind == "echo":
+        return [Cell(mode.name, m, m) for m in (migrations or mode.migrations)]
+    mib = (sizes or mode.default_sizes)[0]
+    return [Cell(mode.name, f"{n} process{'es' if n != 1 else ''}", "cold", mib, n)
+            for n in (procs or mode.default_procs)]
 
 
-def _int(status: dict[str, object], key: str) -> int:
-    value = status.get(key)
-    if not isinstance(value, int):
-        raise BenchError(f"workload status has no integer {key!r}: {status}")
-    return value
-
-
-def measure(env: Env, mode: Mode, tool: str, size_mib: int, rep: int) -> RunResult:
-    """One migration of a fresh workload of ``size_mib`` MiB from A to B by ``tool``."""
-    r = RunResult(mode.name, size_mib, tool, rep)
-    run_dir = env.tmp / f"{mode.name}-{size_mib}-{rep}-{tool}"
+def measure(env: Env, cell: Cell, tool: str, rep: int) -> RunResult:
+    """One migration of a fresh idle workload of ``cell.size_mib`` MiB from A to B."""
+    size_mib = cell.size_mib or 0
+    r = RunResult(cell.mode, size_mib, tool, rep, cell.label)
+    run_dir = env.tmp / f"{cell.mode}-{size_mib}-{rep}-{tool}"
     run_dir.mkdir()
     restored: list[int] = []
     wl: Workload | None = None
@@ -97,19 +78,19 @@ def measure(env: Env, mode: Mode, tool: str, size_mib: int, rep: int) -> RunResu
         # The workload verified its memory once it was ready; a second pass here would only
         # cost time (~2 s per GiB in Python).
         before = json.loads(wl.status_path.read_text())
-        if _int(before, "bad_pages") != 0:
+        if int_field(before, "bad_pages") != 0:
             raise BenchError(f"workload memory bad before migrating: {before}")
         r.rss_bytes = rss_bytes(wl.pid)
         offset_before = timens_monotonic_ms(wl.pid)
         wl.reset_gap()
         time.sleep(0.05)  # the reset takes effect at the next 1 ms heartbeat
-        out = mode.migrator(tool)(env, wl, run_dir, restored)
+        out = migrator(cell, tool)(env, wl, run_dir, restored)
         new_pid = restored[-1]
         if not alive(new_pid):
             raise BenchError(f"restored workload PID {new_pid} is not running")
         jump = offset_before - timens_monotonic_ms(new_pid)  # time the restored clock skipped
         after = wl.status(new_pid, timeout=env.timeout)
-        r.bad_pages = _int(after, "bad_pages")
+        r.bad_pages = int_field(after, "bad_pages")
         if r.bad_pages != 0:
             raise BenchError(f"MEMORY CORRUPTED: {r.bad_pages} bad pages after migrating "
                              f"({tool}, {size_mib} MiB)")
@@ -121,10 +102,12 @@ def measure(env: Env, mode: Mode, tool: str, size_mib: int, rep: int) -> RunResu
         r.memory_complete_ms = out.memory_complete_ms
         r.bytes_moved = out.bytes_moved
         r.details = {"workload_max_gap_ms": float(gap), "timens_jump_ms": jump, **out.details}
+        if cell.migration == "cold":  # CRIU's lazy-mode stats-dump is garbage (DESIGN.md)
+            r.details.update(criu_ms(out.details.get("criu_dump")))
         r.ok = True
     except Exception as exc:
         r.error = f"{type(exc).__name__}: {exc}"
-        say(f"  !! {mode.name} {size_mib} MiB run {rep} {tool} FAILED: {r.error}")
+        say(f"  !! {cell.mode} {cell.label} run {rep} {tool} FAILED: {r.error}")
     finally:
         for pid in restored:  # on B, reparented to init: only its PID reaches it
             kill_pid(pid)
@@ -134,19 +117,27 @@ def measure(env: Env, mode: Mode, tool: str, size_mib: int, rep: int) -> RunResu
     return r
 
 
-def run_cell(env: Env, mode: Mode, size_mib: int, runs: int, tools: tuple[str, ...]
-             ) -> list[RunResult]:
+MEASURE: dict[str, Measure] = {"memory": measure, "echo": tcpecho.measure,
+                               "tree": tree.measure}
+
+
+def run_cell(env: Env, cell: Cell, runs: int, tools: tuple[str, ...]) -> list[RunResult]:
     """``runs`` repetitions of each tool, rotating which goes first (noise is shared)."""
+    how = MEASURE[MODES[cell.mode].kind]
     results: list[RunResult] = []
     for rep in range(1, runs + 1):
         k = (rep - 1) % len(tools)
         for tool in (*tools[k:], *tools[:k]):
-            say(f"{mode.name} {size_mib} MiB run {rep}/{runs}: {tool} …")
-            r = measure(env, mode, tool, size_mib, rep)
+            say(f"{cell.mode} {cell.label} run {rep}/{runs}: {tool} …")
+            r = how(env, cell, tool, rep)
             if r.ok:
                 tail = ("" if r.memory_complete_ms is None
                         else f", memory complete {r.memory_complete_ms:.0f} ms after resuming")
-                say(f"  {tool}: downtime {r.downtime_ms:.0f} ms, total {r.total_ms:.0f} ms"
+                freeze = r.details.get("freezing_time_ms")
+                if isinstance(freeze, float):
+                    tail += f", CRIU freezing {freeze:.1f} ms"
+                what = "client gap" if cell.mode == "echo" else "downtime"
+                say(f"  {tool}: {what} {r.downtime_ms:.0f} ms, total {r.total_ms:.0f} ms"
                     f"{tail}")
             results.append(r)
     return results

@@ -55,6 +55,20 @@ def meets(value: float | None, limit: float) -> bool | None:
     return None if value is None else value <= limit
 
 
+def criu_ms(stats: object) -> dict[str, float]:
+    """CRIU's dump timings (µs in stats-dump and in ferryman's report ``criu.dump``) as
+    ``*_ms`` details: ``freezing_time`` (seizing every task), ``frozen_time`` (the tree
+    stopped, as CRIU counts it), ``memdump_time``, ``memwrite_time``."""
+    if not isinstance(stats, dict):
+        return {}
+    out: dict[str, float] = {}
+    for key in ("freezing_time", "frozen_time", "memdump_time", "memwrite_time"):
+        v = stats.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            out[f"{key}_ms"] = v / 1000.0
+    return out
+
+
 FERRYMAN = "ferryman"
 BY_HAND = "by-hand"  # CRIU's commands as its documentation types them: plain TCP pages
 BY_HAND_TLS = "by-hand-tls"  # the same with CRIU's TLS, as ferryman always transfers pages
@@ -75,10 +89,15 @@ _COMMON: list[tuple[str, str | None, str | None]] = [
     ("downtime_ms", "downtime_ms", None), ("total_ms", "total_ms", None),
     ("memory_complete_ms", "memory_complete_ms", None),
     ("workload_max_gap_ms", None, "workload_max_gap_ms"),
-    ("timens_jump_ms", None, "timens_jump_ms"), ("bytes_moved", "bytes_moved", None)]
+    ("timens_jump_ms", None, "timens_jump_ms"), ("bytes_moved", "bytes_moved", None),
+    # CRIU's own dump timings (cold only), S3's client and S4's children
+    *((k, None, k) for k in ("freezing_time_ms", "frozen_time_ms", "memdump_time_ms",
+                             "client_gap_end_ms", "children_max_gap_ms"))]
 _BY_HAND: list[tuple[str, str | None, str | None]] = [
     *_COMMON, *((k, None, k) for k in ("dump_ms", "copy_ms", "lazy_start_ms", "restore_ms",
-                                       "resumed_ms", "lazy_pages_exit_ms"))]
+                                       "resumed_ms", "lazy_pages_exit_ms",
+                                       # S3: what by hand does about the service address
+                                       "addr_del_ms", "addr_add_ms", "garp_start_ms"))]
 _METRICS: dict[str, list[tuple[str, str | None, str | None]]] = {
     FERRYMAN: [*_COMMON,
                ("report_downtime_ms", None, "report_downtime_ms"),
@@ -120,6 +139,7 @@ def summarize_cell(runs: list[dict[str, Any]], tcp_bps: float | None,
             "total": ratio(fm["total_ms"], bh["total_ms"]),
             "total_report": ratio(fm["report_total_ms"], bh["total_ms"]),
             "memory_complete": ratio(fm["memory_complete_ms"], bh["memory_complete_ms"]),
+            "freezing_time": ratio(fm["freezing_time_ms"], bh["freezing_time_ms"]),
         }
         goals[base] = {metric: meets(ratios[base][metric], limit)
                        for metric, limit in CELL_GOALS.get(mode, {}).items()}
@@ -211,3 +231,20 @@ def goal_table(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                              f"cold downtime at {size} MiB",
                      "limit": POSTCOPY_VS_COLD_GOAL, "values": values})
     return rows
+
+
+def growth(cells: list[dict[str, Any]], mode: str = "tree", metric: str = "downtime_ms"
+           ) -> dict[str, Any]:
+    """How ``metric`` grows across ``mode``'s cells, per tool: the median at the cell with
+    the most processes over the median at the one with the fewest (S4: 100 vs 1).
+
+    Returns ``{"from": procs, "to": procs, "values": {tool: ratio or None}}``, or ``{}``
+    when fewer than two of ``mode``'s cells were run.
+    """
+    mine = sorted((c for c in cells if c.get("mode") == mode), key=lambda c: c.get("procs", 1))
+    if len(mine) < 2:
+        return {}
+    lo, hi = mine[0], mine[-1]
+    return {"from": lo.get("procs", 1), "to": hi.get("procs", 1),
+            "values": {t: _div(_median(hi, t, metric), _median(lo, t, metric))
+                       for t in TOOLS}}

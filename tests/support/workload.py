@@ -12,6 +12,11 @@ longest heartbeat gap. The status file is replaced atomically.
 With --children 3 the process forks three children: child 1 writes a counter into a pipe,
 child 2 reads it and checks it is gapless, child 3 just holds memory. Each writes its own
 status file (STATUS.child1, ...) on SIGUSR1.
+
+With any other --children N the process forks N children that just hold memory
+(--mib // N each, at least 1 MiB) and heartbeat, every max(--heartbeat-ms, 10) ms (a tree
+of 100 processes beating every millisecond would keep two CPUs busy); each answers SIGUSR1
+with its own status file (STATUS.child1 … STATUS.childN).
 """
 
 from __future__ import annotations
@@ -156,6 +161,18 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
             last = time.time()  # verification time is not a migration gap
 
 
+def fork_holders(args: argparse.Namespace) -> None:
+    """--children N (N != 3): N children that hold memory and heartbeat, nothing else."""
+    n = args.children
+    child_args = argparse.Namespace(**vars(args))
+    child_args.heartbeat_ms = max(args.heartbeat_ms, 10.0)
+    for i in range(1, n + 1):
+        if os.fork() == 0:
+            mem = Memory(max(1, args.mib // max(n, 1)), f"{args.seed}/child{i}")
+            run(child_args, f"child{i}", f"{args.status}.child{i}", mem)
+            os._exit(0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=64)
@@ -163,14 +180,17 @@ def main() -> None:
     ap.add_argument("--status", required=True)
     ap.add_argument("--heartbeat-ms", type=float, default=1.0)
     ap.add_argument("--dirty-rate", type=float, default=0.0, help="pages per second")
-    ap.add_argument("--children", type=int, default=0, choices=(0, 3))
+    ap.add_argument("--children", type=int, default=0, metavar="N",
+                    help="3: pipe writer, pipe reader, memory holder; other N: memory holders")
     ap.add_argument("--beat-file", help="write the heartbeat count here every 20 beats")
     ap.add_argument("--hold-file", help="keep this file open (restore needs it to exist)")
     args = ap.parse_args()
     held = open(args.hold_file) if args.hold_file else None  # noqa: SIM115
     signal.signal(signal.SIGUSR1, _on_usr1)
     signal.signal(signal.SIGUSR2, _on_usr2)
-    if args.children:
+    if args.children < 0:
+        ap.error("--children must be 0 or more")
+    if args.children == 3:
         r, w = os.pipe()
         kids = []
         for i in (1, 2, 3):
@@ -191,6 +211,8 @@ def main() -> None:
             kids.append(pid)
         os.close(r)
         os.close(w)
+    elif args.children:
+        fork_holders(args)
     run(args, "main", args.status, Memory(args.mib, args.seed))
     if held is not None:
         held.close()

@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 from bench.stats import (
     Summary,
+    criu_ms,
     floor_multiple,
     goal_table,
+    growth,
     ratio,
     summarize,
     summarize_cell,
@@ -114,3 +116,53 @@ def test_goal_table_without_postcopy_has_no_cross_rows_and_unknown_is_none() -> 
     rows = goal_table(cells)
     assert [r["id"] for r in rows] == ["cold-256-downtime", "cold-256-total"]
     assert rows[0]["values"]["by-hand"] == {"value": None, "ok": None, "reference": False}
+
+
+def test_criu_ms_converts_the_dump_timings_and_skips_the_rest() -> None:
+    stats = {"freezing_time": 4943, "frozen_time": 3108006, "memdump_time": 1895868,
+             "pages_written": 1000, "memwrite_time": True}
+    assert criu_ms(stats) == {"freezing_time_ms": pytest.approx(4.943),
+                              "frozen_time_ms": pytest.approx(3108.006),
+                              "memdump_time_ms": pytest.approx(1895.868)}
+    assert criu_ms({}) == {}
+    assert criu_ms(None) == {}
+
+
+def _tree_cell(procs: int, down: dict[str, float], freeze: dict[str, float]) -> dict[str, Any]:
+    runs = []
+    for tool, d in down.items():
+        r = _run(tool, 1, d, 2 * d)
+        r["details"]["freezing_time_ms"] = freeze[tool]
+        runs.append(r)
+    return {"mode": "tree", "label": f"{procs} processes", "size_mib": 64, "procs": procs,
+            "runs": runs, "summary": summarize_cell(runs, None, None, "tree")}
+
+
+def test_tree_cells_compare_freezing_time_and_have_no_goals() -> None:
+    c = _tree_cell(10, {"ferryman": 800.0, "by-hand": 500.0, "by-hand-tls": 800.0},
+                   {"ferryman": 0.6, "by-hand": 0.5, "by-hand-tls": 0.6})
+    s = c["summary"]
+    assert s["tools"]["by-hand"]["freezing_time_ms"]["median"] == pytest.approx(0.5)
+    assert s["ratios"]["by-hand"]["freezing_time"] == pytest.approx(1.2)
+    assert s["goals"] == {"by-hand": {}, "by-hand-tls": {}}
+    assert goal_table([c]) == []
+
+
+def test_growth_is_most_processes_over_fewest_per_tool() -> None:
+    cells = [_tree_cell(100, {"ferryman": 3000.0, "by-hand": 1800.0, "by-hand-tls": 3300.0},
+                        {"ferryman": 5.0, "by-hand": 6.0, "by-hand-tls": 5.5}),
+             _tree_cell(1, {"ferryman": 450.0, "by-hand": 360.0, "by-hand-tls": 450.0},
+                        {"ferryman": 0.1, "by-hand": 0.2, "by-hand-tls": 0.1}),
+             _tree_cell(10, {"ferryman": 850.0, "by-hand": 520.0}, {"ferryman": 0.6,
+                                                                    "by-hand": 0.6}),
+             _cell("cold", 256, {"ferryman": 1.0})]  # other modes do not count
+    g = growth(cells, "tree", "downtime_ms")
+    assert (g["from"], g["to"]) == (1, 100)
+    assert g["values"]["ferryman"] == pytest.approx(3000 / 450)
+    assert g["values"]["by-hand"] == pytest.approx(5.0)
+    freeze = growth(cells, "tree", "freezing_time_ms")
+    assert freeze["values"]["by-hand"] == pytest.approx(30.0)
+    assert growth(cells[:1] + cells[3:], "tree") == {}  # one tree cell: nothing to compare
+    failed = [_tree_cell(1, {"ferryman": 450.0}, {"ferryman": 0.1}),
+              _tree_cell(100, {"by-hand": 1800.0}, {"by-hand": 6.0})]
+    assert growth(failed)["values"] == {"ferryman": None, "by-hand": None, "by-hand-tls": None}

@@ -1,0 +1,86 @@
+"""A benchmark cell (one mode at one size, variant or tree shape), one run's result, migrators."""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.workloads import Workload
+
+from bench import baseline, ferry
+from bench.env import Env, Migrator, Outcome
+from bench.proc import BenchError
+from bench.stats import BY_HAND_TLS, FERRYMAN
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What one cell migrates, and how."""
+
+    mode: str  # "cold", "postcopy" (idle memory workload), "echo" (S3), "tree" (S4)
+    label: str  # "256 MiB", "cold", "10 processes"
+    migration: str  # "cold" or "postcopy": what the migration itself runs
+    size_mib: int | None = None  # workload memory (echo: none, the server is tiny)
+    procs: int = 1  # processes in the tree (tree: the root and procs - 1 children)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunResult:
+    mode: str
+    size_mib: int | None
+    tool: str
+    rep: int
+    label: str = ""
+    ok: bool = False
+    error: str | None = None
+    # Longest heartbeat gap the workload saw, on CLOCK_REALTIME (CRIU's time namespace
+    # shifts the restored monotonic clock; details.timens_jump_ms records by how much).
+    # echo: the longest gap between two answers the client in node C saw.
+    downtime_ms: float | None = None
+    total_ms: float | None = None
+    memory_complete_ms: float | None = None  # post-copy: resumed on B → every page there
+    rss_bytes: int | None = None  # tree: summed over its processes
+    bytes_moved: int | None = None
+    bad_pages: int | None = None
+    started_at: float = field(default_factory=time.time)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def int_field(status: dict[str, object], key: str) -> int:
+    value = status.get(key)
+    if not isinstance(value, int):
+        raise BenchError(f"workload status has no integer {key!r}: {status}")
+    return value
+
+
+def _ferryman(migration: str, tcp: bool) -> Migrator:
+    def migrate(env: Env, wl: Workload, run_dir: Path, restored: list[int]) -> Outcome:
+        extra: list[str] = []
+        if tcp:
+            if not env.service:
+                raise BenchError("no service address configured for a TCP run")
+            extra = ["--tcp-established", "--move-address", f"{env.service}@{env.dev}"]
+        return ferry.migrate(env, wl, run_dir, restored, "--mode", migration, *extra)
+    return migrate
+
+
+def migrator(cell: Cell, tool: str) -> Migrator:
+    """Who moves ``cell``'s workload: ferryman, or CRIU's commands by hand (plain or TLS).
+
+    echo cells move live TCP connections and the service address with them.
+    """
+    tcp = cell.mode == "echo"
+    if tool == FERRYMAN:
+        return _ferryman(cell.migration, tcp)
+    by_hand = baseline.cold if cell.migration == "cold" else baseline.lazy
+    return functools.partial(by_hand, tls=tool == BY_HAND_TLS, tcp=tcp)
+

@@ -1,0 +1,61 @@
+"""The Markdown report: memory tables, the S3 (echo) and S4 (tree) sections, the notes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report import markdown
+from bench.stats import summarize_cell
+
+
+def _run(tool: str, down: float, total: float, **details: float) -> dict[str, Any]:
+    return {"tool": tool, "rep": 1, "ok": True, "error": None, "downtime_ms": down,
+            "total_ms": total, "memory_complete_ms": None, "rss_bytes": 80 << 20,
+            "bytes_moved": 70 << 20, "details": details}
+
+
+def _cell(mode: str, label: str, runs: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"mode": mode, "label": label, "kind": "memory" if mode == "cold" else mode,
+            "size_mib": extra.pop("size_mib", None), "runs": runs,
+            "summary": summarize_cell(runs, None, None, mode), **extra}
+
+
+def _result(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"started": "now", "runs": 1, "floors": {}, "errors": [], "cells": cells,
+            "environment": {"kernel": "k", "criu": "c", "service": "10.77.0.100/24",
+                            "garp": "arping"}}
+
+
+def test_echo_and_tree_sections_without_memory_cells() -> None:
+    echo = _cell("echo", "cold", [
+        _run("ferryman", 340.0, 1000.0, client_gap_end_ms=1350.0, report_downtime_ms=378.0),
+        _run("by-hand", 280.0, 300.0, addr_del_ms=3.0, addr_add_ms=2.5, garp_start_ms=0.3,
+             client_gap_end_ms=375.0),
+        {**_run("by-hand-tls", 0, 0), "ok": False, "error": "boom"}], migration="cold")
+    trees = [_cell("tree", f"{n} processes", [
+        _run("ferryman", 450.0 * n, 1300.0, freezing_time_ms=0.05 * n, frozen_time_ms=400.0),
+        _run("by-hand", 360.0 * n, 400.0, freezing_time_ms=0.06 * n, frozen_time_ms=300.0)],
+        procs=n, size_mib=64) for n in (1, 100)]
+    md = markdown(_result([echo, *trees]))
+    assert "## S3: TCP echo server" in md
+    assert "| cold | 1/1 1/1 0/1 | 340 | 280 | - | 1.21x / - | 1000 | 300 | - |" in md
+    assert "| 3 / 2 / 0 |" in md  # by hand's ip addr del / add / ARP start
+    assert "## S4: process trees" in md
+    assert "| 100 | 1/1 1/1 0/0 | 80 | 45000 | 36000 | - | 1.25x / - | 5.0 | 6.0 | - |" in md
+    assert "| downtime | 100.00x | 100.00x | - |" in md  # growth from 1 to 100 processes
+    assert "S3 by hand needed" in md
+    assert "iputils arping -U -c 2" in md
+    assert "- echo cold: by-hand-tls run 1: boom" in md
+    assert "## Details" not in md  # the memory tables only with memory cells
+    assert "memory complete = post-copy only" not in md
+
+
+def test_memory_cells_keep_their_tables_and_no_s3_s4_sections() -> None:
+    cold = _cell("cold", "256 MiB", [_run("ferryman", 946.0, 1728.0),
+                                     _run("by-hand", 661.0, 693.0)], size_mib=256)
+    md = markdown(_result([cold]))
+    assert "| cold | 256 MiB | 80 | 946 | 661 | - | 1.43x / - |" in md
+    assert "## Details" in md
+    assert "## S3" not in md
+    assert "## S4" not in md
+    assert "S3 by hand needed" not in md
