@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -169,7 +170,7 @@ def test_unreachable_destination_is_a_one_line_error(cluster: Cluster) -> None:
     try:
         res = subprocess.run(
             cluster.topology["a"].argv(
-                *__import__("sys").executable.split(), "-m", "ferryman", "migrate",
+                sys.executable, "-m", "ferryman", "migrate",
                 str(w.pid), "--to", f"{cluster.topology['c'].ip}:7070", "--pki",
                 str(cluster.pki), "--name", "a", "--state-dir", str(cluster.base / "s")),
             capture_output=True, text=True, timeout=60, check=False)
@@ -261,3 +262,29 @@ def test_undumpable_process_gives_criu_reason_and_keeps_running(cluster: Cluster
         for p in children(proc.pid):
             subprocess.run(["kill", "-9", str(p)], check=False)
         proc.wait(5)
+
+
+def test_missing_criu_is_a_one_line_error_and_nothing_is_frozen(cluster: Cluster) -> None:
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=16, seed="nocriu")
+    try:
+        w.reset_gap()
+        res, _ = cluster.migrate(w.pid, b, "--criu", "/nonexistent/criu")
+        assert res.returncode == 4, res.stderr
+        assert one_error_line(res.stderr)
+        assert "install CRIU >= 4.2 with 'sudo scripts/install-criu.sh'" in res.stderr
+        st = w.status()
+        assert float(st["max_gap_ms"]) < 100  # type: ignore[arg-type]
+    finally:
+        w.kill()
+
+
+def test_agent_without_criu_refuses_to_start(cluster: Cluster) -> None:
+    node = cluster.topology["b"]
+    res = subprocess.run(
+        node.argv(sys.executable, "-m", "ferryman", "serve", "--listen", f"{node.ip}:7071",
+                  "--pki", str(cluster.pki), "--name", "b", "--state-dir",
+                  str(cluster.base / "s"), "--criu", "/nonexistent/criu"),
+        capture_output=True, text=True, timeout=30, check=False)
+    assert res.returncode == 4
+    assert res.stderr.strip().splitlines()[-1].startswith("ferryman: error: criu start failed")
