@@ -30,3 +30,10 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# QEMU test guests (soft-dirty kernel, real two-kernel runs): builds the image once (cached in
+# /var/cache/ferryman/vm, ~2 min cold), then boots guests (~40 s). Not part of `make test`.
+.PHONY: test-vm
+test-vm: setup
+	@tests/vm/make-vm.sh
+	FERRYMAN_VM=1 $(PY) -m pytest tests/vm -m vm -v -s $(PYTEST_ARGS)

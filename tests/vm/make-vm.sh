@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Build the QEMU test guest for ferryman's VM tests, or reuse the cached one (seconds).
+#
+# The guest is Debian bookworm (minbase) with Debian's 6.1 kernel, which has soft-dirty page
+# tracking (CRIU's pre-dump --track-mem needs it; the host kernel lacks it), criu 3.17 with crit and
+# pycriu, python3, and what ferryman itself imports: Debian's python3-protobuf and python3-rich,
+# and cryptography from PyPI (bookworm's python3-cryptography 38 is older than the >= 42 that
+# ferryman needs). Its PID 1 is tests/vm/guest/vm-init; run guests with tests/vm/run-vm.sh.
+#
+# Every step runs only when its inputs changed, so a second run takes about a second:
+#   1. host tools            missing Debian packages only
+#   2. debootstrap rootfs    when the package list changed or the last debootstrap did not finish
+#   3. customise rootfs      when this script or tests/vm/guest/* changed
+#   4. kernel, initrd, image when the rootfs changed
+# Output: $FERRYMAN_VM_WORK/images/{vmlinuz,initrd.img,base.ext4} (guests boot it with
+# snapshot=on, so it is never written). A lock makes concurrent runs wait for each other.
+#
+# Environment: FERRYMAN_VM_WORK (default /var/cache/ferryman/vm, kept on reused machines),
+# FERRYMAN_VM_MIRROR (default: the host's own apt source for bookworm), FERRYMAN_VM_IMG_SIZE (2G),
+# PYTHON (a python with pip for step 3; default the repository's .venv, else python3).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+WORK=${FERRYMAN_VM_WORK:-/var/cache/ferryman/vm}
+SUITE=bookworm
+IMG_SIZE=${FERRYMAN_VM_IMG_SIZE:-2G}
+ROOTFS=$WORK/rootfs
+OUT=$WORK/images
+PKGS=(linux-image-amd64 initramfs-tools udev kmod iproute2 iptables procps psmisc
+  netcat-openbsd tini criu python3 python3-protobuf python3-rich)
+# Not from Debian: ferryman needs cryptography >= 42 (pyproject.toml); bookworm has 38.
+PIP_REQS=("cryptography>=42")
+GUEST_PY=3.11 GUEST_GLIBC=36   # bookworm's python3 and glibc 2.36: the wheels must fit them
+
+log() { echo "[make-vm $(date +%T)] $*" >&2; }
+die() { echo "[make-vm] ERROR: $*" >&2; exit 1; }
+[[ $(id -u) == 0 ]] || die "must run as root (debootstrap, chroot)"
+
+mkdir -p "$WORK" "$OUT" "$WORK/debs"
+exec 9>"$WORK/.lock"
+flock -n 9 || { log "another make-vm.sh is running; waiting for it"; flock 9; }
+
+# The host's own Debian archive for $SUITE (deb822 *.sources or one-line *.list), so that the
+# guest comes from the same mirror or proxy the host is set up with.
+host_mirror() {
+  local f uri
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [[ -f $f ]] || continue
+    uri=$(awk -v suite="$SUITE" '
+      function flush() {
+        if (!found && deb && on && uri != "" && (" " suites " ") ~ (" " suite " ")) {
+          print uri; found = 1; exit
+        }
+        deb = 0; on = 1; suites = ""; uri = ""
+      }
+      BEGIN { on = 1 }
+      /^[[:space:]]*$/ { flush(); next }
+      tolower($1) == "types:" { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
+      tolower($1) == "suites:" { $1 = ""; suites = $0 }
+      tolower($1) == "uris:" { uri = $2 }
+      tolower($1) == "enabled:" && tolower($2) == "no" { on = 0 }
+      END { flush() }' "$f")
+    [[ $uri ]] && { echo "$uri"; return; }
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -f $f ]] || continue
+    uri=$(awk -v suite="$SUITE" '$1 == "deb" {
+        i = 2; if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+        if ($(i + 1) == suite) { print $i; exit } }' "$f")
+    [[ $uri ]] && { echo "$uri"; return; }
+  done
+}
+
+# 1. host tools
+need=()
+for p in qemu-system-x86 debootstrap e2fsprogs iproute2 util-linux; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
+done
+if ((${#need[@]})); then
+  log "1/4 installing host tools: ${need[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+  log "1/4 host tools present (qemu-system-x86, debootstrap, e2fsprogs)"
+fi
+
+# 2. debootstrap (into rootfs.new, renamed when complete)
+pkgs_id="$SUITE ${PKGS[*]}"
+if [[ ! -f $ROOTFS/.ferryman-pkgs || "$(cat "$ROOTFS/.ferryman-pkgs")" != "$pkgs_id" ]]; then
+  mirror=${FERRYMAN_VM_MIRROR:-$(host_mirror)}
+  [[ $mirror ]] || die "no apt source for $SUITE on this host: set FERRYMAN_VM_MIRROR"
+  log "2/4 debootstrap $SUITE minbase + ${#PKGS[@]} packages from $mirror -> $ROOTFS (~1-2 min)"
+  rm -rf "$ROOTFS.new"
+  pkgs_csv=$(IFS=,; echo "${PKGS[*]}")
+  if ! debootstrap --variant=minbase --cache-dir="$WORK/debs" --include="$pkgs_csv" \
+      "$SUITE" "$ROOTFS.new" "$mirror" >"$WORK/debootstrap.log" 2>&1; then
+    tail -20 "$WORK/debootstrap.log" >&2
+    die "debootstrap failed (log: $WORK/debootstrap.log)"
+  fi
+  rm -rf "$ROOTFS.new/var/cache/apt/archives/"*.deb "$ROOTFS.new/var/lib/apt/lists/"*_Packages
+  echo "$pkgs_id" >"$ROOTFS.new/.ferryman-pkgs"
+  rm -rf "$ROOTFS"
+  mv "$ROOTFS.new" "$ROOTFS"
+else
+  log "2/4 rootfs cached ($ROOTFS)"
+fi
+
+# 3. customisation: our init, hosts, initramfs modules, PyPI packages
+custom_id=$({ cat "$0" "$HERE"/guest/*; echo "$pkgs_id"; } | sha256sum | cut -c1-16)
+if [[ "$(cat "$ROOTFS/.ferryman-custom" 2>/dev/null)" != "$custom_id" ]]; then
+  log "3/4 customising the rootfs (init, hosts, initramfs, ${PIP_REQS[*]})"
+  rm -f "$ROOTFS/.ferryman-custom"
+  echo vm >"$ROOTFS/etc/hostname"
+  printf '127.0.0.1 localhost vm\n10.99.0.1 vm1\n10.99.0.2 vm2\n' >"$ROOTFS/etc/hosts"
+  install -m 755 "$HERE/guest/vm-init" "$HERE/guest/vm-run" "$ROOTFS/sbin/"
+  # virtio drivers and ext4 in the initramfs: the root disk is virtio-blk
+  printf 'virtio_pci\nvirtio_blk\next4\n' >"$ROOTFS/etc/initramfs-tools/modules"
+  chroot "$ROOTFS" update-initramfs -u -k all >"$WORK/initramfs.log" 2>&1 \
+    || { tail -20 "$WORK/initramfs.log" >&2; die "update-initramfs failed"; }
+  # PyPI packages into /usr/local (ahead of Debian's dist-packages on sys.path), as wheels
+  # built for the guest's python and glibc, so any host python with pip can fetch them.
+  py=${PYTHON:-}
+  [[ $py ]] || { [[ -x $REPO/.venv/bin/python ]] && py=$REPO/.venv/bin/python || py=python3; }
+  "$py" -m pip --version >/dev/null 2>&1 || die "$py has no pip: set PYTHON or run 'make setup'"
+  site=$ROOTFS/usr/local/lib/python$GUEST_PY/dist-packages
+  plat=(--platform manylinux2014_x86_64)
+  for ((g = 17; g <= GUEST_GLIBC; g++)); do plat+=(--platform "manylinux_2_${g}_x86_64"); done
+  rm -rf "$site"; mkdir -p "$site"
+  "$py" -m pip install -q --disable-pip-version-check --no-compile --target "$site" \
+    --only-binary=:all: --implementation cp --python-version "$GUEST_PY" "${plat[@]}" \
+    "${PIP_REQS[@]}" >"$WORK/pip.log" 2>&1 \
+    || { tail -20 "$WORK/pip.log" >&2; die "pip install ${PIP_REQS[*]} failed"; }
+  rm -rf "${site:?}/bin"
+  echo "$custom_id" >"$ROOTFS/.ferryman-custom"
+else
+  log "3/4 customisation cached ($custom_id)"
+fi
+
+# 4. kernel, initrd and the ext4 root image
+if [[ "$(cat "$OUT/.ferryman-image" 2>/dev/null)" != "$custom_id" || ! -f $OUT/base.ext4 ]]; then
+  log "4/4 building $OUT/base.ext4 ($IMG_SIZE, sparse)"
+  cp -L "$ROOTFS/vmlinuz" "$OUT/vmlinuz.tmp"
+  cp -L "$ROOTFS/initrd.img" "$OUT/initrd.img.tmp"
+  rm -f "$OUT/base.ext4.tmp"
+  mkfs.ext4 -q -F -L vmroot -d "$ROOTFS" "$OUT/base.ext4.tmp" "$IMG_SIZE" >/dev/null
+  # renames, so that guests still running keep the files they opened
+  mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
+  mv "$OUT/initrd.img.tmp" "$OUT/initrd.img"
+  mv "$OUT/base.ext4.tmp" "$OUT/base.ext4"
+  echo "$custom_id" >"$OUT/.ferryman-image"
+else
+  log "4/4 image cached ($OUT/base.ext4)"
+fi
+kver=$(basename "$(readlink "$ROOTFS/vmlinuz")"); kver=${kver#vmlinuz-}
+criu_v=$(chroot "$ROOTFS" dpkg-query -W -f="\${Version}" criu)
+crypto_v=$(find "$ROOTFS/usr/local/lib/python$GUEST_PY/dist-packages" -maxdepth 1 \
+  -name 'cryptography-*.dist-info' -printf '%f' | sed 's/^cryptography-//; s/\.dist-info$//')
+log "ready: $OUT (kernel $kver, criu $criu_v, cryptography $crypto_v)"
