@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -54,8 +53,7 @@ async def exchange_hello(ch: Channel, ours: wire.Hello, timeout: float) -> wire.
 async def local_hello(criu: Criu, node: str, state_dir: Path,
                       hidden_features: frozenset[str] = frozenset()) -> wire.Hello:
     state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one local mkdir
-    with tempfile.TemporaryDirectory(dir=state_dir, prefix="cpuinfo-") as tmp:
-        facts = await criu.facts(Path(tmp))
+    facts = await criu.facts(state_dir)
     features = dict(facts.features)
     features["lazy_pipes"] = lazy_pipes_ok()
     for name in hidden_features:

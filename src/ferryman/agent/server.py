@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import tempfile
-from pathlib import Path
 
 from ferryman import wire
 from ferryman.agent.channel import Channel
@@ -48,8 +46,7 @@ class Agent:
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.cfg.state_dir, prefix="facts-") as tmp:
-            version = (await self.criu.facts(Path(tmp))).version  # asked once, at start
+        version = (await self.criu.facts(self.cfg.state_dir)).version  # asked once, at start
         stats.warm_up()  # restore stats are read between RESTORED and the reply
         ctx = tls.server_context(self.cfg.creds)
         for name in remove_incomplete(self.cfg.state_dir):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,12 +75,16 @@ class Criu:
         self.log_level = log_level
         self._facts: CriuFacts | None = None
 
-    async def facts(self, scratch: Path) -> CriuFacts:
-        """Version, features and cpuinfo, asked once (three criu runs) and then remembered."""
+    async def facts(self, scratch_parent: Path) -> CriuFacts:
+        """Version, features and cpuinfo, asked once (three criu runs) and then remembered.
+
+        ``cpuinfo.img`` is written to a temporary directory under ``scratch_parent``.
+        """
         if self._facts is None:
             version = await self.check_version()
             features = await self.features()
-            cpuinfo = await self.cpuinfo_dump(scratch)
+            with tempfile.TemporaryDirectory(dir=scratch_parent, prefix="cpuinfo-") as tmp:
+                cpuinfo = await self.cpuinfo_dump(Path(tmp))
             self._facts = CriuFacts(version, features, cpuinfo)
         return self._facts
 
