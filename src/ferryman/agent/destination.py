@@ -19,7 +19,7 @@ from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.files import Receiver, TransferError
-from ferryman.agent.hello import lazy_pipes_ok, local_hello, postcopy_blocker
+from ferryman.agent.hello import local_hello, node_features, postcopy_blocker
 from ferryman.agent.orphans import OUTCOME_FILE, orphan_record
 from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
@@ -127,10 +127,8 @@ class DestinationSession:
                 raise Refusal("address", f"{self.cfg.name} has no device {moving.dev}")
             self.moving = moving
         if plan.lazy:
-            features = await self.criu.features()
-            features["lazy_pipes"] = lazy_pipes_ok()
-            for name in self.cfg.hidden_features:
-                features[name] = False
+            _, features = await node_features(self.criu, self.cfg.state_dir,
+                                              self.cfg.hidden_features)
             why = postcopy_blocker(features, self.cfg.name)
             if why is not None:
                 raise Refusal("feature", why)

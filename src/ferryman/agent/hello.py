@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ferryman import wire
 from ferryman.agent.channel import Channel
-from ferryman.criu.client import Criu
+from ferryman.criu.client import Criu, CriuFacts
 from ferryman.errors import PeerLost, PeerRejected
 from ferryman.host import procfs
 
@@ -50,14 +50,22 @@ async def exchange_hello(ch: Channel, ours: wire.Hello, timeout: float) -> wire.
                                 "'ferryman pki issue NAME --pki DIR'") from exc
 
 
-async def local_hello(criu: Criu, node: str, state_dir: Path,
-                      hidden_features: frozenset[str] = frozenset()) -> wire.Hello:
+async def node_features(criu: Criu, state_dir: Path,
+                        hidden: Iterable[str] = ()) -> tuple[CriuFacts, dict[str, bool]]:
+    """CRIU's (cached) facts and this node's feature map: CRIU's features, whether lazy
+    pages get their 4 MiB pipes, and the test-only hidden ones (serve --test-hide-feature)."""
     state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one local mkdir
     facts = await criu.facts(state_dir)
     features = dict(facts.features)
     features["lazy_pipes"] = lazy_pipes_ok()
-    for name in hidden_features:
+    for name in hidden:
         features[name] = False
+    return facts, features
+
+
+async def local_hello(criu: Criu, node: str, state_dir: Path,
+                      hidden_features: frozenset[str] = frozenset()) -> wire.Hello:
+    facts, features = await node_features(criu, state_dir, hidden_features)
     return wire.Hello(
         protocol_version=PROTOCOL_VERSION,
         node=node,

@@ -20,7 +20,7 @@ from pathlib import Path
 from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
-from ferryman.agent.hello import lazy_pipes_ok
+from ferryman.agent.hello import node_features
 from ferryman.criu.client import Criu
 from ferryman.criu.probe import probe_features
 from ferryman.errors import PidControlError, RemoteProtocolError
@@ -33,15 +33,14 @@ from ferryman.migration.verdict import rows_to_json
 log = logging.getLogger(__name__)
 
 
-async def node_facts(criu: Criu, node: str, hidden: Iterable[str] = ()) -> NodeFacts:
+async def node_facts(criu: Criu, node: str, state_dir: Path,
+                     hidden: Iterable[str] = ()) -> NodeFacts:
     """This node's CRIU version and every feature the checks ask about."""
-    version = await criu.check_version()
-    features = await criu.features()
-    features["lazy_pipes"] = lazy_pipes_ok()
+    facts, features = await node_features(criu, state_dir)
     features.update(await probe_features(criu.binary))
     for name in hidden:  # test-only: pretend CRIU lacks it (serve --test-hide-feature)
         features[name] = False
-    return NodeFacts(node=node, criu_version=str(version), features=features)
+    return NodeFacts(node=node, criu_version=str(facts.version), features=features)
 
 
 def taken_ids(ids: Sequence[int], proc: Path = procfs.PROC) -> tuple[int, ...]:
@@ -70,7 +69,7 @@ async def destination_facts(q: CheckQuery, source_hello: wire.Hello, cfg: AgentC
     net = procfs.PROC / "self" / "net"
     w = q.workload
     return DestinationFacts(
-        criu=await node_facts(criu, cfg.name, cfg.hidden_features),
+        criu=await node_facts(criu, cfg.name, cfg.state_dir, cfg.hidden_features),
         cpu_problem=await cpu_problem(criu, source_hello.cpuinfo, cfg.state_dir),
         taken_ids=() if w.own_pid_ns else taken_ids(w.ids),
         networks=frozenset(netinfo.local_networks(net)),
