@@ -27,12 +27,15 @@ demo: setup
 
 bench: setup
 	$(PY) -m bench.run
+	@tests/vm/make-vm.sh
+	$(PY) -m bench.vm
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
 # QEMU test guests (soft-dirty kernel, real two-kernel runs): builds the image once (cached in
-# /var/cache/ferryman/vm, ~2 min cold), then boots guests (~40 s). Not part of `make test`.
+# /var/cache/ferryman/vm, ~2 min cold), then boots guests (~5 min). Not part of `make test`;
+# CI runs it after `make test`.
 .PHONY: test-vm
 test-vm: setup
 	@tests/vm/make-vm.sh

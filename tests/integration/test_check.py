@@ -24,6 +24,7 @@ from tests.integration.conftest import PY, Agent, Cluster, run_cli
 from tests.support.workloads import alive, children
 
 EXIT_PREFLIGHT = 40
+TRACKING = {"precopy", "hybrid"}  # need soft-dirty, which this machine's kernel lacks
 Verdict = dict[str, object]
 
 
@@ -47,7 +48,7 @@ def rows(verdict: Verdict, status: str | None = None) -> dict[str, dict[str, obj
 def fails(verdict: Verdict) -> dict[str, dict[str, object]]:
     """FAIL rows that concern a mode both nodes implement (this kernel has no soft-dirty, so
     pre-copy always fails here, which is right but not what these tests look at)."""
-    supported = set(verdict["supported_modes"])  # type: ignore[call-overload]
+    supported = set(verdict["supported_modes"]) - TRACKING  # type: ignore[call-overload]
     return {k: r for k, r in rows(verdict, "fail").items()
             if supported & set(r["modes"])}  # type: ignore[call-overload]
 
@@ -309,3 +310,37 @@ def test_unknown_pid(cluster: Cluster, pid: str) -> None:
                   "--state-dir", str(cluster.base / "s"), node=cluster.topology["a"])
     assert res.returncode == 3
     assert "no process with PID 4000000" in res.stderr
+
+
+@pytest.mark.parametrize("mode", ["precopy", "hybrid"])
+def test_precopy_refused_without_dirty_tracking_before_anything_freezes(
+        cluster: Cluster, mode: str) -> None:
+    """This kernel has no soft-dirty: pre-copy and hybrid are refused, nothing is frozen."""
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=16, seed=f"check-{mode}")
+    try:
+        res, v = check(cluster, w.pid, b)
+        assert res.returncode == 0, res.stderr  # cold and post-copy can move it
+        assert set(v["supported_modes"]) >= TRACKING  # type: ignore[arg-type]
+        assert rows(v, "fail")["kernel.dirty-tracking"]["modes"] == ["precopy", "hybrid"]
+        assert not TRACKING & set(v["allowed_modes"])  # type: ignore[arg-type]
+        w.reset_gap()
+        mig, report = cluster.migrate(w.pid, b, "--mode", mode)
+        assert mig.returncode == EXIT_PREFLIGHT, mig.stderr
+        assert f"pre-flight check refused {mode} migration: kernel.dirty-tracking:" in mig.stderr
+        assert "CONFIG_MEM_SOFT_DIRTY" in mig.stderr
+        assert report["result"] == "failed"
+        # Past the check (test-only), the source still refuses before its first pre-dump.
+        mig, report = cluster.migrate(w.pid, b, "--mode", mode, "--test-skip-preflight")
+        assert mig.returncode != 0
+        error = mig.stderr.strip().splitlines()[-1]
+        assert error.startswith("ferryman: error:"), mig.stderr
+        assert "soft-dirty" in error
+        assert "--mode cold or postcopy" in error
+        assert report["iterations"] == []
+        st = w.status()
+        assert float(st["max_gap_ms"]) < 20, "frozen although refused"  # type: ignore[arg-type]
+        assert st["bad_pages"] == 0
+        assert b.migration_dirs() == []
+    finally:
+        w.kill()

@@ -3,7 +3,7 @@
 #
 # The guest is Debian bookworm (minbase) with Debian's 6.1 kernel, which has soft-dirty page
 # tracking (CRIU's pre-dump --track-mem needs it; the host kernel lacks it), criu 3.17 with crit and
-# pycriu, python3, and what ferryman itself imports: Debian's python3-protobuf and python3-rich,
+# pycriu, python3 (criu 4.2 and its pycriu replace them from the host: see step 3), and what ferryman itself imports: Debian's python3-protobuf and python3-rich,
 # and cryptography from PyPI (bookworm's python3-cryptography 38 is older than the >= 42 that
 # ferryman needs). Its PID 1 is tests/vm/guest/vm-init; run guests with tests/vm/run-vm.sh.
 #
@@ -105,8 +105,19 @@ else
   log "2/4 rootfs cached ($ROOTFS)"
 fi
 
-# 3. customisation: our init, hosts, initramfs modules, PyPI packages
-custom_id=$({ cat "$0" "$HERE"/guest/*; echo "$pkgs_id"; } | sha256sum | cut -c1-16)
+# The host's CRIU (>= 4.2, built by scripts/install-criu.sh) and its pycriu go into the guest:
+# bookworm's criu 3.17 is older than ferryman supports; the host is bookworm too, so the binary
+# finds its libraries in the guest (checked below).
+HOST_CRIU=${FERRYMAN_VM_CRIU:-$(command -v criu || true)}
+[[ -x $HOST_CRIU ]] || die "no criu on this host: run scripts/install-criu.sh (make setup) first"
+host_py=${PYTHON:-}
+[[ $host_py ]] || { [[ -x $REPO/.venv/bin/python ]] && host_py=$REPO/.venv/bin/python || host_py=python3; }
+PYCRIU=$("$host_py" -c 'import os, pycriu; print(os.path.dirname(pycriu.__file__))' 2>/dev/null) \
+  || die "pycriu is not importable by $host_py: run 'make setup'"
+
+# 3. customisation: our init, hosts, initramfs modules, PyPI packages, CRIU
+custom_id=$({ cat "$0" "$HERE"/guest/* "$HOST_CRIU" "$PYCRIU"/*.py; echo "$pkgs_id"; } \
+  | sha256sum | cut -c1-16)
 if [[ "$(cat "$ROOTFS/.ferryman-custom" 2>/dev/null)" != "$custom_id" ]]; then
   log "3/4 customising the rootfs (init, hosts, initramfs, ${PIP_REQS[*]})"
   rm -f "$ROOTFS/.ferryman-custom"
@@ -131,6 +142,12 @@ if [[ "$(cat "$ROOTFS/.ferryman-custom" 2>/dev/null)" != "$custom_id" ]]; then
     "${PIP_REQS[@]}" >"$WORK/pip.log" 2>&1 \
     || { tail -20 "$WORK/pip.log" >&2; die "pip install ${PIP_REQS[*]} failed"; }
   rm -rf "${site:?}/bin"
+  install -m 755 "$HOST_CRIU" "$ROOTFS/usr/local/sbin/criu"
+  missing=$(chroot "$ROOTFS" ldd /usr/local/sbin/criu | grep 'not found' || true)
+  [[ -z $missing ]] || die "the host's criu needs libraries the guest lacks: $missing"
+  rm -rf "$site/pycriu"
+  cp -r "$PYCRIU" "$site/pycriu"
+  rm -rf "$site/pycriu/__pycache__"
   echo "$custom_id" >"$ROOTFS/.ferryman-custom"
 else
   log "3/4 customisation cached ($custom_id)"
@@ -152,7 +169,7 @@ else
   log "4/4 image cached ($OUT/base.ext4)"
 fi
 kver=$(basename "$(readlink "$ROOTFS/vmlinuz")"); kver=${kver#vmlinuz-}
-criu_v=$(chroot "$ROOTFS" dpkg-query -W -f="\${Version}" criu)
+criu_v=$(chroot "$ROOTFS" /usr/local/sbin/criu --version | sed -n 's/^Version: *//p')
 crypto_v=$(find "$ROOTFS/usr/local/lib/python$GUEST_PY/dist-packages" -maxdepth 1 \
   -name 'cryptography-*.dist-info' -printf '%f' | sed 's/^cryptography-//; s/\.dist-info$//')
 log "ready: $OUT (kernel $kver, criu $criu_v, cryptography $crypto_v)"

@@ -82,15 +82,19 @@ class Run:
 
 
 def run_vm(cmd: list[str], *, outdir: Path, pair: bool = False, env: dict[str, str] | None = None,
-           mem_mib: int = 1024, cpus: int = 2, timeout: int = 600) -> Run:
+           mem_mib: int = 1024, cpus: int = 2, timeout: int = 600,
+           shares: tuple[Path, ...] = ()) -> Run:
     """Boot one guest (or two with ``pair``) and run ``cmd`` in the repository, as root.
 
     ``env`` is set for ``cmd``; ``timeout`` bounds each guest, boot included. Per-guest
-    output, status and console log are kept in ``outdir``.
+    output, status and console log are kept in ``outdir``. ``shares``: more host directories
+    the guests see read-only at the same paths.
     """
     assignments = [f"{k}={shlex.quote(v)}" for k, v in (env or {}).items()]
     args = [str(VM_DIR / "run-vm.sh"), "-r", str(REPO), "-C", str(REPO), "-o", str(outdir),
             "-m", str(mem_mib), "-c", str(cpus), "-t", str(timeout)]
+    for share in shares:
+        args += ["-r", str(share)]
     if pair:
         args.append("-2")
     args += ["--", " ".join([*assignments, shlex.join(cmd)])]

@@ -16,6 +16,7 @@ A = TypeVar("A")
 B = TypeVar("B")
 C = TypeVar("C")
 D = TypeVar("D")
+E = TypeVar("E")
 
 READ_SIZE = 256 * 1024
 # A dead link (cable cut, veth down) must not hang anyone: the kernel reports it within
@@ -102,6 +103,9 @@ class Channel:
     @overload
     async def expect(self, kinds: tuple[type[A], type[B], type[C], type[D]], timeout: float
                      ) -> A | B | C | D: ...
+    @overload
+    async def expect(self, kinds: tuple[type[A], type[B], type[C], type[D], type[E]],
+                     timeout: float) -> A | B | C | D | E: ...
 
     async def expect(self, kinds: tuple[type[M], ...], timeout: float) -> M:
         """The next message, which must be one of ``kinds``; a peer's Error raises RemoteError."""

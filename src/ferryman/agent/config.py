@@ -15,6 +15,7 @@ class Timeouts:
     hello: float = 30.0
     plan: float = 60.0
     transfer: float = 120.0  # between two messages while images stream
+    iteration: float = 1800.0  # pre-copy: one pre-dump, until the next Iterate
     restore: float = 300.0
     commit: float = 120.0
     page_server_exit: float = 120.0

@@ -18,7 +18,7 @@ from pathlib import Path
 from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
-from ferryman.agent.files import Receiver, TransferError
+from ferryman.agent.files import EMPTY_SHA256, Receiver, TransferError, file_messages
 from ferryman.agent.hello import local_hello, node_features, postcopy_blocker
 from ferryman.agent.orphans import OUTCOME_FILE, orphan_record
 from ferryman.agent.preflight import serve_checks
@@ -32,7 +32,7 @@ from ferryman.criu.page_server import (
     start_page_server,
 )
 from ferryman.criu.stats import RESTORE_STATS, read_stats
-from ferryman.errors import CriuError, FerrymanError, PeerLost, RemoteError
+from ferryman.errors import CriuError, CriuFeatureMissing, FerrymanError, PeerLost, RemoteError
 from ferryman.host import addresses
 from ferryman.migration.phases import (
     DESTINATION_TABLE,
@@ -43,7 +43,8 @@ from ferryman.targets.process import ProcessTree
 
 log = logging.getLogger(__name__)
 D = DestinationPhase
-SUPPORTED_MODES = ("cold", "postcopy")
+SUPPORTED_MODES = ("cold", "postcopy", "precopy", "hybrid")
+PRECOPY_MODES = ("precopy", "hybrid")
 
 
 def remove_incomplete(state_dir: Path) -> list[str]:
@@ -77,6 +78,7 @@ class DestinationSession:
         self.address_added = False
         self.tree: ProcessTree | None = None
         self.plan: wire.Plan | None = None
+        self.sets = 0  # pre-copy: image sets pre-1 .. pre-N received so far (their pages)
 
     @property
     def tls(self) -> TlsFiles:
@@ -147,10 +149,77 @@ class DestinationSession:
             # Pages come from the source's page server, on demand. (The lazy-pages daemon
             # cannot start earlier than the Restore: it reads the images when it starts.)
             return 0
+        if plan.mode in PRECOPY_MODES:
+            return await self._open_set(None)
+        return await self._start_page_server(workdir, None)
+
+    async def _start_page_server(self, images: Path, parent: str | None) -> int:
         port = free_port(self.cfg.listen_host)
-        self.page_server = await start_page_server(self.criu.binary, workdir,
-                                                   self.cfg.listen_host, port, self.tls)
+        self.page_server = await start_page_server(self.criu.binary, images,
+                                                   self.cfg.listen_host, port, self.tls,
+                                                   parent=parent)
         return port
+
+    async def _open_set(self, msg: wire.Iterate | None) -> int:
+        """Pre-copy: the page server for the next image set, once the last one is complete.
+
+        Sets ``pre-1``..``pre-N`` are pre-dumps, each the child of the one before; the final
+        set is the migration directory itself (its ``parent`` is ``pre-N``). A lazy final set
+        gets no page server: its memory stays at the source until the restore asks.
+        ``msg`` None: the Plan's first set.
+        """
+        assert self.workdir is not None
+        if self.page_server is not None:  # the last pre-dump's pages are all written
+            await self.page_server.wait(self.cfg.timeouts.page_server_exit)
+            self.page_server = None
+        if msg is None:
+            self.sets = 1
+            (self.workdir / "pre-1").mkdir()
+            return await self._start_page_server(self.workdir / "pre-1", None)
+        if msg.index != self.sets + 1:
+            raise FerrymanError(f"image set {msg.index} announced after set {self.sets}")
+        parent = f"pre-{self.sets}"
+        if not msg.final:
+            self.sets = msg.index
+            images = self.workdir / f"pre-{msg.index}"
+            images.mkdir()
+            return await self._start_page_server(images, f"../{parent}")
+        if msg.lazy:
+            _, features = await node_features(self.criu, self.cfg.state_dir,
+                                              self.cfg.hidden_features)
+            why = postcopy_blocker(features, self.cfg.name)
+            if why is not None:
+                raise CriuFeatureMissing("lazy pages", why)
+            (self.workdir / "parent").symlink_to(parent)
+            await self._send_page_maps()
+            return 0
+        return await self._start_page_server(self.workdir, parent)
+
+    async def _send_page_maps(self) -> None:
+        """Before a lazy final set: the page maps of every set, back to the source.
+
+        The source's lazy dump reads them (with empty page files: it never reads a page) to
+        mark what the destination already has; without them it would serve every page again.
+        Sent as ``pre-K.NAME``.
+        """
+        assert self.workdir is not None
+        for k in range(1, self.sets + 1):
+            for p in sorted((self.workdir / f"pre-{k}").glob("pagemap-*.img")):
+                for m in file_messages(p, f"pre-{k}.{p.name}"):
+                    await self.ch.send(m)
+            for p in sorted((self.workdir / f"pre-{k}").glob("pages-*.img")):
+                await self.ch.send(wire.FileEnd(name=f"pre-{k}.{p.name}", size=0,
+                                                sha256=EMPTY_SHA256))
+
+    async def _answer_iterate(self, msg: wire.Iterate) -> None:
+        try:
+            port = await self._open_set(msg)
+        except (FerrymanError, OSError) as exc:
+            text = getattr(exc, "message", str(exc))
+            with contextlib.suppress(FerrymanError):
+                await self.ch.send(wire.Error(code="page-server", message=text[:4000]))
+            raise
+        await self.ch.send(wire.Ready(page_server_port=port))
 
     async def _receive_and_restore(self) -> None:
         t = self.cfg.timeouts
@@ -160,8 +229,11 @@ class DestinationSession:
         try:
             while True:
                 msg = await self.ch.expect((wire.FileChunk, wire.FileEnd, wire.Restore,
-                                            wire.Abort), t.transfer)
-                if isinstance(msg, wire.FileChunk):
+                                            wire.Abort, wire.Iterate),
+                                           t.iteration if self.sets else t.transfer)
+                if isinstance(msg, wire.Iterate):
+                    await self._answer_iterate(msg)
+                elif isinstance(msg, wire.FileChunk):
                     receiver.chunk(msg)
                 elif isinstance(msg, wire.FileEnd):
                     receiver.end(msg)
@@ -177,7 +249,7 @@ class DestinationSession:
             await self._send_failed(exc.code, str(exc), "")
             return
         self.tracker.advance(D.RESTORING)
-        lazy = self.plan is not None and self.plan.lazy
+        lazy = self.ch.conn.lazy
         try:
             if self.page_server is not None:
                 await self.page_server.wait(t.page_server_exit)
@@ -318,13 +390,16 @@ class DestinationSession:
             self.tree.kill()
         if self.workdir is not None and self.workdir.exists():
             if keep_logs:
-                for p in self.workdir.iterdir():
-                    if not p.name.endswith(".log"):
-                        p.unlink()
+                for d in (self.workdir, *self.workdir.glob("pre-*")):
+                    for p in d.iterdir():
+                        if (not p.name.endswith(".log") and not p.is_dir()) or p.is_symlink():
+                            p.unlink()
             else:
                 # Failed migrations leave no images, only their logs for the operator.
                 logs = self.cfg.state_dir / "failed" / self.workdir.name
                 logs.mkdir(parents=True, exist_ok=True)
                 for p in self.workdir.glob("*.log"):
                     shutil.move(p, logs / p.name)
+                for p in self.workdir.glob("pre-*/*.log"):
+                    shutil.move(p, logs / f"{p.parent.name}-{p.name}")
                 shutil.rmtree(self.workdir, ignore_errors=True)

@@ -21,15 +21,21 @@ def image_files(directory: Path) -> list[Path]:
                   if p.is_file() and not p.name.endswith(SKIP_SUFFIXES))
 
 
-def file_messages(path: Path) -> Iterator[wire.FileChunk | wire.FileEnd]:
+def file_messages(path: Path, name: str | None = None
+                  ) -> Iterator[wire.FileChunk | wire.FileEnd]:
+    """``path`` as chunks and an end, sent as ``name`` (default: its own name)."""
+    name = name or path.name
     digest = hashlib.sha256()
     offset = 0
     with path.open("rb") as fh:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
-            yield wire.FileChunk(name=path.name, offset=offset, data=chunk)
+            yield wire.FileChunk(name=name, offset=offset, data=chunk)
             offset += len(chunk)
-    yield wire.FileEnd(name=path.name, size=offset, sha256=digest.hexdigest())
+    yield wire.FileEnd(name=name, size=offset, sha256=digest.hexdigest())
+
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 class TransferError(Exception):

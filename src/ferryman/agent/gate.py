@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SOURCE_MODES: Final = ("cold", "postcopy")  # what agent/source.py carries out
+SOURCE_MODES: Final = ("cold", "postcopy", "precopy", "hybrid")  # what agent/source.py does
 AUTO: Final = "auto"  # migrate --mode auto: chosen here, from the verdict's allowed modes
 ABORT_TIMEOUT: Final = 10.0
 
@@ -152,6 +152,8 @@ async def check_before_plan(m: SourceMigration, ours: wire.Hello, theirs: wire.H
                                    moved=policy.moved, tcp_established=o.tcp_established)
     v = result.verdict
     m.report.logs["dry-run"] = str(result.dump_log)
+    if result.dry_run is not None and result.dry_run.ok:
+        m.report.dry_run_freeze_ms = result.dry_run.freeze_ms
     mode = o.mode if requested is not None else auto_mode(v)
     why = refusal(v, mode, force=policy.force) if mode is not None else PreflightFailed(
         "pre-flight check: no mode can move this workload",

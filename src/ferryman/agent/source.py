@@ -27,6 +27,7 @@ from ferryman.agent.config import Timeouts
 from ferryman.agent.files import file_messages, image_files
 from ferryman.agent.gate import check_before_plan
 from ferryman.agent.hello import exchange_hello, local_hello, postcopy_blocker
+from ferryman.agent.precopy import PrecopyOptions, run_iterations
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
 from ferryman.criu.page_server import free_port
 from ferryman.criu.stats import DUMP_STATS, read_stats
@@ -64,6 +65,7 @@ class SourceOptions:
     tcp_established: bool = False
     move_address: MoveAddress | None = None
     criu_bin: str = "criu"
+    precopy: PrecopyOptions = field(default_factory=PrecopyOptions)
     timeouts: Timeouts = field(default_factory=Timeouts)
     progress: ProgressFn = lambda phase, detail: None
 
@@ -91,6 +93,8 @@ class SourceMigration:
         self.stopped_source: list[int] = []
         self.serving = asyncio.Event()
         self.shipped = (0, 0)
+        self.lazy = False  # the final dump keeps the memory here, served on demand
+        self.parent: str | None = None  # the last pre-dump's set, parent of the final dump
 
     def _phase(self, phase: SourcePhase, detail: str = "") -> None:
         self.tracker.advance(phase)
@@ -151,7 +155,7 @@ class SourceMigration:
         self.report.destination_node = theirs.node
         await check_before_plan(self, hello, theirs)  # pre-flight: refuses before any freeze
         lazy = o.mode == "postcopy"
-        if lazy:
+        if o.mode in ("postcopy", "hybrid"):
             for feats, node in ((hello.features, o.creds.name), (theirs.features, theirs.node)):
                 why = postcopy_blocker(feats, node)
                 if why is not None:
@@ -162,18 +166,32 @@ class SourceMigration:
                 f"the destination has {theirs.free_disk >> 20} MiB free for images, the "
                 f"workload needs about {need >> 20} MiB",
                 hint="free disk space in the destination agent's --state-dir")
+        if o.mode in ("precopy", "hybrid") and not hello.features.get("mem_track", False):
+            raise CriuFeatureMissing("soft-dirty memory tracking (mem_track)",
+                                     f"use --mode cold or postcopy: pre-copy needs "
+                                     f"CONFIG_MEM_SOFT_DIRTY on {o.creds.name}")
         await ch.send(wire.Plan(migration_id=self.id, mode=o.mode, pid=o.pid, lazy=lazy,
                                 tcp_established=o.tcp_established,
                                 move_address=str(o.move_address or "")))
         answer = await ch.expect((wire.Ready, wire.Refused), o.timeouts.plan)
         if isinstance(answer, wire.Refused):
             raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
+        port = answer.page_server_port
+        if o.mode in ("precopy", "hybrid"):
+            self._phase(S.PLANNED, f"pre-copy into page servers on {theirs.node}")
+            postcopy_ok = not o.precopy.no_postcopy and all(
+                postcopy_blocker(f, "") is None for f in (hello.features, theirs.features))
+            final = await run_iterations(self, port, hybrid=o.mode == "hybrid",
+                                         postcopy_allowed=postcopy_ok)
+            lazy, port, self.parent = final.lazy, final.port, final.parent
+        else:
+            self._phase(S.PLANNED, "post-copy: pages will follow on demand" if lazy
+                        else f"page server on port {port}")
+        self.lazy = lazy
         if lazy:
-            self._phase(S.PLANNED, "post-copy: pages will follow on demand")
             await self._postcopy()
         else:
-            self._phase(S.PLANNED, f"page server on port {answer.page_server_port}")
-            await self._cold(answer.page_server_port)
+            await self._cold(port)
 
     async def _cold(self, ps_port: int) -> None:
         o = self.o
@@ -187,7 +205,8 @@ class SourceMigration:
                                  page_server=PageServerAddress(o.host, ps_port),
                                  tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
                                  on_notify=self._on_notify, freeze_cgroup=cgroup,
-                                 tcp_established=o.tcp_established)
+                                 tcp_established=o.tcp_established,
+                                 track_mem=self.parent is not None, parent=self.parent)
             self._thaw_cgroup()  # empty now, or holding the restored tree on a shared host
         except (FerrymanError, OSError) as exc:
             if self.tracker.phase == S.COMMITTED:
@@ -219,7 +238,8 @@ class SourceMigration:
             o.pid, self.workdir, page_server=PageServerAddress(address, self.ps_port),
             tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key), lazy=True,
             on_notify=self._on_notify, freeze_cgroup=cgroup,
-            tcp_established=o.tcp_established))
+            tcp_established=o.tcp_established, track_mem=self.parent is not None,
+            parent=self.parent))
         step: asyncio.Future[Any] = asyncio.ensure_future(self.serving.wait())
         try:
             await asyncio.wait({dump, step}, return_when=asyncio.FIRST_COMPLETED)
@@ -332,7 +352,7 @@ class SourceMigration:
             if self.freezer is None:
                 self.freeze_at = time.monotonic()
             return True
-        if script == "status-ready" and self.o.mode == "postcopy":
+        if script == "status-ready" and self.lazy:
             return await self._lazy_restore()
         if script != "post-dump":
             return True
@@ -352,7 +372,7 @@ class SourceMigration:
         self.report.image_bytes = total
         self.o.progress("TRANSFERRING", f"{len(files)} image files, {total >> 10} KiB")
         self.shipped = (len(files), total)
-        if self.o.mode == "postcopy":
+        if self.lazy:
             return True  # CRIU now opens its page server and says status-ready
         await self.ch.send(wire.Restore(file_count=len(files), total_bytes=total))
         await self._await_restored()
@@ -441,7 +461,9 @@ class SourceMigration:
         stats = read_stats(self.workdir / DUMP_STATS)
         if stats and not lazy:  # CRIU 4.2.1's lazy-mode stats-dump is garbage (DESIGN.md)
             self.report.criu["dump"] = stats
-            self.report.page_bytes = stats.get("pages_written", 0) * 4096
+            self.report.final_pages = stats.get("pages_written", 0)
+            self.report.page_bytes = sum(int(i["bytes"]) for i in self.report.iterations) + \
+                stats.get("pages_written", 0) * 4096
         for p in self.workdir.glob("*.log"):
             self.report.logs[p.stem] = str(p)
 
@@ -453,6 +475,8 @@ class SourceMigration:
                     for p, s, d in self.tracker.durations()]
         # Images are gone to the destination (or useless after a rollback); logs stay.
         if self.workdir.exists():
-            for p in self.workdir.iterdir():
-                if p.is_file() and not p.name.endswith(".log") and p.name != DUMP_STATS:
-                    p.unlink()
+            for d in (self.workdir, *self.workdir.glob("pre-*")):
+                for p in d.iterdir():
+                    if p.is_symlink() or (p.is_file() and not p.name.endswith(".log")
+                                          and p.name != DUMP_STATS):
+                        p.unlink()

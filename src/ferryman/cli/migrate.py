@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from ferryman.agent.precopy import POLICIES, PrecopyOptions
 from ferryman.cli.common import parse_endpoint
 from ferryman.errors import FerrymanError, UsageError
 from ferryman.host.addresses import parse_move_address
@@ -26,9 +27,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--to", required=True, metavar="IP:PORT", help="the destination agent")
     p.add_argument("--pki", required=True, type=Path, metavar="DIR", help="cluster PKI directory")
     p.add_argument("--name", required=True, help="this node's name (its certificate)")
-    p.add_argument("--mode", default="cold", choices=("cold", "postcopy", "auto"),
-                   help="migration mode; auto: the first the pre-flight check allows, cold "
-                        "before postcopy (default: cold)")
+    p.add_argument("--mode", default="cold",
+                   choices=("cold", "postcopy", "precopy", "hybrid", "auto"),
+                   help="migration mode: cold (freeze, copy, restore), postcopy (restore at "
+                        "once, pages follow on demand), precopy (copy while running, then "
+                        "the dirty rest frozen), hybrid (pre-copy, then a lazy final step); "
+                        "auto: the first the pre-flight check allows (default: cold)")
+    pc = p.add_argument_group("pre-copy convergence (precopy and hybrid)")
+    pc.add_argument("--policy", default="budget", choices=POLICIES,
+                    help="when to stop iterating: budget (predicted downtime fits "
+                         "--max-downtime; switches to a lazy final step when pre-copy "
+                         "stalls above it), lxd (--goal %% of pages unchanged, or "
+                         "--max-iterations), phaul (p.haul's rules) (default: budget)")
+    pc.add_argument("--max-iterations", type=int, metavar="N",
+                    help="at most N pre-dumps (default: lxd 10, phaul 8, budget 30)")
+    pc.add_argument("--goal", type=float, default=70.0, metavar="PCT",
+                    help="lxd: stop once PCT%% of the pages were unchanged (default 70)")
+    pc.add_argument("--max-downtime", type=float, default=300.0, metavar="MS",
+                    help="budget: the downtime to aim for, in ms (default 300)")
+    pc.add_argument("--no-postcopy", action="store_true",
+                    help="never fetch pages lazily (a broken link then cannot lose the "
+                         "workload): no post-copy, no lazy final step")
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
@@ -58,11 +77,18 @@ def run(args: argparse.Namespace) -> int:
     host, port = parse_endpoint(args.to)
     creds = load_node(args.pki.resolve(), args.name)
     moving = parse_move_address(args.move_address) if args.move_address else None
+    if args.no_postcopy and args.mode in ("postcopy", "hybrid"):
+        raise UsageError(f"--mode {args.mode} fetches pages lazily, --no-postcopy forbids it",
+                         hint="drop one of them")
+    precopy = PrecopyOptions(policy=args.policy, max_iterations=args.max_iterations,
+                             goal_percent=args.goal, max_downtime_ms=args.max_downtime,
+                             no_postcopy=args.no_postcopy)
     with Progress(enabled=not args.json) as progress:
         opts = MigrateOptions(pid=args.pid, host=host, port=port, creds=creds,
                               state_dir=args.state_dir.resolve(), mode=args.mode,
                               criu_bin=args.criu, progress=progress.update,
                               tcp_established=args.tcp_established, move_address=moving,
+                              precopy=precopy,
                               preflight=PreflightPolicy(
                                   force=args.force, skip=args.test_skip_preflight,
                                   moved=(moving.ip,) if moving else ()))

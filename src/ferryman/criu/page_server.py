@@ -79,10 +79,16 @@ class CriuDaemon:
 
 
 async def start_page_server(criu_bin: str, images_dir: Path, address: str, port: int,
-                            tls: TlsFiles | None) -> CriuDaemon:
-    """``criu page-server`` receiving one dump's pages into ``images_dir``."""
+                            tls: TlsFiles | None, *, parent: str | None = None) -> CriuDaemon:
+    """``criu page-server`` receiving one dump's pages into ``images_dir``.
+
+    ``parent`` (pre-copy): the previous image set, relative to ``images_dir``; CRIU links it
+    as ``parent`` and answers the dump's questions about which pages it already has.
+    """
     args = ["--images-dir", str(images_dir), "--address", address, "--port", str(port),
             *tls_args(tls)]
+    if parent is not None:
+        args += ["--prev-images-dir", parent]
     if tls is not None:
         # CRIU's page server checks the *client's* certificate against its own --address;
         # the CA check stays, the name check would wrongly refuse every source node.

@@ -33,7 +33,9 @@ __all__ = [
     "IterationStats",
     "LxdPolicy",
     "PhaulPolicy",
+    "TransferFit",
     "Verdict",
+    "fit_transfer",
     "from_criu_stats",
     "replay",
 ]
@@ -238,11 +240,13 @@ class BudgetPolicy:
       ``bytes / seconds`` over the last ``bandwidth_window`` pre-dumps (the median ignores one
       outlier; small pre-dumps include their fixed overhead, which errs on the safe side).
 
-    Rules, in order: FINAL when ``predicted <= max_downtime_ms``. Stalled, when the smallest
-    dirty set of the last ``stall_window`` pre-dumps is not at least ``min_shrink_percent`` %
-    below the smallest one before them (needs ``stall_window + 1`` pre-dumps; also catches
-    oscillation): SWITCH_TO_POSTCOPY if ``postcopy_allowed``, else FINAL with ``over_budget``.
-    FINAL (``over_budget``) after exactly ``max_iterations``. Else ITERATE.
+    Rules, in order: FINAL when ``predicted <= max_downtime_ms``. FINAL (``over_budget``) when
+    a later pre-dump wrote nothing: the fixed cost alone misses the budget. Stalled, when the
+    smallest dirty set of the last ``stall_window`` pre-dumps is not at least
+    ``min_shrink_percent`` % below the smallest one before them (needs ``stall_window + 1``
+    pre-dumps; also catches oscillation): SWITCH_TO_POSTCOPY if ``postcopy_allowed``, else
+    FINAL with ``over_budget``. FINAL (``over_budget``) after exactly ``max_iterations``.
+    Else ITERATE.
     """
 
     postcopy_allowed: bool
@@ -301,6 +305,11 @@ class BudgetPolicy:
         if ms is not None and ms <= self.max_downtime_ms:
             return Verdict(Decision.FINAL, f"predicted {ms:.0f} ms fits {budget}", ms)
         guess = "unknown (no bandwidth measured)" if ms is None else f"{ms:.0f} ms"
+        if len(history) >= 2 and history[-1].pages_written == 0:
+            # nothing dirtied since the last pre-dump: the fixed cost alone is over budget,
+            # and neither more pre-dumps nor lazy pages can lower it
+            return Verdict(Decision.FINAL, f"nothing left to copy; predicted {guess}, "
+                           f"{budget} will be missed", ms, True)
         stalled = self.stalled(history)
         if not stalled and len(history) < self.max_iterations:
             return Verdict(Decision.ITERATE, f"predicted {guess} over {budget}", ms)
@@ -316,6 +325,34 @@ class BudgetPolicy:
         return Verdict(
             Decision.FINAL, f"{why}; predicted {guess}, {budget} will be missed", ms, True
         )
+
+
+@dataclass(frozen=True, slots=True)
+class TransferFit:
+    """``seconds = overhead_s + bytes / bytes_per_s``, fitted to the pre-dumps."""
+
+    overhead_s: float
+    bytes_per_s: float
+
+
+def fit_transfer(history: Sequence[IterationStats]) -> TransferFit | None:
+    """The pre-dumps' transfer rate and their fixed overhead, as a least-squares line.
+
+    The first pre-dump (all memory) and the small later ones pin both ends, so a pre-dump of a
+    few hundred pages (mostly overhead: CRIU's start, the TLS handshake with the page server,
+    the page-map scan) no longer passes for a slow link. The overhead is kept at >= 0.
+    ``None`` without two different sizes, or when time does not grow with bytes.
+    """
+    points = [(it.bytes, it.seconds) for it in history]
+    if len({b for b, _ in points}) < 2:
+        return None
+    mb = statistics.fmean(b for b, _ in points)
+    ms = statistics.fmean(s for _, s in points)
+    var = sum((b - mb) ** 2 for b, _ in points)
+    slope = sum((b - mb) * (s - ms) for b, s in points) / var
+    if slope <= 0:
+        return None
+    return TransferFit(overhead_s=max(0.0, ms - slope * mb), bytes_per_s=1 / slope)
 
 
 def replay(

@@ -32,8 +32,21 @@ class MigrationReport:
     freeze_method: str = "ptrace"  # or cgroup-v1 / cgroup-v2: we froze its cgroup ourselves
     freeze_ms: float | None = None
     memory_complete_ms: float | None = None  # post-copy: restore until every page arrived
+    final_pages: int | None = None  # pages the freezing dump wrote (after pre-copy: the delta)
     lazy_pages: int | None = None
     lazy_faults: int | None = None  # pages fetched on a fault; the rest were pushed
+    # pre-copy: one entry per pre-dump (index, pages_written, pages_skipped, pages_scanned,
+    # bytes, seconds, frozen_ms, predicted_downtime_ms), the policy and why it stopped
+    iterations: list[dict[str, Any]] = field(default_factory=list)
+    policy: str | None = None
+    convergence: str | None = None
+    predicted_downtime_ms: float | None = None
+    over_budget: bool = False  # the policy finished knowing the budget would be missed
+    switched_to_postcopy: bool = False  # the budget policy made the final step lazy
+    mode_reason: str | None = None  # --mode auto: why this mode
+    dry_run_freeze_ms: float | None = None  # pre-flight: the dry-run dump's freeze
+    fixed_cost_ms: float | None = None  # pre-copy: the prediction's downtime without memory
+    bandwidth_bytes_per_s: float | None = None  # pre-copy: fitted from the pre-dumps
     criu: dict[str, dict[str, int]] = field(default_factory=dict)
     phases: list[PhaseTiming] = field(default_factory=list)
     error: str | None = None

@@ -26,7 +26,7 @@ from typing import Final
 
 from ferryman.errors import LocalProtocolError, RemoteProtocolError
 from ferryman.wire.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode
-from ferryman.wire.messages import Error, Message, Plan
+from ferryman.wire.messages import Error, Iterate, Message, Plan
 from ferryman.wire.states import FINAL_STATES, Role, State, next_state
 
 __all__ = [
@@ -79,6 +79,7 @@ class Connection:
         self._decoder = FrameDecoder(max_frame)
         self._state = State.IDLE
         self._plan: Plan | None = None
+        self._lazy_final = False
         self._eof = False
         self._broken: str | None = None
         self._may_explain = False
@@ -186,12 +187,18 @@ class Connection:
         return msg
 
     def _step(self, sender: Role, msg: Message) -> State | None:
-        lazy = self._plan is not None and self._plan.lazy
-        return next_state(self._state, sender, type(msg), lazy=lazy)
+        return next_state(self._state, sender, type(msg), lazy=self.lazy)
+
+    @property
+    def lazy(self) -> bool:
+        """Pages follow on demand: the Plan said so, or a final lazy Iterate did."""
+        return (self._plan is not None and self._plan.lazy) or self._lazy_final
 
     def _advance(self, new_state: State, msg: Message) -> None:
         if isinstance(msg, Plan):
             self._plan = msg
+        elif isinstance(msg, Iterate) and msg.lazy:
+            self._lazy_final = True
         self._state = new_state
 
     def _break(self, reason: str, *, may_explain: bool) -> None:

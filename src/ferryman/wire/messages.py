@@ -45,6 +45,7 @@ __all__ = [
     "FileChunk",
     "FileEnd",
     "Hello",
+    "Iterate",
     "Message",
     "PagesComplete",
     "Plan",
@@ -63,6 +64,7 @@ MAX_CHUNK_BYTES: Final = 4 << 20
 MAX_TEXT_CHARS: Final = 4096
 MAX_LOG_TAIL_BYTES: Final = 64 << 10
 MAX_CHECK_JSON_BYTES: Final = 60000  # JSON-escaped, so that the frame header stays < 64 KiB
+MAX_ITERATIONS: Final = 1000  # pre-dumps in one migration
 PID_MAX: Final = 1 << 22  # PID_MAX_LIMIT on 64-bit Linux
 PORT_MAX: Final = 0xFFFF
 CODE_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -147,7 +149,8 @@ class CheckReport(Message):
 class Plan(Message):
     """SOURCE: what will move and how. ``lazy`` means the restore fetches pages on demand.
 
-    ``cold`` and ``precopy`` are never lazy, ``postcopy`` always is, ``hybrid`` may be either.
+    ``postcopy`` is lazy from the start; ``cold``, ``precopy`` and ``hybrid`` are not: pre-copy
+    and hybrid stream image sets through :class:`Iterate`, whose last one may turn lazy.
     """
 
     migration_id: str
@@ -167,7 +170,7 @@ class Plan(Message):
         check_bool("Plan", "lazy", self.lazy)
         check_bool("Plan", "tcp_established", self.tcp_established)
         check_str("Plan", "move_address", self.move_address, max_chars=64)
-        if self.mode in ("cold", "precopy") and self.lazy:
+        if self.mode in ("cold", "precopy", "hybrid") and self.lazy:
             raise LocalProtocolError(f"Plan.lazy must be False in {self.mode} mode")
         if self.mode == "postcopy" and not self.lazy:
             raise LocalProtocolError("Plan.lazy must be True in postcopy mode")
@@ -181,6 +184,27 @@ class Ready(Message):
 
     def __post_init__(self) -> None:
         check_int("Ready", "page_server_port", self.page_server_port, hi=PORT_MAX)
+
+
+@dataclass(frozen=True, slots=True)
+class Iterate(Message):
+    """SOURCE, pre-copy: image set ``index`` comes next; answered by a Ready for it.
+
+    Sets 1, 2, ... are pre-dumps, each the child of the one before; the Plan's Ready already
+    served set 1. ``final``: this set is the last (the dump that freezes); ``lazy`` (final only):
+    its memory stays at the source and is fetched on demand, so the Ready carries port 0.
+    """
+
+    index: int
+    final: bool = False
+    lazy: bool = False
+
+    def __post_init__(self) -> None:
+        check_int("Iterate", "index", self.index, lo=2, hi=MAX_ITERATIONS + 1)
+        check_bool("Iterate", "final", self.final)
+        check_bool("Iterate", "lazy", self.lazy)
+        if self.lazy and not self.final:
+            raise LocalProtocolError("Iterate.lazy needs final: only the last set can be lazy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +355,7 @@ class Error(Message):
 
 MESSAGE_TYPES: Final[Mapping[str, type[Message]]] = MappingProxyType({
     cls.__name__: cls
-    for cls in (Hello, Plan, Ready, Refused, FileChunk, FileEnd, Restore, Restored, Failed,
+    for cls in (Hello, Plan, Ready, Iterate, Refused, FileChunk, FileEnd, Restore, Restored, Failed,
                 Commit, Abort, Committed, Aborted, PagesComplete, Error, CheckRequest,
                 CheckReport)
 })

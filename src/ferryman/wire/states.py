@@ -15,6 +15,14 @@ answers ``<CheckReport`` (-> GREETED again), any number of times, so a Plan can 
 same connection (``ferryman migrate``); ``ferryman check`` ends with ``*Abort`` instead. No
 Abort in CHECKING: it would cross the CheckReport the destination owes.
 
+Pre-copy (mode precopy or hybrid): the Ready answering the Plan serves image set 1 (the first
+pre-dump); then, any number of times, ``READY *Iterate ITERATING <Ready READY`` opens the page
+server for the next set, the last one marked ``final``. No Abort in ITERATING (it would cross
+the Ready): the source waits for the Ready and aborts from READY. An ``Iterate(lazy=True)``
+turns the conversation lazy, as a lazy Plan does; before its Ready the destination sends the
+page maps of its sets back (``<FileChunk``/``<FileEnd``): the source's lazy dump needs them
+to know which pages the destination already has.
+
 When the Plan said ``lazy=True``, ``Committed`` leads to FETCHING instead (see
 :data:`LAZY_TRANSITIONS`, the one guard), and ``<PagesComplete`` then leads to DONE.
 
@@ -61,6 +69,7 @@ from ferryman.wire.messages import (
     FileChunk,
     FileEnd,
     Hello,
+    Iterate,
     Message,
     PagesComplete,
     Plan,
@@ -102,6 +111,7 @@ class State(enum.Enum):
     CHECKING = "CHECKING"
     PLANNED = "PLANNED"
     READY = "READY"
+    ITERATING = "ITERATING"
     TRANSFERRING = "TRANSFERRING"
     RESTORING = "RESTORING"
     RESTORED = "RESTORED"
@@ -140,6 +150,10 @@ TRANSITIONS: Final[Mapping[Key, State]] = MappingProxyType({
     (State.GREETED, _S, Plan): State.PLANNED,
     (State.PLANNED, _D, Ready): State.READY,
     (State.PLANNED, _D, Refused): State.CLOSED,
+    (State.READY, _S, Iterate): State.ITERATING,
+    (State.ITERATING, _D, Ready): State.READY,
+    (State.ITERATING, _D, FileChunk): State.ITERATING,  # page maps back, for a lazy final set
+    (State.ITERATING, _D, FileEnd): State.ITERATING,
     (State.READY, _S, FileChunk): State.TRANSFERRING,
     (State.READY, _S, FileEnd): State.TRANSFERRING,
     (State.READY, _S, Restore): State.RESTORING,

@@ -18,6 +18,8 @@ from ferryman.migration.convergence import (
     IterationStats,
     LxdPolicy,
     PhaulPolicy,
+    TransferFit,
+    fit_transfer,
     from_criu_stats,
     replay,
 )
@@ -424,3 +426,40 @@ def test_budget_verdicts_are_consistent(
     else:
         assert v.decision is Decision.FINAL
         assert v.over_budget is not fits
+
+
+# ----------------------------------------------------------------------------- fit_transfer
+
+def test_fit_transfer_separates_overhead_from_transfer() -> None:
+    # 0.5 s overhead + 10 MB/s: a 400 KB pre-dump is mostly overhead, yet counts right
+    its = [IterationStats(i + 1, b // 4096, 0, 0, b, 0.5 + b / 10e6)
+           for i, b in enumerate([100_000_000, 4_096_000, 409_600])]
+    fit = fit_transfer(its)
+    assert fit is not None
+    assert abs(fit.bytes_per_s - 10e6) < 1e-3 * 10e6
+    assert abs(fit.overhead_s - 0.5) < 1e-6
+
+
+def test_fit_transfer_never_reports_a_negative_overhead() -> None:
+    its = [IterationStats(1, 100, 0, 0, 409_600, 0.01), IterationStats(2, 1, 0, 0, 4096, 0.0)]
+    assert fit_transfer(its) == TransferFit(0.0, pytest.approx(405_504 / 0.01))
+
+
+def test_fit_transfer_needs_two_sizes_and_a_rising_line() -> None:
+    assert fit_transfer([]) is None
+    one = IterationStats(1, 10, 0, 0, 40960, 1.0)
+    assert fit_transfer([one]) is None
+    assert fit_transfer([one, IterationStats(2, 10, 0, 0, 40960, 2.0)]) is None
+    # more bytes in less time: no physical bandwidth to report
+    assert fit_transfer([one, IterationStats(2, 20, 0, 0, 81920, 0.5)]) is None
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_budget_stops_when_nothing_is_left_to_copy_but_the_fixed_cost_misses(
+        allowed: bool) -> None:
+    """A workload that dirties nothing: more pre-dumps or lazy pages cannot help."""
+    env = Environment(fixed_cost_ms=400.0, bandwidth_bytes_per_s=1e6)
+    count, v = replay(BudgetPolicy(postcopy_allowed=allowed), run([1000, 0, 0]), env)
+    assert (count, v.decision, v.over_budget) == (2, Decision.FINAL, True)
+    assert v.predicted_downtime_ms == 400.0
+    assert "nothing left to copy" in v.reason

@@ -24,6 +24,7 @@ from ferryman.wire import (
     FileChunk,
     FileEnd,
     Hello,
+    Iterate,
     Message,
     PagesComplete,
     Plan,
@@ -327,3 +328,43 @@ def test_statistics() -> None:
     assert pair.destination.statistics().messages_received == 1
     pair.destination.receive_data(b"\0\0")
     assert pair.destination.statistics().bytes_buffered == 2
+
+
+def test_precopy_sets_then_a_lazy_final_set_waits_for_pages() -> None:
+    pair = _to_ready(Plan("m-3", "hybrid", 4242, lazy=False))
+    pair.step(S, Iterate(2))
+    assert pair.state is State.ITERATING
+    pair.step(D, Ready(40001))
+    assert not pair.source.lazy
+    assert not pair.destination.lazy
+    pair.step(S, Iterate(3, final=True, lazy=True))
+    assert pair.source.lazy
+    assert pair.destination.lazy
+    pair.step(D, Ready(0))
+    for sender, msg in [(S, Restore(0, 0, 40002)), (D, Restored(9, {})), (S, Commit()),
+                        (D, Committed(9))]:
+        pair.step(sender, msg)
+    assert pair.state is State.FETCHING
+    pair.step(D, PagesComplete(1, 4096, 3))
+    assert pair.state is State.DONE
+
+
+def test_precopy_final_set_not_lazy_ends_at_committed() -> None:
+    pair = _to_ready(Plan("m-4", "precopy", 4242, lazy=False))
+    pair.step(S, Iterate(2, final=True))
+    pair.step(D, Ready(40001))
+    for sender, msg in [(S, Restore(0, 0)), (D, Restored(9, {})), (S, Commit()),
+                        (D, Committed(9))]:
+        pair.step(sender, msg)
+    assert pair.state is State.DONE
+
+
+def test_no_abort_while_the_next_page_server_starts() -> None:
+    pair = _to_ready(Plan("m-5", "precopy", 4242, lazy=False))
+    pair.step(S, Iterate(2))
+    with pytest.raises(LocalProtocolError):
+        pair.source.send(Abort("operator"))
+    pair.step(D, Ready(1))
+    pair.step(S, Abort("operator"))
+    pair.step(D, Aborted())
+    assert pair.state is State.CLOSED

@@ -17,6 +17,7 @@ from ferryman.wire import (
     FileChunk,
     FileEnd,
     Hello,
+    Iterate,
     Message,
     PagesComplete,
     Plan,
@@ -46,7 +47,7 @@ def test_messages_are_frozen_slotted_dataclasses(cls: type[Message]) -> None:
 
 def test_registry_names_are_class_names() -> None:
     assert all(name == cls.__name__ for name, cls in MESSAGE_TYPES.items())
-    assert len(MESSAGE_TYPES) == 17
+    assert len(MESSAGE_TYPES) == 18
 
 
 @pytest.mark.parametrize("name", BAD_FILE_NAMES)
@@ -138,9 +139,10 @@ def test_migration_id(bad: str) -> None:
 
 def test_plan_mode_and_lazy() -> None:
     for mode, lazy in [("cold", False), ("precopy", False), ("postcopy", True),
-                       ("hybrid", False), ("hybrid", True)]:
+                       ("hybrid", False)]:
         assert Plan("m", mode, 1, lazy).lazy is lazy
-    for mode, lazy in [("cold", True), ("precopy", True), ("postcopy", False)]:
+    # hybrid turns lazy only with its final Iterate
+    for mode, lazy in [("cold", True), ("precopy", True), ("postcopy", False), ("hybrid", True)]:
         with pytest.raises(LocalProtocolError, match="lazy"):
             Plan("m", mode, 1, lazy)
     with pytest.raises(LocalProtocolError, match="mode"):
@@ -180,3 +182,15 @@ def test_bytes_stay_out_of_repr() -> None:
 def test_restore_counts_are_non_negative() -> None:
     with pytest.raises(LocalProtocolError):
         Restore(-1, 0)
+
+
+def test_iterate_indexes_start_at_two_and_only_a_final_set_is_lazy() -> None:
+    assert Iterate(2) == Iterate(2, final=False, lazy=False)
+    assert Iterate(1001, final=True, lazy=True).lazy
+    for bad in (0, 1, 1002):
+        with pytest.raises(LocalProtocolError, match="index"):
+            Iterate(bad)
+    with pytest.raises(LocalProtocolError, match="final"):
+        Iterate(3, final=False, lazy=True)
+    with pytest.raises(LocalProtocolError, match="final"):
+        Iterate(3, final=1)  # type: ignore[arg-type]

@@ -102,4 +102,7 @@ def test_each_message_has_one_sender() -> None:
     for (_, role, msg_type) in ALL_KEYS:
         senders.setdefault(msg_type, set()).add(role)
     both = {cls for cls, roles in senders.items() if len(roles) == 2}
-    assert {cls.__name__ for cls in both} == {"Hello", "Error"}
+    assert {cls.__name__ for cls in both} == {"Hello", "Error", "FileChunk", "FileEnd"}
+    # the destination sends files only while the source waits for its next image set
+    assert {s for (s, role, t) in ALL_KEYS if role is Role.DESTINATION
+            and t.__name__ in ("FileChunk", "FileEnd")} == {State.ITERATING}

@@ -1,0 +1,60 @@
+"""Pre-copy options: policies with their defaults, validation, the fixed-cost estimate."""
+
+from __future__ import annotations
+
+import pytest
+
+from ferryman.agent.precopy import PrecopyOptions, environment, fixed_cost_ms, set_name
+from ferryman.errors import UsageError
+from ferryman.migration.convergence import (
+    BudgetPolicy,
+    Environment,
+    LxdPolicy,
+    PhaulPolicy,
+    TransferFit,
+)
+
+
+def test_policies_with_their_own_defaults() -> None:
+    assert PrecopyOptions(policy="lxd").make_policy(postcopy_allowed=True) == LxdPolicy(10, 70)
+    assert PrecopyOptions(policy="phaul").make_policy(postcopy_allowed=True) == PhaulPolicy(8)
+    budget = PrecopyOptions().make_policy(postcopy_allowed=False)
+    assert budget == BudgetPolicy(postcopy_allowed=False, max_downtime_ms=300, max_iterations=30)
+
+
+def test_options_reach_the_policy() -> None:
+    o = PrecopyOptions(policy="lxd", max_iterations=3, goal_percent=100)
+    assert o.make_policy(postcopy_allowed=False) == LxdPolicy(3, 100)
+    o = PrecopyOptions(max_iterations=5, max_downtime_ms=50)
+    assert o.make_policy(postcopy_allowed=True) == BudgetPolicy(
+        postcopy_allowed=True, max_downtime_ms=50, max_iterations=5)
+    assert PrecopyOptions(policy="phaul", max_iterations=2).make_policy(
+        postcopy_allowed=True) == PhaulPolicy(2)
+
+
+@pytest.mark.parametrize(("kw", "words"), [
+    ({"policy": "qemu"}, "unknown policy"),
+    ({"max_iterations": 0}, "--max-iterations"),
+    ({"max_iterations": 1001}, "--max-iterations"),
+    ({"goal_percent": 0}, "--goal"),
+    ({"goal_percent": 101}, "--goal"),
+    ({"max_downtime_ms": 0}, "--max-downtime"),
+])
+def test_bad_options_are_usage_errors(kw: dict[str, object], words: str) -> None:
+    with pytest.raises(UsageError, match=words):
+        PrecopyOptions(**kw)  # type: ignore[arg-type]
+
+
+def test_fixed_cost_is_dump_and_restore_of_the_dry_run() -> None:
+    assert fixed_cost_ms(None, 150.0) == 150.0
+    assert fixed_cost_ms(40.0, 150.0) == 80.0
+
+
+def test_set_names() -> None:
+    assert [set_name(i) for i in (1, 2, 10)] == ["pre-1", "pre-2", "pre-10"]
+
+
+def test_environment_adds_the_pre_dumps_overhead() -> None:
+    assert environment(300.0, None) == Environment(fixed_cost_ms=300.0)
+    env = environment(300.0, TransferFit(overhead_s=0.8, bytes_per_s=1e7))
+    assert env == Environment(fixed_cost_ms=1100.0, bandwidth_bytes_per_s=1e7)

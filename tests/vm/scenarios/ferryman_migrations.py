@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Guest side of tests/vm/test_vm_ferryman.py: ferryman migrations vm1 -> vm2 in one boot.
+
+Runs in both guests of ``run-vm.sh -2`` with the repository shared read-only (ferryman runs
+from its ``src/``, with the guest's own python3 and the host-built criu 4.2 the image carries).
+
+* vm2 runs ``ferryman serve`` and a small control server (port 29, one JSON line per request):
+  ``{"cmd": "verify", "pid": P, "status": PATH}`` makes the restored workload verify every page
+  (SIGUSR1), answers its status and kills it; ``{"cmd": "quit"}`` ends vm2's part.
+* vm1 runs the scenarios from ``$SCENARIOS`` (a JSON list of ``{"name", "mib", "rate",
+  "args"}``) in order: it starts the test workload (tests/support/workload.py) dirtying
+  ``rate`` pages per second, runs ``ferryman migrate PID --to vm2 ARGS``, asks vm2 to verify,
+  and reports ``@@ NAME {"rc", "report", "status", "stderr"}`` for the test.
+
+Environment: PKI (a directory with ca.pem and vm1/vm2 credentials), SCENARIOS, STEP_TMO.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+PY = [sys.executable]
+ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+PKI = os.environ.get("PKI", "/tmp/pki")
+STEP_TMO = float(os.environ.get("STEP_TMO", "300"))
+CTL_PORT, AGENT_PORT = 29, 7070
+STATE = Path("/var/lib/ferryman")
+
+
+def emit(key: str, value: object) -> None:
+    print(f"@@ {key} {json.dumps(value)}", flush=True)
+
+
+def say(text: str) -> None:
+    print(f"[{os.environ.get('VM_NAME')} {time.strftime('%T')}] {text}", flush=True)
+
+
+def setup_kernel() -> None:
+    # THP off: with huge pages soft-dirty marks 2 MiB at a time and pre-copy cannot converge
+    Path("/sys/kernel/mm/transparent_hugepage/enabled").write_text("never\n")
+    Path("/proc/sys/fs/pipe-max-size").write_text("4194304\n")  # lazy pages (hybrid)
+    crit = subprocess.run(["criu", "--version"], capture_output=True, text=True, check=False)
+    soft = subprocess.run(["criu", "check", "--feature", "mem_dirty_track"],
+                          capture_output=True, check=False).returncode == 0
+    emit(f"{os.environ['VM_NAME']}-guest", {"kernel": os.uname().release,
+                                            "criu": crit.stdout.strip(), "soft_dirty": soft})
+
+
+def status_after(path: str, after: float) -> dict[str, object]:
+    end = time.time() + STEP_TMO
+    while time.time() < end:
+        try:
+            st: dict[str, object] = json.loads(Path(path).read_text())
+            if float(st["time"]) > after:  # type: ignore[arg-type]
+                return st
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"no status newer than {after} in {path}")
+
+
+# ----------------------------------------------------------------------------- vm2
+
+def destination() -> None:
+    STATE.mkdir(parents=True, exist_ok=True)
+    log = open("/tmp/agent.log", "wb")  # noqa: SIM115 - lives as long as the agent
+    agent = subprocess.Popen([*PY, "-m", "ferryman", "-v", "serve", "--listen",
+                              f"{os.environ['VM_IP'].split('/')[0]}:{AGENT_PORT}",
+                              "--pki", PKI, "--name", "vm2", "--state-dir", str(STATE)],
+                             env=ENV, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    srv = socket.create_server(("0.0.0.0", CTL_PORT))
+    srv.settimeout(STEP_TMO * 4)
+    say("agent and control server up")
+    try:
+        while True:
+            conn, _ = srv.accept()
+            with conn, conn.makefile("rw") as fh:
+                req = json.loads(fh.readline() or "{}")
+                if req.get("cmd") == "quit":
+                    fh.write("{}\n")
+                    return
+                if req.get("cmd") == "ping":
+                    fh.write(json.dumps({"agent": agent.poll() is None}) + "\n")
+                    continue
+                fh.write(json.dumps(verify(int(req["pid"]), str(req["status"]))) + "\n")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(10)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+        tail = Path("/tmp/agent.log").read_text(errors="replace").splitlines()[-40:]
+        emit("vm2-agent", {"rc": agent.returncode, "log_tail": tail})
+
+
+def verify(pid: int, status: str) -> dict[str, object]:
+    try:
+        t0 = time.time()
+        os.kill(pid, signal.SIGUSR1)
+        st = status_after(status, t0)
+    except (OSError, TimeoutError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return st
+
+
+# ----------------------------------------------------------------------------- vm1
+
+def ask(req: dict[str, object]) -> dict[str, object]:
+    with socket.create_connection((os.environ["VM_PEER"], CTL_PORT), timeout=STEP_TMO) as s, \
+            s.makefile("rw") as fh:
+        fh.write(json.dumps(req) + "\n")
+        fh.flush()
+        answer: dict[str, object] = json.loads(fh.readline())
+        return answer
+
+
+def wait_for_destination() -> None:
+    end = time.time() + STEP_TMO
+    while time.time() < end:
+        try:
+            if ask({"cmd": "ping"}).get("agent"):
+                with socket.create_connection((os.environ["VM_PEER"], AGENT_PORT), timeout=5):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError("vm2's agent did not come up")
+
+
+def start_workload(name: str, mib: int, rate: float, pid_base: int) -> tuple[int, str]:
+    # a PID that is free on vm2 too (criu restores the same PID there)
+    Path("/proc/sys/kernel/ns_last_pid").write_text(f"{pid_base}\n")
+    status = f"/tmp/wl-{name}.status"
+    t0 = time.time()
+    subprocess.Popen(["setsid", *PY, str(REPO / "tests/support/workload.py"), "--mib", str(mib),
+                      "--dirty-rate", str(rate), "--heartbeat-ms", "10", "--status", status,
+                      "--seed", name], cwd="/tmp", stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    st = status_after(status, t0 - 1)
+    return int(st["pid"]), status  # type: ignore[call-overload]
+
+
+def source(scenarios: list[dict[str, object]]) -> None:
+    wait_for_destination()
+    STATE.mkdir(parents=True, exist_ok=True)
+    try:
+        for n, sc in enumerate(scenarios):
+            run_scenario(sc, 5000 + 2000 * n)  # pid_max is 32768 in the guests
+    finally:
+        ask({"cmd": "quit"})
+
+
+def run_scenario(sc: dict[str, object], pid_base: int) -> None:
+    name = str(sc["name"])
+    pid, status = start_workload(name, int(sc["mib"]), float(sc["rate"]),  # type: ignore[call-overload]
+                                 pid_base)
+    time.sleep(float(sc.get("settle", 2)))  # type: ignore[arg-type]
+    os.kill(pid, signal.SIGUSR2)  # the heartbeat gap counts from here
+    report = f"/tmp/{name}.json"
+    say(f"{name}: migrating PID {pid} ({sc['mib']} MiB, {sc['rate']} pages/s) {sc['args']}")
+    t0 = time.monotonic()
+    res = subprocess.run([*PY, "-m", "ferryman", "migrate", str(pid), "--to",
+                          f"{os.environ['VM_PEER']}:{AGENT_PORT}", "--pki", PKI, "--name", "vm1",
+                          "--state-dir", str(STATE), "--report", report,
+                          *map(str, sc["args"])],  # type: ignore[call-overload]
+                         env=ENV, capture_output=True, text=True, check=False,
+                         timeout=STEP_TMO * 4)
+    wall = time.monotonic() - t0
+    data: dict[str, object] = {"rc": res.returncode, "wall_s": wall,
+                               "stderr": res.stderr.splitlines()[-30:]}
+    try:
+        data["report"] = json.loads(Path(report).read_text())
+    except (OSError, ValueError) as exc:
+        data["report"] = {"error": str(exc)}
+    if res.returncode == 0:
+        dest_pid = data["report"].get("destination_pid")  # type: ignore[attr-defined]
+        data["status"] = ask({"cmd": "verify", "pid": dest_pid or pid, "status": status})
+    else:  # rolled back: it must still run here, memory intact
+        try:
+            t1 = time.time()
+            os.kill(pid, signal.SIGUSR1)
+            data["status"] = status_after(status, t1)
+        except (OSError, TimeoutError) as exc:
+            data["status"] = {"error": str(exc)}
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    say(f"{name}: rc={res.returncode} in {wall:.1f} s")
+    emit(name, data)
+
+
+def main() -> int:
+    setup_kernel()
+    if os.environ["VM_NAME"] == "vm2":
+        destination()
+    else:
+        source(json.loads(os.environ["SCENARIOS"]))
+    say("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""ferryman's pre-copy, hybrid and cold migrations between two QEMU guests with soft-dirty.
+
+One two-guest boot (tests/vm/scenarios/ferryman_migrations.py) runs every scenario: an agent
+on vm2, ``ferryman migrate`` on vm1 for a test workload that dirties its memory at a fixed
+rate, then vm2 has the moved workload verify every page. The scenarios:
+
+* ``budget``: pre-copy with the default policy (downtime budget 5 s: TCG is slow);
+* ``lxd-max``: LXD policy whose goal (100 % unchanged) is never met: exactly 3 pre-dumps;
+* ``lxd-goal``: LXD policy, goal 70 %: stops at the first pre-dump that meets it (the 2nd);
+* ``switch``: a budget no pre-copy can meet (1 ms): the dirty set stops shrinking and the
+  final step turns lazy (hybrid);
+* ``hybrid``: --mode hybrid, pre-copy then a lazy final step;
+* ``cold``: the same workload as ``budget``, moved cold, for the downtime ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.vm.vmrun import REPO, Run, VMError, run_vm
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
+
+MIB = 128
+RATE = 100
+SCENARIOS: list[dict[str, Any]] = [
+    # TCG runs CRIU some 20x slower than hardware: a final dump with no memory at all takes
+    # about a second here, so the budget is 5 s rather than the default 300 ms
+    {"name": "budget", "mib": MIB, "rate": RATE,
+     "args": ["--mode", "precopy", "--max-downtime", "5000"]},
+    {"name": "cold", "mib": MIB, "rate": RATE, "args": ["--mode", "cold"]},
+    {"name": "lxd-max", "mib": 32, "rate": RATE,
+     "args": ["--mode", "precopy", "--policy", "lxd", "--max-iterations", "3", "--goal", "100"]},
+    {"name": "lxd-goal", "mib": 32, "rate": RATE,
+     "args": ["--mode", "precopy", "--policy", "lxd"]},
+    {"name": "switch", "mib": 32, "rate": 1000,
+     "args": ["--mode", "precopy", "--max-downtime", "1"]},
+    {"name": "hybrid", "mib": 32, "rate": RATE, "args": ["--mode", "hybrid"]},
+]
+
+
+def _pki(d: Path) -> Path:
+    py = [sys.executable, "-m", "ferryman", "pki"]
+    subprocess.run([*py, "init", str(d)], check=True, capture_output=True)
+    for name, ip in (("vm1", "10.99.0.1"), ("vm2", "10.99.0.2")):
+        subprocess.run([*py, "issue", name, "--pki", str(d), "--ip", ip], check=True,
+                       capture_output=True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def guests(vm_image: float, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    outdir = tmp_path_factory.mktemp("vm-ferryman")
+    pki = _pki(tmp_path_factory.mktemp("vm-pki"))
+    run = run_vm(["python3", "tests/vm/scenarios/ferryman_migrations.py"], outdir=outdir,
+                 pair=True, env={"PKI": str(pki), "SCENARIOS": json.dumps(SCENARIOS)},
+                 mem_mib=1536, cpus=1, timeout=1500, shares=(pki,))
+    _summary(run, vm_image, outdir)
+    return run
+
+
+def _summary(run: Run, image_s: float, outdir: Path) -> None:
+    print(f"\n[vm] image {image_s:.1f}s; two-guest boot + scenarios {run.seconds:.1f}s "
+          f"(rc={run.rc}); logs in {outdir}")
+    for sc in SCENARIOS:
+        try:
+            r = run.result(sc["name"])
+        except VMError:
+            print(f"[vm] {sc['name']}: no result")
+            continue
+        rep = r["report"]
+        its = [i["pages_written"] for i in rep.get("iterations", [])]
+        print(f"[vm] {sc['name']:8} rc={r['rc']} mode={rep.get('mode')} pre-dumps={its} "
+              f"final={rep.get('final_pages')} lazy={rep.get('lazy_pages')} "
+              f"downtime={_ms(rep.get('downtime_ms'))} predicted="
+              f"{_ms(rep.get('predicted_downtime_ms'))} gap={r['status'].get('max_gap_ms')} "
+              f"total={_ms(rep.get('total_ms'))} | {rep.get('convergence')}")
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}ms"
+
+
+def result(run: Run, name: str) -> dict[str, Any]:
+    r: dict[str, Any] = run.result(name)
+    assert r["rc"] == 0, f"{name} failed:\n" + "\n".join(r["stderr"]) + "\n" + run.describe()
+    st = r["status"]
+    mib = next(s["mib"] for s in SCENARIOS if s["name"] == name)
+    assert st.get("bad_pages") == 0, st
+    assert st["pages"] == mib * 256, st
+    assert st["writes"] > 0, st
+    return r
+
+
+def test_guests_run_criu_42_with_soft_dirty(guests: Run) -> None:
+    for name in ("vm1", "vm2"):
+        g = guests.result(f"{name}-guest")
+        assert g["soft_dirty"] is True, g
+        assert "Version: 4.2" in g["criu"], g
+
+
+def test_precopy_moves_the_workload_with_a_small_final_dump(guests: Run) -> None:
+    r = result(guests, "budget")
+    rep = r["report"]
+    assert rep["mode"] == "precopy"
+    assert rep["policy"] == "budget"
+    its = rep["iterations"]
+    assert its, rep
+    assert its[0]["pages_written"] >= MIB * 256
+    assert its[0]["pages_skipped"] == 0
+    assert rep["final_pages"] * 10 < its[0]["pages_written"], rep
+    assert rep["convergence"].startswith("FINAL"), rep["convergence"]
+    assert rep["predicted_downtime_ms"] is not None
+    assert rep["downtime_ms"] is not None
+    assert not rep["switched_to_postcopy"]
+
+
+def test_precopy_downtime_is_below_cold(guests: Run) -> None:
+    pre = result(guests, "budget")["report"]["downtime_ms"]
+    cold = result(guests, "cold")["report"]["downtime_ms"]
+    assert pre < cold, (pre, cold)
+
+
+def test_lxd_policy_stops_at_exactly_max_iterations_when_the_goal_is_never_met(
+        guests: Run) -> None:
+    rep = result(guests, "lxd-max")["report"]
+    assert rep["policy"] == "lxd"
+    assert len(rep["iterations"]) == 3, rep["iterations"]
+    assert rep["convergence"] == "FINAL: 3 pre-dumps = max_iterations"
+
+
+def test_lxd_policy_stops_at_the_first_iteration_meeting_the_goal(guests: Run) -> None:
+    rep = result(guests, "lxd-goal")["report"]
+    its = rep["iterations"]
+    assert len(its) == 2, its
+    assert its[1]["pages_skipped"] * 100 >= 70 * (its[1]["pages_skipped"]
+                                                  + its[1]["pages_written"])
+    assert "goal 70" in rep["convergence"], rep["convergence"]
+
+
+def test_budget_switches_to_a_lazy_final_step_when_precopy_stalls(guests: Run) -> None:
+    rep = result(guests, "switch")["report"]
+    assert rep["switched_to_postcopy"] is True, rep["convergence"]
+    assert rep["convergence"].startswith("SWITCH_TO_POSTCOPY"), rep["convergence"]
+    assert rep["mode"] == "hybrid"
+    assert rep["lazy_pages"] is not None
+
+
+def test_hybrid_mode_precopies_then_fetches_the_rest_lazily(guests: Run) -> None:
+    rep = result(guests, "hybrid")["report"]
+    assert rep["mode"] == "hybrid"
+    assert rep["iterations"], rep
+    assert rep["lazy_pages"] is not None
+    # the lazy final step fetched only what pre-copy had not already moved
+    assert rep["lazy_pages"] * 4 < rep["iterations"][0]["pages_written"], rep
+
+
+def test_every_scenario_reported(guests: Run) -> None:
+    assert guests.rc == 0, guests.describe()
+    assert REPO.is_dir()
