@@ -10,7 +10,8 @@ rate, then vm2 has the moved workload verify every page. The scenarios:
 * ``switch``: a budget no pre-copy can meet (1 ms): the dirty set stops shrinking and the
   final step turns lazy (hybrid);
 * ``hybrid``: --mode hybrid, pre-copy then a lazy final step;
-* ``cold``: the same workload as ``budget``, moved cold, for the downtime ratio.
+* ``cold``: the same workload as ``budget``, moved cold, for the downtime ratio;
+* ``auto``: --mode auto measures the dirty rate and picks pre-copy (cold would miss 5 s).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ SCENARIOS: list[dict[str, Any]] = [
     {"name": "switch", "mib": 32, "rate": 1000,
      "args": ["--mode", "precopy", "--max-downtime", "1"]},
     {"name": "hybrid", "mib": 32, "rate": RATE, "args": ["--mode", "hybrid"]},
+    # cold would take ~17 s here, pre-copy converges: auto must choose it
+    {"name": "auto", "mib": MIB, "rate": RATE,
+     "args": ["--mode", "auto", "--max-downtime", "5000", "--link-mbps", "80"]},
 ]
 
 
@@ -159,6 +163,14 @@ def test_hybrid_mode_precopies_then_fetches_the_rest_lazily(guests: Run) -> None
     assert rep["lazy_pages"] is not None
     # the lazy final step fetched only what pre-copy had not already moved
     assert rep["lazy_pages"] * 4 < rep["iterations"][0]["pages_written"], rep
+
+
+def test_auto_mode_measures_the_dirty_rate_and_chooses_precopy(guests: Run) -> None:
+    rep = result(guests, "auto")["report"]
+    assert rep["mode"] == "precopy", rep["mode_reason"]
+    assert "pre-copy converges" in rep["mode_reason"], rep["mode_reason"]
+    assert "dirty rate measured" in rep["mode_reason"], rep["mode_reason"]
+    assert rep["iterations"], rep
 
 
 def test_every_scenario_reported(guests: Run) -> None:

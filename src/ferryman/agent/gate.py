@@ -10,6 +10,7 @@ plan a migration the verdict rules out, or that has warnings without ``--force``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -18,14 +19,25 @@ from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 from ferryman import wire
 from ferryman.agent.channel import Channel
+from ferryman.agent.precopy import fixed_cost_ms
 from ferryman.criu.client import Criu
 from ferryman.criu.dryrun import DryRun, dry_run_dump
 from ferryman.criu.probe import probe_features
 from ferryman.errors import FerrymanError, PreflightFailed
+from ferryman.host.dirty import probe_dirty_rate
 from ferryman.host.inspect import WorkloadFacts, inspect_workload
 from ferryman.migration.checks import NodeFacts, dump_row, source_rows
+from ferryman.migration.modes import choose_mode
 from ferryman.migration.query import encode_query
-from ferryman.migration.verdict import Row, Status, Verdict, merge, rows_from_json
+from ferryman.migration.verdict import (
+    LAZY_MODES,
+    TRACKING_MODES,
+    Row,
+    Status,
+    Verdict,
+    merge,
+    rows_from_json,
+)
 from ferryman.wire.messages import MAX_CHECK_JSON_BYTES
 
 if TYPE_CHECKING:
@@ -154,7 +166,7 @@ async def check_before_plan(m: SourceMigration, ours: wire.Hello, theirs: wire.H
     m.report.logs["dry-run"] = str(result.dump_log)
     if result.dry_run is not None and result.dry_run.ok:
         m.report.dry_run_freeze_ms = result.dry_run.freeze_ms
-    mode = o.mode if requested is not None else auto_mode(v)
+    mode = o.mode if requested is not None else await choose_auto_mode(m, v)
     why = refusal(v, mode, force=policy.force) if mode is not None else PreflightFailed(
         "pre-flight check: no mode can move this workload",
         failed=[r.check for r in v.failures()],
@@ -166,14 +178,36 @@ async def check_before_plan(m: SourceMigration, ours: wire.Hello, theirs: wire.H
     if requested is None:
         o.mode = m.report.mode = mode  # what the rest of the migration carries out
         o.progress("CHECKING", f"--mode auto chose {mode} (allowed: "
-                   f"{', '.join(v.allowed_modes)})")
+                   f"{', '.join(v.allowed_modes)}): {m.report.mode_reason}")
     warned = v.warnings(mode)
     o.progress("CHECKING", f"passed ({len(warned)} warnings accepted with --force)" if warned
                else "passed")
 
 
-def auto_mode(v: Verdict) -> str | None:
-    """``--mode auto``: the first mode the verdict allows, warning-free ones first, cold
-    before post-copy (it never risks the workload on a broken link); None if none is."""
-    candidates = v.auto_candidates()
-    return candidates[0] if candidates else None
+async def choose_auto_mode(m: SourceMigration, v: Verdict) -> str | None:
+    """``--mode auto``: :func:`ferryman.migration.modes.choose_mode` over what the verdict
+    allows, with the workload's dirty rate measured (soft-dirty, half a second) when the
+    source can track it; the reason goes into the report. None if no mode is allowed."""
+    pc = m.o.precopy
+    candidates = v.auto_candidates(no_postcopy=pc.no_postcopy)
+    if not candidates:
+        return None
+    tracking = bool(TRACKING_MODES & set(candidates))
+    lazy = bool(LAZY_MODES & set(candidates))
+    rate = None
+    if tracking and m.tree is not None:
+        rate = await asyncio.to_thread(probe_dirty_rate, m.tree.pids())
+    choice = choose_mode(mem_track=tracking, lazy_pages=lazy, no_postcopy=pc.no_postcopy,
+                         rss_bytes=m.report.rss_bytes, dirty_pages_per_s=rate,
+                         bandwidth_bytes_per_s=pc.link_mbps * 125_000,
+                         max_downtime_ms=pc.max_downtime_ms,
+                         fixed_cost_ms=fixed_cost_ms(m.report.dry_run_freeze_ms,
+                                                     pc.fixed_cost_ms))
+    # candidates: warning-free first, cold before post-copy (never risks the workload)
+    mode = str(choice.mode) if choice.mode in candidates else candidates[0]
+    reason = choice.reason
+    if mode != choice.mode:
+        reason += f"; {choice.mode} is not allowed here, so {mode}"
+    m.report.mode_reason = f"{reason} (link assumed {pc.link_mbps:g} Mbit/s" + (
+        f", dirty rate measured {rate:.0f} pages/s)" if rate is not None else ")")
+    return mode

@@ -301,7 +301,7 @@ class SourceMigration:
         self.report.memory_complete_ms = float(msg.elapsed_ms)
         self.report.lazy_pages = msg.pages
         self.report.lazy_faults = msg.faults
-        self.report.page_bytes = msg.bytes
+        self.report.page_bytes = msg.bytes + sum(int(i["bytes"]) for i in self.report.iterations)
         self.report.result = "committed"
         self._collect_dump_stats(lazy=True)
         self._phase(S.DONE, f"all {msg.pages} pages arrived in {msg.elapsed_ms} ms")

@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     help="lxd: stop once PCT%% of the pages were unchanged (default 70)")
     pc.add_argument("--max-downtime", type=float, default=300.0, metavar="MS",
                     help="budget: the downtime to aim for, in ms (default 300)")
+    pc.add_argument("--link-mbps", type=float, default=1000.0, metavar="MBIT",
+                    help="auto: the link speed to assume when choosing a mode (default 1000)")
     pc.add_argument("--no-postcopy", action="store_true",
                     help="never fetch pages lazily (a broken link then cannot lose the "
                          "workload): no post-copy, no lazy final step")
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                          hint="drop one of them")
     precopy = PrecopyOptions(policy=args.policy, max_iterations=args.max_iterations,
                              goal_percent=args.goal, max_downtime_ms=args.max_downtime,
-                             no_postcopy=args.no_postcopy)
+                             no_postcopy=args.no_postcopy, link_mbps=args.link_mbps)
     with Progress(enabled=not args.json) as progress:
         opts = MigrateOptions(pid=args.pid, host=host, port=port, creds=creds,
                               state_dir=args.state_dir.resolve(), mode=args.mode,

