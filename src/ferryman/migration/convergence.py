@@ -35,6 +35,7 @@ __all__ = [
     "PhaulPolicy",
     "TransferFit",
     "Verdict",
+    "final_dirty_pages",
     "fit_transfer",
     "from_criu_stats",
     "replay",
@@ -232,10 +233,10 @@ class BudgetPolicy:
 
     Model. ``predicted = dirty * page_size / bandwidth + env.fixed_cost_ms``, where
 
-    * ``dirty`` is the last pre-dump's ``pages_written``: it copied what the workload dirtied
-      during one iteration, and the final dump follows it by about one (shorter, when
-      converging) iteration, so this over-estimates while the dirty set shrinks. After the first
-      pre-dump it is the whole memory, so "fits at once" means "cold would have fitted";
+    * ``dirty`` is :func:`final_dirty_pages`: the last pre-dump's ``pages_written`` scaled by
+      how much shorter the last pre-dump was than the one before (the final dump copies what
+      was dirtied during the last pre-dump, at the rate seen during the one before). After the
+      first pre-dump it is the whole memory, so "fits at once" means "cold would have fitted";
     * ``bandwidth`` is ``env.bandwidth_bytes_per_s`` when measured, else the median of
       ``bytes / seconds`` over the last ``bandwidth_window`` pre-dumps (the median ignores one
       outlier; small pre-dumps include their fixed overhead, which errs on the safe side).
@@ -282,7 +283,7 @@ class BudgetPolicy:
         """Predicted final-dump downtime in ms, or ``None`` before any bandwidth is known."""
         if not history:
             return None
-        dirty_bytes = history[-1].pages_written * env.page_size
+        dirty_bytes = final_dirty_pages(history) * env.page_size
         if dirty_bytes == 0:
             return env.fixed_cost_ms
         bw = self.bandwidth(history, env)
@@ -353,6 +354,24 @@ def fit_transfer(history: Sequence[IterationStats]) -> TransferFit | None:
     if slope <= 0:
         return None
     return TransferFit(overhead_s=max(0.0, ms - slope * mb), bytes_per_s=1 / slope)
+
+
+def final_dirty_pages(history: Sequence[IterationStats]) -> int:
+    """Pages the final dump will write if it follows the last pre-dump now.
+
+    Pre-dump ``n`` wrote what the workload dirtied while pre-dump ``n-1`` ran; the final dump
+    writes what it dirties while pre-dump ``n`` runs. At the same rate that is
+    ``written(n) * seconds(n) / seconds(n-1)``, never more than ``written(n)`` (a growing
+    dirty set is not extrapolated upwards: the other rules handle it). With one pre-dump, or
+    without durations: ``written(n)``.
+    """
+    if not history:
+        return 0
+    last = history[-1]
+    if len(history) < 2 or history[-2].seconds <= 0:
+        return last.pages_written
+    scale = min(1.0, last.seconds / history[-2].seconds)
+    return math.ceil(last.pages_written * scale)
 
 
 def replay(

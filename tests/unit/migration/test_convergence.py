@@ -19,6 +19,7 @@ from ferryman.migration.convergence import (
     LxdPolicy,
     PhaulPolicy,
     TransferFit,
+    final_dirty_pages,
     fit_transfer,
     from_criu_stats,
     replay,
@@ -463,3 +464,26 @@ def test_budget_stops_when_nothing_is_left_to_copy_but_the_fixed_cost_misses(
     assert (count, v.decision, v.over_budget) == (2, Decision.FINAL, True)
     assert v.predicted_downtime_ms == 400.0
     assert "nothing left to copy" in v.reason
+
+
+# ----------------------------------------------------------------------------- final_dirty_pages
+
+def test_final_dirty_pages_scales_with_the_shorter_last_pre_dump() -> None:
+    # pre-dump 2 wrote 1000 pages dirtied during pre-dump 1 (10 s); it took 2 s itself
+    hist = [it(1, 30000, seconds=10.0), it(2, 1000, seconds=2.0)]
+    assert final_dirty_pages(hist) == 200
+
+
+def test_final_dirty_pages_never_extrapolates_upwards() -> None:
+    hist = [it(1, 300, seconds=1.0), it(2, 1000, seconds=3.0)]
+    assert final_dirty_pages(hist) == 1000
+    assert final_dirty_pages([it(1, 5000)]) == 5000
+    assert final_dirty_pages([]) == 0
+    assert final_dirty_pages([it(1, 10, seconds=0.0), it(2, 7, seconds=1.0)]) == 7
+
+
+def test_budget_prediction_uses_the_scaled_dirty_set() -> None:
+    hist = [it(1, 30000, seconds=10.0), it(2, 1000, seconds=2.0)]
+    v = BudgetPolicy(postcopy_allowed=False, max_downtime_ms=400).decide(hist, PAGE_PER_MS)
+    assert v.predicted_downtime_ms == 200 + 150.0
+    assert v.decision is Decision.FINAL  # 1000 pages unscaled would predict 1150 ms

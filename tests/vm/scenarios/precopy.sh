@@ -27,8 +27,10 @@ logs_on_error() {
 }
 trap 'logs_on_error $LINENO' ERR
 
-# JSON object from "crit show stats-dump" (the dump entry only)
-stats() { crit show "$1/stats-dump" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["entries"][0]["dump"]))'; }
+# JSON object of stats-dump's dump entry (pycriu 4.2's decoder: the guest's crit 3.17 needs
+# the pycriu 3.17 that make-vm.sh replaced)
+stats() { python3 -c 'import json, sys; from pycriu import images
+print(json.dumps(images.load(open(sys.argv[1], "rb"))["entries"][0]["dump"]))' "$1/stats-dump"; }
 # total size of pages-*.img in a directory, in 4 KiB pages
 pages_in() { du -cb "$1"/pages-*.img 2>/dev/null | awk 'END { printf "%d", $1 / 4096 }'; }
 
