@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.vm.vmrun import Run, VMError, run_vm
+from tests.vm.vmrun import Run, VMError, make_pki, run_vm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODES = {
@@ -50,15 +49,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def scenarios(mib: int, rates: list[int], runs: int) -> list[dict[str, Any]]:
     return [{"name": f"{mode}-{rate}-{k}", "mib": mib, "rate": rate, "args": args}
             for k in range(1, runs + 1) for rate in rates for mode, args in MODES.items()]
-
-
-def _pki(d: Path) -> Path:
-    py = [sys.executable, "-m", "ferryman", "pki"]
-    subprocess.run([*py, "init", str(d)], check=True, capture_output=True)
-    for name, ip in (("vm1", "10.99.0.1"), ("vm2", "10.99.0.2")):
-        subprocess.run([*py, "issue", name, "--pki", str(d), "--ip", ip], check=True,
-                       capture_output=True)
-    return d
 
 
 def one(run: Run, name: str) -> dict[str, Any]:
@@ -143,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     date = time.strftime("%Y-%m-%d-%H%M%S")
     with tempfile.TemporaryDirectory(prefix="bench-vm-") as tmp:
         t = Path(tmp)
-        pki = _pki(t / "pki")
+        pki = make_pki(t / "pki")
         print(f"[bench.vm] {len(scs)} migrations in one two-guest boot", file=sys.stderr)
         run = run_vm(["python3", "tests/vm/scenarios/ferryman_migrations.py"],
                      outdir=t / "out", pair=True,

@@ -17,14 +17,12 @@ rate, then vm2 has the moved workload verify every page. The scenarios:
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.vm.vmrun import REPO, Run, VMError, run_vm
+from tests.vm.vmrun import REPO, Run, VMError, make_pki, run_vm
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 
@@ -49,19 +47,10 @@ SCENARIOS: list[dict[str, Any]] = [
 ]
 
 
-def _pki(d: Path) -> Path:
-    py = [sys.executable, "-m", "ferryman", "pki"]
-    subprocess.run([*py, "init", str(d)], check=True, capture_output=True)
-    for name, ip in (("vm1", "10.99.0.1"), ("vm2", "10.99.0.2")):
-        subprocess.run([*py, "issue", name, "--pki", str(d), "--ip", ip], check=True,
-                       capture_output=True)
-    return d
-
-
 @pytest.fixture(scope="module")
 def guests(vm_image: float, tmp_path_factory: pytest.TempPathFactory) -> Run:
     outdir = tmp_path_factory.mktemp("vm-ferryman")
-    pki = _pki(tmp_path_factory.mktemp("vm-pki"))
+    pki = make_pki(tmp_path_factory.mktemp("vm-pki"))
     run = run_vm(["python3", "tests/vm/scenarios/ferryman_migrations.py"], outdir=outdir,
                  pair=True, env={"PKI": str(pki), "SCENARIOS": json.dumps(SCENARIOS)},
                  mem_mib=1536, cpus=1, timeout=1500, shares=(pki,))

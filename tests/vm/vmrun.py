@@ -11,6 +11,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,16 @@ class Run:
             parts += [f"----- {g.name} rc={g.rc} output:", g.out.strip(),
                       f"----- {g.name} console tail ({g.console}):", g.console_tail()]
         return "\n".join(p for p in parts if p)
+
+
+def make_pki(d: Path) -> Path:
+    """A cluster CA in ``d`` with credentials for vm1 (10.99.0.1) and vm2 (10.99.0.2)."""
+    py = [sys.executable, "-m", "ferryman", "pki"]
+    subprocess.run([*py, "init", str(d)], check=True, capture_output=True)
+    for name, ip in (("vm1", "10.99.0.1"), ("vm2", "10.99.0.2")):
+        subprocess.run([*py, "issue", name, "--pki", str(d), "--ip", ip], check=True,
+                       capture_output=True)
+    return d
 
 
 def run_vm(cmd: list[str], *, outdir: Path, pair: bool = False, env: dict[str, str] | None = None,
