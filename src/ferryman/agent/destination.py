@@ -47,6 +47,19 @@ SUPPORTED_MODES = ("cold", "postcopy", "precopy", "hybrid")
 PRECOPY_MODES = ("precopy", "hybrid")
 
 
+def read_rate(images: Path, chunk: int = 4 << 20) -> int:
+    """Bytes per second reading an image set's page files (as a restore does); 0 if empty."""
+    buf = bytearray(chunk)
+    total = 0
+    t0 = time.monotonic()
+    for p in images.glob("pages-*.img"):
+        with p.open("rb", buffering=0) as fh:
+            while n := fh.readinto(buf):
+                total += n
+    took = time.monotonic() - t0
+    return int(total / took) if total and took > 0 else 0
+
+
 def remove_incomplete(state_dir: Path) -> list[str]:
     """At agent start: delete the images of sessions that died without an outcome."""
     removed = []
@@ -79,6 +92,7 @@ class DestinationSession:
         self.tree: ProcessTree | None = None
         self.plan: wire.Plan | None = None
         self.sets = 0  # pre-copy: image sets pre-1 .. pre-N received so far (their pages)
+        self.read_rate = 0  # pre-copy: bytes/s reading pre-1's pages back (restore estimate)
 
     @property
     def tls(self) -> TlsFiles:
@@ -214,12 +228,15 @@ class DestinationSession:
     async def _answer_iterate(self, msg: wire.Iterate) -> None:
         try:
             port = await self._open_set(msg)
+            rate = 0
+            if msg.index == 2 and self.workdir is not None:  # set 1 is complete now
+                rate = await asyncio.to_thread(read_rate, self.workdir / "pre-1")
         except (FerrymanError, OSError) as exc:
             text = getattr(exc, "message", str(exc))
             with contextlib.suppress(FerrymanError):
                 await self.ch.send(wire.Error(code="page-server", message=text[:4000]))
             raise
-        await self.ch.send(wire.Ready(page_server_port=port))
+        await self.ch.send(wire.Ready(page_server_port=port, restore_bytes_per_s=rate))
 
     async def _receive_and_restore(self) -> None:
         t = self.cfg.timeouts

@@ -103,17 +103,19 @@ def fixed_cost_ms(dry_run_freeze_ms: float | None, default: float) -> float:
     return default if dry_run_freeze_ms is None else 2 * dry_run_freeze_ms
 
 
-def environment(objects_ms: float, fit: TransferFit | None) -> Environment:
+def environment(objects_ms: float, fit: TransferFit | None,
+                restore_ms: float = 0.0) -> Environment:
     """What the budget policy predicts with: the final dump's fixed cost and the link.
 
     Fixed cost = the objects' part (:func:`fixed_cost_ms`) + the pre-dumps' own fixed
     overhead (CRIU's TLS connection to the page server and the page-map scan: the final dump
-    pays them too). Measured on the QEMU test guests, this predicts the final downtime
-    within 20 % (tests/vm, bench/vm).
+    pays them too) + ``restore_ms``, the destination's time to read every page back from the
+    image chain (it measures its read rate on the first set). Checked against the QEMU test
+    guests' migrations (tests/vm, bench/vm).
     """
     if fit is None:
-        return Environment(fixed_cost_ms=objects_ms)
-    return Environment(fixed_cost_ms=objects_ms + fit.overhead_s * 1000,
+        return Environment(fixed_cost_ms=objects_ms + restore_ms)
+    return Environment(fixed_cost_ms=objects_ms + fit.overhead_s * 1000 + restore_ms,
                        bandwidth_bytes_per_s=fit.bytes_per_s)
 
 
@@ -139,18 +141,22 @@ async def run_iterations(m: SourceMigration, first_port: int, *, hybrid: bool,
     fixed = fixed_cost_ms(m.report.dry_run_freeze_ms, opts.fixed_cost_ms)
     history: list[IterationStats] = []
     env = Environment(fixed_cost_ms=fixed)
-    port = first_port
+    port, restore_rate = first_port, 0
     try:
         while (verdict := policy.decide(history, env)).decision is Decision.ITERATE:
             index = len(history) + 1
             if index > 1:
-                port = await _next_set(m, wire.Iterate(index))
+                ready = await _next_set(m, wire.Iterate(index))
+                port, restore_rate = ready.page_server_port, \
+                    ready.restore_bytes_per_s or restore_rate
             history.append(await _pre_dump(m, index, port))
-            env = environment(fixed, fit_transfer(history))
+            restore_ms = m.report.rss_bytes / restore_rate * 1000 if restore_rate else 0.0
+            env = environment(fixed, fit_transfer(history), restore_ms)
             predicted = predictor.predict_ms(history, env)
             m.report.iterations[-1]["predicted_downtime_ms"] = predicted
         lazy = hybrid or verdict.decision is Decision.SWITCH_TO_POSTCOPY
-        port = await _next_set(m, wire.Iterate(len(history) + 1, final=True, lazy=lazy))
+        ready = await _next_set(m, wire.Iterate(len(history) + 1, final=True, lazy=lazy))
+        port = ready.page_server_port
     except (FerrymanError, OSError) as exc:
         await _abandon(m, exc)
         raise AssertionError("unreachable") from exc  # _abandon always raises
@@ -162,6 +168,7 @@ async def run_iterations(m: SourceMigration, first_port: int, *, hybrid: bool,
                                else predictor.predict_ms(history, env))
     r.over_budget = verdict.over_budget
     r.fixed_cost_ms = env.fixed_cost_ms
+    r.restore_bytes_per_s = restore_rate or None
     r.bandwidth_bytes_per_s = env.bandwidth_bytes_per_s
     r.switched_to_postcopy = verdict.decision is Decision.SWITCH_TO_POSTCOPY
     if r.switched_to_postcopy:
@@ -171,8 +178,8 @@ async def run_iterations(m: SourceMigration, first_port: int, *, hybrid: bool,
     return FinalStep(port, lazy, set_name(len(history)), verdict)
 
 
-async def _next_set(m: SourceMigration, msg: wire.Iterate) -> int:
-    """Ask the destination for the page server of the next image set; its port (0: lazy).
+async def _next_set(m: SourceMigration, msg: wire.Iterate) -> wire.Ready:
+    """Ask the destination for the page server of the next image set (port 0: lazy).
 
     Before a lazy final set the destination sends back the page maps of its sets, as
     ``pre-K.NAME``: they go into our ``pre-K`` (see :meth:`DestinationSession._send_page_maps`).
@@ -203,7 +210,7 @@ async def _next_set(m: SourceMigration, msg: wire.Iterate) -> int:
             raise FerrymanError(f"page maps from the destination: unexpected file {name!r}")
         (staging / name).rename(target / file)
     staging.rmdir()
-    return got.page_server_port
+    return got
 
 
 async def _pre_dump(m: SourceMigration, index: int, port: int) -> IterationStats:

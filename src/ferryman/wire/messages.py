@@ -178,12 +178,19 @@ class Plan(Message):
 
 @dataclass(frozen=True, slots=True)
 class Ready(Message):
-    """DESTINATION accepts the plan. ``page_server_port`` 0 means no page server."""
+    """DESTINATION accepts the plan, or opens the next image set (pre-copy).
+
+    ``page_server_port`` 0 means no page server. ``restore_bytes_per_s`` (pre-copy, once the
+    first set is in, else 0): how fast this node reads that set's pages back, which is what
+    the final restore spends most of its time on.
+    """
 
     page_server_port: int
+    restore_bytes_per_s: int = 0
 
     def __post_init__(self) -> None:
         check_int("Ready", "page_server_port", self.page_server_port, hi=PORT_MAX)
+        check_int("Ready", "restore_bytes_per_s", self.restore_bytes_per_s)
 
 
 @dataclass(frozen=True, slots=True)

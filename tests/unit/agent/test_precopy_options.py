@@ -58,3 +58,6 @@ def test_environment_adds_the_pre_dumps_overhead() -> None:
     assert environment(300.0, None) == Environment(fixed_cost_ms=300.0)
     env = environment(300.0, TransferFit(overhead_s=0.8, bytes_per_s=1e7))
     assert env == Environment(fixed_cost_ms=1100.0, bandwidth_bytes_per_s=1e7)
+    env = environment(300.0, TransferFit(overhead_s=0.8, bytes_per_s=1e7), 500.0)
+    assert env.fixed_cost_ms == 1600.0
+    assert environment(300.0, None, 500.0) == Environment(fixed_cost_ms=800.0)

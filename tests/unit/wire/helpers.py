@@ -101,7 +101,7 @@ MESSAGE_STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
         st.builds(Plan, st.from_regex(MIGRATION_ID_RE, fullmatch=True),
                   st.just("postcopy"), pids, st.just(True)),
     ),
-    Ready: st.builds(Ready, st.integers(0, 0xFFFF)),
+    Ready: st.builds(Ready, st.integers(0, 0xFFFF), u64),
     Iterate: st.one_of(st.builds(Iterate, st.integers(2, 1001), st.booleans()),
                        st.builds(Iterate, st.integers(2, 1001), st.just(True), st.just(True))),
     Refused: st.builds(Refused, codes, texts),

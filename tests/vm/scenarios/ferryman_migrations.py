@@ -157,7 +157,8 @@ def source(scenarios: list[dict[str, object]]) -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     try:
         for n, sc in enumerate(scenarios):
-            run_scenario(sc, 5000 + 2000 * n)  # pid_max is 32768 in the guests
+            # a fresh PID range per scenario, below the guests' pid_max (32768)
+            run_scenario(sc, 3000 + 1500 * (n % 19))
     finally:
         ask({"cmd": "quit"})
 
