@@ -48,13 +48,16 @@ PRECOPY_MODES = ("precopy", "hybrid")
 
 
 def read_rate(images: Path, chunk: int = 4 << 20) -> int:
-    """Bytes per second reading an image set's page files (as a restore does); 0 if empty."""
-    buf = bytearray(chunk)
+    """Bytes per second reading an image set's page files into fresh memory; 0 if empty.
+
+    A restore reads every page from the image chain into memory the new process has never
+    touched: each chunk goes into a new buffer, so the page faults of that memory count too.
+    """
     total = 0
     t0 = time.monotonic()
     for p in images.glob("pages-*.img"):
         with p.open("rb", buffering=0) as fh:
-            while n := fh.readinto(buf):
+            while n := fh.readinto(bytearray(chunk)):
                 total += n
     took = time.monotonic() - t0
     return int(total / took) if total and took > 0 else 0
