@@ -332,6 +332,7 @@ def test_precopy_refused_without_dirty_tracking_before_anything_freezes(
         assert f"pre-flight check refused {mode} migration: kernel.dirty-tracking:" in mig.stderr
         assert "CONFIG_MEM_SOFT_DIRTY" in mig.stderr
         assert report["result"] == "failed"
+        assert report["dry_run_freeze_ms"] is None  # the source's own rows ruled it out
         # Past the check (test-only), the source still refuses before its first pre-dump.
         mig, report = cluster.migrate(w.pid, b, "--mode", mode, "--test-skip-preflight")
         assert mig.returncode != 0

@@ -102,11 +102,14 @@ async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wir
     supported = [m for m in SOURCE_MODES if m in dest_modes]
     dry_dir = workdir / "dry-run"
     dry_dir.mkdir(parents=True, exist_ok=True)
-    refused = merge([], dest_rows, supported, requested)
+    skipped = Row("dump", "source", Status.WARN, "dry-run dump skipped: the other checks "
+                  "already rule this mode out", "fix the other failures first", frozenset())
+    # the rows of both nodes without the dry run: when they already refuse, freeze nothing
+    refused = merge(source_rows(workload, here, theirs.criu_version, dest_node, skipped),
+                    dest_rows, supported, requested)
     result: DryRun | None = None
     if dry_run_unless_refused and requested is not None and not refused.can_move:
-        dump = Row("dump", "source", Status.WARN, "dry-run dump skipped: the destination "
-                   "already rules this mode out", "fix the other failures first", frozenset())
+        dump = skipped
     else:
         result = await dry_run_dump(criu, pid, dry_dir, tcp_established=tcp_established)
         log.info("dry-run dump of PID %d: ok=%s, frozen <= %s ms", pid, result.ok,
