@@ -53,6 +53,8 @@ class MigrationReport:
     error: str | None = None
     logs: dict[str, str] = field(default_factory=dict)
     destination_log_tail: str = ""
+    container: str = ""  # a runc container's id ("" for a process tree)
+    sync: dict[str, float] = field(default_factory=dict)  # rsync phases: *_ms, *_bytes
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,200 @@
+"""runc containers between namespace nodes: real runc, real criu, real rsync, real agents.
+
+The bundle lives in ``cluster.hidden_dir``: node B's agent sees an empty tmpfs there, so the
+container's files reach B only through ferryman's rsync. B's agent has a runc root and cgroups
+of its own, as a second machine would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Agent, Cluster, Report, run_cli
+from tests.integration.test_cold import one_error_line
+from tests.integration.test_tcp import PORT, SERVICE, _client, _has
+from tests.support.bundle import (
+    Container,
+    make_bundle,
+    remove_cgroup_jail,
+    run_container,
+    wait_for,
+)
+
+COUNTER = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i >> /data/log; usleep 20000; done"]
+ECHO = ["nc", "-l", "-p", str(PORT), "-e", "cat"]
+EXIT_NO_SUCH = 3
+EXIT_ROLLED_BACK = 8
+
+
+@dataclass
+class RuncNodes:
+    cluster: Cluster
+    root_a: Path
+    root_b: Path
+    jail: str
+    containers: list[Container]
+
+    def start_b(self) -> Agent:
+        return self.cluster.start_agent("b", "--runc-root", str(self.root_b), hide_dir=True,
+                                        cgroup=self.jail)
+
+    def run(self, cid: str, args: list[str]) -> Container:
+        bundle = make_bundle(self.cluster.hidden_dir / cid, args, self.cluster.topology["a"])
+        c = run_container(self.cluster.topology["a"], self.root_a, bundle, cid)
+        self.containers.append(c)
+        return c
+
+    def on_b(self, cid: str) -> Container:
+        c = Container(cid, self.root_b, self.cluster.hidden_dir / cid)
+        self.containers.append(c)
+        return c
+
+    def migrate(self, cid: str, dest: Agent, *extra: str
+                ) -> tuple[subprocess.CompletedProcess[str], Report]:
+        report = self.cluster.base / f"report-{cid}.json"
+        res = run_cli("migrate", "--runc", cid, "--runc-root", str(self.root_a), "--to",
+                      dest.endpoint, "--pki", str(self.cluster.pki), "--name", "a",
+                      "--state-dir", str(self.cluster.base / "state-src-a"), "--report",
+                      str(report), *extra, node=self.cluster.topology["a"])
+        data = json.loads(report.read_text()) if report.exists() else {}
+        return res, data
+
+
+@pytest.fixture
+def runc_nodes(cluster: Cluster) -> Iterator[RuncNodes]:
+    nodes = RuncNodes(cluster, cluster.base / "runc-a", cluster.base / "runc-b",
+                      f"fm-test-b-{os.getpid()}", [])
+    try:
+        yield nodes
+    finally:
+        for c in nodes.containers:
+            c.delete()
+        for a in cluster.agents:
+            a.kill()
+        remove_cgroup_jail(nodes.jail)
+
+
+@pytest.fixture
+def service_address(cluster: Cluster) -> Iterator[str]:
+    """SERVICE on A's eth0 (neighbour caches flushed before and after), gone from A and B
+    afterwards; as in test_tcp.py."""
+    nodes = list(cluster.topology.nodes.values())
+    for n in nodes:
+        n.run("ip", "neigh", "flush", "dev", "eth0", check=False)
+    cluster.topology["a"].run("ip", "addr", "add", f"{SERVICE}/24", "dev", "eth0")
+    try:
+        yield SERVICE
+    finally:
+        for n in nodes:
+            n.run("ip", "addr", "del", f"{SERVICE}/24", "dev", "eth0", check=False)
+            n.run("ip", "neigh", "flush", "dev", "eth0", check=False)
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().split()
+    except FileNotFoundError:
+        return []
+
+
+@pytest.mark.parametrize("mode", ["cold", "postcopy"])
+def test_container_writing_its_rootfs_moves_with_every_write(runc_nodes: RuncNodes,
+                                                             mode: str) -> None:
+    b = runc_nodes.start_b()
+    cid = f"counter-{mode}"
+    c = runc_nodes.run(cid, COUNTER)
+    on_a = c.bundle / "rootfs" / "data" / "log"
+    wait_for(lambda: len(_lines(on_a)) >= 25, what="the container's first writes")
+    res, report = runc_nodes.migrate(cid, b, "--mode", mode)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert report["result"] == "committed"
+    assert report["container"] == cid
+    assert c.state() is None, "the container must be gone from the source"
+    moved = runc_nodes.on_b(cid)
+    state = moved.state()
+    assert state is not None
+    assert state["status"] == "running"
+    before = _lines(on_a)  # A's copy stopped at the freeze
+    on_b = Path(f"/proc/{moved.pid}/root/data/log")  # B's copy, seen from B's mounts
+    time.sleep(0.5)
+    after = _lines(on_b)
+    assert after[:len(before)] == before, "every write made before the freeze is on B"
+    assert after == [str(i) for i in range(1, len(after) + 1)], "nothing lost or doubled"
+    assert len(after) > len(before) + 5, "the container keeps writing on B"
+    sync = report["sync"]
+    assert isinstance(sync, dict)
+    assert sync["presync_bytes"] > 1 << 20  # busybox went over while it ran
+    assert "final_sync_ms" in sync
+    print(f"{mode}: downtime {report['downtime_ms']:.0f} ms, final rsync "
+          f"{sync['final_sync_ms']:.0f} ms, total {report['total_ms']:.0f} ms")
+
+
+@pytest.mark.parametrize("mode", ["cold", "postcopy"])
+def test_echo_container_keeps_its_tcp_client(runc_nodes: RuncNodes, service_address: str,
+                                             mode: str) -> None:
+    b = runc_nodes.start_b()
+    cid = f"echo-{mode}"
+    c = runc_nodes.run(cid, ECHO)
+    runc_nodes.cluster.topology["a"].wait_listening(PORT)
+    out = runc_nodes.cluster.base / "client.json"
+    client = _client(runc_nodes.cluster, out, duration=12)
+    time.sleep(1)
+    res, report = runc_nodes.migrate(cid, b, "--mode", mode, "--tcp-established",
+                                     "--move-address", f"{service_address}/24@eth0")
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert c.state() is None
+    assert client.poll() is None, "the client must still be talking after the migration"
+    client.wait(60)
+    result = json.loads(out.read_text())
+    assert result["error"] is None, result
+    assert result["bad"] == 0, result  # nothing lost, duplicated or out of order
+    assert result["answered"] == result["sent"]
+    assert int(result["answered"]) > 100
+    assert float(result["max_gap_ms"]) < 3000
+    assert _has(runc_nodes.cluster.topology["b"], SERVICE)
+    assert not _has(runc_nodes.cluster.topology["a"], SERVICE)
+    assert runc_nodes.on_b(cid).state() is not None
+    print(f"{mode}: client-observed gap {result['max_gap_ms']:.0f} ms, ferryman downtime "
+          f"{report['downtime_ms']:.0f} ms")
+
+
+def test_address_on_destination_keeps_the_container_serving(runc_nodes: RuncNodes,
+                                                            service_address: str) -> None:
+    b = runc_nodes.start_b()
+    c = runc_nodes.run("echo-refused", ECHO)
+    runc_nodes.cluster.topology["a"].wait_listening(PORT)
+    out = runc_nodes.cluster.base / "client.json"
+    client = _client(runc_nodes.cluster, out, duration=3)
+    time.sleep(0.5)
+    runc_nodes.cluster.topology["b"].run("ip", "addr", "add", f"{SERVICE}/24", "dev", "eth0")
+    res, _ = runc_nodes.migrate("echo-refused", b, "--tcp-established", "--move-address",
+                                f"{service_address}/24@eth0")
+    assert res.returncode != 0
+    assert f"{SERVICE} is already present on b" in res.stderr
+    assert one_error_line(res.stderr)
+    state = c.state()
+    assert state is not None
+    assert state["status"] == "running"
+    client.wait(30)
+    result = json.loads(out.read_text())
+    assert result["error"] is None
+    assert result["bad"] == 0
+    assert float(result["max_gap_ms"]) < 1000, "nothing was frozen"
+    assert runc_nodes.on_b("echo-refused").state() is None
+
+
+def test_unknown_container_is_one_line_error(runc_nodes: RuncNodes) -> None:
+    b = runc_nodes.start_b()
+    res, report = runc_nodes.migrate("no-such-box", b)
+    assert res.returncode == EXIT_NO_SUCH, res.stderr
+    assert one_error_line(res.stderr)
+    assert "no runc container with id 'no-such-box'" in res.stderr
+    assert report.get("result") == "failed"
