@@ -31,7 +31,7 @@ from tests.support.bundle import (
 COUNTER = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i >> /data/log; usleep 20000; done"]
 ECHO = ["nc", "-l", "-p", str(PORT), "-e", "cat"]
 EXIT_NO_SUCH = 3
-EXIT_ROLLED_BACK = 8
+EXIT_PREFLIGHT = 40
 
 
 @dataclass
@@ -198,3 +198,30 @@ def test_unknown_container_is_one_line_error(runc_nodes: RuncNodes) -> None:
     assert one_error_line(res.stderr)
     assert "no runc container with id 'no-such-box'" in res.stderr
     assert report.get("result") == "failed"
+
+
+def test_check_runc_says_what_it_can(runc_nodes: RuncNodes) -> None:
+    b = runc_nodes.start_b()
+    runc_nodes.run("checked", COUNTER)
+
+    def check(cid: str) -> subprocess.CompletedProcess[str]:
+        return run_cli("check", "--runc", cid, "--runc-root", str(runc_nodes.root_a), "--to",
+                       b.endpoint, "--pki", str(runc_nodes.cluster.pki), "--name", "a",
+                       "--state-dir", str(runc_nodes.cluster.base / "s"), "--json",
+                       node=runc_nodes.cluster.topology["a"])
+
+    res = check("checked")
+    assert res.returncode == 0, res.stderr + res.stdout
+    verdict = json.loads(res.stdout)
+    rows = {(r["side"], r["check"]): r["status"] for r in verdict["rows"]}
+    for side in ("source", "destination"):
+        assert rows[(side, "runc")] == "pass"
+        assert rows[(side, "rsync")] == "pass"
+    assert rows[("source", "container")] == "pass"
+    assert set(verdict["allowed_modes"]) == {"cold", "postcopy"}
+    res = check("not-there")
+    assert res.returncode == EXIT_PREFLIGHT
+    assert one_error_line(res.stderr)
+    rows = {r["check"]: r for r in json.loads(res.stdout)["rows"]}
+    assert rows["container"]["status"] == "fail"
+    assert "no runc container with id 'not-there'" in rows["container"]["detail"]

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ferryman import wire
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.gate import end_check
 from ferryman.errors import (
@@ -31,6 +33,7 @@ from ferryman.errors import (
 from ferryman.fs import rsync
 from ferryman.fs.server import SyncServer
 from ferryman.migration.phases import SourcePhase
+from ferryman.migration.runc_checks import RSYNC_FEATURE, RUNC_FEATURE
 from ferryman.pki import NodeCredentials, tls
 from ferryman.targets import runc_checkpoint
 from ferryman.targets.runc import (
@@ -251,3 +254,14 @@ async def destination_prepare(cfg: AgentConfig, target: str, peer: str
                                              cfg.name)
     port = await box.listen(tls.server_context(cfg.creds), peer, cfg.listen_host)
     return box, port
+
+
+def tools_present(runc_bin: str = "runc", rsync_bin: str = "rsync") -> dict[str, bool]:
+    """Whether this node has runc and rsync (Hello features, pre-flight rows)."""
+    return {RUNC_FEATURE: shutil.which(runc_bin) is not None,
+            RSYNC_FEATURE: shutil.which(rsync_bin) is not None}
+
+
+def with_tools(hello: wire.Hello, cfg: AgentConfig) -> wire.Hello:
+    """The agent's Hello, telling whether it can receive containers."""
+    return replace(hello, features={**hello.features, **tools_present(cfg.runc_bin)})

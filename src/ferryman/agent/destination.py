@@ -18,7 +18,7 @@ from pathlib import Path
 from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
-from ferryman.agent.container import DestinationContainer, destination_prepare
+from ferryman.agent.container import DestinationContainer, destination_prepare, with_tools
 from ferryman.agent.files import EMPTY_SHA256, Receiver, TransferError, file_messages
 from ferryman.agent.hello import local_hello, node_features, postcopy_blocker
 from ferryman.agent.orphans import OUTCOME_FILE, orphan_record
@@ -109,8 +109,8 @@ class DestinationSession:
         t = self.cfg.timeouts
         try:
             hello = await self.ch.expect((wire.Hello,), t.hello)
-            await self.ch.send(await local_hello(self.criu, self.cfg.name, self.cfg.state_dir,
-                                                 self.cfg.hidden_features))
+            await self.ch.send(with_tools(await local_hello(
+                self.criu, self.cfg.name, self.cfg.state_dir, self.cfg.hidden_features), self.cfg))
             plan = await serve_checks(self.ch, hello, self.cfg, self.criu, SUPPORTED_MODES)
             if plan is None:
                 return  # pre-flight check only (ferryman check): nothing was planned
