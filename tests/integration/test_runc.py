@@ -31,6 +31,7 @@ from tests.support.bundle import (
 COUNTER = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i >> /data/log; usleep 20000; done"]
 ECHO = ["nc", "-l", "-p", str(PORT), "-e", "cat"]
 EXIT_NO_SUCH = 3
+EXIT_ROLLED_BACK = 8
 EXIT_PREFLIGHT = 40
 
 
@@ -189,6 +190,35 @@ def test_address_on_destination_keeps_the_container_serving(runc_nodes: RuncNode
     assert result["bad"] == 0
     assert float(result["max_gap_ms"]) < 1000, "nothing was frozen"
     assert runc_nodes.on_b("echo-refused").state() is None
+
+
+def test_restore_failure_after_the_freeze_rolls_back(runc_nodes: RuncNodes) -> None:
+    """B's runc fails at restore (a wrapper): the frozen container resumes on A, keeps every
+    write, and runc on A still manages it (no checkpoint mark left behind)."""
+    fake = runc_nodes.cluster.base / "failing-runc"
+    fake.write_text('#!/bin/sh\ncase " $* " in *" restore "*) exit 1 ;; esac\n'
+                    'exec runc "$@"\n')
+    fake.chmod(0o755)
+    b = runc_nodes.cluster.start_agent("b", "--runc-root", str(runc_nodes.root_b), "--runc",
+                                       str(fake), hide_dir=True, cgroup=runc_nodes.jail)
+    c = runc_nodes.run("counter-rollback", COUNTER)
+    on_a = c.bundle / "rootfs" / "data" / "log"
+    wait_for(lambda: len(_lines(on_a)) >= 25, what="the container's first writes")
+    res, report = runc_nodes.migrate("counter-rollback", b)
+    assert res.returncode == EXIT_ROLLED_BACK, res.stderr + res.stdout
+    assert one_error_line(res.stderr)
+    assert "runc restore counter-rollback" in res.stderr
+    assert report["result"] == "rolled_back"
+    state = c.state()
+    assert state is not None
+    assert state["status"] == "running"
+    assert not (runc_nodes.root_a / "counter-rollback" / "checkpoint").exists()
+    before = len(_lines(on_a))
+    time.sleep(0.5)
+    after = _lines(on_a)
+    assert len(after) > before + 5, "it runs on A again"
+    assert after == [str(i) for i in range(1, len(after) + 1)], "nothing lost or doubled"
+    assert runc_nodes.on_b("counter-rollback").state() is None
 
 
 def test_unknown_container_is_one_line_error(runc_nodes: RuncNodes) -> None:
