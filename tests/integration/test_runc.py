@@ -32,6 +32,7 @@ COUNTER = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i >> /data/log; uslee
 ECHO = ["nc", "-l", "-p", str(PORT), "-e", "cat"]
 EXIT_NO_SUCH = 3
 EXIT_ROLLED_BACK = 8
+EXIT_SYNC = 13
 EXIT_PREFLIGHT = 40
 
 
@@ -219,6 +220,43 @@ def test_restore_failure_after_the_freeze_rolls_back(runc_nodes: RuncNodes) -> N
     assert len(after) > before + 5, "it runs on A again"
     assert after == [str(i) for i in range(1, len(after) + 1)], "nothing lost or doubled"
     assert runc_nodes.on_b("counter-rollback").state() is None
+
+
+def test_rootfs_sync_failure_says_rsyncs_words_and_freezes_nothing(
+        runc_nodes: RuncNodes) -> None:
+    """B's copy of the bundle has no room (a 256 KiB tmpfs there): rsync's own message."""
+    b = runc_nodes.start_b()
+    c = runc_nodes.run("counter-full", COUNTER)
+    runc_nodes.cluster.topology["b"].run(
+        "nsenter", "-t", str(b.proc.pid), "-m", "sh", "-c",
+        f"mkdir -p {c.bundle} && mount -t tmpfs -o size=256k tmpfs {c.bundle}")
+    on_a = c.bundle / "rootfs" / "data" / "log"
+    wait_for(lambda: len(_lines(on_a)) >= 5, what="the container's first writes")
+    res, report = runc_nodes.migrate("counter-full", b)
+    assert res.returncode == EXIT_SYNC, res.stderr + res.stdout
+    assert one_error_line(res.stderr)
+    assert f"syncing {c.bundle} failed: rsync" in res.stderr
+    assert "No space left on device" in res.stderr
+    assert report["result"] == "failed"  # nothing was frozen
+    before = len(_lines(on_a))
+    time.sleep(0.3)
+    assert len(_lines(on_a)) > before + 5, "it kept running on A"
+    state = c.state()
+    assert state is not None
+    assert state["status"] == "running"
+    assert runc_nodes.on_b("counter-full").state() is None
+
+
+def test_runc_missing_on_the_destination_refuses_the_plan(runc_nodes: RuncNodes) -> None:
+    b = runc_nodes.cluster.start_agent("b", "--runc", "/nonexistent/runc", hide_dir=True)
+    c = runc_nodes.run("counter-norunc", COUNTER)
+    res, _ = runc_nodes.migrate("counter-norunc", b)
+    assert res.returncode != 0
+    assert one_error_line(res.stderr)
+    assert "runc (/nonexistent/runc) is not installed on b" in res.stderr
+    state = c.state()
+    assert state is not None
+    assert state["status"] == "running"
 
 
 def test_unknown_container_is_one_line_error(runc_nodes: RuncNodes) -> None:

@@ -12,10 +12,12 @@ restore`` (stopped until the commit) and, on failure, delete what it restored.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,6 +112,7 @@ class SourceContainer:
         self.state = state
         self.config = config
         self.synced: dict[str, float] = {}
+        self._final: asyncio.Future[str] | None = None
 
     @classmethod
     async def open(cls, target: RuncTarget) -> SourceContainer:
@@ -130,8 +133,21 @@ class SourceContainer:
         return PlannedContainer(self.target.id, str(self.config.bundle),
                                 tuple(str(p) for p in sync_paths(self.config)))
 
-    def dumper(self, ctl_dir: Path) -> RuncDumper:
-        return RuncDumper(self.runc, self.target.id, ctl_dir)
+    def dumper(self, ctl_dir: Path, on_frozen: Callable[[], None] | None = None) -> RuncDumper:
+        return RuncDumper(self.runc, self.target.id, ctl_dir, on_frozen)
+
+    def start_final_sync(self, host: str, port: int, creds: NodeCredentials) -> None:
+        """The container's cgroup is frozen (by us, before runc starts): its files are final,
+        so the last rsync runs while runc and CRIU dump, not after them."""
+        self._final = asyncio.ensure_future(self.sync(2, host, port, creds))
+        self._final.add_done_callback(_retrieved)
+
+    async def final_sync(self, host: str, port: int, creds: NodeCredentials) -> str:
+        """The last rsync (started early, or now); a progress line."""
+        task, self._final = self._final, None
+        if task is None:
+            return await self.sync(2, host, port, creds)
+        return await task
 
     async def sync(self, phase: int, host: str, port: int, creds: NodeCredentials) -> str:
         """Copy the bundle (and an outside rootfs) to ``host``; returns a progress line."""
@@ -147,8 +163,12 @@ class SourceContainer:
         return f"{', '.join(str(p) for p in sync_paths(self.config))}: {total >> 10} KiB " \
                f"in {took * 1000:.0f} ms"
 
-    def forget_failed_checkpoint(self) -> None:
-        self.runc.forget_checkpoint_marker(self.target.id)
+
+
+def _retrieved(task: asyncio.Future[str]) -> None:
+    """An early final sync that nobody awaits (the dump failed first) is not an error."""
+    if not task.cancelled():
+        task.exception()
 
 
 class DestinationContainer:
@@ -216,7 +236,8 @@ async def source_open(m: SourceMigration, target: RuncTarget) -> SourceContainer
     if m.o.mode in ("precopy", "hybrid"):
         raise UsageError(f"--mode {m.o.mode} is not implemented for runc containers yet",
                          hint="use --mode cold or postcopy")
-    m.dumper = box.dumper(m.workdir / "runc-hold")
+    m.dumper = box.dumper(m.workdir / "runc-hold", on_frozen=lambda: box.start_final_sync(
+        m.ch.peer_ip if m.ch else "", m.sync_port, m.o.creds))
     m.o.progress("HELLO", f"runc container {target.id}: PID {box.pid}, bundle "
                  f"{box.config.bundle}")
     return box
@@ -240,7 +261,7 @@ async def source_final_sync(m: SourceMigration, box: SourceContainer, sync_port:
     """While frozen (post-dump): what changed since the pre-sync, with --delete."""
     assert m.ch is not None
     try:
-        detail = await box.sync(2, m.ch.peer_ip, sync_port, m.o.creds)
+        detail = await box.final_sync(m.ch.peer_ip, sync_port, m.o.creds)
     finally:
         m.report.sync.update(box.synced)
     m.o.progress("TRANSFERRING", f"final rsync while frozen: {detail}")

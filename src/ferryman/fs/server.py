@@ -5,7 +5,9 @@ source node only (its client certificate's name must match the control connectio
 Each connection starts with the remote command rsync asked for (one JSON line), which
 :func:`ferryman.fs.rsync.server_argv` accepts or refuses; the answer is one line ("OK", or
 "ERR reason", which the tunnel prints for rsync), then the connection carries rsync's
-protocol between the tunnel and our ``rsync --server``. See :mod:`ferryman.fs.rsync`.
+protocol between the tunnel and our ``rsync --server``: raw towards rsync, framed back (see
+:data:`ferryman.fs.tunnel.FRAME`) so that its stderr reaches the source's rsync too.
+See :mod:`ferryman.fs.rsync`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from ferryman.errors import FerrymanError, PeerRejected, SyncError
 from ferryman.fs.rsync import server_argv
+from ferryman.fs.tunnel import FRAME
 from ferryman.pki import tls
 
 log = logging.getLogger(__name__)
@@ -98,15 +101,16 @@ class SyncServer:
         assert proc.stdout is not None
         assert proc.stderr is not None
         to_rsync = asyncio.ensure_future(_pump(reader, proc.stdin))
-        from_rsync = asyncio.ensure_future(_copy_out(proc.stdout, writer))
+        from_rsync = asyncio.ensure_future(_copy_out(proc.stdout, writer, 1))
+        errors = asyncio.ensure_future(_copy_out(proc.stderr, writer, 2))
         try:
-            err = await proc.stderr.read()
             rc = await proc.wait()
             await from_rsync
+            err = await errors
         finally:
-            for t in (to_rsync, from_rsync):
+            for t in (to_rsync, from_rsync, errors):
                 t.cancel()
-            await asyncio.gather(to_rsync, from_rsync, return_exceptions=True)
+            await asyncio.gather(to_rsync, from_rsync, errors, return_exceptions=True)
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
@@ -126,7 +130,12 @@ async def _pump(reader: asyncio.StreamReader, stdin: asyncio.StreamWriter) -> No
         stdin.close()
 
 
-async def _copy_out(stdout: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await stdout.read(CHUNK):
-        writer.write(data)
+async def _copy_out(source: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    channel: int) -> bytes:
+    """Frame ``source``'s output onto ``writer``; returns the last bytes (for a log line)."""
+    tail = b""
+    while data := await source.read(CHUNK):
+        writer.write(FRAME.pack(channel, len(data)) + data)
         await writer.drain()
+        tail = (tail + data)[-2000:]
+    return tail

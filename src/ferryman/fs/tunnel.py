@@ -5,8 +5,10 @@ Run by rsync (``--rsh``), never by hand:
 Connects to the destination agent's sync listener on HOST:P with this node's certificate
 (TLS 1.3, the server's certificate checked against HOST), sends the remote command rsync
 asked for as one JSON line, then relays stdin to the connection and the connection to stdout
-until the destination closes it. Standard library only, so that it starts fast (it runs in the
-frozen window of a migration).
+until the destination closes it. What comes back is framed (a channel byte, 1 for rsync's
+stdout, 2 for its stderr, and a 4-byte length), so that the remote rsync's error messages
+reach our rsync's stderr as they would through ssh. Standard library only, so that it starts
+fast (it runs in the frozen window of a migration).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import select
 import selectors
 import socket
 import ssl
+import struct
 import sys
 
 CHUNK = 1 << 16
 MAX_BUFFER = 4 << 20
+FRAME = struct.Struct(">BI")  # channel (1 stdout, 2 stderr), length
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -54,6 +58,7 @@ def relay(sock: ssl.SSLSocket, first: bytes) -> None:
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ, "sock")
     stdin_eof = reading = False
+    inbox = bytearray()
     while True:
         while out:
             try:
@@ -71,7 +76,10 @@ def relay(sock: ssl.SSLSocket, first: bytes) -> None:
             reading = want_stdin
         for key, _ in sel.select():
             if key.data == "stdin":
-                data = os.read(0, CHUNK)
+                try:
+                    data = os.read(0, CHUNK)
+                except ConnectionResetError:
+                    data = b""
                 if data:
                     out += data
                 else:
@@ -84,7 +92,27 @@ def relay(sock: ssl.SSLSocket, first: bytes) -> None:
                         break
                     if not data:
                         return
-                    _write_all(1, data)
+                    inbox += data
+                    _deliver(inbox)
+
+
+def _deliver(inbox: bytearray) -> None:
+    """Write out every complete frame in ``inbox`` (to fd 1 or 2) and drop it.
+
+    Once our rsync has gone (it exits as soon as it learns of a remote error), what is still
+    meant for it is dropped, but the remote's error messages still reach stderr.
+    """
+    while len(inbox) >= FRAME.size:
+        channel, length = FRAME.unpack_from(inbox)
+        end = FRAME.size + length
+        if len(inbox) < end:
+            return
+        try:
+            _write_all(2 if channel == 2 else 1, bytes(inbox[FRAME.size:end]))
+        except BrokenPipeError:
+            if channel == 2:
+                raise
+        del inbox[:end]
 
 
 def _read_line(sock: ssl.SSLSocket) -> bytes:

@@ -19,6 +19,7 @@ import fcntl
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -54,19 +55,24 @@ class Dumper(Protocol):
 class RuncDumper:
     """Checkpoints one container with runc; control files live in ``ctl_dir``."""
 
-    def __init__(self, runc: Runc, container: str, ctl_dir: Path) -> None:
+    def __init__(self, runc: Runc, container: str, ctl_dir: Path,
+                 on_frozen: Callable[[], None] | None = None) -> None:
         self.runc = runc
         self.container = container
         self.ctl = ctl_dir
+        self.on_frozen = on_frozen  # called when the caller froze the container's cgroup
 
     async def dump(self, pid: int, images_dir: Path, *,
                    page_server: PageServerAddress | None = None, tls: TlsFiles | None = None,
                    on_notify: NotifyHandler | None = None, lazy: bool = False,
                    track_mem: bool = False, parent: str | None = None,
                    tcp_established: bool = False, freeze_cgroup: str | None = None) -> None:
-        """Checkpoint; ``freeze_cgroup`` is runc's business (it passes the container's own),
-        ``parent`` a pre-dump's images (runc's --parent-path; runc sets ``track_mem``)."""
-        del freeze_cgroup, track_mem
+        """Checkpoint. runc passes the container's own cgroup to CRIU; a ``freeze_cgroup``
+        from the caller means it is frozen already (``on_frozen`` is told so). ``parent``: a
+        pre-dump's images (runc's --parent-path; runc sets ``track_mem`` itself)."""
+        del track_mem
+        if freeze_cgroup is not None and self.on_frozen is not None:
+            self.on_frozen()
         self.ctl.mkdir(mode=0o700, exist_ok=True)
         events, lock, decision = self.ctl / "events", self.ctl / "hold.lock", self.ctl / "decision"
         script, conf = self.ctl / "hold.sh", self.ctl / "criu.conf"
