@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Agent, Cluster, Report, run_cli
+from tests.integration.conftest import PY, Agent, Cluster, Report, run_cli
 from tests.integration.test_cold import one_error_line
 from tests.integration.test_tcp import PORT, SERVICE, _client, _has
 from tests.support.bundle import (
@@ -257,6 +258,41 @@ def test_runc_missing_on_the_destination_refuses_the_plan(runc_nodes: RuncNodes)
     state = c.state()
     assert state is not None
     assert state["status"] == "running"
+
+
+def test_source_killed_while_held_resumes_it_and_the_destination_keeps_it_stopped(
+        runc_nodes: RuncNodes) -> None:
+    """SIGKILL to 'ferryman migrate' at RESTORED: its lock dies with it, the hold script gets
+    no "go", CRIU resumes the container on A; B keeps its copy stopped (an orphan)."""
+    b = runc_nodes.cluster.start_agent("b", "--runc-root", str(runc_nodes.root_b),
+                                       "--test-pause-after-restore", "5", hide_dir=True,
+                                       cgroup=runc_nodes.jail)
+    c = runc_nodes.run("counter-killed", COUNTER)
+    on_a = c.bundle / "rootfs" / "data" / "log"
+    wait_for(lambda: len(_lines(on_a)) >= 5, what="the container's first writes")
+    argv = runc_nodes.cluster.topology["a"].argv(
+        PY, "-m", "ferryman", "migrate", "--runc", "counter-killed", "--runc-root",
+        str(runc_nodes.root_a), "--to", b.endpoint, "--pki", str(runc_nodes.cluster.pki),
+        "--name", "a", "--state-dir", str(runc_nodes.cluster.base / "src"))
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: "restored migration" in b.log(), timeout=60, what="the restore on B")
+    frozen_at = len(_lines(on_a))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    wait_for(lambda: len(_lines(on_a)) > frozen_at + 5, what="the container running on A")
+    lines = _lines(on_a)
+    assert lines == [str(i) for i in range(1, len(lines) + 1)], "nothing lost or doubled"
+    state = c.state()
+    assert state is not None
+    assert state["status"] == "running"
+    wait_for(lambda: any("ORPHANED" in p.joinpath("outcome").read_text()
+                         for p in b.migration_dirs() if p.joinpath("outcome").exists()),
+             timeout=20, what="the orphan record on B")
+    orphan = runc_nodes.on_b("counter-killed")
+    assert Path(f"/proc/{orphan.pid}/stat").read_text().split(") ")[1][0] == "T"
+    time.sleep(0.5)
+    assert Path(f"/proc/{orphan.pid}/stat").read_text().split(") ")[1][0] == "T", \
+        "an orphan must never resume by itself"
 
 
 def test_unknown_container_is_one_line_error(runc_nodes: RuncNodes) -> None:

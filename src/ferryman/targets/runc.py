@@ -191,7 +191,7 @@ def _q(path: Path) -> str:
 HOLD_ACTIONS = ("pre-dump", "post-dump")
 
 
-def hold_script(events: Path, lock: Path, decision: Path) -> str:
+def hold_script(events: Path, lock: Path, decision: Path, thaw: Path | None = None) -> str:
     """The action script CRIU runs at each action of a dump under ``runc checkpoint``.
 
     It reports ``pre-dump`` (freezing starts) and ``post-dump`` (dumped, still frozen) on the
@@ -199,18 +199,29 @@ def hold_script(events: Path, lock: Path, decision: Path) -> str:
     shared lock on ``lock``, which ferryman holds exclusively until it has decided and
     written ``decision``; a ferryman that dies releases the lock without a decision. Any
     answer but "go" fails the script, and CRIU resumes the container where it was.
+
+    ``thaw`` is the freezer control file of a cgroup ferryman froze before the dump (v1
+    ``freezer.state``, v2 ``cgroup.freeze``). CRIU puts such a cgroup back as it found it,
+    frozen, when it resumes the tasks, and a dead ferryman would never thaw it: without a
+    "go", a helper thaws it once CRIU has exited.
     """
     e, lk, d = (shlex.quote(str(p)) for p in (events, lock, decision))
-    return f"""#!/bin/sh
-# Written by ferryman for one migration; CRIU runs it at every action (CRIU_CONFIG_FILE).
-case "$CRTOOLS_SCRIPT_ACTION" in
-pre-dump|post-dump) echo "$CRTOOLS_SCRIPT_ACTION" 1<>{e} || exit 1 ;;
-*) exit 0 ;;
-esac
-[ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] || exit 0
-flock -s {lk} true || exit 1
-[ "$(cat {d} 2>/dev/null)" = go ]
-"""
+    lines = ["#!/bin/sh",
+             "# Written by ferryman for one migration; CRIU runs it at every action "
+             "(CRIU_CONFIG_FILE).",
+             'case "$CRTOOLS_SCRIPT_ACTION" in',
+             f'pre-dump|post-dump) echo "$CRTOOLS_SCRIPT_ACTION" 1<>{e} || exit 1 ;;',
+             "*) exit 0 ;;",
+             "esac",
+             '[ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] || exit 0',
+             f"flock -s {lk} true",
+             f'[ "$(cat {d} 2>/dev/null)" = go ] && exit 0']
+    if thaw is not None:
+        value = "0" if thaw.name == "cgroup.freeze" else "THAWED"
+        lines.append(f"(while kill -0 $PPID 2>/dev/null; do sleep 0.05; done; "
+                     f"echo {value} > {shlex.quote(str(thaw))}) </dev/null >/dev/null 2>&1 &")
+    lines.append("exit 1")
+    return "\n".join(lines) + "\n"
 
 
 class Runc:

@@ -80,7 +80,7 @@ class RuncDumper:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         os.mkfifo(events, 0o600)
-        script.write_text(hold_script(events, lock, decision))
+        script.write_text(hold_script(events, lock, decision, _freezer_control(freeze_cgroup)))
         script.chmod(0o700)
         conf.write_text(criu_conf(tls=tls, serves_pages=lazy, action_script=script))
         lock_fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -204,6 +204,14 @@ async def _spawn(argv: list[str], env: dict[str, str], pass_fds: tuple[int, ...]
             start_new_session=True, preexec_fn=die_with_parent)
     except FileNotFoundError as exc:
         raise RuncMissing(binary) from exc
+
+
+def _freezer_control(cgroup: str | None) -> Path | None:
+    """The freezer control file of the cgroup the caller froze (v2, else v1), or None."""
+    if cgroup is None:
+        return None
+    v2 = Path(cgroup) / "cgroup.freeze"
+    return v2 if v2.exists() else Path(cgroup) / "freezer.state"
 
 
 def _read(path: Path) -> str:

@@ -132,6 +132,19 @@ def test_hold_script_reports_and_waits_only_at_post_dump() -> None:
     assert text.startswith("#!/bin/sh\n")
     assert 'pre-dump|post-dump) echo "$CRTOOLS_SCRIPT_ACTION" 1<>/w/ev' in text
     assert "*) exit 0 ;;" in text  # every other action passes at once
-    assert "flock -s /w/lock true || exit 1" in text
-    assert "cat '/w/it'\"'\"'s'" in text  # quoted for the shell
-    assert text.rstrip().endswith("= go ]")
+    assert "flock -s /w/lock true\n" in text
+    assert "[ \"$(cat '/w/it'\"'\"'s' 2>/dev/null)\" = go ] && exit 0\n" in text  # quoted
+    assert text.endswith("exit 1\n")  # no "go", no dump
+    assert "THAWED" not in text
+
+
+@pytest.mark.parametrize(("control", "value"), [
+    (Path("/sys/fs/cgroup/freezer/c1/freezer.state"), "THAWED"),
+    (Path("/sys/fs/cgroup/c1/cgroup.freeze"), "0")])
+def test_without_go_a_cgroup_frozen_by_ferryman_is_thawed_after_criu(control: Path,
+                                                                     value: str) -> None:
+    text = hold_script(Path("/w/ev"), Path("/w/lock"), Path("/w/d"), control)
+    helper = text.splitlines()[-2]
+    assert helper.startswith("(while kill -0 $PPID")  # CRIU re-freezes it before it exits
+    assert f"echo {value} > {control})" in helper
+    assert helper.endswith("&")
