@@ -94,7 +94,7 @@ class PlannedContainer:
         try:
             check_id(cid)
             for p in sync:
-                rsync.client_argv(Path(p), "x", rsh=["x"], delete=False)  # path checks
+                rsync.check_path(p)
         except FerrymanError as exc:
             raise RemoteProtocolError(f"Plan.target: {exc.message}") from exc
         if any(p.rstrip("/") in ("", "/") for p in sync):
@@ -119,11 +119,12 @@ class SourceContainer:
         """RuncMissing, NoSuchContainer (unknown id, or not running), or the container."""
         runc = Runc(target.binary, target.root)
         state = await runc.running(target.id)
-        if runc.config_of(state).terminal:
+        config = runc.config_of(state)
+        if config.terminal:
             raise RuncError("checkpoint", target.id, "its process has a terminal",
                             hint="run the container with \"terminal\": false and its stdio "
                                  "as pipes (CRIU cannot move a runc console)")
-        return cls(target, runc, state, runc.config_of(state))
+        return cls(target, runc, state, config)
 
     @property
     def pid(self) -> int:
@@ -162,7 +163,6 @@ class SourceContainer:
         self.synced[f"{name}_bytes"] = float(total)
         return f"{', '.join(str(p) for p in sync_paths(self.config))}: {total >> 10} KiB " \
                f"in {took * 1000:.0f} ms"
-
 
 
 def _retrieved(task: asyncio.Future[str]) -> None:

@@ -54,7 +54,7 @@ class SyncResult:
 def client_argv(src: Path, dest_host: str, *, rsh: Sequence[str], delete: bool,
                 rsync: str = "rsync") -> list[str]:
     """The rsync client: ``src``'s contents into the same path on the destination."""
-    path = _check_path(str(src))
+    path = check_path(str(src))
     argv = [rsync, *CLIENT_OPTIONS, "--stats", "-e", " ".join(rsh)]
     if delete:
         argv.append("--delete")
@@ -90,10 +90,11 @@ def server_argv(remote: Sequence[str], allowed: Collection[str], rsync: str = "r
         raise SyncError(path, f"rsync option not allowed here: {bad[0]}")
     if path.rstrip("/") not in {p.rstrip("/") for p in allowed}:
         raise SyncError(path, "this path is not part of the planned migration")
-    return [rsync, "--server", flags, *opts, ".", _check_path(path.rstrip("/")) + "/"]
+    return [rsync, "--server", flags, *opts, ".", check_path(path.rstrip("/")) + "/"]
 
 
-def _check_path(path: str) -> str:
+def check_path(path: str) -> str:
+    """``path`` without trailing slashes; SyncError unless absolute and free of ``..``."""
     p = path.rstrip("/")
     if not p.startswith("/") or p == "" or "/../" in f"{p}/" or "\0" in p:
         raise SyncError(path, "only absolute paths without '..' can be synced")
