@@ -33,6 +33,7 @@ COUNTER = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i >> /data/log; uslee
 ECHO = ["nc", "-l", "-p", str(PORT), "-e", "cat"]
 EXIT_NO_SUCH = 3
 EXIT_ROLLED_BACK = 8
+EXIT_RUNC = 12
 EXIT_SYNC = 13
 EXIT_PREFLIGHT = 40
 
@@ -293,6 +294,18 @@ def test_source_killed_while_held_resumes_it_and_the_destination_keeps_it_stoppe
     time.sleep(0.5)
     assert Path(f"/proc/{orphan.pid}/stat").read_text().split(") ")[1][0] == "T", \
         "an orphan must never resume by itself"
+
+
+def test_runc_missing_on_the_source_is_one_line_error(runc_nodes: RuncNodes) -> None:
+    b = runc_nodes.start_b()
+    argv = runc_nodes.cluster.topology["a"].argv(
+        "env", "PATH=/nonexistent", PY, "-m", "ferryman", "migrate", "--runc", "any", "--to",
+        b.endpoint, "--pki", str(runc_nodes.cluster.pki), "--name", "a", "--state-dir",
+        str(runc_nodes.cluster.base / "src"))
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == EXIT_RUNC, res.stderr
+    assert one_error_line(res.stderr)
+    assert "runc (runc) is not installed on this node" in res.stderr
 
 
 def test_unknown_container_is_one_line_error(runc_nodes: RuncNodes) -> None:
