@@ -195,7 +195,8 @@ def test_address_on_destination_keeps_the_container_serving(runc_nodes: RuncNode
     assert runc_nodes.on_b("echo-refused").state() is None
 
 
-def test_restore_failure_after_the_freeze_rolls_back(runc_nodes: RuncNodes) -> None:
+@pytest.mark.parametrize("mode", ["cold", "postcopy"])
+def test_restore_failure_after_the_freeze_rolls_back(runc_nodes: RuncNodes, mode: str) -> None:
     """B's runc fails at restore (a wrapper): the frozen container resumes on A, keeps every
     write, and runc on A still manages it (no checkpoint mark left behind)."""
     fake = runc_nodes.cluster.base / "failing-runc"
@@ -204,24 +205,25 @@ def test_restore_failure_after_the_freeze_rolls_back(runc_nodes: RuncNodes) -> N
     fake.chmod(0o755)
     b = runc_nodes.cluster.start_agent("b", "--runc-root", str(runc_nodes.root_b), "--runc",
                                        str(fake), hide_dir=True, cgroup=runc_nodes.jail)
-    c = runc_nodes.run("counter-rollback", COUNTER)
+    cid = f"counter-rollback-{mode}"
+    c = runc_nodes.run(cid, COUNTER)
     on_a = c.bundle / "rootfs" / "data" / "log"
     wait_for(lambda: len(_lines(on_a)) >= 25, what="the container's first writes")
-    res, report = runc_nodes.migrate("counter-rollback", b)
+    res, report = runc_nodes.migrate(cid, b, "--mode", mode)
     assert res.returncode == EXIT_ROLLED_BACK, res.stderr + res.stdout
     assert one_error_line(res.stderr)
-    assert "runc restore counter-rollback" in res.stderr
+    assert f"runc restore {cid}" in res.stderr
     assert report["result"] == "rolled_back"
     state = c.state()
     assert state is not None
     assert state["status"] == "running"
-    assert not (runc_nodes.root_a / "counter-rollback" / "checkpoint").exists()
+    assert not (runc_nodes.root_a / cid / "checkpoint").exists()
     before = len(_lines(on_a))
     time.sleep(0.5)
     after = _lines(on_a)
     assert len(after) > before + 5, "it runs on A again"
     assert after == [str(i) for i in range(1, len(after) + 1)], "nothing lost or doubled"
-    assert runc_nodes.on_b("counter-rollback").state() is None
+    assert runc_nodes.on_b(cid).state() is None
 
 
 def test_rootfs_sync_failure_says_rsyncs_words_and_freezes_nothing(
