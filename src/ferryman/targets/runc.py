@@ -150,7 +150,8 @@ def checkpoint_argv(runc: str, root: Path, container: str, *, images: Path, log_
 
 
 def restore_argv(runc: str, root: Path, container: str, *, bundle: Path, images: Path,
-                 log_file: Path, lazy: bool = False, tcp_established: bool = False) -> list[str]:
+                 log_file: Path, pid_file: Path | None = None, lazy: bool = False,
+                 tcp_established: bool = False) -> list[str]:
     """``runc restore --detach``: runc returns once CRIU has restored the container.
 
     runc's own messages go to ``log_file``: its stdio become the container's (CRIU restores
@@ -158,6 +159,8 @@ def restore_argv(runc: str, root: Path, container: str, *, bundle: Path, images:
     """
     argv = [runc, "--root", str(root), "--log", str(log_file), "restore", "--detach",
             "--bundle", str(bundle), "--image-path", str(images), "--work-path", str(images)]
+    if pid_file is not None:
+        argv += ["--pid-file", str(pid_file)]
     if lazy:
         argv.append("--lazy-pages")
     if tcp_established:

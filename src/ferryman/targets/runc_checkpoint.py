@@ -228,8 +228,10 @@ async def restore(runc: Runc, container: str, *, bundle: Path, images_dir: Path,
     conf = images_dir / "criu-restore.conf"
     conf.write_text(criu_conf(leave_stopped=True))
     runc_log = images_dir / "runc-restore.log"
+    pid_file = images_dir / "runc-restore.pid"
     argv = restore_argv(runc.binary, runc.root, container, bundle=bundle, images=images_dir,
-                        log_file=runc_log, lazy=lazy, tcp_established=tcp_established)
+                        log_file=runc_log, pid_file=pid_file, lazy=lazy,
+                        tcp_established=tcp_established)
     read_end, write_end = os.pipe()
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -237,7 +239,7 @@ async def restore(runc: Runc, container: str, *, bundle: Path, images_dir: Path,
             drainer = await asyncio.create_subprocess_exec(
                 "cat", stdin=read_end, stdout=out, stderr=asyncio.subprocess.DEVNULL,
                 start_new_session=True)
-        del drainer  # reaped by nobody we know of: it lives as long as the container's pipe
+        del drainer  # asyncio reaps it once the container's pipe closes
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, env={**os.environ, CONFIG_ENV: str(conf)},
@@ -253,7 +255,8 @@ async def restore(runc: Runc, container: str, *, bundle: Path, images_dir: Path,
         reason = first_error(log_path) or runc_message(_read(runc_log))
         raise CriuError("restore", log_path=str(log_path) if log_path.exists() else None,
                         reason=f"runc restore {container}: {reason}")
-    state = await runc.state(container)
-    if state is None:
-        raise CriuError("restore", reason=f"runc restore {container}: runc does not know it")
-    return state.pid
+    try:  # (runc state would cost another runc run inside the frozen window)
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise CriuError("restore", reason=f"runc restore {container} left no usable PID "
+                        f"file: {exc}") from exc

@@ -104,10 +104,10 @@ def test_checkpoint_argv_cold_and_lazy() -> None:
 
 def test_restore_argv() -> None:
     argv = restore_argv("runc", ROOT, "c1", bundle=Path("/b/c1"), images=IMG, log_file=LOG,
-                        lazy=True)
+                        pid_file=IMG / "pid", lazy=True, tcp_established=True)
     assert argv == ["runc", "--root", "/run/r", "--log", str(LOG), "restore", "--detach",
                     "--bundle", "/b/c1", "--image-path", str(IMG), "--work-path", str(IMG),
-                    "--lazy-pages", "c1"]
+                    "--pid-file", str(IMG / "pid"), "--lazy-pages", "--tcp-established", "c1"]
 
 
 def test_criu_conf_keeps_memory_on_tls() -> None:
