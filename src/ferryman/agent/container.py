@@ -134,8 +134,9 @@ class SourceContainer:
         return PlannedContainer(self.target.id, str(self.config.bundle),
                                 tuple(str(p) for p in sync_paths(self.config)))
 
-    def dumper(self, ctl_dir: Path, on_frozen: Callable[[], None] | None = None) -> RuncDumper:
-        return RuncDumper(self.runc, self.target.id, ctl_dir, on_frozen)
+    def dumper(self, ctl_dir: Path, on_frozen: Callable[[], None] | None = None,
+               timings: dict[str, float] | None = None) -> RuncDumper:
+        return RuncDumper(self.runc, self.target.id, ctl_dir, on_frozen, timings)
 
     def start_final_sync(self, host: str, port: int, creds: NodeCredentials) -> None:
         """The container's cgroup is frozen (by us, before runc starts): its files are final,
@@ -237,7 +238,7 @@ async def source_open(m: SourceMigration, target: RuncTarget) -> SourceContainer
         raise UsageError(f"--mode {m.o.mode} is not implemented for runc containers yet",
                          hint="use --mode cold or postcopy")
     m.dumper = box.dumper(m.workdir / "runc-hold", on_frozen=lambda: box.start_final_sync(
-        m.ch.peer_ip if m.ch else "", m.sync_port, m.o.creds))
+        m.ch.peer_ip if m.ch else "", m.sync_port, m.o.creds), timings=m.report.sync)
     m.o.progress("HELLO", f"runc container {target.id}: PID {box.pid}, bundle "
                  f"{box.config.bundle}")
     return box

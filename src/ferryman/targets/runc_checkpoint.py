@@ -19,6 +19,7 @@ import fcntl
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -56,11 +57,13 @@ class RuncDumper:
     """Checkpoints one container with runc; control files live in ``ctl_dir``."""
 
     def __init__(self, runc: Runc, container: str, ctl_dir: Path,
-                 on_frozen: Callable[[], None] | None = None) -> None:
+                 on_frozen: Callable[[], None] | None = None,
+                 timings: dict[str, float] | None = None) -> None:
         self.runc = runc
         self.container = container
         self.ctl = ctl_dir
         self.on_frozen = on_frozen  # called when the caller froze the container's cgroup
+        self.timings = timings  # gets runc_after_commit_ms (cold): runc's work after "go"
 
     async def dump(self, pid: int, images_dir: Path, *,
                    page_server: PageServerAddress | None = None, tls: TlsFiles | None = None,
@@ -108,6 +111,8 @@ class RuncDumper:
                 if fd >= 0:
                     os.close(fd)
         rc = await proc.wait()
+        if hold.went_at is not None and not lazy and self.timings is not None:
+            self.timings["runc_after_commit_ms"] = (time.monotonic() - hold.went_at) * 1000
         err = _read(runc_log)
         if rc != 0:
             self.runc.forget_checkpoint_marker(self.container)  # it still runs here
@@ -183,9 +188,12 @@ class _Hold:
     def __init__(self, lock_fd: int, decision: Path) -> None:
         self.lock_fd = lock_fd
         self.decision = decision
+        self.went_at: float | None = None  # when "go" was given
 
     def answer(self, ok: bool) -> None:
         self.decision.write_text("go\n" if ok else "no\n")
+        if ok:
+            self.went_at = time.monotonic()
         self.release()
 
     def release(self) -> None:
