@@ -81,6 +81,9 @@ def runc_nodes(cluster: Cluster) -> Iterator[RuncNodes]:
     finally:
         for c in nodes.containers:
             c.delete()
+        for root in (nodes.root_a, nodes.root_b):  # also what a failed test never named
+            for cid in (root.iterdir() if root.is_dir() else ()):
+                Container(cid.name, root, cluster.hidden_dir / cid.name).delete()
         for a in cluster.agents:
             a.kill()
         remove_cgroup_jail(nodes.jail)
