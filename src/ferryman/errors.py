@@ -24,10 +24,15 @@ do. OS, CRIU and library errors are translated at the I/O boundaries with ``rais
     ├── PidControlError                (pid, errno) choosing a process's PID failed
     │   └── PidTaken                   (pid, got) that PID belongs to another process
     ├── ReportError                    (path) a report file cannot be read or drawn
-    └── PreflightFailed                (failed) the pre-flight check rules the move out
+    ├── PreflightFailed                (failed) the pre-flight check rules the move out
+    ├── RuncError                      (action, container) runc failed, with its message
+    │   ├── RuncMissing                runc is not installed
+    │   └── NoSuchContainer            (container) unknown id, or not running
+    └── SyncError                      (path, exit_status) rsync failed, with its message
 
 Exit codes: 2 usage, 3 no such process, 4 CRIU, 5 peer, 6 protocol, 7 remote failure,
-8 rolled back, 9 lost, 10 PKI, 11 report, 20-29 power, 30-31 PID control, 40 pre-flight.
+8 rolled back, 9 lost, 10 PKI, 11 report, 12 runc, 13 sync, 20-29 power, 30-31 PID control,
+40 pre-flight.
 """
 
 from __future__ import annotations
@@ -227,3 +232,57 @@ class PreflightFailed(FerrymanError):
     def __init__(self, message: str, *, failed: list[str], hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.failed = failed
+
+
+class RuncError(FerrymanError):
+    """runc failed; ``message`` quotes runc's own error text."""
+
+    exit_code = 12
+
+    def __init__(self, action: str, container: str, reason: str, *,
+                 hint: str | None = None) -> None:
+        super().__init__(f"runc {action} {container} failed: {reason}", hint=hint)
+        self.action = action
+        self.container = container
+        self.reason = reason
+
+
+class RuncMissing(RuncError):
+    def __init__(self, binary: str, node: str = "this node") -> None:
+        super().__init__("start", "", f"{binary} is not installed on {node}",
+                         hint="install Debian's runc package ('make setup' does)")
+        self.message = f"runc ({binary}) is not installed on {node}"
+        self.binary = binary
+
+
+class NoSuchContainer(RuncError):
+    """No container with that id, or it is not running (``status`` says what runc said)."""
+
+    exit_code = 3
+
+    def __init__(self, container: str, status: str | None = None, root: str = "") -> None:
+        where = f" (runc root {root})" if root else ""
+        if status is None:
+            reason = f"no runc container with id {container!r}{where}"
+            hint = "check the id with 'runc list' (and --runc-root) on the source node"
+        else:
+            reason = f"runc container {container!r} is {status}, not running"
+            hint = "only a running container can move: start it, or resume it"
+        super().__init__("state", container, reason, hint=hint)
+        self.message = reason
+        self.status = status
+
+
+class SyncError(FerrymanError):
+    """Directory sync failed; ``reason`` is rsync's own message."""
+
+    exit_code = 13
+
+    def __init__(self, path: str, reason: str, *, exit_status: int | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(f"syncing {path} failed: {reason}",
+                         hint=hint or "see rsync's message; check disk space and permissions "
+                                      "on the destination")
+        self.path = path
+        self.reason = reason
+        self.exit_status = exit_status

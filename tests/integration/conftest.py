@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.bundle import cgroup_jail_argv
 from tests.support.netns import Node, Topology
 from tests.support.workloads import Workload, start_workload
 
@@ -112,7 +113,8 @@ class Cluster:
     hidden_dir: Path  # exists on the host (node A) but is an empty tmpfs for node B's agent
     agents: list[Agent] = field(default_factory=list)
 
-    def start_agent(self, name: str, *extra: str, hide_dir: bool = False) -> Agent:
+    def start_agent(self, name: str, *extra: str, hide_dir: bool = False,
+                    cgroup: str | None = None) -> Agent:
         node = self.topology[name]
         state = self.base / f"state-{name}"
         state.mkdir(exist_ok=True)
@@ -124,6 +126,8 @@ class Cluster:
             # exist" on this node, as on a real second machine.
             cmd = ["unshare", "-m", "--propagation", "slave", "sh", "-c",
                    f'mount -t tmpfs tmpfs "{self.hidden_dir}" && exec "$@"', "sh", *cmd]
+        if cgroup is not None:  # cgroups of its own, as on a second machine (runc)
+            cmd = [*cgroup_jail_argv(cgroup), *cmd]
         with log_path.open("ab") as logf:
             proc = node.popen(*cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
         node.wait_listening(AGENT_PORT, proc=proc)

@@ -298,13 +298,6 @@ def test_destination_criu_lacking_a_feature(cluster: Cluster) -> None:
         w.kill()
 
 
-def test_runc_is_not_supported_yet(cluster: Cluster) -> None:
-    res = run_cli("check", "--runc", "c1", "--to", "10.77.0.2:7070", "--pki",
-                  str(cluster.pki), "--name", "a")
-    assert res.returncode == 2
-    assert "not supported yet" in res.stderr
-
-
 @pytest.mark.parametrize("pid", ["4000000"])
 def test_unknown_pid(cluster: Cluster, pid: str) -> None:
     b = cluster.start_agent("b")

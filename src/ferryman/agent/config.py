@@ -30,6 +30,8 @@ class AgentConfig:
     creds: NodeCredentials
     state_dir: Path
     criu_bin: str = "criu"
+    runc_bin: str = "runc"
+    runc_root: Path = Path("/run/runc")  # runc's --root for restored containers
     timeouts: Timeouts = field(default_factory=Timeouts)
     hidden_features: frozenset[str] = frozenset()  # test-only: pretend CRIU lacks these
     test_pause_after_restore: float = 0.0  # test-only: widen the RESTORED window

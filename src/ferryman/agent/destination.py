@@ -18,6 +18,7 @@ from pathlib import Path
 from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
+from ferryman.agent.container import DestinationContainer, destination_prepare, with_tools
 from ferryman.agent.files import EMPTY_SHA256, Receiver, TransferError, file_messages
 from ferryman.agent.hello import local_hello, node_features, postcopy_blocker
 from ferryman.agent.orphans import OUTCOME_FILE, orphan_record
@@ -96,6 +97,8 @@ class DestinationSession:
         self.plan: wire.Plan | None = None
         self.sets = 0  # pre-copy: image sets pre-1 .. pre-N received so far (their pages)
         self.read_rate = 0  # pre-copy: bytes/s reading pre-1's pages back (restore estimate)
+        self.box: DestinationContainer | None = None  # a runc container arriving
+        self.sync_port = 0
 
     @property
     def tls(self) -> TlsFiles:
@@ -106,8 +109,8 @@ class DestinationSession:
         t = self.cfg.timeouts
         try:
             hello = await self.ch.expect((wire.Hello,), t.hello)
-            await self.ch.send(await local_hello(self.criu, self.cfg.name, self.cfg.state_dir,
-                                                 self.cfg.hidden_features))
+            await self.ch.send(with_tools(await local_hello(
+                self.criu, self.cfg.name, self.cfg.state_dir, self.cfg.hidden_features), self.cfg))
             plan = await serve_checks(self.ch, hello, self.cfg, self.criu, SUPPORTED_MODES)
             if plan is None:
                 return  # pre-flight check only (ferryman check): nothing was planned
@@ -121,7 +124,7 @@ class DestinationSession:
                 await self._cleanup()
                 return
             self.tracker.advance(D.READY)
-            await self.ch.send(wire.Ready(page_server_port=port))
+            await self.ch.send(wire.Ready(page_server_port=port, sync_port=self.sync_port))
             await self._receive_and_restore()
         except (FerrymanError, OSError) as exc:
             await self._fail(exc)
@@ -162,6 +165,12 @@ class DestinationSession:
         (workdir / "cpuinfo.img").unlink()
         if why is not None:
             raise Refusal("cpu", f"the source's CPU is not compatible with this one: {why}")
+        if plan.target:
+            try:
+                self.box, self.sync_port = await destination_prepare(self.cfg, plan.target,
+                                                                     self.ch.peer)
+            except FerrymanError as exc:
+                raise Refusal("runc", exc.one_line()) from exc
         if plan.lazy:
             # Pages come from the source's page server, on demand. (The lazy-pages daemon
             # cannot start earlier than the Restore: it reads the images when it starts.)
@@ -280,9 +289,12 @@ class DestinationSession:
             if self.moving is not None:  # the sockets to restore need the address
                 addresses.add(self.moving)
                 self.address_added = True
-            pid = await self.criu.restore(self.workdir, leave_stopped=True, lazy=lazy,
-                                          tcp_established=self.plan is not None
-                                          and self.plan.tcp_established)
+            tcp = self.plan is not None and self.plan.tcp_established
+            if self.box is not None:
+                pid = await self.box.restore(self.workdir, lazy=lazy, tcp_established=tcp)
+            else:
+                pid = await self.criu.restore(self.workdir, leave_stopped=True, lazy=lazy,
+                                              tcp_established=tcp)
             if self.moving is not None:
                 addresses.announce(self.moving)
         except (CriuError, OSError) as exc:
@@ -408,6 +420,8 @@ class DestinationSession:
             self.address_added = False
         if self.tree is not None and self.tracker.phase not in (D.COMMITTED, D.DONE):
             self.tree.kill()
+        if self.box is not None:
+            await self.box.cleanup(delete=self.tracker.phase not in (D.COMMITTED, D.DONE))
         if self.workdir is not None and self.workdir.exists():
             if keep_logs:
                 for d in (self.workdir, *self.workdir.glob("pre-*")):

@@ -24,6 +24,13 @@ from typing import Any
 from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import Timeouts
+from ferryman.agent.container import (
+    RuncTarget,
+    SourceContainer,
+    source_final_sync,
+    source_open,
+    source_presync,
+)
 from ferryman.agent.files import file_messages, image_files
 from ferryman.agent.gate import check_before_plan
 from ferryman.agent.hello import exchange_hello, local_hello, postcopy_blocker
@@ -47,6 +54,7 @@ from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.report import MigrationReport, PhaseTiming
 from ferryman.pki import NodeCredentials, tls
 from ferryman.targets.process import ProcessTree
+from ferryman.targets.runc_checkpoint import Dumper
 
 log = logging.getLogger(__name__)
 S = SourcePhase
@@ -68,6 +76,7 @@ class SourceOptions:
     precopy: PrecopyOptions = field(default_factory=PrecopyOptions)
     timeouts: Timeouts = field(default_factory=Timeouts)
     progress: ProgressFn = lambda phase, detail: None
+    container: RuncTarget | None = None  # a runc container instead of ``pid``
 
 
 class SourceMigration:
@@ -95,6 +104,9 @@ class SourceMigration:
         self.shipped = (0, 0)
         self.lazy = False  # the final dump keeps the memory here, served on demand
         self.parent: str | None = None  # the last pre-dump's set, parent of the final dump
+        self.dumper: Dumper = self.criu  # runc's checkpoint for a container
+        self.box: SourceContainer | None = None
+        self.sync_port = 0
 
     def _phase(self, phase: SourcePhase, detail: str = "") -> None:
         self.tracker.advance(phase)
@@ -140,6 +152,8 @@ class SourceMigration:
 
     async def _run(self) -> None:
         o = self.o
+        if o.container is not None:  # NoSuchContainer, RuncMissing before anything else
+            self.box = await source_open(self, o.container)
         self.tree = ProcessTree.of(o.pid)  # NoSuchProcess before anything else
         self.report.rss_bytes = self.tree.rss_bytes()
         self.workdir.mkdir(parents=True, mode=0o700)
@@ -153,7 +167,8 @@ class SourceMigration:
         hello = ours.result()
         theirs = await exchange_hello(ch, hello, o.timeouts.hello)
         self.report.destination_node = theirs.node
-        await check_before_plan(self, hello, theirs)  # pre-flight: refuses before any freeze
+        if self.box is None:  # a container is checked by runc and the destination's plan
+            await check_before_plan(self, hello, theirs)  # refuses before any freeze
         lazy = o.mode == "postcopy"
         if o.mode in ("postcopy", "hybrid"):
             for feats, node in ((hello.features, o.creds.name), (theirs.features, theirs.node)):
@@ -172,10 +187,12 @@ class SourceMigration:
                                      f"CONFIG_MEM_SOFT_DIRTY on {o.creds.name}")
         await ch.send(wire.Plan(migration_id=self.id, mode=o.mode, pid=o.pid, lazy=lazy,
                                 tcp_established=o.tcp_established,
-                                move_address=str(o.move_address or "")))
+                                move_address=str(o.move_address or ""),
+                                target=self.box.planned().to_json() if self.box else ""))
         answer = await ch.expect((wire.Ready, wire.Refused), o.timeouts.plan)
         if isinstance(answer, wire.Refused):
             raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
+        self.sync_port = answer.sync_port
         port = answer.page_server_port
         if o.mode in ("precopy", "hybrid"):
             self._phase(S.PLANNED, f"pre-copy into page servers on {theirs.node}")
@@ -197,11 +214,13 @@ class SourceMigration:
         o = self.o
         assert self.ch is not None
         c = o.creds
+        if self.box is not None:  # the container's files, while it runs
+            await source_presync(self, self.box, self.sync_port)
         self._phase(S.FREEZING, f"dumping PID {o.pid}")
         self.freeze_at = time.monotonic()
         cgroup = self._freeze_cgroup()
         try:
-            await self.criu.dump(o.pid, self.workdir,
+            await self.dumper.dump(o.pid, self.workdir,
                                  page_server=PageServerAddress(o.host, ps_port),
                                  tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
                                  on_notify=self._on_notify, freeze_cgroup=cgroup,
@@ -229,12 +248,14 @@ class SourceMigration:
         o = self.o
         assert self.ch is not None
         c = o.creds
+        if self.box is not None:  # the container's files, while it runs
+            await source_presync(self, self.box, self.sync_port)
         address = self.ch.local_ip
         self.ps_port = free_port(address)
         self._phase(S.FREEZING, f"dumping PID {o.pid} (memory stays here, served lazily)")
         self.freeze_at = time.monotonic()
         cgroup = self._freeze_cgroup()
-        dump = asyncio.ensure_future(self.criu.dump(
+        dump = asyncio.ensure_future(self.dumper.dump(
             o.pid, self.workdir, page_server=PageServerAddress(address, self.ps_port),
             tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key), lazy=True,
             on_notify=self._on_notify, freeze_cgroup=cgroup,
@@ -371,6 +392,8 @@ class SourceMigration:
                 await self.ch.send(msg)
         self.report.image_bytes = total
         self.o.progress("TRANSFERRING", f"{len(files)} image files, {total >> 10} KiB")
+        if self.box is not None:  # frozen: the container's files, final state
+            await source_final_sync(self, self.box, self.sync_port)
         self.shipped = (len(files), total)
         if self.lazy:
             return True  # CRIU now opens its page server and says status-ready

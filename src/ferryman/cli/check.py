@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "dry-run dump of a few tens of milliseconds. Exit 0 when it can move.")
     p.add_argument("pid", type=int, nargs="?", help="root PID of the process tree")
     p.add_argument("--runc", metavar="ID", help="a runc container instead of a PID")
+    p.add_argument("--runc-root", type=Path, default=Path("/run/runc"), metavar="DIR",
+                   help="runc's state root (runc --root; default /run/runc)")
     p.add_argument("--to", required=True, metavar="IP:PORT", help="the destination agent")
     p.add_argument("--pki", required=True, type=Path, metavar="DIR", help="cluster PKI directory")
     p.add_argument("--name", required=True, help="this node's name (its certificate)")
@@ -43,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ferryman.pki import load_node
 
     if args.runc is not None:
-        raise UsageError("checking runc containers (--runc) is not supported yet",
-                         hint="give the PID of the container's init process instead")
+        return _run_runc(args)
     if args.pid is None or args.pid <= 0:
         raise UsageError("give the root PID of the workload", hint="ferryman check PID --to ...")
     synced = []
@@ -75,6 +76,36 @@ def run(args: argparse.Namespace) -> int:
         raise PreflightFailed(f"PID {args.pid} cannot move to {result.destination}"
                               + (f" in {v.requested} mode" if v.requested else ""),
                               failed=failed, hint="fix the FAIL rows above")
+    return 0
+
+
+def _run_runc(args: argparse.Namespace) -> int:
+    from ferryman.agent.container import RuncTarget
+    from ferryman.agent.runc_check import run_runc_check
+    from ferryman.agent.source import SourceOptions
+    from ferryman.pki import load_node
+
+    if args.pid is not None:
+        raise UsageError("give either a PID or --runc ID, not both",
+                         hint="a container's processes move with it")
+    host, port = parse_endpoint(args.to)
+    creds = load_node(args.pki.resolve(), args.name)
+    source = SourceOptions(pid=0, host=host, port=port, creds=creds,
+                           state_dir=args.state_dir.resolve(), criu_bin=args.criu)
+    target = RuncTarget(args.runc, args.runc_root.resolve())
+    result = asyncio.run(run_runc_check(target, source, args.mode))
+    v = result.verdict
+    if args.json:
+        json.dump({"container": args.runc, "destination": result.destination,
+                   "endpoint": args.to, **v.to_json()}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(render(v, f"runc container {args.runc} -> {result.destination} ({args.to})"))
+    if not v.can_move:
+        raise PreflightFailed(f"container {args.runc} cannot move to {result.destination}"
+                              + (f" in {v.requested} mode" if v.requested else ""),
+                              failed=[r.check for r in v.failures(v.requested)],
+                              hint="fix the FAIL rows above")
     return 0
 
 

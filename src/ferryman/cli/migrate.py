@@ -1,4 +1,4 @@
-"""``ferryman migrate``: move a process tree to another node."""
+"""``ferryman migrate``: move a process tree (or a runc container) to another node."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferryman.agent.precopy import POLICIES, PrecopyOptions
 from ferryman.cli.common import parse_endpoint
@@ -15,7 +16,11 @@ from ferryman.host.addresses import parse_move_address
 from ferryman.migration.report import MigrationReport
 from ferryman.report.summary import summary
 
+if TYPE_CHECKING:
+    from ferryman.agent.container import RuncTarget
+
 DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
+DEFAULT_RUNC_ROOT = Path("/run/runc")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,7 +28,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="Live-migrate the process tree rooted at PID to the agent "
                                    "at --to. If anything fails before the destination has "
                                    "restored it, the workload keeps running here.")
-    p.add_argument("pid", type=int, help="root PID of the process tree")
+    p.add_argument("pid", type=int, nargs="?", help="root PID of the process tree")
+    p.add_argument("--runc", metavar="ID", help="move this runc container instead of a PID "
+                   "(its bundle and rootfs are synced with rsync)")
+    p.add_argument("--runc-root", type=Path, default=DEFAULT_RUNC_ROOT, metavar="DIR",
+                   help=f"runc's state root (runc --root; default {DEFAULT_RUNC_ROOT})")
     p.add_argument("--to", required=True, metavar="IP:PORT", help="the destination agent")
     p.add_argument("--pki", required=True, type=Path, metavar="DIR", help="cluster PKI directory")
     p.add_argument("--name", required=True, help="this node's name (its certificate)")
@@ -74,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from ferryman.cli.progress import Progress
     from ferryman.pki import load_node
 
-    if args.pid <= 0:
-        raise UsageError(f"bad PID {args.pid}", hint="give the root PID of the workload")
+    target = _runc_target(args)
+    if target is None and (args.pid is None or args.pid <= 0):
+        raise UsageError(f"bad PID {args.pid}", hint="give the root PID of the workload, "
+                         "or --runc ID for a container")
     host, port = parse_endpoint(args.to)
     creds = load_node(args.pki.resolve(), args.name)
     moving = parse_move_address(args.move_address) if args.move_address else None
@@ -86,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
                              goal_percent=args.goal, max_downtime_ms=args.max_downtime,
                              no_postcopy=args.no_postcopy, link_mbps=args.link_mbps)
     with Progress(enabled=not args.json) as progress:
-        opts = MigrateOptions(pid=args.pid, host=host, port=port, creds=creds,
-                              state_dir=args.state_dir.resolve(), mode=args.mode,
+        opts = MigrateOptions(pid=args.pid or 0, container=target, host=host, port=port,
+                              creds=creds, state_dir=args.state_dir.resolve(), mode=args.mode,
                               criu_bin=args.criu, progress=progress.update,
                               tcp_established=args.tcp_established, move_address=moving,
                               precopy=precopy,
@@ -111,6 +122,17 @@ def run(args: argparse.Namespace) -> int:
     if error is not None:
         raise error
     return 0
+
+
+def _runc_target(args: argparse.Namespace) -> RuncTarget | None:
+    from ferryman.agent.container import RuncTarget
+
+    if args.runc is None:
+        return None
+    if args.pid is not None:
+        raise UsageError("give either a PID or --runc ID, not both",
+                         hint="a container's processes move with it")
+    return RuncTarget(args.runc, args.runc_root.resolve())
 
 
 def _write_report(report: MigrationReport, path: Path | None, default: Path) -> None:

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                    help=f"where migrations keep images and logs (default {DEFAULT_STATE_DIR})")
     p.add_argument("--criu", default="criu", help="criu binary (default: from PATH)")
+    p.add_argument("--runc", default="runc", help="runc binary (default: from PATH)")
+    p.add_argument("--runc-root", type=Path, default=Path("/run/runc"), metavar="DIR",
+                   help="runc's state root for containers restored here (default /run/runc)")
     p.add_argument("--test-hide-feature", action="append", default=[], metavar="FEATURE",
                    help=argparse.SUPPRESS)  # test-only: pretend CRIU lacks FEATURE
     p.add_argument("--test-pause-after-restore", type=float, default=0.0,
@@ -40,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     creds = load_node(args.pki.resolve(), args.name)
     config = AgentConfig(name=args.name, listen_host=host, listen_port=port, creds=creds,
                          state_dir=args.state_dir.resolve(), criu_bin=args.criu,
+                         runc_bin=args.runc, runc_root=args.runc_root.resolve(),
                          hidden_features=frozenset(args.test_hide_feature),
                          test_pause_after_restore=args.test_pause_after_restore)
     asyncio.run(Agent(config).serve())

@@ -53,6 +53,10 @@ class MigrationReport:
     error: str | None = None
     logs: dict[str, str] = field(default_factory=dict)
     destination_log_tail: str = ""
+    container: str = ""  # a runc container's id ("" for a process tree)
+    # a container's own steps: rsync phases (presync_*, final_sync_*: _ms, _bytes) and, cold,
+    # runc_after_commit_ms: runc's clean-up after the commit, which downtime_ms includes
+    sync: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

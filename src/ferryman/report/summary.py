@@ -57,6 +57,14 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
         f"  moved        {mib(r.bytes_transferred)} (pages {mib(r.page_bytes)}, other images "
         f"{r.image_bytes / 1024:.0f} KiB; RSS {mib(r.rss_bytes)})",
     ]
+    if r.container:
+        synced = r.sync.get("presync_bytes", 0) + r.sync.get("final_sync_bytes", 0)
+        lines.append(f"  container    runc {r.container}: {mib(synced)} of files rsynced, the "
+                     f"final sync (frozen) took {ms(r.sync.get('final_sync_ms'))}")
+        if "runc_after_commit_ms" in r.sync:
+            after = ms(r.sync["runc_after_commit_ms"])
+            lines.append(f"               the downtime includes {after} of runc's clean-up "
+                         "after the commit")
     if r.memory_complete_ms is not None or r.lazy_pages is not None:
         pages = f"{r.lazy_pages} lazy pages" if r.lazy_pages is not None else "lazy pages"
         lines.append(f"  page tail    {pages} arrived {ms(r.memory_complete_ms)} after the "

@@ -159,6 +159,7 @@ class Plan(Message):
     lazy: bool
     tcp_established: bool = False  # dump and restore live TCP connections
     move_address: str = ""  # "IP/PREFIX@DEV": goes down at the source, up at the destination
+    target: str = ""  # a container (JSON, see ferryman.agent.container); "" for a process tree
 
     def __post_init__(self) -> None:
         check_str("Plan", "migration_id", self.migration_id, max_chars=64,
@@ -170,6 +171,7 @@ class Plan(Message):
         check_bool("Plan", "lazy", self.lazy)
         check_bool("Plan", "tcp_established", self.tcp_established)
         check_str("Plan", "move_address", self.move_address, max_chars=64)
+        _json_text("Plan", "target", self.target)
         if self.mode in ("cold", "precopy", "hybrid") and self.lazy:
             raise LocalProtocolError(f"Plan.lazy must be False in {self.mode} mode")
         if self.mode == "postcopy" and not self.lazy:
@@ -182,15 +184,18 @@ class Ready(Message):
 
     ``page_server_port`` 0 means no page server. ``restore_bytes_per_s`` (pre-copy, once the
     first set is in, else 0): how fast this node reads that set's pages back, which is what
-    the final restore spends most of its time on.
+    the final restore spends most of its time on. ``sync_port``: its directory-sync listener
+    for a container's files (0: none).
     """
 
     page_server_port: int
     restore_bytes_per_s: int = 0
+    sync_port: int = 0
 
     def __post_init__(self) -> None:
         check_int("Ready", "page_server_port", self.page_server_port, hi=PORT_MAX)
         check_int("Ready", "restore_bytes_per_s", self.restore_bytes_per_s)
+        check_int("Ready", "sync_port", self.sync_port, hi=PORT_MAX)
 
 
 @dataclass(frozen=True, slots=True)

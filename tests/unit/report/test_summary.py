@@ -98,3 +98,18 @@ def test_the_phase_the_freeze_happened_in_is_marked() -> None:
     assert next(ln for ln in lines if ln.startswith("  FREEZING")).endswith("  *")
     assert not next(ln for ln in lines if ln.startswith("  PLANNED")).endswith("*")
     assert "  * the workload was frozen for 1000 ms (331 ms to 1331 ms)" in lines
+
+
+def test_a_container_migration_says_which_container_and_its_file_sync() -> None:
+    data = {**samples.cold_committed(), "container": "web-1",
+            "sync": {"presync_ms": 260.0, "presync_bytes": 2097152.0, "final_sync_ms": 132.4,
+                     "final_sync_bytes": 446.0}}
+    lines = summary(data).splitlines()
+    assert "  container    runc web-1: 2.0 MiB of files rsynced, the final sync (frozen) " \
+           "took 132 ms" in lines
+    assert not any("clean-up" in ln for ln in lines)
+    data["sync"] = {**data["sync"], "runc_after_commit_ms": 151.2}  # type: ignore[dict-item]
+    assert "               the downtime includes 151 ms of runc's clean-up after the commit" \
+        in summary(data).splitlines()
+    assert not any(ln.startswith("  container") for ln in
+                   summary(samples.cold_committed()).splitlines())

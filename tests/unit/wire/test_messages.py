@@ -27,6 +27,7 @@ from ferryman.wire import (
     Restored,
 )
 from ferryman.wire._checks import MAX_MAPPING_ITEMS
+from ferryman.wire.framing import FrameDecoder, encode
 from ferryman.wire.messages import MAX_CHUNK_BYTES, MAX_LOG_TAIL_BYTES, MAX_TEXT_CHARS
 
 from .helpers import SAMPLES
@@ -194,3 +195,16 @@ def test_iterate_indexes_start_at_two_and_only_a_final_set_is_lazy() -> None:
         Iterate(3, final=False, lazy=True)
     with pytest.raises(LocalProtocolError, match="final"):
         Iterate(3, final=1)  # type: ignore[arg-type]
+
+
+def test_a_container_plan_and_its_sync_port_survive_framing() -> None:
+    target = '{"kind":"runc","id":"c1","bundle":"/b/c1","sync":["/b/c1"]}'
+    for msg in (Plan("m", "postcopy", 42, lazy=True, target=target),
+                Ready(page_server_port=0, sync_port=40123)):
+        dec = FrameDecoder()
+        dec.receive_data(encode(msg))
+        assert dec.maybe_message() == msg
+    with pytest.raises(LocalProtocolError):
+        Ready(page_server_port=1, sync_port=70000)
+    with pytest.raises(LocalProtocolError):
+        Plan("m", "cold", 1, lazy=False, target=3)  # type: ignore[arg-type]

@@ -1,0 +1,289 @@
+"""Containers in the SOURCE and DESTINATION roles: the runc-specific steps, called as hooks.
+
+SOURCE (:class:`SourceContainer`): find the running container and its bundle, describe it in
+the Plan (:class:`PlannedContainer`, JSON), sync its files while it runs and again while it is
+frozen (at CRIU's post-dump), and dump it with ``runc checkpoint``
+(:class:`~ferryman.targets.runc_checkpoint.RuncDumper`).
+
+DESTINATION (:class:`DestinationContainer`): check the plan (runc present, no container with
+that id here, sane paths), open the sync listener for the source, restore with ``runc
+restore`` (stopped until the commit) and, on failure, delete what it restored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ferryman import wire
+from ferryman.agent.config import AgentConfig
+from ferryman.agent.gate import end_check
+from ferryman.errors import (
+    FerrymanError,
+    RemoteProtocolError,
+    RuncError,
+    RuncMissing,
+    UsageError,
+)
+from ferryman.fs import rsync
+from ferryman.fs.server import SyncServer
+from ferryman.migration.phases import SourcePhase
+from ferryman.migration.runc_checks import RSYNC_FEATURE, RUNC_FEATURE
+from ferryman.pki import NodeCredentials, tls
+from ferryman.targets import runc_checkpoint
+from ferryman.targets.runc import (
+    DEFAULT_ROOT,
+    BundleConfig,
+    ContainerState,
+    Runc,
+    check_id,
+    sync_paths,
+)
+from ferryman.targets.runc_checkpoint import RuncDumper
+
+if TYPE_CHECKING:
+    from ferryman.agent.source import SourceMigration
+
+log = logging.getLogger(__name__)
+MAX_SYNC_PATHS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class RuncTarget:
+    """What ``ferryman migrate --runc ID`` names: the container, runc's state root, binary."""
+
+    id: str
+    root: Path = DEFAULT_ROOT
+    binary: str = "runc"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedContainer:
+    """The container as the Plan describes it (``Plan.target``)."""
+
+    id: str
+    bundle: str
+    sync: tuple[str, ...]
+    kind: str = "runc"
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "id": self.id, "bundle": self.bundle,
+                           "sync": list(self.sync)}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> PlannedContainer:
+        """Checked like any network input: RemoteProtocolError when malformed."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RemoteProtocolError(f"Plan.target is not JSON: {exc}") from exc
+        if not isinstance(data, dict) or data.get("kind") != "runc":
+            raise RemoteProtocolError("Plan.target: only runc containers are known here")
+        cid, bundle, sync = data.get("id"), data.get("bundle"), data.get("sync")
+        if not isinstance(cid, str) or not isinstance(bundle, str) or \
+                not isinstance(sync, list) or not all(isinstance(p, str) for p in sync) or \
+                not 0 < len(sync) <= MAX_SYNC_PATHS or bundle not in sync:
+            raise RemoteProtocolError("Plan.target: needs id, bundle and the paths to sync")
+        try:
+            check_id(cid)
+            for p in sync:
+                rsync.check_path(p)
+        except FerrymanError as exc:
+            raise RemoteProtocolError(f"Plan.target: {exc.message}") from exc
+        if any(p.rstrip("/") in ("", "/") for p in sync):
+            raise RemoteProtocolError("Plan.target: refusing to sync /")
+        return cls(cid, bundle, tuple(sync))
+
+
+class SourceContainer:
+    """A running container on this node, about to move."""
+
+    def __init__(self, target: RuncTarget, runc: Runc, state: ContainerState,
+                 config: BundleConfig) -> None:
+        self.target = target
+        self.runc = runc
+        self.state = state
+        self.config = config
+        self.synced: dict[str, float] = {}
+        self._final: asyncio.Future[str] | None = None
+
+    @classmethod
+    async def open(cls, target: RuncTarget) -> SourceContainer:
+        """RuncMissing, NoSuchContainer (unknown id, or not running), or the container."""
+        runc = Runc(target.binary, target.root)
+        state = await runc.running(target.id)
+        config = runc.config_of(state)
+        if config.terminal:
+            raise RuncError("checkpoint", target.id, "its process has a terminal",
+                            hint="run the container with \"terminal\": false and its stdio "
+                                 "as pipes (CRIU cannot move a runc console)")
+        return cls(target, runc, state, config)
+
+    @property
+    def pid(self) -> int:
+        return self.state.pid
+
+    def planned(self) -> PlannedContainer:
+        return PlannedContainer(self.target.id, str(self.config.bundle),
+                                tuple(str(p) for p in sync_paths(self.config)))
+
+    def dumper(self, ctl_dir: Path, on_frozen: Callable[[], None] | None = None,
+               timings: dict[str, float] | None = None) -> RuncDumper:
+        return RuncDumper(self.runc, self.target.id, ctl_dir, on_frozen, timings)
+
+    def start_final_sync(self, host: str, port: int, creds: NodeCredentials) -> None:
+        """The container's cgroup is frozen (by us, before runc starts): its files are final,
+        so the last rsync runs while runc and CRIU dump, not after them."""
+        self._final = asyncio.ensure_future(self.sync(2, host, port, creds))
+        self._final.add_done_callback(_retrieved)
+
+    async def final_sync(self, host: str, port: int, creds: NodeCredentials) -> str:
+        """The last rsync (started early, or now); a progress line."""
+        task, self._final = self._final, None
+        if task is None:
+            return await self.sync(2, host, port, creds)
+        return await task
+
+    async def sync(self, phase: int, host: str, port: int, creds: NodeCredentials) -> str:
+        """Copy the bundle (and an outside rootfs) to ``host``; returns a progress line."""
+        rsh = rsync.tunnel_rsh(port, creds.ca, creds.cert, creds.key)
+        total, took = 0, 0.0
+        for path in sync_paths(self.config):
+            result = await rsync.sync(path, host, rsh=rsh, phase=phase)
+            total += result.bytes_sent
+            took += result.seconds
+        name = "presync" if phase == 1 else "final_sync"
+        self.synced[f"{name}_ms"] = took * 1000
+        self.synced[f"{name}_bytes"] = float(total)
+        return f"{', '.join(str(p) for p in sync_paths(self.config))}: {total >> 10} KiB " \
+               f"in {took * 1000:.0f} ms"
+
+
+def _retrieved(task: asyncio.Future[str]) -> None:
+    """An early final sync that nobody awaits (the dump failed first) is not an error."""
+    if not task.cancelled():
+        task.exception()
+
+
+class DestinationContainer:
+    """A container planned to arrive here."""
+
+    def __init__(self, planned: PlannedContainer, runc: Runc, output: Path) -> None:
+        self.planned = planned
+        self.runc = runc
+        self.output = output
+        self.server: SyncServer | None = None
+        self.restored = False
+
+    @classmethod
+    async def prepare(cls, target: str, runc: Runc, output_dir: Path, node: str
+                      ) -> DestinationContainer:
+        """Checks before Ready; FerrymanError says why this node refuses."""
+        planned = PlannedContainer.from_json(target)
+        try:
+            existing = await runc.state(planned.id)
+        except RuncMissing as exc:
+            raise RuncMissing(runc.binary, node) from exc
+        if existing is not None:
+            raise RuncError("restore", planned.id, f"a container with id {planned.id!r} "
+                            f"already exists on {node} ({existing.status})",
+                            hint="delete it there ('runc delete'), or move another one")
+        return cls(planned, runc, output_dir / f"{planned.id}.log")
+
+    async def listen(self, ctx: ssl.SSLContext, peer: str, host: str) -> int:
+        self.server = SyncServer(ctx, peer, self.planned.sync)
+        return await self.server.start(host)
+
+    async def restore(self, images_dir: Path, *, lazy: bool, tcp_established: bool) -> int:
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
+        self.restored = True  # from now on a failure must delete what runc made
+        return await runc_checkpoint.restore(
+            self.runc, self.planned.id, bundle=Path(self.planned.bundle),
+            images_dir=images_dir, output=self.output, lazy=lazy,
+            tcp_established=tcp_established)
+
+    async def cleanup(self, *, delete: bool) -> None:
+        """Stop listening; ``delete`` a restored (uncommitted) container. Synced files stay."""
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
+        if self.restored and delete:
+            try:
+                await self.runc.delete(self.planned.id)
+            except FerrymanError as exc:
+                log.warning("could not delete container %s: %s", self.planned.id, exc)
+            self.restored = False
+
+
+# -- hooks: the few lines agent/source.py and agent/destination.py call --------------------
+
+
+async def source_open(m: SourceMigration, target: RuncTarget) -> SourceContainer:
+    """Before anything else: the container must be running; its init PID is the workload."""
+    box = await SourceContainer.open(target)
+    m.o.pid = m.report.source_pid = box.pid
+    m.report.container = target.id
+    if m.o.mode == "auto":  # the process pre-flight does not apply; cold risks nothing
+        m.o.mode = m.report.mode = "cold"
+    if m.o.mode in ("precopy", "hybrid"):
+        raise UsageError(f"--mode {m.o.mode} is not implemented for runc containers yet",
+                         hint="use --mode cold or postcopy")
+    m.dumper = box.dumper(m.workdir / "runc-hold", on_frozen=lambda: box.start_final_sync(
+        m.ch.peer_ip if m.ch else "", m.sync_port, m.o.creds), timings=m.report.sync)
+    m.o.progress("HELLO", f"runc container {target.id}: PID {box.pid}, bundle "
+                 f"{box.config.bundle}")
+    return box
+
+
+async def source_presync(m: SourceMigration, box: SourceContainer, sync_port: int) -> None:
+    """PRESYNC: the bundle and rootfs while the container runs (nothing frozen yet)."""
+    assert m.ch is not None
+    m._phase(SourcePhase.PRESYNC, f"rsync while running to {m.ch.peer_ip}")
+    try:
+        detail = await box.sync(1, m.ch.peer_ip, sync_port, m.o.creds)
+    except FerrymanError:
+        await end_check(m.ch, "the pre-sync failed")
+        raise
+    finally:
+        m.report.sync.update(box.synced)
+    m.o.progress("PRESYNC", detail)
+
+
+async def source_final_sync(m: SourceMigration, box: SourceContainer, sync_port: int) -> None:
+    """While frozen (post-dump): what changed since the pre-sync, with --delete."""
+    assert m.ch is not None
+    try:
+        detail = await box.final_sync(m.ch.peer_ip, sync_port, m.o.creds)
+    finally:
+        m.report.sync.update(box.synced)
+    m.o.progress("TRANSFERRING", f"final rsync while frozen: {detail}")
+
+
+async def destination_prepare(cfg: AgentConfig, target: str, peer: str
+                              ) -> tuple[DestinationContainer, int]:
+    """The container's checks and its sync listener; FerrymanError when this node refuses."""
+    runc = Runc(cfg.runc_bin, cfg.runc_root)
+    box = await DestinationContainer.prepare(target, runc, cfg.state_dir / "containers",
+                                             cfg.name)
+    port = await box.listen(tls.server_context(cfg.creds), peer, cfg.listen_host)
+    return box, port
+
+
+def tools_present(runc_bin: str = "runc", rsync_bin: str = "rsync") -> dict[str, bool]:
+    """Whether this node has runc and rsync (Hello features, pre-flight rows)."""
+    return {RUNC_FEATURE: shutil.which(runc_bin) is not None,
+            RSYNC_FEATURE: shutil.which(rsync_bin) is not None}
+
+
+def with_tools(hello: wire.Hello, cfg: AgentConfig) -> wire.Hello:
+    """The agent's Hello, telling whether it can receive containers."""
+    return replace(hello, features={**hello.features, **tools_present(cfg.runc_bin)})

@@ -1,0 +1,49 @@
+"""``ferryman check --runc ID``: what can be checked for a container before moving it.
+
+Asks the container's state here (runc), says hello to the destination agent (its features
+tell whether it has runc and rsync, and lazy pages), and ends the conversation; nothing is
+frozen. The rows come from :func:`ferryman.migration.runc_checks.runc_rows`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ferryman.agent.container import RuncTarget, SourceContainer, tools_present
+from ferryman.agent.gate import end_check
+from ferryman.agent.hello import exchange_hello, local_hello, postcopy_blocker
+from ferryman.agent.source import SourceMigration, SourceOptions
+from ferryman.criu.client import Criu
+from ferryman.errors import RuncError
+from ferryman.migration.runc_checks import CONTAINER_MODES, ContainerFacts, runc_rows
+from ferryman.migration.verdict import MODES, Verdict, merge
+
+
+@dataclass(frozen=True, slots=True)
+class RuncCheckResult:
+    verdict: Verdict
+    container: ContainerFacts
+    destination: str
+
+
+async def run_runc_check(target: RuncTarget, o: SourceOptions, requested: str | None
+                         ) -> RuncCheckResult:
+    try:
+        box = await SourceContainer.open(target)
+        facts = ContainerFacts(target.id, box.pid, str(box.config.bundle))
+    except RuncError as exc:
+        facts = ContainerFacts(target.id, problem=exc.message, fix=exc.hint or "")
+    ours = await local_hello(Criu(o.criu_bin), o.creds.name, o.state_dir)
+    ch = await SourceMigration(o)._connect()
+    try:
+        theirs = await exchange_hello(ch, ours, o.timeouts.hello)
+        await end_check(ch, "pre-flight check only")
+    finally:
+        await ch.close()
+    blocker = postcopy_blocker(ours.features, o.creds.name) or \
+        postcopy_blocker(theirs.features, theirs.node)
+    rows = runc_rows(here=o.creds.name, there=theirs.node,
+                     local_tools=tools_present(target.binary), dest_features=theirs.features,
+                     container=facts, postcopy_blocker=blocker)
+    supported = [m for m in MODES if m in CONTAINER_MODES]
+    return RuncCheckResult(merge(rows, [], supported, requested), facts, theirs.node)

@@ -1,0 +1,64 @@
+"""Pre-flight rows for a runc container (``ferryman check --runc ID``). Pure.
+
+What can be known before anything is frozen: runc and rsync on both nodes (the destination
+says so in its Hello features), the container running here with its stdio not on a console,
+and the destination's lazy pages for post-copy. The process-tree checks (dry-run dump, open
+files, PIDs) do not apply: runc builds the container's mounts and namespaces itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ferryman.migration.verdict import Row, Status
+
+RUNC_FEATURE = "runc"
+RSYNC_FEATURE = "rsync"
+CONTAINER_MODES = frozenset({"cold", "postcopy"})
+POSTCOPY = frozenset({"postcopy"})
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerFacts:
+    """The container as the source sees it; ``problem`` is why it cannot move (or None)."""
+
+    id: str
+    pid: int = 0
+    bundle: str = ""
+    problem: str | None = None
+    fix: str = ""
+
+
+def _tool(side: str, node: str, name: str, present: bool | None) -> Row:
+    if present:
+        return Row(name, side, Status.PASS, f"{name} is installed on {node}")
+    if present is None:
+        return Row(name, side, Status.WARN, f"{node}'s agent does not say whether {name} "
+                   "is installed (an older ferryman)", "update ferryman there")
+    return Row(name, side, Status.FAIL, f"{name} is not installed on {node}",
+               f"install Debian's {name} package there ('make setup' does)")
+
+
+def runc_rows(*, here: str, there: str, local_tools: Mapping[str, bool],
+              dest_features: Mapping[str, bool], container: ContainerFacts,
+              postcopy_blocker: str | None) -> list[Row]:
+    """The verdict rows for moving ``container`` from ``here`` to ``there``."""
+    rows = [_tool("source", here, RUNC_FEATURE, local_tools.get(RUNC_FEATURE, False)),
+            _tool("source", here, RSYNC_FEATURE, local_tools.get(RSYNC_FEATURE, False)),
+            _tool("destination", there, RUNC_FEATURE, dest_features.get(RUNC_FEATURE)),
+            _tool("destination", there, RSYNC_FEATURE, dest_features.get(RSYNC_FEATURE))]
+    if container.problem is None:
+        rows.append(Row("container", "source", Status.PASS,
+                        f"{container.id} runs as PID {container.pid} (bundle "
+                        f"{container.bundle})"))
+    else:
+        rows.append(Row("container", "source", Status.FAIL, container.problem,
+                        container.fix or "start the container"))
+    if postcopy_blocker is None:
+        rows.append(Row("lazy-pages", "destination", Status.PASS,
+                        "userfaultfd and 4 MiB pipes for post-copy", modes=POSTCOPY))
+    else:
+        rows.append(Row("lazy-pages", "both", Status.FAIL, postcopy_blocker,
+                        "use --mode cold", modes=POSTCOPY))
+    return rows

@@ -1,0 +1,150 @@
+"""The runc target's pure pieces: config.json and state parsing, argv, CRIU config, hold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ferryman.criu.client import PageServerAddress, TlsFiles
+from ferryman.errors import RuncError
+from ferryman.targets.runc import (
+    BundleConfig,
+    check_id,
+    checkpoint_argv,
+    criu_conf,
+    hold_script,
+    parse_bundle_config,
+    parse_state,
+    restore_argv,
+    runc_message,
+    sync_paths,
+)
+
+ROOT = Path("/run/r")
+IMG = Path("/var/lib/ferryman/migrations/m1")
+LOG = IMG / "runc.log"
+TLS = TlsFiles(Path("/pki/ca.pem"), Path("/pki/a.pem"), Path("/pki/a.key"))
+
+
+def _config(**over: object) -> str:
+    cfg: dict[str, object] = {
+        "process": {"terminal": False, "args": ["sh"]},
+        "root": {"path": "rootfs", "readonly": False},
+        "linux": {"namespaces": [{"type": "pid"},
+                                 {"type": "network", "path": "/var/run/netns/blue"}]},
+    }
+    cfg.update(over)
+    return json.dumps(cfg)
+
+
+def test_bundle_config_resolves_a_relative_rootfs_and_finds_the_netns() -> None:
+    cfg = parse_bundle_config(_config(), Path("/b/c1"))
+    assert cfg == BundleConfig(Path("/b/c1"), Path("/b/c1/rootfs"), "/var/run/netns/blue",
+                               terminal=False)
+    assert sync_paths(cfg) == (Path("/b/c1"),)
+
+
+def test_rootfs_outside_the_bundle_is_synced_too() -> None:
+    cfg = parse_bundle_config(_config(root={"path": "/srv/roots/c1"},
+                                      process={"terminal": True}, linux={}), Path("/b/c1"))
+    assert cfg.rootfs == Path("/srv/roots/c1")
+    assert cfg.netns is None
+    assert cfg.terminal
+    assert sync_paths(cfg) == (Path("/b/c1"), Path("/srv/roots/c1"))
+
+
+@pytest.mark.parametrize("text", ["[]", "{", json.dumps({"root": {}}),
+                                  json.dumps({"root": {"path": ""}})])
+def test_bad_config_json_is_a_runc_error(text: str) -> None:
+    with pytest.raises(RuncError):
+        parse_bundle_config(text, Path("/b"))
+
+
+def test_state_parsing() -> None:
+    st = parse_state(json.dumps({"ociVersion": "1.0.2-dev", "id": "c1", "pid": 4242,
+                                 "status": "running", "bundle": "/b/c1",
+                                 "rootfs": "/b/c1/rootfs", "created": "x", "owner": ""}))
+    assert (st.id, st.pid, st.status, st.bundle) == ("c1", 4242, "running", Path("/b/c1"))
+    with pytest.raises(RuncError, match="unexpected runc state output"):
+        parse_state(json.dumps({"id": "c1", "pid": "x"}))
+
+
+@pytest.mark.parametrize("bad", ["", "-x", "a b", "../c", "a/b", "x" * 200])
+def test_container_ids_are_checked(bad: str) -> None:
+    with pytest.raises(RuncError):
+        check_id(bad)
+    assert check_id("web-1.blue_2") == "web-1.blue_2"
+
+
+def test_runc_message_takes_the_last_error_and_unescapes_it() -> None:
+    stderr = ('time="2026-11-27T15:00:16Z" level=error msg="container still running"\n'
+              'time="2026-11-27T15:00:16Z" level=error msg="criu failed: type NOTIFY errno 0'
+              '\\nlog file: dump.log"\n')
+    assert runc_message(stderr) == "criu failed: type NOTIFY errno 0 log file: dump.log"
+    assert runc_message("plain text\nlast line\n") == "last line"
+    assert runc_message("") == "no message"
+
+
+def test_checkpoint_argv_cold_and_lazy() -> None:
+    cold = checkpoint_argv("runc", ROOT, "c1", images=IMG, log_file=LOG,
+                           page_server=PageServerAddress("10.0.0.2", 4000),
+                           tcp_established=True)
+    assert cold == ["runc", "--root", "/run/r", "--log", str(LOG), "checkpoint",
+                    "--image-path", str(IMG), "--work-path", str(IMG),
+                    "--page-server", "10.0.0.2:4000", "--tcp-established", "c1"]
+    lazy = checkpoint_argv("runc", ROOT, "c1", images=IMG, log_file=LOG,
+                           page_server=PageServerAddress("10.0.0.1", 5000), lazy=True,
+                           status_fd=7, parent="../pre")
+    assert lazy[-8:] == ["--page-server", "10.0.0.1:5000", "--lazy-pages", "--status-fd",
+                         "7", "--parent-path", "../pre", "c1"]
+    assert "--leave-running" not in cold + lazy  # one copy at a time
+
+
+def test_restore_argv() -> None:
+    argv = restore_argv("runc", ROOT, "c1", bundle=Path("/b/c1"), images=IMG, log_file=LOG,
+                        pid_file=IMG / "pid", lazy=True, tcp_established=True)
+    assert argv == ["runc", "--root", "/run/r", "--log", str(LOG), "restore", "--detach",
+                    "--bundle", "/b/c1", "--image-path", str(IMG), "--work-path", str(IMG),
+                    "--pid-file", str(IMG / "pid"), "--lazy-pages", "--tcp-established", "c1"]
+
+
+def test_criu_conf_keeps_memory_on_tls() -> None:
+    text = criu_conf(tls=TLS, serves_pages=True, action_script=Path("/s/hold.sh"))
+    assert text.splitlines() == [
+        "network-lock nftables", "tls", 'tls-cacert "/pki/ca.pem"', 'tls-cert "/pki/a.pem"',
+        'tls-key "/pki/a.key"', "tls-no-cn-verify", 'action-script "/s/hold.sh"']
+    assert "tls-no-cn-verify" not in criu_conf(tls=TLS)
+    assert criu_conf(leave_stopped=True).splitlines() == ["network-lock nftables",
+                                                         "leave-stopped"]
+
+
+@pytest.mark.parametrize("bad", [Path("relative/ca.pem"), Path('/with"quote'),
+                                 Path("/back\\slash")])
+def test_criu_conf_refuses_paths_it_cannot_quote(bad: Path) -> None:
+    with pytest.raises(RuncError):
+        criu_conf(tls=TlsFiles(bad, TLS.cert, TLS.key))
+
+
+def test_hold_script_reports_and_waits_only_at_post_dump() -> None:
+    text = hold_script(Path("/w/ev"), Path("/w/lock"), Path("/w/it's"))
+    assert text.startswith("#!/bin/sh\n")
+    assert 'pre-dump|post-dump) echo "$CRTOOLS_SCRIPT_ACTION" 1<>/w/ev' in text
+    assert "*) exit 0 ;;" in text  # every other action passes at once
+    assert "flock -s /w/lock true\n" in text
+    assert "[ \"$(cat '/w/it'\"'\"'s' 2>/dev/null)\" = go ] && exit 0\n" in text  # quoted
+    assert text.endswith("exit 1\n")  # no "go", no dump
+    assert "THAWED" not in text
+
+
+@pytest.mark.parametrize(("control", "value"), [
+    (Path("/sys/fs/cgroup/freezer/c1/freezer.state"), "THAWED"),
+    (Path("/sys/fs/cgroup/c1/cgroup.freeze"), "0")])
+def test_without_go_a_cgroup_frozen_by_ferryman_is_thawed_after_criu(control: Path,
+                                                                     value: str) -> None:
+    text = hold_script(Path("/w/ev"), Path("/w/lock"), Path("/w/d"), control)
+    helper = text.splitlines()[-2]
+    assert helper.startswith("(while kill -0 $PPID")  # CRIU re-freezes it before it exits
+    assert f"echo {value} > {control})" in helper
+    assert helper.endswith("&")
