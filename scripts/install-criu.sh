@@ -9,7 +9,10 @@
 set -euo pipefail
 
 MIN_MAJOR=4 MIN_MINOR=2
+# Our patches on top of Debian's source; a criu built without them is rebuilt.
+BUILD_ID=ps-uncork-1
 PREFIX=${CRIU_PREFIX:-/usr/local}
+STAMP=$PREFIX/share/ferryman/criu-build
 SRC_ROOT=${CRIU_SRC_ROOT:-/var/cache/ferryman/criu-src}
 PY=
 while (($#)); do
@@ -31,7 +34,21 @@ criu_ok() {
   local maj=${BASH_REMATCH[1]} min=${BASH_REMATCH[2]}
   ((maj > MIN_MAJOR || (maj == MIN_MAJOR && min >= MIN_MINOR))) || { log "criu $v is too old (need >= $MIN_MAJOR.$MIN_MINOR)"; return 1; }
   criu check >/dev/null 2>&1 || { log "criu $v is installed but 'criu check' fails"; return 1; }
+  [[ "$(cat "$STAMP" 2>/dev/null)" == "$BUILD_ID $(command -v criu)" ]] \
+    || { log "criu $v lacks ferryman's patches ($BUILD_ID)"; return 1; }
   return 0
+}
+
+# CRIU 4.2.1 keeps the page-server socket corked (TCP_CORK) across its final CLOSE request,
+# so the request waits for the kernel's 200 ms cork timeout -- inside the frozen window of
+# every dump into a page server. Push it out before waiting for the answer, as CRIU already
+# does before its other request/answer exchanges (tcp_nodelay flushes a corked socket).
+patch_criu() {
+  local f=$1/criu/page-xfer.c
+  sed -i '/^int disconnect_from_page_server(void)$/,/^}$/{
+/__recv(page_server_sk, &status, sizeof(status), 0)/i\	tcp_nodelay(page_server_sk, true); /* ferryman: flush the corked CLOSE */
+}' "$f"
+  grep -q 'ferryman: flush the corked CLOSE' "$f" || die "could not patch $f (CRIU changed?)"
 }
 
 src_dir() { find "$SRC_ROOT" -maxdepth 1 -mindepth 1 -type d -name 'criu-*' 2>/dev/null | sort -V | tail -n 1; }
@@ -75,12 +92,15 @@ SRC
   rm -rf "$dir"; mkdir -p "$dir"
   tar -xf "$orig" -C "$dir" --strip-components=1
   rm -rf "$dl"
+  patch_criu "$dir"
   log "make -j$(nproc) criu lib crit (CRIU $ver)"
   make -C "$dir" -j"$(nproc)" criu lib crit >"$SRC_ROOT/build.log" 2>&1 \
     || { tail -30 "$SRC_ROOT/build.log" >&2; die "CRIU build failed (log: $SRC_ROOT/build.log)"; }
   make -C "$dir" install-criu PREFIX="$PREFIX" >>"$SRC_ROOT/build.log" 2>&1 \
     || die "make install-criu failed (log: $SRC_ROOT/build.log)"
   hash -r
+  mkdir -p "$(dirname "$STAMP")"
+  echo "$BUILD_ID $(command -v criu)" >"$STAMP"
 }
 
 if criu_ok; then
