@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ferryman import wire
 from ferryman.agent.channel import Channel
@@ -34,9 +33,9 @@ from ferryman.agent.container import (
 from ferryman.agent.files import file_messages, image_files
 from ferryman.agent.gate import check_before_plan
 from ferryman.agent.hello import exchange_hello, local_hello, postcopy_blocker
+from ferryman.agent.postcopy import announce_restore, run_postcopy
 from ferryman.agent.precopy import PrecopyOptions, run_iterations
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
-from ferryman.criu.page_server import free_port
 from ferryman.criu.stats import DUMP_STATS, read_stats
 from ferryman.errors import (
     CriuFeatureMissing,
@@ -46,7 +45,6 @@ from ferryman.errors import (
     PeerRejected,
     PeerUnreachable,
     RemoteError,
-    WorkloadLost,
 )
 from ferryman.host import addresses, cgroups
 from ferryman.host.addresses import MoveAddress
@@ -206,7 +204,7 @@ class SourceMigration:
                         else f"page server on port {port}")
         self.lazy = lazy
         if lazy:
-            await self._postcopy()
+            await run_postcopy(self)
         else:
             await self._cold(port)
 
@@ -235,97 +233,6 @@ class SourceMigration:
                 return
         self._collect_dump_stats()
         await self._commit()
-
-    async def _postcopy(self) -> None:
-        """Freeze, ship the non-memory images, restore remotely, serve pages until done.
-
-        The destination's restore already faults pages in, so CRIU's page server must serve
-        during the restore. Until the commit, a failure is rolled back by stopping CRIU:
-        killing it detaches the frozen tasks, which then simply continue here (their memory
-        never left). Once the destination has failed it kills its lazy-pages daemon without
-        a TLS close, so CRIU's page server itself ends in error and resumes the tasks too.
-        """
-        o = self.o
-        assert self.ch is not None
-        c = o.creds
-        if self.box is not None:  # the container's files, while it runs
-            await source_presync(self, self.box, self.sync_port)
-        address = self.ch.local_ip
-        self.ps_port = free_port(address)
-        self._phase(S.FREEZING, f"dumping PID {o.pid} (memory stays here, served lazily)")
-        self.freeze_at = time.monotonic()
-        cgroup = self._freeze_cgroup()
-        dump = asyncio.ensure_future(self.dumper.dump(
-            o.pid, self.workdir, page_server=PageServerAddress(address, self.ps_port),
-            tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key), lazy=True,
-            on_notify=self._on_notify, freeze_cgroup=cgroup,
-            tcp_established=o.tcp_established, track_mem=self.parent is not None,
-            parent=self.parent))
-        step: asyncio.Future[Any] = asyncio.ensure_future(self.serving.wait())
-        try:
-            await asyncio.wait({dump, step}, return_when=asyncio.FIRST_COMPLETED)
-            if not self.serving.is_set():
-                dump.result()  # raises the reason it stopped before serving
-                raise FerrymanError("criu ended the lazy dump before serving any page")
-            step = asyncio.ensure_future(self._await_restored())
-            await asyncio.wait({dump, step}, return_when=asyncio.FIRST_COMPLETED)
-            if not step.done():
-                dump.result()
-                raise FerrymanError("criu stopped serving pages before the restore finished")
-            step.result()
-            await self._lazy_commit()
-        except (FerrymanError, OSError) as exc:
-            if self.tracker.phase in (S.COMMITTED, S.SERVING_PAGES):
-                await self._lost(exc, dump)
-            dump.cancel()  # criu is killed; the tasks it held continue here
-            await asyncio.gather(dump, return_exceptions=True)
-            await self._roll_back(exc)
-            return
-        finally:
-            step.cancel()
-        await self._page_tail(dump)
-
-    async def _lazy_commit(self) -> None:
-        """Point of no return for post-copy: the destination runs the workload from now on."""
-        assert self.ch is not None
-        assert self.tree is not None
-        # Should CRIU resume the source tasks after a broken page tail, their queued SIGSTOP
-        # stops them before they run a single instruction (and they are then killed).
-        self._queue_stop_source()
-        await self.ch.send(wire.Commit())
-        self._phase(S.COMMITTED, "destination resumes the workload")
-        done = await self.ch.expect((wire.Committed,), self.o.timeouts.commit)
-        self.report.downtime_ms = (time.monotonic() - (self.freeze_at or 0)) * 1000
-        self.report.destination_pid = done.pid
-        self._phase(S.SERVING_PAGES, f"running on {self.report.destination_node} as PID "
-                    f"{done.pid}; serving its memory")
-
-    async def _page_tail(self, dump: asyncio.Future[None]) -> None:
-        """Wait for the destination's PagesComplete while CRIU serves the pages."""
-        assert self.ch is not None
-        done = asyncio.ensure_future(self.ch.expect((wire.PagesComplete,),
-                                                    self.o.timeouts.page_tail))
-        futures: tuple[asyncio.Future[object], ...] = (dump, done)  # type: ignore[assignment]
-        try:
-            # Either may finish first; a failure of either one is fatal.
-            while not all(f.done() for f in futures):
-                await asyncio.wait([f for f in futures if not f.done()],
-                                   return_when=asyncio.FIRST_COMPLETED)
-                for f in futures:
-                    if f.done():
-                        f.result()
-        except (FerrymanError, OSError) as exc:
-            await self._lost(exc, dump)
-        finally:
-            done.cancel()
-        msg = done.result()
-        self.report.memory_complete_ms = float(msg.elapsed_ms)
-        self.report.lazy_pages = msg.pages
-        self.report.lazy_faults = msg.faults
-        self.report.page_bytes = msg.bytes + sum(int(i["bytes"]) for i in self.report.iterations)
-        self.report.result = "committed"
-        self._collect_dump_stats(lazy=True)
-        self._phase(S.DONE, f"all {msg.pages} pages arrived in {msg.elapsed_ms} ms")
 
     def _queue_stop_source(self) -> None:
         """Queue a SIGSTOP to every source task (they are frozen by CRIU; it waits there)."""
@@ -356,16 +263,6 @@ class SourceMigration:
                 cgroups.thaw(self.freezer)
             self.freezer = None
 
-    async def _lost(self, exc: BaseException, dump: asyncio.Future[None]) -> None:
-        """After the commit the workload lives on the destination; a broken tail loses it."""
-        assert self.tree is not None
-        dump.cancel()  # kills criu; the source tasks have a SIGSTOP queued and stay stopped
-        await asyncio.gather(dump, return_exceptions=True)
-        self.tree.kill()
-        self._phase(S.LOST, str(exc))
-        self.report.result = "lost"
-        raise WorkloadLost(self.o.pid, getattr(exc, "message", str(exc))) from exc
-
     async def _on_notify(self, script: str, _pid: int) -> bool:
         if script == "pre-dump":
             # CRIU runs this right before it seizes (freezes) the tree: downtime starts here,
@@ -374,7 +271,7 @@ class SourceMigration:
                 self.freeze_at = time.monotonic()
             return True
         if script == "status-ready" and self.lazy:
-            return await self._lazy_restore()
+            return await announce_restore(self)
         if script != "post-dump":
             return True
         assert self.ch is not None
@@ -410,15 +307,6 @@ class SourceMigration:
             # It may or may not have arrived; without it the destination keeps its copy
             # stopped (an orphan), so destroying ours is still the only safe choice.
             self.commit_error = exc
-        return True
-
-    async def _lazy_restore(self) -> bool:
-        """status-ready: our page server listens; the destination may restore now."""
-        assert self.ch is not None
-        count, total = self.shipped
-        await self.ch.send(wire.Restore(file_count=count, total_bytes=total,
-                                        page_server_port=self.ps_port))
-        self.serving.set()
         return True
 
     async def _await_restored(self) -> bool:
