@@ -71,7 +71,7 @@ def _echo(result: dict[str, Any]) -> list[str]:
            f"| migration | ok | client gap ferryman | {b1} | {b2} | ratio | "
            f"total ferryman | {b1} | {b2} | ratio | ferryman report downtime | "
            f"gap ended after start: ferryman | {b1} | {b2} | "
-           f"{b1}: ip addr del / ip addr add / ARP start | total xTCP ({WHO}) |",
+           f"{b1}: ip addr del / ip addr add / ARP start | total xTCP; xmemcpy ({WHO}) |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         s = c["summary"]
@@ -84,7 +84,7 @@ def _echo(result: dict[str, Any]) -> list[str]:
                    f"{ratios(r, 'downtime')} | {triple(t, 'total_ms')} | "
                    f"{ratios(r, 'total')} | {ms(t[FERRYMAN].get('report_downtime_ms'))} | "
                    f"{triple(t, 'client_gap_end_ms')} | {steps} | "
-                   f"{multiples(s, 'total_x_tcp', 0)} |")
+                   f"{multiples(s, 'total_x_tcp', 0)}; {multiples(s, 'total_x_memcpy', 0)} |")
     return out
 
 
@@ -185,6 +185,26 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.report RESULTS.json``: the Markdown of a results file again (after
+    a change to the tables), on stdout."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    ap.add_argument("results", type=Path, help="bench/results/<timestamp>.json")
+    args = ap.parse_args(argv)
+    try:
+        result = json.loads(args.results.read_text())
+        text = markdown(result)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"bench.report: cannot render {args.results}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 1
+    print(text, end="")
+    return 0
+
+
 def write(result: dict[str, Any], out_dir: Path, stamp: str) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js = out_dir / f"{stamp}.json"
@@ -193,3 +213,7 @@ def write(result: dict[str, Any], out_dir: Path, stamp: str) -> tuple[Path, Path
     js.write_text(json.dumps(result, indent=2) + "\n")
     md.write_text(markdown(result))
     return js, md
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
