@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import pytest
+from bench.report import main as report_main
 from bench.report import markdown
 from bench.stats import summarize_cell
 
@@ -86,3 +90,16 @@ def test_redis_section_shows_gap_throughput_and_floor_multiples() -> None:
         in md
     assert "S2 (redis): redis-server (Debian package" in md
     assert "## S1" not in md
+
+
+def test_a_results_file_renders_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                      ) -> None:
+    cold = _cell("cold", "256 MiB, 0 pages/s", [_run("ferryman", 946.0, 1728.0)],
+                 size_mib=256, dirty_rate=0)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(_result([cold])))
+    assert report_main([str(path)]) == 0
+    assert "| cold | 256 MiB | 0 | 80 | 946 |" in capsys.readouterr().out
+    path.write_text("{}")
+    assert report_main([str(path)]) == 1
+    assert "cannot render" in capsys.readouterr().err
