@@ -29,6 +29,7 @@ class Env:
     dev: str = "eth0"
     garp: str = "arping"
     redis_keys: int = 10**6  # S2: keys loaded into redis-server before each migration
+    keep_images: bool = False  # --keep-tmp: leave every run's CRIU images on disk
 
 
 @dataclass

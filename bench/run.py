@@ -76,7 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--memcpy-mib", type=int, default=256, help="memcpy floor size (256)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     ap.add_argument("--criu", default=shutil.which("criu") or "criu", help="criu binary")
-    ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, images)")
+    ap.add_argument("--keep-tmp", action="store_true",
+                    help="keep the temp dir (logs, and every run's CRIU images: mind the disk)")
     args = ap.parse_args(argv)
     if args.runs is None:
         args.runs = 1 if args.quick else 3
@@ -176,12 +177,18 @@ def _cell_mib(cell: Cell) -> int:
     return size
 
 
-def _check_memory(size_mib: int) -> None:
-    """The workload briefly holds 2x its size while it starts; source + destination 2x."""
+def _check_memory(size_mib: int, tmp: Path) -> None:
+    """The workload briefly holds 2x its size while it starts; source + destination 2x.
+    A cold run writes its pages to disk under ``tmp`` (deleted after each run)."""
     need = (size_mib << 20) * 5 // 2 + (1 << 30)
     have = _mem_available()
     if have < need:
         raise BenchError(f"needs ~{need >> 20} MiB free memory, {have >> 20} MiB available")
+    disk_need = (size_mib << 20) * 2 + (1 << 30)
+    disk = shutil.disk_usage(tmp).free
+    if disk < disk_need:
+        raise BenchError(f"needs ~{disk_need >> 20} MiB free disk in {tmp}, "
+                         f"{disk >> 20} MiB free")
 
 
 def _load() -> str:
@@ -212,7 +219,8 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
         topo = Topology(names)
         pki = tmp / "pki"
         _make_pki(topo, pki)
-        env = Env(topo=topo, pki=pki, tmp=tmp, criu=args.criu, timeout=args.timeout)
+        env = Env(topo=topo, pki=pki, tmp=tmp, criu=args.criu, timeout=args.timeout,
+                  keep_images=args.keep_tmp)
         if clients:
             env.service = f"10.{topo.net}.0.100/24"
             env.garp = ensure_arping()
@@ -234,7 +242,7 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
                                      "runs": []}
             result["cells"].append(entry)
             try:
-                _check_memory(_cell_mib(cell))
+                _check_memory(_cell_mib(cell), tmp)
                 runs = run_cell(env, cell, args.runs, args.tools)
                 entry["runs"] = [r.to_json() for r in runs]
             except Exception as exc:  # a broken cell must not stop the others

@@ -21,7 +21,15 @@ from tests.support.workloads import Workload, alive, start_workload
 from bench import redis, tcpecho, tree
 from bench.cell import Cell, RunResult, int_field, migrator
 from bench.env import Env
-from bench.proc import BenchError, kill_pid, rss_bytes, say, timens_monotonic_ms, wait_gone
+from bench.proc import (
+    BenchError,
+    kill_pid,
+    prune_images,
+    rss_bytes,
+    say,
+    timens_monotonic_ms,
+    wait_gone,
+)
 from bench.stats import BASELINES, BY_HAND, BY_HAND_TLS, FERRYMAN, TOOLS, criu_ms
 from bench.wire import tx_bytes
 
@@ -170,6 +178,8 @@ def run_cell(env: Env, cell: Cell, runs: int, tools: tuple[str, ...]) -> list[Ru
         for tool in (*tools[k:], *tools[:k]):
             say(f"{cell.mode} {cell.label} run {rep}/{runs}: {tool} …")
             r = how(env, cell, tool, rep)
+            if not env.keep_images:
+                prune_images(env.tmp)
             if r.ok:
                 tail = ("" if r.memory_complete_ms is None
                         else f", memory complete {r.memory_complete_ms:.0f} ms after resuming")
