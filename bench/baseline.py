@@ -112,13 +112,14 @@ def _tls(env: Env, node: str, *, tls: bool, server: bool) -> list[str]:
     return [*args, "--tls-no-cn-verify"] if server else args
 
 
-def _copy_images(src: Path, dst: Path, timeout: float) -> tuple[float, int]:
-    """``cp`` every image file (not the logs) from ``src`` to ``dst``: (ms, file count)."""
-    files = sorted(str(p) for p in src.iterdir() if p.is_file() and p.suffix != ".log")
-    if not files:
+def _copy_images(src: Path, dst: Path, timeout: float) -> tuple[float, int, int]:
+    """``cp`` every image file (not the logs) from ``src`` to ``dst``: (ms, files, bytes)."""
+    paths = sorted(p for p in src.iterdir() if p.is_file() and p.suffix != ".log")
+    if not paths:
         raise BenchError(f"no image files in {src}")
-    copy = run_timed(["cp", "-p", *files, str(dst)], timeout).check("cp")
-    return copy.ms, len(files)
+    size = sum(p.stat().st_size for p in paths)
+    copy = run_timed(["cp", "-p", *map(str, paths), str(dst)], timeout).check("cp")
+    return copy.ms, len(paths), size
 
 
 def _restored_pid(pidfile: Path, restored: list[int]) -> None:
@@ -154,6 +155,7 @@ def cold(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
     try:
         b.wait_listening(port, timeout=min(env.timeout, 30), proc=server)
         t0 = time.monotonic()
+        wall0 = time.time()  # the same instant on the wall clock (S2's windows)
         dump = run_timed(a.argv(env.criu, "dump", "-t", str(wl.pid), "--images-dir", str(dir_a),
                                 "--page-server", "--address", b.ip, "--port", str(port),
                                 *_tls(env, "a", tls=tls, server=False), *_tcp_args(tcp)),
@@ -167,7 +169,7 @@ def cold(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
         if server.returncode != 0:
             raise BenchError(f"criu page-server exited with {server.returncode} "
                              f"(log {dir_b / 'page-server.log'})")
-        copy_ms, n_files = _copy_images(dir_a, dir_b, env.timeout)
+        copy_ms, n_files, copied = _copy_images(dir_a, dir_b, env.timeout)
         moved = _image_bytes(dir_b)
         pidfile = run_dir / "restored.pid"
         if tcp:  # the restored sockets are bound to it
@@ -185,11 +187,13 @@ def cold(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
         return Outcome(
             total_ms=total_ms,
             bytes_moved=moved,
+            started_wall=wall0,
             details={
                 "dump_ms": dump.ms,
                 "copy_ms": copy_ms,
                 "restore_ms": restore.ms,
                 "copied_files": n_files,
+                "copied_bytes": copied,  # cp on this host; scp would send them A → B
                 "criu_dump": _criu_stats(dir_a / "stats-dump"),
                 "criu_restore": _criu_stats(dir_b / "stats-restore"),
                 **steps,
@@ -250,6 +254,7 @@ def lazy(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
     dump_err, lazy_err = run_dir / "dump.stderr", run_dir / "lazy-pages.stderr"
     lazyd: subprocess.Popen[bytes] | None = None
     t0 = time.monotonic()
+    wall0 = time.time()  # the same instant on the wall clock (S2's windows)
     with dump_err.open("wb") as errf:
         dump = a.popen(env.criu, "dump", "-t", str(wl.pid), "--images-dir", str(dir_a),
                        "--lazy-pages", "--address", a.ip, "--port", str(port),
@@ -262,7 +267,7 @@ def lazy(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
         t_serving = time.monotonic()
         if tcp:  # dumped (frozen, connections locked): give up the address
             _addr(a, "del", env, steps)
-        copy_ms, n_files = _copy_images(dir_a, dir_b, env.timeout)
+        copy_ms, n_files, copied = _copy_images(dir_a, dir_b, env.timeout)
         image_bytes = _image_bytes(dir_b)
         t_lazy = time.monotonic()
         with lazy_err.open("wb") as errf:
@@ -309,6 +314,7 @@ def lazy(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
         return Outcome(
             total_ms=(ends["dump"] - t0) * ms,
             bytes_moved=None,  # the pages' count is not logged at CRIU's default level
+            started_wall=wall0,
             memory_complete_ms=(ends["dump"] - t_resumed) * ms,
             details={
                 "dump_ms": (t_serving - t0) * ms,  # freeze + dump until the page server listens
@@ -319,6 +325,7 @@ def lazy(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
                 "lazy_pages_exit_ms": (ends["lazy_pages"] - t_resumed) * ms,
                 "image_bytes": image_bytes,
                 "copied_files": n_files,
+                "copied_bytes": copied,  # cp on this host; scp would send them A → B
                 **steps,
                 **_announced(arping, env.timeout),
             })

@@ -25,6 +25,7 @@ class Cell:
     migration: str  # "cold" or "postcopy": what the migration itself runs
     size_mib: int | None = None  # workload memory (echo: none, the server is tiny)
     procs: int = 1  # processes in the tree (tree: the root and procs - 1 children)
+    dirty_rate: int = 0  # memory (S1): pages the workload rewrites per second
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,6 +56,10 @@ class RunResult:
         return asdict(self)
 
 
+TCP_MODES = ("echo", "redis")  # live connections and a moving service address
+BY_HAND_MIGRATIONS = ("cold", "postcopy")
+
+
 def int_field(status: dict[str, object], key: str) -> int:
     value = status.get(key)
     if not isinstance(value, int):
@@ -76,11 +81,16 @@ def _ferryman(migration: str, tcp: bool) -> Migrator:
 def migrator(cell: Cell, tool: str) -> Migrator:
     """Who moves ``cell``'s workload: ferryman, or CRIU's commands by hand (plain or TLS).
 
-    echo cells move live TCP connections and the service address with them.
+    echo (S3) and redis (S2) cells move live TCP connections and the service address with
+    them. Pre-copy has no by-hand baseline yet (its cells run in the QEMU guests).
     """
-    tcp = cell.mode == "echo"
+    tcp = cell.mode in TCP_MODES
     if tool == FERRYMAN:
         return _ferryman(cell.migration, tcp)
+    if cell.migration not in BY_HAND_MIGRATIONS:
+        raise BenchError(f"no by-hand baseline for {cell.migration!r} migrations (by hand "
+                         f"knows {', '.join(BY_HAND_MIGRATIONS)}): run it with --tools "
+                         f"ferryman")
     by_hand = baseline.cold if cell.migration == "cold" else baseline.lazy
     return functools.partial(by_hand, tls=tool == BY_HAND_TLS, tcp=tcp)
 

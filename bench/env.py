@@ -28,6 +28,8 @@ class Env:
     service: str | None = None
     dev: str = "eth0"
     garp: str = "arping"
+    redis_keys: int = 10**6  # S2: keys loaded into redis-server before each migration
+    keep_images: bool = False  # --keep-tmp: leave every run's CRIU images on disk
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Outcome:
     # post-copy: from the workload resuming on the destination until every page is there
     memory_complete_ms: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    started_wall: float | None = None  # time.time() when total_ms started
 
 
 # A migrator moves ``workload`` from node a to node b, using ``run_dir`` for its files, and

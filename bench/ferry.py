@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ def migrate(env: Env, wl: Workload, run_dir: Path, restored: list[int], *mode_ar
     try:
         b.wait_listening(AGENT_PORT, timeout=min(env.timeout, 60), proc=agent)
         report_path = run_dir / "report.json"
+        wall0 = time.time()
         res = run_timed(a.argv(PY, "-m", "ferryman", "migrate", str(wl.pid),
                                "--to", f"{b.ip}:{AGENT_PORT}", "--pki", str(env.pki),
                                "--name", "a", "--state-dir", str(run_dir / "state-a"),
@@ -59,6 +61,7 @@ def migrate(env: Env, wl: Workload, run_dir: Path, restored: list[int], *mode_ar
         return Outcome(
             total_ms=res.ms,
             bytes_moved=report.get("bytes_transferred"),
+            started_wall=wall0,
             # post-copy: destination resumed the workload → every page arrived (B's clock)
             memory_complete_ms=float(complete) if isinstance(complete, int | float) else None,
             details={

@@ -64,14 +64,17 @@ def _number(v: object) -> float | None:
     return None
 
 
-def collect(results: dict[str, Any]) -> tuple[list[Series], int]:
-    """The results' runs as series per (mode, tool), and how many runs were left out."""
+def collect(results: dict[str, Any], rate: int = 0) -> tuple[list[Series], int]:
+    """The runs of the memory cells with dirty rate ``rate`` (S1; cells without one are
+    idle) as series per (mode, tool), and how many of those runs were left out."""
     series: dict[tuple[str, str], Series] = {}
     skipped = 0
     cells = results.get("cells")
     for cell in cells if isinstance(cells, list) else []:
         if not isinstance(cell, dict) or cell.get("kind", "memory") != "memory":
-            continue  # S3 (echo) and S4 (tree) are not about RSS: their tables say it
+            continue  # S2, S3 and S4 are not about RSS: their tables say it
+        if cell.get("dirty_rate", 0) != rate:
+            continue
         mode = str(cell.get("mode", "?"))
         size = _number(cell.get("size_mib"))
         runs = cell.get("runs")
@@ -93,11 +96,11 @@ def collect(results: dict[str, Any]) -> tuple[list[Series], int]:
         skipped
 
 
-def draw(results: dict[str, Any]) -> Figure:
+def draw(results: dict[str, Any], rate: int = 0) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    all_series, skipped = collect(results)
+    all_series, skipped = collect(results, rate)
     fig = Figure(figsize=(13, 5.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(METRICS))
@@ -113,8 +116,9 @@ def draw(results: dict[str, Any]) -> Figure:
         axes[0].legend(fontsize=9, frameon=False, loc="upper left")
     env = results.get("environment")
     env = env if isinstance(env, dict) else {}
+    what = "idle workload" if rate == 0 else f"{rate} dirty pages/s"
     fig.suptitle(f"ferryman benchmark {results.get('started', '')}: downtime and total time "
-                 "against workload RSS", fontsize=13, fontweight="bold")
+                 f"against workload RSS ({what})", fontsize=13, fontweight="bold")
     facts = [f"{results['runs']} runs per tool and cell" if "runs" in results else "",
              f"kernel {env['kernel']}" if env.get("kernel") else "",
              f"criu {str(env['criu']).removeprefix('Version: ')}" if env.get("criu") else "",
@@ -162,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", type=Path, help="bench/results/<timestamp>.json")
     ap.add_argument("-o", "--out", type=Path, help="the PNG (default: RESULTS with .png)")
+    ap.add_argument("--rate", type=int, default=0,
+                    help="S1: the cells with this dirty rate, pages/s (default 0: idle)")
     args = ap.parse_args(argv)
     try:
         results = json.loads(args.results.read_text())
@@ -173,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     out = args.out or args.results.with_suffix(".png")
-    draw(results).savefig(out, dpi=110)
+    draw(results, args.rate).savefig(out, dpi=110)
     print(out)
     return 0
 

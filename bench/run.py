@@ -7,7 +7,6 @@ stdout and, with the raw runs as JSON, to bench/results/<timestamp>.{md,json}.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import signal
@@ -22,8 +21,11 @@ from typing import Any
 from tests.support.netns import Topology
 
 from bench import floors, report
+from bench.cell import TCP_MODES
 from bench.env import Env
+from bench.install import ensure_arping, ensure_redis, first_line
 from bench.proc import PY, REPO, BenchError, say, sweep
+from bench.redis import REDIS_KEYS, REDIS_MIB
 from bench.scenarios import MODES, SCENARIOS, TOOLS, Cell, cells_for, run_cell
 from bench.stats import summarize_cell
 
@@ -39,17 +41,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = "; ".join(f"{m.name} {','.join(map(str, m.default_sizes))}"
                          for m in MODES.values() if m.kind == "memory")
     ap.add_argument("--sizes", default=None,
-                    help=f"workload sizes in MiB for the cold and postcopy modes "
+                    help=f"S1: workload sizes in MiB for the cold and postcopy modes "
                          f"(default per mode: {defaults})")
+    ap.add_argument("--rates", default=None,
+                    help="S1: dirty rates in pages/s, one cell per size and rate "
+                         "(default 0,1000,10000)")
     ap.add_argument("--runs", type=int, default=None,
                     help="repetitions per tool and cell (3; --quick: 1)")
+    default_modes = [m for m in MODES if MODES[m].default]
     ap.add_argument("--modes", default=None,
-                    help=f"modes: {','.join(MODES)} (default all)")
-    names = ", ".join(f"{k} = {v}" for k, v in SCENARIOS.items())
+                    help=f"modes: {','.join(MODES)} (default {','.join(default_modes)}; "
+                         f"precopy needs soft-dirty tracking, i.e. the QEMU guests)")
+    names = ", ".join(f"{k} = {'+'.join(v)}" for k, v in SCENARIOS.items())
     ap.add_argument("--scenarios", default=None,
                     help=f"the issue's scenario names ({names}), added to --modes")
     ap.add_argument("--echo-modes", default=None,
                     help="echo (S3): migration modes, cold,postcopy (default both)")
+    ap.add_argument("--redis-modes", default=None,
+                    help="redis (S2): migration modes, cold,postcopy (default both)")
+    ap.add_argument("--redis-keys", type=int, default=REDIS_KEYS,
+                    help="redis (S2): keys loaded before migrating (default %(default)s)")
     ap.add_argument("--procs", default=None,
                     help="tree (S4): process counts (default 1,10,100)")
     ap.add_argument("--tree-mib", type=int, default=MODES["tree"].default_sizes[0],
@@ -65,7 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--memcpy-mib", type=int, default=256, help="memcpy floor size (256)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     ap.add_argument("--criu", default=shutil.which("criu") or "criu", help="criu binary")
-    ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, images)")
+    ap.add_argument("--keep-tmp", action="store_true",
+                    help="keep the temp dir (logs, and every run's CRIU images: mind the disk)")
     args = ap.parse_args(argv)
     if args.runs is None:
         args.runs = 1 if args.quick else 3
@@ -74,22 +86,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     try:
         args.sizes = [int(s) for s in _csv(args.sizes)] if args.sizes is not None else None
         args.procs = [int(s) for s in _csv(args.procs)] if args.procs is not None else None
+        args.rates = [int(s) for s in _csv(args.rates)] if args.rates is not None else None
     except ValueError:
-        ap.error(f"--sizes/--procs: not a list of integers: {args.sizes} / {args.procs}")
+        ap.error(f"--sizes/--procs/--rates: not a list of integers: {args.sizes} / "
+                 f"{args.procs} / {args.rates}")
     chosen = _csv(args.modes) if args.modes is not None else []
     if args.scenarios is not None:
         if unknown := [x for x in _csv(args.scenarios) if x.upper() not in SCENARIOS
                        and x not in MODES]:
             ap.error(f"unknown scenario(s) {unknown}; known: {list(SCENARIOS)}")
-        chosen += [SCENARIOS.get(x.upper(), x) for x in _csv(args.scenarios)]
+        for x in _csv(args.scenarios):
+            chosen += SCENARIOS.get(x.upper(), (x,))
     if args.modes is None and args.scenarios is None:
-        chosen = list(MODES)
+        chosen = default_modes
     if unknown := [m for m in chosen if m not in MODES]:
         ap.error(f"unknown mode(s) {unknown}; known: {list(MODES)}")
     args.modes = [m for m in MODES if m in chosen]  # each once, in the usual order
     args.echo_modes = _csv(args.echo_modes) if args.echo_modes is not None else None
     if bad := [m for m in args.echo_modes or [] if m not in MODES["echo"].migrations]:
         ap.error(f"--echo-modes: unknown {bad}; known: {list(MODES['echo'].migrations)}")
+    args.redis_modes = _csv(args.redis_modes) if args.redis_modes is not None else None
+    if bad := [m for m in args.redis_modes or [] if m not in MODES["redis"].migrations]:
+        ap.error(f"--redis-modes: unknown {bad}; known: {list(MODES['redis'].migrations)}")
+    if args.rates == [] or any(r < 0 for r in args.rates or []):
+        ap.error("--rates must be 0 or more pages/s")
+    if args.redis_keys < 1:
+        ap.error("--redis-keys must be positive")
     args.tools = tuple(_csv(args.tools))
     if unknown := [t for t in args.tools if t not in TOOLS]:
         ap.error(f"unknown tool(s) {unknown}; known: {list(TOOLS)}")
@@ -107,9 +129,11 @@ def cells(args: argparse.Namespace) -> list[Cell]:
     for name in args.modes:
         mode = MODES[name]
         if mode.kind == "memory":
-            out += cells_for(mode, sizes=args.sizes)
+            out += cells_for(mode, sizes=args.sizes, rates=args.rates)
         elif mode.kind == "echo":
             out += cells_for(mode, migrations=args.echo_modes)
+        elif mode.kind == "redis":
+            out += cells_for(mode, migrations=args.redis_modes)
         else:
             out += cells_for(mode, sizes=[args.tree_mib], procs=args.procs)
     return out
@@ -144,6 +168,8 @@ def _cell_mib(cell: Cell) -> int:
     """About what a cell's workload holds (tree: ~10 MiB of Python per process on top)."""
     if cell.mode == "echo":
         return 16
+    if cell.mode == "redis":
+        return REDIS_MIB
     size = cell.size_mib or 0
     if cell.mode == "tree":
         return size + (cell.procs - 1) * max(1, size // max(cell.procs - 1, 1)) \
@@ -151,49 +177,22 @@ def _cell_mib(cell: Cell) -> int:
     return size
 
 
-def _check_memory(size_mib: int) -> None:
-    """The workload briefly holds 2x its size while it starts; source + destination 2x."""
+def _check_memory(size_mib: int, tmp: Path) -> None:
+    """The workload briefly holds 2x its size while it starts; source + destination 2x.
+    A cold run writes its pages to disk under ``tmp`` (deleted after each run)."""
     need = (size_mib << 20) * 5 // 2 + (1 << 30)
     have = _mem_available()
     if have < need:
         raise BenchError(f"needs ~{need >> 20} MiB free memory, {have >> 20} MiB available")
-
-
-def _cmd(*argv: str) -> str:
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=REPO,
-                             check=False)
-        lines = (res.stdout or res.stderr).strip().splitlines()
-        return lines[0] if lines else ""
-    return ""
+    disk_need = (size_mib << 20) * 2 + (1 << 30)
+    disk = shutil.disk_usage(tmp).free
+    if disk < disk_need:
+        raise BenchError(f"needs ~{disk_need >> 20} MiB free disk in {tmp}, "
+                         f"{disk >> 20} MiB free")
 
 
 def _load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
-
-
-def _iputils_arping() -> bool:
-    return shutil.which("arping") is not None and "iputils" in _cmd("arping", "-V")
-
-
-def ensure_arping() -> str:
-    """How by hand sends its gratuitous ARP (S3): iputils' ``arping``, installed with apt-get
-    when missing (Debian package iputils-arping); bench/garp.py if that fails."""
-    if _iputils_arping():
-        return "arping"
-    say("S3 by hand announces the moved address with 'arping -U' (Debian: iputils-arping), "
-        "not installed: apt-get install -y iputils-arping")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argvs in ([["apt-get", "install", "-y", "-q", "iputils-arping"]],
-                  [["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q",
-                                                 "iputils-arping"]]):
-        for argv in argvs:
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(argv, capture_output=True, timeout=300, env=env, check=False)
-        if _iputils_arping():
-            return "arping"
-    say("could not install iputils-arping: by hand sends its gratuitous ARP with bench/garp.py")
-    return "python"
 
 
 def _make_pki(topo: Topology, d: Path) -> None:
@@ -214,18 +213,22 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
     """Everything that needs the nodes; raises only on set-up failure or interruption."""
     topo = None
     try:
-        echo = "echo" in args.modes
-        names = ("a", "b", "c") if echo else ("a", "b")  # S3's client lives in C
+        clients = any(m in TCP_MODES for m in args.modes)  # S2, S3: clients in node C
+        names = ("a", "b", "c") if clients else ("a", "b")
         say(f"setting up namespace nodes {', '.join(names)} and a cluster PKI")
         topo = Topology(names)
         pki = tmp / "pki"
         _make_pki(topo, pki)
-        env = Env(topo=topo, pki=pki, tmp=tmp, criu=args.criu, timeout=args.timeout)
-        if echo:
+        env = Env(topo=topo, pki=pki, tmp=tmp, criu=args.criu, timeout=args.timeout,
+                  keep_images=args.keep_tmp)
+        if clients:
             env.service = f"10.{topo.net}.0.100/24"
             env.garp = ensure_arping()
             result["environment"]["garp"] = env.garp
             result["environment"]["service"] = env.service
+        if "redis" in args.modes:
+            result["environment"]["redis"] = ensure_redis()
+            result["environment"]["redis_keys"] = env.redis_keys = args.redis_keys
         say(f"floor: memcpy {args.memcpy_mib} MiB")
         mem = floors.memcpy(args.memcpy_mib)
         say(f"floor: TCP {topo['a'].ip} → {topo['b'].ip}, {args.tcp_mib} MiB")
@@ -239,7 +242,7 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
                                      "runs": []}
             result["cells"].append(entry)
             try:
-                _check_memory(_cell_mib(cell))
+                _check_memory(_cell_mib(cell), tmp)
                 runs = run_cell(env, cell, args.runs, args.tools)
                 entry["runs"] = [r.to_json() for r in runs]
             except Exception as exc:  # a broken cell must not stop the others
@@ -278,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         "cells_planned": [c.to_json() for c in plan], "modes": args.modes,
         "tools": list(args.tools), "timeout_s": args.timeout, "interrupted": False,
         "errors": [], "floors": {}, "cells": [],
-        "environment": {"kernel": os.uname().release, "criu": _cmd(args.criu, "--version"),
+        "environment": {"kernel": os.uname().release, "criu": first_line(args.criu, "--version"),
                         "cpus": os.cpu_count(), "python": sys.version.split()[0],
-                        "commit": _cmd("git", "rev-parse", "--short", "HEAD"),
+                        "commit": first_line("git", "rev-parse", "--short", "HEAD"),
                         "load_start": _load(), "pipe_max_size": pipe_max,
                         "mem_available_mib": _mem_available() >> 20},
     }

@@ -1,9 +1,12 @@
 """Scenarios: a mode is a set of cells; one run measures one tool on one cell.
 
-``cold`` and ``postcopy`` migrate the idle memory workload at several sizes; ``echo`` (the
-issue's S3) a TCP echo server with a client in node C, cold and post-copy (bench/tcpecho.py);
-``tree`` (S4) process trees of 1, 10 and 100 processes, cold (bench/tree.py). Who migrates is
-``bench.cell.migrator``: ferryman, or CRIU's commands by hand (bench/baseline.py).
+``cold`` and ``postcopy`` (the issue's S1) migrate the memory workload at several sizes and
+dirty rates (a grid: every size by every rate; ``precopy`` joins it in the QEMU guests);
+``redis`` (S2) a redis-server with 10^6 keys under load from node C, cold and post-copy
+(bench/redis.py); ``echo`` (S3) a TCP echo server with a client in node C, cold and
+post-copy (bench/tcpecho.py); ``tree`` (S4) process trees of 1, 10 and 100 processes, cold
+(bench/tree.py). Who migrates is ``bench.cell.migrator``: ferryman, or CRIU's commands by
+hand (bench/baseline.py).
 """
 
 from __future__ import annotations
@@ -15,11 +18,20 @@ from dataclasses import dataclass
 
 from tests.support.workloads import Workload, alive, start_workload
 
-from bench import tcpecho, tree
+from bench import redis, tcpecho, tree
 from bench.cell import Cell, RunResult, int_field, migrator
 from bench.env import Env
-from bench.proc import BenchError, kill_pid, rss_bytes, say, timens_monotonic_ms, wait_gone
+from bench.proc import (
+    BenchError,
+    kill_pid,
+    prune_images,
+    rss_bytes,
+    say,
+    timens_monotonic_ms,
+    wait_gone,
+)
 from bench.stats import BASELINES, BY_HAND, BY_HAND_TLS, FERRYMAN, TOOLS, criu_ms
+from bench.wire import tx_bytes
 
 __all__ = ["BASELINES", "BY_HAND", "BY_HAND_TLS", "FERRYMAN", "MODES", "SCENARIOS", "TOOLS",
            "Cell", "Mode", "RunResult", "cells_for", "measure", "run_cell"]
@@ -31,33 +43,55 @@ Measure = Callable[[Env, Cell, str, int], RunResult]
 class Mode:
     name: str
     title: str
-    kind: str  # "memory", "echo" or "tree": which measurement a run is
+    kind: str  # "memory", "redis", "echo" or "tree": which measurement a run is
     default_sizes: tuple[int, ...] = ()  # MiB (memory: one cell each; tree: the first)
-    migrations: tuple[str, ...] = ()  # echo: one cell per migration mode
+    migrations: tuple[str, ...] = ()  # echo, redis: one cell per migration mode
     default_procs: tuple[int, ...] = ()  # tree: one cell per process count
     scenario: str = ""  # the issue's name for it
+    default_rates: tuple[int, ...] = ()  # memory: dirty pages/s, one cell per size and rate
+    default: bool = True  # part of a plain `make bench` (pre-copy: only in the QEMU guests)
 
+
+S1_SIZES = (256, 1024, 4096)
+S1_RATES = (0, 1000, 10000)
 
 MODES: dict[str, Mode] = {
-    "cold": Mode("cold", "cold, idle workload", "memory", (256, 1024), ("cold",)),
-    "postcopy": Mode("postcopy", "post-copy (lazy pages), idle workload", "memory",
-                     (256, 1024, 4096), ("postcopy",)),
+    "cold": Mode("cold", "S1: memory writer, cold", "memory", S1_SIZES, ("cold",),
+                 scenario="S1", default_rates=S1_RATES),
+    "postcopy": Mode("postcopy", "S1: memory writer, post-copy (lazy pages)", "memory",
+                     S1_SIZES, ("postcopy",), scenario="S1", default_rates=S1_RATES),
+    # Needs soft-dirty tracking (the QEMU guests, tests/vm); no by-hand baseline yet.
+    "precopy": Mode("precopy", "S1: memory writer, pre-copy", "memory", S1_SIZES,
+                    ("precopy",), scenario="S1", default_rates=S1_RATES, default=False),
+    "redis": Mode("redis", "S2: redis-server with 10^6 keys under load from node C: "
+                  "client-observed downtime and throughput", "redis", (),
+                  ("cold", "postcopy"), scenario="S2"),
     "echo": Mode("echo", "S3: TCP echo server with a client every 10 ms: client-observed "
                  "downtime", "echo", (), ("cold", "postcopy"), scenario="S3"),
     "tree": Mode("tree", "S4: process trees of 1, 10 and 100 processes: freeze time and "
                  "downtime", "tree", (64,), ("cold",), (1, 10, 100), scenario="S4"),
 }
-SCENARIOS = {m.scenario: m.name for m in MODES.values() if m.scenario}
+# The issue's scenario names: each stands for the default modes that carry it.
+SCENARIOS: dict[str, tuple[str, ...]] = {}
+for _m in MODES.values():
+    if _m.scenario and _m.default:
+        SCENARIOS[_m.scenario] = (*SCENARIOS.get(_m.scenario, ()), _m.name)
+
+
+def memory_label(size_mib: int, rate: int) -> str:
+    return f"{size_mib} MiB, {rate} pages/s"
 
 
 def cells_for(mode: Mode, sizes: list[int] | None = None, procs: list[int] | None = None,
-              migrations: list[str] | None = None) -> list[Cell]:
-    """The cells of ``mode``; ``sizes`` (memory), ``procs`` / ``sizes[0]`` (tree) and
-    ``migrations`` (echo) override its defaults."""
+              migrations: list[str] | None = None, rates: list[int] | None = None
+              ) -> list[Cell]:
+    """The cells of ``mode``; ``sizes`` x ``rates`` (memory), ``procs`` / ``sizes[0]``
+    (tree) and ``migrations`` (echo, redis) override its defaults."""
     if mode.kind == "memory":
-        return [Cell(mode.name, f"{s} MiB", mode.migrations[0], s)
-                for s in (sizes or mode.default_sizes)]
-    if mode.kind == "echo":
+        return [Cell(mode.name, memory_label(s, r), mode.migrations[0], s, dirty_rate=r)
+                for s in (sizes or mode.default_sizes)
+                for r in (rates if rates is not None else mode.default_rates or (0,))]
+    if mode.kind in ("echo", "redis"):
         return [Cell(mode.name, m, m) for m in (migrations or mode.migrations)]
     mib = (sizes or mode.default_sizes)[0]
     return [Cell(mode.name, f"{n} process{'es' if n != 1 else ''}", "cold", mib, n)
@@ -65,16 +99,24 @@ def cells_for(mode: Mode, sizes: list[int] | None = None, procs: list[int] | Non
 
 
 def measure(env: Env, cell: Cell, tool: str, rep: int) -> RunResult:
-    """One migration of a fresh idle workload of ``cell.size_mib`` MiB from A to B."""
+    """One migration of a fresh workload of ``cell.size_mib`` MiB, rewriting
+    ``cell.dirty_rate`` pages per second, from A to B.
+
+    Besides the workload's own downtime: the bytes A sent on its interface during the
+    migration (``wire_bytes``; by hand adds the image files it copied with ``cp``), as
+    ``moved_bytes`` for every tool alike.
+    """
     size_mib = cell.size_mib or 0
+    rate = cell.dirty_rate
     r = RunResult(cell.mode, size_mib, tool, rep, cell.label)
-    run_dir = env.tmp / f"{cell.mode}-{size_mib}-{rep}-{tool}"
+    run_dir = env.tmp / f"{cell.mode}-{size_mib}-{rate}-{rep}-{tool}"
     run_dir.mkdir()
     restored: list[int] = []
     wl: Workload | None = None
     try:
         wl = start_workload(env.topo["a"], run_dir / "status.json", mib=size_mib,
-                            seed=f"bench-{size_mib}-{rep}", timeout=env.timeout)
+                            seed=f"bench-{size_mib}-{rate}-{rep}", dirty_rate=rate,
+                            timeout=env.timeout)
         # The workload verified its memory once it was ready; a second pass here would only
         # cost time (~2 s per GiB in Python).
         before = json.loads(wl.status_path.read_text())
@@ -84,7 +126,9 @@ def measure(env: Env, cell: Cell, tool: str, rep: int) -> RunResult:
         offset_before = timens_monotonic_ms(wl.pid)
         wl.reset_gap()
         time.sleep(0.05)  # the reset takes effect at the next 1 ms heartbeat
+        tx0 = tx_bytes(env.topo["a"], env.dev)
         out = migrator(cell, tool)(env, wl, run_dir, restored)
+        wire = tx_bytes(env.topo["a"], env.dev) - tx0
         new_pid = restored[-1]
         if not alive(new_pid):
             raise BenchError(f"restored workload PID {new_pid} is not running")
@@ -101,7 +145,11 @@ def measure(env: Env, cell: Cell, tool: str, rep: int) -> RunResult:
         r.total_ms = out.total_ms
         r.memory_complete_ms = out.memory_complete_ms
         r.bytes_moved = out.bytes_moved
-        r.details = {"workload_max_gap_ms": float(gap), "timens_jump_ms": jump, **out.details}
+        copied = out.details.get("copied_bytes")
+        r.details = {"workload_max_gap_ms": float(gap), "timens_jump_ms": jump,
+                     "dirty_rate": rate, "writes": after.get("writes"), "wire_bytes": wire,
+                     "moved_bytes": wire + (copied if isinstance(copied, int) else 0),
+                     **out.details}
         if cell.migration == "cold":  # CRIU's lazy-mode stats-dump is garbage (DESIGN.md)
             r.details.update(criu_ms(out.details.get("criu_dump")))
         r.ok = True
@@ -118,7 +166,7 @@ def measure(env: Env, cell: Cell, tool: str, rep: int) -> RunResult:
 
 
 MEASURE: dict[str, Measure] = {"memory": measure, "echo": tcpecho.measure,
-                               "tree": tree.measure}
+                               "redis": redis.measure, "tree": tree.measure}
 
 
 def run_cell(env: Env, cell: Cell, runs: int, tools: tuple[str, ...]) -> list[RunResult]:
@@ -130,6 +178,8 @@ def run_cell(env: Env, cell: Cell, runs: int, tools: tuple[str, ...]) -> list[Ru
         for tool in (*tools[k:], *tools[:k]):
             say(f"{cell.mode} {cell.label} run {rep}/{runs}: {tool} …")
             r = how(env, cell, tool, rep)
+            if not env.keep_images:
+                prune_images(env.tmp)
             if r.ok:
                 tail = ("" if r.memory_complete_ms is None
                         else f", memory complete {r.memory_complete_ms:.0f} ms after resuming")

@@ -92,7 +92,10 @@ _COMMON: list[tuple[str, str | None, str | None]] = [
     ("timens_jump_ms", None, "timens_jump_ms"), ("bytes_moved", "bytes_moved", None),
     # CRIU's own dump timings (cold only), S3's client and S4's children
     *((k, None, k) for k in ("freezing_time_ms", "frozen_time_ms", "memdump_time_ms",
-                             "client_gap_end_ms", "children_max_gap_ms"))]
+                             "client_gap_end_ms", "children_max_gap_ms")),
+    # S1: A's interface bytes (+ by hand's cp), S2: the load client's throughput
+    *((k, None, k) for k in ("moved_bytes", "wire_bytes", "rps_before", "rps_during",
+                             "rps_after", "rb_get_rps_before", "rb_get_rps_after"))]
 _BY_HAND: list[tuple[str, str | None, str | None]] = [
     *_COMMON, *((k, None, k) for k in ("dump_ms", "copy_ms", "lazy_start_ms", "restore_ms",
                                        "resumed_ms", "lazy_pages_exit_ms",
@@ -147,10 +150,12 @@ def summarize_cell(runs: list[dict[str, Any]], tcp_bps: float | None,
     for tool, sums in tools.items():
         total = sums["total_ms"].median if sums["total_ms"] else None
         down = sums["downtime_ms"].median if sums["downtime_ms"] else None
+        moved = sums["moved_bytes"].median if sums["moved_bytes"] else None
         multiples[tool] = {
             "total_x_tcp": floor_multiple(total, rss_b, tcp_bps),
             "total_x_memcpy": floor_multiple(total, rss_b, memcpy_bps),
             "downtime_x_tcp": floor_multiple(down, rss_b, tcp_bps),
+            "moved_x_rss": _div(moved, rss_b),
         }
     tcp_floor = floor_seconds(rss_b, tcp_bps)
     memcpy_floor = floor_seconds(rss_b, memcpy_bps)
@@ -198,9 +203,11 @@ def goal_table(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     goal about ferryman alone is marked in ``ferryman`` and shows each baseline's own value
     as an unmarked reference (``reference: True``). Cross-cell rows (post-copy scaling,
     post-copy vs. cold) are left out when no cell they need was run. ``cells`` are the
-    result's cells (``mode``, ``size_mib``, ``summary``).
+    result's cells (``mode``, ``size_mib``, ``summary``); only idle ones (``dirty_rate`` 0
+    or missing) count: S1's cells with a dirty rate have no goals.
     """
     rows: list[dict[str, Any]] = []
+    cells = [c for c in cells if not c.get("dirty_rate")]  # the goals are for idle memory
     by = {(c["mode"], c["size_mib"]): c for c in cells}
     for c in cells:
         for metric, limit in CELL_GOALS.get(c["mode"], {}).items():

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import pytest
+from bench.report import main as report_main
 from bench.report import markdown
 from bench.stats import summarize_cell
 
@@ -46,16 +50,56 @@ def test_echo_and_tree_sections_without_memory_cells() -> None:
     assert "S3 by hand needed" in md
     assert "iputils arping -U -c 2" in md
     assert "- echo cold: by-hand-tls run 1: boom" in md
-    assert "## Details" not in md  # the memory tables only with memory cells
+    assert "## S1" not in md  # the memory tables only with memory cells
     assert "memory complete = post-copy only" not in md
 
 
 def test_memory_cells_keep_their_tables_and_no_s3_s4_sections() -> None:
-    cold = _cell("cold", "256 MiB", [_run("ferryman", 946.0, 1728.0),
-                                     _run("by-hand", 661.0, 693.0)], size_mib=256)
+    fm, bh = _run("ferryman", 946.0, 1728.0), _run("by-hand", 661.0, 693.0)
+    fm["details"]["moved_bytes"] = 88 << 20  # 1.1 x the RSS of 80 MiB
+    bh["details"]["moved_bytes"] = 84 << 20
+    runs = [fm, bh]
+    cold = {**_cell("cold", "256 MiB, 1000 pages/s", runs, size_mib=256, dirty_rate=1000),
+            "summary": summarize_cell(runs, float(80 << 20), float(800 << 20), "cold")}
     md = markdown(_result([cold]))
-    assert "| cold | 256 MiB | 80 | 946 | 661 | - | 1.43x / - |" in md
-    assert "## Details" in md
+    assert "| cold | 256 MiB | 1000 | 80 | 946 | 661 | - | 1.43x / - | 1728 | 693 |" in md
+    # moved / RSS; floors (80 MiB at 80 MiB/s and 800 MiB/s); total as multiples of them
+    assert ("| cold | 256 MiB | 1000 | 1.10x / 1.05x / - | 1000 / 100 | 1.7x / 0.7x / - | "
+            "17.3x / 6.9x / - | 0.9x / 0.7x / - |") in md
+    assert "## S1 details" in md
     assert "## S3" not in md
     assert "## S4" not in md
     assert "S3 by hand needed" not in md
+
+
+def test_redis_section_shows_gap_throughput_and_floor_multiples() -> None:
+    fm = _run("ferryman", 300.0, 2000.0, client_gap_end_ms=1300.0, rps_before=210e3,
+              rps_during=100e3, rps_after=225e3, rb_get_rps_before=600e3,
+              rb_get_rps_after=650e3)
+    bh = _run("by-hand", 150.0, 2200.0, client_gap_end_ms=210.0, rps_before=230e3,
+              rps_during=57e3, rps_after=227e3, rb_get_rps_before=535e3,
+              rb_get_rps_after=623e3)
+    runs = [fm, bh]
+    redis = {**_cell("redis", "postcopy", runs, migration="postcopy"),
+             "summary": summarize_cell(runs, float(80 << 20), float(800 << 20), "redis")}
+    md = markdown(_result([redis]))
+    assert "## S2: redis-server" in md
+    assert ("| postcopy | 1/1 1/1 0/0 | 80 | 300 | 150 | - | 2.00x / - | 2000 | 2200 | - | "
+            "0.91x / - | 1300 | 210 | - | 2.0x / 2.2x / -; 20.0x / 22.0x / - |") in md
+    assert "| postcopy | 210 / 100 / 225 | 230 / 57 / 227 | - / - / - | 600 / 650 | 535 / 623 |" \
+        in md
+    assert "S2 (redis): redis-server (Debian package" in md
+    assert "## S1" not in md
+
+
+def test_a_results_file_renders_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                      ) -> None:
+    cold = _cell("cold", "256 MiB, 0 pages/s", [_run("ferryman", 946.0, 1728.0)],
+                 size_mib=256, dirty_rate=0)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(_result([cold])))
+    assert report_main([str(path)]) == 0
+    assert "| cold | 256 MiB | 0 | 80 | 946 |" in capsys.readouterr().out
+    path.write_text("{}")
+    assert report_main([str(path)]) == 1
+    assert "cannot render" in capsys.readouterr().err

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import pytest
+from bench.cell import migrator
+from bench.proc import BenchError
 from bench.run import cells, parse_args
 from bench.scenarios import MODES, cells_for
 
 
 def test_cells_of_each_mode() -> None:
-    assert [(c.label, c.migration, c.size_mib) for c in cells_for(MODES["postcopy"])] == [
-        ("256 MiB", "postcopy", 256), ("1024 MiB", "postcopy", 1024),
-        ("4096 MiB", "postcopy", 4096)]
+    grid = cells_for(MODES["postcopy"])  # S1: every size with every dirty rate
+    assert [(c.size_mib, c.dirty_rate, c.migration) for c in grid] == [
+        (s, r, "postcopy") for s in (256, 1024, 4096) for r in (0, 1000, 10000)]
+    assert grid[1].label == "256 MiB, 1000 pages/s"
+    assert [(c.size_mib, c.dirty_rate) for c in cells_for(MODES["cold"], sizes=[64],
+                                                          rates=[0, 5])] == [(64, 0), (64, 5)]
+    assert [c.migration for c in cells_for(MODES["precopy"], sizes=[64], rates=[0])] == [
+        "precopy"]
     assert [(c.label, c.migration) for c in cells_for(MODES["echo"])] == [
+        ("cold", "cold"), ("postcopy", "postcopy")]
+    assert [(c.label, c.migration) for c in cells_for(MODES["redis"])] == [
         ("cold", "cold"), ("postcopy", "postcopy")]
     tree = cells_for(MODES["tree"])
     assert [(c.label, c.procs, c.size_mib, c.migration) for c in tree] == [
@@ -21,10 +30,18 @@ def test_cells_of_each_mode() -> None:
 
 def test_default_runs_everything_and_scenarios_select_modes() -> None:
     args = parse_args([])
-    assert args.modes == ["cold", "postcopy", "echo", "tree"]
+    assert args.modes == ["cold", "postcopy", "redis", "echo", "tree"]  # no precopy here
     assert args.runs == 3
-    assert len(cells(args)) == 2 + 3 + 2 + 3
+    assert len(cells(args)) == 9 + 9 + 2 + 2 + 3
     assert parse_args(["--scenarios", "S3,s4"]).modes == ["echo", "tree"]
+    assert parse_args(["--scenarios", "S1"]).modes == ["cold", "postcopy"]
+    assert parse_args(["--scenarios", "S2"]).modes == ["redis"]
+    assert parse_args(["--modes", "precopy,cold"]).modes == ["cold", "precopy"]
+    s1 = cells(parse_args(["--scenarios", "S1", "--sizes", "64", "--rates", "0,100"]))
+    assert [(c.mode, c.size_mib, c.dirty_rate) for c in s1] == [
+        ("cold", 64, 0), ("cold", 64, 100), ("postcopy", 64, 0), ("postcopy", 64, 100)]
+    s2 = cells(parse_args(["--scenarios", "S2", "--redis-modes", "postcopy"]))
+    assert [(c.mode, c.migration) for c in s2] == [("redis", "postcopy")]
     assert parse_args(["--modes", "tree", "--scenarios", "S3"]).modes == ["echo", "tree"]
     picked = cells(parse_args(["--modes", "echo,tree", "--echo-modes", "postcopy",
                                "--procs", "2,5", "--tree-mib", "16", "--sizes", "512"]))
@@ -33,8 +50,17 @@ def test_default_runs_everything_and_scenarios_select_modes() -> None:
 
 
 @pytest.mark.parametrize("argv", [["--scenarios", "S9"], ["--modes", "nope"],
-                                  ["--echo-modes", "precopy"], ["--procs", "0"],
+                                  ["--echo-modes", "precopy"], ["--redis-modes", "hot"],
+                                  ["--rates", "-1"], ["--rates", "x"], ["--redis-keys", "0"],
+                                  ["--procs", "0"],
                                   ["--procs", "x"], ["--tools", "nobody"]])
 def test_bad_choices_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         parse_args(argv)
+
+
+def test_by_hand_has_no_precopy_baseline_and_says_so() -> None:
+    cell = cells_for(MODES["precopy"], sizes=[64], rates=[0])[0]
+    assert migrator(cell, "ferryman") is not None
+    with pytest.raises(BenchError, match=r"no by-hand baseline for 'precopy'.*--tools ferryman"):
+        migrator(cell, "by-hand")

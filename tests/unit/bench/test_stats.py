@@ -166,3 +166,19 @@ def test_growth_is_most_processes_over_fewest_per_tool() -> None:
     failed = [_tree_cell(1, {"ferryman": 450.0}, {"ferryman": 0.1}),
               _tree_cell(100, {"by-hand": 1800.0}, {"by-hand": 6.0})]
     assert growth(failed)["values"] == {"ferryman": None, "by-hand": None, "by-hand-tls": None}
+
+
+def test_moved_bytes_over_rss_per_tool() -> None:
+    runs = [_run("ferryman", 1, 100.0, 1000.0), _run("by-hand", 1, 90.0, 900.0)]
+    runs[0]["details"]["moved_bytes"] = 300 << 20  # RSS 256 MiB
+    s = summarize_cell(runs, None, None, mode="cold")
+    assert s["multiples"]["ferryman"]["moved_x_rss"] == pytest.approx(300 / 256)
+    assert s["multiples"]["by-hand"]["moved_x_rss"] is None  # not measured
+
+
+def test_goal_table_counts_only_idle_cells() -> None:
+    idle = _cell("cold", 256, {"ferryman": 100.0, "by-hand": 100.0})
+    dirty = {**_cell("cold", 256, {"ferryman": 900.0, "by-hand": 100.0}), "dirty_rate": 1000}
+    rows = goal_table([idle, dirty])
+    assert [r["id"] for r in rows] == ["cold-256-downtime", "cold-256-total"]
+    assert rows[0]["values"]["by-hand"]["value"] == pytest.approx(1.0)

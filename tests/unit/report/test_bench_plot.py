@@ -45,6 +45,18 @@ def test_collect_groups_runs_and_counts_the_ones_left_out() -> None:
     assert collect({}) == ([], 0)
 
 
+def test_collect_takes_one_dirty_rate_cells_without_one_are_idle() -> None:
+    dirty = {"mode": "cold", "size_mib": 256, "dirty_rate": 10000,
+             "runs": [_run("ferryman", 5000.0)]}
+    results = {**RESULTS, "cells": [*RESULTS["cells"], dirty]}
+    idle, _ = collect(results)
+    assert idle[0].medians("downtime_ms") == [(300.0, 1100.0), (1040.0, 6000.0)]
+    series, skipped = collect(results, rate=10000)
+    assert [(s.mode, s.tool, s.medians("downtime_ms")) for s in series] == [
+        ("cold", "ferryman", [(300.0, 5000.0)])]
+    assert skipped == 0
+
+
 def test_main_writes_a_png_next_to_the_results(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     path = tmp_path / "r.json"
