@@ -19,7 +19,15 @@ from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.container import DestinationContainer, destination_prepare, with_tools
-from ferryman.agent.files import EMPTY_SHA256, Receiver, TransferError, file_messages
+from ferryman.agent.files import (
+    EMPTY_SHA256,
+    Receiver,
+    TransferError,
+    file_messages,
+    image_sets,
+    remove_images,
+    set_name,
+)
 from ferryman.agent.hello import local_hello, node_features, postcopy_blocker
 from ferryman.agent.orphans import OUTCOME_FILE, orphan_record
 from ferryman.agent.preflight import serve_checks
@@ -96,7 +104,6 @@ class DestinationSession:
         self.tree: ProcessTree | None = None
         self.plan: wire.Plan | None = None
         self.sets = 0  # pre-copy: image sets pre-1 .. pre-N received so far (their pages)
-        self.read_rate = 0  # pre-copy: bytes/s reading pre-1's pages back (restore estimate)
         self.box: DestinationContainer | None = None  # a runc container arriving
         self.sync_port = 0
 
@@ -148,12 +155,8 @@ class DestinationSession:
             if not addresses.has_device(moving.dev):
                 raise Refusal("address", f"{self.cfg.name} has no device {moving.dev}")
             self.moving = moving
-        if plan.lazy:
-            _, features = await node_features(self.criu, self.cfg.state_dir,
-                                              self.cfg.hidden_features)
-            why = postcopy_blocker(features, self.cfg.name)
-            if why is not None:
-                raise Refusal("feature", why)
+        if plan.lazy and (why := await self._lazy_blocker()) is not None:
+            raise Refusal("feature", why)
         workdir = self.cfg.state_dir / "migrations" / plan.migration_id
         try:
             workdir.mkdir(parents=True, mode=0o700)
@@ -179,6 +182,12 @@ class DestinationSession:
             return await self._open_set(None)
         return await self._start_page_server(workdir, None)
 
+    async def _lazy_blocker(self) -> str | None:
+        """Why lazy pages cannot work on this node, or None."""
+        _, features = await node_features(self.criu, self.cfg.state_dir,
+                                          self.cfg.hidden_features)
+        return postcopy_blocker(features, self.cfg.name)
+
     async def _start_page_server(self, images: Path, parent: str | None) -> int:
         port = free_port(self.cfg.listen_host)
         self.page_server = await start_page_server(self.criu.binary, images,
@@ -200,21 +209,18 @@ class DestinationSession:
             self.page_server = None
         if msg is None:
             self.sets = 1
-            (self.workdir / "pre-1").mkdir()
-            return await self._start_page_server(self.workdir / "pre-1", None)
+            (self.workdir / set_name(1)).mkdir()
+            return await self._start_page_server(self.workdir / set_name(1), None)
         if msg.index != self.sets + 1:
             raise FerrymanError(f"image set {msg.index} announced after set {self.sets}")
-        parent = f"pre-{self.sets}"
+        parent = set_name(self.sets)
         if not msg.final:
             self.sets = msg.index
-            images = self.workdir / f"pre-{msg.index}"
+            images = self.workdir / set_name(msg.index)
             images.mkdir()
             return await self._start_page_server(images, f"../{parent}")
         if msg.lazy:
-            _, features = await node_features(self.criu, self.cfg.state_dir,
-                                              self.cfg.hidden_features)
-            why = postcopy_blocker(features, self.cfg.name)
-            if why is not None:
+            if (why := await self._lazy_blocker()) is not None:
                 raise CriuFeatureMissing("lazy pages", why)
             (self.workdir / "parent").symlink_to(parent)
             await self._send_page_maps()
@@ -230,11 +236,12 @@ class DestinationSession:
         """
         assert self.workdir is not None
         for k in range(1, self.sets + 1):
-            for p in sorted((self.workdir / f"pre-{k}").glob("pagemap-*.img")):
-                for m in file_messages(p, f"pre-{k}.{p.name}"):
+            images = self.workdir / set_name(k)
+            for p in sorted(images.glob("pagemap-*.img")):
+                for m in file_messages(p, f"{images.name}.{p.name}"):
                     await self.ch.send(m)
-            for p in sorted((self.workdir / f"pre-{k}").glob("pages-*.img")):
-                await self.ch.send(wire.FileEnd(name=f"pre-{k}.{p.name}", size=0,
+            for p in sorted(images.glob("pages-*.img")):
+                await self.ch.send(wire.FileEnd(name=f"{images.name}.{p.name}", size=0,
                                                 sha256=EMPTY_SHA256))
 
     async def _answer_iterate(self, msg: wire.Iterate) -> None:
@@ -242,7 +249,7 @@ class DestinationSession:
             port = await self._open_set(msg)
             rate = 0
             if msg.index == 2 and self.workdir is not None:  # set 1 is complete now
-                rate = await asyncio.to_thread(read_rate, self.workdir / "pre-1")
+                rate = await asyncio.to_thread(read_rate, self.workdir / set_name(1))
         except (FerrymanError, OSError) as exc:
             text = getattr(exc, "message", str(exc))
             with contextlib.suppress(FerrymanError):
@@ -262,10 +269,8 @@ class DestinationSession:
                                            t.iteration if self.sets else t.transfer)
                 if isinstance(msg, wire.Iterate):
                     await self._answer_iterate(msg)
-                elif isinstance(msg, wire.FileChunk):
-                    receiver.chunk(msg)
-                elif isinstance(msg, wire.FileEnd):
-                    receiver.end(msg)
+                elif isinstance(msg, wire.FileChunk | wire.FileEnd):
+                    receiver.take(msg)
                 elif isinstance(msg, wire.Abort):
                     await self._abort(msg.reason)
                     return
@@ -424,16 +429,14 @@ class DestinationSession:
             await self.box.cleanup(delete=self.tracker.phase not in (D.COMMITTED, D.DONE))
         if self.workdir is not None and self.workdir.exists():
             if keep_logs:
-                for d in (self.workdir, *self.workdir.glob("pre-*")):
-                    for p in d.iterdir():
-                        if (not p.name.endswith(".log") and not p.is_dir()) or p.is_symlink():
-                            p.unlink()
+                remove_images(self.workdir)
             else:
                 # Failed migrations leave no images, only their logs for the operator.
                 logs = self.cfg.state_dir / "failed" / self.workdir.name
                 logs.mkdir(parents=True, exist_ok=True)
                 for p in self.workdir.glob("*.log"):
                     shutil.move(p, logs / p.name)
-                for p in self.workdir.glob("pre-*/*.log"):
-                    shutil.move(p, logs / f"{p.parent.name}-{p.name}")
+                for d in image_sets(self.workdir)[1:]:
+                    for p in d.glob("*.log"):
+                        shutil.move(p, logs / f"{d.name}-{p.name}")
                 shutil.rmtree(self.workdir, ignore_errors=True)

@@ -15,6 +15,30 @@ CHUNK = 1 << 20
 SKIP_SUFFIXES = (".log",)
 
 
+SET_PREFIX = "pre-"
+
+
+def set_name(index: int) -> str:
+    """Pre-copy: the directory of pre-dump ``index`` (1-based), inside the migration directory
+    on both nodes; the final image set is the migration directory itself."""
+    return f"{SET_PREFIX}{index}"
+
+
+def image_sets(workdir: Path) -> list[Path]:
+    """The migration directory and its pre-dump sets."""
+    return [workdir, *workdir.glob(f"{SET_PREFIX}*")]
+
+
+def remove_images(workdir: Path, keep: tuple[str, ...] = ()) -> None:
+    """Delete the images of every set (and their ``parent`` links, the lazy-pages socket);
+    logs, the set directories and ``keep`` stay."""
+    for d in image_sets(workdir):
+        for p in d.iterdir():
+            if p.is_symlink() or (not p.is_dir() and not p.name.endswith(SKIP_SUFFIXES)
+                                  and p.name not in keep):
+                p.unlink()
+
+
 def image_files(directory: Path) -> list[Path]:
     """The files of an image set to ship (logs stay with the source's report)."""
     return sorted(p for p in directory.iterdir()
@@ -80,6 +104,13 @@ class Receiver:
         digest.update(msg.data)
         self._open[msg.name] = (fd, offset + len(msg.data), digest)
         self.total_bytes += len(msg.data)
+
+    def take(self, msg: wire.FileChunk | wire.FileEnd) -> None:
+        """A chunk or an end, whichever ``msg`` is."""
+        if isinstance(msg, wire.FileChunk):
+            self.chunk(msg)
+        else:
+            self.end(msg)
 
     def end(self, msg: wire.FileEnd) -> None:
         if msg.name not in self._open:

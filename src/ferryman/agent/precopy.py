@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Final
 
 from ferryman import wire
-from ferryman.agent.files import Receiver, TransferError
+from ferryman.agent.files import SET_PREFIX, Receiver, TransferError, set_name
 from ferryman.criu.client import PageServerAddress, TlsFiles
 from ferryman.criu.stats import DUMP_STATS, read_stats
 from ferryman.errors import FerrymanError, MigrationRolledBack, RemoteError, UsageError
@@ -45,11 +45,6 @@ log = logging.getLogger(__name__)
 S = SourcePhase
 POLICIES: Final = ("budget", "lxd", "phaul")
 ABORT_TIMEOUT: Final = 10.0
-
-
-def set_name(index: int) -> str:
-    """The directory of pre-dump ``index`` (1-based), next to the final images, on both nodes."""
-    return f"pre-{index}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,12 +188,9 @@ async def _next_set(m: SourceMigration, msg: wire.Iterate) -> wire.Ready:
         while True:
             got = await m.ch.expect((wire.Ready, wire.FileChunk, wire.FileEnd),
                                     m.o.timeouts.plan)
-            if isinstance(got, wire.FileChunk):
-                receiver.chunk(got)
-            elif isinstance(got, wire.FileEnd):
-                receiver.end(got)
-            else:
+            if isinstance(got, wire.Ready):
                 break
+            receiver.take(got)
     except TransferError as exc:
         raise FerrymanError(f"page maps from the destination: {exc}") from exc
     finally:
@@ -206,7 +198,7 @@ async def _next_set(m: SourceMigration, msg: wire.Iterate) -> wire.Ready:
     for name in receiver.done:
         set_dir, _, file = name.partition(".")
         target = m.workdir / set_dir
-        if not (set_dir.startswith("pre-") and target.is_dir() and file):
+        if not (set_dir.startswith(SET_PREFIX) and target.is_dir() and file):
             raise FerrymanError(f"page maps from the destination: unexpected file {name!r}")
         (staging / name).rename(target / file)
     staging.rmdir()

@@ -30,7 +30,7 @@ from ferryman.agent.container import (
     source_open,
     source_presync,
 )
-from ferryman.agent.files import file_messages, image_files
+from ferryman.agent.files import file_messages, image_files, remove_images
 from ferryman.agent.gate import check_before_plan
 from ferryman.agent.hello import exchange_hello, local_hello, postcopy_blocker
 from ferryman.agent.postcopy import announce_restore, run_postcopy
@@ -386,8 +386,4 @@ class SourceMigration:
                     for p, s, d in self.tracker.durations()]
         # Images are gone to the destination (or useless after a rollback); logs stay.
         if self.workdir.exists():
-            for d in (self.workdir, *self.workdir.glob("pre-*")):
-                for p in d.iterdir():
-                    if p.is_symlink() or (p.is_file() and not p.name.endswith(".log")
-                                          and p.name != DUMP_STATS):
-                        p.unlink()
+            remove_images(self.workdir, keep=(DUMP_STATS,))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ferryman.agent.precopy import PrecopyOptions, environment, fixed_cost_ms, set_name
+from ferryman.agent.files import set_name
+from ferryman.agent.precopy import PrecopyOptions, environment, fixed_cost_ms
 from ferryman.errors import UsageError
 from ferryman.migration.convergence import (
     BudgetPolicy,
