@@ -28,11 +28,12 @@ do. OS, CRIU and library errors are translated at the I/O boundaries with ``rais
     ├── RuncError                      (action, container) runc failed, with its message
     │   ├── RuncMissing                runc is not installed
     │   └── NoSuchContainer            (container) unknown id, or not running
-    └── SyncError                      (path, exit_status) rsync failed, with its message
+    ├── SyncError                      (path, exit_status) rsync failed, with its message
+    └── ProbeError                     (target) the --probe connection cannot be opened
 
 Exit codes: 2 usage, 3 no such process, 4 CRIU, 5 peer, 6 protocol, 7 remote failure,
-8 rolled back, 9 lost, 10 PKI, 11 report, 12 runc, 13 sync, 20-29 power, 30-31 PID control,
-40 pre-flight.
+8 rolled back, 9 lost, 10 PKI, 11 report, 12 runc, 13 sync, 14 probe, 20-29 power,
+30-31 PID control, 40 pre-flight.
 """
 
 from __future__ import annotations
@@ -286,3 +287,16 @@ class SyncError(FerrymanError):
         self.path = path
         self.reason = reason
         self.exit_status = exit_status
+
+
+class ProbeError(FerrymanError):
+    """The client-observed downtime probe (``--probe``) cannot talk to its service."""
+
+    exit_code = 14
+
+    def __init__(self, target: str, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"probe {target}: {reason}",
+                         hint=hint or "check that the service answers at that address "
+                                      "(a line for every line it gets)")
+        self.target = target
+        self.reason = reason

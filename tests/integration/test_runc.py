@@ -20,7 +20,7 @@ import pytest
 
 from tests.integration.conftest import PY, Agent, Cluster, Report, run_cli
 from tests.integration.test_cold import one_error_line
-from tests.integration.test_tcp import PORT, SERVICE, _client, _has
+from tests.integration.test_tcp import PORT, SERVICE, _client, _has, no_network_lock
 from tests.support.bundle import (
     Container,
     make_bundle,
@@ -171,6 +171,7 @@ def test_echo_container_keeps_its_tcp_client(runc_nodes: RuncNodes, service_addr
     assert _has(runc_nodes.cluster.topology["b"], SERVICE)
     assert not _has(runc_nodes.cluster.topology["a"], SERVICE)
     assert runc_nodes.on_b(cid).state() is not None
+    assert no_network_lock(runc_nodes.cluster.topology["a"])
     print(f"{mode}: client-observed gap {result['max_gap_ms']:.0f} ms, ferryman downtime "
           f"{report['downtime_ms']:.0f} ms")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Cluster
+from tests.integration.test_cold import one_error_line
 from tests.support.netns import Node
 from tests.support.workloads import alive, children
 
@@ -38,6 +39,11 @@ def service_address(cluster: Cluster) -> Iterator[str]:
 
 def _has(node: Node, ip: str) -> bool:
     return f"inet {ip}/" in node.run("ip", "-4", "addr", "show", "dev", "eth0").stdout
+
+
+def no_network_lock(node: Node) -> bool:
+    """CRIU's nftables lock of a moved connection is gone from the source (host/netlock.py)."""
+    return "CRIU-" not in node.run("nft", "list", "tables").stdout
 
 
 def _start_server(cluster: Cluster) -> tuple[subprocess.Popen[bytes], int]:
@@ -75,8 +81,15 @@ def test_tcp_connection_survives_migration_with_its_address(
         client = _client(cluster, out, duration=12)
         time.sleep(1)
         res, report = cluster.migrate(pid, b, "--mode", mode, "--tcp-established",
-                                      "--move-address", f"{SERVICE}/24@eth0")
+                                      "--move-address", f"{SERVICE}/24@eth0",
+                                      "--probe", f"tcp:{SERVICE}:{PORT}")
         assert res.returncode == 0, res.stderr
+        probe = report["probe"]  # ferryman's own client, from node A's other address
+        assert probe["error"] is None, probe
+        assert probe["source"] == cluster.topology["a"].ip
+        assert probe["answered"] == probe["sent"] >= 10  # it answered after the move too
+        assert 0.5 * report["downtime_ms"] < probe["max_gap_ms"] < 3000, (probe, report)
+        assert "client gap" in res.stdout
         assert client.poll() is None, "the client must still be talking after the migration"
         new_pid = report["destination_pid"]
         assert isinstance(new_pid, int)
@@ -89,12 +102,33 @@ def test_tcp_connection_survives_migration_with_its_address(
         assert float(result["max_gap_ms"]) < 3000  # ARP announced: no neighbour timeout
         assert _has(cluster.topology["b"], SERVICE)
         assert not _has(cluster.topology["a"], SERVICE)
-        print(f"{mode}: client-observed gap {result['max_gap_ms']:.0f} ms, "
-              f"ferryman downtime {report['downtime_ms']:.0f} ms")
+        assert no_network_lock(cluster.topology["a"])
+        print(f"{mode}: client-observed gap {result['max_gap_ms']:.0f} ms (in C), "
+              f"{probe['max_gap_ms']:.0f} ms (probe), ferryman downtime "
+              f"{report['downtime_ms']:.0f} ms")
     finally:
         for p in (pid, new_pid):
             if p and alive(p):
                 subprocess.run(["kill", "-9", str(p)], check=False)
+        launcher.wait(5)
+
+
+def test_probe_that_gets_no_answer_moves_nothing(cluster: Cluster,
+                                                service_address: str) -> None:
+    b = cluster.start_agent("b")
+    launcher, pid = _start_server(cluster)
+    try:
+        res, _ = cluster.migrate(pid, b, "--tcp-established", "--probe", f"tcp:{SERVICE}:7001")
+        assert res.returncode == 14, res.stderr
+        assert one_error_line(res.stderr)
+        assert f"probe tcp:{SERVICE}:7001: cannot connect: Connection refused" in res.stderr
+        res, _ = cluster.migrate(pid, b, "--probe", f"tcp:{SERVICE}:{PORT}")
+        assert res.returncode == 2
+        assert "add --tcp-established" in res.stderr
+        assert alive(pid)
+        assert not list((cluster.base / "state-src-a").glob("migrations/*"))
+    finally:
+        subprocess.run(["kill", "-9", str(pid)], check=False)
         launcher.wait(5)
 
 

@@ -83,6 +83,7 @@ async def _lazy_commit(m: SourceMigration) -> None:
     # Should CRIU resume the source tasks after a broken page tail, their queued SIGSTOP
     # stops them before they run a single instruction (and they are then killed).
     m._queue_stop_source()
+    await m.release_network_lock()
     await m.ch.send(wire.Commit())
     m._phase(S.COMMITTED, "destination resumes the workload")
     done = await m.ch.expect((wire.Committed,), m.o.timeouts.commit)
@@ -136,5 +137,6 @@ async def announce_restore(m: SourceMigration) -> bool:
     count, total = m.shipped
     await m.ch.send(wire.Restore(file_count=count, total_bytes=total,
                                  page_server_port=m.ps_port))
+    m.find_network_lock()
     m.serving.set()
     return True

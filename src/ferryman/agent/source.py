@@ -46,7 +46,7 @@ from ferryman.errors import (
     PeerUnreachable,
     RemoteError,
 )
-from ferryman.host import addresses, cgroups
+from ferryman.host import addresses, cgroups, netlock
 from ferryman.host.addresses import MoveAddress
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.report import MigrationReport, PhaseTiming
@@ -105,6 +105,7 @@ class SourceMigration:
         self.dumper: Dumper = self.criu  # runc's checkpoint for a container
         self.box: SourceContainer | None = None
         self.sync_port = 0
+        self.lock_tables: asyncio.Future[list[str]] | None = None  # CRIU's, on this node
 
     def _phase(self, phase: SourcePhase, detail: str = "") -> None:
         self.tracker.advance(phase)
@@ -295,11 +296,13 @@ class SourceMigration:
         if self.lazy:
             return True  # CRIU now opens its page server and says status-ready
         await self.ch.send(wire.Restore(file_count=len(files), total_bytes=total))
+        self.find_network_lock()
         await self._await_restored()
         # Point of no return. The commit goes out before CRIU is told to destroy the source
         # copy, so the destination resumes while CRIU cleans up here; the queued SIGSTOP keeps
         # the source tasks from ever running again should CRIU fail to kill them.
         self._queue_stop_source()
+        await self.release_network_lock()
         self._phase(S.COMMITTED, "destination resumes the workload; the source copy goes")
         try:
             await self.ch.send(wire.Commit())
@@ -339,6 +342,20 @@ class SourceMigration:
         self.report.destination_pid = done.pid
         self.report.result = "committed"
         self._phase(S.DONE, f"running on {self.report.destination_node} as PID {done.pid}")
+
+    def find_network_lock(self) -> None:
+        """While the destination restores: look up CRIU's lock tables here (host/netlock.py)."""
+        if self.o.tcp_established:
+            self.lock_tables = asyncio.ensure_future(asyncio.to_thread(netlock.find,
+                                                                       self.workdir))
+
+    async def release_network_lock(self) -> None:
+        """Past the point of no return: drop CRIU's lock on the moved connections here,
+        before the destination resumes them, so that their first packets to this node are
+        not dropped (the source's sockets are in repair mode and send nothing)."""
+        if self.lock_tables is not None:
+            for table in netlock.remove(await self.lock_tables):
+                log.info("removed CRIU's network lock %s", table)
 
     async def _roll_back(self, exc: BaseException) -> None:
         assert self.tree is not None

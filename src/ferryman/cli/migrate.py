@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 from ferryman.agent.precopy import POLICIES, PrecopyOptions
 from ferryman.cli.common import parse_endpoint
 from ferryman.errors import FerrymanError, UsageError
-from ferryman.host.addresses import parse_move_address
+from ferryman.host.addresses import MoveAddress, parse_move_address
 from ferryman.migration.report import MigrationReport
 from ferryman.report.summary import summary
 
 if TYPE_CHECKING:
     from ferryman.agent.container import RuncTarget
+    from ferryman.host.tcpprobe import TcpProbe
 
 DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
 DEFAULT_RUNC_ROOT = Path("/run/runc")
@@ -69,6 +70,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--move-address", metavar="IP/PREFIX@DEV",
                    help="take this service address down here and up on the destination "
                         "while frozen, and announce it there (gratuitous ARP)")
+    p.add_argument("--probe", metavar="tcp:IP:PORT",
+                   help="measure the downtime a client sees: keep a connection to the service "
+                        "there (it must answer each line with a line: an echo server, redis) "
+                        "and report the longest wait for an answer; needs --tcp-established")
     p.add_argument("--force", action="store_true",
                    help="go ahead despite pre-flight warnings (never despite failures)")
     p.add_argument("--test-skip-preflight", action="store_true",
@@ -93,9 +98,12 @@ def run(args: argparse.Namespace) -> int:
     if args.no_postcopy and args.mode in ("postcopy", "hybrid"):
         raise UsageError(f"--mode {args.mode} fetches pages lazily, --no-postcopy forbids it",
                          hint="drop one of them")
+    probe = _probe(args, moving)
     precopy = PrecopyOptions(policy=args.policy, max_iterations=args.max_iterations,
                              goal_percent=args.goal, max_downtime_ms=args.max_downtime,
                              no_postcopy=args.no_postcopy, link_mbps=args.link_mbps)
+    if probe is not None:
+        probe.start()  # ProbeError before anything moves
     with Progress(enabled=not args.json) as progress:
         opts = MigrateOptions(pid=args.pid or 0, container=target, host=host, port=port,
                               creds=creds, state_dir=args.state_dir.resolve(), mode=args.mode,
@@ -112,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
         except FerrymanError as exc:
             error = exc
             migration.report.error = exc.one_line()
+        finally:
+            if probe is not None:
+                progress.update("PROBE", "waiting for the service to answer again")
+                migration.report.probe = probe.stop(migration.t0)
     report = migration.report
     _write_report(report, args.report, migration.workdir / "report.json")
     if args.json:
@@ -133,6 +145,19 @@ def _runc_target(args: argparse.Namespace) -> RuncTarget | None:
         raise UsageError("give either a PID or --runc ID, not both",
                          hint="a container's processes move with it")
     return RuncTarget(args.runc, args.runc_root.resolve())
+
+
+def _probe(args: argparse.Namespace, moving: MoveAddress | None) -> TcpProbe | None:
+    from ferryman.host.tcpprobe import TcpProbe, parse_probe, source_for
+
+    if args.probe is None:
+        return None
+    target = parse_probe(args.probe)
+    if not args.tcp_established:
+        raise UsageError("--probe keeps a connection to the service open, and CRIU moves a "
+                         "connected service only with --tcp-established",
+                         hint="add --tcp-established")
+    return TcpProbe(target, source=source_for(target, moving))
 
 
 def _write_report(report: MigrationReport, path: Path | None, default: Path) -> None:

@@ -14,6 +14,19 @@ class PhaseTiming:
 
 
 @dataclass
+class ProbeReport:
+    """What a client of the service saw (``--probe``): its longest wait for an answer."""
+
+    target: str
+    source: str  # the address probed from ("" when the kernel chose)
+    sent: int
+    answered: int
+    max_gap_ms: float
+    max_gap_start_ms: float  # since the migration started, as ``phases`` count
+    error: str | None = None
+
+
+@dataclass
 class MigrationReport:
     migration_id: str
     mode: str
@@ -57,6 +70,7 @@ class MigrationReport:
     # a container's own steps: rsync phases (presync_*, final_sync_*: _ms, _bytes) and, cold,
     # runc_after_commit_ms: runc's clean-up after the commit, which downtime_ms includes
     sync: dict[str, float] = field(default_factory=dict)
+    probe: ProbeReport | None = None  # --probe: the client-observed downtime
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -83,6 +83,11 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
                      f"{ms(r.downtime_ms)}{over}")
     if r.mode_reason:
         lines.append(f"  auto mode    {r.mode_reason}")
+    if r.probe is not None:
+        p = r.probe
+        broke = f"; {p.error}" if p.error else ""
+        lines.append(f"  client gap   {ms(p.max_gap_ms)}, the longest wait of a client at "
+                     f"{p.target} ({p.answered} of {p.sent} requests answered{broke})")
     criu = [f"{name} {_us(stats, key)}" for name, stats, key in (
         ("freezing", dump, "freezing_time"), ("frozen", dump, "frozen_time"),
         ("memdump", dump, "memdump_time"), ("restore", restore, "restore_time"))

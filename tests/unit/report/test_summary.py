@@ -113,3 +113,17 @@ def test_a_container_migration_says_which_container_and_its_file_sync() -> None:
         in summary(data).splitlines()
     assert not any(ln.startswith("  container") for ln in
                    summary(samples.cold_committed()).splitlines())
+
+
+def test_probe_shows_the_client_observed_gap_and_survives_a_file_round_trip() -> None:
+    data = samples.cold_committed()
+    data["probe"] = {"target": "tcp:10.0.0.100:7000", "source": "10.0.0.1", "sent": 120,
+                     "answered": 120, "max_gap_ms": 212.4, "max_gap_start_ms": 275.0,
+                     "error": None}
+    line = ("  client gap   212 ms, the longest wait of a client at tcp:10.0.0.100:7000 "
+            "(120 of 120 requests answered)")
+    assert line in summary(data).splitlines()
+    data["probe"].update(answered=119, error="no answer in the last 5.1 s")
+    assert "(119 of 120 requests answered; no answer in the last 5.1 s)" in summary(data)
+    report = parse_report(data).report
+    assert report.probe is not None and report.probe.max_gap_ms == 212.4

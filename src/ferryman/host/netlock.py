@@ -1,0 +1,78 @@
+"""The network lock CRIU leaves behind on the source after a dump with live TCP connections.
+
+CRIU locks the dumped connections with an nftables table ``CRIU-<run id>`` (``--network-lock
+nftables``) and, when the dump succeeds and the tasks are killed, keeps it: the destination's
+restore removes its own copy, but the source's stays. Its rules drop those connections' packets
+on this node for good, so a client on this node (``--probe``) never hears the moved service
+again, and a workload that later moves back here with the same connections is cut off. Once
+the destination has restored (the point of no return), the source removes this run's table
+(:func:`find`, then :func:`remove`), and no other: a table of another CRIU run may be guarding
+a migration that is still frozen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+INVENTORY = "inventory.img"
+
+
+def run_id(images: Path) -> str | None:
+    """The CRIU run id the dump in ``images`` recorded (its inventory), or None."""
+    path = images / INVENTORY
+    if not path.exists():
+        return None
+    from pycriu import images as pimages
+
+    try:
+        with path.open("rb") as fh:
+            entries = pimages.load(fh).get("entries") or []
+    except Exception as exc:  # noqa: BLE001 - pycriu raises anything on a bad image
+        log.warning("cannot read CRIU's run id from %s: %s", path, exc)
+        return None
+    value = entries[0].get("dump_criu_run_id") if entries else None
+    return str(value) if value else None
+
+
+def lock_tables(tables_json: str, run: str) -> list[str]:
+    """From ``nft -j list tables``: the inet tables CRIU named for ``run`` (CRIU shortens the
+    name to fit nftables' limit, so a table matches when its name is a prefix of ours)."""
+    full = f"CRIU-{run}"
+    names = []
+    for item in json.loads(tables_json or "{}").get("nftables", []):
+        table = item.get("table") if isinstance(item, dict) else None
+        if isinstance(table, dict) and table.get("family") == "inet":
+            name = str(table.get("name", ""))
+            if name.startswith("CRIU-") and full.startswith(name) and len(name) > 12:
+                names.append(name)
+    return names
+
+
+def find(images: Path) -> list[str]:
+    """The lock tables of the dump in ``images`` on this node (nothing when it took none)."""
+    run = run_id(images)
+    if run is None:
+        return []
+    res = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, text=True,
+                         check=False)
+    if res.returncode != 0:
+        log.warning("cannot list nftables tables to release CRIU's lock: %s", res.stderr.strip())
+        return []
+    return lock_tables(res.stdout, run)
+
+
+def remove(tables: list[str]) -> list[str]:
+    """Delete these inet tables (~10 ms each); the ones removed."""
+    removed = []
+    for name in tables:
+        gone = subprocess.run(["nft", "delete", "table", "inet", name], capture_output=True,
+                              text=True, check=False)
+        if gone.returncode == 0:
+            removed.append(name)
+        else:
+            log.warning("cannot remove CRIU's lock table %s: %s", name, gone.stderr.strip())
+    return removed

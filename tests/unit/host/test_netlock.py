@@ -1,0 +1,32 @@
+"""Which nftables tables are this CRIU run's network lock (and which are not ours)."""
+
+from __future__ import annotations
+
+import json
+
+from ferryman.host.netlock import lock_tables
+
+RUN = "445b38f7-8b19-4adb-bd51-0c1d2e3f4a5b"
+
+
+def _tables(*tables: tuple[str, str]) -> str:
+    return json.dumps({"nftables": [{"metainfo": {"version": "1.0.6"}}] + [
+        {"table": {"family": family, "name": name, "handle": i}}
+        for i, (family, name) in enumerate(tables)]})
+
+
+def test_finds_the_shortened_table_of_this_run_only() -> None:
+    listing = _tables(("inet", "CRIU-445b38f7-8b19-4adb-bd"),  # CRIU shortens the name
+                      ("inet", "CRIU-99999999-8b19-4adb-bd"),  # another run, maybe frozen
+                      ("ip", "CRIU-445b38f7-8b19-4adb-bd"),    # not CRIU's family
+                      ("inet", "filter"))
+    assert lock_tables(listing, RUN) == ["CRIU-445b38f7-8b19-4adb-bd"]
+
+
+def test_never_matches_a_bare_prefix() -> None:
+    assert lock_tables(_tables(("inet", "CRIU-"), ("inet", "CRIU-445b")), RUN) == []
+
+
+def test_nothing_listed() -> None:
+    assert lock_tables("", RUN) == []
+    assert lock_tables(_tables(), RUN) == []
