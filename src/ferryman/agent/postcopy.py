@@ -114,7 +114,7 @@ async def _page_tail(m: SourceMigration, dump: asyncio.Future[None]) -> None:
     m.report.memory_complete_ms = float(msg.elapsed_ms)
     m.report.lazy_pages = msg.pages
     m.report.lazy_faults = msg.faults
-    m.report.page_bytes = msg.bytes + sum(int(i["bytes"]) for i in m.report.iterations)
+    m.report.count_pages(msg.bytes)
     m.report.result = "committed"
     m._collect_dump_stats(lazy=True)
     m._phase(S.DONE, f"all {msg.pages} pages arrived in {msg.elapsed_ms} ms")

@@ -222,7 +222,7 @@ async def _pre_dump(m: SourceMigration, index: int, port: int) -> IterationStats
     it = from_criu_stats(index, stats, seconds)
     m.report.iterations.append({**asdict(it), "frozen_ms": stats.get("frozen_time", 0) / 1000,
                                 "predicted_downtime_ms": None})
-    m.report.page_bytes += it.bytes
+    m.report.count_pages()
     m.o.progress("ITERATING", f"pre-dump {index}: {it.pages_written} pages written, "
                  f"{it.pages_skipped} unchanged, {seconds:.2f} s")
     log.info("pre-dump %d: %d pages written, %d skipped, %.3f s", index, it.pages_written,

@@ -390,8 +390,7 @@ class SourceMigration:
         if stats and not lazy:  # CRIU 4.2.1's lazy-mode stats-dump is garbage (DESIGN.md)
             self.report.criu["dump"] = stats
             self.report.final_pages = stats.get("pages_written", 0)
-            self.report.page_bytes = sum(int(i["bytes"]) for i in self.report.iterations) + \
-                stats.get("pages_written", 0) * 4096
+            self.report.count_pages(stats.get("pages_written", 0) * 4096)
         for p in self.workdir.glob("*.log"):
             self.report.logs[p.stem] = str(p)
 

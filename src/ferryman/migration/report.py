@@ -72,5 +72,9 @@ class MigrationReport:
     sync: dict[str, float] = field(default_factory=dict)
     probe: ProbeReport | None = None  # --probe: the client-observed downtime
 
+    def count_pages(self, final_bytes: int = 0) -> None:
+        """``page_bytes``: the pre-dumps' pages plus those of the final (or lazy) step."""
+        self.page_bytes = sum(int(i["bytes"]) for i in self.iterations) + final_bytes
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -126,4 +126,5 @@ def test_probe_shows_the_client_observed_gap_and_survives_a_file_round_trip() ->
     data["probe"].update(answered=119, error="no answer in the last 5.1 s")
     assert "(119 of 120 requests answered; no answer in the last 5.1 s)" in summary(data)
     report = parse_report(data).report
-    assert report.probe is not None and report.probe.max_gap_ms == 212.4
+    assert report.probe is not None
+    assert report.probe.max_gap_ms == 212.4
