@@ -255,7 +255,7 @@ def test_auto_mode_takes_what_the_verdict_allows(cluster: Cluster) -> None:
             assert res.returncode == 0, res.stderr
             assert v["allowed_modes"] == ["postcopy"]
             assert fails(v)["disk"]["modes"] == ["cold", "precopy"]
-            mig, report = cluster.migrate(w.pid, b, "--mode", "auto")
+            mig, report = cluster.migrate(w.pid, b, "--mode", "auto", "--link-mbps", "1000")
             assert mig.returncode == 0, mig.stderr
             assert "--mode auto chose postcopy" in mig.stderr
             assert report["mode"] == "postcopy"
@@ -270,6 +270,32 @@ def test_auto_mode_takes_what_the_verdict_allows(cluster: Cluster) -> None:
             b.kill()
     finally:
         subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def test_auto_mode_times_the_link_and_chooses_by_it(cluster: Cluster) -> None:
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=16, seed="auto-link")
+    new_pid = None
+    try:
+        mig, report = cluster.migrate(w.pid, b, "--mode", "auto")
+        assert mig.returncode == 0, mig.stderr
+        assert "timing the link" in mig.stderr
+        rate = report["link_bytes_per_s"]
+        assert isinstance(rate, float)
+        assert rate > 10e6  # loopback between namespaces, over TLS: well above 80 Mbit/s
+        reason = str(report["mode_reason"])
+        assert f"(link measured {rate / 125_000:.0f} Mbit/s)" in reason, reason
+        # the predicted cold downtime (RSS at that rate, plus the fixed cost) decides: cold
+        # when it fits the 300 ms budget, else post-copy (this kernel cannot pre-copy)
+        predicted = report["rss_bytes"] / rate * 1000
+        assert reason.startswith("cold downtime"), reason
+        assert float(reason.split()[2]) > predicted
+        assert report["mode"] == ("cold" if "fits budget 300 ms" in reason else "postcopy")
+        new_pid = report["destination_pid"]
+        assert isinstance(new_pid, int)
+        assert w.status(new_pid)["bad_pages"] == 0
+    finally:
+        w.kill(new_pid)
 
 
 def test_destination_criu_lacking_a_feature(cluster: Cluster) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 from ferryman import wire
 from ferryman.agent.channel import Channel
+from ferryman.agent.link import measure_link
 from ferryman.agent.precopy import fixed_cost_ms
 from ferryman.criu.client import Criu
 from ferryman.criu.dryrun import DryRun, dry_run_dump
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 SOURCE_MODES: Final = ("cold", "postcopy", "precopy", "hybrid")  # what agent/source.py does
 AUTO: Final = "auto"  # migrate --mode auto: chosen here, from the verdict's allowed modes
 ABORT_TIMEOUT: Final = 10.0
+UNMEASURABLE_LINK_MBPS: Final = 10_000.0  # auto: a link the link test cannot time
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +202,10 @@ async def choose_auto_mode(m: SourceMigration, v: Verdict) -> str | None:
     rate = None
     if tracking and m.tree is not None:
         rate = await asyncio.to_thread(probe_dirty_rate, m.tree.pids())
+    link, how = await _link(m)
     choice = choose_mode(mem_track=tracking, lazy_pages=lazy, no_postcopy=pc.no_postcopy,
                          rss_bytes=m.report.rss_bytes, dirty_pages_per_s=rate,
-                         bandwidth_bytes_per_s=pc.link_mbps * 125_000,
+                         bandwidth_bytes_per_s=link,
                          max_downtime_ms=pc.max_downtime_ms,
                          fixed_cost_ms=fixed_cost_ms(m.report.dry_run_freeze_ms,
                                                      pc.fixed_cost_ms))
@@ -211,6 +214,20 @@ async def choose_auto_mode(m: SourceMigration, v: Verdict) -> str | None:
     reason = choice.reason
     if mode != choice.mode:
         reason += f"; {choice.mode} is not allowed here, so {mode}"
-    m.report.mode_reason = f"{reason} (link assumed {pc.link_mbps:g} Mbit/s" + (
+    m.report.mode_reason = f"{reason} (link {how} {link / 125_000:.0f} Mbit/s" + (
         f", dirty rate measured {rate:.0f} pages/s)" if rate is not None else ")")
     return mode
+
+
+async def _link(m: SourceMigration) -> tuple[float, str]:
+    """The link rate for the choice (bytes/s), and whether it was 'assumed' or 'measured'."""
+    pc = m.o.precopy
+    if pc.link_mbps is not None:
+        return pc.link_mbps * 125_000, "assumed"
+    assert m.ch is not None
+    m.o.progress("CHECKING", "timing the link")
+    rate = await measure_link(m.ch, m.o.timeouts.plan)
+    m.report.link_bytes_per_s = rate
+    if rate is None:  # too fast for a 4 MiB test to tell apart from its round trip
+        return UNMEASURABLE_LINK_MBPS * 125_000, "faster than this test tells, taken as"
+    return rate, "measured"

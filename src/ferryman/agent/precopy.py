@@ -63,7 +63,7 @@ class PrecopyOptions:
     max_downtime_ms: float = 300.0
     no_postcopy: bool = False
     fixed_cost_ms: float = 150.0
-    link_mbps: float = 1000.0  # --mode auto: the link speed assumed before any pre-dump
+    link_mbps: float | None = None  # --mode auto: the link speed to assume (None: measure)
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -73,7 +73,7 @@ class PrecopyOptions:
             raise UsageError(f"--max-iterations must be 1..1000, got {self.max_iterations}")
         if not 0 < self.goal_percent <= 100:
             raise UsageError(f"--goal must be in (0, 100], got {self.goal_percent}")
-        if not self.link_mbps > 0:
+        if self.link_mbps is not None and not self.link_mbps > 0:
             raise UsageError(f"--link-mbps must be > 0, got {self.link_mbps}")
         if not self.max_downtime_ms > 0:
             raise UsageError(f"--max-downtime must be > 0 ms, got {self.max_downtime_ms}")

@@ -93,12 +93,16 @@ async def answer(request: wire.CheckRequest, source_hello: wire.Hello, cfg: Agen
 
 async def serve_checks(ch: Channel, source_hello: wire.Hello, cfg: AgentConfig, criu: Criu,
                        modes: Sequence[str]) -> wire.Plan | None:
-    """After Hello: answer CheckRequests until a Plan comes (returned) or an Abort (answered
-    with Aborted; returns None: the source only wanted the checks)."""
+    """After Hello: answer CheckRequests (and LinkTests) until a Plan comes (returned) or an
+    Abort (answered with Aborted; returns None: the source only wanted the checks)."""
     while True:
-        msg = await ch.expect((wire.Plan, wire.CheckRequest, wire.Abort), cfg.timeouts.plan)
+        msg = await ch.expect((wire.Plan, wire.CheckRequest, wire.LinkTest, wire.Abort),
+                              cfg.timeouts.plan)
         if isinstance(msg, wire.Plan):
             return msg
+        if isinstance(msg, wire.LinkTest):  # the source times the link (agent/link.py)
+            await ch.send(wire.LinkReport(len(msg.payload)))
+            continue
         if isinstance(msg, wire.Abort):
             log.info("%s ended the session before a plan: %s", ch.peer, msg.reason)
             await ch.send(wire.Aborted())

@@ -55,8 +55,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     help="lxd: stop once PCT%% of the pages were unchanged (default 70)")
     pc.add_argument("--max-downtime", type=float, default=300.0, metavar="MS",
                     help="budget: the downtime to aim for, in ms (default 300)")
-    pc.add_argument("--link-mbps", type=float, default=1000.0, metavar="MBIT",
-                    help="auto: the link speed to assume when choosing a mode (default 1000)")
+    pc.add_argument("--link-mbps", type=float, metavar="MBIT",
+                    help="auto: the link speed to assume when choosing a mode (default: "
+                         "measured, with two 4 MiB round trips over the control connection)")
     pc.add_argument("--no-postcopy", action="store_true",
                     help="never fetch pages lazily (a broken link then cannot lose the "
                          "workload): no post-copy, no lazy final step")

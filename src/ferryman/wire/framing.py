@@ -31,7 +31,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Final, cast
 
 from ferryman.errors import LocalProtocolError, RemoteProtocolError
-from ferryman.wire.messages import MESSAGE_TYPES, Failed, FileChunk, Hello, Message
+from ferryman.wire.messages import MESSAGE_TYPES, Failed, FileChunk, Hello, LinkTest, Message
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -45,6 +45,7 @@ MAX_HEADER: Final = 0xFFFF
 BODY_FIELDS: Final[Mapping[type[Message], tuple[str, ...]]] = {
     Hello: ("cpuinfo",),
     FileChunk: ("data",),
+    LinkTest: ("payload",),
     Failed: ("log_tail",),
 }
 """The fields each message carries in the frame body, in body order."""

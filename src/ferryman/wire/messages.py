@@ -46,6 +46,8 @@ __all__ = [
     "FileEnd",
     "Hello",
     "Iterate",
+    "LinkReport",
+    "LinkTest",
     "Message",
     "PagesComplete",
     "Plan",
@@ -143,6 +145,27 @@ class CheckReport(Message):
 
     def __post_init__(self) -> None:
         _json_text("CheckReport", "result", self.result)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTest(Message):
+    """SOURCE, after Hello: filler that times the link (``--mode auto``), answered by a
+    LinkReport; the source times a small and a large one and divides."""
+
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        check_bytes("LinkTest", "payload", self.payload, max_len=MAX_CHUNK_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkReport(Message):
+    """DESTINATION: how many payload bytes its LinkTest carried (a check on the count)."""
+
+    bytes: int
+
+    def __post_init__(self) -> None:
+        check_int("LinkReport", "bytes", self.bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +392,6 @@ MESSAGE_TYPES: Final[Mapping[str, type[Message]]] = MappingProxyType({
     cls.__name__: cls
     for cls in (Hello, Plan, Ready, Iterate, Refused, FileChunk, FileEnd, Restore, Restored, Failed,
                 Commit, Abort, Committed, Aborted, PagesComplete, Error, CheckRequest,
-                CheckReport)
+                CheckReport, LinkTest, LinkReport)
 })
 """Every message class by its wire name (the ``type`` in the frame header)."""

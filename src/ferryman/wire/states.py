@@ -15,6 +15,10 @@ answers ``<CheckReport`` (-> GREETED again), any number of times, so a Plan can 
 same connection (``ferryman migrate``); ``ferryman check`` ends with ``*Abort`` instead. No
 Abort in CHECKING: it would cross the CheckReport the destination owes.
 
+Link test (``--mode auto``): in GREETED the source may send ``*LinkTest`` (-> MEASURING) and
+the destination answers ``<LinkReport`` (-> GREETED), any number of times: a small one and a
+large one time the link by their round trips. No Abort in MEASURING, as in CHECKING.
+
 Pre-copy (mode precopy or hybrid): the Ready answering the Plan serves image set 1 (the first
 pre-dump); then, any number of times, ``READY *Iterate ITERATING <Ready READY`` opens the page
 server for the next set, the last one marked ``final``. No Abort in ITERATING (it would cross
@@ -70,6 +74,8 @@ from ferryman.wire.messages import (
     FileEnd,
     Hello,
     Iterate,
+    LinkReport,
+    LinkTest,
     Message,
     PagesComplete,
     Plan,
@@ -109,6 +115,7 @@ class State(enum.Enum):
     HELLO_SENT = "HELLO_SENT"
     GREETED = "GREETED"
     CHECKING = "CHECKING"
+    MEASURING = "MEASURING"
     PLANNED = "PLANNED"
     READY = "READY"
     ITERATING = "ITERATING"
@@ -147,6 +154,8 @@ TRANSITIONS: Final[Mapping[Key, State]] = MappingProxyType({
     (State.HELLO_SENT, _D, Hello): State.GREETED,
     (State.GREETED, _S, CheckRequest): State.CHECKING,
     (State.CHECKING, _D, CheckReport): State.GREETED,
+    (State.GREETED, _S, LinkTest): State.MEASURING,
+    (State.MEASURING, _D, LinkReport): State.GREETED,
     (State.GREETED, _S, Plan): State.PLANNED,
     (State.PLANNED, _D, Ready): State.READY,
     (State.PLANNED, _D, Refused): State.CLOSED,

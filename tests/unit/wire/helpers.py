@@ -25,6 +25,8 @@ from ferryman.wire import (
     FileEnd,
     Hello,
     Iterate,
+    LinkReport,
+    LinkTest,
     Message,
     PagesComplete,
     Plan,
@@ -68,6 +70,8 @@ SAMPLES: dict[type[Message], Message] = {
     Error: Error("internal", "something broke"),
     CheckRequest: CheckRequest('{"v":1,"workload":{"pid":4242}}'),
     CheckReport: CheckReport('{"v":1,"rows":[]}'),
+    LinkTest: LinkTest(b"\x00" * 1000),
+    LinkReport: LinkReport(1000),
 }
 assert set(SAMPLES) == set(MESSAGE_TYPES.values())
 
@@ -118,6 +122,8 @@ MESSAGE_STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
     Error: st.builds(Error, codes, texts),
     CheckRequest: st.builds(CheckRequest, st.text(max_size=300)),
     CheckReport: st.builds(CheckReport, st.text(max_size=300)),
+    LinkTest: st.builds(LinkTest, st.binary(max_size=300)),
+    LinkReport: st.builds(LinkReport, u64),
 }
 assert set(MESSAGE_STRATEGIES) == set(MESSAGE_TYPES.values())
 assert MODES == ("cold", "postcopy", "precopy", "hybrid")

@@ -18,6 +18,8 @@ from ferryman.wire import (
     FileEnd,
     Hello,
     Iterate,
+    LinkReport,
+    LinkTest,
     Message,
     PagesComplete,
     Plan,
@@ -48,7 +50,7 @@ def test_messages_are_frozen_slotted_dataclasses(cls: type[Message]) -> None:
 
 def test_registry_names_are_class_names() -> None:
     assert all(name == cls.__name__ for name, cls in MESSAGE_TYPES.items())
-    assert len(MESSAGE_TYPES) == 18
+    assert len(MESSAGE_TYPES) == 20
 
 
 @pytest.mark.parametrize("name", BAD_FILE_NAMES)
@@ -208,3 +210,12 @@ def test_a_container_plan_and_its_sync_port_survive_framing() -> None:
         Ready(page_server_port=1, sync_port=70000)
     with pytest.raises(LocalProtocolError):
         Plan("m", "cold", 1, lazy=False, target=3)  # type: ignore[arg-type]
+
+
+def test_link_test_carries_at_most_a_chunk() -> None:
+    assert LinkTest(b"\x00" * (4 << 20)).payload[:1] == b"\x00"
+    assert LinkReport(4 << 20).bytes == 4 << 20
+    with pytest.raises(LocalProtocolError):
+        LinkTest(b"\x00" * ((4 << 20) + 1))
+    with pytest.raises(LocalProtocolError):
+        LinkReport(-1)
