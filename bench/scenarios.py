@@ -4,9 +4,11 @@
 dirty rates (a grid: every size by every rate; ``precopy`` joins it in the QEMU guests);
 ``redis`` (S2) a redis-server with 10^6 keys under load from node C, cold and post-copy
 (bench/redis.py); ``echo`` (S3) a TCP echo server with a client in node C, cold and
-post-copy (bench/tcpecho.py); ``tree`` (S4) process trees of 1, 10 and 100 processes, cold
-(bench/tree.py). Who migrates is ``bench.cell.migrator``: ferryman, or CRIU's commands by
-hand (bench/baseline.py).
+post-copy (bench/tcpecho.py), and ``runc-echo`` the same service as a runc container
+(bench/runcbox.py; S2 and S3 run through bench/service.py); ``tree`` (S4) process trees of 1,
+10 and 100 processes, cold (bench/tree.py). Who migrates is ``bench.cell.migrator``:
+ferryman, or CRIU's commands by hand (bench/baseline.py); for the container the service's
+own ``move`` (ferryman, or runc's commands by hand: bench/baseline_runc.py).
 """
 
 from __future__ import annotations
