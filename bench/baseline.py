@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from tests.support.netns import Node
 from tests.support.workloads import Workload
 
 from bench.env import Env, Outcome
-from bench.proc import PY, REPO, BenchError, run_timed, stop
+from bench.proc import PY, REPO, BenchError, err_tail, run_timed, stop, wait_ready
 
 LAZY_SOCKET = "lazy-pages.socket"  # created by `criu lazy-pages` in its work dir
 GARP = REPO / "bench" / "garp.py"
@@ -128,15 +127,6 @@ def _restored_pid(pidfile: Path, restored: list[int]) -> None:
         restored.append(int(text))
 
 
-def _err_tail(path: Path) -> str:
-    try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    errors = [ln for ln in lines if "Error" in ln or "error" in ln]
-    return (errors or lines or [""])[-1]
-
-
 def cold(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: bool = False,
          tcp: bool = False) -> Outcome:
     """Cold by hand. total = dump start → ``criu restore -d`` done (tcp: and the gratuitous
@@ -223,17 +213,25 @@ def _listening(pid: int, port: int) -> bool:
     return False
 
 
-def _wait_for(what: str, ready: Callable[[], bool], proc: subprocess.Popen[bytes], err: Path,
-              timeout: float) -> None:
-    """Poll ``ready()`` every 2 ms until true; fail if ``proc`` exits first or on timeout."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if proc.poll() is not None:
-            raise BenchError(f"{what}: criu exited with {proc.returncode} before it was ready: "
-                             f"{_err_tail(err)} (log {err})")
+def wait_tail(procs: dict[str, tuple[subprocess.Popen[bytes], Path]], deadline: float
+              ) -> dict[str, float]:
+    """The post-copy tail: the lazy-pages daemon pulls every remaining page; the source dump
+    exits once it has served the last one (the source stays frozen until then). Polls every
+    2 ms until every one of ``procs`` (name: process, its log) exited; when each did
+    (monotonic). BenchError on a timeout or a non-zero exit."""
+    ends: dict[str, float] = {}
+    while len(ends) < len(procs):
+        for name, (proc, _) in procs.items():
+            if name not in ends and proc.poll() is not None:
+                ends[name] = time.monotonic()
         if time.monotonic() > deadline:
-            raise BenchError(f"{what}: not ready after {timeout:.0f} s (log {err})")
+            raise BenchError(f"post-copy tail not done in time (finished: {sorted(ends)})")
         time.sleep(0.002)
+    for name, (proc, err) in procs.items():
+        if proc.returncode != 0:
+            raise BenchError(f"{name} exited with {proc.returncode}: {err_tail(err)} "
+                             f"(log {err})")
+    return ends
 
 
 def lazy(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: bool = False,
@@ -262,7 +260,7 @@ def lazy(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
                        stdin=subprocess.DEVNULL, stdout=errf, stderr=errf)
     try:
         # nsenter execs criu: dump.pid is criu, in A's network namespace.
-        _wait_for("criu dump --lazy-pages", lambda: _listening(dump.pid, port), dump,
+        wait_ready("criu dump --lazy-pages", lambda: _listening(dump.pid, port), dump,
                   dump_err, env.timeout)
         t_serving = time.monotonic()
         if tcp:  # dumped (frozen, connections locked): give up the address
@@ -276,7 +274,7 @@ def lazy(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
                             *_tls(env, "b", tls=tls, server=False),
                             stdin=subprocess.DEVNULL, stdout=errf, stderr=errf)
         sock = dir_b / LAZY_SOCKET
-        _wait_for("criu lazy-pages", sock.exists, lazyd, lazy_err, min(env.timeout, 60))
+        wait_ready("criu lazy-pages", sock.exists, lazyd, lazy_err, min(env.timeout, 60))
         if tcp:  # the restored sockets are bound to it
             _addr(b, "add", env, steps)
         t_restore = time.monotonic()
@@ -291,38 +289,21 @@ def lazy(env: Env, wl: Workload, run_dir: Path, restored: list[int], *, tls: boo
         if tcp:
             arping = _announce(env, b, steps)
         t_resumed = time.monotonic()
-        # The post-copy tail: the lazy-pages daemon pulls every remaining page; the source
-        # dump exits once it has served the last one (the source stays frozen until then).
-        ends: dict[str, float] = {}
-        procs = {"dump": dump, "lazy_pages": lazyd}
-        deadline = t_resumed + env.timeout
-        while len(ends) < len(procs):
-            for name, proc in procs.items():
-                if name not in ends and proc.poll() is not None:
-                    ends[name] = time.monotonic()
-            if time.monotonic() > deadline:
-                raise BenchError(f"post-copy tail not done after {env.timeout:.0f} s "
-                                 f"(finished: {sorted(ends)})")
-            time.sleep(0.002)
-        if dump.returncode != 0:
-            raise BenchError(f"criu dump --lazy-pages exited with {dump.returncode}: "
-                             f"{_err_tail(dump_err)} (log {dump_err})")
-        if lazyd.returncode != 0:
-            raise BenchError(f"criu lazy-pages exited with {lazyd.returncode}: "
-                             f"{_err_tail(lazy_err)} (log {lazy_err})")
+        ends = wait_tail({"criu dump --lazy-pages": (dump, dump_err),
+                          "criu lazy-pages": (lazyd, lazy_err)}, t_resumed + env.timeout)
         ms = 1000.0
         return Outcome(
-            total_ms=(ends["dump"] - t0) * ms,
+            total_ms=(ends["criu dump --lazy-pages"] - t0) * ms,
             bytes_moved=None,  # the pages' count is not logged at CRIU's default level
             started_wall=wall0,
-            memory_complete_ms=(ends["dump"] - t_resumed) * ms,
+            memory_complete_ms=(ends["criu dump --lazy-pages"] - t_resumed) * ms,
             details={
                 "dump_ms": (t_serving - t0) * ms,  # freeze + dump until the page server listens
                 "copy_ms": copy_ms,
                 "lazy_start_ms": (t_restore - t_lazy) * ms,
                 "restore_ms": restore.ms,
                 "resumed_ms": (t_resumed - t0) * ms,  # dump start → running on B
-                "lazy_pages_exit_ms": (ends["lazy_pages"] - t_resumed) * ms,
+                "lazy_pages_exit_ms": (ends["criu lazy-pages"] - t_resumed) * ms,
                 "image_bytes": image_bytes,
                 "copied_files": n_files,
                 "copied_bytes": copied,  # cp on this host; scp would send them A → B

@@ -12,8 +12,8 @@ from tests.support.workloads import Workload
 
 from bench import baseline, ferry
 from bench.env import Env, Migrator, Outcome
-from bench.proc import BenchError
-from bench.stats import BY_HAND_TLS, FERRYMAN
+from bench.proc import BenchError, say
+from bench.stats import BY_HAND_TLS, FERRYMAN, criu_ms
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,26 @@ class RunResult:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def succeed(self, out: Outcome, downtime_ms: float, details: dict[str, Any],
+                migration: str) -> None:
+        """The run's figures: ``downtime_ms`` as the workload (or its client) saw it, the
+        rest from the tool's ``out``; ``details`` go first, then the tool's."""
+        self.downtime_ms = downtime_ms
+        self.total_ms = out.total_ms
+        self.memory_complete_ms = out.memory_complete_ms
+        self.bytes_moved = out.bytes_moved
+        self.details = {**details, **out.details}
+        if migration == "cold":  # CRIU's lazy-mode stats-dump is garbage (DESIGN.md)
+            self.details.update(criu_ms(out.details.get("criu_dump")))
+        self.ok = True
 
-TCP_MODES = ("echo", "redis")  # live connections and a moving service address
+    def fail(self, exc: Exception) -> None:
+        """Record why this run failed (the others go on) and say so."""
+        self.error = f"{type(exc).__name__}: {exc}"
+        say(f"  !! {self.mode} {self.label} run {self.rep} {self.tool} FAILED: {self.error}")
+
+
+TCP_MODES = ("echo", "runc-echo", "redis")  # live connections and a moving service address
 BY_HAND_MIGRATIONS = ("cold", "postcopy")
 
 
@@ -67,14 +85,20 @@ def int_field(status: dict[str, object], key: str) -> int:
     return value
 
 
+def ferryman_args(env: Env, migration: str, *, tcp: bool) -> list[str]:
+    """``--mode MIGRATION`` and, with live connections, ``--tcp-established --move-address``."""
+    if not tcp:
+        return ["--mode", migration]
+    if not env.service:
+        raise BenchError("no service address configured for a TCP run")
+    return ["--mode", migration, "--tcp-established", "--move-address",
+            f"{env.service}@{env.dev}"]
+
+
 def _ferryman(migration: str, tcp: bool) -> Migrator:
     def migrate(env: Env, wl: Workload, run_dir: Path, restored: list[int]) -> Outcome:
-        extra: list[str] = []
-        if tcp:
-            if not env.service:
-                raise BenchError("no service address configured for a TCP run")
-            extra = ["--tcp-established", "--move-address", f"{env.service}@{env.dev}"]
-        return ferry.migrate(env, wl, run_dir, restored, "--mode", migration, *extra)
+        return ferry.migrate(env, wl, run_dir, restored,
+                             *ferryman_args(env, migration, tcp=tcp))
     return migrate
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +29,33 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 def migrate(env: Env, wl: Workload, run_dir: Path, restored: list[int], *mode_args: str
             ) -> Outcome:
-    a, b = env.topo["a"], env.topo["b"]
+    """A process tree: ``ferryman migrate PID``."""
+    return run(env, run_dir, restored, [str(wl.pid)], list(mode_args))
+
+
+def run(env: Env, run_dir: Path, restored: list[int], target: list[str], mode_args: list[str],
+        *, on_b: Callable[..., list[str]] | None = None, agent_args: tuple[str, ...] = ()
+        ) -> Outcome:
+    """``ferryman migrate TARGET… MODE_ARGS…`` in A, to an agent started in B for this run
+    (its command line made by ``on_b``, default B's network namespace, with ``agent_args``)."""
+    b = env.topo["b"]
     state_b = run_dir / "agent-b"
     state_b.mkdir()
     log_path = run_dir / "agent-b.log"
+    argv = (on_b or b.argv)(PY, "-m", "ferryman", "serve", "--listen", f"{b.ip}:{AGENT_PORT}",
+                            "--pki", str(env.pki), "--name", "b", "--state-dir", str(state_b),
+                            *agent_args)
     with log_path.open("ab") as logf:
-        agent = b.popen(PY, "-m", "ferryman", "serve", "--listen", f"{b.ip}:{AGENT_PORT}",
-                        "--pki", str(env.pki), "--name", "b", "--state-dir", str(state_b),
-                        cwd=REPO, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+        agent = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=logf,
+                                 stderr=logf)
     try:
         b.wait_listening(AGENT_PORT, timeout=min(env.timeout, 60), proc=agent)
         report_path = run_dir / "report.json"
         wall0 = time.time()
-        res = run_timed(a.argv(PY, "-m", "ferryman", "migrate", str(wl.pid),
-                               "--to", f"{b.ip}:{AGENT_PORT}", "--pki", str(env.pki),
-                               "--name", "a", "--state-dir", str(run_dir / "state-a"),
-                               "--report", str(report_path), *mode_args), env.timeout)
+        res = run_timed(env.topo["a"].argv(
+            PY, "-m", "ferryman", "migrate", *target, "--to", f"{b.ip}:{AGENT_PORT}", "--pki",
+            str(env.pki), "--name", "a", "--state-dir", str(run_dir / "state-a"), "--report",
+            str(report_path), *mode_args), env.timeout)
         report: dict[str, Any] = (json.loads(report_path.read_text())
                                   if report_path.exists() else {})
         pid = report.get("destination_pid")
@@ -73,6 +85,7 @@ def migrate(env: Env, wl: Workload, run_dir: Path, restored: list[int], *mode_ar
                 "criu_dump": criu.get("dump", {}),
                 "criu_restore": criu.get("restore", {}),
                 "phases": report.get("phases", []),
+                "sync": report.get("sync") or {},  # containers: rsync times and bytes
             })
     finally:
         stop(agent)

@@ -26,23 +26,25 @@ def mib(v: float | int | None) -> str:
     return "-" if v is None else f"{v / (1 << 20):.0f}"
 
 
-def triple(t: dict[str, Any], metric: str, digits: int = 0) -> str:
+def triple(t: dict[str, Any], metric: str, digits: int = 0,
+           tools: tuple[str, ...] = TOOLS) -> str:
     """One column per tool: ferryman | by hand | by hand TLS."""
-    return " | ".join(ms(t[tool].get(metric), digits) for tool in TOOLS)
+    return " | ".join(ms(t[tool].get(metric), digits) for tool in tools)
 
 
-def ratios(r: dict[str, Any], key: str) -> str:
+def ratios(r: dict[str, Any], key: str, bases: tuple[str, ...] = BASELINES) -> str:
     """ferryman / each baseline: ``vs by hand / vs by hand TLS``."""
-    return " / ".join(x(r[b].get(key)) for b in BASELINES)
+    return " / ".join(x(r[b].get(key)) for b in bases)
 
 
-def multiples(s: dict[str, Any], key: str, digits: int = 1) -> str:
+def multiples(s: dict[str, Any], key: str, digits: int = 1,
+              tools: tuple[str, ...] = TOOLS) -> str:
     """A floor multiple per tool, in one cell: ``ferryman / by hand / by hand TLS``."""
-    return " / ".join(x((s["multiples"].get(t) or {}).get(key), digits) for t in TOOLS)
+    return " / ".join(x((s["multiples"].get(t) or {}).get(key), digits) for t in tools)
 
 
-def ok_counts(s: dict[str, Any]) -> str:
-    return " ".join(f"{s['n_ok'][tool]}/{s['n_runs'][tool]}" for tool in TOOLS)
+def ok_counts(s: dict[str, Any], tools: tuple[str, ...] = TOOLS) -> str:
+    return " ".join(f"{s['n_ok'][tool]}/{s['n_runs'][tool]}" for tool in tools)
 
 
 def floors(s: dict[str, Any]) -> str:

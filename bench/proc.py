@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,15 +55,48 @@ def _first_error(log: Path) -> str:
     return ""
 
 
-def run_timed(argv: list[str], timeout: float) -> Timed:
-    """Run ``argv`` to completion (from the repo root) and time it on the monotonic clock."""
+def run_timed(argv: list[str], timeout: float, output: Path | None = None) -> Timed:
+    """Run ``argv`` to completion (from the repo root) and time it on the monotonic clock.
+
+    ``output``: its stdout and stderr go to that file instead of pipes (a command whose
+    children keep them open, as ``runc restore -d`` hands its stdio to the container)."""
     t0 = time.monotonic()
     try:
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                             check=False)
+        if output is None:
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                 cwd=REPO, check=False)
+            out, err = res.stdout, res.stderr
+        else:
+            with output.open("ab") as fh:
+                res = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh,
+                                     timeout=timeout, cwd=REPO, check=False)
+            out, err = "", output.read_text(errors="replace")
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"{argv[0]} … timed out after {timeout:.0f} s: {' '.join(argv)}") from exc
-    return Timed(argv, res.returncode, (time.monotonic() - t0) * 1000, res.stdout, res.stderr)
+    return Timed(argv, res.returncode, (time.monotonic() - t0) * 1000, out, err)
+
+
+def err_tail(path: Path) -> str:
+    """The last error line of a log (else its last line); "" when unreadable."""
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    errors = [ln for ln in lines if "Error" in ln or "error" in ln]
+    return (errors or lines or [""])[-1]
+
+
+def wait_ready(what: str, ready: Callable[[], bool], proc: subprocess.Popen[bytes], err: Path,
+              timeout: float) -> None:
+    """Poll ``ready()`` every 2 ms until true; fail if ``proc`` exits first or on timeout."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited with {proc.returncode} before it was ready: "
+                             f"{err_tail(err)} (log {err})")
+        if time.monotonic() > deadline:
+            raise BenchError(f"{what}: not ready after {timeout:.0f} s (log {err})")
+        time.sleep(0.002)
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -20,20 +20,18 @@ post-copy: the last page arrived) and after it, from the client's 10 ms timeline
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.support.netns import Node
-from tests.support.workloads import Workload, alive, children
 
-from bench.cell import Cell, RunResult, migrator
-from bench.env import Env
-from bench.proc import PY, REPO, BenchError, kill_pid, rss_bytes, say, stop, wait_gone
+from bench.cell import Cell, migrator
+from bench.env import Env, Outcome
+from bench.proc import PY, BenchError
 from bench.resp import Timeline, load_commands
-from bench.stats import criu_ms
-from bench.tcpecho import has_address, reset_network
+from bench.service import Move, Server, Window, bind, launch, number
 
 PORT = 6379
 REDIS_KEYS = 10**6
@@ -113,141 +111,57 @@ def _check(node: Node, ip: str, env: Env) -> dict[str, object]:
     return out
 
 
-def _wait_connected(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while b"connected" not in log.read_bytes():
-        if proc.poll() is not None:
-            raise BenchError(f"redis client exited with {proc.returncode}: "
-                             f"{log.read_text(errors='replace').strip()[-300:]}")
-        if time.monotonic() > deadline:
-            raise BenchError("redis client did not connect")
-        time.sleep(0.01)
+class Redis:
+    """S2's service: redis-server loaded with ``env.redis_keys`` keys, the load client."""
 
+    what = "redis-server"
+    warmup_s = WARMUP_S
+    after_s = AFTER_S
 
-def _stop_client(proc: subprocess.Popen[bytes], out: Path) -> dict[str, object]:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError("redis client did not stop") from exc
-    if not out.exists():
-        raise BenchError(f"redis client wrote no result (exit {proc.returncode})")
-    result: dict[str, object] = json.loads(out.read_text())
-    return result
+    def start(self, env: Env, run_dir: Path, ip: str, rep: int) -> Server:
+        """redis-server on A, loaded (``DBSIZE`` checked), and redis-benchmark's GET rate."""
+        del rep
+        conf = run_dir / "redis.conf"  # its path in argv marks the server ours (cleanup sweep)
+        conf.write_text(CONF.format(ip=ip, port=PORT, dir=run_dir))
+        server = launch(env, ["redis-server", str(conf)], PORT, self.what)
+        try:
+            c = env.topo["c"]
+            load_ms = _load(c, ip, env)
+            if (n := _cli(c, ip, "DBSIZE", timeout=60)) != str(env.redis_keys):
+                raise BenchError(f"DBSIZE {n} after loading {env.redis_keys} keys")
+            server.details = {"keys_loaded_ms": load_ms,
+                              "rb_get_rps_before": _benchmark(c, ip, env)}
+        except BaseException:
+            server.stop()
+            raise
+        return server
 
+    def client_argv(self, env: Env, ip: str, out: Path, rep: int) -> list[str]:
+        return [PY, "-m", "bench.redisclient", "run", "--to", f"{ip}:{PORT}", "--keys",
+                str(env.redis_keys), "--out", str(out), "--seed", str(rep)]
 
-def _num(d: dict[str, object], k: str) -> float:
-    v = d.get(k)
-    if not isinstance(v, int | float):
-        raise BenchError(f"redis client result has no {k}")
-    return float(v)
+    def move(self, cell: Cell, tool: str, server: Server) -> Move:
+        return bind(migrator(cell, tool), server)
 
-
-def _server(env: Env, a: Node, run_dir: Path, ip: str) -> tuple[subprocess.Popen[bytes], int]:
-    conf = run_dir / "redis.conf"  # its path in argv marks the server ours (cleanup sweep)
-    conf.write_text(CONF.format(ip=ip, port=PORT, dir=run_dir))
-    launcher = a.popen("unshare", "-p", "-f", "setsid", "redis-server", str(conf),
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-    a.wait_listening(PORT, timeout=min(env.timeout, 60), proc=launcher)
-    kids = children(launcher.pid)
-    if not kids:
-        raise BenchError("redis-server: no process under its launcher")
-    return launcher, kids[0]
-
-
-def measure(env: Env, cell: Cell, tool: str, rep: int) -> RunResult:
-    """One migration of a fresh, loaded redis-server under load from C, from A to B."""
-    r = RunResult(cell.mode, None, tool, rep, cell.label)
-    run_dir = env.tmp / f"redis-{cell.migration}-{rep}-{tool}"
-    run_dir.mkdir()
-    if env.service is None:
-        raise BenchError("no service address configured")
-    a, b, c = env.topo["a"], env.topo["b"], env.topo["c"]
-    ip = env.service.split("/", 1)[0]
-    restored: list[int] = []
-    launcher: subprocess.Popen[bytes] | None = None
-    client: subprocess.Popen[bytes] | None = None
-    pid = 0
-    try:
-        reset_network(env)
-        a.run("ip", "addr", "add", env.service, "dev", env.dev)
-        launcher, pid = _server(env, a, run_dir, ip)
-        load_ms = _load(c, ip, env)
-        if (n := _cli(c, ip, "DBSIZE", timeout=60)) != str(env.redis_keys):
-            raise BenchError(f"DBSIZE {n} after loading {env.redis_keys} keys")
-        bench_before = _benchmark(c, ip, env)
-        r.rss_bytes = rss_bytes(pid)
-        out_path, log_path = run_dir / "client.json", run_dir / "client.log"
-        with log_path.open("wb") as log:
-            client = c.popen(PY, "-m", "bench.redisclient", "run", "--to", f"{ip}:{PORT}",
-                             "--keys", str(env.redis_keys), "--out", str(out_path),
-                             "--seed", str(rep), cwd=REPO, stdin=subprocess.DEVNULL,
-                             stdout=log, stderr=log)
-        _wait_connected(client, log_path, min(env.timeout, 30))
-        time.sleep(WARMUP_S)
-        wl = Workload(pid=pid, status_path=run_dir / "no-status", launcher=launcher)
-        t_start = time.time()
-        out = migrator(cell, tool)(env, wl, run_dir, restored)
-        t_done = time.time()
-        new_pid = restored[-1]
-        if not alive(new_pid):
-            raise BenchError(f"restored redis-server PID {new_pid} is not running")
-        if client.poll() is not None:
-            raise BenchError(f"the client stopped during the migration: "
-                             f"{log_path.read_text(errors='replace').strip()[-300:]}")
-        time.sleep(AFTER_S)
-        t_stop = time.time()
-        res = _stop_client(client, out_path)
-        if res.get("error"):
-            raise BenchError(f"the client's connections broke: {res['error']}")
-        if _num(res, "bad"):
-            raise BenchError(f"wrong answers: {res['bad']} (GET not the key's value)")
-        after = _num(res, "completed_after_gap")
+    def judge(self, env: Env, ip: str, result: dict[str, object], when: Window,
+              out: Outcome) -> dict[str, Any]:
+        """Requests after the gap, the data on B, throughput before / during / after."""
+        after = number(result, "completed_after_gap")
         if after < MIN_AFTER:
             raise BenchError(f"only {after:.0f} requests completed after the longest gap")
-        if not has_address(b, ip, env.dev) or has_address(a, ip, env.dev):
-            raise BenchError(f"{ip} is not (only) on B after the migration")
+        c = env.topo["c"]
         checked = _check(c, ip, env)
-        bench_after = _benchmark(c, ip, env)
-        counts = res.get("counts")
-        line = Timeline(_num(res, "t0"), _num(res, "bin_ms"),
+        counts = result.get("counts")
+        line = Timeline(number(result, "t0"), number(result, "bin_ms"),
                         tuple(counts) if isinstance(counts, list) else ())
-        gap_end = res.get("max_gap_end")
         # "during" = the tool's own total (by hand: not the page server it started
         # beforehand, nor the wait for arping afterwards)
-        began = out.started_wall or t_start
-        r.downtime_ms = _num(res, "max_gap_ms")
-        r.total_ms = out.total_ms
-        r.memory_complete_ms = out.memory_complete_ms
-        r.bytes_moved = out.bytes_moved
-        r.details = {
-            "client_gap_ms": r.downtime_ms,
-            "client_gap_end_ms": ((gap_end - t_start) * 1000
-                                  if isinstance(gap_end, int | float) else None),
-            "migration_wall_ms": (t_done - t_start) * 1000,
-            "rps_before": line.rate(line.t0 + 0.5, t_start),
+        began = out.started_wall or when.start
+        return {
+            "rps_before": line.rate(line.t0 + 0.5, when.start),
             "rps_during": line.rate(began, began + out.total_ms / 1000),
-            "rps_after": line.rate(t_done, t_stop),
-            "rb_get_rps_before": bench_before, "rb_get_rps_after": bench_after,
-            "client_completed": res.get("completed"), "keys_loaded_ms": load_ms,
+            "rps_after": line.rate(when.done, when.stop),
+            "rb_get_rps_after": _benchmark(c, ip, env),
+            "client_completed": result.get("completed"),
             "dbsize_after": checked.get("dbsize"), "sampled_ok": checked.get("sampled"),
-            **out.details,
         }
-        if cell.migration == "cold":
-            r.details.update(criu_ms(out.details.get("criu_dump")))
-        r.ok = True
-    except Exception as exc:
-        r.error = f"{type(exc).__name__}: {exc}"
-        say(f"  !! {cell.mode} {cell.label} run {rep} {tool} FAILED: {r.error}")
-    finally:
-        if client is not None:
-            stop(client)
-        for p in (*restored, *([pid] if pid else [])):
-            kill_pid(p)
-        if launcher is not None:
-            stop(launcher)
-        wait_gone([*restored, *([pid] if pid else [])])
-        reset_network(env)
-    return r

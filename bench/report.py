@@ -8,6 +8,7 @@ from typing import Any
 
 from bench import report_s1, report_s2
 from bench.fmt import LABEL, mib, ms, multiples, ok_counts, ratios, triple, x
+from bench.runcbox import TOOLS as RUNC_TOOLS
 from bench.stats import BASELINES, BY_HAND, BY_HAND_TLS, FERRYMAN, TOOLS, goal_table, growth
 
 WHO = " / ".join(LABEL[t] for t in TOOLS)
@@ -49,6 +50,29 @@ ECHO_NOTES = [
     "leaves its lock table (`inet CRIU-…`) on A with either tool; the benchmark removes it "
     "and flushes every node's neighbour cache between runs.",
 ]
+RUNC_NOTES = [
+    "S3, container (runc-echo): the same service as a runc container (busybox-static "
+    "rootfs, `nc -l -p 7000 -e cat`, in node A's network namespace, stdio as pipes; "
+    "tests/support/bundle.py). Its bundle is in a directory node B does not see (B's "
+    "commands and ferryman's agent there run in a mount namespace in which it is an empty "
+    "tmpfs, in cgroups of their own, with a runc root of their own), so B gets its files "
+    "only by copying them. ferryman: `ferryman migrate --runc ID --runc-root ROOT_A --mode "
+    "M --tcp-established --move-address IP/24@eth0` (pre-sync rsync while running, final "
+    "rsync while frozen). by hand (runc's own commands, bench/baseline_runc.py): `rsync -a` "
+    "of the bundle to B while it runs; cold: `runc checkpoint --tcp-established "
+    "--image-path D --work-path D`, `ip addr del` on A, `rsync -a` of the images and "
+    "(`--delete`) the bundle, `ip addr add` on B, `runc restore -d --tcp-established "
+    "--image-path --work-path --bundle`, `arping -U`; post-copy: `runc checkpoint "
+    "--lazy-pages --page-server IP_A:PORT --status-fd FD` in the background, after its "
+    "status byte the same address and copy steps, `criu lazy-pages --page-server --address "
+    "IP_A --port PORT` on B, `runc restore -d --lazy-pages`, `arping -U`; total until `runc "
+    "checkpoint` exited (every page served). 'dump' = `runc checkpoint` (post-copy: until "
+    "its status byte), 'copy' = both rsyncs after it. The rsyncs run in B and read A's "
+    "files through /proc/PID/root (one host; between machines rsync over SSH adds a "
+    "connection). runc 1.1.5 has no TLS flags, so there is no by-hand-TLS run. ferryman's "
+    "'report downtime' of a cold container includes runc's clean-up after the commit "
+    "(the container already runs on B then); the client gap does not.",
+]
 TREE_NOTES = [
     "S4 (tree): the test workload with --children N-1 (the root holds the tree size and "
     "beats every 1 ms; each child holds size // children MiB, at least 1, and beats every "
@@ -61,30 +85,46 @@ TREE_NOTES = [
 ]
 
 
-def _echo(result: dict[str, Any]) -> list[str]:
-    cells = [c for c in result["cells"] if c["mode"] == "echo"]
+ECHO_TITLES = {
+    "echo": "S3: TCP echo server, client in C every 10 ms",
+    "runc-echo": "S3, container: the echo server as a runc container, client in C every 10 ms",
+}
+
+
+def _echo(result: dict[str, Any], mode: str, tools: tuple[str, ...] = TOOLS) -> list[str]:
+    """The S3 table of ``mode`` (the echo process or container), for ``tools``."""
+    cells = [c for c in result["cells"] if c["mode"] == mode]
     if not cells:
         return []
-    b1, b2 = (LABEL[b] for b in BASELINES)
-    out = ["", f"## S3: TCP echo server, client in C every 10 ms (median [min-max], ms; "
-           f"ratio vs {b1} / vs {b2})", "",
-           f"| migration | ok | client gap ferryman | {b1} | {b2} | ratio | "
-           f"total ferryman | {b1} | {b2} | ratio | ferryman report downtime | "
-           f"gap ended after start: ferryman | {b1} | {b2} | "
-           f"{b1}: ip addr del / ip addr add / ARP start | total xTCP; xmemcpy ({WHO}) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    bases = tuple(t for t in tools if t in BASELINES)
+    names = [LABEL[b] for b in bases]
+    who = " / ".join(LABEL[t] for t in tools)
+    per_tool = " | ".join(names)
+    dashes = "|---" * (12 + 4 * len(bases)) + "|"
+    out = ["", f"## {ECHO_TITLES[mode]} (median [min-max], ms; ratio vs "
+           f"{' / vs '.join(names)})", "",
+           f"| migration | ok | client gap ferryman | {per_tool} | ratio | "
+           f"total ferryman | {per_tool} | ratio | ferryman report downtime | "
+           f"gap ended after start: ferryman | {per_tool} | "
+           f"{names[0]}: ip addr del / ip addr add / ARP start | total xTCP; xmemcpy ({who}) "
+           f"| memory complete ferryman | {per_tool} | {names[0]}: dump / copy / restore |",
+           dashes]
     for c in cells:
         s = c["summary"]
         t, r = s["tools"], s["ratios"]
-        ok = ok_counts(s)
-        bh = t[BY_HAND]
+        bh = t[bases[0]]
         steps = (f"{ms(bh.get('addr_del_ms'))} / {ms(bh.get('addr_add_ms'))} / "
                  f"{ms(bh.get('garp_start_ms'))}")
-        out.append(f"| {c['migration']} | {ok} | {triple(t, 'downtime_ms')} | "
-                   f"{ratios(r, 'downtime')} | {triple(t, 'total_ms')} | "
-                   f"{ratios(r, 'total')} | {ms(t[FERRYMAN].get('report_downtime_ms'))} | "
-                   f"{triple(t, 'client_gap_end_ms')} | {steps} | "
-                   f"{multiples(s, 'total_x_tcp', 0)}; {multiples(s, 'total_x_memcpy', 0)} |")
+        own = (f"{ms(bh.get('dump_ms'))} / {ms(bh.get('copy_ms'))} / "
+               f"{ms(bh.get('restore_ms'))}")
+        out.append(f"| {c['migration']} | {ok_counts(s, tools)} | "
+                   f"{triple(t, 'downtime_ms', 0, tools)} | {ratios(r, 'downtime', bases)} | "
+                   f"{triple(t, 'total_ms', 0, tools)} | {ratios(r, 'total', bases)} | "
+                   f"{ms(t[FERRYMAN].get('report_downtime_ms'))} | "
+                   f"{triple(t, 'client_gap_end_ms', 0, tools)} | {steps} | "
+                   f"{multiples(s, 'total_x_tcp', 0, tools)}; "
+                   f"{multiples(s, 'total_x_memcpy', 0, tools)} | "
+                   f"{triple(t, 'memory_complete_ms', 0, tools)} | {own} |")
     return out
 
 
@@ -128,10 +168,12 @@ def _ok(v: bool | None) -> str:
     return "?" if v is None else ("✓" if v else "✗")
 
 
-def _goal_value(v: dict[str, Any]) -> str:
+def _goal_value(v: dict[str, Any], unit: str = "x") -> str:
+    value = ("-" if v["value"] is None else f"{v['value']:.0f} ms") if unit == "ms" \
+        else x(v["value"])
     if v["reference"]:
-        return "-" if v["value"] is None else f"({x(v['value'])} own)"
-    return f"{x(v['value'])} {_ok(v['ok'])}"
+        return "-" if v["value"] is None else f"({value} own)"
+    return f"{value} {_ok(v['ok'])}"
 
 
 def _goals(result: dict[str, Any]) -> list[str]:
@@ -142,7 +184,8 @@ def _goals(result: dict[str, Any]) -> list[str]:
     out = ["", "## Goals", "", "| goal | " + " | ".join(COLUMN[c] for c in cols) + " |",
            "|---|" + "---|" * len(cols)]
     for r in rows:
-        cells = [_goal_value(r["values"][c]) if c in r["values"] else "" for c in cols]
+        cells = [_goal_value(r["values"][c], r.get("unit", "x")) if c in r["values"] else ""
+                 for c in cols]
         out.append(f"| {r['goal']} | " + " | ".join(cells) + " |")
     return out
 
@@ -164,7 +207,8 @@ def markdown(result: dict[str, Any]) -> str:
         val = f"{bw / 1e9:.2f} GB/s" if bw else f"failed: {f.get('error')}"
         out.append(f"- floor **{f['name']}**: {val} ({f['what']})")
     out += _goals(result)
-    out += [*report_s1.section(result), *report_s2.section(result), *_echo(result),
+    out += [*report_s1.section(result), *report_s2.section(result), *_echo(result, "echo"),
+            *_echo(result, "runc-echo", RUNC_TOOLS),
             *_tree(result)]
     errors = [f"- {c['mode']} {c.get('label') or c.get('size_mib')}: {e}"
               for c in result["cells"] for e in c["summary"]["errors"]]
@@ -177,8 +221,10 @@ def markdown(result: dict[str, Any]) -> str:
         notes = [*report_s1.NOTES, *NOTES]
     if "redis" in modes:
         notes += report_s2.NOTES
-    if "echo" in modes:
+    if "echo" in modes or "runc-echo" in modes:
         notes += ECHO_NOTES
+    if "runc-echo" in modes:
+        notes += RUNC_NOTES
     if "tree" in modes:
         notes += TREE_NOTES
     out += ["", "## Notes", "", *[f"- {n}" for n in notes], ""]

@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--scenarios", default=None,
                     help=f"the issue's scenario names ({names}), added to --modes")
     ap.add_argument("--echo-modes", default=None,
-                    help="echo (S3): migration modes, cold,postcopy (default both)")
+                    help="echo and runc-echo (S3): migration modes, cold,postcopy (default both)")
     ap.add_argument("--redis-modes", default=None,
                     help="redis (S2): migration modes, cold,postcopy (default both)")
     ap.add_argument("--redis-keys", type=int, default=REDIS_KEYS,
@@ -130,7 +130,7 @@ def cells(args: argparse.Namespace) -> list[Cell]:
         mode = MODES[name]
         if mode.kind == "memory":
             out += cells_for(mode, sizes=args.sizes, rates=args.rates)
-        elif mode.kind == "echo":
+        elif mode.kind in ("echo", "runc-echo"):
             out += cells_for(mode, migrations=args.echo_modes)
         elif mode.kind == "redis":
             out += cells_for(mode, migrations=args.redis_modes)
@@ -166,7 +166,7 @@ def _mem_available() -> int:
 
 def _cell_mib(cell: Cell) -> int:
     """About what a cell's workload holds (tree: ~10 MiB of Python per process on top)."""
-    if cell.mode == "echo":
+    if cell.mode in ("echo", "runc-echo"):
         return 16
     if cell.mode == "redis":
         return REDIS_MIB

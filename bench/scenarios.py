@@ -4,13 +4,16 @@
 dirty rates (a grid: every size by every rate; ``precopy`` joins it in the QEMU guests);
 ``redis`` (S2) a redis-server with 10^6 keys under load from node C, cold and post-copy
 (bench/redis.py); ``echo`` (S3) a TCP echo server with a client in node C, cold and
-post-copy (bench/tcpecho.py); ``tree`` (S4) process trees of 1, 10 and 100 processes, cold
-(bench/tree.py). Who migrates is ``bench.cell.migrator``: ferryman, or CRIU's commands by
-hand (bench/baseline.py).
+post-copy (bench/tcpecho.py), and ``runc-echo`` the same service as a runc container
+(bench/runcbox.py; S2 and S3 run through bench/service.py); ``tree`` (S4) process trees of 1,
+10 and 100 processes, cold (bench/tree.py). Who migrates is ``bench.cell.migrator``:
+ferryman, or CRIU's commands by hand (bench/baseline.py); for the container the service's
+own ``move`` (ferryman, or runc's commands by hand: bench/baseline_runc.py).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -18,8 +21,8 @@ from dataclasses import dataclass
 
 from tests.support.workloads import Workload, alive, start_workload
 
-from bench import redis, tcpecho, tree
-from bench.cell import Cell, RunResult, int_field, migrator
+from bench import service, tree
+from bench.cell import TCP_MODES, Cell, RunResult, int_field, migrator
 from bench.env import Env
 from bench.proc import (
     BenchError,
@@ -30,7 +33,11 @@ from bench.proc import (
     timens_monotonic_ms,
     wait_gone,
 )
-from bench.stats import BASELINES, BY_HAND, BY_HAND_TLS, FERRYMAN, TOOLS, criu_ms
+from bench.redis import Redis
+from bench.runcbox import TOOLS as RUNC_TOOLS
+from bench.runcbox import RuncEcho
+from bench.stats import BASELINES, BY_HAND, BY_HAND_TLS, FERRYMAN, TOOLS
+from bench.tcpecho import EchoProcess
 from bench.wire import tx_bytes
 
 __all__ = ["BASELINES", "BY_HAND", "BY_HAND_TLS", "FERRYMAN", "MODES", "SCENARIOS", "TOOLS",
@@ -50,6 +57,7 @@ class Mode:
     scenario: str = ""  # the issue's name for it
     default_rates: tuple[int, ...] = ()  # memory: dirty pages/s, one cell per size and rate
     default: bool = True  # part of a plain `make bench` (pre-copy: only in the QEMU guests)
+    tools: tuple[str, ...] = TOOLS  # who can migrate it (runc has no TLS flags for by hand)
 
 
 S1_SIZES = (256, 1024, 4096)
@@ -68,6 +76,9 @@ MODES: dict[str, Mode] = {
                   ("cold", "postcopy"), scenario="S2"),
     "echo": Mode("echo", "S3: TCP echo server with a client every 10 ms: client-observed "
                  "downtime", "echo", (), ("cold", "postcopy"), scenario="S3"),
+    "runc-echo": Mode("runc-echo", "S3, container: the echo server as a runc container, "
+                      "client every 10 ms: client-observed downtime", "runc-echo", (),
+                      ("cold", "postcopy"), scenario="S3", tools=RUNC_TOOLS),
     "tree": Mode("tree", "S4: process trees of 1, 10 and 100 processes: freeze time and "
                  "downtime", "tree", (64,), ("cold",), (1, 10, 100), scenario="S4"),
 }
@@ -91,7 +102,7 @@ def cells_for(mode: Mode, sizes: list[int] | None = None, procs: list[int] | Non
         return [Cell(mode.name, memory_label(s, r), mode.migrations[0], s, dirty_rate=r)
                 for s in (sizes or mode.default_sizes)
                 for r in (rates if rates is not None else mode.default_rates or (0,))]
-    if mode.kind in ("echo", "redis"):
+    if mode.kind in ("echo", "runc-echo", "redis"):
         return [Cell(mode.name, m, m) for m in (migrations or mode.migrations)]
     mib = (sizes or mode.default_sizes)[0]
     return [Cell(mode.name, f"{n} process{'es' if n != 1 else ''}", "cold", mib, n)
@@ -141,21 +152,13 @@ def measure(env: Env, cell: Cell, tool: str, rep: int) -> RunResult:
         gap = after.get("max_gap_ms")
         if not isinstance(gap, int | float):
             raise BenchError(f"workload status has no max_gap_ms: {after}")
-        r.downtime_ms = float(gap)
-        r.total_ms = out.total_ms
-        r.memory_complete_ms = out.memory_complete_ms
-        r.bytes_moved = out.bytes_moved
         copied = out.details.get("copied_bytes")
-        r.details = {"workload_max_gap_ms": float(gap), "timens_jump_ms": jump,
-                     "dirty_rate": rate, "writes": after.get("writes"), "wire_bytes": wire,
-                     "moved_bytes": wire + (copied if isinstance(copied, int) else 0),
-                     **out.details}
-        if cell.migration == "cold":  # CRIU's lazy-mode stats-dump is garbage (DESIGN.md)
-            r.details.update(criu_ms(out.details.get("criu_dump")))
-        r.ok = True
+        r.succeed(out, float(gap), {
+            "workload_max_gap_ms": float(gap), "timens_jump_ms": jump, "dirty_rate": rate,
+            "writes": after.get("writes"), "wire_bytes": wire,
+            "moved_bytes": wire + (copied if isinstance(copied, int) else 0)}, cell.migration)
     except Exception as exc:
-        r.error = f"{type(exc).__name__}: {exc}"
-        say(f"  !! {cell.mode} {cell.label} run {rep} {tool} FAILED: {r.error}")
+        r.fail(exc)
     finally:
         for pid in restored:  # on B, reparented to init: only its PID reaches it
             kill_pid(pid)
@@ -165,13 +168,18 @@ def measure(env: Env, cell: Cell, tool: str, rep: int) -> RunResult:
     return r
 
 
-MEASURE: dict[str, Measure] = {"memory": measure, "echo": tcpecho.measure,
-                               "redis": redis.measure, "tree": tree.measure}
+MEASURE: dict[str, Measure] = {
+    "memory": measure, "tree": tree.measure,
+    "echo": functools.partial(service.measure, svc=EchoProcess()),
+    "runc-echo": functools.partial(service.measure, svc=RuncEcho()),
+    "redis": functools.partial(service.measure, svc=Redis())}
 
 
 def run_cell(env: Env, cell: Cell, runs: int, tools: tuple[str, ...]) -> list[RunResult]:
     """``runs`` repetitions of each tool, rotating which goes first (noise is shared)."""
-    how = MEASURE[MODES[cell.mode].kind]
+    mode = MODES[cell.mode]
+    how = MEASURE[mode.kind]
+    tools = tuple(t for t in tools if t in mode.tools)
     results: list[RunResult] = []
     for rep in range(1, runs + 1):
         k = (rep - 1) % len(tools)
@@ -186,7 +194,7 @@ def run_cell(env: Env, cell: Cell, runs: int, tools: tuple[str, ...]) -> list[Ru
                 freeze = r.details.get("freezing_time_ms")
                 if isinstance(freeze, float):
                     tail += f", CRIU freezing {freeze:.1f} ms"
-                what = "client gap" if cell.mode == "echo" else "downtime"
+                what = "client gap" if cell.mode in TCP_MODES else "downtime"
                 say(f"  {tool}: {what} {r.downtime_ms:.0f} ms, total {r.total_ms:.0f} ms"
                     f"{tail}")
             results.append(r)

@@ -23,8 +23,7 @@ from tests.support.workloads import Workload, alive, children, start_workload
 
 from bench.cell import Cell, RunResult, int_field, migrator
 from bench.env import Env
-from bench.proc import BenchError, kill_pid, rss_bytes, say, timens_monotonic_ms, wait_gone
-from bench.stats import criu_ms
+from bench.proc import BenchError, kill_pid, rss_bytes, timens_monotonic_ms, wait_gone
 
 
 def descendants(pid: int) -> list[int]:
@@ -133,16 +132,11 @@ def measure(env: Env, cell: Cell, tool: str, rep: int) -> RunResult:
         gap = after.get("max_gap_ms")
         if not isinstance(gap, int | float):
             raise BenchError(f"workload status has no max_gap_ms: {after}")
-        r.downtime_ms = float(gap)
-        r.total_ms = out.total_ms
-        r.bytes_moved = out.bytes_moved
-        r.details = {"workload_max_gap_ms": float(gap), "timens_jump_ms": jump,
-                     "procs": cell.procs, "children_max_gap_ms": _max_gap(kid_status),
-                     **out.details, **criu_ms(out.details.get("criu_dump"))}
-        r.ok = True
+        r.succeed(out, float(gap), {  # cold: with CRIU's dump timings
+            "workload_max_gap_ms": float(gap), "timens_jump_ms": jump, "procs": cell.procs,
+            "children_max_gap_ms": _max_gap(kid_status)}, cell.migration)
     except Exception as exc:
-        r.error = f"{type(exc).__name__}: {exc}"
-        say(f"  !! {cell.mode} {cell.label} run {rep} {tool} FAILED: {r.error}")
+        r.fail(exc)
     finally:
         # Each root is the init of its PID namespace: killing it kills its whole tree.
         for pid in restored:

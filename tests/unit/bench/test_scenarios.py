@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import cast
+
 import pytest
-from bench.cell import migrator
+from bench import scenarios
+from bench.cell import Cell, RunResult, migrator
+from bench.env import Env
 from bench.proc import BenchError
 from bench.run import cells, parse_args
-from bench.scenarios import MODES, cells_for
+from bench.scenarios import MODES, cells_for, run_cell
 
 
 def test_cells_of_each_mode() -> None:
@@ -20,6 +25,8 @@ def test_cells_of_each_mode() -> None:
         "precopy"]
     assert [(c.label, c.migration) for c in cells_for(MODES["echo"])] == [
         ("cold", "cold"), ("postcopy", "postcopy")]
+    assert [(c.label, c.migration) for c in cells_for(MODES["runc-echo"])] == [
+        ("cold", "cold"), ("postcopy", "postcopy")]
     assert [(c.label, c.migration) for c in cells_for(MODES["redis"])] == [
         ("cold", "cold"), ("postcopy", "postcopy")]
     tree = cells_for(MODES["tree"])
@@ -30,10 +37,11 @@ def test_cells_of_each_mode() -> None:
 
 def test_default_runs_everything_and_scenarios_select_modes() -> None:
     args = parse_args([])
-    assert args.modes == ["cold", "postcopy", "redis", "echo", "tree"]  # no precopy here
+    # no precopy here
+    assert args.modes == ["cold", "postcopy", "redis", "echo", "runc-echo", "tree"]
     assert args.runs == 3
-    assert len(cells(args)) == 9 + 9 + 2 + 2 + 3
-    assert parse_args(["--scenarios", "S3,s4"]).modes == ["echo", "tree"]
+    assert len(cells(args)) == 9 + 9 + 2 + 2 + 2 + 3
+    assert parse_args(["--scenarios", "S3,s4"]).modes == ["echo", "runc-echo", "tree"]
     assert parse_args(["--scenarios", "S1"]).modes == ["cold", "postcopy"]
     assert parse_args(["--scenarios", "S2"]).modes == ["redis"]
     assert parse_args(["--modes", "precopy,cold"]).modes == ["cold", "precopy"]
@@ -42,7 +50,10 @@ def test_default_runs_everything_and_scenarios_select_modes() -> None:
         ("cold", 64, 0), ("cold", 64, 100), ("postcopy", 64, 0), ("postcopy", 64, 100)]
     s2 = cells(parse_args(["--scenarios", "S2", "--redis-modes", "postcopy"]))
     assert [(c.mode, c.migration) for c in s2] == [("redis", "postcopy")]
-    assert parse_args(["--modes", "tree", "--scenarios", "S3"]).modes == ["echo", "tree"]
+    assert parse_args(["--modes", "tree", "--scenarios", "S3"]).modes == [
+        "echo", "runc-echo", "tree"]
+    boxes = cells(parse_args(["--modes", "runc-echo", "--echo-modes", "postcopy"]))
+    assert [(c.mode, c.migration) for c in boxes] == [("runc-echo", "postcopy")]
     picked = cells(parse_args(["--modes", "echo,tree", "--echo-modes", "postcopy",
                                "--procs", "2,5", "--tree-mib", "16", "--sizes", "512"]))
     assert [(c.mode, c.label, c.size_mib) for c in picked] == [
@@ -64,3 +75,22 @@ def test_by_hand_has_no_precopy_baseline_and_says_so() -> None:
     assert migrator(cell, "ferryman") is not None
     with pytest.raises(BenchError, match=r"no by-hand baseline for 'precopy'.*--tools ferryman"):
         migrator(cell, "by-hand")
+
+
+def test_a_runc_container_runs_ferryman_and_by_hand_only_in_rotating_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """runc has no TLS flags: by-hand-tls is left out of the container's cells."""
+    seen: list[tuple[int, str]] = []
+
+    def fake(env: object, cell: Cell, tool: str, rep: int) -> RunResult:
+        seen.append((rep, tool))
+        return RunResult(cell.mode, None, tool, rep, cell.label, error="not run")
+
+    monkeypatch.setitem(scenarios.MEASURE, "runc-echo", fake)
+    cell = cells_for(MODES["runc-echo"], migrations=["cold"])[0]
+    env = cast(Env, SimpleNamespace(keep_images=True))  # no image pruning: no I/O
+    out = run_cell(env, cell, 3, ("ferryman", "by-hand", "by-hand-tls"))
+    assert seen == [(1, "ferryman"), (1, "by-hand"), (2, "by-hand"), (2, "ferryman"),
+                    (3, "ferryman"), (3, "by-hand")]
+    assert [r.tool for r in out] == [t for _, t in seen]
+    assert MODES["echo"].tools == ("ferryman", "by-hand", "by-hand-tls")

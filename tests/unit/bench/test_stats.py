@@ -111,6 +111,26 @@ def test_goal_table_marks_each_goal_against_each_baseline() -> None:
     assert all(v["ok"] is True for v in vs_cold.values())
 
 
+def test_container_goals_compare_with_plain_by_hand_and_bound_the_postcopy_gap() -> None:
+    def box(migration: str, down: dict[str, float]) -> dict[str, Any]:
+        return {**_cell("runc-echo", 0, down), "size_mib": None, "migration": migration,
+                "label": migration}
+
+    cells = [box("cold", {"ferryman": 300.0, "by-hand": 500.0}),
+             box("postcopy", {"ferryman": 320.0, "by-hand": 300.0})]
+    rows = {r["id"]: r for r in goal_table(cells)}
+    assert list(rows) == ["runc-echo-cold-gap", "runc-echo-postcopy-gap",
+                          "runc-echo-postcopy-gap-ms"]
+    assert rows["runc-echo-cold-gap"]["values"] == {
+        "by-hand": {"value": pytest.approx(0.6), "ok": True, "reference": False}}
+    assert rows["runc-echo-postcopy-gap"]["values"]["by-hand"]["ok"] is False  # 1.07 > 1.0
+    gap = rows["runc-echo-postcopy-gap-ms"]
+    assert gap["unit"] == "ms"
+    assert gap["values"]["ferryman"] == {"value": 320.0, "ok": False, "reference": False}
+    assert gap["values"]["by-hand"] == {"value": 300.0, "ok": None, "reference": True}
+    assert rows["runc-echo-cold-gap"]["goal"] == "container cold: client gap ≤ 1.0x by hand"
+
+
 def test_goal_table_without_postcopy_has_no_cross_rows_and_unknown_is_none() -> None:
     cells = [_cell("cold", 256, {"ferryman": 100.0})]
     rows = goal_table(cells)
