@@ -70,8 +70,9 @@ RUNC_NOTES = [
     "its status byte), 'copy' = both rsyncs after it. The rsyncs run in B and read A's "
     "files through /proc/PID/root (one host; between machines rsync over SSH adds a "
     "connection). runc 1.1.5 has no TLS flags, so there is no by-hand-TLS run. ferryman's "
-    "'report downtime' of a cold container includes runc's clean-up after the commit "
-    "(the container already runs on B then); the client gap does not.",
+    "'report downtime' of a cold container included runc's clean-up after the commit "
+    "(the container already ran on B then) until the fix after 2026-11-27-175911; the "
+    "client gap never did.",
 ]
 TREE_NOTES = [
     "S4 (tree): the test workload with --children N-1 (the root holds the tree size and "

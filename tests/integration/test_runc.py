@@ -141,6 +141,7 @@ def test_container_writing_its_rootfs_moves_with_every_write(runc_nodes: RuncNod
     assert sync["presync_bytes"] > 1 << 20  # busybox went over while it ran
     assert "final_sync_ms" in sync
     assert ("runc_after_commit_ms" in sync) is (mode == "cold")
+    assert no_network_lock(runc_nodes.cluster.topology["a"])  # a lazy dump leaves one too
     print(f"{mode}: downtime {report['downtime_ms']:.0f} ms (runc after the commit "
           f"{sync.get('runc_after_commit_ms', 0):.0f} ms), final rsync "
           f"{sync['final_sync_ms']:.0f} ms, total {report['total_ms']:.0f} ms")
@@ -224,6 +225,7 @@ def test_restore_failure_after_the_freeze_rolls_back(runc_nodes: RuncNodes, mode
     assert state is not None
     assert state["status"] == "running"
     assert not (runc_nodes.root_a / cid / "checkpoint").exists()
+    assert no_network_lock(runc_nodes.cluster.topology["a"])  # post-copy: criu was killed
     before = len(_lines(on_a))
     time.sleep(0.5)
     after = _lines(on_a)

@@ -106,6 +106,7 @@ class SourceMigration:
         self.box: SourceContainer | None = None
         self.sync_port = 0
         self.lock_tables: asyncio.Future[list[str]] | None = None  # CRIU's, on this node
+        self.committed: asyncio.Future[wire.Committed] | None = None
 
     def _phase(self, phase: SourcePhase, detail: str = "") -> None:
         self.tracker.advance(phase)
@@ -310,6 +311,8 @@ class SourceMigration:
             # It may or may not have arrived; without it the destination keeps its copy
             # stopped (an orphan), so destroying ours is still the only safe choice.
             self.commit_error = exc
+        else:  # read at once: CRIU's (or runc's) clean-up here is not downtime
+            self.committed = asyncio.ensure_future(self._await_committed())
         return True
 
     async def _await_restored(self) -> bool:
@@ -336,18 +339,23 @@ class SourceMigration:
                            f"{self.report.destination_node}: {self.commit_error.message}",
                            hint="the workload is on the destination, running or kept stopped:"
                                 " see 'ferryman orphans' there")
-        done = await self.ch.expect((wire.Committed,), self.o.timeouts.commit)
-        if self.freeze_at is not None:
-            self.report.downtime_ms = (time.monotonic() - self.freeze_at) * 1000
+        done = await (self.committed or self._await_committed())
         self.report.destination_pid = done.pid
         self.report.result = "committed"
         self._phase(S.DONE, f"running on {self.report.destination_node} as PID {done.pid}")
 
+    async def _await_committed(self) -> wire.Committed:
+        """The destination resumed the workload: the downtime ends here."""
+        assert self.ch is not None
+        done = await self.ch.expect((wire.Committed,), self.o.timeouts.commit)
+        if self.freeze_at is not None:
+            self.report.downtime_ms = (time.monotonic() - self.freeze_at) * 1000
+        return done
+
     def find_network_lock(self) -> None:
-        """While the destination restores: look up CRIU's lock tables here (host/netlock.py)."""
-        if self.o.tcp_established:
-            self.lock_tables = asyncio.ensure_future(asyncio.to_thread(netlock.find,
-                                                                       self.workdir))
+        """While the destination restores: look up CRIU's lock tables here (host/netlock.py;
+        a lazy dump leaves one even without live connections)."""
+        self.lock_tables = asyncio.ensure_future(asyncio.to_thread(netlock.find, self.workdir))
 
     async def release_network_lock(self) -> None:
         """Past the point of no return: drop CRIU's lock on the moved connections here,
@@ -365,6 +373,9 @@ class SourceMigration:
                 addresses.add(self.o.move_address)  # the service address comes back here
             self.address_moved = False
         self._thaw_cgroup()
+        # A CRIU that failed unlocks the network itself; one we killed (post-copy) cannot.
+        for table in netlock.remove(await asyncio.to_thread(netlock.find, self.workdir)):
+            log.info("removed the network lock %s that a killed criu left", table)
         for pid in self.stopped_source:  # a post-copy commit that never reached the peer
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)

@@ -69,7 +69,7 @@ class MigrationReport:
     destination_log_tail: str = ""
     container: str = ""  # a runc container's id ("" for a process tree)
     # a container's own steps: rsync phases (presync_*, final_sync_*: _ms, _bytes) and, cold,
-    # runc_after_commit_ms: runc's clean-up after the commit, which downtime_ms includes
+    # runc_after_commit_ms: runc's clean-up after the commit (not in downtime_ms)
     sync: dict[str, float] = field(default_factory=dict)
     probe: ProbeReport | None = None  # --probe: the client-observed downtime
 

@@ -63,8 +63,8 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
                      f"final sync (frozen) took {ms(r.sync.get('final_sync_ms'))}")
         if "runc_after_commit_ms" in r.sync:
             after = ms(r.sync["runc_after_commit_ms"])
-            lines.append(f"               the downtime includes {after} of runc's clean-up "
-                         "after the commit")
+            lines.append(f"               runc's clean-up after the commit took {after} "
+                         "(not downtime: the container ran on the destination)")
     if r.memory_complete_ms is not None or r.lazy_pages is not None:
         pages = f"{r.lazy_pages} lazy pages" if r.lazy_pages is not None else "lazy pages"
         lines.append(f"  page tail    {pages} arrived {ms(r.memory_complete_ms)} after the "
