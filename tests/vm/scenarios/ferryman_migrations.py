@@ -11,6 +11,12 @@ from its ``src/``, with the guest's own python3 and the host-built criu 4.2 the 
   "args"}``) in order: it starts the test workload (tests/support/workload.py) dirtying
   ``rate`` pages per second, runs ``ferryman migrate PID --to vm2 ARGS``, asks vm2 to verify,
   and reports ``@@ NAME {"rc", "report", "status", "stderr"}`` for the test.
+* A scenario with ``"runc": true`` moves a runc container instead (``migrate --runc NAME``):
+  a busybox bundle from the image's template (/opt/ferryman/busybox-rootfs) whose init
+  appends 1, 2, 3... to /data/log every 20 ms while a ``sort`` holds ``mib`` MiB that
+  never change. After the migration vm1 reports its own copy of the log (stopped at the
+  freeze) and whether runc still knows the container; vm2 (``{"cmd": "container"}``)
+  reports the container's state and its log a second later, then deletes it.
 
 Environment: PKI (a directory with ca.pem and vm1/vm2 credentials), SCENARIOS, STEP_TMO.
 """
@@ -91,6 +97,10 @@ def destination() -> None:
                 if req.get("cmd") == "ping":
                     fh.write(json.dumps({"agent": agent.poll() is None}) + "\n")
                     continue
+                if req.get("cmd") == "container":
+                    fh.write(json.dumps(container_here(str(req["id"]), str(req["bundle"])))
+                             + "\n")
+                    continue
                 fh.write(json.dumps(verify(int(req["pid"]), str(req["status"]))) + "\n")
     finally:
         agent.send_signal(signal.SIGTERM)
@@ -113,6 +123,34 @@ def verify(pid: int, status: str) -> dict[str, object]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return st
+
+
+def runc_state(cid: str) -> dict[str, object] | None:
+    res = subprocess.run(["runc", "state", cid], capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        return None
+    state: dict[str, object] = json.loads(res.stdout)
+    return state
+
+
+def log_facts(path: Path) -> dict[str, object]:
+    """How many lines the container's log has and whether they are exactly 1..N."""
+    try:
+        lines = path.read_text().split()
+    except OSError as exc:
+        return {"lines": 0, "sequential": False, "error": str(exc)}
+    return {"lines": len(lines),
+            "sequential": lines == [str(i) for i in range(1, len(lines) + 1)]}
+
+
+def container_here(cid: str, bundle: str) -> dict[str, object]:
+    """vm2: the moved container's state and its log a second later; then it goes."""
+    first = runc_state(cid)
+    time.sleep(1)
+    answer: dict[str, object] = {"state": first, "log": log_facts(
+        Path(bundle) / "rootfs" / "data" / "log")}
+    subprocess.run(["runc", "delete", "--force", cid], capture_output=True, check=False)
+    return answer
 
 
 # ----------------------------------------------------------------------------- vm1
@@ -163,7 +201,101 @@ def source(scenarios: list[dict[str, object]]) -> None:
         ask({"cmd": "quit"})
 
 
+BUNDLES = Path("/var/lib/fm-bundles")
+TEMPLATE = Path("/opt/ferryman/busybox-rootfs")
+
+
+def container_init(mib: int) -> list[str]:
+    """``mib`` MiB held by a sort that waits forever for the end of its input, and a counter
+    appending to /data/log every 20 ms (the init shell itself stays small: it forks usleep)."""
+    return ["sh", "-c",
+            f"{{ head -c {mib << 20} /dev/zero | tr '\\0' a; sleep 2147483647; }} | sort "
+            ">/dev/null & i=0; while :; do i=$((i+1)); echo $i >> /data/log; usleep 20000; done"]
+
+
+def start_container(name: str, mib: int) -> Path:
+    """A bundle from the image's busybox template (the guest's own network), run detached
+    with its stdio as pipes, as tests/support/bundle.py does on the host."""
+    bundle = BUNDLES / name
+    BUNDLES.mkdir(parents=True, exist_ok=True)
+    bundle.mkdir()
+    subprocess.run(["cp", "-a", str(TEMPLATE), str(bundle / "rootfs")], check=True)
+    subprocess.run(["runc", "spec", "--bundle", str(bundle)], check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = container_init(mib)
+    config["root"]["readonly"] = False
+    config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"]
+                                     if ns["type"] != "network"]
+    (bundle / "config.json").write_text(json.dumps(config, indent=2))
+    fds = [os.pipe() for _ in range(3)]
+    try:
+        subprocess.run(["runc", "run", "--detach", "--bundle", str(bundle), name],
+                       stdin=fds[0][0], stdout=fds[1][1], stderr=fds[2][1], timeout=120,
+                       check=True)
+    finally:
+        for r, w in fds:
+            os.close(r)
+            os.close(w)
+    log = bundle / "rootfs" / "data" / "log"
+    end = time.time() + STEP_TMO
+    while int(log_facts(log)["lines"]) < 10:  # type: ignore[call-overload]
+        if time.time() > end:
+            raise TimeoutError(f"container {name} wrote nothing")
+        time.sleep(0.1)
+    return bundle
+
+
+def pre_dumps_over_tls(report: object) -> list[bool]:
+    """Per pre-dump: whether CRIU's log (runc runs it at debug level) has the TLS handshake
+    with the destination's page server (the configuration file is the only way TLS gets in)."""
+    mid = report.get("migration_id") if isinstance(report, dict) else None
+    sets = sorted((STATE / "migrations" / str(mid)).glob("pre-*"),
+                  key=lambda d: int(d.name.split("-")[1]))
+    found = []
+    for d in sets:
+        try:
+            found.append("TLS handshake completed" in (d / "dump.log").read_text(
+                errors="replace"))
+        except OSError:
+            found.append(False)
+    return found
+
+
+def run_container_scenario(sc: dict[str, object]) -> None:
+    name = str(sc["name"])
+    bundle = start_container(name, int(sc["mib"]))  # type: ignore[call-overload]
+    time.sleep(float(sc.get("settle", 2)))  # type: ignore[arg-type]
+    report = f"/tmp/{name}.json"
+    say(f"{name}: migrating runc container {name} ({sc['mib']} MiB) {sc['args']}")
+    t0 = time.monotonic()
+    res = subprocess.run([*PY, "-m", "ferryman", "migrate", "--runc", name, "--to",
+                          f"{os.environ['VM_PEER']}:{AGENT_PORT}", "--pki", PKI, "--name", "vm1",
+                          "--state-dir", str(STATE), "--report", report,
+                          *map(str, sc["args"])],  # type: ignore[call-overload]
+                         env=ENV, capture_output=True, text=True, check=False,
+                         timeout=STEP_TMO * 4)
+    wall = time.monotonic() - t0
+    data: dict[str, object] = {"rc": res.returncode, "wall_s": wall,
+                               "stderr": res.stderr.splitlines()[-30:]}
+    try:
+        data["report"] = json.loads(Path(report).read_text())
+    except (OSError, ValueError) as exc:
+        data["report"] = {"error": str(exc)}
+    data["source"] = {"state": runc_state(name),
+                      "log": log_facts(bundle / "rootfs" / "data" / "log"),
+                      "pre_dumps_over_tls": pre_dumps_over_tls(data["report"])}
+    data["destination"] = ask({"cmd": "container", "id": name, "bundle": str(bundle)}) \
+        if res.returncode == 0 else {}
+    subprocess.run(["runc", "delete", "--force", name], capture_output=True, check=False)
+    say(f"{name}: rc={res.returncode} in {wall:.1f} s")
+    emit(name, data)
+
+
 def run_scenario(sc: dict[str, object], pid_base: int) -> None:
+    if sc.get("runc"):
+        run_container_scenario(sc)
+        return
     name = str(sc["name"])
     pid, status = start_workload(name, int(sc["mib"]), float(sc["rate"]),  # type: ignore[call-overload]
                                  pid_base)
