@@ -371,6 +371,8 @@ def test_check_runc_says_what_it_can(runc_nodes: RuncNodes) -> None:
         assert rows[(side, "runc")] == "pass"
         assert rows[(side, "rsync")] == "pass"
     assert rows[("source", "container")] == "pass"
+    assert rows[("source", "kernel.dirty-tracking")] == "fail"  # this kernel: no soft-dirty
+    assert set(verdict["supported_modes"]) == {"cold", "postcopy", "precopy", "hybrid"}
     assert set(verdict["allowed_modes"]) == {"cold", "postcopy"}
     res = check("not-there")
     assert res.returncode == EXIT_PREFLIGHT
