@@ -14,7 +14,9 @@ rate, then vm2 has the moved workload verify every page. The scenarios:
 * ``auto``: --mode auto measures the dirty rate and picks pre-copy (cold would miss 5 s).
 * ``runc-precopy``: a runc container (a counter writing its rootfs, 32 MiB held still) moved
   with pre-copy and the budget policy (``runc checkpoint --pre-dump`` per iteration);
-* ``runc-hybrid``: the same container, --mode hybrid (a lazy final ``runc checkpoint``).
+* ``runc-hybrid``: the same container, --mode hybrid (a lazy final ``runc checkpoint``);
+* ``runc-rollback``: pre-copy to an agent whose runc fails at restore: after the pre-dumps
+  and the final dump the container resumes on vm1 with every write, and vm2 has none.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 MIB = 128
 RATE = 100
 CONTAINER_MIB = 32  # held by a sort in the container, never written again: 8192 pages
+EXIT_ROLLED_BACK = 8
 SCENARIOS: list[dict[str, Any]] = [
     # TCG runs CRIU some 20x slower than hardware: a final dump with no memory at all takes
     # about a second here, so the budget is 5 s rather than the default 300 ms
@@ -48,9 +51,12 @@ SCENARIOS: list[dict[str, Any]] = [
     # cold would take ~17 s here, pre-copy converges: auto must choose it
     {"name": "auto", "mib": MIB, "rate": RATE,
      "args": ["--mode", "auto", "--max-downtime", "5000", "--link-mbps", "80"]},
-    {"name": "runc-precopy", "runc": True, "mib": CONTAINER_MIB,
+    {"name": "runc-precopy", "runc": True, "check": True, "mib": CONTAINER_MIB,
      "args": ["--mode", "precopy", "--max-downtime", "5000"]},
     {"name": "runc-hybrid", "runc": True, "mib": CONTAINER_MIB, "args": ["--mode", "hybrid"]},
+    # vm2's second agent (port 7071) has a runc that fails every restore
+    {"name": "runc-rollback", "runc": True, "mib": CONTAINER_MIB, "port": 7071,
+     "args": ["--mode", "precopy", "--max-downtime", "5000"]},
 ]
 
 
@@ -214,6 +220,15 @@ def test_container_precopy_moves_it_with_a_small_final_dump(guests: Run) -> None
     assert not rep["switched_to_postcopy"]
 
 
+def test_check_runc_allows_container_precopy_with_soft_dirty(guests: Run) -> None:
+    chk = guests.result("runc-precopy")["check"]
+    assert chk["rc"] == 0, chk
+    v = chk["verdict"]
+    rows = {(r["side"], r["check"]): r["status"] for r in v["rows"]}
+    assert rows[("source", "kernel.dirty-tracking")] == "pass", v["rows"]
+    assert set(v["allowed_modes"]) == {"cold", "postcopy", "precopy", "hybrid"}, v
+
+
 def test_container_hybrid_precopies_then_fetches_the_rest_lazily(guests: Run) -> None:
     rep = moved_container(guests, "runc-hybrid")["report"]
     assert rep["mode"] == "hybrid"
@@ -222,3 +237,19 @@ def test_container_hybrid_precopies_then_fetches_the_rest_lazily(guests: Run) ->
     assert its[0]["pages_written"] >= CONTAINER_MIB * 256, its
     assert rep["lazy_pages"] is not None
     assert rep["lazy_pages"] * 4 < its[0]["pages_written"], rep
+
+
+def test_container_precopy_rolls_back_when_the_restore_fails(guests: Run) -> None:
+    r = guests.result("runc-rollback")
+    assert r["rc"] == EXIT_ROLLED_BACK, "\n".join(r["stderr"])
+    assert "runc restore runc-rollback" in "\n".join(r["stderr"]), r["stderr"]
+    rep = r["report"]
+    assert rep["result"] == "rolled_back"
+    assert rep["iterations"], rep  # it failed after pre-copy, at the final step
+    src = r["source"]
+    assert src["state"] is not None
+    assert src["state"]["status"] == "running", src["state"]
+    assert src["log"]["sequential"], src
+    assert src["log_later"]["sequential"], src  # nothing lost or doubled
+    assert src["log_later"]["lines"] > src["log"]["lines"] + 5, src  # it runs on vm1 again
+    assert r["destination"]["state"] is None, r["destination"]

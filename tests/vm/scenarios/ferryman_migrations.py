@@ -16,7 +16,10 @@ from its ``src/``, with the guest's own python3 and the host-built criu 4.2 the 
   appends 1, 2, 3... to /data/log every 20 ms while a ``sort`` holds ``mib`` MiB that
   never change. After the migration vm1 reports its own copy of the log (stopped at the
   freeze) and whether runc still knows the container; vm2 (``{"cmd": "container"}``)
-  reports the container's state and its log a second later, then deletes it.
+  reports the container's state and its log a second later, then deletes it. With
+  ``"check": true``, vm1 first runs ``ferryman check --runc NAME --json`` and reports it.
+  vm2 runs a second agent on port 7071 whose runc fails every restore (``"port": 7071``):
+  the container must roll back to vm1 and keep writing there.
 
 Environment: PKI (a directory with ca.pem and vm1/vm2 credentials), SCENARIOS, STEP_TMO.
 """
@@ -39,6 +42,8 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
 PKI = os.environ.get("PKI", "/tmp/pki")
 STEP_TMO = float(os.environ.get("STEP_TMO", "300"))
 CTL_PORT, AGENT_PORT = 29, 7070
+FAILING_PORT = 7071  # vm2's second agent, whose runc fails every restore
+FAILING_RUNC = Path("/tmp/failing-runc")
 STATE = Path("/var/lib/ferryman")
 
 
@@ -79,10 +84,20 @@ def status_after(path: str, after: float) -> dict[str, object]:
 def destination() -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     log = open("/tmp/agent.log", "wb")  # noqa: SIM115 - lives as long as the agent
+    ip = os.environ["VM_IP"].split("/")[0]
     agent = subprocess.Popen([*PY, "-m", "ferryman", "-v", "serve", "--listen",
-                              f"{os.environ['VM_IP'].split('/')[0]}:{AGENT_PORT}",
+                              f"{ip}:{AGENT_PORT}",
                               "--pki", PKI, "--name", "vm2", "--state-dir", str(STATE)],
                              env=ENV, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    # The same node, but its runc fails at restore: a migration to it must roll back.
+    FAILING_RUNC.write_text('#!/bin/sh\ncase " $* " in *" restore "*) exit 1 ;; esac\n'
+                            'exec runc "$@"\n')
+    FAILING_RUNC.chmod(0o755)
+    failing = subprocess.Popen([*PY, "-m", "ferryman", "serve", "--listen",
+                                f"{ip}:{FAILING_PORT}", "--pki", PKI, "--name", "vm2",
+                                "--state-dir", f"{STATE}-failing", "--runc",
+                                str(FAILING_RUNC)],
+                               env=ENV, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     srv = socket.create_server(("0.0.0.0", CTL_PORT))
     srv.settimeout(STEP_TMO * 4)
     say("agent and control server up")
@@ -95,7 +110,8 @@ def destination() -> None:
                     fh.write("{}\n")
                     return
                 if req.get("cmd") == "ping":
-                    fh.write(json.dumps({"agent": agent.poll() is None}) + "\n")
+                    fh.write(json.dumps({"agent": agent.poll() is None
+                                         and failing.poll() is None}) + "\n")
                     continue
                 if req.get("cmd") == "container":
                     fh.write(json.dumps(container_here(str(req["id"]), str(req["bundle"])))
@@ -103,11 +119,12 @@ def destination() -> None:
                     continue
                 fh.write(json.dumps(verify(int(req["pid"]), str(req["status"]))) + "\n")
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            agent.wait(10)
-        except subprocess.TimeoutExpired:
-            agent.kill()
+        for a in (agent, failing):
+            a.send_signal(signal.SIGTERM)
+            try:
+                a.wait(10)
+            except subprocess.TimeoutExpired:
+                a.kill()
         tail = Path("/tmp/agent.log").read_text(errors="replace").splitlines()[-40:]
         emit("vm2-agent", {"rc": agent.returncode, "log_tail": tail})
 
@@ -169,8 +186,10 @@ def wait_for_destination() -> None:
     while time.time() < end:
         try:
             if ask({"cmd": "ping"}).get("agent"):
-                with socket.create_connection((os.environ["VM_PEER"], AGENT_PORT), timeout=5):
-                    return
+                for port in (AGENT_PORT, FAILING_PORT):
+                    with socket.create_connection((os.environ["VM_PEER"], port), timeout=5):
+                        pass
+                return
         except OSError:
             pass
         time.sleep(0.3)
@@ -266,27 +285,39 @@ def run_container_scenario(sc: dict[str, object]) -> None:
     name = str(sc["name"])
     bundle = start_container(name, int(sc["mib"]))  # type: ignore[call-overload]
     time.sleep(float(sc.get("settle", 2)))  # type: ignore[arg-type]
+    peer = f"{os.environ['VM_PEER']}:{sc.get('port', AGENT_PORT)}"
+    checked: dict[str, object] = {}
+    if sc.get("check"):  # what 'ferryman check --runc' allows here, with soft-dirty
+        chk = subprocess.run([*PY, "-m", "ferryman", "check", "--runc", name, "--to", peer,
+                              "--pki", PKI, "--name", "vm1", "--state-dir", str(STATE),
+                              "--json"], env=ENV, capture_output=True, text=True, check=False,
+                             timeout=STEP_TMO)
+        checked = {"rc": chk.returncode, "stderr": chk.stderr.splitlines()[-10:]}
+        with contextlib.suppress(ValueError):
+            checked["verdict"] = json.loads(chk.stdout)
     report = f"/tmp/{name}.json"
     say(f"{name}: migrating runc container {name} ({sc['mib']} MiB) {sc['args']}")
     t0 = time.monotonic()
     res = subprocess.run([*PY, "-m", "ferryman", "migrate", "--runc", name, "--to",
-                          f"{os.environ['VM_PEER']}:{AGENT_PORT}", "--pki", PKI, "--name", "vm1",
+                          peer, "--pki", PKI, "--name", "vm1",
                           "--state-dir", str(STATE), "--report", report,
                           *map(str, sc["args"])],  # type: ignore[call-overload]
                          env=ENV, capture_output=True, text=True, check=False,
                          timeout=STEP_TMO * 4)
     wall = time.monotonic() - t0
     data: dict[str, object] = {"rc": res.returncode, "wall_s": wall,
-                               "stderr": res.stderr.splitlines()[-30:]}
+                               "stderr": res.stderr.splitlines()[-30:], "check": checked}
     try:
         data["report"] = json.loads(Path(report).read_text())
     except (OSError, ValueError) as exc:
         data["report"] = {"error": str(exc)}
-    data["source"] = {"state": runc_state(name),
-                      "log": log_facts(bundle / "rootfs" / "data" / "log"),
+    log = bundle / "rootfs" / "data" / "log"
+    data["source"] = {"state": runc_state(name), "log": log_facts(log),
                       "pre_dumps_over_tls": pre_dumps_over_tls(data["report"])}
-    data["destination"] = ask({"cmd": "container", "id": name, "bundle": str(bundle)}) \
-        if res.returncode == 0 else {}
+    if res.returncode != 0:  # rolled back: it must run on here, its log growing
+        time.sleep(1)
+        data["source"]["log_later"] = log_facts(log)  # type: ignore[index]
+    data["destination"] = ask({"cmd": "container", "id": name, "bundle": str(bundle)})
     subprocess.run(["runc", "delete", "--force", name], capture_output=True, check=False)
     say(f"{name}: rc={res.returncode} in {wall:.1f} s")
     emit(name, data)
