@@ -177,6 +177,35 @@ def test_echo_container_keeps_its_tcp_client(runc_nodes: RuncNodes, service_addr
           f"{report['downtime_ms']:.0f} ms")
 
 
+@pytest.mark.parametrize("mode", ["precopy", "hybrid"])
+def test_precopy_without_dirty_tracking_is_refused_before_anything_freezes(
+        runc_nodes: RuncNodes, mode: str) -> None:
+    """This kernel has no soft-dirty: the source's mem_track check (the one process trees
+    pass through too) refuses before the Plan; the container never stopped writing."""
+    b = runc_nodes.start_b()
+    cid = f"counter-{mode}-refused"
+    c = runc_nodes.run(cid, COUNTER)
+    on_a = c.bundle / "rootfs" / "data" / "log"
+    wait_for(lambda: len(_lines(on_a)) >= 5, what="the container's first writes")
+    res, report = runc_nodes.migrate(cid, b, "--mode", mode)
+    assert res.returncode != 0
+    assert one_error_line(res.stderr), res.stderr
+    error = res.stderr.strip().splitlines()[-1]
+    assert "soft-dirty" in error
+    assert "--mode cold or postcopy" in error
+    assert report["result"] == "failed"
+    assert report["iterations"] == []
+    lines = _lines(on_a)
+    assert lines == [str(i) for i in range(1, len(lines) + 1)]
+    time.sleep(0.3)
+    assert len(_lines(on_a)) > len(lines) + 5, "it keeps running on A"
+    state = c.state()
+    assert state is not None
+    assert state["status"] == "running"
+    assert runc_nodes.on_b(cid).state() is None
+    assert b.migration_dirs() == []
+
+
 def test_address_on_destination_keeps_the_container_serving(runc_nodes: RuncNodes,
                                                             service_address: str) -> None:
     b = runc_nodes.start_b()
@@ -345,6 +374,8 @@ def test_check_runc_says_what_it_can(runc_nodes: RuncNodes) -> None:
         assert rows[(side, "runc")] == "pass"
         assert rows[(side, "rsync")] == "pass"
     assert rows[("source", "container")] == "pass"
+    assert rows[("source", "kernel.dirty-tracking")] == "fail"  # this kernel: no soft-dirty
+    assert set(verdict["supported_modes"]) == {"cold", "postcopy", "precopy", "hybrid"}
     assert set(verdict["allowed_modes"]) == {"cold", "postcopy"}
     res = check("not-there")
     assert res.returncode == EXIT_PREFLIGHT

@@ -5,7 +5,9 @@
 # tracking (CRIU's pre-dump --track-mem needs it; the host kernel lacks it), criu 3.17 with crit and
 # pycriu, python3 (criu 4.2 and its pycriu replace them from the host: see step 3), and what ferryman itself imports: Debian's python3-protobuf and python3-rich,
 # and cryptography from PyPI (bookworm's python3-cryptography 38 is older than the >= 42 that
-# ferryman needs). Its PID 1 is tests/vm/guest/vm-init; run guests with tests/vm/run-vm.sh.
+# ferryman needs). For runc containers: Debian's runc and rsync, and a busybox-static rootfs
+# template at /opt/ferryman/busybox-rootfs (copied into a bundle per container).
+# Its PID 1 is tests/vm/guest/vm-init; run guests with tests/vm/run-vm.sh.
 #
 # Every step runs only when its inputs changed, so a second run takes about a second:
 #   1. host tools            missing Debian packages only
@@ -27,7 +29,8 @@ IMG_SIZE=${FERRYMAN_VM_IMG_SIZE:-2G}
 ROOTFS=$WORK/rootfs
 OUT=$WORK/images
 PKGS=(linux-image-amd64 initramfs-tools udev kmod iproute2 iptables procps psmisc
-  netcat-openbsd tini criu python3 python3-protobuf python3-rich)
+  netcat-openbsd tini criu python3 python3-protobuf python3-rich runc rsync busybox-static)
+BUSYBOX_APPLETS=(sh cat echo nc usleep sleep ls tail head tr sort)  # tests/vm/scenarios
 # Not from Debian: ferryman needs cryptography >= 42 (pyproject.toml); bookworm has 38.
 PIP_REQS=("cryptography>=42")
 GUEST_PY=3.11 GUEST_GLIBC=36   # bookworm's python3 and glibc 2.36: the wheels must fit them
@@ -148,6 +151,11 @@ if [[ "$(cat "$ROOTFS/.ferryman-custom" 2>/dev/null)" != "$custom_id" ]]; then
   rm -rf "$site/pycriu"
   cp -r "$PYCRIU" "$site/pycriu"
   rm -rf "$site/pycriu/__pycache__"
+  # a container rootfs template: busybox-static and its applets (tests copy it per bundle)
+  tmpl=$ROOTFS/opt/ferryman/busybox-rootfs
+  rm -rf "$tmpl"; mkdir -p "$tmpl/bin" "$tmpl/data"
+  cp "$ROOTFS/bin/busybox" "$tmpl/bin/busybox"
+  for a in "${BUSYBOX_APPLETS[@]}"; do ln -s busybox "$tmpl/bin/$a"; done
   echo "$custom_id" >"$ROOTFS/.ferryman-custom"
 else
   log "3/4 customisation cached ($custom_id)"
@@ -172,4 +180,5 @@ kver=$(basename "$(readlink "$ROOTFS/vmlinuz")"); kver=${kver#vmlinuz-}
 criu_v=$(chroot "$ROOTFS" /usr/local/sbin/criu --version | sed -n 's/^Version: *//p')
 crypto_v=$(find "$ROOTFS/usr/local/lib/python$GUEST_PY/dist-packages" -maxdepth 1 \
   -name 'cryptography-*.dist-info' -printf '%f' | sed 's/^cryptography-//; s/\.dist-info$//')
-log "ready: $OUT (kernel $kver, criu $criu_v, cryptography $crypto_v)"
+runc_v=$(chroot "$ROOTFS" runc --version | sed -n 's/^runc version //p')
+log "ready: $OUT (kernel $kver, criu $criu_v, runc $runc_v, cryptography $crypto_v)"

@@ -12,6 +12,11 @@ rate, then vm2 has the moved workload verify every page. The scenarios:
 * ``hybrid``: --mode hybrid, pre-copy then a lazy final step;
 * ``cold``: the same workload as ``budget``, moved cold, for the downtime ratio;
 * ``auto``: --mode auto measures the dirty rate and picks pre-copy (cold would miss 5 s).
+* ``runc-precopy``: a runc container (a counter writing its rootfs, 32 MiB held still) moved
+  with pre-copy and the budget policy (``runc checkpoint --pre-dump`` per iteration);
+* ``runc-hybrid``: the same container, --mode hybrid (a lazy final ``runc checkpoint``);
+* ``runc-rollback``: pre-copy to an agent whose runc fails at restore: after the pre-dumps
+  and the final dump the container resumes on vm1 with every write, and vm2 has none.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 
 MIB = 128
 RATE = 100
+CONTAINER_MIB = 32  # held by a sort in the container, never written again: 8192 pages
+EXIT_ROLLED_BACK = 8
 SCENARIOS: list[dict[str, Any]] = [
     # TCG runs CRIU some 20x slower than hardware: a final dump with no memory at all takes
     # about a second here, so the budget is 5 s rather than the default 300 ms
@@ -44,6 +51,12 @@ SCENARIOS: list[dict[str, Any]] = [
     # cold would take ~17 s here, pre-copy converges: auto must choose it
     {"name": "auto", "mib": MIB, "rate": RATE,
      "args": ["--mode", "auto", "--max-downtime", "5000", "--link-mbps", "80"]},
+    {"name": "runc-precopy", "runc": True, "check": True, "mib": CONTAINER_MIB,
+     "args": ["--mode", "precopy", "--max-downtime", "5000"]},
+    {"name": "runc-hybrid", "runc": True, "mib": CONTAINER_MIB, "args": ["--mode", "hybrid"]},
+    # vm2's second agent (port 7071) has a runc that fails every restore
+    {"name": "runc-rollback", "runc": True, "mib": CONTAINER_MIB, "port": 7071,
+     "args": ["--mode", "precopy", "--max-downtime", "5000"]},
 ]
 
 
@@ -69,10 +82,11 @@ def _summary(run: Run, image_s: float, outdir: Path) -> None:
             continue
         rep = r["report"]
         its = [i["pages_written"] for i in rep.get("iterations", [])]
+        gap = r["status"].get("max_gap_ms") if "status" in r else None
         print(f"[vm] {sc['name']:8} rc={r['rc']} mode={rep.get('mode')} pre-dumps={its} "
               f"final={rep.get('final_pages')} lazy={rep.get('lazy_pages')} "
               f"downtime={_ms(rep.get('downtime_ms'))} predicted="
-              f"{_ms(rep.get('predicted_downtime_ms'))} gap={r['status'].get('max_gap_ms')} "
+              f"{_ms(rep.get('predicted_downtime_ms'))} gap={gap} "
               f"total={_ms(rep.get('total_ms'))} | {rep.get('convergence')}")
 
 
@@ -166,3 +180,76 @@ def test_auto_mode_measures_the_dirty_rate_and_chooses_precopy(guests: Run) -> N
 def test_every_scenario_reported(guests: Run) -> None:
     assert guests.rc == 0, guests.describe()
     assert REPO.is_dir()
+
+
+def moved_container(run: Run, name: str) -> dict[str, Any]:
+    """A container scenario that committed: on vm2 under its id, running, with every line
+    the counter wrote on vm1 before the freeze (1..N on vm1, 1..M on vm2, M > N: it kept
+    writing there); gone from vm1's runc."""
+    r: dict[str, Any] = run.result(name)
+    assert r["rc"] == 0, f"{name} failed:\n" + "\n".join(r["stderr"]) + "\n" + run.describe()
+    rep = r["report"]
+    assert rep["result"] == "committed", rep
+    assert rep["container"] == name
+    src, dst = r["source"], r["destination"]
+    assert src["state"] is None, f"{name} is still known to runc on vm1: {src['state']}"
+    assert dst["state"] is not None, dst
+    assert dst["state"]["id"] == name
+    assert dst["state"]["status"] == "running", dst["state"]
+    assert src["log"]["sequential"], src["log"]
+    assert dst["log"]["sequential"], dst["log"]  # nothing lost or doubled
+    assert src["log"]["lines"] >= 10, src["log"]
+    assert dst["log"]["lines"] > src["log"]["lines"] + 5, (src["log"], dst["log"])
+    assert rep["sync"]["presync_bytes"] > 1 << 20, rep["sync"]  # busybox, while it ran
+    tls = src["pre_dumps_over_tls"]
+    assert tls == [True] * len(rep["iterations"]), tls  # every pre-dump's pages went over TLS
+    assert "final_sync_ms" in rep["sync"], rep["sync"]
+    return r
+
+
+def test_container_precopy_moves_it_with_a_small_final_dump(guests: Run) -> None:
+    rep = moved_container(guests, "runc-precopy")["report"]
+    assert rep["mode"] == "precopy"
+    assert rep["policy"] == "budget"
+    its = rep["iterations"]
+    assert its, rep
+    assert its[0]["pages_written"] >= CONTAINER_MIB * 256, its
+    assert rep["final_pages"] * 10 < its[0]["pages_written"], rep
+    assert rep["convergence"].startswith("FINAL"), rep["convergence"]
+    assert rep["downtime_ms"] is not None
+    assert not rep["switched_to_postcopy"]
+
+
+def test_check_runc_allows_container_precopy_with_soft_dirty(guests: Run) -> None:
+    chk = guests.result("runc-precopy")["check"]
+    assert chk["rc"] == 0, chk
+    v = chk["verdict"]
+    rows = {(r["side"], r["check"]): r["status"] for r in v["rows"]}
+    assert rows[("source", "kernel.dirty-tracking")] == "pass", v["rows"]
+    assert set(v["allowed_modes"]) == {"cold", "postcopy", "precopy", "hybrid"}, v
+
+
+def test_container_hybrid_precopies_then_fetches_the_rest_lazily(guests: Run) -> None:
+    rep = moved_container(guests, "runc-hybrid")["report"]
+    assert rep["mode"] == "hybrid"
+    its = rep["iterations"]
+    assert its, rep
+    assert its[0]["pages_written"] >= CONTAINER_MIB * 256, its
+    assert rep["lazy_pages"] is not None
+    assert rep["lazy_pages"] * 4 < its[0]["pages_written"], rep
+
+
+def test_container_precopy_rolls_back_when_the_restore_fails(guests: Run) -> None:
+    r = guests.result("runc-rollback")
+    assert r["rc"] == EXIT_ROLLED_BACK, "\n".join(r["stderr"])
+    assert "runc restore runc-rollback" in "\n".join(r["stderr"]), r["stderr"]
+    rep = r["report"]
+    assert rep["result"] == "rolled_back"
+    assert rep["iterations"], rep  # it failed after pre-copy, at the final step
+    src = r["source"]
+    assert src["state"] is not None
+    assert src["state"]["status"] == "running", src["state"]
+    assert src["log"]["sequential"], src
+    assert src["log_later"]["sequential"], src  # nothing lost or doubled
+    assert src["log_later"]["lines"] > src["log"]["lines"] + 5, src  # it runs on vm1 again
+    assert r["destination"]["state"] is None, r["destination"]

@@ -30,7 +30,6 @@ from ferryman.errors import (
     RemoteProtocolError,
     RuncError,
     RuncMissing,
-    UsageError,
 )
 from ferryman.fs import rsync
 from ferryman.fs.server import SyncServer
@@ -112,6 +111,7 @@ class SourceContainer:
         self.state = state
         self.config = config
         self.synced: dict[str, float] = {}
+        self.presynced = False
         self._final: asyncio.Future[str] | None = None
 
     @classmethod
@@ -234,9 +234,6 @@ async def source_open(m: SourceMigration, target: RuncTarget) -> SourceContainer
     m.report.container = target.id
     if m.o.mode == "auto":  # the process pre-flight does not apply; cold risks nothing
         m.o.mode = m.report.mode = "cold"
-    if m.o.mode in ("precopy", "hybrid"):
-        raise UsageError(f"--mode {m.o.mode} is not implemented for runc containers yet",
-                         hint="use --mode cold or postcopy")
     m.dumper = box.dumper(m.workdir / "runc-hold", on_frozen=lambda: box.start_final_sync(
         m.ch.peer_ip if m.ch else "", m.sync_port, m.o.creds), timings=m.report.sync)
     m.o.progress("HELLO", f"runc container {target.id}: PID {box.pid}, bundle "
@@ -245,8 +242,14 @@ async def source_open(m: SourceMigration, target: RuncTarget) -> SourceContainer
 
 
 async def source_presync(m: SourceMigration, box: SourceContainer, sync_port: int) -> None:
-    """PRESYNC: the bundle and rootfs while the container runs (nothing frozen yet)."""
+    """PRESYNC: the bundle and rootfs while the container runs (nothing frozen yet); once.
+
+    Pre-copy runs it before its first pre-dump, so that the dirty pages the rsync causes
+    are still copied while the container runs; the final dump then finds it done.
+    """
     assert m.ch is not None
+    if box.presynced:
+        return
     m._phase(SourcePhase.PRESYNC, f"rsync while running to {m.ch.peer_ip}")
     try:
         detail = await box.sync(1, m.ch.peer_ip, sync_port, m.o.creds)
@@ -255,6 +258,7 @@ async def source_presync(m: SourceMigration, box: SourceContainer, sync_port: in
         raise
     finally:
         m.report.sync.update(box.synced)
+    box.presynced = True
     m.o.progress("PRESYNC", detail)
 
 

@@ -1,7 +1,8 @@
 """The SOURCE's pre-copy iterations: pre-dump into the destination until the policy stops.
 
-Each iteration is a ``criu pre-dump --track-mem`` of the running workload (frozen only while
-CRIU collects its page map, milliseconds) streaming the pages into a page server the
+Each iteration is a ``criu pre-dump --track-mem`` of the running workload (``runc checkpoint
+--pre-dump`` for a container; frozen only while CRIU collects its page map, milliseconds)
+streaming the pages into a page server the
 destination opened for that image set; set ``pre-K`` is the child of ``pre-(K-1)`` on both
 nodes, so each one carries only what the workload dirtied since. After every pre-dump the
 convergence policy (pure, :mod:`ferryman.migration.convergence`) says ITERATE, FINAL or
@@ -212,7 +213,7 @@ async def _pre_dump(m: SourceMigration, index: int, port: int) -> IterationStats
     images.mkdir()
     m.o.progress("ITERATING", f"pre-dump {index} while the workload runs")
     t0 = time.monotonic()
-    await m.criu.dump(m.o.pid, images, pre_dump=True, track_mem=True,
+    await m.dumper.dump(m.o.pid, images, pre_dump=True, track_mem=True,
                       parent=f"../{set_name(index - 1)}" if index > 1 else None,
                       page_server=PageServerAddress(m.o.host, port),
                       tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),

@@ -1,7 +1,8 @@
 """``ferryman check --runc ID``: what can be checked for a container before moving it.
 
 Asks the container's state here (runc), says hello to the destination agent (its features
-tell whether it has runc and rsync, and lazy pages), and ends the conversation; nothing is
+tell whether it has runc and rsync, and lazy pages; ours whether pre-copy can track dirty
+memory here), and ends the conversation; nothing is
 frozen. The rows come from :func:`ferryman.migration.runc_checks.runc_rows`.
 """
 
@@ -44,6 +45,7 @@ async def run_runc_check(target: RuncTarget, o: SourceOptions, requested: str | 
         postcopy_blocker(theirs.features, theirs.node)
     rows = runc_rows(here=o.creds.name, there=theirs.node,
                      local_tools=tools_present(target.binary), dest_features=theirs.features,
-                     container=facts, postcopy_blocker=blocker)
+                     container=facts, postcopy_blocker=blocker,
+                     dirty_tracking=ours.features.get("mem_track", False))
     supported = [m for m in MODES if m in CONTAINER_MODES]
     return RuncCheckResult(merge(rows, [], supported, requested), facts, theirs.node)

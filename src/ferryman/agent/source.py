@@ -196,6 +196,8 @@ class SourceMigration:
         port = answer.page_server_port
         if o.mode in ("precopy", "hybrid"):
             self._phase(S.PLANNED, f"pre-copy into page servers on {theirs.node}")
+            if self.box is not None:  # the container's files first, while it runs
+                await source_presync(self, self.box, self.sync_port)
             postcopy_ok = not o.precopy.no_postcopy and all(
                 postcopy_blocker(f, "") is None for f in (hello.features, theirs.features))
             final = await run_iterations(self, port, hybrid=o.mode == "hybrid",

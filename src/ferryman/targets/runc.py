@@ -131,11 +131,21 @@ def runc_message(stderr: str) -> str:
 def checkpoint_argv(runc: str, root: Path, container: str, *, images: Path, log_file: Path,
                     page_server: PageServerAddress | None = None, lazy: bool = False,
                     status_fd: int | None = None, tcp_established: bool = False,
-                    parent: str | None = None) -> list[str]:
-    """``runc checkpoint`` for a migration (never ``--leave-running``: one copy at a time)."""
+                    parent: str | None = None, pre_dump: bool = False) -> list[str]:
+    """``runc checkpoint`` for a migration (never ``--leave-running``: one copy at a time).
+
+    ``pre_dump``: one pre-copy iteration (``--pre-dump``: memory only, the container keeps
+    running; runc asks CRIU for ``mem_track`` first). ``parent``: the previous pre-dump's
+    image directory, relative to ``images`` (``--parent-path``; runc then sets CRIU's
+    ``track_mem`` itself).
+    """
+    if pre_dump and (lazy or status_fd is not None):
+        raise RuncError("checkpoint", container, "a pre-dump cannot be lazy")
     argv = [runc, "--root", str(root), "--log", str(log_file), "checkpoint",
             "--image-path", str(images),
             "--work-path", str(images)]
+    if pre_dump:
+        argv.append("--pre-dump")
     if page_server is not None:
         argv += ["--page-server", f"{page_server.address}:{page_server.port}"]
     if lazy:

@@ -49,7 +49,8 @@ class Dumper(Protocol):
                    page_server: PageServerAddress | None = None, tls: TlsFiles | None = None,
                    on_notify: NotifyHandler | None = None, lazy: bool = False,
                    track_mem: bool = False, parent: str | None = None,
-                   tcp_established: bool = False, freeze_cgroup: str | None = None) -> None:
+                   tcp_established: bool = False, pre_dump: bool = False,
+                   freeze_cgroup: str | None = None, log_file: str = "dump.log") -> None:
         ...
 
 
@@ -69,11 +70,17 @@ class RuncDumper:
                    page_server: PageServerAddress | None = None, tls: TlsFiles | None = None,
                    on_notify: NotifyHandler | None = None, lazy: bool = False,
                    track_mem: bool = False, parent: str | None = None,
-                   tcp_established: bool = False, freeze_cgroup: str | None = None) -> None:
+                   tcp_established: bool = False, pre_dump: bool = False,
+                   freeze_cgroup: str | None = None, log_file: str = "dump.log") -> None:
         """Checkpoint. runc passes the container's own cgroup to CRIU; a ``freeze_cgroup``
         from the caller means it is frozen already (``on_frozen`` is told so). ``parent``: a
-        pre-dump's images (runc's --parent-path; runc sets ``track_mem`` itself)."""
-        del track_mem
+        pre-dump's images (runc's --parent-path; runc sets ``track_mem`` itself).
+        ``pre_dump``: one pre-copy iteration (:meth:`pre_dump`). runc names CRIU's log
+        ``dump.log`` in ``images_dir`` whatever ``log_file`` says."""
+        del track_mem, log_file
+        if pre_dump:
+            await self.pre_dump(images_dir, page_server=page_server, tls=tls, parent=parent)
+            return
         if freeze_cgroup is not None and self.on_frozen is not None:
             self.on_frozen()
         self.ctl.mkdir(mode=0o700, exist_ok=True)
@@ -122,6 +129,36 @@ class RuncDumper:
             log_path = images_dir / "dump.log"
             reason = first_error(log_path) or runc_message(err)
             raise RuncError("checkpoint", self.container, f"{reason} (log: {log_path})")
+
+    async def pre_dump(self, images_dir: Path, *, page_server: PageServerAddress | None,
+                       tls: TlsFiles | None, parent: str | None) -> None:
+        """``runc checkpoint --pre-dump``: the container's memory into ``page_server`` while
+        it runs (CRIU freezes its cgroup only to collect the page map).
+
+        CRIU runs no action script in a pre-dump, so there is nothing to hold or answer: the
+        CRIU configuration file carries only TLS (and the network lock, unused here), and
+        CRIU's connection to the destination's page server is TLS as in the final dump.
+        """
+        self.ctl.mkdir(mode=0o700, exist_ok=True)
+        conf = self.ctl / "criu-pre-dump.conf"
+        conf.write_text(criu_conf(tls=tls))
+        runc_log = images_dir / "runc-checkpoint.log"
+        argv = checkpoint_argv(self.runc.binary, self.runc.root, self.container,
+                               images=images_dir, log_file=runc_log, page_server=page_server,
+                               parent=parent, pre_dump=True)
+        proc = await _spawn(argv, {**os.environ, CONFIG_ENV: str(conf)}, (), self.runc.binary)
+        try:
+            rc = await proc.wait()
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # CRIU lets go of the tasks: they run on
+            await proc.wait()
+            raise
+        if rc != 0:
+            log_path = images_dir / "dump.log"
+            reason = first_error(log_path) or runc_message(_read(runc_log))
+            raise RuncError("checkpoint --pre-dump", self.container,
+                            f"{reason} (log: {log_path})")
 
     async def _serve(self, proc: asyncio.subprocess.Process, pid: int, *, ev_fd: int,
                      status_fd: int, hold: _Hold, on_notify: NotifyHandler | None

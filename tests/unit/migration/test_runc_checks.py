@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ferryman.migration.runc_checks import ContainerFacts, runc_rows
+from ferryman.migration.runc_checks import CONTAINER_MODES, ContainerFacts, runc_rows
 from ferryman.migration.verdict import Status, merge
 
 BOTH = {"runc": True, "rsync": True}
@@ -12,7 +12,8 @@ RUNNING = ContainerFacts("c1", 4242, "/srv/b/c1")
 def _verdict(**over: object) -> dict[tuple[str, str], Status]:
     kw: dict[str, object] = {"here": "a", "there": "b", "local_tools": BOTH,
                              "dest_features": {**BOTH, "lazy_pages": True},
-                             "container": RUNNING, "postcopy_blocker": None}
+                             "container": RUNNING, "postcopy_blocker": None,
+                             "dirty_tracking": True}
     kw.update(over)
     rows = runc_rows(**kw)  # type: ignore[arg-type]
     return {(r.side, r.check): r.status for r in rows}
@@ -20,10 +21,10 @@ def _verdict(**over: object) -> dict[tuple[str, str], Status]:
 
 def test_all_present_and_running_passes() -> None:
     rows = runc_rows(here="a", there="b", local_tools=BOTH, dest_features=BOTH,
-                     container=RUNNING, postcopy_blocker=None)
+                     container=RUNNING, postcopy_blocker=None, dirty_tracking=True)
     assert all(r.status is Status.PASS for r in rows)
-    v = merge(rows, [], ["cold", "postcopy"])
-    assert v.allowed_modes == ("cold", "postcopy")
+    v = merge(rows, [], list(CONTAINER_MODES))
+    assert set(v.allowed_modes) == {"cold", "postcopy", "precopy", "hybrid"}
     assert "PID 4242" in next(r.detail for r in rows if r.check == "container")
 
 
@@ -37,10 +38,25 @@ def test_missing_tools_and_a_stopped_container_fail() -> None:
     assert got[("source", "container")] is Status.FAIL
 
 
-def test_no_lazy_pages_rules_out_postcopy_only() -> None:
+def test_no_lazy_pages_rules_out_postcopy_and_hybrid_only() -> None:
     rows = runc_rows(here="a", there="b", local_tools=BOTH, dest_features=BOTH,
-                     container=RUNNING, postcopy_blocker="b: no userfaultfd")
-    v = merge(rows, [], ["cold", "postcopy"])
-    assert v.allowed_modes == ("cold",)
-    v = merge(rows, [], ["cold", "postcopy"], "postcopy")
+                     container=RUNNING, postcopy_blocker="b: no userfaultfd",
+                     dirty_tracking=True)
+    v = merge(rows, [], list(CONTAINER_MODES))
+    assert set(v.allowed_modes) == {"cold", "precopy"}
+    v = merge(rows, [], list(CONTAINER_MODES), "postcopy")
     assert not v.can_move
+
+
+def test_no_soft_dirty_here_rules_out_precopy_and_hybrid_with_the_process_rows_words(
+        ) -> None:
+    rows = runc_rows(here="a", there="b", local_tools=BOTH, dest_features=BOTH,
+                     container=RUNNING, postcopy_blocker=None, dirty_tracking=False)
+    v = merge(rows, [], list(CONTAINER_MODES))
+    assert set(v.allowed_modes) == {"cold", "postcopy"}
+    row = next(r for r in rows if r.check == "kernel.dirty-tracking")
+    assert row.status is Status.FAIL
+    assert row.side == "source"
+    assert row.modes == frozenset({"precopy", "hybrid"})
+    assert "CONFIG_MEM_SOFT_DIRTY on a" in row.fix
+    assert not merge(rows, [], list(CONTAINER_MODES), "hybrid").can_move

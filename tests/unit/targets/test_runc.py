@@ -102,6 +102,26 @@ def test_checkpoint_argv_cold_and_lazy() -> None:
     assert "--leave-running" not in cold + lazy  # one copy at a time
 
 
+def test_checkpoint_argv_pre_dump_streams_into_a_page_server_with_its_parent() -> None:
+    first = checkpoint_argv("runc", ROOT, "c1", images=IMG / "pre-1", log_file=LOG,
+                            page_server=PageServerAddress("10.0.0.2", 4000), pre_dump=True)
+    assert first == ["runc", "--root", "/run/r", "--log", str(LOG), "checkpoint",
+                     "--image-path", str(IMG / "pre-1"), "--work-path", str(IMG / "pre-1"),
+                     "--pre-dump", "--page-server", "10.0.0.2:4000", "c1"]
+    second = checkpoint_argv("runc", ROOT, "c1", images=IMG / "pre-2", log_file=LOG,
+                             page_server=PageServerAddress("10.0.0.2", 4001), pre_dump=True,
+                             parent="../pre-1")
+    assert second[-6:] == ["--pre-dump", "--page-server", "10.0.0.2:4001", "--parent-path",
+                           "../pre-1", "c1"]
+    assert "--leave-running" not in first + second  # --pre-dump leaves it running itself
+
+
+def test_checkpoint_argv_pre_dump_is_never_lazy() -> None:
+    with pytest.raises(RuncError, match="cannot be lazy"):
+        checkpoint_argv("runc", ROOT, "c1", images=IMG, log_file=LOG, lazy=True,
+                        pre_dump=True)
+
+
 def test_restore_argv() -> None:
     argv = restore_argv("runc", ROOT, "c1", bundle=Path("/b/c1"), images=IMG, log_file=LOG,
                         pid_file=IMG / "pid", lazy=True, tcp_established=True)

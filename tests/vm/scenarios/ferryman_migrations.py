@@ -11,6 +11,15 @@ from its ``src/``, with the guest's own python3 and the host-built criu 4.2 the 
   "args"}``) in order: it starts the test workload (tests/support/workload.py) dirtying
   ``rate`` pages per second, runs ``ferryman migrate PID --to vm2 ARGS``, asks vm2 to verify,
   and reports ``@@ NAME {"rc", "report", "status", "stderr"}`` for the test.
+* A scenario with ``"runc": true`` moves a runc container instead (``migrate --runc NAME``):
+  a busybox bundle from the image's template (/opt/ferryman/busybox-rootfs) whose init
+  appends 1, 2, 3... to /data/log every 20 ms while a ``sort`` holds ``mib`` MiB that
+  never change. After the migration vm1 reports its own copy of the log (stopped at the
+  freeze) and whether runc still knows the container; vm2 (``{"cmd": "container"}``)
+  reports the container's state and its log a second later, then deletes it. With
+  ``"check": true``, vm1 first runs ``ferryman check --runc NAME --json`` and reports it.
+  vm2 runs a second agent on port 7071 whose runc fails every restore (``"port": 7071``):
+  the container must roll back to vm1 and keep writing there.
 
 Environment: PKI (a directory with ca.pem and vm1/vm2 credentials), SCENARIOS, STEP_TMO.
 """
@@ -33,6 +42,8 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
 PKI = os.environ.get("PKI", "/tmp/pki")
 STEP_TMO = float(os.environ.get("STEP_TMO", "300"))
 CTL_PORT, AGENT_PORT = 29, 7070
+FAILING_PORT = 7071  # vm2's second agent, whose runc fails every restore
+FAILING_RUNC = Path("/tmp/failing-runc")
 STATE = Path("/var/lib/ferryman")
 
 
@@ -73,10 +84,20 @@ def status_after(path: str, after: float) -> dict[str, object]:
 def destination() -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     log = open("/tmp/agent.log", "wb")  # noqa: SIM115 - lives as long as the agent
+    ip = os.environ["VM_IP"].split("/")[0]
     agent = subprocess.Popen([*PY, "-m", "ferryman", "-v", "serve", "--listen",
-                              f"{os.environ['VM_IP'].split('/')[0]}:{AGENT_PORT}",
+                              f"{ip}:{AGENT_PORT}",
                               "--pki", PKI, "--name", "vm2", "--state-dir", str(STATE)],
                              env=ENV, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    # The same node, but its runc fails at restore: a migration to it must roll back.
+    FAILING_RUNC.write_text('#!/bin/sh\ncase " $* " in *" restore "*) exit 1 ;; esac\n'
+                            'exec runc "$@"\n')
+    FAILING_RUNC.chmod(0o755)
+    failing = subprocess.Popen([*PY, "-m", "ferryman", "serve", "--listen",
+                                f"{ip}:{FAILING_PORT}", "--pki", PKI, "--name", "vm2",
+                                "--state-dir", f"{STATE}-failing", "--runc",
+                                str(FAILING_RUNC)],
+                               env=ENV, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     srv = socket.create_server(("0.0.0.0", CTL_PORT))
     srv.settimeout(STEP_TMO * 4)
     say("agent and control server up")
@@ -89,15 +110,21 @@ def destination() -> None:
                     fh.write("{}\n")
                     return
                 if req.get("cmd") == "ping":
-                    fh.write(json.dumps({"agent": agent.poll() is None}) + "\n")
+                    fh.write(json.dumps({"agent": agent.poll() is None
+                                         and failing.poll() is None}) + "\n")
+                    continue
+                if req.get("cmd") == "container":
+                    fh.write(json.dumps(container_here(str(req["id"]), str(req["bundle"])))
+                             + "\n")
                     continue
                 fh.write(json.dumps(verify(int(req["pid"]), str(req["status"]))) + "\n")
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            agent.wait(10)
-        except subprocess.TimeoutExpired:
-            agent.kill()
+        for a in (agent, failing):
+            a.send_signal(signal.SIGTERM)
+            try:
+                a.wait(10)
+            except subprocess.TimeoutExpired:
+                a.kill()
         tail = Path("/tmp/agent.log").read_text(errors="replace").splitlines()[-40:]
         emit("vm2-agent", {"rc": agent.returncode, "log_tail": tail})
 
@@ -113,6 +140,34 @@ def verify(pid: int, status: str) -> dict[str, object]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return st
+
+
+def runc_state(cid: str) -> dict[str, object] | None:
+    res = subprocess.run(["runc", "state", cid], capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        return None
+    state: dict[str, object] = json.loads(res.stdout)
+    return state
+
+
+def log_facts(path: Path) -> dict[str, object]:
+    """How many lines the container's log has and whether they are exactly 1..N."""
+    try:
+        lines = path.read_text().split()
+    except OSError as exc:
+        return {"lines": 0, "sequential": False, "error": str(exc)}
+    return {"lines": len(lines),
+            "sequential": lines == [str(i) for i in range(1, len(lines) + 1)]}
+
+
+def container_here(cid: str, bundle: str) -> dict[str, object]:
+    """vm2: the moved container's state and its log a second later; then it goes."""
+    first = runc_state(cid)
+    time.sleep(1)
+    answer: dict[str, object] = {"state": first, "log": log_facts(
+        Path(bundle) / "rootfs" / "data" / "log")}
+    subprocess.run(["runc", "delete", "--force", cid], capture_output=True, check=False)
+    return answer
 
 
 # ----------------------------------------------------------------------------- vm1
@@ -131,8 +186,10 @@ def wait_for_destination() -> None:
     while time.time() < end:
         try:
             if ask({"cmd": "ping"}).get("agent"):
-                with socket.create_connection((os.environ["VM_PEER"], AGENT_PORT), timeout=5):
-                    return
+                for port in (AGENT_PORT, FAILING_PORT):
+                    with socket.create_connection((os.environ["VM_PEER"], port), timeout=5):
+                        pass
+                return
         except OSError:
             pass
         time.sleep(0.3)
@@ -163,7 +220,113 @@ def source(scenarios: list[dict[str, object]]) -> None:
         ask({"cmd": "quit"})
 
 
+BUNDLES = Path("/var/lib/fm-bundles")
+TEMPLATE = Path("/opt/ferryman/busybox-rootfs")
+
+
+def container_init(mib: int) -> list[str]:
+    """``mib`` MiB held by a sort that waits forever for the end of its input, and a counter
+    appending to /data/log every 20 ms (the init shell itself stays small: it forks usleep)."""
+    return ["sh", "-c",
+            f"{{ head -c {mib << 20} /dev/zero | tr '\\0' a; sleep 2147483647; }} | sort "
+            ">/dev/null & i=0; while :; do i=$((i+1)); echo $i >> /data/log; usleep 20000; done"]
+
+
+def start_container(name: str, mib: int) -> Path:
+    """A bundle from the image's busybox template (the guest's own network), run detached
+    with its stdio as pipes, as tests/support/bundle.py does on the host."""
+    bundle = BUNDLES / name
+    BUNDLES.mkdir(parents=True, exist_ok=True)
+    bundle.mkdir()
+    subprocess.run(["cp", "-a", str(TEMPLATE), str(bundle / "rootfs")], check=True)
+    subprocess.run(["runc", "spec", "--bundle", str(bundle)], check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = container_init(mib)
+    config["root"]["readonly"] = False
+    config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"]
+                                     if ns["type"] != "network"]
+    (bundle / "config.json").write_text(json.dumps(config, indent=2))
+    fds = [os.pipe() for _ in range(3)]
+    try:
+        subprocess.run(["runc", "run", "--detach", "--bundle", str(bundle), name],
+                       stdin=fds[0][0], stdout=fds[1][1], stderr=fds[2][1], timeout=120,
+                       check=True)
+    finally:
+        for r, w in fds:
+            os.close(r)
+            os.close(w)
+    log = bundle / "rootfs" / "data" / "log"
+    end = time.time() + STEP_TMO
+    while int(log_facts(log)["lines"]) < 10:  # type: ignore[call-overload]
+        if time.time() > end:
+            raise TimeoutError(f"container {name} wrote nothing")
+        time.sleep(0.1)
+    return bundle
+
+
+def pre_dumps_over_tls(report: object) -> list[bool]:
+    """Per pre-dump: whether CRIU's log (runc runs it at debug level) has the TLS handshake
+    with the destination's page server (the configuration file is the only way TLS gets in)."""
+    mid = report.get("migration_id") if isinstance(report, dict) else None
+    sets = sorted((STATE / "migrations" / str(mid)).glob("pre-*"),
+                  key=lambda d: int(d.name.split("-")[1]))
+    found = []
+    for d in sets:
+        try:
+            found.append("TLS handshake completed" in (d / "dump.log").read_text(
+                errors="replace"))
+        except OSError:
+            found.append(False)
+    return found
+
+
+def run_container_scenario(sc: dict[str, object]) -> None:
+    name = str(sc["name"])
+    bundle = start_container(name, int(sc["mib"]))  # type: ignore[call-overload]
+    time.sleep(float(sc.get("settle", 2)))  # type: ignore[arg-type]
+    peer = f"{os.environ['VM_PEER']}:{sc.get('port', AGENT_PORT)}"
+    checked: dict[str, object] = {}
+    if sc.get("check"):  # what 'ferryman check --runc' allows here, with soft-dirty
+        chk = subprocess.run([*PY, "-m", "ferryman", "check", "--runc", name, "--to", peer,
+                              "--pki", PKI, "--name", "vm1", "--state-dir", str(STATE),
+                              "--json"], env=ENV, capture_output=True, text=True, check=False,
+                             timeout=STEP_TMO)
+        checked = {"rc": chk.returncode, "stderr": chk.stderr.splitlines()[-10:]}
+        with contextlib.suppress(ValueError):
+            checked["verdict"] = json.loads(chk.stdout)
+    report = f"/tmp/{name}.json"
+    say(f"{name}: migrating runc container {name} ({sc['mib']} MiB) {sc['args']}")
+    t0 = time.monotonic()
+    res = subprocess.run([*PY, "-m", "ferryman", "migrate", "--runc", name, "--to",
+                          peer, "--pki", PKI, "--name", "vm1",
+                          "--state-dir", str(STATE), "--report", report,
+                          *map(str, sc["args"])],  # type: ignore[call-overload]
+                         env=ENV, capture_output=True, text=True, check=False,
+                         timeout=STEP_TMO * 4)
+    wall = time.monotonic() - t0
+    data: dict[str, object] = {"rc": res.returncode, "wall_s": wall,
+                               "stderr": res.stderr.splitlines()[-30:], "check": checked}
+    try:
+        data["report"] = json.loads(Path(report).read_text())
+    except (OSError, ValueError) as exc:
+        data["report"] = {"error": str(exc)}
+    log = bundle / "rootfs" / "data" / "log"
+    data["source"] = {"state": runc_state(name), "log": log_facts(log),
+                      "pre_dumps_over_tls": pre_dumps_over_tls(data["report"])}
+    if res.returncode != 0:  # rolled back: it must run on here, its log growing
+        time.sleep(1)
+        data["source"]["log_later"] = log_facts(log)  # type: ignore[index]
+    data["destination"] = ask({"cmd": "container", "id": name, "bundle": str(bundle)})
+    subprocess.run(["runc", "delete", "--force", name], capture_output=True, check=False)
+    say(f"{name}: rc={res.returncode} in {wall:.1f} s")
+    emit(name, data)
+
+
 def run_scenario(sc: dict[str, object], pid_base: int) -> None:
+    if sc.get("runc"):
+        run_container_scenario(sc)
+        return
     name = str(sc["name"])
     pid, status = start_workload(name, int(sc["mib"]), float(sc["rate"]),  # type: ignore[call-overload]
                                  pid_base)
