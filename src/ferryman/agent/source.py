@@ -410,6 +410,8 @@ class SourceMigration:
     def _finish_report(self) -> None:
         r = self.report
         r.total_ms = (time.monotonic() - self.t0) * 1000
+        if self.freeze_at is not None:
+            r.freeze_start_ms = (self.freeze_at - self.t0) * 1000
         r.bytes_transferred = r.image_bytes + r.page_bytes
         r.phases = [PhaseTiming(p, (s - self.t0) * 1000, d * 1000)
                     for p, s, d in self.tracker.durations()]

@@ -37,6 +37,7 @@ class MigrationReport:
     destination_node: str = ""
     destination_pid: int | None = None
     downtime_ms: float | None = None
+    freeze_start_ms: float | None = None  # when the freeze began, since the start (as phases)
     total_ms: float = 0.0
     bytes_transferred: int = 0
     image_bytes: int = 0

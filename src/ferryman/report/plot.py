@@ -34,6 +34,7 @@ PHASE_COLOURS = {
 }
 DOWNTIME_COLOUR = "#d62728"
 TAIL_COLOUR = "#17becf"
+GAP_COLOUR = "#9467bd"
 FINAL_COLOURS = {"DONE": "#54a24b", "ROLLED_BACK": "#9d755d", "LOST": "#d62728",
                  "FAILED": "#d62728"}
 WRITTEN_COLOUR = "#4c78a8"
@@ -110,9 +111,10 @@ def _timeline(ax: Axes, t: Timeline) -> None:
     rows = [*t.rows, *([t.final_phase] if t.final_phase and t.final_phase not in t.rows
                        else [])]
     y_of = {name: i for i, name in enumerate(rows)}
-    right = max(t.end_ms, t.page_tail.end_ms if t.page_tail else 0.0, 1.0)
+    right = max(t.end_ms, t.page_tail.end_ms if t.page_tail else 0.0,
+                t.client_gap.end_ms if t.client_gap else 0.0, 1.0)
     ax.set_xlim(-0.01 * right, right * 1.13)
-    levels = [span for span in (t.downtime, t.page_tail) if span is not None]
+    levels = [span for span in (t.downtime, t.page_tail, t.client_gap) if span is not None]
     top = -0.6 - 0.5 * len(levels)  # room above the first phase for the brackets
     ax.set_ylim(len(rows) - 0.4, top)  # first phase on top
     ax.set_yticks(range(len(rows)), rows)
@@ -139,8 +141,13 @@ def _timeline(ax: Axes, t: Timeline) -> None:
         ax.axvspan(p.start_ms, p.end_ms, facecolor="none", edgecolor=TAIL_COLOUR,
                    hatch="///", alpha=0.35, linewidth=0)
         ax.axvline(p.end_ms, color=TAIL_COLOUR, linestyle="--", linewidth=1.2)
-        _bracket(ax, p, top + 0.45 + 0.5 * (len(levels) - 1),
+        _bracket(ax, p, top + 0.45 + 0.5 * _level(levels, p),
                  f"page tail: all memory there after {ms(p.duration_ms)}", "#0e7c86")
+
+    if t.client_gap is not None:
+        g = t.client_gap
+        _bracket(ax, g, top + 0.45 + 0.5 * _level(levels, g),
+                 f"a client waited {ms(g.duration_ms)}", GAP_COLOUR)
 
     span = ax.get_xlim()[1] - ax.get_xlim()[0]
     for b in t.bars:
@@ -164,6 +171,11 @@ def _timeline(ax: Axes, t: Timeline) -> None:
         ax.plot([t.end_ms], [y], marker="D", markersize=8, color=colour)
         ax.text(t.end_ms + span * 0.015, y, f"at {ms(t.end_ms)}", ha="left", va="center",
                 fontsize=9, color="#333333")
+
+
+def _level(levels: list[Span], span: Span) -> int:
+    """Which bracket row above the phases ``span`` takes (downtime, page tail, client gap)."""
+    return next(i for i, s in enumerate(levels) if s is span)
 
 
 def _bracket(ax: Axes, span: Span, y: float, label: str, colour: str, *,

@@ -6,7 +6,10 @@ FREEZING and runs again when the migration reaches DONE (cold), SERVING_PAGES (p
 the destination runs it while its memory still arrives) or ROLLED_BACK (resumed here).
 The source enters FREEZING a moment before CRIU actually freezes the workload; when the
 report has ``downtime_ms`` (measured from the freeze itself) the downtime span starts that
-long before the workload ran again, so picture, summary and report show the same number.
+long before the workload ran again, so picture, summary and report show the same number;
+newer reports say when the freeze began (``freeze_start_ms``), and the span starts there
+(the cold source reaches DONE only after CRIU's or runc's clean-up, which is not downtime).
+With ``--probe`` the client's longest wait is a span of its own.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class Timeline:
     downtime: Span | None       # FREEZING until the workload ran again
     resumed: bool               # False: the workload never ran again (the span is open)
     page_tail: Span | None      # post-copy: from resuming until every page had arrived
+    client_gap: Span | None = None  # --probe: a client's longest wait for an answer
 
     def bars_of(self, phase: str) -> tuple[Bar, ...]:
         return tuple(b for b in self.bars if b.phase == phase)
@@ -86,7 +90,9 @@ def build_timeline(view: ReportView) -> Timeline:
         if back:
             end = min(back)
             start = frozen
-            if r.downtime_ms is not None and 0 < r.downtime_ms <= end - frozen:
+            if r.downtime_ms is not None and r.freeze_start_ms is not None:
+                start, end = r.freeze_start_ms, r.freeze_start_ms + r.downtime_ms
+            elif r.downtime_ms is not None and 0 < r.downtime_ms <= end - frozen:
                 start = end - r.downtime_ms
             downtime = Span(start, end)
         elif r.downtime_ms is not None:
@@ -101,4 +107,8 @@ def build_timeline(view: ReportView) -> Timeline:
             resumed_at = downtime.end_ms
         if resumed_at is not None:
             page_tail = Span(resumed_at, resumed_at + r.memory_complete_ms)
-    return Timeline(tuple(bars), tuple(seen), end_ms, final, downtime, resumed, page_tail)
+    gap = None
+    if r.probe is not None:
+        gap = Span(r.probe.max_gap_start_ms, r.probe.max_gap_start_ms + r.probe.max_gap_ms)
+    return Timeline(tuple(bars), tuple(seen), end_ms, final, downtime, resumed, page_tail,
+                    gap)

@@ -84,3 +84,18 @@ def test_the_measured_downtime_places_the_freeze_inside_freezing() -> None:
     t = build_timeline(parse_report(data))
     assert t.downtime is not None
     assert t.downtime.start_ms == freezing.start_ms
+
+
+def test_a_recorded_freeze_start_anchors_the_downtime_and_the_probe_has_its_span() -> None:
+    data = samples.cold_committed()
+    # the destination committed 150 ms before the source reached DONE (runc's clean-up)
+    data.update(freeze_start_ms=280.0, downtime_ms=900.0)
+    data["probe"] = {"target": "tcp:10.0.0.100:7000", "source": "10.0.0.1", "sent": 90,
+                     "answered": 90, "max_gap_ms": 912.0, "max_gap_start_ms": 275.0,
+                     "error": None}
+    t = build_timeline(parse_report(data))
+    assert t.downtime is not None
+    assert (t.downtime.start_ms, t.downtime.end_ms) == (280.0, 1180.0)
+    assert t.client_gap is not None
+    assert (t.client_gap.start_ms, t.client_gap.end_ms) == (275.0, 1187.0)
+    assert build_timeline(parse_report(samples.cold_committed())).client_gap is None
