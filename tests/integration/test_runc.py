@@ -61,6 +61,13 @@ class RuncNodes:
         self.containers.append(c)
         return c
 
+    def counter(self, cid: str, writes: int) -> tuple[Container, Path]:
+        """A COUNTER container on A, once it wrote ``writes`` lines; its log as A sees it."""
+        c = self.run(cid, COUNTER)
+        on_a = c.bundle / "rootfs" / "data" / "log"
+        wait_for(lambda: len(_lines(on_a)) >= writes, what="the container's first writes")
+        return c, on_a
+
     def migrate(self, cid: str, dest: Agent, *extra: str
                 ) -> tuple[subprocess.CompletedProcess[str], Report]:
         report = self.cluster.base / f"report-{cid}.json"
@@ -117,9 +124,7 @@ def test_container_writing_its_rootfs_moves_with_every_write(runc_nodes: RuncNod
                                                              mode: str) -> None:
     b = runc_nodes.start_b()
     cid = f"counter-{mode}"
-    c = runc_nodes.run(cid, COUNTER)
-    on_a = c.bundle / "rootfs" / "data" / "log"
-    wait_for(lambda: len(_lines(on_a)) >= 25, what="the container's first writes")
+    c, on_a = runc_nodes.counter(cid, 25)
     res, report = runc_nodes.migrate(cid, b, "--mode", mode)
     assert res.returncode == 0, res.stderr + res.stdout
     assert report["result"] == "committed"
@@ -184,9 +189,7 @@ def test_precopy_without_dirty_tracking_is_refused_before_anything_freezes(
     pass through too) refuses before the Plan; the container never stopped writing."""
     b = runc_nodes.start_b()
     cid = f"counter-{mode}-refused"
-    c = runc_nodes.run(cid, COUNTER)
-    on_a = c.bundle / "rootfs" / "data" / "log"
-    wait_for(lambda: len(_lines(on_a)) >= 5, what="the container's first writes")
+    c, on_a = runc_nodes.counter(cid, 5)
     res, report = runc_nodes.migrate(cid, b, "--mode", mode)
     assert res.returncode != 0
     assert one_error_line(res.stderr), res.stderr
@@ -242,9 +245,7 @@ def test_restore_failure_after_the_freeze_rolls_back(runc_nodes: RuncNodes, mode
     b = runc_nodes.cluster.start_agent("b", "--runc-root", str(runc_nodes.root_b), "--runc",
                                        str(fake), hide_dir=True, cgroup=runc_nodes.jail)
     cid = f"counter-rollback-{mode}"
-    c = runc_nodes.run(cid, COUNTER)
-    on_a = c.bundle / "rootfs" / "data" / "log"
-    wait_for(lambda: len(_lines(on_a)) >= 25, what="the container's first writes")
+    c, on_a = runc_nodes.counter(cid, 25)
     res, report = runc_nodes.migrate(cid, b, "--mode", mode)
     assert res.returncode == EXIT_ROLLED_BACK, res.stderr + res.stdout
     assert one_error_line(res.stderr)
@@ -267,12 +268,10 @@ def test_rootfs_sync_failure_says_rsyncs_words_and_freezes_nothing(
         runc_nodes: RuncNodes) -> None:
     """B's copy of the bundle has no room (a 256 KiB tmpfs there): rsync's own message."""
     b = runc_nodes.start_b()
-    c = runc_nodes.run("counter-full", COUNTER)
+    c, on_a = runc_nodes.counter("counter-full", 5)
     runc_nodes.cluster.topology["b"].run(
         "nsenter", "-t", str(b.proc.pid), "-m", "sh", "-c",
         f"mkdir -p {c.bundle} && mount -t tmpfs -o size=256k tmpfs {c.bundle}")
-    on_a = c.bundle / "rootfs" / "data" / "log"
-    wait_for(lambda: len(_lines(on_a)) >= 5, what="the container's first writes")
     res, report = runc_nodes.migrate("counter-full", b)
     assert res.returncode == EXIT_SYNC, res.stderr + res.stdout
     assert one_error_line(res.stderr)
@@ -307,9 +306,7 @@ def test_source_killed_while_held_resumes_it_and_the_destination_keeps_it_stoppe
     b = runc_nodes.cluster.start_agent("b", "--runc-root", str(runc_nodes.root_b),
                                        "--test-pause-after-restore", "5", hide_dir=True,
                                        cgroup=runc_nodes.jail)
-    c = runc_nodes.run("counter-killed", COUNTER)
-    on_a = c.bundle / "rootfs" / "data" / "log"
-    wait_for(lambda: len(_lines(on_a)) >= 5, what="the container's first writes")
+    c, on_a = runc_nodes.counter("counter-killed", 5)
     argv = runc_nodes.cluster.topology["a"].argv(
         PY, "-m", "ferryman", "migrate", "--runc", "counter-killed", "--runc-root",
         str(runc_nodes.root_a), "--to", b.endpoint, "--pki", str(runc_nodes.cluster.pki),
