@@ -29,7 +29,7 @@ IMG_SIZE=${FERRYMAN_VM_IMG_SIZE:-2G}
 ROOTFS=$WORK/rootfs
 OUT=$WORK/images
 PKGS=(linux-image-amd64 initramfs-tools udev kmod iproute2 iptables procps psmisc
-  netcat-openbsd tini criu python3 python3-protobuf python3-rich runc rsync busybox-static)
+  netcat-openbsd tini criu python3 python3-protobuf python3-rich runc rsync busybox-static nftables)
 BUSYBOX_APPLETS=(sh cat echo nc usleep sleep ls tail head tr sort)  # tests/vm/scenarios
 # Not from Debian: ferryman needs cryptography >= 42 (pyproject.toml); bookworm has 38.
 PIP_REQS=("cryptography>=42")

@@ -57,8 +57,9 @@ def find(images: Path) -> list[str]:
     run = run_id(images)
     if run is None:
         return []
-    res = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, text=True,
-                         check=False)
+    res = _nft("-j", "list", "tables")
+    if res is None:
+        return []
     if res.returncode != 0:
         log.warning("cannot list nftables tables to release CRIU's lock: %s", res.stderr.strip())
         return []
@@ -69,10 +70,21 @@ def remove(tables: list[str]) -> list[str]:
     """Delete these inet tables (~10 ms each); the ones removed."""
     removed = []
     for name in tables:
-        gone = subprocess.run(["nft", "delete", "table", "inet", name], capture_output=True,
-                              text=True, check=False)
+        gone = _nft("delete", "table", "inet", name)
+        if gone is None:
+            break
         if gone.returncode == 0:
             removed.append(name)
         else:
             log.warning("cannot remove CRIU's lock table %s: %s", name, gone.stderr.strip())
     return removed
+
+
+def _nft(*args: str) -> subprocess.CompletedProcess[str] | None:
+    """Run nft(8); None (and a warning) when this node has no nft: CRIU locks through
+    libnftables, which does not need it, so its tables then stay."""
+    try:
+        return subprocess.run(["nft", *args], capture_output=True, text=True, check=False)
+    except OSError as exc:
+        log.warning("cannot run nft to remove CRIU's network lock (install nftables): %s", exc)
+        return None
