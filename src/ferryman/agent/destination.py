@@ -300,8 +300,11 @@ class DestinationSession:
             else:
                 pid = await self.criu.restore(self.workdir, leave_stopped=True, lazy=lazy,
                                               tcp_established=tcp)
-            if self.moving is not None:
-                addresses.announce(self.moving)
+            if self.moving is not None:  # in a thread: closing the raw socket waits for an
+                # RCU grace period (tens of ms) that the frozen window need not include
+                announcing = asyncio.ensure_future(asyncio.to_thread(addresses.announce,
+                                                                     self.moving))
+                announcing.add_done_callback(_announced)
         except (CriuError, OSError) as exc:
             log_path = getattr(exc, "log_path", None)
             log_tail = tail(Path(log_path)) if log_path else ""
@@ -440,3 +443,9 @@ class DestinationSession:
                     for p in d.glob("*.log"):
                         shutil.move(p, logs / f"{d.name}-{p.name}")
                 shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _announced(task: asyncio.Future[None]) -> None:
+    """The gratuitous ARP is a courtesy to clients' neighbour caches: a failure is logged."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not announce the moved address: %s", task.exception())
