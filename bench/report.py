@@ -47,8 +47,9 @@ ECHO_NOTES = [
     "(`arping -U -c 2 -I eth0 IP`, Debian package iputils-arping, not installed by default: "
     "the benchmark installs it; ferryman sends its own over AF_PACKET), or clients keep "
     "sending to A's MAC until their neighbour entry times out. After a successful dump CRIU "
-    "leaves its lock table (`inet CRIU-…`) on A with either tool; the benchmark removes it "
-    "and flushes every node's neighbour cache between runs.",
+    "leaves its lock table (`inet CRIU-…`) on A: by hand it stays (ferryman removes its own "
+    "since 2026-11-27-190059); the benchmark removes any and flushes every node's neighbour "
+    "cache between runs.",
 ]
 RUNC_NOTES = [
     "S3, container (runc-echo): the same service as a runc container (busybox-static "
