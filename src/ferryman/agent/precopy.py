@@ -99,6 +99,18 @@ def fixed_cost_ms(dry_run_freeze_ms: float | None, default: float) -> float:
     return default if dry_run_freeze_ms is None else 2 * dry_run_freeze_ms
 
 
+def container_objects_ms(fit: TransferFit | None, presync_ms: float | None,
+                         default: float) -> float:
+    """A runc container's :func:`fixed_cost_ms` (containers get no dry run): runc's own work
+    once more on the destination (``runc restore`` sets up runc init, cgroups and namespaces
+    much as ``runc checkpoint`` does; the pre-dumps' fitted overhead stands for it) and the
+    final rsync while frozen, whose fixed cost the pre-sync showed (the TLS tunnel and two
+    rsync processes). ``default`` until a pre-dump was fitted."""
+    if fit is None:
+        return default
+    return fit.overhead_s * 1000 + (presync_ms or 0.0)
+
+
 def environment(objects_ms: float, fit: TransferFit | None,
                 restore_ms: float = 0.0) -> Environment:
     """What the budget policy predicts with: the final dump's fixed cost and the link.
@@ -147,7 +159,11 @@ async def run_iterations(m: SourceMigration, first_port: int, *, hybrid: bool,
                     ready.restore_bytes_per_s or restore_rate
             history.append(await _pre_dump(m, index, port))
             restore_ms = m.report.rss_bytes / restore_rate * 1000 if restore_rate else 0.0
-            env = environment(fixed, fit_transfer(history), restore_ms)
+            fit = fit_transfer(history)
+            if m.box is not None and m.report.dry_run_freeze_ms is None:
+                fixed = container_objects_ms(fit, m.report.sync.get("presync_ms"),
+                                             opts.fixed_cost_ms)
+            env = environment(fixed, fit, restore_ms)
             predicted = predictor.predict_ms(history, env)
             m.report.iterations[-1]["predicted_downtime_ms"] = predicted
         lazy = hybrid or verdict.decision is Decision.SWITCH_TO_POSTCOPY
