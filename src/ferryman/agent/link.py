@@ -13,13 +13,13 @@ from __future__ import annotations
 import time
 
 from ferryman import wire
-from ferryman.agent.channel import Channel
+from ferryman.agent.channel import READ_SIZE, Channel
 from ferryman.errors import RemoteProtocolError
+from ferryman.wire.messages import MAX_CHUNK_BYTES
 
 SMALL = 1 << 10
-LARGE = 4 << 20
+LARGE = MAX_CHUNK_BYTES  # the largest LinkTest the wire allows
 LARGE_ROUNDS = 2
-READ_SIZE = 64 << 10  # what the destination's stream reader hands its decoder at a time
 
 
 def link_rate(extra_bytes: int, small_s: float, large_s: float, framing_s: float = 0.0
@@ -39,7 +39,7 @@ def framing_cost(size: int) -> float:
         t0 = time.perf_counter()
         frame = wire.encode(wire.LinkTest(bytes(size)))
         decoder = wire.FrameDecoder()
-        for at in range(0, len(frame), READ_SIZE):
+        for at in range(0, len(frame), READ_SIZE):  # as the destination's Channel reads
             decoder.receive_data(frame[at:at + READ_SIZE])
         decoder.maybe_message()
         best = min(best, time.perf_counter() - t0)

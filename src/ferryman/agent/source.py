@@ -364,8 +364,7 @@ class SourceMigration:
         before the destination resumes them, so that their first packets to this node are
         not dropped (the source's sockets are in repair mode and send nothing)."""
         if self.lock_tables is not None:
-            for table in netlock.remove(await self.lock_tables):
-                log.info("removed CRIU's network lock %s", table)
+            netlock.remove(await self.lock_tables)
 
     async def _roll_back(self, exc: BaseException) -> None:
         assert self.tree is not None
@@ -376,8 +375,7 @@ class SourceMigration:
             self.address_moved = False
         self._thaw_cgroup()
         # A CRIU that failed unlocks the network itself; one we killed (post-copy) cannot.
-        for table in netlock.remove(await asyncio.to_thread(netlock.find, self.workdir)):
-            log.info("removed the network lock %s that a killed criu left", table)
+        await asyncio.to_thread(netlock.release, self.workdir)
         for pid in self.stopped_source:  # a post-copy commit that never reached the peer
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)

@@ -6,7 +6,8 @@ restore removes its own copy, but the source's stays. Its rules drop those conne
 on this node for good, so a client on this node (``--probe``) never hears the moved service
 again, and a workload that later moves back here with the same connections is cut off. Once
 the destination has restored (the point of no return), the source removes this run's table
-(:func:`find`, then :func:`remove`), and no other: a table of another CRIU run may be guarding
+(:func:`find` while the destination restores, then :func:`remove`; :func:`release` does both),
+and no other: a table of another CRIU run may be guarding
 a migration that is still frozen.
 """
 
@@ -74,10 +75,16 @@ def remove(tables: list[str]) -> list[str]:
         if gone is None:
             break
         if gone.returncode == 0:
+            log.info("removed CRIU's network lock %s", name)
             removed.append(name)
         else:
             log.warning("cannot remove CRIU's lock table %s: %s", name, gone.stderr.strip())
     return removed
+
+
+def release(images: Path) -> list[str]:
+    """:func:`find`, then :func:`remove`: the tables removed."""
+    return remove(find(images))
 
 
 def _nft(*args: str) -> subprocess.CompletedProcess[str] | None:
