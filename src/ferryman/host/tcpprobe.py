@@ -147,9 +147,10 @@ class TcpProbe:
             self._thread.join(self.settle + 1.0)
         end = time.monotonic()
         if self.sent > self.answered:  # the last request never came back: that gap counts
+            silent = end - self._meter.last
             self._meter.answer(end)
             if self.error is None:
-                self.error = f"no answer in the last {end - self._meter.longest_at:.1f} s"
+                self.error = f"no answer in the last {silent:.1f} s"
         if self._sock is not None:
             self._sock.close()
         return ProbeReport(target=str(self.target), source=self.source or "",
