@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -46,10 +47,11 @@ def no_network_lock(node: Node) -> bool:
     return "CRIU-" not in node.run("nft", "list", "tables").stdout
 
 
-def _start_server(cluster: Cluster) -> tuple[subprocess.Popen[bytes], int]:
+def _start_server(cluster: Cluster, ballast_mib: int = 0) -> tuple[subprocess.Popen[bytes], int]:
     a = cluster.topology["a"]
     launcher = a.popen("unshare", "-p", "-f", "setsid", sys.executable, str(ECHO), "serve",
-                       "--bind", f"{SERVICE}:{PORT}", stdin=subprocess.DEVNULL,
+                       "--bind", f"{SERVICE}:{PORT}", "--ballast-mib", str(ballast_mib),
+                       stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     a.wait_listening(PORT, proc=launcher)
     return launcher, children(launcher.pid)[0]
@@ -107,6 +109,58 @@ def test_tcp_connection_survives_migration_with_its_address(
               f"{probe['max_gap_ms']:.0f} ms (probe), ferryman downtime "
               f"{report['downtime_ms']:.0f} ms")
     finally:
+        for p in (pid, new_pid):
+            if p and alive(p):
+                subprocess.run(["kill", "-9", str(p)], check=False)
+        launcher.wait(5)
+
+
+def test_request_dropped_by_the_network_lock_is_forwarded_not_resent(
+        cluster: Cluster, service_address: str) -> None:
+    """A request that reaches the source after CRIU locked the connection is held there and
+    sent on once the destination has restored (host/inflight.py), so the client does not wait
+    for its retransmission; C's route makes that wait at least 3 s."""
+    a, c = cluster.topology["a"], cluster.topology["c"]
+    c.run("ip", "route", "add", f"{SERVICE}/32", "dev", "eth0", "rto_min", "3s")
+    b = cluster.start_agent("b")
+    launcher, pid = _start_server(cluster, ballast_mib=256)  # a frozen window of ~1 s
+    late = c.popen(sys.executable, str(ECHO), "late", "--to", f"{SERVICE}:{PORT}",
+                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert late.stdin is not None
+    assert late.stdout is not None
+    new_pid = None
+    try:
+        assert late.stdout.readline() == b"connected\n"
+        with ThreadPoolExecutor(1) as pool:
+            migration = pool.submit(cluster.migrate, pid, b, "--mode", "cold",
+                                    "--tcp-established", "--move-address", f"{SERVICE}/24@eth0")
+            # The request must land in the final dump's locked window: a lock seen for 100 ms
+            # (the pre-flight's dry-run dump locks too, for a few ms).
+            deadline = time.monotonic() + 60
+            locked_at = None
+            while locked_at is None or time.monotonic() - locked_at < 0.1:
+                assert not migration.done(), migration.result()[0].stderr
+                assert time.monotonic() < deadline, "CRIU never locked the connection"
+                locked = not no_network_lock(a)
+                locked_at = (locked_at or time.monotonic()) if locked else None
+                time.sleep(0.005)
+            late.stdin.write(b"go\n")
+            late.stdin.flush()
+            res, report = migration.result()
+        assert res.returncode == 0, res.stderr
+        new_pid = report["destination_pid"]
+        result = json.loads(late.stdout.readline())
+        assert result["error"] is None, result
+        assert result["answer"] == "late\n"
+        assert result["delay_ms"] < 2500, (result, report)  # not the 3 s retransmission
+        assert report["forwarded_packets"] >= 1, report
+        assert "held back" in res.stdout
+        print(f"the late request was answered after {result['delay_ms']:.0f} ms; "
+              f"{report['forwarded_packets']} segments forwarded")
+    finally:
+        c.run("ip", "route", "del", f"{SERVICE}/32", check=False)
+        late.kill()
+        late.wait(5)
         for p in (pid, new_pid):
             if p and alive(p):
                 subprocess.run(["kill", "-9", str(p)], check=False)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A TCP echo server and a client that measures what it sees (standalone, no ferryman).
 
-server: echoes every line on every connection.
+server: echoes every line on every connection (--ballast-mib: and holds that much memory, which
+makes a cold migration's frozen window longer).
 client: one connection; sends a numbered line every --interval-ms and waits for its answer;
 writes JSON: sent, answered, lost, duplicated or out-of-order answers, the longest gap between
 two answers, and the error if the connection broke.
@@ -18,7 +19,10 @@ import sys
 import time
 
 
-def serve(bind: str) -> None:
+def serve(bind: str, ballast_mib: int = 0) -> None:
+    ballast = bytearray(ballast_mib << 20)
+    for i in range(0, len(ballast), 4096):  # touched: the pages are there to dump
+        ballast[i] = 1
     host, port = bind.rsplit(":", 1)
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -84,11 +88,35 @@ def client(to: str, interval_ms: float, duration: float, out: str) -> None:
     os.replace(tmp, out)
 
 
+def late(to: str) -> None:
+    """One exchange, then one more line when stdin says ``go``: prints how long its answer
+    took (JSON), or the error."""
+    host, port = to.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    sock.sendall(b"early\n")
+    answer = sock.recv(4096)
+    print("connected", flush=True)
+    sys.stdin.readline()
+    t0 = time.monotonic()
+    result: dict[str, object] = {"error": None}
+    try:
+        sock.sendall(b"late\n")
+        answer = sock.recv(4096)
+        result["answer"] = answer.decode(errors="replace")
+    except OSError as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    result["delay_ms"] = (time.monotonic() - t0) * 1000
+    print(json.dumps(result), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
     s.add_argument("--bind", required=True)
+    s.add_argument("--ballast-mib", type=int, default=0)
+    lt = sub.add_parser("late")
+    lt.add_argument("--to", required=True)
     c = sub.add_parser("client")
     c.add_argument("--to", required=True)
     c.add_argument("--interval-ms", type=float, default=10)
@@ -96,7 +124,9 @@ def main() -> None:
     c.add_argument("--out", required=True)
     args = ap.parse_args()
     if args.cmd == "serve":
-        serve(args.bind)
+        serve(args.bind, args.ballast_mib)
+    elif args.cmd == "late":
+        late(args.to)
     else:
         client(args.to, args.interval_ms, args.duration, args.out)
 

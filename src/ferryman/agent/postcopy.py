@@ -44,6 +44,7 @@ async def run_postcopy(m: SourceMigration) -> None:
     m.ps_port = free_port(address)
     m._phase(S.FREEZING, f"dumping PID {o.pid} (memory stays here, served lazily)")
     m.freeze_at = time.monotonic()
+    m.hold_inflight()
     cgroup = m._freeze_cgroup()
     dump = asyncio.ensure_future(m.dumper.dump(
         o.pid, m.workdir, page_server=PageServerAddress(address, m.ps_port),
@@ -85,6 +86,7 @@ async def _lazy_commit(m: SourceMigration) -> None:
     m._queue_stop_source()
     await m.release_network_lock()
     await m.ch.send(wire.Commit())
+    m.forward_inflight()
     m._phase(S.COMMITTED, "destination resumes the workload")
     done = await m.ch.expect((wire.Committed,), m.o.timeouts.commit)
     m.report.downtime_ms = (time.monotonic() - (m.freeze_at or 0)) * 1000

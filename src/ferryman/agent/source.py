@@ -46,8 +46,9 @@ from ferryman.errors import (
     PeerUnreachable,
     RemoteError,
 )
-from ferryman.host import addresses, cgroups, netlock
+from ferryman.host import addresses, cgroups, inflight, netlock
 from ferryman.host.addresses import MoveAddress
+from ferryman.host.inflight import InFlight
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.report import MigrationReport, PhaseTiming
 from ferryman.pki import NodeCredentials, tls
@@ -107,6 +108,7 @@ class SourceMigration:
         self.sync_port = 0
         self.lock_tables: asyncio.Future[list[str]] | None = None  # CRIU's, on this node
         self.committed: asyncio.Future[wire.Committed] | None = None
+        self.inflight: InFlight | None = None  # segments that reach us frozen (--move-address)
 
     def _phase(self, phase: SourcePhase, detail: str = "") -> None:
         self.tracker.advance(phase)
@@ -122,6 +124,8 @@ class SourceMigration:
             raise
         finally:
             self._thaw_cgroup()
+            if self.inflight is not None:
+                self.inflight.close()
             self._finish_report()
             if self.ch is not None:
                 await self.ch.close()
@@ -220,6 +224,7 @@ class SourceMigration:
             await source_presync(self, self.box, self.sync_port)
         self._phase(S.FREEZING, f"dumping PID {o.pid}")
         self.freeze_at = time.monotonic()
+        self.hold_inflight()
         cgroup = self._freeze_cgroup()
         try:
             await self.dumper.dump(o.pid, self.workdir,
@@ -315,6 +320,7 @@ class SourceMigration:
             self.commit_error = exc
         else:  # read at once: CRIU's (or runc's) clean-up here is not downtime
             self.committed = asyncio.ensure_future(self._await_committed())
+        self.forward_inflight()
         return True
 
     async def _await_restored(self) -> bool:
@@ -366,6 +372,35 @@ class SourceMigration:
         if self.lock_tables is not None:
             netlock.remove(await self.lock_tables)
 
+    def hold_inflight(self) -> None:
+        """Freezing with live connections and a moving address: keep copies of the segments
+        that reach this node for it until the destination has restored (host/inflight.py)."""
+        a = self.o.move_address
+        if a is None or not self.o.tcp_established or self.inflight is not None:
+            return
+        try:
+            self.inflight = InFlight(a.ip, (a.dev, "lo"))
+        except OSError as exc:
+            log.warning("cannot hold the segments that reach %s while frozen (%s): a request "
+                        "sent into the frozen window waits for the client's retransmission",
+                        a.ip, exc)
+
+    def forward_inflight(self) -> None:
+        """After the commit: the held segments go on to the destination, which owns the
+        address now; the report counts them."""
+        held, self.inflight = self.inflight, None
+        if held is None or self.o.move_address is None:
+            return
+        try:
+            sent = held.forward(inflight.mtu(self.o.move_address.dev))
+        except OSError as exc:
+            held.close()
+            log.warning("could not forward the segments held while frozen: %s", exc)
+            return
+        self.report.forwarded_packets = sent.sent
+        log.info("forwarded %d segments that reached this node while frozen (%d held, %d "
+                 "skipped)", sent.sent, sent.captured, sent.skipped)
+
     async def _roll_back(self, exc: BaseException) -> None:
         assert self.tree is not None
         self._phase(S.RESUMING, str(exc))
@@ -374,6 +409,9 @@ class SourceMigration:
                 addresses.add(self.o.move_address)  # the service address comes back here
             self.address_moved = False
         self._thaw_cgroup()
+        if self.inflight is not None:  # the client resends to the source what it dropped
+            self.inflight.close()
+            self.inflight = None
         # A CRIU that failed unlocks the network itself; one we killed (post-copy) cannot.
         await asyncio.to_thread(netlock.release, self.workdir)
         for pid in self.stopped_source:  # a post-copy commit that never reached the peer

@@ -73,6 +73,9 @@ class MigrationReport:
     # runc_after_commit_ms: runc's clean-up after the commit (not in downtime_ms)
     sync: dict[str, float] = field(default_factory=dict)
     probe: ProbeReport | None = None  # --probe: the client-observed downtime
+    # --move-address with live connections: segments that reached the source while it was
+    # frozen (CRIU's lock dropped them), sent on to the destination after its restore
+    forwarded_packets: int | None = None
 
     def count_pages(self, final_bytes: int = 0) -> None:
         """``page_bytes``: the pre-dumps' pages plus those of the final (or lazy) step."""

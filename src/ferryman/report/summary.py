@@ -88,6 +88,9 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
         broke = f"; {p.error}" if p.error else ""
         lines.append(f"  client gap   {ms(p.max_gap_ms)}, the longest wait of a client at "
                      f"{p.target} ({p.answered} of {p.sent} requests answered{broke})")
+    if r.forwarded_packets:
+        lines.append(f"  held back    {r.forwarded_packets} segments reached the source while it "
+                     "was frozen; sent on to the destination after its restore")
     criu = [f"{name} {_us(stats, key)}" for name, stats, key in (
         ("freezing", dump, "freezing_time"), ("frozen", dump, "frozen_time"),
         ("memdump", dump, "memdump_time"), ("restore", restore, "restore_time"))
