@@ -10,10 +10,11 @@ set -euo pipefail
 
 MIN_MAJOR=4 MIN_MINOR=2
 # Our patches on top of Debian's source; a criu built without them is rebuilt.
-BUILD_ID=ps-uncork-1+tls-nodelay-1
+BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2
 PREFIX=${CRIU_PREFIX:-/usr/local}
 STAMP=$PREFIX/share/ferryman/criu-build
 SRC_ROOT=${CRIU_SRC_ROOT:-/var/cache/ferryman/criu-src}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY=
 while (($#)); do
   case $1 in
@@ -63,6 +64,14 @@ a\	setsockopt(sockfd, IPPROTO_TCP, TCP_NODELAY, \&(int){ 0 }, sizeof(int));
 }' "$f"
   grep -q 'ferryman: no Nagle in the handshake' "$f" && grep -q '^#include <netinet/tcp.h>' "$f" \
     || die "could not patch $f (CRIU changed?)"
+  # Whole patches (scripts/criu-patches/*.patch, each says why in its own hunks):
+  # - kdat-cache-off-tmpfs: CRIU keeps its kernel-feature cache (/run/criu.kdat) only on a
+  #   tmpfs; where /run is not one, every criu call probes the kernel again (~25 ms, twice in
+  #   a post-copy restore's frozen window). Kept anywhere; a file from before the boot is stale.
+  local p
+  for p in "$HERE"/criu-patches/*.patch; do
+    patch -d "$1" -p1 --forward --quiet <"$p" || die "could not apply $(basename "$p") (CRIU changed?)"
+  done
 }
 
 src_dir() { find "$SRC_ROOT" -maxdepth 1 -mindepth 1 -type d -name 'criu-*' 2>/dev/null | sort -V | tail -n 1; }
@@ -71,7 +80,7 @@ build_criu() {
   log "building CRIU from Debian's source package (sid)"
   local deps=(gcc make pkgconf libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
     libnl-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev uuid-dev libnftables-dev
-    libaio-dev python3-protobuf iptables nftables dpkg-dev xz-utils)
+    libaio-dev python3-protobuf iptables nftables dpkg-dev xz-utils patch)
   local missing=()
   for p in "${deps[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -113,6 +122,9 @@ SRC
   make -C "$dir" install-criu PREFIX="$PREFIX" >>"$SRC_ROOT/build.log" 2>&1 \
     || die "make install-criu failed (log: $SRC_ROOT/build.log)"
   hash -r
+  # An unpatched CRIU on a /run that is no tmpfs leaves this behind, and then no criu can ever
+  # save its cache (it creates the file with O_EXCL).
+  rm -f /run/criu.kdat.tmp
   mkdir -p "$(dirname "$STAMP")"
   echo "$BUILD_ID $(command -v criu)" >"$STAMP"
 }
