@@ -106,7 +106,8 @@ class SourceMigration:
         self.dumper: Dumper = self.criu  # runc's checkpoint for a container
         self.box: SourceContainer | None = None
         self.sync_port = 0
-        self.lock_tables: asyncio.Future[list[str]] | None = None  # CRIU's, on this node
+        self.lock: asyncio.Future[netlock.NetworkLock] | None = None  # CRIU's, on this node
+        self.lock_release: asyncio.Future[list[str]] | None = None  # alongside the commit
         self.committed: asyncio.Future[wire.Committed] | None = None
         self.inflight: InFlight | None = None  # segments that reach us frozen (--move-address)
 
@@ -126,6 +127,8 @@ class SourceMigration:
             self._thaw_cgroup()
             if self.inflight is not None:
                 self.inflight.close()
+            if self.lock_release is not None:
+                await asyncio.gather(self.lock_release, return_exceptions=True)
             self._finish_report()
             if self.ch is not None:
                 await self.ch.close()
@@ -363,14 +366,24 @@ class SourceMigration:
     def find_network_lock(self) -> None:
         """While the destination restores: look up CRIU's lock tables here (host/netlock.py;
         a lazy dump leaves one even without live connections)."""
-        self.lock_tables = asyncio.ensure_future(asyncio.to_thread(netlock.find, self.workdir))
+        self.lock = asyncio.ensure_future(asyncio.to_thread(netlock.inspect, self.workdir))
 
     async def release_network_lock(self) -> None:
-        """Past the point of no return: drop CRIU's lock on the moved connections here,
-        before the destination resumes them, so that their first packets to this node are
-        not dropped (the source's sockets are in repair mode and send nothing)."""
-        if self.lock_tables is not None:
-            netlock.remove(await self.lock_tables)
+        """Past the point of no return: drop CRIU's lock on the moved connections here.
+
+        A connection with an end on this node (a client here, ``--probe``) needs that before
+        the destination resumes, or its first answers to that client are dropped here. Any
+        other locked packet no longer comes here (the address left with the workload), so
+        then the removal, one nftables commit of 10-40 ms, runs alongside the commit.
+        """
+        if self.lock is None:
+            return
+        lock = await self.lock
+        if addresses.any_present(lock.addresses):
+            netlock.remove(lock.tables)
+        elif lock.tables:
+            self.lock_release = asyncio.ensure_future(asyncio.to_thread(netlock.remove,
+                                                                        lock.tables))
 
     def hold_inflight(self) -> None:
         """Freezing with live connections and a moving address: keep copies of the segments

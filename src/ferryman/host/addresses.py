@@ -12,6 +12,7 @@ import re
 import socket
 import struct
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,13 @@ def parse_move_address(text: str) -> MoveAddress:
 
 def present(ip: str, net: Path = Path("/proc/net")) -> bool:
     """``ip`` is an address of this network namespace."""
-    return any(n.endswith(("/32", "/128")) and is_local(ip, [n]) for n in local_networks(net))
+    return any_present([ip], net)
+
+
+def any_present(ips: Iterable[str], net: Path = Path("/proc/net")) -> bool:
+    """One of ``ips`` is an address of this network namespace."""
+    mine = [n for n in local_networks(net) if n.endswith(("/32", "/128"))]
+    return any(is_local(ip, mine) for ip in ips)
 
 
 def has_device(dev: str) -> bool:

@@ -9,7 +9,8 @@ So while the workload is frozen the source keeps copies of the TCP segments that
 the service address: a packet socket per device with a BPF filter (destination address, TCP,
 no SYN, no fragments), whose receive queue is the buffer, read only at the end. Once the
 destination has restored, :meth:`InFlight.forward` sends them on, as raw IP packets with the
-client's own addresses; the address is the destination's by then. A segment the dump had
+client's own addresses (and CRIU's packet mark, which its lock lets through); the address is
+the destination's by then. A segment the dump had
 already taken is a duplicate, which TCP drops (it only acknowledges it again). A SYN is never
 forwarded: the destination would answer it with a second, different handshake.
 """
@@ -33,6 +34,7 @@ PACKET_OUTGOING = 4
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 SIOCGIFMTU = 0x8921
+CRIU_MARK = 0xC114  # SOCCR_MARK: CRIU's lock chains accept packets with this mark first
 BUFFER_BYTES = 8 << 20  # the socket's receive queue is the whole buffer; beyond, TCP resends
 READ_BYTES = 1 << 18  # one GRO merge can be up to 64 KiB; BIG TCP more
 
@@ -135,6 +137,9 @@ class InFlight:
         self.close()
         sent = skipped = 0
         with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as out:
+            # CRIU's lock may still be here (it is removed alongside): it drops these
+            # connections' packets on the way out too, except CRIU's own, which carry its mark
+            out.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, CRIU_MARK)
             for packet in held:
                 try:
                     segs = pieces(packet, mtu_bytes)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,37 @@ def lock_tables(tables_json: str, run: str) -> list[str]:
             if name.startswith("CRIU-") and full.startswith(name) and len(name) > 12:
                 names.append(name)
     return names
+
+
+def locked_addresses(table_json: str) -> set[str]:
+    """From ``nft -j list table``: every address at either end of a locked connection (CRIU's
+    sets hold ``address . port . address . port`` for both directions)."""
+    found: set[str] = set()
+    for item in json.loads(table_json or "{}").get("nftables", []):
+        nft_set = item.get("set") if isinstance(item, dict) else None
+        if not isinstance(nft_set, dict):
+            continue
+        for elem in nft_set.get("elem") or []:
+            parts = elem.get("concat") if isinstance(elem, dict) else None
+            found.update(p for p in parts or [] if isinstance(p, str))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkLock:
+    tables: list[str]
+    addresses: frozenset[str]  # the ends of the locked connections
+
+
+def inspect(images: Path) -> NetworkLock:
+    """:func:`find`, and the addresses the tables lock."""
+    tables = find(images)
+    found: set[str] = set()
+    for name in tables:
+        res = _nft("-j", "list", "table", "inet", name)
+        if res is not None and res.returncode == 0:
+            found |= locked_addresses(res.stdout)
+    return NetworkLock(tables, frozenset(found))
 
 
 def find(images: Path) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ferryman.host.netlock import lock_tables
+from ferryman.host.netlock import lock_tables, locked_addresses
 
 RUN = "445b38f7-8b19-4adb-bd51-0c1d2e3f4a5b"
 
@@ -30,3 +30,17 @@ def test_never_matches_a_bare_prefix() -> None:
 def test_nothing_listed() -> None:
     assert lock_tables("", RUN) == []
     assert lock_tables(_tables(), RUN) == []
+
+
+def test_the_addresses_of_the_locked_connections() -> None:
+    listing = json.dumps({"nftables": [
+        {"metainfo": {"version": "1.0.6"}},
+        {"table": {"family": "inet", "name": "CRIU-445b38f7-8b19-4adb-bd", "handle": 9}},
+        {"chain": {"family": "inet", "table": "CRIU-445b38f7-8b19-4adb-bd", "name": "input"}},
+        {"set": {"family": "inet", "name": "conns4", "table": "CRIU-445b38f7-8b19-4adb-bd",
+                 "elem": [{"concat": ["10.77.0.100", 7000, "10.77.0.3", 48902]},
+                          {"concat": ["10.77.0.3", 48902, "10.77.0.100", 7000]}]}},
+        {"set": {"family": "inet", "name": "conns6", "table": "CRIU-445b38f7-8b19-4adb-bd"}},
+    ]})
+    assert locked_addresses(listing) == {"10.77.0.100", "10.77.0.3"}
+    assert locked_addresses("") == set()
