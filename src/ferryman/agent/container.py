@@ -17,6 +17,7 @@ import json
 import logging
 import shutil
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,7 +32,7 @@ from ferryman.errors import (
     RuncError,
     RuncMissing,
 )
-from ferryman.fs import rsync
+from ferryman.fs import rsync, snapshot
 from ferryman.fs.server import SyncServer
 from ferryman.migration.phases import SourcePhase
 from ferryman.migration.runc_checks import RSYNC_FEATURE, RUNC_FEATURE
@@ -113,6 +114,7 @@ class SourceContainer:
         self.synced: dict[str, float] = {}
         self.presynced = False
         self._final: asyncio.Future[str] | None = None
+        self._before: snapshot.Snapshot | None = None  # the synced files, as the pre-sync began
 
     @classmethod
     async def open(cls, target: RuncTarget) -> SourceContainer:
@@ -141,18 +143,36 @@ class SourceContainer:
     def start_final_sync(self, host: str, port: int, creds: NodeCredentials) -> None:
         """The container's cgroup is frozen (by us, before runc starts): its files are final,
         so the last rsync runs while runc and CRIU dump, not after them."""
-        self._final = asyncio.ensure_future(self.sync(2, host, port, creds))
+        self._final = asyncio.ensure_future(self._final_sync(host, port, creds))
         self._final.add_done_callback(_retrieved)
 
     async def final_sync(self, host: str, port: int, creds: NodeCredentials) -> str:
         """The last rsync (started early, or now); a progress line."""
         task, self._final = self._final, None
         if task is None:
-            return await self.sync(2, host, port, creds)
+            return await self._final_sync(host, port, creds)
         return await task
+
+    async def _final_sync(self, host: str, port: int, creds: NodeCredentials) -> str:
+        """Phase 2, unless nothing under the synced paths changed since the pre-sync began
+        (fs/snapshot.py): then the pre-sync's copy is final and no rsync starts."""
+        if self._before is not None:
+            t0 = time.monotonic()
+            after = await asyncio.to_thread(snapshot.take, sync_paths(self.config))
+            took = time.monotonic() - t0
+            changed = snapshot.differences(self._before, after)
+            if not changed:
+                self.synced.update(final_sync_ms=took * 1000, final_sync_bytes=0.0,
+                                   final_sync_skipped=1.0)
+                return (f"nothing changed since the pre-sync ({len(after)} entries checked in "
+                        f"{took * 1000:.0f} ms): no rsync")
+            log.info("changed since the pre-sync (rsync again): %s", ", ".join(changed))
+        return await self.sync(2, host, port, creds)
 
     async def sync(self, phase: int, host: str, port: int, creds: NodeCredentials) -> str:
         """Copy the bundle (and an outside rootfs) to ``host``; returns a progress line."""
+        if phase == 1:  # before it copies: a change while it copies shows as a change
+            self._before = await asyncio.to_thread(snapshot.take, sync_paths(self.config))
         rsh = rsync.tunnel_rsh(port, creds.ca, creds.cert, creds.key)
         total, took = 0, 0.0
         for path in sync_paths(self.config):

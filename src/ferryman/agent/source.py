@@ -97,7 +97,8 @@ class SourceMigration:
         self.ps_port = 0
         self.address_moved = False
         self.commit_error: PeerLost | None = None
-        self.freezer: cgroups.Freezer | None = None
+        self.freezer: cgroups.Freezer | None = None  # the cgroup we froze
+        self.freeze_target: cgroups.Freezer | None = None  # to freeze at CRIU's pre-dump
         self.stopped_source: list[int] = []
         self.serving = asyncio.Event()
         self.shipped = (0, 0)
@@ -255,18 +256,24 @@ class SourceMigration:
                 os.kill(pid, signal.SIGSTOP)
 
     def _freeze_cgroup(self) -> str | None:
-        """Freeze the workload's own cgroup ourselves (tight polling), for CRIU to reuse."""
+        """The workload's own cgroup, for CRIU to reuse frozen: we freeze it ourselves (tight
+        polling; CRIU polls in 100 ms steps) at CRIU's pre-dump notification, so that CRIU's
+        (and runc's) start-up is not in the frozen window. None: CRIU seizes the tasks one
+        by one with ptrace."""
         assert self.tree is not None
-        freezer = cgroups.find_freezer(self.tree.pid, self.tree.pids())
+        self.freeze_target = cgroups.find_freezer(self.tree.pid, self.tree.pids())
+        return None if self.freeze_target is None else str(self.freeze_target.path)
+
+    def _freeze_now(self) -> None:
+        freezer, self.freeze_target = self.freeze_target, None
         if freezer is None:
-            return None  # CRIU seizes the tasks one by one with ptrace
+            return
         self.freeze_at = time.monotonic()
         took = cgroups.freeze(freezer)
         self.freezer = freezer
         self.report.freeze_method = "cgroup-v2" if freezer.v2 else "cgroup-v1"
         self.report.freeze_ms = took * 1000
         self.o.progress("FREEZING", f"cgroup {freezer.path} frozen in {took * 1000:.2f} ms")
-        return str(freezer.path)
 
     def _thaw_cgroup(self) -> None:
         """CRIU leaves a cgroup that was frozen before it frozen again: thaw it (idempotent)."""
@@ -278,8 +285,10 @@ class SourceMigration:
     async def _on_notify(self, script: str, _pid: int) -> bool:
         if script == "pre-dump":
             # CRIU runs this right before it seizes (freezes) the tree: downtime starts here,
-            # not when we started criu (unless we froze its cgroup ourselves before).
-            if self.freezer is None:
+            # not when we started criu; with a cgroup, we freeze it now.
+            if self.freeze_target is not None:
+                self._freeze_now()
+            elif self.freezer is None:
                 self.freeze_at = time.monotonic()
             return True
         if script == "status-ready" and self.lazy:

@@ -17,7 +17,9 @@ world-open port, so neither an rsync daemon nor ssh is used. Instead:
 So the files go with rsync's own delta algorithm and checksums, memory-to-memory through one
 authenticated TLS connection per phase, and rsync's error messages reach the source's rsync
 client, which :class:`SyncError` quotes. Phase 1 copies while the workload runs; phase 2, in
-the frozen window, adds ``--delete`` and only moves what changed since.
+the frozen window, only moves what changed since (and is skipped when nothing did,
+:mod:`ferryman.fs.snapshot`). Both delete what the source does not have, so that phase 1
+alone leaves an exact copy.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def rsync_reason(stderr: str, status: int) -> str:
 async def sync(src: Path, dest_host: str, *, rsh: Sequence[str], phase: int,
                rsync: str = "rsync", timeout: float = 600.0) -> SyncResult:
     """Run one rsync phase; raises SyncError with rsync's message."""
-    argv = client_argv(src, dest_host, rsh=rsh, delete=phase > 1, rsync=rsync)
+    argv = client_argv(src, dest_host, rsh=rsh, delete=True, rsync=rsync)
     t0 = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(

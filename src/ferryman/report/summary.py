@@ -59,8 +59,11 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
     ]
     if r.container:
         synced = r.sync.get("presync_bytes", 0) + r.sync.get("final_sync_bytes", 0)
-        lines.append(f"  container    runc {r.container}: {mib(synced)} of files rsynced, the "
-                     f"final sync (frozen) took {ms(r.sync.get('final_sync_ms'))}")
+        final = ("no final sync: nothing changed since the pre-sync (checked in "
+                 f"{ms(r.sync.get('final_sync_ms'))})" if r.sync.get("final_sync_skipped")
+                 else f"the final sync (frozen) took {ms(r.sync.get('final_sync_ms'))}")
+        lines.append(f"  container    runc {r.container}: {mib(synced)} of files rsynced, "
+                     f"{final}")
         if "runc_after_commit_ms" in r.sync:
             after = ms(r.sync["runc_after_commit_ms"])
             lines.append(f"               runc's clean-up after the commit took {after} "

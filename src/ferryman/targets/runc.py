@@ -204,7 +204,8 @@ def _q(path: Path) -> str:
 HOLD_ACTIONS = ("pre-dump", "post-dump")
 
 
-def hold_script(events: Path, lock: Path, decision: Path, thaw: Path | None = None) -> str:
+def hold_script(events: Path, lock: Path, decision: Path, thaw: Path | None = None,
+                freeze_lock: Path | None = None) -> str:
     """The action script CRIU runs at each action of a dump under ``runc checkpoint``.
 
     It reports ``pre-dump`` (freezing starts) and ``post-dump`` (dumped, still frozen) on the
@@ -212,6 +213,9 @@ def hold_script(events: Path, lock: Path, decision: Path, thaw: Path | None = No
     shared lock on ``lock``, which ferryman holds exclusively until it has decided and
     written ``decision``; a ferryman that dies releases the lock without a decision. Any
     answer but "go" fails the script, and CRIU resumes the container where it was.
+
+    With ``freeze_lock`` it also waits at pre-dump, for ferryman to freeze the container's
+    cgroup (then CRIU finds it frozen); a ferryman that dies lets CRIU freeze it itself.
 
     ``thaw`` is the freezer control file of a cgroup ferryman froze before the dump (v1
     ``freezer.state``, v2 ``cgroup.freeze``). CRIU puts such a cgroup back as it found it,
@@ -225,10 +229,13 @@ def hold_script(events: Path, lock: Path, decision: Path, thaw: Path | None = No
              'case "$CRTOOLS_SCRIPT_ACTION" in',
              f'pre-dump|post-dump) echo "$CRTOOLS_SCRIPT_ACTION" 1<>{e} || exit 1 ;;',
              "*) exit 0 ;;",
-             "esac",
-             '[ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] || exit 0',
-             f"flock -s {lk} true",
-             f'[ "$(cat {d} 2>/dev/null)" = go ] && exit 0']
+             "esac"]
+    if freeze_lock is not None:
+        lines.append(f'[ "$CRTOOLS_SCRIPT_ACTION" = pre-dump ] && '
+                     f'{{ flock -s {shlex.quote(str(freeze_lock))} true; exit 0; }}')
+    lines += ['[ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] || exit 0',
+              f"flock -s {lk} true",
+              f'[ "$(cat {d} 2>/dev/null)" = go ] && exit 0']
     if thaw is not None:
         value = "0" if thaw.name == "cgroup.freeze" else "THAWED"
         lines.append(f"(while kill -0 $PPID 2>/dev/null; do sleep 0.05; done; "

@@ -73,7 +73,8 @@ class RuncDumper:
                    tcp_established: bool = False, pre_dump: bool = False,
                    freeze_cgroup: str | None = None, log_file: str = "dump.log") -> None:
         """Checkpoint. runc passes the container's own cgroup to CRIU; a ``freeze_cgroup``
-        from the caller means it is frozen already (``on_frozen`` is told so). ``parent``: a
+        from the caller means the caller freezes it when ``on_notify`` gets ``pre-dump``
+        (CRIU waits there until it has; then ``on_frozen`` is told). ``parent``: a
         pre-dump's images (runc's --parent-path; runc sets ``track_mem`` itself).
         ``pre_dump``: one pre-copy iteration (:meth:`pre_dump`). runc names CRIU's log
         ``dump.log`` in ``images_dir`` whatever ``log_file`` says."""
@@ -81,20 +82,21 @@ class RuncDumper:
         if pre_dump:
             await self.pre_dump(images_dir, page_server=page_server, tls=tls, parent=parent)
             return
-        if freeze_cgroup is not None and self.on_frozen is not None:
-            self.on_frozen()
         self.ctl.mkdir(mode=0o700, exist_ok=True)
         events, lock, decision = self.ctl / "events", self.ctl / "hold.lock", self.ctl / "decision"
+        freeze_lock = self.ctl / "freeze.lock" if freeze_cgroup is not None else None
         script, conf = self.ctl / "hold.sh", self.ctl / "criu.conf"
         for p in (events, decision):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         os.mkfifo(events, 0o600)
-        script.write_text(hold_script(events, lock, decision, _freezer_control(freeze_cgroup)))
+        script.write_text(hold_script(events, lock, decision, _freezer_control(freeze_cgroup),
+                                      freeze_lock))
         script.chmod(0o700)
         conf.write_text(criu_conf(tls=tls, serves_pages=lazy, action_script=script))
         lock_fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        freezing = _Freezing(freeze_lock, self.on_frozen)
         ev_fd = os.open(events, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         status_r, status_w = os.pipe() if lazy else (-1, -1)
         hold = _Hold(lock_fd, decision)
@@ -111,9 +113,10 @@ class RuncDumper:
                 os.close(status_w)
                 status_w = -1
             pending = await self._serve(proc, pid, ev_fd=ev_fd, status_fd=status_r,
-                                        hold=hold, on_notify=on_notify)
+                                        hold=hold, freezing=freezing, on_notify=on_notify)
         finally:
             hold.release()
+            freezing.release()
             for fd in (ev_fd, status_r, status_w):
                 if fd >= 0:
                     os.close(fd)
@@ -161,8 +164,8 @@ class RuncDumper:
                             f"{reason} (log: {log_path})")
 
     async def _serve(self, proc: asyncio.subprocess.Process, pid: int, *, ev_fd: int,
-                     status_fd: int, hold: _Hold, on_notify: NotifyHandler | None
-                     ) -> BaseException | None:
+                     status_fd: int, hold: _Hold, freezing: _Freezing,
+                     on_notify: NotifyHandler | None) -> BaseException | None:
         """Answer notifications until runc exits; returns the handler's exception, if any."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str] = asyncio.Queue()
@@ -201,7 +204,9 @@ class RuncDumper:
                     except BaseException as exc:  # noqa: BLE001 - answered "no", re-raised
                         pending, ok = exc, False
                 log.debug("runc checkpoint: %s -> %s", script, ok)
-                if script == "post-dump":
+                if script == "pre-dump":
+                    freezing.done()
+                elif script == "post-dump":
                     hold.answer(ok)
         except asyncio.CancelledError:
             # Killing runc and CRIU (their own process group) detaches the frozen tasks:
@@ -237,6 +242,28 @@ class _Hold:
         if self.lock_fd >= 0:
             os.close(self.lock_fd)  # the script's shared lock goes through now
             self.lock_fd = -1
+
+
+class _Freezing:
+    """The hold script's pre-dump wait: ferryman holds ``lock`` exclusively until the handler
+    has frozen the container's cgroup, then tells ``on_frozen``."""
+
+    def __init__(self, lock: Path | None, on_frozen: Callable[[], None] | None) -> None:
+        self.on_frozen = on_frozen
+        self.fd = -1
+        if lock is not None:
+            self.fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def done(self) -> None:
+        if self.fd >= 0 and self.on_frozen is not None:
+            self.on_frozen()
+        self.release()
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 async def _spawn(argv: list[str], env: dict[str, str], pass_fds: tuple[int, ...],

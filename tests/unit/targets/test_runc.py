@@ -156,6 +156,16 @@ def test_hold_script_reports_and_waits_only_at_post_dump() -> None:
     assert "[ \"$(cat '/w/it'\"'\"'s' 2>/dev/null)\" = go ] && exit 0\n" in text  # quoted
     assert text.endswith("exit 1\n")  # no "go", no dump
     assert "THAWED" not in text
+    assert "freeze" not in text  # CRIU freezes the cgroup itself
+
+
+def test_hold_script_can_wait_at_pre_dump_for_ferryman_to_freeze() -> None:
+    text = hold_script(Path("/w/ev"), Path("/w/lock"), Path("/w/d"),
+                       freeze_lock=Path("/w/freeze.lock"))
+    lines = text.splitlines()
+    wait = lines.index('[ "$CRTOOLS_SCRIPT_ACTION" = pre-dump ] && '
+                       '{ flock -s /w/freeze.lock true; exit 0; }')
+    assert wait < lines.index("flock -s /w/lock true")  # and post-dump waits as before
 
 
 @pytest.mark.parametrize(("control", "value"), [
