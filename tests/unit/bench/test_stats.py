@@ -131,6 +131,20 @@ def test_container_goals_compare_with_plain_by_hand_and_bound_the_postcopy_gap()
     assert rows["runc-echo-cold-gap"]["goal"] == "container cold: client gap ≤ 1.0x by hand"
 
 
+def test_the_process_echo_server_has_the_postcopy_gap_goal_only() -> None:
+    def echo(migration: str, down: dict[str, float]) -> dict[str, Any]:
+        return {**_cell("echo", 0, down), "size_mib": None, "migration": migration,
+                "label": migration}
+
+    rows = {r["id"]: r for r in goal_table([echo("cold", {"ferryman": 80.0}),
+                                            echo("postcopy", {"ferryman": 96.0,
+                                                              "by-hand": 97.0})])}
+    assert list(rows) == ["echo-postcopy-gap-ms"]
+    gap = rows["echo-postcopy-gap-ms"]
+    assert gap["goal"] == "process postcopy: client gap ≤ 200 ms"
+    assert gap["values"]["ferryman"] == {"value": 96.0, "ok": True, "reference": False}
+
+
 def test_goal_table_without_postcopy_has_no_cross_rows_and_unknown_is_none() -> None:
     cells = [_cell("cold", 256, {"ferryman": 100.0})]
     rows = goal_table(cells)
