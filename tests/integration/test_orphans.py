@@ -39,6 +39,12 @@ def test_source_lost_at_restored_keeps_destination_stopped_for_the_operator(
             assert time.monotonic() < deadline, state(w.pid)
             time.sleep(0.05)
         assert w.status()["bad_pages"] == 0
+        # The killed controller's criu could not unlock the network; the guard the controller
+        # started (host/lockguard.py) removes CRIU's table from A.
+        deadline = time.monotonic() + 10
+        while "table inet CRIU-" in cluster.topology["a"].run("nft", "list", "tables").stdout:
+            assert time.monotonic() < deadline, "CRIU's lock table stayed on the source"
+            time.sleep(0.05)
         # The destination keeps its copy STOPPED and says so.
         deadline = time.monotonic() + 20
         while "ORPHANED" not in "".join(p.joinpath("outcome").read_text()
@@ -62,9 +68,8 @@ def test_source_lost_at_restored_keeps_destination_stopped_for_the_operator(
         assert "source lost after restore" in b.log()
     finally:
         w.kill(orphan_pid)
-        # The killed controller's criu could not unlock the network: its nftables table
-        # stays on A (empty sets here: the workload had no connections). Later tests check
-        # that their own migrations leave none, so this one takes its leftover away.
+        # Should the guard have failed: later tests check that their own migrations leave no
+        # lock table on A, so this one takes its leftover away.
         a = cluster.topology["a"]
         for line in a.run("nft", "list", "tables").stdout.splitlines():
             if line.startswith("table inet CRIU-"):

@@ -46,7 +46,7 @@ from ferryman.errors import (
     PeerUnreachable,
     RemoteError,
 )
-from ferryman.host import addresses, cgroups, inflight, netlock
+from ferryman.host import addresses, cgroups, inflight, lockguard, netlock
 from ferryman.host.addresses import MoveAddress
 from ferryman.host.inflight import InFlight
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
@@ -165,6 +165,7 @@ class SourceMigration:
         self.tree = ProcessTree.of(o.pid)  # NoSuchProcess before anything else
         self.report.rss_bytes = self.tree.rss_bytes()
         self.workdir.mkdir(parents=True, mode=0o700)
+        lockguard.start(os.getpid(), self.workdir)  # CRIU's network lock, should we die
         self.o.progress("HELLO", f"connecting to {o.host}:{o.port}")
         ours = asyncio.ensure_future(local_hello(self.criu, o.creds.name, o.state_dir))
         try:

@@ -88,8 +88,11 @@ def inspect(images: Path) -> NetworkLock:
 def find(images: Path) -> list[str]:
     """The lock tables of the dump in ``images`` on this node (nothing when it took none)."""
     run = run_id(images)
-    if run is None:
-        return []
+    return [] if run is None else tables_of(run)
+
+
+def tables_of(run: str) -> list[str]:
+    """The lock tables of CRIU run ``run`` on this node."""
     res = _nft("-j", "list", "tables")
     if res is None:
         return []

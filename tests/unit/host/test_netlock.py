@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ferryman.host.lockguard import run_id_from_log
 from ferryman.host.netlock import lock_tables, locked_addresses
 
 RUN = "445b38f7-8b19-4adb-bd51-0c1d2e3f4a5b"
@@ -44,3 +45,10 @@ def test_the_addresses_of_the_locked_connections() -> None:
     ]})
     assert locked_addresses(listing) == {"10.77.0.100", "10.77.0.3"}
     assert locked_addresses("") == set()
+
+
+def test_the_guard_reads_the_run_id_criu_logs_first() -> None:
+    log = ("(00.000000) Parsing config file /w/runc-hold/criu.conf\n"
+           f"(00.000000) CRIU run id = {RUN}\n(00.000053) Version: 4.2.1 (gitid 0)\n")
+    assert run_id_from_log(log) == RUN
+    assert run_id_from_log("(00.000000) Version: 4.2.1\n") is None

@@ -1,0 +1,87 @@
+"""After the controller is gone: remove the network lock its final dump left here, if any.
+
+CRIU locks a dumped workload's TCP connections with an nftables table (host/netlock.py). A
+``ferryman migrate`` that is killed or crashes mid-migration takes CRIU with it (CRIU dies with
+its parent, and the workload resumes here), but nothing removes that table: the resumed
+workload's connections stay cut off on this node for good. So the controller starts this
+guard, detached, before its final dump; the guard sleeps until the controller's process has
+exited, whatever the way, and then removes the tables of the CRIU runs in ``WORKDIR`` (the
+run ids from ``inventory.img`` and from CRIU's logs, should a dump never have finished).
+After a migration that ended normally there is nothing left to remove.
+
+``python -m ferryman.host.lockguard PID WORKDIR``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ferryman.host import netlock
+
+_RUN_ID = re.compile(r"CRIU run id = ([0-9a-f-]{8,})")
+
+
+def run_id_from_log(text: str) -> str | None:
+    """The run id CRIU logs first (``CRIU run id = …``), or None."""
+    m = _RUN_ID.search(text)
+    return m.group(1) if m else None
+
+
+def run_ids(workdir: Path) -> set[str]:
+    """The CRIU runs of this migration here: the final dump's inventory, and every CRIU log
+    in ``workdir`` (a dump that never finished, the pre-flight's dry run)."""
+    found = {r for r in [netlock.run_id(workdir)] if r}
+    for log in sorted(workdir.rglob("*.log")):
+        with contextlib.suppress(OSError):
+            with log.open(errors="replace") as fh:
+                run = run_id_from_log(fh.read(4096))
+            if run:
+                found.add(run)
+    return found
+
+
+def wait_exit(pid: int) -> None:
+    """Until ``pid`` has exited (pidfd: no polling, no PID reuse race)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        select.select([fd], [], [])
+    finally:
+        os.close(fd)
+
+
+def start(pid: int, workdir: Path) -> subprocess.Popen[bytes] | None:
+    """The guard for controller ``pid``'s dump in ``workdir``, detached; None if it cannot
+    start (the caller goes on: this is a safety net)."""
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ferryman.host.lockguard", str(pid), str(workdir)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+    except OSError:
+        return None
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or not argv[0].isdigit():
+        print("usage: python -m ferryman.host.lockguard PID WORKDIR", file=sys.stderr)
+        return 2
+    pid, workdir = int(argv[0]), Path(argv[1])
+    wait_exit(pid)
+    time.sleep(0.2)  # CRIU, its child, goes a moment later
+    for run in sorted(run_ids(workdir)):
+        netlock.remove(netlock.tables_of(run))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
