@@ -51,6 +51,7 @@ from ferryman.migration.phases import (
 from ferryman.targets.process import ProcessTree
 
 log = logging.getLogger(__name__)
+LAZY_START_AFTER = "pstree.img"  # agent/files.py sends the lazy-pages daemon's images first
 D = DestinationPhase
 SUPPORTED_MODES = ("cold", "postcopy", "precopy", "hybrid")
 PRECOPY_MODES = ("precopy", "hybrid")
@@ -99,6 +100,7 @@ class DestinationSession:
         self.workdir: Path | None = None
         self.page_server: CriuDaemon | None = None
         self.lazy_pages: CriuDaemon | None = None
+        self.early_lazy: asyncio.Future[CriuDaemon] | None = None  # started on pstree.img
         self.moving: addresses.MoveAddress | None = None
         self.address_added = False
         self.tree: ProcessTree | None = None
@@ -271,6 +273,8 @@ class DestinationSession:
                     await self._answer_iterate(msg)
                 elif isinstance(msg, wire.FileChunk | wire.FileEnd):
                     receiver.take(msg)
+                    if isinstance(msg, wire.FileEnd) and msg.name == LAZY_START_AFTER:
+                        self._start_lazy_early()
                 elif isinstance(msg, wire.Abort):
                     await self._abort(msg.reason)
                     return
@@ -288,9 +292,7 @@ class DestinationSession:
             if self.page_server is not None:
                 await self.page_server.wait(t.page_server_exit)
             if lazy:
-                self.lazy_pages = await start_lazy_pages(
-                    self.criu.binary, self.workdir, address=self.ch.peer_ip,
-                    port=restore_msg.page_server_port, tls=self.tls)
+                self.lazy_pages = await self._lazy_daemon(restore_msg.page_server_port)
             if self.moving is not None:  # the sockets to restore need the address
                 addresses.add(self.moving)
                 self.address_added = True
@@ -336,6 +338,36 @@ class DestinationSession:
         log.info("migration %s committed: PID %d runs here", self.workdir.name, pid)
         await self._cleanup(keep_logs=True)
         (self.workdir / OUTCOME_FILE).write_text(f"DONE {pid}\n")
+
+    def _start_lazy_early(self) -> None:
+        """Post-copy: the images CRIU's lazy-pages daemon reads when it starts are here (the
+        source sends them first); start it while the rest arrive, on the Plan's port."""
+        plan = self.plan
+        if plan is None or not plan.lazy or not plan.page_server_port or self.early_lazy:
+            return
+        assert self.workdir is not None
+        self.early_lazy = asyncio.ensure_future(start_lazy_pages(
+            self.criu.binary, self.workdir, address=self.ch.peer_ip,
+            port=plan.page_server_port, tls=self.tls))
+
+    async def _lazy_daemon(self, port: int) -> CriuDaemon:
+        """The lazy-pages daemon for the source's page server at ``port``: the one started
+        early if it runs on that port, else a new one."""
+        assert self.workdir is not None
+        early, self.early_lazy = self.early_lazy, None
+        if early is not None:
+            try:
+                daemon = await early
+            except (CriuError, OSError) as exc:
+                log.info("the lazy-pages daemon started early failed (%s): starting again",
+                         exc)
+            else:
+                if daemon.running and self.plan is not None and \
+                        self.plan.page_server_port == port:
+                    return daemon
+                await daemon.kill()
+        return await start_lazy_pages(self.criu.binary, self.workdir, address=self.ch.peer_ip,
+                                      port=port, tls=self.tls)
 
     def _orphan(self, exc: BaseException) -> None:
         """Source lost after RESTORED, before COMMIT: keep the tree stopped for an operator."""
@@ -419,6 +451,10 @@ class DestinationSession:
     async def _cleanup(self, *, keep_logs: bool = False) -> None:
         if self.page_server is not None:
             await self.page_server.kill()
+        if self.early_lazy is not None:  # never used: the migration ended before Restore
+            early, self.early_lazy = self.early_lazy, None
+            with contextlib.suppress(CriuError, OSError):
+                await (await early).kill()
         if self.lazy_pages is not None:
             await self.lazy_pages.kill()
         if self.address_added and self.moving is not None and \

@@ -40,9 +40,22 @@ def remove_images(workdir: Path, keep: tuple[str, ...] = ()) -> None:
 
 
 def image_files(directory: Path) -> list[Path]:
-    """The files of an image set to ship (logs stay with the source's report)."""
-    return sorted(p for p in directory.iterdir()
-                  if p.is_file() and not p.name.endswith(SKIP_SUFFIXES))
+    """The files of an image set to ship (logs stay with the source's report): first those
+    CRIU's lazy-pages daemon reads when it starts (``LAZY_FIRST``, ``pstree.img`` last of
+    them, so that the destination can start it on that file's arrival), then by name."""
+    files = [p for p in directory.iterdir()
+             if p.is_file() and not p.name.endswith(SKIP_SUFFIXES)]
+    return sorted(files, key=lambda p: (_lazy_rank(p.name), p.name))
+
+
+LAZY_FIRST = ("inventory.img", "ids-", "pstree.img")  # in this order
+
+
+def _lazy_rank(name: str) -> int:
+    for i, prefix in enumerate(LAZY_FIRST):
+        if name.startswith(prefix):
+            return i
+    return len(LAZY_FIRST)
 
 
 def file_messages(path: Path, name: str | None = None

@@ -41,7 +41,7 @@ async def run_postcopy(m: SourceMigration) -> None:
     if m.box is not None:  # the container's files, while it runs
         await source_presync(m, m.box, m.sync_port)
     address = m.ch.local_ip
-    m.ps_port = free_port(address)
+    m.ps_port = m.ps_port or free_port(address)  # the Plan named it
     m._phase(S.FREEZING, f"dumping PID {o.pid} (memory stays here, served lazily)")
     m.freeze_at = time.monotonic()
     m.hold_inflight()

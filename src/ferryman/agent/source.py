@@ -36,6 +36,7 @@ from ferryman.agent.hello import exchange_hello, local_hello, postcopy_blocker
 from ferryman.agent.postcopy import announce_restore, run_postcopy
 from ferryman.agent.precopy import PrecopyOptions, run_iterations
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
+from ferryman.criu.page_server import free_port
 from ferryman.criu.stats import DUMP_STATS, read_stats
 from ferryman.errors import (
     CriuFeatureMissing,
@@ -194,10 +195,13 @@ class SourceMigration:
             raise CriuFeatureMissing("soft-dirty memory tracking (mem_track)",
                                      f"use --mode cold or postcopy: pre-copy needs "
                                      f"CONFIG_MEM_SOFT_DIRTY on {o.creds.name}")
+        if lazy:  # known now, the destination can start its lazy-pages daemon early
+            self.ps_port = free_port(ch.local_ip)
         await ch.send(wire.Plan(migration_id=self.id, mode=o.mode, pid=o.pid, lazy=lazy,
                                 tcp_established=o.tcp_established,
                                 move_address=str(o.move_address or ""),
-                                target=self.box.planned().to_json() if self.box else ""))
+                                target=self.box.planned().to_json() if self.box else "",
+                                page_server_port=self.ps_port))
         answer = await ch.expect((wire.Ready, wire.Refused), o.timeouts.plan)
         if isinstance(answer, wire.Refused):
             raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")

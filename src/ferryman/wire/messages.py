@@ -183,6 +183,9 @@ class Plan(Message):
     tcp_established: bool = False  # dump and restore live TCP connections
     move_address: str = ""  # "IP/PREFIX@DEV": goes down at the source, up at the destination
     target: str = ""  # a container (JSON, see ferryman.agent.container); "" for a process tree
+    # lazy: the port the source's page server will listen on (the destination may start its
+    # lazy-pages daemon as soon as the images it reads first have arrived); 0: told at Restore
+    page_server_port: int = 0
 
     def __post_init__(self) -> None:
         check_str("Plan", "migration_id", self.migration_id, max_chars=64,
@@ -194,6 +197,7 @@ class Plan(Message):
         check_bool("Plan", "lazy", self.lazy)
         check_bool("Plan", "tcp_established", self.tcp_established)
         check_str("Plan", "move_address", self.move_address, max_chars=64)
+        check_int("Plan", "page_server_port", self.page_server_port, hi=PORT_MAX)
         _json_text("Plan", "target", self.target)
         if self.mode in ("cold", "precopy", "hybrid") and self.lazy:
             raise LocalProtocolError(f"Plan.lazy must be False in {self.mode} mode")
