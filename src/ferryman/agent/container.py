@@ -141,8 +141,8 @@ class SourceContainer:
         return RuncDumper(self.runc, self.target.id, ctl_dir, on_frozen, timings)
 
     def start_final_sync(self, host: str, port: int, creds: NodeCredentials) -> None:
-        """The container's cgroup is frozen (by us, before runc starts): its files are final,
-        so the last rsync runs while runc and CRIU dump, not after them."""
+        """The container's cgroup is frozen (by us, at CRIU's pre-dump): its files are final,
+        so the last rsync, if one is needed, runs while CRIU dumps, not after it."""
         self._final = asyncio.ensure_future(self._final_sync(host, port, creds))
         self._final.add_done_callback(_retrieved)
 

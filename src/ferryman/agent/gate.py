@@ -22,7 +22,7 @@ from ferryman.agent.channel import Channel
 from ferryman.agent.link import measure_link
 from ferryman.agent.precopy import fixed_cost_ms
 from ferryman.criu.client import Criu
-from ferryman.criu.dryrun import DryRun, dry_run_dump
+from ferryman.criu.dryrun import DryRun, dry_run_dump, transient
 from ferryman.criu.probe import probe_features
 from ferryman.errors import FerrymanError, PreflightFailed
 from ferryman.host.dirty import probe_dirty_rate
@@ -114,6 +114,10 @@ async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wir
         dump = skipped
     else:
         result = await dry_run_dump(criu, pid, dry_dir, tcp_established=tcp_established)
+        if transient(result):
+            log.info("dry-run dump of PID %d raced with its connections' traffic (%s): once "
+                     "more", pid, result.reason)
+            result = await dry_run_dump(criu, pid, dry_dir, tcp_established=tcp_established)
         log.info("dry-run dump of PID %d: ok=%s, frozen <= %s ms", pid, result.ok,
                  f"{result.freeze_ms:.1f}" if result.freeze_ms is not None else "?")
         dump = dump_row(result.ok, result.freeze_ms, result.reason, str(result.log_path),

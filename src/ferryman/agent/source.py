@@ -233,7 +233,6 @@ class SourceMigration:
             await source_presync(self, self.box, self.sync_port)
         self._phase(S.FREEZING, f"dumping PID {o.pid}")
         self.freeze_at = time.monotonic()
-        self.hold_inflight()
         cgroup = self._freeze_cgroup()
         try:
             await self.dumper.dump(o.pid, self.workdir,
@@ -291,6 +290,7 @@ class SourceMigration:
         if script == "pre-dump":
             # CRIU runs this right before it seizes (freezes) the tree: downtime starts here,
             # not when we started criu; with a cgroup, we freeze it now.
+            self.hold_inflight()
             if self.freeze_target is not None:
                 self._freeze_now()
             elif self.freezer is None:
