@@ -78,8 +78,7 @@ def main(argv: list[str]) -> int:
     pid, workdir = int(argv[0]), Path(argv[1])
     wait_exit(pid)
     time.sleep(0.2)  # CRIU, its child, goes a moment later
-    for run in sorted(run_ids(workdir)):
-        netlock.remove(netlock.tables_of(run))
+    netlock.remove(netlock.tables_of(sorted(run_ids(workdir))))
     return 0
 
 

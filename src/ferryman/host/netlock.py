@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,18 +89,20 @@ def inspect(images: Path) -> NetworkLock:
 def find(images: Path) -> list[str]:
     """The lock tables of the dump in ``images`` on this node (nothing when it took none)."""
     run = run_id(images)
-    return [] if run is None else tables_of(run)
+    return [] if run is None else tables_of([run])
 
 
-def tables_of(run: str) -> list[str]:
-    """The lock tables of CRIU run ``run`` on this node."""
+def tables_of(runs: Collection[str]) -> list[str]:
+    """The lock tables of these CRIU runs on this node (one listing for all of them)."""
+    if not runs:
+        return []
     res = _nft("-j", "list", "tables")
     if res is None:
         return []
     if res.returncode != 0:
         log.warning("cannot list nftables tables to release CRIU's lock: %s", res.stderr.strip())
         return []
-    return lock_tables(res.stdout, run)
+    return list(dict.fromkeys(t for run in runs for t in lock_tables(res.stdout, run)))
 
 
 def remove(tables: list[str]) -> list[str]:
