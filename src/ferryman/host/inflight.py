@@ -25,7 +25,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ferryman.host.segments import BadSegment, pieces
+from ferryman.host.segments import SYN, BadSegment, pieces
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def program(ip: str) -> list[Insn]:
         Insn(JSET_K, reject - 6, 0, 0x3FFF),  # 5: MF or an offset: a fragment
         Insn(LDX_B_MSH, 0, 0, 0),  # 6: X = the IP header's length
         Insn(LD_B_IND, 0, 0, 13),  # 7: TCP flags
-        Insn(JSET_K, reject - 9, 0, 0x02),  # 8: SYN
+        Insn(JSET_K, reject - 9, 0, SYN),  # 8
         Insn(RET_K, 0, 0, ACCEPT),  # 9
         Insn(RET_K, 0, 0, 0),  # 10: reject
     ]

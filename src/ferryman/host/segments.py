@@ -90,8 +90,3 @@ def pieces(packet: bytes, mtu: int) -> list[bytes]:
                           flags if last else flags & ~(FIN | PSH)))
     return out
 
-
-def is_syn(packet: bytes) -> bool:
-    """The segment opens a connection (SYN set)."""
-    _ip, tcp, _payload = _parts(packet)
-    return bool(tcp[13] & SYN)

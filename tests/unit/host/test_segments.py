@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from ferryman.host.segments import BadSegment, checksum, is_syn, pieces
+from ferryman.host.segments import BadSegment, checksum, pieces
 
 # A request of the echo client (10.77.0.3:58484 -> 10.77.0.100:7000, "100\n") as tcpdump saw
 # it on a veth: the TCP checksum is offload's partial one (0x152b); tcpdump computed the right
@@ -62,7 +62,3 @@ def test_anything_but_a_whole_tcp_segment_is_refused(packet: bytes, why: str) ->
     with pytest.raises(BadSegment, match=why):
         pieces(packet, 1500)
 
-
-def test_syn() -> None:
-    assert is_syn(_segment(b"", flags=0x02))
-    assert not is_syn(CAPTURED)
