@@ -343,7 +343,8 @@ class DestinationSession:
         """Post-copy: the images CRIU's lazy-pages daemon reads when it starts are here (the
         source sends them first); start it while the rest arrive, on the Plan's port."""
         plan = self.plan
-        if plan is None or not plan.lazy or not plan.page_server_port or self.early_lazy:
+        if plan is None or not plan.lazy or not plan.page_server_port or \
+                self.early_lazy is not None:
             return
         assert self.workdir is not None
         self.early_lazy = asyncio.ensure_future(start_lazy_pages(

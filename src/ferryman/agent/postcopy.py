@@ -44,7 +44,7 @@ async def run_postcopy(m: SourceMigration) -> None:
     m.ps_port = m.ps_port or free_port(address)  # the Plan named it
     m._phase(S.FREEZING, f"dumping PID {o.pid} (memory stays here, served lazily)")
     m.freeze_at = time.monotonic()
-    cgroup = m._freeze_cgroup()
+    cgroup = m._find_freezer()
     dump = asyncio.ensure_future(m.dumper.dump(
         o.pid, m.workdir, page_server=PageServerAddress(address, m.ps_port),
         tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key), lazy=True,

@@ -233,7 +233,7 @@ class SourceMigration:
             await source_presync(self, self.box, self.sync_port)
         self._phase(S.FREEZING, f"dumping PID {o.pid}")
         self.freeze_at = time.monotonic()
-        cgroup = self._freeze_cgroup()
+        cgroup = self._find_freezer()
         try:
             await self.dumper.dump(o.pid, self.workdir,
                                  page_server=PageServerAddress(o.host, ps_port),
@@ -259,7 +259,7 @@ class SourceMigration:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
 
-    def _freeze_cgroup(self) -> str | None:
+    def _find_freezer(self) -> str | None:
         """The workload's own cgroup, for CRIU to reuse frozen: we freeze it ourselves (tight
         polling; CRIU polls in 100 ms steps) at CRIU's pre-dump notification, so that CRIU's
         (and runc's) start-up is not in the frozen window. None: CRIU seizes the tasks one
