@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import uuid
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from ferryman import wire
 from ferryman.fs import rsync
 from tests.integration.conftest import PY, Agent, Cluster
 from tests.integration.test_agent_abuse import planned, still_serves
+from tests.support.bundle import Container, make_bundle, run_container
+from tests.support.peer import client_context, connect
+
+PS_IOV_CLOSE = struct.pack("<I4xQQQ", 0x1023, 0, 0, 0)  # CRIU's page server: "done", exit 0
 
 
 def runc_agent(cluster: Cluster) -> Agent:
@@ -72,4 +77,58 @@ def test_a_plan_cannot_make_the_destination_sync_outside_its_bundles(cluster: Cl
     assert answers == ["Refused"] * 4 + ["Ready"]
     assert sorted(os.listdir(victim)) == ["passwd"], "files outside the slot were touched"
     assert not slot.exists(), "an aborted migration's synced files stay"
+    assert still_serves(cluster, b)
+
+
+def close_page_server(cluster: Cluster, dest: Agent, port: int) -> None:
+    """Tell the migration's CRIU page server that no pages come (it exits cleanly)."""
+    raw = connect(cluster.topology["a"].name, dest.node.ip, port)
+    with client_context(cluster.pki, "a").wrap_socket(raw, server_hostname=dest.node.ip) as s:
+        s.sendall(PS_IOV_CLOSE)
+        s.recv(4)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("when", ["before the restore", "while runc restores"])
+def test_a_failed_restore_leaves_a_container_it_did_not_make_alone(cluster: Cluster,
+                                                                    when: str) -> None:
+    """Finding 7: a container created under the planned id after the Plan (an operator, a
+    migration that committed meanwhile) survives this migration's failed restore, whether it
+    was there before the restore began or appeared while runc restored (a runc wrapper
+    starts it, then fails the restore)."""
+    cid = f"op-{uuid.uuid4().hex[:6]}"
+    root = cluster.base / "runc-b"
+    bundle = make_bundle(cluster.base / "op-bundle", ["sleep", "300"], cluster.topology["b"])
+    operators = Container(cid, root, bundle)
+    extra: list[str] = []
+    if when == "while runc restores":
+        racing = cluster.base / "racing-runc"
+        racing.write_text(f'#!/bin/sh\ncase " $* " in *" restore "*)\n'
+                          f'  runc --root {root} run --detach --bundle {bundle} {cid} '
+                          f'</dev/null >/dev/null 2>&1; exit 1 ;;\nesac\nexec runc "$@"\n')
+        racing.chmod(0o755)
+        extra = ["--runc", str(racing)]
+    b = cluster.start_agent("b", "--runc-root", str(root), *extra)
+    p, ready = planned(cluster, b, target=json.dumps({"kind": "runc", "id": cid,
+                                                      "rootfs": "rootfs"}))
+    try:
+        with p:
+            assert isinstance(ready, wire.Ready), ready
+            rc, err = push(cluster, b, ready.sync_port, bundle, "bundle")  # a valid bundle
+            assert rc == 0, err
+            if when == "before the restore":
+                run_container(cluster.topology["b"], root, bundle, cid)
+            close_page_server(cluster, b, ready.page_server_port)
+            p.send_file("junk.img", b"junk")
+            p.send(wire.Restore(file_count=1, total_bytes=4))
+            failed = p.recv(120)
+            assert isinstance(failed, wire.Failed), failed
+            state = operators.state()
+            assert state is not None, "the failed restore deleted a container it did not make"
+            assert state["status"] == "running"
+            assert state["bundle"] == str(bundle)
+            if when == "before the restore":
+                assert f"a container with id {cid!r} appeared" in failed.message, failed.message
+    finally:
+        operators.delete()
     assert still_serves(cluster, b)

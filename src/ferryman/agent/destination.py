@@ -41,7 +41,14 @@ from ferryman.criu.page_server import (
     start_page_server,
 )
 from ferryman.criu.stats import RESTORE_STATS, read_stats
-from ferryman.errors import CriuError, CriuFeatureMissing, FerrymanError, PeerLost, RemoteError
+from ferryman.errors import (
+    CriuError,
+    CriuFeatureMissing,
+    FerrymanError,
+    PeerLost,
+    RemoteError,
+    RuncError,
+)
 from ferryman.host import addresses
 from ferryman.migration.phases import (
     DESTINATION_TABLE,
@@ -308,7 +315,7 @@ class DestinationSession:
                 announcing = asyncio.ensure_future(asyncio.to_thread(addresses.announce,
                                                                      self.moving))
                 announcing.add_done_callback(_announced)
-        except (CriuError, OSError) as exc:
+        except (CriuError, RuncError, OSError) as exc:
             log_path = getattr(exc, "log_path", None)
             log_tail = tail(Path(log_path)) if log_path else ""
             await self._send_failed("restore", getattr(exc, "message", str(exc)), log_tail)
