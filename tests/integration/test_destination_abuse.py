@@ -9,15 +9,19 @@ from __future__ import annotations
 import json
 import os
 import struct
+import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
 from ferryman import wire
+from ferryman.agent.orphans import orphan_record, write_outcome
 from ferryman.fs import rsync
-from tests.integration.conftest import PY, Agent, Cluster
-from tests.integration.test_agent_abuse import planned, still_serves
+from ferryman.host.procfs import identity
+from tests.integration.conftest import PY, Agent, Cluster, run_cli
+from tests.integration.test_agent_abuse import planned, still_serves, wait_for
+from tests.integration.test_cold import one_error_line
 from tests.support.bundle import Container, make_bundle, run_container
 from tests.support.peer import client_context, connect
 
@@ -132,3 +136,39 @@ def test_a_failed_restore_leaves_a_container_it_did_not_make_alone(cluster: Clus
     finally:
         operators.delete()
     assert still_serves(cluster, b)
+
+
+@pytest.mark.timeout(180)
+def test_an_image_file_cannot_forge_an_orphan_record(cluster: Cluster) -> None:
+    """Finding 8: an image file named like the agent's bookkeeping is only an image file:
+    'orphans' neither lists nor kills what it names, not even after the agent died with the
+    session open (the next start removes that migration directory like any interrupted one)."""
+    b = cluster.start_agent("b")
+    victim = subprocess.Popen(["sleep", "600"])  # stands for any service on the destination
+    try:
+        mid = f"forged-{uuid.uuid4().hex[:8]}"
+        p, ready = planned(cluster, b, migration_id=mid)
+        with p:
+            assert isinstance(ready, wire.Ready), ready
+            ident = identity(victim.pid)
+            p.send_file("outcome", orphan_record(ident).encode())
+            assert wait_for((b.state_dir / "migrations" / mid / "outcome").exists)
+            listing = run_cli("orphans", "--state-dir", str(b.state_dir))
+            assert listing.stdout.strip() == "no orphaned workloads", listing.stdout
+            killed = run_cli("orphans", "kill", mid, "--state-dir", str(b.state_dir))
+            assert killed.returncode != 0
+            assert one_error_line(killed.stderr), killed.stderr
+            assert victim.poll() is None, "the forged record got a process killed"
+            b.kill()  # the agent dies with that session open
+        cluster.start_agent("b")
+        assert not (b.state_dir / "migrations" / mid).exists()
+        # A record of the agent's own whose process no longer is the stopped copy it kept
+        # (here: running) is refused too.
+        write_outcome(b.state_dir, "held", orphan_record(ident))
+        killed = run_cli("orphans", "kill", "held", "--state-dir", str(b.state_dir))
+        assert killed.returncode != 0
+        assert "no longer stopped" in killed.stderr, killed.stderr
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()

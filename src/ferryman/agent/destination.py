@@ -29,7 +29,7 @@ from ferryman.agent.files import (
     set_name,
 )
 from ferryman.agent.hello import local_hello, node_features, postcopy_blocker
-from ferryman.agent.orphans import OUTCOME_FILE, orphan_record
+from ferryman.agent.orphans import has_outcome, orphan_record, write_outcome
 from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.logs import tail
@@ -86,7 +86,7 @@ def remove_incomplete(state_dir: Path) -> list[str]:
     root = state_dir / "migrations"
     if root.is_dir():
         for d in root.iterdir():
-            if d.is_dir() and not (d / OUTCOME_FILE).exists():
+            if d.is_dir() and not has_outcome(state_dir, d.name):
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d.name)
     return removed
@@ -345,7 +345,7 @@ class DestinationSession:
         self.tracker.advance(D.DONE)
         log.info("migration %s committed: PID %d runs here", self.workdir.name, pid)
         await self._cleanup(keep_logs=True)
-        (self.workdir / OUTCOME_FILE).write_text(f"DONE {pid}\n")
+        write_outcome(self.cfg.state_dir, self.workdir.name, f"DONE {pid}\n")
 
     def _start_lazy_early(self) -> None:
         """Post-copy: the images CRIU's lazy-pages daemon reads when it starts are here (the
@@ -383,7 +383,7 @@ class DestinationSession:
         assert self.tree is not None
         assert self.workdir is not None
         self.tracker.advance(D.ORPHANED)
-        (self.workdir / OUTCOME_FILE).write_text(orphan_record(self.tree.root))
+        write_outcome(self.cfg.state_dir, self.workdir.name, orphan_record(self.tree.root))
         log.error("source lost after restore, before commit: PID %d kept STOPPED; check the "
                   "source, then 'ferryman orphans resume|kill %s' (%s)",
                   self.tree.pid, self.workdir.name, exc)
@@ -414,7 +414,7 @@ class DestinationSession:
             with contextlib.suppress(FerrymanError):
                 await self.ch.send(wire.Error(code="lost", message=str(exc)[:4000]))
             assert self.workdir is not None
-            (self.workdir / OUTCOME_FILE).write_text(f"LOST {self.tree.pid}\n")
+            write_outcome(self.cfg.state_dir, self.workdir.name, f"LOST {self.tree.pid}\n")
             raise
         finally:
             for task in (done, watch):
