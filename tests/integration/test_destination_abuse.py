@@ -6,6 +6,7 @@ namespace node, real TLS, real rsync; the peer does what a real controller never
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -172,3 +173,28 @@ def test_an_image_file_cannot_forge_an_orphan_record(cluster: Cluster) -> None:
     finally:
         victim.kill()
         victim.wait()
+
+
+@pytest.mark.timeout(120)
+def test_image_files_named_log_are_refused_and_never_kept(cluster: Cluster) -> None:
+    """Finding 9: a peer's '*.log' image files do not survive in STATE_DIR/failed (they
+    filled the disk for good); what a failed migration keeps there is the agent's own logs."""
+    b = cluster.start_agent("b")
+    planted = os.urandom(1 << 20)
+    for name in ("restore.log", "notes.log"):
+        mid = f"logs-{uuid.uuid4().hex[:8]}"
+        p, ready = planned(cluster, b, migration_id=mid)
+        with p:
+            assert isinstance(ready, wire.Ready), ready
+            with contextlib.suppress(OSError):  # the agent may have ended the session
+                for i in range(4):
+                    p.send(wire.FileChunk(name=name, offset=i * len(planted), data=planted))
+                p.send(wire.Abort("changed my mind"))
+                p.recv()
+        assert wait_for(lambda mid=mid: not (b.state_dir / "migrations" / mid).exists())
+        kept = b.state_dir / "failed" / mid
+        names = sorted(f.name for f in kept.iterdir()) if kept.exists() else []
+        assert set(names) <= {"cpuinfo-check.log", "page-server.log"}, names
+        for f in kept.glob("*"):
+            assert planted[:4096] not in f.read_bytes(), f"{f} holds what the peer sent"
+    assert still_serves(cluster, b)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ferryman import wire
+from ferryman.agent import failedlogs
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.container import DestinationContainer, destination_prepare, with_tools
@@ -479,14 +480,9 @@ class DestinationSession:
             if keep_logs:
                 remove_images(self.workdir)
             else:
-                # Failed migrations leave no images, only their logs for the operator.
-                logs = self.cfg.state_dir / "failed" / self.workdir.name
-                logs.mkdir(parents=True, exist_ok=True)
-                for p in self.workdir.glob("*.log"):
-                    shutil.move(p, logs / p.name)
-                for d in image_sets(self.workdir)[1:]:
-                    for p in d.glob("*.log"):
-                        shutil.move(p, logs / f"{d.name}-{p.name}")
+                # Failed migrations leave no images, only the agent's logs for the operator.
+                failedlogs.keep(self.workdir, image_sets(self.workdir)[1:],
+                                self.cfg.state_dir / "failed")
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
 
