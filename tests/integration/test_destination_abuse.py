@@ -250,3 +250,18 @@ def test_a_full_state_directory_is_reported_to_the_source(cluster: Cluster) -> N
         b.kill()
     finally:
         subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("depth", [1500, 25000])
+def test_a_deeply_nested_target_is_refused_and_cleaned_up(cluster: Cluster, depth: int) -> None:
+    """Finding 15: a Plan.target nested deeper than the JSON decoder recurses gets an answer,
+    and the migration directory made for it goes (it stayed until the agent restarted)."""
+    b = runc_agent(cluster)
+    p, answer = planned(cluster, b, target="[" * depth + "]" * depth)
+    with p:
+        assert isinstance(answer, wire.Refused), answer
+        assert "Plan.target" in answer.message
+    assert wait_for(lambda: b.migration_dirs() == [])
+    assert "Traceback" not in b.log()
+    assert still_serves(cluster, b)

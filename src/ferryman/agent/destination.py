@@ -148,6 +148,14 @@ class DestinationSession:
         except asyncio.CancelledError:
             await self._fail(PeerLost(self.ch.peer, "agent shutting down"))
             raise
+        except Exception as exc:  # a bug of ours: clean up and say so, then let it show
+            log.exception("session from %s broke", self.ch.peer)
+            await self._fail(exc)
+            with contextlib.suppress(FerrymanError):
+                await self.ch.send(wire.Error(code="internal", message=f"{self.cfg.name}: "
+                                              f"internal error ({type(exc).__name__}); see "
+                                              f"its log"))
+            raise
         finally:
             await self.ch.close()
 
