@@ -85,6 +85,7 @@ class Workload:
 def start_workload(node: Node, status_path: Path, *, mib: int = 64, seed: str = "ferryman",
                    dirty_rate: float = 0.0, children_: int = 0, heartbeat_ms: float = 1.0,
                    hold_file: str | None = None, beat_file: str | None = None,
+                   log_file: str | None = None, write_file: str | None = None,
                    python: str = sys.executable, timeout: float = 120.0) -> Workload:
     """Run the workload in ``node`` in its own PID namespace; wait until its memory is ready."""
     argv = ["unshare", "-p", "-f", "setsid", python, str(WORKLOAD), "--mib", str(mib),
@@ -96,6 +97,10 @@ def start_workload(node: Node, status_path: Path, *, mib: int = 64, seed: str = 
         argv += ["--beat-file", beat_file]
     if hold_file:
         argv += ["--hold-file", hold_file]
+    if log_file:
+        argv += ["--log-file", log_file]
+    if write_file:
+        argv += ["--write-file", write_file]
     launcher = node.popen(*argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
