@@ -310,7 +310,8 @@ class DestinationSession:
         except (CriuError, OSError) as exc:
             log_path = getattr(exc, "log_path", None)
             log_tail = tail(Path(log_path)) if log_path else ""
-            await self._send_failed("restore", getattr(exc, "message", str(exc)), log_tail)
+            await self._send_failed("restore", getattr(exc, "message", str(exc)), log_tail,
+                                    log_path)
             return
         self.tree = ProcessTree.of(pid)
         self.tracker.advance(D.RESTORED)
@@ -418,9 +419,12 @@ class DestinationSession:
         await self.ch.send(wire.PagesComplete(pages=copied, bytes=copied * 4096, faults=faults,
                                               elapsed_ms=elapsed))
 
-    async def _send_failed(self, code: str, message: str, log_tail: str) -> None:
+    async def _send_failed(self, code: str, message: str, log_tail: str,
+                           log_path: str | None = None) -> None:
         log.warning("migration failed here (%s): %s", code, message)
-        await self._cleanup()
+        kept = await self._cleanup()
+        if log_path is not None and Path(log_path) in kept:  # name it where it is now
+            message = message.replace(log_path, str(kept[Path(log_path)]))
         self.tracker.advance(D.CLEANED)
         await self.ch.send(wire.Failed(code=code, message=message, log_tail=log_tail[-60000:]))
         # The source answers with Abort (or just goes away).
@@ -449,7 +453,9 @@ class DestinationSession:
         if target is not None:
             self.tracker.advance(target)
 
-    async def _cleanup(self, *, keep_logs: bool = False) -> None:
+    async def _cleanup(self, *, keep_logs: bool = False) -> dict[Path, Path]:
+        """Stop and remove everything of this migration; returns where each log it kept for
+        the operator went (``STATE/failed/ID/``)."""
         if self.page_server is not None:
             await self.page_server.kill()
         if self.early_lazy is not None:  # never used: the migration ended before Restore
@@ -467,6 +473,7 @@ class DestinationSession:
             self.tree.kill()
         if self.box is not None:
             await self.box.cleanup(delete=self.tracker.phase not in (D.COMMITTED, D.DONE))
+        kept: dict[Path, Path] = {}
         if self.workdir is not None and self.workdir.exists():
             if keep_logs:
                 remove_images(self.workdir)
@@ -475,11 +482,12 @@ class DestinationSession:
                 logs = self.cfg.state_dir / "failed" / self.workdir.name
                 logs.mkdir(parents=True, exist_ok=True)
                 for p in self.workdir.glob("*.log"):
-                    shutil.move(p, logs / p.name)
+                    kept[p] = Path(shutil.move(p, logs / p.name))
                 for d in image_sets(self.workdir)[1:]:
                     for p in d.glob("*.log"):
-                        shutil.move(p, logs / f"{d.name}-{p.name}")
+                        kept[p] = Path(shutil.move(p, logs / f"{d.name}-{p.name}"))
                 shutil.rmtree(self.workdir, ignore_errors=True)
+        return kept
 
 
 def _announced(task: asyncio.Future[None]) -> None:
