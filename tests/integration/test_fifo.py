@@ -21,25 +21,28 @@ KIB = 1024
 MIB = 1024 * KIB
 
 
-def fifo_workload(cluster: Cluster, fill: int, pipe_size: int = 0) -> Workload:
+def fifo_workload(cluster: Cluster, fill: int, pipe_size: int = 0, *, split: bool = False
+                  ) -> Workload:
     return start_fifo_workload(cluster.topology["a"], cluster.base / "status.json",
-                               cluster.base / "queue.fifo", fill=fill, pipe_size=pipe_size)
+                               cluster.base / "queue.fifo", fill=fill, pipe_size=pipe_size,
+                               split=split)
 
 
 def beats(w: Workload, pid: int) -> int:
     return int(w.status(pid)["beats"])  # type: ignore[call-overload]
 
 
-@pytest.mark.parametrize(("mode", "fill", "pipe_size"), [
-    ("cold", 64 * KIB, 0),  # the case: a full 16-slot FIFO
-    ("postcopy", 64 * KIB, 0),
-    ("cold", 4 * KIB, 0),  # room for a second copy: it was doubled, silently
-    ("postcopy", 1 * MIB, 1 * MIB),  # F_SETPIPE_SZ, full
+@pytest.mark.parametrize(("mode", "fill", "pipe_size", "split"), [
+    ("cold", 64 * KIB, 0, False),  # the case: a full 16-slot FIFO, opened O_RDWR
+    ("postcopy", 64 * KIB, 0, False),
+    ("cold", 4 * KIB, 0, False),  # room for a second copy: it was doubled, silently
+    ("postcopy", 1 * MIB, 1 * MIB, False),  # F_SETPIPE_SZ, full
+    ("cold", 64 * KIB, 0, True),  # a writer child and a reading root
 ])
 def test_fifo_with_unread_data_arrives_exactly_once(cluster: Cluster, mode: str, fill: int,
-                                                    pipe_size: int) -> None:
+                                                    pipe_size: int, split: bool) -> None:
     b = cluster.start_agent("b")
-    w = fifo_workload(cluster, fill, pipe_size)
+    w = fifo_workload(cluster, fill, pipe_size, split=split)
     new_pid = None
     try:
         res, report = cluster.migrate(w.pid, b, "--mode", mode)

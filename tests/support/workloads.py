@@ -101,13 +101,14 @@ def start_workload(node: Node, status_path: Path, *, mib: int = 64, seed: str = 
 
 
 def start_fifo_workload(node: Node, status_path: Path, fifo: Path, *, fill: int,
-                        pipe_size: int = 0, seed: str = "fifo", python: str = sys.executable,
-                        timeout: float = 60.0) -> Workload:
+                        pipe_size: int = 0, split: bool = False, seed: str = "fifo",
+                        python: str = sys.executable, timeout: float = 60.0) -> Workload:
     """Run tests/support/fifo_workload.py in ``node`` in its own PID namespace: it makes the
-    FIFO ``fifo`` and leaves ``fill`` bytes unread in it (a ``pipe_size`` FIFO if non-zero)."""
+    FIFO ``fifo`` and leaves ``fill`` bytes unread in it (a ``pipe_size`` FIFO if non-zero;
+    ``split``: written by a child, read by the root)."""
     argv = ["unshare", "-p", "-f", "setsid", python, str(FIFO_WORKLOAD), "--fifo", str(fifo),
             "--bytes", str(fill), "--pipe-size", str(pipe_size), "--seed", seed,
-            "--status", str(status_path)]
+            "--status", str(status_path), *(["--split"] if split else [])]
     return _launch(node, argv, status_path, timeout)
 
 
