@@ -19,6 +19,7 @@ from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.container import DestinationContainer, destination_prepare, with_tools
+from ferryman.agent.fifos import keep_shared_fifo_data
 from ferryman.agent.files import (
     EMPTY_SHA256,
     Receiver,
@@ -297,6 +298,9 @@ class DestinationSession:
                 addresses.add(self.moving)
                 self.address_added = True
             tcp = self.plan is not None and self.plan.tcp_established
+            if self.box is None and restore_msg.fifo_devices:
+                await asyncio.to_thread(keep_shared_fifo_data, self.workdir,
+                                        restore_msg.kernel, restore_msg.fifo_devices)
             if self.box is not None:
                 pid = await self.box.restore(self.workdir, lazy=lazy, tcp_established=tcp)
             else:

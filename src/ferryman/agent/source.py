@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferryman import wire
+from ferryman.agent import fifos
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import Timeouts
 from ferryman.agent.container import (
@@ -49,6 +50,7 @@ from ferryman.errors import (
 )
 from ferryman.host import addresses, cgroups, inflight, lockguard, netlock
 from ferryman.host.addresses import MoveAddress
+from ferryman.host.fifos import boot_id
 from ferryman.host.inflight import InFlight
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.report import MigrationReport, PhaseTiming
@@ -112,6 +114,7 @@ class SourceMigration:
         self.lock_release: asyncio.Future[list[str]] | None = None  # alongside the commit
         self.committed: asyncio.Future[wire.Committed] | None = None
         self.inflight: InFlight | None = None  # segments that reach us frozen (--move-address)
+        self.fifo_devices: dict[str, int] = {}  # FIFOs with data the frozen tree holds
 
     def _phase(self, phase: SourcePhase, detail: str = "") -> None:
         self.tracker.advance(phase)
@@ -318,9 +321,11 @@ class SourceMigration:
         if self.box is not None:  # frozen: the container's files, final state
             await source_final_sync(self, self.box, self.sync_port)
         self.shipped = (len(files), total)
+        if self.box is None and self.tree is not None:
+            self.fifo_devices = fifos.held_with_data(self.workdir, self.tree.pids())
         if self.lazy:
             return True  # CRIU now opens its page server and says status-ready
-        await self.ch.send(wire.Restore(file_count=len(files), total_bytes=total))
+        await self.ch.send(self.restore_message())
         self.find_network_lock()
         await self._await_restored()
         # Point of no return. The commit goes out before CRIU is told to destroy the source
@@ -339,6 +344,15 @@ class SourceMigration:
             self.committed = asyncio.ensure_future(self._await_committed())
         self.forward_inflight()
         return True
+
+    def restore_message(self, page_server_port: int = 0) -> wire.Restore:
+        """Restore now: the images shipped, and the FIFOs whose data the destination leaves
+        where it is should it be this kernel (agent/fifos.py)."""
+        count, total = self.shipped
+        return wire.Restore(file_count=count, total_bytes=total,
+                            page_server_port=page_server_port,
+                            kernel=boot_id() if self.fifo_devices else "",
+                            fifo_devices=self.fifo_devices)
 
     async def _await_restored(self) -> bool:
         assert self.ch is not None
