@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ferryman import wire
+from ferryman.agent import failedlogs
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.container import DestinationContainer, destination_prepare, with_tools
@@ -30,7 +31,7 @@ from ferryman.agent.files import (
     set_name,
 )
 from ferryman.agent.hello import local_hello, node_features, postcopy_blocker
-from ferryman.agent.orphans import OUTCOME_FILE, orphan_record
+from ferryman.agent.orphans import has_outcome, orphan_record, write_outcome
 from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.logs import tail
@@ -42,7 +43,14 @@ from ferryman.criu.page_server import (
     start_page_server,
 )
 from ferryman.criu.stats import RESTORE_STATS, read_stats
-from ferryman.errors import CriuError, CriuFeatureMissing, FerrymanError, PeerLost, RemoteError
+from ferryman.errors import (
+    CriuError,
+    CriuFeatureMissing,
+    FerrymanError,
+    PeerLost,
+    RemoteError,
+    RuncError,
+)
 from ferryman.host import addresses
 from ferryman.migration.phases import (
     DESTINATION_TABLE,
@@ -80,7 +88,7 @@ def remove_incomplete(state_dir: Path) -> list[str]:
     root = state_dir / "migrations"
     if root.is_dir():
         for d in root.iterdir():
-            if d.is_dir() and not (d / OUTCOME_FILE).exists():
+            if d.is_dir() and not has_outcome(state_dir, d.name):
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d.name)
     return removed
@@ -140,6 +148,14 @@ class DestinationSession:
             await self._fail(exc)
         except asyncio.CancelledError:
             await self._fail(PeerLost(self.ch.peer, "agent shutting down"))
+            raise
+        except Exception as exc:  # a bug of ours: clean up and say so, then let it show
+            log.exception("session from %s broke", self.ch.peer)
+            await self._fail(exc)
+            with contextlib.suppress(FerrymanError):
+                await self.ch.send(wire.Error(code="internal", message=f"{self.cfg.name}: "
+                                              f"internal error ({type(exc).__name__}); see "
+                                              f"its log"))
             raise
         finally:
             await self.ch.close()
@@ -265,6 +281,7 @@ class DestinationSession:
         assert self.workdir is not None
         receiver = Receiver(self.workdir)
         self.tracker.advance(D.RECEIVING)
+        failure: TransferError | None = None
         try:
             while True:
                 msg = await self.ch.expect((wire.FileChunk, wire.FileEnd, wire.Restore,
@@ -284,8 +301,11 @@ class DestinationSession:
                     restore_msg = msg
                     break
         except TransferError as exc:
+            failure = exc
+        finally:  # however the session ends: a file being written keeps its fd otherwise
             receiver.close()
-            await self._send_failed(exc.code, str(exc), "")
+        if failure is not None:  # the source may still be sending: it learns why all the same
+            await self._send_failed(failure.code, str(failure), "")
             return
         self.tracker.advance(D.RESTORING)
         lazy = self.ch.conn.lazy
@@ -311,7 +331,7 @@ class DestinationSession:
                 announcing = asyncio.ensure_future(asyncio.to_thread(addresses.announce,
                                                                      self.moving))
                 announcing.add_done_callback(_announced)
-        except (CriuError, OSError) as exc:
+        except (CriuError, RuncError, OSError) as exc:
             log_path = getattr(exc, "log_path", None)
             log_tail = tail(Path(log_path)) if log_path else ""
             await self._send_failed("restore", getattr(exc, "message", str(exc)), log_tail,
@@ -342,7 +362,7 @@ class DestinationSession:
         self.tracker.advance(D.DONE)
         log.info("migration %s committed: PID %d runs here", self.workdir.name, pid)
         await self._cleanup(keep_logs=True)
-        (self.workdir / OUTCOME_FILE).write_text(f"DONE {pid}\n")
+        write_outcome(self.cfg.state_dir, self.workdir.name, f"DONE {pid}\n")
 
     def _start_lazy_early(self) -> None:
         """Post-copy: the images CRIU's lazy-pages daemon reads when it starts are here (the
@@ -380,7 +400,7 @@ class DestinationSession:
         assert self.tree is not None
         assert self.workdir is not None
         self.tracker.advance(D.ORPHANED)
-        (self.workdir / OUTCOME_FILE).write_text(orphan_record(self.tree.root))
+        write_outcome(self.cfg.state_dir, self.workdir.name, orphan_record(self.tree.root))
         log.error("source lost after restore, before commit: PID %d kept STOPPED; check the "
                   "source, then 'ferryman orphans resume|kill %s' (%s)",
                   self.tree.pid, self.workdir.name, exc)
@@ -411,7 +431,7 @@ class DestinationSession:
             with contextlib.suppress(FerrymanError):
                 await self.ch.send(wire.Error(code="lost", message=str(exc)[:4000]))
             assert self.workdir is not None
-            (self.workdir / OUTCOME_FILE).write_text(f"LOST {self.tree.pid}\n")
+            write_outcome(self.cfg.state_dir, self.workdir.name, f"LOST {self.tree.pid}\n")
             raise
         finally:
             for task in (done, watch):
@@ -431,9 +451,14 @@ class DestinationSession:
             message = message.replace(log_path, str(kept[Path(log_path)]))
         self.tracker.advance(D.CLEANED)
         await self.ch.send(wire.Failed(code=code, message=message, log_tail=log_tail[-60000:]))
-        # The source answers with Abort (or just goes away).
+        # The source answers with Abort (or just goes away). After a bad file it may have
+        # sent more files and its Restore before it read the Failed: those are discarded.
+        deadline = time.monotonic() + self.cfg.timeouts.commit
         try:
-            await self.ch.expect((wire.Abort,), self.cfg.timeouts.commit)
+            while not isinstance(await self.ch.expect(
+                    (wire.Abort, wire.FileChunk, wire.FileEnd, wire.Restore),
+                    max(0.0, deadline - time.monotonic())), wire.Abort):
+                pass
             await self.ch.send(wire.Aborted())
         except FerrymanError:
             pass
@@ -482,14 +507,9 @@ class DestinationSession:
             if keep_logs:
                 remove_images(self.workdir)
             else:
-                # Failed migrations leave no images, only their logs for the operator.
-                logs = self.cfg.state_dir / "failed" / self.workdir.name
-                logs.mkdir(parents=True, exist_ok=True)
-                for p in self.workdir.glob("*.log"):
-                    kept[p] = Path(shutil.move(p, logs / p.name))
-                for d in image_sets(self.workdir)[1:]:
-                    for p in d.glob("*.log"):
-                        kept[p] = Path(shutil.move(p, logs / f"{d.name}-{p.name}"))
+                # Failed migrations leave no images, only the agent's logs for the operator.
+                kept = failedlogs.keep(self.workdir, image_sets(self.workdir)[1:],
+                                       self.cfg.state_dir / "failed")
                 shutil.rmtree(self.workdir, ignore_errors=True)
         return kept
 
