@@ -79,3 +79,19 @@ def test_session_lost_mid_file_leaves_no_fd_open(cluster: Cluster) -> None:
     leaked = [f for f in open_fds(b.proc.pid) if str(b.state_dir) in f]
     assert leaked == [], f"the agent still holds {len(leaked)} image files open: {leaked[:3]}"
     assert still_serves(cluster, b)
+
+
+@pytest.mark.timeout(60)
+def test_peer_text_cannot_forge_an_agent_log_line(cluster: Cluster) -> None:
+    """Finding 12: an Abort reason with a newline and escapes stays inside its own log line."""
+    b = cluster.start_agent("b")
+    forged = "2026-12-04 00:00:00,000 ferryman.agent.destination INFO migration forged committed"
+    with peer(cluster, b) as p:
+        p.hello()
+        p.send(wire.Abort(f"ok\n{forged}\x1b[2J"))
+        assert isinstance(p.recv(), wire.Aborted)
+    assert wait_for(lambda: "forged committed" in b.log())
+    lines = b.log().splitlines()
+    assert not any(line.startswith(forged) for line in lines)
+    assert not any("\x1b" in line for line in lines)
+    assert any(line.endswith(f"before a plan: ok\\n{forged}\\x1b[2J") for line in lines)
