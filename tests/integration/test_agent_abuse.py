@@ -95,3 +95,18 @@ def test_peer_text_cannot_forge_an_agent_log_line(cluster: Cluster) -> None:
     assert not any(line.startswith(forged) for line in lines)
     assert not any("\x1b" in line for line in lines)
     assert any(line.endswith(f"before a plan: ok\\n{forged}\\x1b[2J") for line in lines)
+
+
+@pytest.mark.timeout(60)
+def test_a_peer_cannot_speak_as_another_node(cluster: Cluster) -> None:
+    """Finding 11: certificate c saying it is node a gets an Error, not the agent's Hello."""
+    b = cluster.start_agent("b")
+    with peer(cluster, b, name="c") as p:
+        p.send(wire.Hello(protocol_version=1, node="a", criu_version="4.2.1", features={},
+                          cpuinfo=b"", free_memory=1 << 30, free_disk=1 << 30))
+        answer = p.recv()
+        assert isinstance(answer, wire.Error), answer
+        assert answer.code == "identity"
+        assert "'c'" in answer.message
+        assert p.recv(5) is None  # and the session is over
+    assert still_serves(cluster, b)
