@@ -110,3 +110,25 @@ def test_a_peer_cannot_speak_as_another_node(cluster: Cluster) -> None:
         assert "'c'" in answer.message
         assert p.recv(5) is None  # and the session is over
     assert still_serves(cluster, b)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("agent_args", "spec"), [
+    ((), "10.77.0.100/24@eth0"),  # the operator made nothing movable
+    (("--movable-addresses", "10.77.0.0/24@eth0"), "192.0.2.77/1@lo"),  # the review's
+    (("--movable-addresses", "10.77.0.0/24@eth0"), "10.77.0.100/1@eth0"),
+    (("--movable-addresses", "10.77.0.0/24@eth0"), "10.77.0.100/24@lo"),
+])
+def test_plan_may_move_only_what_the_operator_made_movable(
+        cluster: Cluster, agent_args: tuple[str, ...], spec: str) -> None:
+    """Finding 6: a move_address outside ``serve --movable-addresses`` is Refused, and
+    nothing reaches the node's addresses or routes."""
+    b = cluster.start_agent("b", *agent_args)
+    before = b.node.run("ip", "-4", "route", "show", "table", "all").stdout
+    p, answer = planned(cluster, b, move_address=spec)
+    p.close()
+    assert isinstance(answer, wire.Refused), answer
+    assert answer.code == "address"
+    assert "--movable-addresses" in answer.message
+    assert b.node.run("ip", "-4", "route", "show", "table", "all").stdout == before
+    assert not (b.state_dir / "migrations").exists() or not any(b.migration_dirs())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ferryman.host.addresses import MovableNetwork
 from ferryman.pki import NodeCredentials
 
 
@@ -32,6 +33,7 @@ class AgentConfig:
     criu_bin: str = "criu"
     runc_bin: str = "runc"
     runc_root: Path = Path("/run/runc")  # runc's --root for restored containers
+    movable: tuple[MovableNetwork, ...] = ()  # what peers may move here (--movable-addresses)
     timeouts: Timeouts = field(default_factory=Timeouts)
     hidden_features: frozenset[str] = frozenset()  # test-only: pretend CRIU lacks these
     test_pause_after_restore: float = 0.0  # test-only: widen the RESTORED window

@@ -160,6 +160,8 @@ class DestinationSession:
                 moving = addresses.parse_move_address(plan.move_address)
             except FerrymanError as exc:
                 raise Refusal("address", exc.message) from exc
+            if (why := addresses.move_refusal(moving, self.cfg.movable, self.cfg.name)):
+                raise Refusal("address", why)
             if addresses.present(moving.ip):
                 raise Refusal("address", f"{moving.ip} is already present on {self.cfg.name}: "
                               "remove it there, or move another address")

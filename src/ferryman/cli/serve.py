@@ -23,6 +23,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--runc", default="runc", help="runc binary (default: from PATH)")
     p.add_argument("--runc-root", type=Path, default=Path("/run/runc"), metavar="DIR",
                    help="runc's state root for containers restored here (default /run/runc)")
+    p.add_argument("--movable-addresses", default="", metavar="CIDR@DEV[,CIDR@DEV]",
+                   help="service addresses peers may move onto this node (migrate "
+                        "--move-address): inside CIDR, no wider, on device DEV "
+                        "(default: none)")
     p.add_argument("--test-hide-feature", action="append", default=[], metavar="FEATURE",
                    help=argparse.SUPPRESS)  # test-only: pretend CRIU lacks FEATURE
     p.add_argument("--test-pause-after-restore", type=float, default=0.0,
@@ -39,11 +43,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.verbose == 0:
         logging.getLogger().setLevel(logging.INFO)  # an agent logs what it does
+    from ferryman.host.addresses import parse_movable
+
     host, port = parse_endpoint(args.listen)
+    movable = parse_movable(args.movable_addresses) if args.movable_addresses else ()
     creds = load_node(args.pki.resolve(), args.name)
     config = AgentConfig(name=args.name, listen_host=host, listen_port=port, creds=creds,
                          state_dir=args.state_dir.resolve(), criu_bin=args.criu,
                          runc_bin=args.runc, runc_root=args.runc_root.resolve(),
+                         movable=movable,
                          hidden_features=frozenset(args.test_hide_feature),
                          test_pause_after_restore=args.test_pause_after_restore)
     asyncio.run(Agent(config).serve())
