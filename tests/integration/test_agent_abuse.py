@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import struct
 import subprocess
 import time
 import uuid
@@ -22,6 +23,8 @@ from ferryman.agent.limits import Limits
 from tests.integration.conftest import AGENT_PORT, Agent, Cluster
 from tests.support.peer import (
     Peer,
+    client_context,
+    connect,
     netns_socket,
     open_fds,
     raw_frame,
@@ -289,4 +292,43 @@ def test_concurrent_migrations_are_capped(cluster: Cluster) -> None:
     finally:
         first.close()
         second.close()
+
+
+
+def _page_servers(agent: Agent) -> int:
+    out = subprocess.run(["ps", "-o", "args=", "--ppid", str(agent.proc.pid)],
+                         capture_output=True, text=True, check=False).stdout
+    return sum("page-server" in line for line in out.splitlines())
+
+
+PS_IOV_CLOSE = struct.pack("<I4xQQQ", 0x1023, 0, 0, 0)  # criu/page-xfer.c: flush and close
+
+
+@pytest.mark.timeout(120)
+def test_only_the_source_reaches_a_migrations_page_server(cluster: Cluster) -> None:
+    """Finding 5: a plain connect+close to the page-server port from anywhere but the
+    source is reset and the page server lives on (CRIU's served the first connection it got
+    and exited when that one failed); the source's CRIU then gets it."""
+    b = cluster.start_agent("b")
+    p, ready = planned(cluster, b)
+    try:
+        assert isinstance(ready, wire.Ready), ready
+        port = ready.page_server_port
+        assert _page_servers(b) == 1
+        for _ in range(3):
+            with pytest.raises(ConnectionRefusedError):
+                connect(cluster.topology["c"].name, b.node.ip, port).close()
+        time.sleep(0.5)
+        assert _page_servers(b) == 1, "a stranger's connection ended the page server"
+        raw = connect(cluster.topology["a"].name, b.node.ip, port)  # the source's address
+        with client_context(cluster.pki, "a").wrap_socket(raw) as s:
+            s.sendall(PS_IOV_CLOSE)
+            assert len(s.recv(4)) == 4  # CRIU's page server answered the source
+        assert wait_for(lambda: _page_servers(b) == 0)
+        p.send(wire.Abort("done"))
+        assert isinstance(p.recv(), wire.Aborted)
+    finally:
+        p.close()
+    tables = b.node.run("nft", "list", "tables").stdout
+    assert "ferryman-ps-" not in tables, "the page server's guard outlived the migration"
 
