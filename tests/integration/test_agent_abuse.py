@@ -8,6 +8,7 @@ stays within bounds and keeps serving. The outside review's findings (issue 16) 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import ssl
 import struct
@@ -20,6 +21,8 @@ import pytest
 
 from ferryman import wire
 from ferryman.agent.limits import Limits
+from ferryman.host.inspect import FileRef, FileStat, WorkloadFacts
+from ferryman.migration.query import encode_query
 from tests.integration.conftest import AGENT_PORT, Agent, Cluster
 from tests.support.peer import (
     Peer,
@@ -332,3 +335,31 @@ def test_only_the_source_reaches_a_migrations_page_server(cluster: Cluster) -> N
     tables = b.node.run("nft", "list", "tables").stdout
     assert "ferryman-ps-" not in tables, "the page server's guard outlived the migration"
 
+
+@pytest.mark.timeout(120)
+def test_pre_flight_is_no_oracle_for_private_files(cluster: Cluster) -> None:
+    """Finding 10: a CheckRequest naming private paths learns neither their sizes nor whether
+    they exist; files any local user may read are still compared."""
+    b = cluster.start_agent("b")
+    private = ["/etc/shadow", "/root/.bash_history", "/root/no-such-file",
+               str(cluster.pki / "ca.key")]
+    public = ["/etc/passwd", "/etc/no-such-file"]
+    files = tuple(FileRef(p, "fd", FileStat("f", 1, 0)) for p in private + public)
+    w = WorkloadFacts(pid=1, comm="x", processes=1, ids=(1,), own_pid_ns=True,
+                      own_net_ns=True, own_time_ns=False, rss_bytes=0, files=files,
+                      sockets=())
+    with peer(cluster, b) as p:
+        p.hello()
+        p.send(wire.CheckRequest(encode_query(w, (), budget=60000)))
+        report = p.recv()
+        p.send(wire.Abort("bye"))
+        p.recv()
+    assert isinstance(report, wire.CheckReport), report
+    rows = {r["check"]: r for r in json.loads(report.result)["rows"]}
+    text = json.dumps(rows)
+    for path in private:
+        assert path not in text, f"the agent answered about {path}: {text}"
+    assert "4 files not compared" in rows["files.withheld"]["detail"]
+    assert rows["files.withheld"]["modes"] == []  # a note: blocks no migration
+    assert "/etc/passwd (fd) has" in rows["files"]["detail"]  # public: compared as before
+    assert "/etc/no-such-file (fd) missing" in rows["files"]["detail"]

@@ -28,6 +28,11 @@ TRACKING = {"precopy", "hybrid"}  # need soft-dirty, which this machine's kernel
 Verdict = dict[str, object]
 
 
+def check_roots(cluster: Cluster) -> tuple[str, str]:
+    """B's agent answers about the test's files (its tmp_path is private to root)."""
+    return ("--check-roots", str(cluster.base))
+
+
 def check(cluster: Cluster, pid: int, dest: Agent, *extra: str
           ) -> tuple[subprocess.CompletedProcess[str], Verdict]:
     res = run_cli("check", str(pid), "--to", dest.endpoint, "--pki", str(cluster.pki),
@@ -171,7 +176,7 @@ def test_address_missing_on_destination(cluster: Cluster) -> None:
 
 
 def test_open_file_missing_on_destination_unless_synced(cluster: Cluster) -> None:
-    b = cluster.start_agent("b", hide_dir=True)
+    b = cluster.start_agent("b", *check_roots(cluster), hide_dir=True)
     held = cluster.hidden_dir / "data.txt"
     held.write_text("only on node A\n")
     w = cluster.workload(mib=16, seed="check-file", hold_file=str(held))
@@ -190,7 +195,7 @@ def test_open_file_missing_on_destination_unless_synced(cluster: Cluster) -> Non
 
 
 def test_different_mtime_warns_and_migrate_needs_force(cluster: Cluster) -> None:
-    b = cluster.start_agent("b", hide_dir=True)
+    b = cluster.start_agent("b", *check_roots(cluster), hide_dir=True)
     held = cluster.hidden_dir / "config.txt"
     held.write_text("same size\n")
     # B's copy: same path and size, another mtime (written inside B's mount namespace).

@@ -35,6 +35,7 @@ class AgentConfig:
     criu_bin: str = "criu"
     runc_bin: str = "runc"
     runc_root: Path = Path("/run/runc")  # runc's --root for restored containers
+    check_roots: tuple[Path, ...] = ()  # pre-flight: answer about any file under these
     movable: tuple[MovableNetwork, ...] = ()  # what peers may move here (--movable-addresses)
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
