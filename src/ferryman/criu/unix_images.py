@@ -6,6 +6,7 @@ CRIU's restore unlinks the socket file at each such name and binds a new socket 
 
 from __future__ import annotations
 
+import posixpath
 import quopri
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def bound_paths(images: Path) -> list[str]:
             where = str(usk.get("name_dir", ""))
             if not where:
                 continue
-            name = f"/{where.strip('/')}/{name}"
+            name = posixpath.join("/", where, name)  # where: the task's cwd or root
         if name not in out:
             out.append(name)
     return out
