@@ -16,6 +16,7 @@ from tests.support.netns import Node
 
 WORKLOAD = Path(__file__).with_name("workload.py")
 FIFO_WORKLOAD = Path(__file__).with_name("fifo_workload.py")
+UNIX_WORKLOAD = Path(__file__).with_name("unix_workload.py")
 
 
 def children(pid: int) -> list[int]:
@@ -114,6 +115,15 @@ def start_fifo_workload(node: Node, status_path: Path, fifo: Path, *, fill: int,
     argv = ["unshare", "-p", "-f", "setsid", python, str(FIFO_WORKLOAD), "--fifo", str(fifo),
             "--bytes", str(fill), "--pipe-size", str(pipe_size), "--seed", seed,
             "--status", str(status_path), *(["--split"] if split else [])]
+    return _launch(node, argv, status_path, timeout)
+
+
+def start_unix_workload(node: Node, status_path: Path, path: Path, *, hold_file: str = "",
+                        python: str = sys.executable, timeout: float = 60.0) -> Workload:
+    """Run tests/support/unix_workload.py in ``node`` in its own PID namespace: a datagram
+    server bound to ``path`` (keeping ``hold_file`` open if given)."""
+    argv = ["unshare", "-p", "-f", "setsid", python, str(UNIX_WORKLOAD), "--path", str(path),
+            "--status", str(status_path), "--hold-file", hold_file]
     return _launch(node, argv, status_path, timeout)
 
 

@@ -10,44 +10,23 @@ restore writes back into the FIFO (criu/fifo.c, restore_pipe_data in criu/pipes.
 from __future__ import annotations
 
 import contextlib
-import struct
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
 
-from ferryman.errors import CriuError
+from ferryman.criu.decode import FILES, image_entries, load_image
 
-FILES = "files.img"
 FIFO_DATA = "fifo-data.img"
-
-
-def _load(path: Path) -> dict[str, Any]:
-    from google.protobuf.message import DecodeError
-    from pycriu import images
-
-    try:
-        with path.open("rb") as fh:
-            img: dict[str, Any] = images.load(fh)
-    except (images.MagicException, DecodeError, KeyError, ValueError, struct.error) as exc:
-        raise CriuError("image read", reason=f"cannot decode {path.name}: {exc!r}",
-                        hint="the image set is damaged; migrate again") from exc
-    return img
-
-
-def _entries(path: Path) -> Iterator[dict[str, Any]]:
-    if path.exists():
-        yield from _load(path).get("entries") or []
 
 
 def fifos_with_data(images: Path) -> set[int]:
     """The ``pipe_id`` (inode number at the dump) of every FIFO that held unread data."""
-    return {int(e["pipe_id"]) for e in _entries(images / FIFO_DATA) if e.get("bytes")}
+    return {int(e["pipe_id"]) for e in image_entries(images / FIFO_DATA) if e.get("bytes")}
 
 
 def fifo_paths(images: Path) -> dict[int, str]:
     """``pipe_id`` -> the FIFO's path, as CRIU opens it at restore (from the root of the
     restored mount namespace)."""
-    entries = list(_entries(images / FILES))
+    entries = list(image_entries(images / FILES))
     names = {int(e["id"]): str(e["reg"]["name"]) for e in entries if e.get("type") == "REG"}
     out: dict[int, str] = {}
     for e in entries:
@@ -67,7 +46,7 @@ def drop_fifo_data(images: Path, pipe_ids: Collection[int]) -> int:
     from pycriu import images as pycriu_images
 
     path = images / FIFO_DATA
-    img = _load(path)
+    img = load_image(path)
     kept, dropped = [], 0
     for e in img.get("entries") or []:
         if int(e["pipe_id"]) in pipe_ids:
