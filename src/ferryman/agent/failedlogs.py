@@ -28,16 +28,18 @@ def own_logs(workdir: Path, sets: list[Path]) -> list[tuple[Path, str]]:
     return [(p, name) for p, name in found if p.is_file() and not p.is_symlink()][:MAX_FILES]
 
 
-def keep(workdir: Path, sets: list[Path], failed_root: Path) -> None:
-    """Copy the tails of ``workdir``'s own logs to ``failed_root/ID``; drop the oldest."""
+def keep(workdir: Path, sets: list[Path], failed_root: Path) -> dict[Path, Path]:
+    """Copy the tails of ``workdir``'s own logs to ``failed_root/ID``; drop the oldest.
+    Returns where each log went."""
     logs = own_logs(workdir, sets)
     if not logs:
-        return
+        return {}
     dest = failed_root / workdir.name
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     for src, name in logs:
         _copy_tail(src, dest / name)
     prune(failed_root)
+    return {src: dest / name for src, name in logs}
 
 
 def prune(failed_root: Path, keep_last: int = KEEP) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 # Printed by every criu run without CAP_SYS_RESOURCE; harmless (DESIGN.md).
 _HARMLESS = ("Can't setup RLIMIT_NOFILE",)
-_ERROR = re.compile(r"^(?:\(\s*[\d.]+\)\s+)?(?:\d+:\s+)?Error \([^)]*\):\s*(?P<msg>.*)$")
+_ERROR = re.compile(r"^\s*(?:\(\s*[\d.]+\)\s+)?(?:\d+:\s+)?Error \([^)]*\):\s*(?P<msg>.*)$")
 
 
 def first_error(log_path: Path) -> str | None:
