@@ -289,11 +289,12 @@ def test_a_transfer_error_is_the_users_one_line_error(cluster: Cluster) -> None:
     corrupted: list[str] = []
     try:
         with TamperProxy(b.node.name, b.node.ip, b.port + 1, b.port, cluster.pki,
-                         lambda m: corrupt_first_file(m, corrupted)):
+                         lambda m: corrupt_first_file(m, corrupted),
+                         source_netns=cluster.topology["a"].name):
             res, report = cluster.migrate(w.pid, replace(b, port=b.port + 1), "--mode", "cold")
         assert res.returncode == EXIT_ROLLED_BACK, res.stderr
         assert one_error_line(res.stderr), res.stderr
-        assert corrupted, "nothing went through the proxy"
+        assert corrupted, f"nothing went through the proxy: {res.stderr}"
         assert f"image transfer (checksum) failed: {corrupted[0]}: size or SHA-256 " \
                "mismatch" in res.stderr, res.stderr
         assert report["result"] == "rolled_back"
