@@ -432,6 +432,8 @@ class DestinationSession:
         assert self.tree is not None
         assert self.workdir is not None
         self.tracker.advance(D.ORPHANED)
+        if self.box is not None:  # runc keeps the container, stopped, in its slot
+            self.box.slot.release(remove=False)
         write_outcome(self.cfg.state_dir, self.workdir.name, orphan_record(self.tree.root))
         log.error("source lost after restore, before commit: PID %d kept STOPPED; check the "
                   "source, then 'ferryman orphans resume|kill %s' (%s)",
