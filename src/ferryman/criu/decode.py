@@ -14,6 +14,12 @@ _U32 = struct.Struct("<I")
 FILES = "files.img"  # every file descriptor's entry (REG, FIFO, UNIXSK, ...)
 
 
+def own_mount_namespace(images: Path) -> bool:
+    """The dumped tree has mounts of its own: its paths are relative to a root CRIU builds
+    at restore, not to this node's."""
+    return any(images.glob("mountpoints-*.img"))
+
+
 def load_image(path: Path, *, payload: bool = True) -> dict[str, Any]:
     """The image at ``path`` as pycriu decodes it (``magic``, ``entries``); ``payload``
     False skips the raw data that follows some entries (pycriu would base64 it all)."""
