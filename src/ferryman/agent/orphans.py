@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ferryman.criu.taskstate import stopped_pids
 from ferryman.errors import FerrymanError
 from ferryman.host.procfs import ProcessIdentity
 from ferryman.targets.process import ProcessTree
@@ -61,7 +62,7 @@ def _find(state_dir: Path, migration_id: str) -> Orphan:
 def resume(state_dir: Path, migration_id: str) -> Orphan:
     """Continue the stopped tree here (only when the source's copy is known to be gone)."""
     o = _find(state_dir, migration_id)
-    o.tree.resume()
+    o.tree.resume(keep_stopped=stopped_pids(o.workdir))
     (o.workdir / OUTCOME_FILE).write_text(f"RESUMED {o.tree.pid}\n")
     _drop_images(o.workdir)
     return o
