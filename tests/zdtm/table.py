@@ -10,13 +10,19 @@ from tests.zdtm.suite import Verdict
 
 MODE_TITLES = {"cold": "cold", "postcopy": "post-copy"}
 _LOG = re.compile(r"\s*\(log:? [^)]*\)")
+_OBJECT_ID = re.compile(r"\b0x[0-9a-f]+: ")  # CRIU's ids of pipes, files: differ every run
 MAX_REASON = 240
 
 
 def short(reason: str) -> str:
     """A reason for the table: no log paths (they name a run's temp dir), one line, capped."""
-    text = " ".join(_LOG.sub("", reason).split()).replace("|", "/")
+    text = " ".join(_OBJECT_ID.sub("", _LOG.sub("", reason)).split()).replace("|", "/")
     return text if len(text) <= MAX_REASON else text[:MAX_REASON - 1] + "…"
+
+
+def _known_part(worse: Sequence[Verdict], known: Mapping[tuple[str, str], str]) -> str:
+    n = sum((v.entry.name, v.mode) in known for v in worse)
+    return f" ({n} of them known, with the issue item that fixes them)" if n else ""
 
 
 def render(verdicts: Sequence[Verdict], known: Mapping[tuple[str, str], str] | None = None
@@ -57,7 +63,8 @@ def render(verdicts: Sequence[Verdict], known: Mapping[tuple[str, str], str] | N
     summary = (f"{len(names)} zdtm static tests in {len(modes)} modes: {same} of "
                f"{len(verdicts)} pass both by hand and under ferryman; "
                f"{sum(v.by_hand is not None for v in verdicts)} fail by hand (CRIU's reason "
-               f"below); {len(worse)} pass by hand but fail under ferryman.")
+               f"below); {len(worse)} pass by hand but fail under ferryman"
+               f"{_known_part(worse, known)}.")
     body = [summary, "", *lines]
     if notes:
         body += ["", *(f"{i}. {n}" for i, n in enumerate(notes, start=1))]
