@@ -15,7 +15,8 @@ iptables lock also works here but makes ``criu restore`` log "Iptables configura
 failed"), A gives up the service address right after the dump (``ip addr del``), B takes it
 before ``criu restore`` (the sockets are bound to it) and announces it afterwards with a
 gratuitous ARP (``arping -U -c 2 -I DEV IP``, started in the background: it takes a second
-for its two packets) so that clients stop sending to A's MAC.
+for its two packets) so that clients stop sending to A's MAC. Without a service address
+(``env.service`` None: connections on loopback, as in tests/zdtm) no address moves.
 
 Copies use ``cp`` (same host; a real ``scp`` adds an SSH connection and the copy). Every
 command runs at CRIU's default log level. With ``tls=True`` the page transfer uses CRIU's TLS
@@ -53,7 +54,10 @@ def _service(env: Env) -> tuple[str, str]:
 
 
 def _addr(node: Node, verb: str, env: Env, steps: dict[str, float]) -> None:
-    """``ip addr add|del SERVICE dev DEV`` in ``node``, timed into ``steps``."""
+    """``ip addr add|del SERVICE dev DEV`` in ``node``, timed into ``steps``; nothing when no
+    service address moves (connections on loopback, as in CRIU's zdtm tests)."""
+    if env.service is None:
+        return
     cidr, _ = _service(env)
     res = run_timed(node.argv("ip", "addr", verb, cidr, "dev", env.dev), env.timeout)
     res.check(f"ip addr {verb} {cidr} on {node.name}")
@@ -62,7 +66,10 @@ def _addr(node: Node, verb: str, env: Env, steps: dict[str, float]) -> None:
 
 def _announce(env: Env, b: Node, steps: dict[str, float]
               ) -> subprocess.Popen[bytes] | None:
-    """The gratuitous ARP from B: ``arping -U`` in the background, or bench/garp.py."""
+    """The gratuitous ARP from B: ``arping -U`` in the background, or bench/garp.py; nothing
+    when no service address moves."""
+    if env.service is None:
+        return None
     _, ip = _service(env)
     t0 = time.monotonic()
     if env.garp == "arping":

@@ -34,10 +34,16 @@ class Timed:
     stderr: str
 
     def check(self, what: str, log: Path | None = None) -> Timed:
+        """BenchError unless it exited 0: CRIU's first error (from ``log``, else from the
+        output: criu run without -o logs to stderr), else the output's last line."""
         if self.returncode != 0:
-            detail = _last_line(self.stderr) or _last_line(self.stdout)
-            if log is not None:
-                detail = f"{detail} {_first_error(log)} (log {log})".strip()
+            from ferryman.criu.logs import first_error_in
+
+            detail = ((_first_error(log) if log is not None else "")
+                      or first_error_in(self.stderr.splitlines()) or _last_line(self.stderr)
+                      or _last_line(self.stdout))
+            if log is not None and log.exists():
+                detail = f"{detail} (log {log})"
             raise BenchError(f"{what} exited with {self.returncode}: {detail}")
         return self
 

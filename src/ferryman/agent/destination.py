@@ -49,6 +49,7 @@ from ferryman.criu.page_server import (
     start_page_server,
 )
 from ferryman.criu.stats import RESTORE_STATS, read_stats
+from ferryman.criu.taskstate import stopped_pids
 from ferryman.errors import (
     CriuError,
     CriuFeatureMissing,
@@ -370,6 +371,8 @@ class DestinationSession:
                                     log_path)
             return
         self.tree = ProcessTree.of(pid)
+        # Read while the commit is on its way: the processes to leave stopped at the resume.
+        keep_stopped = asyncio.ensure_future(asyncio.to_thread(stopped_pids, self.workdir))
         self.tracker.advance(D.RESTORED)
         stats = read_stats(self.workdir / RESTORE_STATS)
         log.info("restored migration %s as PID %d (stopped)", self.workdir.name, pid)
@@ -384,7 +387,7 @@ class DestinationSession:
         if isinstance(decision, wire.Abort):
             await self._abort(decision.reason)
             return
-        self.tree.resume()
+        self.tree.resume(keep_stopped=await keep_stopped)
         self.tracker.advance(D.COMMITTED)
         resumed_at = time.monotonic()
         await self.ch.send(wire.Committed(pid=pid))

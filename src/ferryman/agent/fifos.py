@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ferryman.criu import fifo_images
+from ferryman.criu.decode import own_mount_namespace
 from ferryman.host import fifos
 from ferryman.wire.messages import MAX_FIFO_DEVICES
 
@@ -54,10 +55,9 @@ def keep_shared_fifo_data(images: Path, source_kernel: str,
     """Destination, before the restore of a process tree: leave out of ``images`` the data of
     the FIFOs this node shares with the frozen source; returns their paths.
 
-    A tree with a mount namespace of its own (``mountpoints-*.img``) is left alone: its paths
-    are relative to a root CRIU builds at restore, not to ours.
+    A tree with a mount namespace of its own is left alone (decode.own_mount_namespace).
     """
-    if not fifo_devices or any(images.glob("mountpoints-*.img")):
+    if not fifo_devices or own_mount_namespace(images):
         return []
     devices = {int(ino): dev for ino, dev in fifo_devices.items() if ino.isdecimal()}
     shared = shared_pipes(source_kernel, fifos.boot_id(), devices,

@@ -18,6 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ferryman.criu.taskstate import stopped_pids
 from ferryman.errors import FerrymanError
 from ferryman.host import procfs
 from ferryman.host.procfs import ProcessIdentity
@@ -88,7 +89,7 @@ def _find(state_dir: Path, migration_id: str) -> Orphan:
 def resume(state_dir: Path, migration_id: str) -> Orphan:
     """Continue the stopped tree here (only when the source's copy is known to be gone)."""
     o = _find(state_dir, migration_id)
-    o.tree.resume()
+    o.tree.resume(keep_stopped=stopped_pids(o.workdir))
     write_outcome(state_dir, migration_id, f"RESUMED {o.tree.pid}\n")
     _drop_images(o.workdir)
     return o

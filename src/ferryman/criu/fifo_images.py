@@ -13,14 +13,15 @@ import contextlib
 from collections.abc import Collection
 from pathlib import Path
 
-from ferryman.criu.decode import FILES, image_entries, load_image
+from ferryman.criu.decode import FILES, image_entries, pipe_data_spans
 
 FIFO_DATA = "fifo-data.img"
 
 
 def fifos_with_data(images: Path) -> set[int]:
     """The ``pipe_id`` (inode number at the dump) of every FIFO that held unread data."""
-    return {int(e["pipe_id"]) for e in image_entries(images / FIFO_DATA) if e.get("bytes")}
+    return {int(e["pipe_id"]) for e in image_entries(images / FIFO_DATA, payload=False)
+            if e.get("bytes")}
 
 
 def fifo_paths(images: Path) -> dict[int, str]:
@@ -42,25 +43,22 @@ def drop_fifo_data(images: Path, pipe_ids: Collection[int]) -> int:
     """Rewrite ``fifo-data.img`` without the data of ``pipe_ids``; the bytes left out.
 
     CRIU then restores those FIFOs without writing anything into them ("No data for pipe").
+    The other entries are copied byte for byte, never decoded.
     """
-    from pycriu import images as pycriu_images
-
     path = images / FIFO_DATA
-    img = load_image(path)
-    kept, dropped = [], 0
-    for e in img.get("entries") or []:
-        if int(e["pipe_id"]) in pipe_ids:
-            dropped += int(e.get("bytes", 0))
-        else:
-            kept.append(e)
-    if dropped:
-        img["entries"] = kept
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            with tmp.open("wb") as fh:
-                pycriu_images.dump(img, fh)
-            tmp.replace(path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-    return dropped
+    header, spans = pipe_data_spans(path)
+    kept = [sp for sp in spans if sp.pipe_id not in pipe_ids]
+    if len(kept) == len(spans):
+        return 0
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with path.open("rb") as src, tmp.open("wb") as dst:
+            dst.write(src.read(header))
+            for sp in kept:
+                src.seek(sp.start)
+                dst.write(src.read(sp.end - sp.start))
+        tmp.replace(path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return sum(sp.nbytes for sp in spans) - sum(sp.nbytes for sp in kept)

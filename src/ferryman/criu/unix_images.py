@@ -10,13 +10,16 @@ import posixpath
 import quopri
 from pathlib import Path
 
-from ferryman.criu.decode import FILES, image_entries
+from ferryman.criu.decode import FILES, image_entries, own_mount_namespace
 
 
 def bound_paths(images: Path) -> list[str]:
     """Absolute paths the dumped unix sockets are bound to (abstract and deleted names, and
-    relative ones without the directory CRIU recorded, are left out)."""
+    relative ones without the directory CRIU recorded, are left out); none for a tree with
+    its own mount namespace (decode.own_mount_namespace)."""
     out: list[str] = []
+    if own_mount_namespace(images):
+        return out
     for e in image_entries(images / FILES):
         usk = e.get("usk") if e.get("type") == "UNIXSK" else None
         if usk is None or usk.get("deleted"):

@@ -111,6 +111,14 @@ def pid_namespace(pid: int, proc: Path = PROC) -> str:
         raise NoSuchProcess(pid) from exc
 
 
+def ns_pid(pid: int, proc: Path = PROC) -> int:
+    """The process's PID in its own (innermost) PID namespace (``NSpid``'s last field)."""
+    for line in _read(proc / str(pid) / "status", pid).splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    return pid  # a kernel without NSpid has no nested PID namespaces to tell
+
+
 def memory_available(proc: Path = PROC) -> int:
     for line in (proc / "meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):

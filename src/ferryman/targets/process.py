@@ -6,9 +6,11 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from ferryman.errors import NoSuchProcess
 from ferryman.host import procfs
 from ferryman.host.procfs import ProcessIdentity
 
@@ -48,13 +50,18 @@ class ProcessTree:
             return False
         return False
 
-    def resume(self) -> int:
-        """SIGCONT every process of a tree CRIU left stopped; returns how many."""
-        pids = self.pids()
-        for p in pids:
-            with contextlib.suppress(ProcessLookupError):
+    def resume(self, keep_stopped: Collection[int] = ()) -> int:
+        """SIGCONT every process of a tree CRIU left stopped, except those whose PID in
+        their own namespace is in ``keep_stopped`` (they were stopped when dumped); returns
+        how many it continued."""
+        n = 0
+        for p in self.pids():
+            with contextlib.suppress(ProcessLookupError, NoSuchProcess):
+                if keep_stopped and procfs.ns_pid(p, self.proc) in keep_stopped:
+                    continue
                 os.kill(p, signal.SIGCONT)
-        return len(pids)
+                n += 1
+        return n
 
     def kill(self, timeout: float = 5.0) -> None:
         """SIGKILL the whole tree (a PID-namespace init ignores SIGTERM) and wait until gone."""

@@ -66,3 +66,10 @@ def test_a_damaged_image_is_a_criu_error(tmp_path: Path) -> None:
     (tmp_path / "fifo-data.img").write_bytes(b"not an image")
     with pytest.raises(CriuError, match=r"fifo-data\.img"):
         fifos_with_data(tmp_path)
+
+
+def test_data_cut_short_is_a_criu_error(image_set: Path) -> None:
+    path = image_set / "fifo-data.img"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CriuError, match="cut short"):
+        drop_fifo_data(image_set, {100})

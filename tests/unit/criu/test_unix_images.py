@@ -38,3 +38,10 @@ def test_bound_names_as_crius_restore_unlinks_them(tmp_path: Path) -> None:
 
 def test_no_files_image_no_names(tmp_path: Path) -> None:
     assert bound_paths(tmp_path) == []
+
+
+def test_a_tree_with_its_own_mounts_has_no_names_here(tmp_path: Path) -> None:
+    with (tmp_path / "files.img").open("wb") as fh:
+        images.dump({"magic": "FILES", "entries": [usk(1, b"/srv/app.sock")]}, fh)
+    (tmp_path / "mountpoints-12.img").write_bytes(b"")
+    assert bound_paths(tmp_path) == []

@@ -1,0 +1,69 @@
+"""CRIU's own zdtm static tests under migration (issue 14): every test that passes when moved
+by CRIU typed by hand must pass when moved by ``ferryman migrate``, cold and post-copy.
+
+Each test starts on node A in PID/IPC/UTS namespaces of its own, moves to node B (by hand:
+bench/baseline.py; ferryman: B's agent over mutual TLS), gets SIGTERM there and reports its
+own PASS or FAIL (tests/zdtm). A test that fails by hand passes here and is listed in the table
+with CRIU's reason; one that passes by hand and fails under ferryman fails here, unless it is a
+known failure (tests/zdtm/known.py: strict xfail, so a fix shows). The table (markdown) is
+printed at the end and written to $FERRYMAN_ZDTM_TABLE, else to pytest's temp dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.netns import Topology
+from tests.zdtm.catalog import Entry, build, curated
+from tests.zdtm.known import KNOWN
+from tests.zdtm.movers import MODES
+from tests.zdtm.suite import Lab, Verdict
+from tests.zdtm.table import render
+
+ENTRIES = curated()
+VERDICTS: list[Verdict] = []
+
+
+@pytest.fixture(scope="module")
+def lab(topology: Topology, pki: Path, criu_bin: str, tmp_path_factory: pytest.TempPathFactory,
+        request: pytest.FixtureRequest) -> Iterator[Lab]:
+    static = build([e.name for e in ENTRIES])
+    base = tmp_path_factory.mktemp("zdtm")
+    the_lab = Lab(topology, pki, base, criu_bin, static)
+    try:
+        yield the_lab
+    finally:
+        the_lab.close()
+        if VERDICTS:
+            table = render(VERDICTS, KNOWN)
+            out = Path(os.environ.get("FERRYMAN_ZDTM_TABLE") or base / "zdtm-table.md")
+            out.write_text(table)
+            capture = request.config.pluginmanager.get_plugin("capturemanager")
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                print(f"\n\nzdtm under migration (written to {out}):\n{table}")
+
+
+def _params() -> list[object]:
+    out: list[object] = []
+    for e in ENTRIES:
+        for mode in MODES:
+            note = KNOWN.get((e.name, mode))
+            marks = [pytest.mark.xfail(strict=True, reason=note)] if note else []
+            out.append(pytest.param(e, mode, id=f"{e.name}-{mode}", marks=marks))
+    return out
+
+
+@pytest.mark.parametrize(("entry", "mode"), _params())
+def test_zdtm_moves_under_ferryman_as_by_hand(lab: Lab, entry: Entry, mode: str) -> None:
+    v = lab.run(entry, mode)
+    VERDICTS.append(v)
+    for tool, reason in (("by hand", v.by_hand), ("ferryman", v.ferryman)):
+        assert not (reason or "").startswith("start:"), f"{tool}: the test did not start: {reason}"
+    if v.by_hand is None:
+        assert v.ferryman is None, (f"{entry.name} passes moved by hand ({mode}) but fails "
+                                    f"under ferryman: {v.ferryman}")

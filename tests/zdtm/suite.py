@@ -1,0 +1,86 @@
+"""Run zdtm static tests under migration: started on node A, moved to node B by hand and by
+ferryman, signalled there, their own PASS/FAIL read back.
+
+One ``Lab`` (two namespace nodes, the cluster PKI, B's agent) serves every test in turn.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.env import Env
+
+from tests.integration.conftest import Agent, Cluster
+from tests.support.netns import Topology
+from tests.zdtm.catalog import Entry
+from tests.zdtm.movers import Mover, by_ferryman, by_hand
+from tests.zdtm.zdtmtest import ZdtmError, ZdtmRun, kill_tree
+
+TIMEOUT = 60.0  # any one step: a start, a migration, a stop
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One test in one mode: None where it passed, else why not."""
+
+    entry: Entry
+    mode: str
+    by_hand: str | None
+    ferryman: str | None
+
+    @property
+    def regression(self) -> bool:
+        """Passes by hand, fails under ferryman."""
+        return self.by_hand is None and self.ferryman is not None
+
+
+class Lab:
+    def __init__(self, topology: Topology, pki: Path, base: Path, criu: str,
+                 static_dir: Path) -> None:
+        hidden = base / "unused"
+        hidden.mkdir(parents=True, exist_ok=True)
+        self.base = base
+        self.static_dir = static_dir
+        self.cluster = Cluster(topology, pki, base, hidden)
+        self.env = Env(topo=topology, pki=pki, tmp=base, criu=criu, timeout=TIMEOUT,
+                       ports=itertools.count(27100))
+        self._dest: Agent | None = None
+
+    @property
+    def dest(self) -> Agent:
+        """B's agent, started at first use and restarted should it have died."""
+        if self._dest is None or self._dest.proc.poll() is not None:
+            self._dest = self.cluster.start_agent("b")
+        return self._dest
+
+    def close(self) -> None:
+        for agent in self.cluster.agents:
+            agent.kill()
+        for node in self.cluster.topology.nodes.values():
+            node.stop_all()
+
+    def _once(self, entry: Entry, mode: str, tool: str, mover: Mover) -> str | None:
+        run = ZdtmRun(self.static_dir, entry.name,
+                      self.base / entry.name / f"{mode}-{tool.replace(' ', '-')}")
+        try:
+            wl = run.start(self.cluster.topology["a"], timeout=TIMEOUT)
+        except ZdtmError as exc:
+            return f"start: {exc}"
+        moved = None
+        try:
+            moved = mover(wl, run.run_dir)
+            if moved.error is not None or moved.pid is None:
+                return moved.error or "no PID on the destination"
+            return run.stop(moved.pid, timeout=TIMEOUT)
+        finally:
+            kill_tree(wl.pid)
+            kill_tree(moved.pid if moved is not None else None)
+
+    def run(self, entry: Entry, mode: str) -> Verdict:
+        """The test moved in ``mode`` by hand, then by ferryman."""
+        hand = self._once(entry, mode, "by hand", by_hand(self.env, mode, tcp=entry.tcp))
+        ferry = self._once(entry, mode, "ferryman",
+                           by_ferryman(self.cluster, self.dest, mode, tcp=entry.tcp))
+        return Verdict(entry, mode, hand, ferry)
