@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -30,6 +31,7 @@ from pathlib import Path
 from ferryman.errors import RuncError
 from ferryman.targets.runc import SYNC_BUNDLE, SYNC_ROOTFS, check_id, with_rootfs
 
+log = logging.getLogger(__name__)
 LOCK = "lock"
 RESTORED = "restored"
 
@@ -52,18 +54,11 @@ class BundleSlot:
         self.home.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
         with contextlib.suppress(FileExistsError):
             self.home.mkdir(mode=0o711)
-        fd = os.open(self.home / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno != errno.EWOULDBLOCK:
-                raise
+        self._lock = _try_lock(self.home)
+        if self._lock is None:
             raise RuncError("restore", self.container, "another migration of this container "
                             "is arriving here now",
-                            hint="wait for it to end, or move another container") from exc
-        self._lock = fd
+                            hint="wait for it to end, or move another container")
         for d in self.sync_targets().values():
             d.mkdir(mode=0o755, exist_ok=True)
 
@@ -124,17 +119,26 @@ def sweep(root: Path) -> list[str]:
         if home.is_symlink() or not home.is_dir() or (home / RESTORED).exists():
             continue
         try:
-            fd = os.open(home / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600)
-        except OSError:
+            fd = _try_lock(home)
+        except OSError as exc:
+            log.warning("left %s alone: %s", home, exc)
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if fd is None:
             continue  # a migration holds it
-        else:
-            shutil.rmtree(home, ignore_errors=True)
-            removed.append(home.name)
-        finally:
-            os.close(fd)
+        shutil.rmtree(home, ignore_errors=True)
+        os.close(fd)
+        removed.append(home.name)
     return removed
+
+
+def _try_lock(home: Path) -> int | None:
+    """The slot's lock, held (an fd), or None when a migration holds it already."""
+    fd = os.open(home / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno != errno.EWOULDBLOCK:
+            raise
+        return None
+    return fd
