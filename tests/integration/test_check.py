@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,11 @@ from tests.support.workloads import alive, children
 EXIT_PREFLIGHT = 40
 TRACKING = {"precopy", "hybrid"}  # need soft-dirty, which this machine's kernel lacks
 Verdict = dict[str, object]
+
+
+def check_roots(cluster: Cluster) -> tuple[str, str]:
+    """B's agent answers about the test's files (its tmp_path is private to root)."""
+    return ("--check-roots", str(cluster.base))
 
 
 def check(cluster: Cluster, pid: int, dest: Agent, *extra: str
@@ -171,7 +177,7 @@ def test_address_missing_on_destination(cluster: Cluster) -> None:
 
 
 def test_open_file_missing_on_destination_unless_synced(cluster: Cluster) -> None:
-    b = cluster.start_agent("b", hide_dir=True)
+    b = cluster.start_agent("b", *check_roots(cluster), hide_dir=True)
     held = cluster.hidden_dir / "data.txt"
     held.write_text("only on node A\n")
     w = cluster.workload(mib=16, seed="check-file", hold_file=str(held))
@@ -189,20 +195,29 @@ def test_open_file_missing_on_destination_unless_synced(cluster: Cluster) -> Non
         w.kill()
 
 
-def test_different_mtime_warns_and_migrate_needs_force(cluster: Cluster) -> None:
-    b = cluster.start_agent("b", hide_dir=True)
-    held = cluster.hidden_dir / "config.txt"
-    held.write_text("same size\n")
-    # B's copy: same path and size, another mtime (written inside B's mount namespace).
+def _copy_on_both(cluster: Cluster, b: Agent, src: Path, dst: Path) -> None:
+    """``dst`` on node A and, the same bytes with another mtime, in B's mount namespace."""
+    shutil.copy2(src, dst)
     subprocess.run(["nsenter", "-t", str(b.proc.pid), "-m", "sh", "-c",
-                    f'printf "same size\\n" > "{held}" && touch -d 2001-01-01 "{held}"'],
-                   check=True)
-    w = cluster.workload(mib=16, seed="check-mtime", hold_file=str(held))
+                    f'cp "{src}" "{dst}" && touch -d 2001-01-01 "{dst}"'], check=True)
+
+
+def test_another_build_of_the_executable_warns_and_migrate_needs_force(cluster: Cluster) -> None:
+    b = cluster.start_agent("b", *check_roots(cluster), hide_dir=True)
+    python = cluster.hidden_dir / "python3"
+    _copy_on_both(cluster, b, Path(sys.executable).resolve(), python)
+    held = cluster.hidden_dir / "config.txt"
+    _copy_on_both(cluster, b, Path(__file__), held)
+    w = cluster.workload(mib=16, seed="check-mtime", hold_file=str(held), python=str(python))
     new_pid: int | None = None
     try:
         res, v = check(cluster, w.pid, b)
         assert res.returncode == 0, res.stderr  # it can move, with a warning
-        assert "files.mtime" in rows(v, "warn")
+        warn = rows(v, "warn")
+        assert f"{python} (exe) has another mtime" in str(warn["files.mtime"]["detail"])
+        # the open data file of another mtime is only a note
+        assert f"{held} (fd) has another mtime" in str(warn["files.data"]["detail"])
+        assert warn["files.data"]["modes"] == []
         assert v["allowed_modes"] == ["cold", "postcopy"]
         assert v["clean_modes"] == []
         mig, _ = cluster.migrate(w.pid, b)
@@ -211,6 +226,27 @@ def test_different_mtime_warns_and_migrate_needs_force(cluster: Cluster) -> None
         assert alive(w.pid)
         assert b.migration_dirs() == []
         mig, report = cluster.migrate(w.pid, b, "--force")
+        assert mig.returncode == 0, mig.stderr
+        moved = report["destination_pid"]
+        assert isinstance(moved, int)
+        new_pid = moved
+        assert w.status(new_pid)["bad_pages"] == 0
+    finally:
+        w.kill(new_pid)
+
+
+def test_open_data_file_of_another_mtime_is_a_note_and_moves(cluster: Cluster) -> None:
+    b = cluster.start_agent("b", *check_roots(cluster), hide_dir=True)
+    held = cluster.hidden_dir / "config.txt"
+    _copy_on_both(cluster, b, Path(__file__), held)
+    w = cluster.workload(mib=16, seed="check-data-mtime", hold_file=str(held))
+    new_pid: int | None = None
+    try:
+        res, v = check(cluster, w.pid, b)
+        assert res.returncode == 0, res.stderr
+        assert "files.data" in rows(v, "warn")
+        assert v["clean_modes"] == ["cold", "postcopy"], "a note blocks no mode"
+        mig, report = cluster.migrate(w.pid, b)
         assert mig.returncode == 0, mig.stderr
         moved = report["destination_pid"]
         assert isinstance(moved, int)

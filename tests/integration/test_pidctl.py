@@ -169,8 +169,10 @@ def test_cli_pid_next_without_privilege_is_one_clear_line(tmp_path: Path) -> Non
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.fail("setpriv (util-linux) is not installed")
+    # root without capabilities, not another user: another user may not read the checkout
+    # (a clone under /root is 0700), and what the write needs is the capability, not the uid
     res = subprocess.run(
-        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", PY, "-m", "ferryman",
+        [setpriv, "--inh-caps=-all", "--bounding-set=-all", PY, "-m", "ferryman",
          "pid", "next", "500"],
         capture_output=True, text=True, timeout=20, check=False, cwd=tmp_path)
     assert res.returncode == 30, res.stderr

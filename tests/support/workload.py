@@ -118,6 +118,11 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
                 "time": time.time()}
 
     beat_file = args.beat_file if role == "main" else None
+    # --log-file: a line appended every beat (an access log: its size grows); --write-file:
+    # the beat count rewritten in place every beat (a heartbeat file: its mtime moves)
+    log = open(args.log_file, "a") if args.log_file and role == "main" else None  # noqa: SIM115
+    inplace = os.open(args.write_file, os.O_RDWR | os.O_CREAT, 0o644) \
+        if args.write_file and role == "main" else None
     st = status("ready")
     st["bad_pages"] = mem.verify()
     write_status(status_path, st)
@@ -146,6 +151,11 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
                 if v != received:
                     pipe_bad += 1
                     received = v
+        if log is not None:
+            log.write(f"beat {beats} pid {os.getpid()}\n")
+            log.flush()
+        if inplace is not None:
+            os.pwrite(inplace, f"{beats:012d}\n".encode(), 0)
         if beat_file and beats % 20 == 0:
             # read each time: a restored process has a new start time, its memory the old one
             write_status(beat_file, {"beats": beats, "start_time": _start_time(),
@@ -184,6 +194,8 @@ def main() -> None:
                     help="3: pipe writer, pipe reader, memory holder; other N: memory holders")
     ap.add_argument("--beat-file", help="write the heartbeat count here every 20 beats")
     ap.add_argument("--hold-file", help="keep this file open (restore needs it to exist)")
+    ap.add_argument("--log-file", help="append a line here every beat")
+    ap.add_argument("--write-file", help="rewrite the beat count in place here every beat")
     args = ap.parse_args()
     held = open(args.hold_file) if args.hold_file else None  # noqa: SIM115
     signal.signal(signal.SIGUSR1, _on_usr1)

@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 
 from ferryman import wire
+from ferryman.agent import failedlogs
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.container import DestinationContainer, destination_prepare, with_tools
+from ferryman.agent.fifos import keep_shared_fifo_data
 from ferryman.agent.files import (
     EMPTY_SHA256,
     Receiver,
@@ -28,8 +30,14 @@ from ferryman.agent.files import (
     remove_images,
     set_name,
 )
-from ferryman.agent.hello import local_hello, node_features, postcopy_blocker
-from ferryman.agent.orphans import OUTCOME_FILE, orphan_record
+from ferryman.agent.hello import (
+    identity_mismatch,
+    local_hello,
+    node_features,
+    postcopy_blocker,
+)
+from ferryman.agent.limits import Slots
+from ferryman.agent.orphans import has_outcome, orphan_record, write_outcome
 from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.logs import tail
@@ -42,8 +50,15 @@ from ferryman.criu.page_server import (
 )
 from ferryman.criu.stats import RESTORE_STATS, read_stats
 from ferryman.criu.taskstate import stopped_pids
-from ferryman.errors import CriuError, CriuFeatureMissing, FerrymanError, PeerLost, RemoteError
-from ferryman.host import addresses
+from ferryman.errors import (
+    CriuError,
+    CriuFeatureMissing,
+    FerrymanError,
+    PeerLost,
+    RemoteError,
+    RuncError,
+)
+from ferryman.host import addresses, portguard
 from ferryman.migration.phases import (
     DESTINATION_TABLE,
     DestinationPhase,
@@ -80,7 +95,7 @@ def remove_incomplete(state_dir: Path) -> list[str]:
     root = state_dir / "migrations"
     if root.is_dir():
         for d in root.iterdir():
-            if d.is_dir() and not (d / OUTCOME_FILE).exists():
+            if d.is_dir() and not has_outcome(state_dir, d.name):
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d.name)
     return removed
@@ -93,10 +108,13 @@ class Refusal(Exception):
 
 
 class DestinationSession:
-    def __init__(self, channel: Channel, config: AgentConfig, criu: Criu) -> None:
+    def __init__(self, channel: Channel, config: AgentConfig, criu: Criu,
+                 migrations: Slots | None = None) -> None:
         self.ch = channel
         self.cfg = config
         self.criu = criu
+        self.migrations = migrations or Slots(config.limits.migrations)  # the agent's
+        self.migrating = False  # holds one of them
         self.tracker = PhaseTracker(DESTINATION_TABLE, D.HELLO, time.monotonic)
         self.workdir: Path | None = None
         self.page_server: CriuDaemon | None = None
@@ -107,6 +125,7 @@ class DestinationSession:
         self.tree: ProcessTree | None = None
         self.plan: wire.Plan | None = None
         self.sets = 0  # pre-copy: image sets pre-1 .. pre-N received so far (their pages)
+        self.guards: list[portguard.PortGuard] = []  # page-server ports only the source reaches
         self.box: DestinationContainer | None = None  # a runc container arriving
         self.sync_port = 0
 
@@ -119,6 +138,10 @@ class DestinationSession:
         t = self.cfg.timeouts
         try:
             hello = await self.ch.expect((wire.Hello,), t.hello)
+            if (why := identity_mismatch(hello.node, self.ch.peer)) is not None:
+                log.warning("session from %s refused: %s", self.ch.peer, why)
+                await self.ch.send(wire.Error(code="identity", message=why))
+                return
             await self.ch.send(with_tools(await local_hello(
                 self.criu, self.cfg.name, self.cfg.state_dir, self.cfg.hidden_features), self.cfg))
             plan = await serve_checks(self.ch, hello, self.cfg, self.criu, SUPPORTED_MODES)
@@ -141,17 +164,34 @@ class DestinationSession:
         except asyncio.CancelledError:
             await self._fail(PeerLost(self.ch.peer, "agent shutting down"))
             raise
+        except Exception as exc:  # a bug of ours: clean up and say so, then let it show
+            log.exception("session from %s broke", self.ch.peer)
+            await self._fail(exc)
+            with contextlib.suppress(FerrymanError):
+                await self.ch.send(wire.Error(code="internal", message=f"{self.cfg.name}: "
+                                              f"internal error ({type(exc).__name__}); see "
+                                              f"its log"))
+            raise
         finally:
+            if self.migrating:
+                self.migrations.give_back()
             await self.ch.close()
 
     async def _prepare(self, hello: wire.Hello, plan: wire.Plan) -> int:
         if plan.mode not in SUPPORTED_MODES:
             raise Refusal("mode", f"this agent does not support mode {plan.mode!r} yet")
+        if not self.migrations.take():
+            raise Refusal("busy", f"{self.cfg.name} already runs {self.migrations.limit} "
+                          "migrations, its limit: try again once one has finished (or raise "
+                          "'ferryman serve --max-migrations' there)")
+        self.migrating = True
         if plan.move_address:
             try:
                 moving = addresses.parse_move_address(plan.move_address)
             except FerrymanError as exc:
                 raise Refusal("address", exc.message) from exc
+            if (why := addresses.move_refusal(moving, self.cfg.movable, self.cfg.name)):
+                raise Refusal("address", why)
             if addresses.present(moving.ip):
                 raise Refusal("address", f"{moving.ip} is already present on {self.cfg.name}: "
                               "remove it there, or move another address")
@@ -181,9 +221,12 @@ class DestinationSession:
             # Pages come from the source's page server, on demand. (The lazy-pages daemon
             # cannot start earlier than the Restore: it reads the images when it starts.)
             return 0
-        if plan.mode in PRECOPY_MODES:
-            return await self._open_set(None)
-        return await self._start_page_server(workdir, None)
+        try:
+            if plan.mode in PRECOPY_MODES:
+                return await self._open_set(None)
+            return await self._start_page_server(workdir, None)
+        except FerrymanError as exc:  # CRIU's or the guard's: this node cannot receive now
+            raise Refusal("page-server", exc.one_line()) from exc
 
     async def _lazy_blocker(self) -> str | None:
         """Why lazy pages cannot work on this node, or None."""
@@ -192,7 +235,12 @@ class DestinationSession:
         return postcopy_blocker(features, self.cfg.name)
 
     async def _start_page_server(self, images: Path, parent: str | None) -> int:
+        """CRIU's page server for one dump, behind a guard that lets only the source (the
+        control connection's address) reach it: it serves the first connection it gets."""
         port = free_port(self.cfg.listen_host)
+        guard = portguard.PortGuard(self.cfg.listen_port, port, self.ch.peer_ip)
+        await asyncio.to_thread(guard.install)
+        self.guards.append(guard)
         self.page_server = await start_page_server(self.criu.binary, images,
                                                    self.cfg.listen_host, port, self.tls,
                                                    parent=parent)
@@ -210,6 +258,7 @@ class DestinationSession:
         if self.page_server is not None:  # the last pre-dump's pages are all written
             await self.page_server.wait(self.cfg.timeouts.page_server_exit)
             self.page_server = None
+            await self._remove_guards()
         if msg is None:
             self.sets = 1
             (self.workdir / set_name(1)).mkdir()
@@ -265,6 +314,7 @@ class DestinationSession:
         assert self.workdir is not None
         receiver = Receiver(self.workdir)
         self.tracker.advance(D.RECEIVING)
+        failure: TransferError | None = None
         try:
             while True:
                 msg = await self.ch.expect((wire.FileChunk, wire.FileEnd, wire.Restore,
@@ -284,8 +334,11 @@ class DestinationSession:
                     restore_msg = msg
                     break
         except TransferError as exc:
+            failure = exc
+        finally:  # however the session ends: a file being written keeps its fd otherwise
             receiver.close()
-            await self._send_failed(exc.code, str(exc), "")
+        if failure is not None:  # the source may still be sending: it learns why all the same
+            await self._send_failed(failure.code, str(failure), "")
             return
         self.tracker.advance(D.RESTORING)
         lazy = self.ch.conn.lazy
@@ -298,6 +351,9 @@ class DestinationSession:
                 addresses.add(self.moving)
                 self.address_added = True
             tcp = self.plan is not None and self.plan.tcp_established
+            if self.box is None and restore_msg.fifo_devices:
+                await asyncio.to_thread(keep_shared_fifo_data, self.workdir,
+                                        restore_msg.kernel, restore_msg.fifo_devices)
             if self.box is not None:
                 pid = await self.box.restore(self.workdir, lazy=lazy, tcp_established=tcp)
             else:
@@ -308,10 +364,11 @@ class DestinationSession:
                 announcing = asyncio.ensure_future(asyncio.to_thread(addresses.announce,
                                                                      self.moving))
                 announcing.add_done_callback(_announced)
-        except (CriuError, OSError) as exc:
+        except (CriuError, RuncError, OSError) as exc:
             log_path = getattr(exc, "log_path", None)
             log_tail = tail(Path(log_path)) if log_path else ""
-            await self._send_failed("restore", getattr(exc, "message", str(exc)), log_tail)
+            await self._send_failed("restore", getattr(exc, "message", str(exc)), log_tail,
+                                    log_path)
             return
         self.tree = ProcessTree.of(pid)
         # Read while the commit is on its way: the processes to leave stopped at the resume.
@@ -340,7 +397,7 @@ class DestinationSession:
         self.tracker.advance(D.DONE)
         log.info("migration %s committed: PID %d runs here", self.workdir.name, pid)
         await self._cleanup(keep_logs=True)
-        (self.workdir / OUTCOME_FILE).write_text(f"DONE {pid}\n")
+        write_outcome(self.cfg.state_dir, self.workdir.name, f"DONE {pid}\n")
 
     def _start_lazy_early(self) -> None:
         """Post-copy: the images CRIU's lazy-pages daemon reads when it starts are here (the
@@ -378,7 +435,7 @@ class DestinationSession:
         assert self.tree is not None
         assert self.workdir is not None
         self.tracker.advance(D.ORPHANED)
-        (self.workdir / OUTCOME_FILE).write_text(orphan_record(self.tree.root))
+        write_outcome(self.cfg.state_dir, self.workdir.name, orphan_record(self.tree.root))
         log.error("source lost after restore, before commit: PID %d kept STOPPED; check the "
                   "source, then 'ferryman orphans resume|kill %s' (%s)",
                   self.tree.pid, self.workdir.name, exc)
@@ -409,7 +466,7 @@ class DestinationSession:
             with contextlib.suppress(FerrymanError):
                 await self.ch.send(wire.Error(code="lost", message=str(exc)[:4000]))
             assert self.workdir is not None
-            (self.workdir / OUTCOME_FILE).write_text(f"LOST {self.tree.pid}\n")
+            write_outcome(self.cfg.state_dir, self.workdir.name, f"LOST {self.tree.pid}\n")
             raise
         finally:
             for task in (done, watch):
@@ -421,14 +478,22 @@ class DestinationSession:
         await self.ch.send(wire.PagesComplete(pages=copied, bytes=copied * 4096, faults=faults,
                                               elapsed_ms=elapsed))
 
-    async def _send_failed(self, code: str, message: str, log_tail: str) -> None:
+    async def _send_failed(self, code: str, message: str, log_tail: str,
+                           log_path: str | None = None) -> None:
         log.warning("migration failed here (%s): %s", code, message)
-        await self._cleanup()
+        kept = await self._cleanup()
+        if log_path is not None and Path(log_path) in kept:  # name it where it is now
+            message = message.replace(log_path, str(kept[Path(log_path)]))
         self.tracker.advance(D.CLEANED)
         await self.ch.send(wire.Failed(code=code, message=message, log_tail=log_tail[-60000:]))
-        # The source answers with Abort (or just goes away).
+        # The source answers with Abort (or just goes away). After a bad file it may have
+        # sent more files and its Restore before it read the Failed: those are discarded.
+        deadline = time.monotonic() + self.cfg.timeouts.commit
         try:
-            await self.ch.expect((wire.Abort,), self.cfg.timeouts.commit)
+            while not isinstance(await self.ch.expect(
+                    (wire.Abort, wire.FileChunk, wire.FileEnd, wire.Restore),
+                    max(0.0, deadline - time.monotonic())), wire.Abort):
+                pass
             await self.ch.send(wire.Aborted())
         except FerrymanError:
             pass
@@ -452,9 +517,17 @@ class DestinationSession:
         if target is not None:
             self.tracker.advance(target)
 
-    async def _cleanup(self, *, keep_logs: bool = False) -> None:
+    async def _remove_guards(self) -> None:
+        guards, self.guards = self.guards, []
+        for guard in guards:
+            await asyncio.to_thread(guard.remove)
+
+    async def _cleanup(self, *, keep_logs: bool = False) -> dict[Path, Path]:
+        """Stop and remove everything of this migration; returns where each log it kept for
+        the operator went (``STATE/failed/ID/``)."""
         if self.page_server is not None:
             await self.page_server.kill()
+        await self._remove_guards()
         if self.early_lazy is not None:  # never used: the migration ended before Restore
             early, self.early_lazy = self.early_lazy, None
             with contextlib.suppress(CriuError, OSError):
@@ -470,19 +543,16 @@ class DestinationSession:
             self.tree.kill()
         if self.box is not None:
             await self.box.cleanup(delete=self.tracker.phase not in (D.COMMITTED, D.DONE))
+        kept: dict[Path, Path] = {}
         if self.workdir is not None and self.workdir.exists():
             if keep_logs:
                 remove_images(self.workdir)
             else:
-                # Failed migrations leave no images, only their logs for the operator.
-                logs = self.cfg.state_dir / "failed" / self.workdir.name
-                logs.mkdir(parents=True, exist_ok=True)
-                for p in self.workdir.glob("*.log"):
-                    shutil.move(p, logs / p.name)
-                for d in image_sets(self.workdir)[1:]:
-                    for p in d.glob("*.log"):
-                        shutil.move(p, logs / f"{d.name}-{p.name}")
+                # Failed migrations leave no images, only the agent's logs for the operator.
+                kept = failedlogs.keep(self.workdir, image_sets(self.workdir)[1:],
+                                       self.cfg.state_dir / "failed")
                 shutil.rmtree(self.workdir, ignore_errors=True)
+        return kept
 
 
 def _announced(task: asyncio.Future[None]) -> None:

@@ -8,9 +8,10 @@ import json
 import sys
 from pathlib import Path
 
-from ferryman.cli.common import parse_endpoint
+from ferryman.cli.common import add_sync_option, parse_endpoint, synced_paths
 from ferryman.errors import PreflightFailed, UsageError
 from ferryman.migration.verdict import MODES, Status, Verdict
+from ferryman.safetext import printable
 
 DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
 _MARK = {Status.PASS: "pass", Status.WARN: "WARN", Status.FAIL: "FAIL"}
@@ -30,8 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--pki", required=True, type=Path, metavar="DIR", help="cluster PKI directory")
     p.add_argument("--name", required=True, help="this node's name (its certificate)")
     p.add_argument("--mode", choices=MODES, help="the mode to check (default: any)")
-    p.add_argument("--sync", action="append", default=[], metavar="PATH",
-                   help="a path that will be synced: files under it are not compared")
+    add_sync_option(p)
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                    help=f"where the dry-run log goes (default {DEFAULT_STATE_DIR})")
@@ -48,16 +48,12 @@ def run(args: argparse.Namespace) -> int:
         return _run_runc(args)
     if args.pid is None or args.pid <= 0:
         raise UsageError("give the root PID of the workload", hint="ferryman check PID --to ...")
-    synced = []
-    for path in args.sync:
-        if not path.startswith("/"):
-            raise UsageError(f"--sync {path}: not an absolute path", hint="give /full/paths")
-        synced.append(path)
+    synced = synced_paths(args)
     host, port = parse_endpoint(args.to)
     creds = load_node(args.pki.resolve(), args.name)
     source = SourceOptions(pid=args.pid, host=host, port=port, creds=creds,
                            state_dir=args.state_dir.resolve(), criu_bin=args.criu)
-    result = asyncio.run(run_check(CheckOptions(source, args.mode, tuple(synced))))
+    result = asyncio.run(run_check(CheckOptions(source, args.mode, synced)))
     v = result.verdict
     if args.json:
         dry = result.dry_run
@@ -70,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(render(v, f"PID {args.pid} -> {result.destination} ({args.to})"))
+        print(printable(render(v, f"PID {args.pid} -> {result.destination} ({args.to})"),
+                        keep_newlines=True))
     if not v.can_move:
         failed = [r.check for r in v.failures(v.requested)]
         raise PreflightFailed(f"PID {args.pid} cannot move to {result.destination}"
@@ -100,7 +97,8 @@ def _run_runc(args: argparse.Namespace) -> int:
                    "endpoint": args.to, **v.to_json()}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(render(v, f"runc container {args.runc} -> {result.destination} ({args.to})"))
+        print(printable(render(v, f"runc container {args.runc} -> {result.destination} "
+                               f"({args.to})"), keep_newlines=True))
     if not v.can_move:
         raise PreflightFailed(f"container {args.runc} cannot move to {result.destination}"
                               + (f" in {v.requested} mode" if v.requested else ""),

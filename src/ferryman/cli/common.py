@@ -1,7 +1,8 @@
-"""Helpers shared by subcommands: endpoint parsing."""
+"""Helpers shared by subcommands: endpoint parsing, the --sync option."""
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 
 from ferryman.errors import UsageError
@@ -20,3 +21,17 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise UsageError(f"bad port {port_text!r}", hint="a port is a number from 1 to 65535")
     return host, int(port_text)
+
+
+def add_sync_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sync", action="append", default=[], metavar="PATH",
+                   help="a path you copy to the destination yourself (or that both nodes "
+                        "share): the pre-flight check does not compare files under it")
+
+
+def synced_paths(args: argparse.Namespace) -> tuple[str, ...]:
+    """The --sync paths, each absolute."""
+    for path in args.sync:
+        if not path.startswith("/"):
+            raise UsageError(f"--sync {path}: not an absolute path", hint="give /full/paths")
+    return tuple(args.sync)

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ferryman.agent.precopy import POLICIES, PrecopyOptions
-from ferryman.cli.common import parse_endpoint
+from ferryman.cli.common import add_sync_option, parse_endpoint, synced_paths
 from ferryman.errors import FerrymanError, UsageError
 from ferryman.host.addresses import MoveAddress, parse_move_address
 from ferryman.migration.report import MigrationReport
 from ferryman.report.summary import summary
+from ferryman.safetext import printable
 
 if TYPE_CHECKING:
     from ferryman.agent.container import RuncTarget
@@ -75,6 +76,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="measure the downtime a client sees: keep a connection to the service "
                         "there (it must answer each line with a line: an echo server, redis) "
                         "and report the longest wait for an answer; needs --tcp-established")
+    add_sync_option(p)
     p.add_argument("--force", action="store_true",
                    help="go ahead despite pre-flight warnings (never despite failures)")
     p.add_argument("--test-skip-preflight", action="store_true",
@@ -113,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
                               precopy=precopy,
                               preflight=PreflightPolicy(
                                   force=args.force, skip=args.test_skip_preflight,
+                                  synced=synced_paths(args),
                                   moved=(moving.ip,) if moving else ()))
         migration = SourceMigration(opts)
         error: FerrymanError | None = None
@@ -131,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(summary(report))
+        print(printable(summary(report), keep_newlines=True))
     if error is not None:
         raise error
     return 0

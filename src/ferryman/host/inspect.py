@@ -2,9 +2,11 @@
 
 :func:`inspect_workload` collects, for a process tree: every process and thread id, whether it
 has PID/time/network namespaces of its own, its resident memory, the files it uses (open file
-descriptors, working directories, executables and file mappings) with their type, size and
-mtime, and its inet sockets (matched by inode against ``/proc/PID/net/*`` of its own network
-namespace). Reading /proc never stops the workload.
+descriptors, working directories, executables and file mappings) with their type, size,
+mtime and identity, whether the workload itself is changing them (open for writing, a shared
+writable mapping, or a stat that moved between two reads), and its inet sockets (matched by
+inode against ``/proc/PID/net/*`` of its own network namespace). Reading /proc never stops
+the workload.
 
 :func:`stat_path` is the other side of the file check: what the same path is on this node.
 The procfs root is injectable; parsers are pure.
@@ -13,9 +15,10 @@ The procfs root is injectable; parsers are pure.
 from __future__ import annotations
 
 import contextlib
+import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -33,11 +36,23 @@ DELETED: Final = " (deleted)"
 
 @dataclass(frozen=True, slots=True)
 class FileStat:
-    """A file's type (one letter of :data:`FILE_TYPES`), size and mtime."""
+    """A file's type (one letter of :data:`FILE_TYPES`), size, mtime and identity: its
+    filesystem id (``statvfs`` f_fsid, 0 when the filesystem has none), device and inode."""
 
     ftype: str
     size: int
     mtime_ns: int
+    fsid: int = 0
+    dev: int = 0
+    ino: int = 0
+
+    def same_file(self, other: FileStat) -> bool:
+        """Both name one file: the same inode of the same filesystem, as shared storage (or two
+        nodes on one machine) shows it. Only ever evidence that a difference in size or mtime
+        is the workload's own writing; CRIU still checks the size when it restores."""
+        if self.ino == 0 or self.ino != other.ino:
+            return False
+        return (self.fsid != 0 and self.fsid == other.fsid) or self.dev == other.dev
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +62,7 @@ class FileRef:
     path: str
     kind: str
     stat: FileStat
+    live: bool = False  # the workload is changing it: compared by CRIU at the freeze, not now
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +96,19 @@ def stat_path(path: str | Path) -> FileStat | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     size = st.st_size if stat.S_ISREG(st.st_mode) else 0
-    return FileStat(file_type(st.st_mode), size, st.st_mtime_ns)
+    fsid = 0
+    with contextlib.suppress(OSError):
+        fsid = os.statvfs(path).f_fsid
+    return FileStat(file_type(st.st_mode), size, st.st_mtime_ns, fsid, st.st_dev, st.st_ino)
+
+
+def opened_for_writing(fdinfo_text: str) -> bool:
+    """An fd's ``flags:`` line in /proc/PID/fdinfo/FD (octal) has O_WRONLY or O_RDWR."""
+    for line in fdinfo_text.splitlines():
+        if line.startswith("flags:"):
+            with contextlib.suppress(ValueError, IndexError):
+                return int(line.split()[1], 8) & os.O_ACCMODE != os.O_RDONLY
+    return False
 
 
 def parse_nspid(status_text: str) -> tuple[int, ...]:
@@ -91,14 +119,17 @@ def parse_nspid(status_text: str) -> tuple[int, ...]:
     return ()
 
 
-def parse_map_paths(maps_text: str) -> list[str]:
-    """The distinct file paths mapped in /proc/PID/maps (no ``[heap]``, no deleted files)."""
-    seen: dict[str, None] = {}
+def parse_map_paths(maps_text: str) -> dict[str, bool]:
+    """The distinct file paths mapped in /proc/PID/maps (no ``[heap]``, no deleted files), each
+    with whether some mapping of it is shared and writable (the workload writes the file)."""
+    seen: dict[str, bool] = {}
     for line in maps_text.splitlines():
         cols = line.split(maxsplit=5)
         if len(cols) == 6 and cols[5].startswith("/") and not cols[5].endswith(DELETED):
-            seen.setdefault(cols[5], None)
-    return list(seen)
+            perms = cols[1]
+            writes = len(perms) == 4 and perms[1] == "w" and perms[3] == "s"
+            seen[cols[5]] = seen.get(cols[5], False) or writes
+    return seen
 
 
 def socket_inode(link: str) -> int | None:
@@ -119,10 +150,13 @@ class _Collector:
     def __init__(self, proc: Path) -> None:
         self.proc = proc
         self.files: dict[str, FileRef] = {}
+        self.written: set[str] = set()
         self.inodes: set[int] = set()
         self.deleted = 0
 
-    def add(self, path: str, kind: str, target: Path) -> None:
+    def add(self, path: str, kind: str, target: Path, *, writes: bool = False) -> None:
+        if writes:
+            self.written.add(path)
         old = self.files.get(path)
         if old is not None and FILE_KINDS.index(old.kind) <= FILE_KINDS.index(kind):
             return
@@ -153,11 +187,28 @@ class _Collector:
                 elif target.endswith(DELETED) and target.startswith("/"):
                     self.deleted += 1
                 elif wanted_path(target):
-                    self.add(target, "fd", fd)
+                    self.add(target, "fd", fd, writes=self.fd_writes(base, fd.name))
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            for path in parse_map_paths((base / "maps").read_text()):
+            for path, writes in parse_map_paths((base / "maps").read_text()).items():
                 if wanted_path(path):
-                    self.add(path, "map", base / "root" / path.lstrip("/"))
+                    self.add(path, "map", base / "root" / path.lstrip("/"), writes=writes)
+
+    def fd_writes(self, base: Path, fd: str) -> bool:
+        try:
+            return opened_for_writing((base / "fdinfo" / fd).read_text())
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    def refs(self) -> tuple[FileRef, ...]:
+        """The files, each marked live when the tree writes it or its stat moved since it was
+        first read (someone is writing it now: no pre-flight comparison can hold)."""
+        out = []
+        for ref in sorted(self.files.values(), key=lambda f: f.path):
+            again = stat_path(ref.path)
+            moved = again is not None and (again.size, again.mtime_ns) != (
+                ref.stat.size, ref.stat.mtime_ns)
+            out.append(replace(ref, live=ref.path in self.written or moved))
+        return tuple(out)
 
 
 def _ns(proc: Path, pid: int | str, name: str) -> str:
@@ -200,7 +251,7 @@ def inspect_workload(pid: int, proc: Path = PROC) -> WorkloadFacts:
         own_net_ns=_ns(proc, pid, "net") != _ns(proc, "self", "net"),
         own_time_ns=_ns(proc, pid, "time") != _ns(proc, "self", "time"),
         rss_bytes=procfs.tree_rss_bytes(pid, proc),
-        files=tuple(sorted(collector.files.values(), key=lambda f: f.path)),
+        files=collector.refs(),
         sockets=tuple(sorted(set(sockets), key=lambda s: (s.proto, s.local_port))),
         deleted_files=collector.deleted,
     )

@@ -220,16 +220,32 @@ def network_rows(w: WorkloadFacts, networks: Iterable[str], bound: Sequence[Inet
     return rows
 
 
-def _classify(f: FileRef, there: FileStat | None) -> tuple[Status, str]:
+# What one file's comparison found (see :func:`_classify`).
+SAME, SHARED, BAD, LIVE, CODE, DATA = "same", "shared", "bad", "live", "code", "data"
+CODE_KINDS: Final = frozenset({"exe", "map"})
+
+
+def _classify(f: FileRef, there: FileStat | None) -> tuple[str, str]:
+    """Decide one file from evidence. A difference the workload's own running explains is no
+    failure: the same inode on both nodes (shared storage), or a file the workload is writing
+    (open for writing, a shared writable mapping, or a stat that moved on the source). Whether
+    such a file matches is decided where it can be: CRIU checks the size of every file it
+    reopens when it restores, after the freeze, and a mismatch then rolls back."""
     if there is None:
-        return F, f"{f.path} ({f.kind}) missing"
+        return BAD, f"{f.path} ({f.kind}) missing"
     if there.ftype != f.stat.ftype:
-        return F, f"{f.path} ({f.kind}) is another type of file"
-    if f.stat.ftype == "f" and there.size != f.stat.size:
-        return F, f"{f.path} ({f.kind}) has {there.size} bytes, not {f.stat.size}"
-    if f.stat.ftype == "f" and there.mtime_ns != f.stat.mtime_ns:
-        return W, f"{f.path} ({f.kind}) has another mtime"
-    return P, ""
+        return BAD, f"{f.path} ({f.kind}) is another type of file"
+    if f.stat.ftype != "f" or (there.size, there.mtime_ns) == (f.stat.size, f.stat.mtime_ns):
+        return SAME, ""
+    if f.stat.same_file(there):
+        return SHARED, ""
+    if f.live:
+        return LIVE, f"{f.path} ({f.kind}, written by the workload)"
+    if there.size != f.stat.size:
+        return BAD, f"{f.path} ({f.kind}) has {there.size} bytes, not {f.stat.size}"
+    if f.kind in CODE_KINDS:
+        return CODE, f"{f.path} ({f.kind}) has another mtime"
+    return DATA, f"{f.path} ({f.kind}) has another mtime"
 
 
 def synced_by(path: str, synced: Iterable[str]) -> bool:
@@ -238,26 +254,48 @@ def synced_by(path: str, synced: Iterable[str]) -> bool:
 
 
 def file_rows(q: CheckQuery, stats: Mapping[str, FileStat | None], node: str) -> list[Row]:
+    """Rows that block: a file missing, of another type, or of another size that nothing
+    explains (FAIL); an executable or mapped file of the same size but another mtime (WARN:
+    CRIU maps the destination's copy, so another build of it breaks the workload). Notes that
+    never block: files the workload writes (CRIU compares them at the freeze), open data files
+    with another mtime, files not checked, deleted files."""
     files = [f for f in q.workload.files if not synced_by(f.path, q.synced)]
     n_synced = len(q.workload.files) - len(files)
-    found = [_classify(f, stats.get(f.path)) for f in files]
-    bad = [text for status, text in found if status is F]
-    odd = [text for status, text in found if status is W]
+    found: dict[str, list[str]] = {k: [] for k in (SAME, SHARED, BAD, LIVE, CODE, DATA)}
+    for f in files:
+        outcome, text = _classify(f, stats.get(f.path))
+        found[outcome].append(text)
+    bad, code, live, data = found[BAD], found[CODE], found[LIVE], found[DATA]
     rows: list[Row] = []
     if bad:
         rows.append(Row("files", "destination", F,
                         f"{len(bad)} of {len(files)} files differ on {node}: {_some(bad)}",
                         f"copy them to {node} (same path and size), or name their directory "
-                        "with --sync"))
-    if odd:
+                        "with --sync (check and migrate)"))
+    if code:
         rows.append(Row("files.mtime", "destination", W,
-                        f"{len(odd)} files have another mtime on {node}: {_some(odd)}",
-                        "make sure they have the same content on both nodes"))
-    if not bad and not odd:
-        extra = f"; {n_synced} in synced paths" if n_synced else ""
+                        f"{_n(len(code), 'executable or mapped file')} of the same size but "
+                        f"another mtime on {node}: {_some(code)}",
+                        f"install the same build on {node} (CRIU maps its copy on restore), "
+                        "or accept with --force"))
+    if live:
+        rows.append(Row("files.live", "destination", W,
+                        f"{_n(len(live), 'file')} the workload writes differ on {node} now: "
+                        f"{_some(live)}; CRIU compares their size at the freeze",
+                        "keep them on storage both nodes share, or sync them (a size "
+                        "mismatch at the restore rolls the migration back)", NOTE))
+    if data:
+        rows.append(Row("files.data", "destination", W,
+                        f"{_n(len(data), 'open file')} of the same size but another mtime on "
+                        f"{node}: {_some(data)}",
+                        "make sure they have the same content on both nodes", NOTE))
+    if not bad and not code:
+        extra = [f"{len(found[SHARED])} the same file on both (shared storage)"] \
+            if found[SHARED] else []
+        extra += [f"{n_synced} in synced paths"] if n_synced else []
         rows.append(Row("files", "destination", P,
-                        f"all {len(files)} files (exe, cwd, open, mapped) are the same on "
-                        f"{node}{extra}"))
+                        f"all {len(files)} files (exe, cwd, open, mapped) can be restored on "
+                        f"{node}" + "".join(f"; {e}" for e in extra)))
     if q.omitted_files:
         rows.append(Row("files.omitted", "destination", W,
                         f"{q.omitted_files} files not checked (the query was too large)",

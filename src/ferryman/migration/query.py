@@ -18,10 +18,11 @@ from ferryman.errors import RemoteProtocolError
 from ferryman.host.inspect import FILE_KINDS, FILE_TYPES, FileRef, FileStat, WorkloadFacts
 from ferryman.host.netinfo import TCP_STATES, InetSocket
 
-QUERY_VERSION: Final = 1
+QUERY_VERSION: Final = 2  # 2: files carry identity and liveness
 MAX_PATH_CHARS: Final = 4096
 MAX_ITEMS: Final = 100_000
 MAX_INT: Final = 2**63 - 1
+MAX_U64: Final = 2**64 - 1
 PID_MAX: Final = 1 << 22
 _STATES: Final = frozenset({*TCP_STATES.values(), "BOUND"})
 _WORKLOAD_KEYS: Final = ("pid", "comm", "processes", "own_pid_ns", "own_net_ns", "own_time_ns",
@@ -53,8 +54,8 @@ def _to_obj(q: CheckQuery) -> dict[str, object]:
                      "own_time_ns": w.own_time_ns, "rss": w.rss_bytes,
                      "deleted_files": w.deleted_files},
         "ids": list(w.ids),
-        "files": [[f.path, f.kind, f.stat.ftype, f.stat.size, f.stat.mtime_ns]
-                  for f in w.files],
+        "files": [[f.path, f.kind, f.stat.ftype, f.stat.size, f.stat.mtime_ns, f.stat.fsid,
+                   f.stat.dev, f.stat.ino, f.live] for f in w.files],
         "sockets": [[s.proto, s.local_ip, s.local_port, s.remote_ip, s.remote_port, s.state]
                     for s in w.sockets],
         "synced": list(q.synced),
@@ -134,13 +135,15 @@ def _ip(value: object, what: str) -> str:
 
 def _file(item: object) -> FileRef:
     row = _list(item, "a file")
-    if len(row) != 5:
-        raise _bad("a file is [path, kind, type, size, mtime_ns]")
-    path, kind, ftype, size, mtime = row
+    if len(row) != 9:
+        raise _bad("a file is [path, kind, type, size, mtime_ns, fsid, dev, ino, live]")
+    path, kind, ftype, size, mtime, fsid, dev, ino, live = row
     if kind not in FILE_KINDS or ftype not in FILE_TYPES:
         raise _bad(f"bad file kind or type: {kind!r:.20} {ftype!r:.20}")
-    return FileRef(_path(path, "file path"), str(kind),
-                   FileStat(str(ftype), _int(size, "file size"), _int(mtime, "file mtime")))
+    stat = FileStat(str(ftype), _int(size, "file size"), _int(mtime, "file mtime"),
+                    _int(fsid, "file fsid", MAX_U64), _int(dev, "file dev", MAX_U64),
+                    _int(ino, "file inode", MAX_U64))
+    return FileRef(_path(path, "file path"), str(kind), stat, _bool(live, "file live"))
 
 
 def _socket(item: object) -> InetSocket:

@@ -37,6 +37,19 @@ def test_first_real_error_without_timestamps(tmp_path: Path) -> None:
     assert first_error(log) == "unix: Unix socket 283317 not found"
 
 
+RESTORE = """Error (criu/util.c:1534): rlimit: Can't setup RLIMIT_NOFILE for self: EPERM
+     1: Error (criu/files-reg.c:2353): Can't open file tmp/x/data.txt on restore: ENOENT
+     1: Error (criu/files.c:1221): Unable to open fd=3 id=0x15
+Error (criu/cr-restore.c:2331): Restoring FAILED.
+"""
+
+
+def test_first_error_of_a_restored_task_is_indented_by_its_pid(tmp_path: Path) -> None:
+    log = tmp_path / "restore.log"
+    log.write_text(RESTORE)
+    assert first_error(log) == "Can't open file tmp/x/data.txt on restore: ENOENT"
+
+
 def test_first_error_of_a_restored_task_at_the_default_level(tmp_path: Path) -> None:
     """A task's lines start with its PID, padded with spaces: the reason, not 'FAILED'."""
     log = tmp_path / "restore.log"

@@ -18,6 +18,9 @@ MAPS = """\
 7f0000001000-7f0000002000 rw-s 00000000 00:01 9     /dev/shm/x (deleted)
 7f0000002000-7f0000003000 r--p 00000000 08:01 77    /opt/my lib/a b.so
 7f0000003000-7f0000004000 rw-p 00000000 00:00 0
+7f0000004000-7f0000005000 rw-s 00000000 08:01 78    /srv/db/data.mdb
+7f0000005000-7f0000006000 r--s 00000000 08:01 78    /srv/db/data.mdb
+7f0000006000-7f0000007000 rw-p 00000000 08:01 79    /srv/db/private.map
 """
 
 
@@ -27,8 +30,36 @@ def test_parse_nspid() -> None:
     assert inspect.parse_nspid("Name: x\n") == ()
 
 
-def test_parse_map_paths() -> None:
-    assert inspect.parse_map_paths(MAPS) == ["/usr/bin/python3.11", "/opt/my lib/a b.so"]
+def test_parse_map_paths_marks_shared_writable_mappings() -> None:
+    assert inspect.parse_map_paths(MAPS) == {
+        "/usr/bin/python3.11": False, "/opt/my lib/a b.so": False,
+        "/srv/db/data.mdb": True,  # rw-s: the workload writes the file itself
+        "/srv/db/private.map": False,  # rw-p: copy-on-write, the file stays as it is
+    }
+
+
+@pytest.mark.parametrize(("text", "writes"), [
+    ("pos:\t0\nflags:\t0100000\nmnt_id:\t1\n", False),  # O_RDONLY|O_LARGEFILE
+    ("pos:\t0\nflags:\t02102001\n", True),  # O_WRONLY|O_APPEND|...
+    ("flags:\t0100002\n", True),  # O_RDWR
+    ("pos:\t0\n", False), ("flags:\tzz\n", False)])
+def test_opened_for_writing(text: str, writes: bool) -> None:
+    assert inspect.opened_for_writing(text) is writes
+
+
+def test_files_this_process_writes_are_live(tmp_path: Path) -> None:
+    written, read = tmp_path / "log", tmp_path / "conf"
+    read.write_text("x")
+    with written.open("a") as w, read.open() as r:
+        facts = inspect.inspect_workload(os.getpid())
+        refs = {f.path: f for f in facts.files}
+        assert refs[str(written)].live
+        assert not refs[str(read)].live
+        assert w.fileno() > 2
+        assert r.fileno() > 2
+        here = refs[str(read)].stat
+        assert here.ino == read.stat().st_ino
+        assert here.same_file(inspect.stat_path(read) or here)
 
 
 @pytest.mark.parametrize(("link", "inode"), [

@@ -157,19 +157,70 @@ def test_ports(ours: InetSocket, theirs: InetSocket, clash: bool) -> None:
 
 def test_files() -> None:
     q = CheckQuery(workload(files=(reg("/a", size=3), reg("/b"), reg("/c", mtime=1),
+                                   reg("/lib.so", "map", mtime=1),
                                    reg("/data/d"), FileRef("/dev/x", "fd", FileStat("c", 0, 1)),
                                    reg("/e"))),
                    synced=("/data/",))
     stats = {"/a": FileStat("f", 4, 5), "/b": None, "/c": FileStat("f", 10, 2),
-             "/dev/x": FileStat("c", 0, 7), "/e": FileStat("d", 0, 5)}
+             "/lib.so": FileStat("f", 10, 2), "/dev/x": FileStat("c", 0, 7),
+             "/e": FileStat("d", 0, 5)}
     rows = by_check(checks.file_rows(q, stats, "b"))
     assert rows["files"].status is F
-    assert rows["files"].detail.startswith("3 of 5 files differ on b: /a (fd) has 4 bytes, not 3")
+    assert rows["files"].detail.startswith("3 of 6 files differ on b: /a (fd) has 4 bytes, not 3")
     assert "/b (fd) missing" in rows["files"].detail
     assert "/e (fd) is another type of file (+0" not in rows["files"].detail
+    # another build of mapped code breaks the workload: a warning that blocks
     assert rows["files.mtime"].status is W
     assert rows["files.mtime"].modes == ALL_MODES
-    assert "/c" in rows["files.mtime"].detail
+    assert "/lib.so (map)" in rows["files.mtime"].detail
+    # an open data file of the same size with another mtime: a note, never blocking
+    assert rows["files.data"].status is W
+    assert rows["files.data"].modes == frozenset()
+    assert "/c (fd)" in rows["files.data"].detail
+
+
+def live(path: str, size: int, mtime: int, ino: int = 7) -> FileRef:
+    return FileRef(path, "fd", FileStat("f", size, mtime, fsid=1, dev=2, ino=ino), live=True)
+
+
+def test_files_the_workload_writes_are_compared_at_the_freeze_not_now() -> None:
+    q = CheckQuery(workload(files=(live("/var/log/access.log", 3111, 9),
+                                   live("/run/hb", 8, 9, ino=8))))
+    # another file on B (another inode), of another size and mtime: no failure, a note
+    stats = {"/var/log/access.log": FileStat("f", 3055, 5, fsid=1, dev=2, ino=99),
+             "/run/hb": FileStat("f", 8, 5, fsid=3, dev=4, ino=98)}
+    rows = by_check(checks.file_rows(q, stats, "b"))
+    assert rows["files"].status is P
+    assert rows["files.live"].status is W
+    assert rows["files.live"].modes == frozenset()
+    assert "/var/log/access.log (fd, written by the workload)" in rows["files.live"].detail
+    assert "2 files" in rows["files.live"].detail
+
+
+def test_files_of_another_size_fail_unless_written_or_shared() -> None:
+    still = FileRef("/srv/a", "fd", FileStat("f", 10, 5, fsid=1, dev=2, ino=7))
+    q = CheckQuery(workload(files=(still,)))
+    elsewhere = FileStat("f", 12, 6, fsid=1, dev=2, ino=8)
+    assert by_check(checks.file_rows(q, {"/srv/a": elsewhere}, "b"))["files"].status is F
+    # the same inode of the same filesystem: one file, grown between the two stats
+    shared = FileStat("f", 12, 6, fsid=1, dev=9, ino=7)
+    rows = checks.file_rows(q, {"/srv/a": shared}, "b")
+    assert [(r.check, r.status) for r in rows] == [("files", P)]
+    assert "1 the same file on both (shared storage)" in rows[0].detail
+    # same device and inode, no filesystem id: the same file too
+    assert checks.file_rows(q, {"/srv/a": FileStat("f", 12, 6, fsid=0, dev=2, ino=7)},
+                            "b")[0].status is P
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    (FileStat("f", 1, 1, 5, 6, 7), FileStat("f", 2, 2, 5, 0, 7), True),
+    (FileStat("f", 1, 1, 0, 6, 7), FileStat("f", 2, 2, 0, 6, 7), True),
+    (FileStat("f", 1, 1, 5, 6, 7), FileStat("f", 1, 1, 5, 6, 8), False),
+    (FileStat("f", 1, 1, 0, 6, 7), FileStat("f", 1, 1, 0, 9, 7), False),
+    (FileStat("f", 1, 1), FileStat("f", 1, 1), False),  # no identity known: never the same
+])
+def test_same_file(a: FileStat, b: FileStat, same: bool) -> None:
+    assert a.same_file(b) is same
 
 
 def test_files_all_present_and_synced() -> None:

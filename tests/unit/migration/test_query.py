@@ -85,20 +85,26 @@ def _query(**changes: object) -> str:
 
 @pytest.mark.parametrize("text", [
     "", "nope", "[]", "{}", "NaN",
-    _query(v=2), _query(extra=1), _query(w_pid=-1), _query(w_pid=True), _query(w_pid=1.5),
+    _query(v=1), _query(v=3), _query(extra=1), _query(w_pid=-1), _query(w_pid=True),
+    _query(w_pid=1.5),
     _query(w_pid=1 << 23), _query(w_comm=7), _query(w_comm="x" * 65), _query(w_rss=-1),
     _query(w_own_pid_ns=1), _query(w_extra=1), _query(workload=[]), _query(ids="1"),
-    _query(ids=[0.5]), _query(files=[["rel/path", "fd", "f", 1, 1]]),
-    _query(files=[["/a", "door", "f", 1, 1]]), _query(files=[["/a", "fd", "zz", 1, 1]]),
-    _query(files=[["/a", "fd", "f", -1, 1]]), _query(files=[["/a", "fd", "f", 1]]),
-    _query(files=[["/a\0b", "fd", "f", 1, 1]]), _query(files=["/a"]),
+    _query(ids=[0.5]), _query(files=[["rel/path", "fd", "f", 1, 1, 0, 0, 0, False]]),
+    _query(files=[["/a", "door", "f", 1, 1, 0, 0, 0, False]]),
+    _query(files=[["/a", "fd", "zz", 1, 1, 0, 0, 0, False]]),
+    _query(files=[["/a", "fd", "f", -1, 1, 0, 0, 0, False]]),
+    _query(files=[["/a", "fd", "f", 1, 1]]),
+    _query(files=[["/a", "fd", "f", 1, 1, 0, 0, 0, 1]]),
+    _query(files=[["/a", "fd", "f", 1, 1, -1, 0, 0, False]]),
+    _query(files=[["/a", "fd", "f", 1, 1, 0, 0, 2**64, False]]),
+    _query(files=[["/a\0b", "fd", "f", 1, 1, 0, 0, 0, False]]), _query(files=["/a"]),
     _query(sockets=[["sctp", "1.2.3.4", 1, "0.0.0.0", 0, "LISTEN"]]),
     _query(sockets=[["tcp", "1.2.3.999", 1, "0.0.0.0", 0, "LISTEN"]]),
     _query(sockets=[["tcp", "1.2.3.4", 65536, "0.0.0.0", 0, "LISTEN"]]),
     _query(sockets=[["tcp", "1.2.3.4", 1, "0.0.0.0", 0, "DANCING"]]),
     _query(sockets=[["tcp", "1.2.3.4", 1, "0.0.0.0", 0, ["LISTEN"]]]),
     _query(synced=["relative"]), _query(synced="/x"), _query(omitted_files=-3),
-    _query(files=[["/a", "fd", "f", 1, 1]] * 100_001),
+    _query(files=[["/a", "fd", "f", 1, 1, 0, 0, 0, False]] * 100_001),
 ])
 def test_malformed_queries_are_remote_errors(text: str) -> None:
     with pytest.raises(RemoteProtocolError):
