@@ -78,9 +78,13 @@ class Lab:
             kill_tree(wl.pid)
             kill_tree(moved.pid if moved is not None else None)
 
+    def _relative(self, reason: str | None) -> str | None:
+        """Paths in a reason relative to this lab's directory (the same in every run)."""
+        return None if reason is None else reason.replace(f"{self.base}/", "")
+
     def run(self, entry: Entry, mode: str) -> Verdict:
         """The test moved in ``mode`` by hand, then by ferryman."""
         hand = self._once(entry, mode, "by hand", by_hand(self.env, mode, tcp=entry.tcp))
         ferry = self._once(entry, mode, "ferryman",
                            by_ferryman(self.cluster, self.dest, mode, tcp=entry.tcp))
-        return Verdict(entry, mode, hand, ferry)
+        return Verdict(entry, mode, self._relative(hand), self._relative(ferry))

@@ -11,12 +11,16 @@ from tests.zdtm.suite import Verdict
 MODE_TITLES = {"cold": "cold", "postcopy": "post-copy"}
 _LOG = re.compile(r"\s*\(log:? [^)]*\)")
 _OBJECT_ID = re.compile(r"\b0x[0-9a-f]+: ")  # CRIU's ids of pipes, files: differ every run
+_FROZEN = re.compile(r"\s*\(frozen \d+ ms\)")  # the dry run's freeze: differs every run
 MAX_REASON = 240
 
 
 def short(reason: str) -> str:
-    """A reason for the table: no log paths (they name a run's temp dir), one line, capped."""
-    text = " ".join(_OBJECT_ID.sub("", _LOG.sub("", reason)).split()).replace("|", "/")
+    """A reason for the table: without what differs every run (log paths in a temp dir, CRIU's
+    object ids, the dry run's freeze), one line, capped."""
+    for noise in (_LOG, _OBJECT_ID, _FROZEN):
+        reason = noise.sub("", reason)
+    text = " ".join(reason.split()).replace("|", "/")
     return text if len(text) <= MAX_REASON else text[:MAX_REASON - 1] + "…"
 
 

@@ -30,6 +30,8 @@ def test_reasons_lose_log_paths_and_per_run_ids() -> None:
               "Resource temporarily unavailable (log: /tmp/x/state-b/restore.log) | more")
     assert short(reason) == ("b: restore failed: criu restore failed: Error splicing data: "
                              "Resource temporarily unavailable / more")
+    assert short("dump: criu cannot dump it: no (frozen 14 ms): fix it") == \
+        "dump: criu cannot dump it: no: fix it"
     assert len(short("x" * 1000)) == 240
 
 
