@@ -283,9 +283,10 @@ class DestinationSession:
                     restore_msg = msg
                     break
         except TransferError as exc:
-            receiver.close()
             await self._send_failed(exc.code, str(exc), "")
             return
+        finally:  # however the session ends: a file being written keeps its fd otherwise
+            receiver.close()
         self.tracker.advance(D.RESTORING)
         lazy = self.ch.conn.lazy
         try:
