@@ -79,3 +79,56 @@ def test_session_lost_mid_file_leaves_no_fd_open(cluster: Cluster) -> None:
     leaked = [f for f in open_fds(b.proc.pid) if str(b.state_dir) in f]
     assert leaked == [], f"the agent still holds {len(leaked)} image files open: {leaked[:3]}"
     assert still_serves(cluster, b)
+
+
+@pytest.mark.timeout(60)
+def test_peer_text_cannot_forge_an_agent_log_line(cluster: Cluster) -> None:
+    """Finding 12: an Abort reason with a newline and escapes stays inside its own log line."""
+    b = cluster.start_agent("b")
+    forged = "2026-12-04 00:00:00,000 ferryman.agent.destination INFO migration forged committed"
+    with peer(cluster, b) as p:
+        p.hello()
+        p.send(wire.Abort(f"ok\n{forged}\x1b[2J"))
+        assert isinstance(p.recv(), wire.Aborted)
+    assert wait_for(lambda: "forged committed" in b.log())
+    lines = b.log().splitlines()
+    assert not any(line.startswith(forged) for line in lines)
+    assert not any("\x1b" in line for line in lines)
+    assert any(line.endswith(f"before a plan: ok\\n{forged}\\x1b[2J") for line in lines)
+
+
+@pytest.mark.timeout(60)
+def test_a_peer_cannot_speak_as_another_node(cluster: Cluster) -> None:
+    """Finding 11: certificate c saying it is node a gets an Error, not the agent's Hello."""
+    b = cluster.start_agent("b")
+    with peer(cluster, b, name="c") as p:
+        p.send(wire.Hello(protocol_version=1, node="a", criu_version="4.2.1", features={},
+                          cpuinfo=b"", free_memory=1 << 30, free_disk=1 << 30))
+        answer = p.recv()
+        assert isinstance(answer, wire.Error), answer
+        assert answer.code == "identity"
+        assert "'c'" in answer.message
+        assert p.recv(5) is None  # and the session is over
+    assert still_serves(cluster, b)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("agent_args", "spec"), [
+    ((), "10.77.0.100/24@eth0"),  # the operator made nothing movable
+    (("--movable-addresses", "10.77.0.0/24@eth0"), "192.0.2.77/1@lo"),  # the review's
+    (("--movable-addresses", "10.77.0.0/24@eth0"), "10.77.0.100/1@eth0"),
+    (("--movable-addresses", "10.77.0.0/24@eth0"), "10.77.0.100/24@lo"),
+])
+def test_plan_may_move_only_what_the_operator_made_movable(
+        cluster: Cluster, agent_args: tuple[str, ...], spec: str) -> None:
+    """Finding 6: a move_address outside ``serve --movable-addresses`` is Refused, and
+    nothing reaches the node's addresses or routes."""
+    b = cluster.start_agent("b", *agent_args)
+    before = b.node.run("ip", "-4", "route", "show", "table", "all").stdout
+    p, answer = planned(cluster, b, move_address=spec)
+    p.close()
+    assert isinstance(answer, wire.Refused), answer
+    assert answer.code == "address"
+    assert "--movable-addresses" in answer.message
+    assert b.node.run("ip", "-4", "route", "show", "table", "all").stdout == before
+    assert not (b.state_dir / "migrations").exists() or not any(b.migration_dirs())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ferryman.host.addresses import MovableNetwork
 from ferryman.pki import NodeCredentials
 
 
@@ -33,6 +34,7 @@ class AgentConfig:
     runc_bin: str = "runc"
     runc_root: Path = Path("/run/runc")  # runc's --root for restored containers
     bundle_root: Path | None = None  # containers arriving here; None: STATE_DIR/bundles
+    movable: tuple[MovableNetwork, ...] = ()  # what peers may move here (--movable-addresses)
     timeouts: Timeouts = field(default_factory=Timeouts)
     hidden_features: frozenset[str] = frozenset()  # test-only: pretend CRIU lacks these
     test_pause_after_restore: float = 0.0  # test-only: widen the RESTORED window

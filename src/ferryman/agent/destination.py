@@ -28,7 +28,12 @@ from ferryman.agent.files import (
     remove_images,
     set_name,
 )
-from ferryman.agent.hello import local_hello, node_features, postcopy_blocker
+from ferryman.agent.hello import (
+    identity_mismatch,
+    local_hello,
+    node_features,
+    postcopy_blocker,
+)
 from ferryman.agent.orphans import OUTCOME_FILE, orphan_record
 from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
@@ -118,6 +123,10 @@ class DestinationSession:
         t = self.cfg.timeouts
         try:
             hello = await self.ch.expect((wire.Hello,), t.hello)
+            if (why := identity_mismatch(hello.node, self.ch.peer)) is not None:
+                log.warning("session from %s refused: %s", self.ch.peer, why)
+                await self.ch.send(wire.Error(code="identity", message=why))
+                return
             await self.ch.send(with_tools(await local_hello(
                 self.criu, self.cfg.name, self.cfg.state_dir, self.cfg.hidden_features), self.cfg))
             plan = await serve_checks(self.ch, hello, self.cfg, self.criu, SUPPORTED_MODES)
@@ -151,6 +160,8 @@ class DestinationSession:
                 moving = addresses.parse_move_address(plan.move_address)
             except FerrymanError as exc:
                 raise Refusal("address", exc.message) from exc
+            if (why := addresses.move_refusal(moving, self.cfg.movable, self.cfg.name)):
+                raise Refusal("address", why)
             if addresses.present(moving.ip):
                 raise Refusal("address", f"{moving.ip} is already present on {self.cfg.name}: "
                               "remove it there, or move another address")
