@@ -93,6 +93,18 @@ class Channel:
             assert isinstance(event, wire.Message)
             return event
 
+    async def wait_peer_closed(self) -> None:
+        """Returns once the peer has closed (or reset) the connection. Whatever it sends
+        meanwhile is kept for :meth:`receive`, as if it had not been read yet."""
+        while True:
+            try:
+                data = await self.reader.read(READ_SIZE)
+            except (ConnectionError, OSError, ssl.SSLError):
+                return
+            self.conn.receive_data(data)  # b"": the end, which receive() reports in turn
+            if not data:
+                return
+
     @overload
     async def expect(self, kinds: tuple[type[A]], timeout: float) -> A: ...
     @overload

@@ -218,7 +218,7 @@ class DestinationSession:
         """
         assert self.workdir is not None
         if self.page_server is not None:  # the last pre-dump's pages are all written
-            await self.page_server.wait(self.cfg.timeouts.page_server_exit)
+            await self._page_server_exit()
             self.page_server = None
         if msg is None:
             self.sets = 1
@@ -239,6 +239,24 @@ class DestinationSession:
             await self._send_page_maps()
             return 0
         return await self._start_page_server(self.workdir, parent)
+
+    async def _page_server_exit(self) -> None:
+        """The page server's clean exit: every page of its image set is written. PeerLost as
+        soon as the source closes the connection instead: nobody will dump into it then, and
+        the migration must not stay (a root criu process, its images) until the timeout."""
+        assert self.page_server is not None
+        exited = asyncio.ensure_future(self.page_server.wait(self.cfg.timeouts.page_server_exit))
+        gone = asyncio.ensure_future(self.ch.wait_peer_closed())
+        try:
+            await asyncio.wait({exited, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (exited, gone) if not exited.done() else (gone,):
+                task.cancel()
+            await asyncio.gather(exited, gone, return_exceptions=True)
+        if exited.cancelled():
+            raise PeerLost(self.ch.peer, f"{self.ch.peer} closed the connection while its "
+                           "page server was waiting for pages")
+        exited.result()
 
     async def _send_page_maps(self) -> None:
         """Before a lazy final set: the page maps of every set, back to the source.
@@ -302,7 +320,7 @@ class DestinationSession:
         lazy = self.ch.conn.lazy
         try:
             if self.page_server is not None:
-                await self.page_server.wait(t.page_server_exit)
+                await self._page_server_exit()
             if lazy:
                 self.lazy_pages = await self._lazy_daemon(restore_msg.page_server_port)
             if self.moving is not None:  # the sockets to restore need the address

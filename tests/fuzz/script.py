@@ -1,0 +1,52 @@
+"""A fuzz sequence as steps: bytes to send, waits for the agent's answer, the close."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+AWAITED = frozenset({"Hello", "Plan", "Iterate", "CheckRequest", "LinkTest", "Restore", "Abort"})
+"""Messages a destination answers: a valid sequence waits for the answer before going on."""
+
+
+@dataclass(frozen=True)
+class Send:
+    """Bytes to write (one frame, mutated or not, or none at all); ``label`` says what."""
+
+    data: bytes = field(repr=False)
+    label: str
+
+
+@dataclass(frozen=True)
+class Await:
+    """Wait for the agent's next message (or its close), for a little while."""
+
+
+@dataclass(frozen=True)
+class Close:
+    """End the connection: a TLS close, or a TCP reset (``abort``)."""
+
+    abort: bool = False
+
+
+Step = Send | Await | Close
+
+
+@dataclass(frozen=True)
+class Script:
+    """One sequence: its steps, the client certificate it uses, and how long it waits for the
+    agent to close before closing itself (after its last step)."""
+
+    steps: tuple[Step, ...]
+    cert: str = "a"
+    linger: float = 0.0
+
+    def describe(self) -> str:
+        words = [f"[cert {self.cert}]"]
+        for step in self.steps:
+            if isinstance(step, Send):
+                words.append(step.label)
+            elif isinstance(step, Await):
+                words.append("...")
+            else:
+                words.append("RESET" if step.abort else "CLOSE")
+        return " ".join(words)
