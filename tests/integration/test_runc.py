@@ -360,8 +360,7 @@ def test_source_killed_while_held_resumes_it_and_the_destination_keeps_it_stoppe
     state = c.state()
     assert state is not None
     assert state["status"] == "running"
-    wait_for(lambda: any("ORPHANED" in p.joinpath("outcome").read_text()
-                         for p in b.migration_dirs() if p.joinpath("outcome").exists()),
+    wait_for(lambda: any("ORPHANED" in o for o in b.outcomes().values()),
              timeout=20, what="the orphan record on B")
     orphan = runc_nodes.on_b("counter-killed")
     assert Path(f"/proc/{orphan.pid}/stat").read_text().split(") ")[1][0] == "T"

@@ -232,8 +232,14 @@ class DestinationContainer:
         if self.server is not None:
             await self.server.close()
             self.server = None
+        existing = await self.runc.state(self.planned.id)
+        if existing is not None:  # made since the Plan (an operator, another migration)
+            raise RuncError("restore", self.planned.id, f"a container with id "
+                            f"{self.planned.id!r} appeared here since the plan "
+                            f"({existing.status})", hint="delete it there ('runc delete'), or "
+                                                         "move another one")
         self.slot.localize()
-        self.restored = True  # from now on a failure must delete what runc made
+        self.restored = True  # from now on runc may have made it: cleanup deletes ours only
         return await runc_checkpoint.restore(
             self.runc, self.planned.id, bundle=self.slot.bundle,
             images_dir=images_dir, output=self.output, lazy=lazy,
@@ -247,11 +253,23 @@ class DestinationContainer:
             self.server = None
         if self.restored and delete:
             try:
-                await self.runc.delete(self.planned.id)
+                await self._delete_ours()
             except FerrymanError as exc:
                 log.warning("could not delete container %s: %s", self.planned.id, exc)
             self.restored = False
         self.slot.release(remove=delete)
+
+    async def _delete_ours(self) -> None:
+        """``runc delete`` the container of that id only if runc made it from this
+        migration's bundle (the slot it holds locked): another one keeps running."""
+        state = await self.runc.state(self.planned.id)
+        if state is None:
+            return
+        if state.bundle.resolve() != self.slot.bundle.resolve():
+            log.warning("container %s (bundle %s) is not the one this migration restored: "
+                        "left alone", self.planned.id, state.bundle)
+            return
+        await self.runc.delete(self.planned.id)
 
 
 # -- hooks: the few lines agent/source.py and agent/destination.py call --------------------
