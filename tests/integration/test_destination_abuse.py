@@ -198,3 +198,70 @@ def test_image_files_named_log_are_refused_and_never_kept(cluster: Cluster) -> N
         for f in kept.glob("*"):
             assert planted[:4096] not in f.read_bytes(), f"{f} holds what the peer sent"
     assert still_serves(cluster, b)
+
+
+@pytest.mark.timeout(120)
+def test_a_bad_image_file_is_reported_to_a_source_still_sending(cluster: Cluster) -> None:
+    """Finding 14: the destination says why a received file failed its checks (it used to
+    just close), reads on past the files and the Restore that were already in flight, and
+    answers the source's Abort."""
+    b = cluster.start_agent("b")
+    p, ready = planned(cluster, b)
+    with p:
+        assert isinstance(ready, wire.Ready), ready
+        p.send(wire.FileChunk(name="inventory.img", offset=0, data=b"abc"))
+        p.send(wire.FileEnd(name="inventory.img", size=3, sha256="0" * 64))
+        p.send_file("pstree.img", b"in flight")  # sent before the source read the Failed
+        p.send(wire.Restore(file_count=2, total_bytes=12))
+        failed = p.recv()
+        assert isinstance(failed, wire.Failed), failed
+        assert failed.code == "checksum"
+        assert "inventory.img: size or SHA-256 mismatch" in failed.message
+        p.send(wire.Abort("the destination failed"))
+        assert isinstance(p.recv(), wire.Aborted)
+    assert wait_for(lambda: b.migration_dirs() == [])
+    assert still_serves(cluster, b)
+
+
+@pytest.mark.timeout(120)
+def test_a_full_state_directory_is_reported_to_the_source(cluster: Cluster) -> None:
+    """Finding 14: no room for an image file on the destination reaches the source as
+    Failed 'disk_full', not as a closed connection."""
+    state = cluster.base / "state-b"
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(state)], check=True)
+    try:
+        b = cluster.start_agent("b")
+        p, ready = planned(cluster, b)
+        with p:
+            assert isinstance(ready, wire.Ready), ready
+            chunk = b"\1" * (4 << 20)
+            with contextlib.suppress(OSError):  # the agent may stop reading once it failed
+                for i in range(10):
+                    p.send(wire.FileChunk(name="pages-1.img", offset=i * len(chunk),
+                                          data=chunk))
+            failed = p.recv()
+            assert isinstance(failed, wire.Failed), failed
+            assert failed.code == "disk_full"
+            assert "no space left on the destination" in failed.message
+            p.send(wire.Abort("the destination failed"))
+            assert isinstance(p.recv(), wire.Aborted)
+        assert still_serves(cluster, b)
+        b.kill()
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("depth", [1500, 25000])
+def test_a_deeply_nested_target_is_refused_and_cleaned_up(cluster: Cluster, depth: int) -> None:
+    """Finding 15: a Plan.target nested deeper than the JSON decoder recurses gets an answer,
+    and the migration directory made for it goes (it stayed until the agent restarted)."""
+    b = runc_agent(cluster)
+    p, answer = planned(cluster, b, target="[" * depth + "]" * depth)
+    with p:
+        assert isinstance(answer, wire.Refused), answer
+        assert "Plan.target" in answer.message
+    assert wait_for(lambda: b.migration_dirs() == [])
+    assert "Traceback" not in b.log()
+    assert still_serves(cluster, b)

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from ferryman.agent.source import SourceMigration
 
 log = logging.getLogger(__name__)
+MAX_TARGET_CHARS = 4096  # an id and a relative path
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +87,11 @@ class PlannedContainer:
     @classmethod
     def from_json(cls, text: str) -> PlannedContainer:
         """Checked like any network input: RemoteProtocolError when malformed."""
+        if len(text) > MAX_TARGET_CHARS:
+            raise RemoteProtocolError(f"Plan.target: more than {MAX_TARGET_CHARS} characters")
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # nesting deeper than the decoder recurses
             raise RemoteProtocolError(f"Plan.target is not JSON: {exc}") from exc
         if not isinstance(data, dict) or data.get("kind") != "runc":
             raise RemoteProtocolError("Plan.target: only runc containers are known here")

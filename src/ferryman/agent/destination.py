@@ -161,6 +161,14 @@ class DestinationSession:
         except asyncio.CancelledError:
             await self._fail(PeerLost(self.ch.peer, "agent shutting down"))
             raise
+        except Exception as exc:  # a bug of ours: clean up and say so, then let it show
+            log.exception("session from %s broke", self.ch.peer)
+            await self._fail(exc)
+            with contextlib.suppress(FerrymanError):
+                await self.ch.send(wire.Error(code="internal", message=f"{self.cfg.name}: "
+                                              f"internal error ({type(exc).__name__}); see "
+                                              f"its log"))
+            raise
         finally:
             if self.migrating:
                 self.migrations.give_back()
@@ -315,6 +323,7 @@ class DestinationSession:
         assert self.workdir is not None
         receiver = Receiver(self.workdir)
         self.tracker.advance(D.RECEIVING)
+        failure: TransferError | None = None
         try:
             while True:
                 msg = await self.ch.expect((wire.FileChunk, wire.FileEnd, wire.Restore,
@@ -334,10 +343,12 @@ class DestinationSession:
                     restore_msg = msg
                     break
         except TransferError as exc:
-            await self._send_failed(exc.code, str(exc), "")
-            return
+            failure = exc
         finally:  # however the session ends: a file being written keeps its fd otherwise
             receiver.close()
+        if failure is not None:  # the source may still be sending: it learns why all the same
+            await self._send_failed(failure.code, str(failure), "")
+            return
         self.tracker.advance(D.RESTORING)
         lazy = self.ch.conn.lazy
         try:
@@ -479,9 +490,14 @@ class DestinationSession:
             message = message.replace(log_path, str(kept[Path(log_path)]))
         self.tracker.advance(D.CLEANED)
         await self.ch.send(wire.Failed(code=code, message=message, log_tail=log_tail[-60000:]))
-        # The source answers with Abort (or just goes away).
+        # The source answers with Abort (or just goes away). After a bad file it may have
+        # sent more files and its Restore before it read the Failed: those are discarded.
+        deadline = time.monotonic() + self.cfg.timeouts.commit
         try:
-            await self.ch.expect((wire.Abort,), self.cfg.timeouts.commit)
+            while not isinstance(await self.ch.expect(
+                    (wire.Abort, wire.FileChunk, wire.FileEnd, wire.Restore),
+                    max(0.0, deadline - time.monotonic())), wire.Abort):
+                pass
             await self.ch.send(wire.Aborted())
         except FerrymanError:
             pass

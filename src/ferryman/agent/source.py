@@ -346,8 +346,9 @@ class SourceMigration:
         answer = await self.ch.expect((wire.Restored, wire.Failed), self.o.timeouts.restore)
         if isinstance(answer, wire.Failed):
             self.report.destination_log_tail = answer.log_tail
+            what = "restore" if answer.code == "restore" else f"image transfer ({answer.code})"
             raise RemoteError(self.report.destination_node or self.ch.peer, answer.code,
-                              f"restore failed: {answer.message}")
+                              f"{what} failed: {answer.message}")
         self.restored = answer
         self.report.destination_pid = answer.pid
         self.report.criu["restore"] = dict(answer.stats)

@@ -30,10 +30,15 @@ to know which pages the destination already has.
 When the Plan said ``lazy=True``, ``Committed`` leads to FETCHING instead (see
 :data:`LAZY_TRANSITIONS`, the one guard), and ``<PagesComplete`` then leads to DONE.
 
+A received file that fails its checks (SHA-256, size, order, name, disk full):
+``TRANSFERRING <Failed TRANSFER_FAILED``; the destination reads on, discarding the files that
+were in flight (``*FileChunk|*FileEnd``, TRANSFER_FAILED again) until the source's ``*Abort``
+(-> ABORTING), or its ``*Restore`` that crossed the Failed (-> FAILED, then ``*Abort``).
+
 Endings: ``<Refused`` in PLANNED -> CLOSED. ``*Abort`` in GREETED, READY, TRANSFERRING,
-RESTORING, RESTORED or FAILED -> ABORTING, then ``<Aborted`` -> CLOSED. ``Error`` from either
-side in any non-final state -> ERROR. DONE, CLOSED and ERROR are final: nothing more may be
-sent or received, and end of file is clean.
+TRANSFER_FAILED, RESTORING, RESTORED or FAILED -> ABORTING, then ``<Aborted`` -> CLOSED.
+``Error`` from either side in any non-final state -> ERROR. DONE, CLOSED and ERROR are final:
+nothing more may be sent or received, and end of file is clean.
 
 Races, thought through:
 
@@ -42,8 +47,13 @@ Races, thought through:
   Restored or Failed (-> ABORTING) before the Aborted. The destination's own view is plain:
   it sent Restored (RESTORED), then received Abort (RESTORED -> ABORTING) and answers Aborted.
   (A destination that reads the Abort while still restoring just answers Aborted; sending
-  its result first is allowed and harmless.) In every other abortable state the destination
-  owes nothing, so nothing can cross.
+  its result first is allowed and harmless.)
+* **Abort vs. a transfer failure.** An Abort sent in TRANSFERRING can cross the destination's
+  Failed about a received file: Abort from TRANSFERRING leads to ABORTING_TRANSFER, which
+  absorbs one Failed (-> ABORTING) before the Aborted. The destination's view: it sent Failed
+  (TRANSFER_FAILED), then received Abort (-> ABORTING). A source that sent its Restore before
+  it read the Failed reads it in RESTORING (-> FAILED) and aborts from there.
+  In every other abortable state the destination owes nothing, so nothing can cross.
 * **No Abort in PLANNED.** It would cross Refused, after which the destination is CLOSED and
   would see an Abort in a final state. The destination answers a Plan at once: wait for Ready
   and abort from READY, or send Error.
@@ -120,6 +130,7 @@ class State(enum.Enum):
     READY = "READY"
     ITERATING = "ITERATING"
     TRANSFERRING = "TRANSFERRING"
+    TRANSFER_FAILED = "TRANSFER_FAILED"
     RESTORING = "RESTORING"
     RESTORED = "RESTORED"
     FAILED = "FAILED"
@@ -127,6 +138,7 @@ class State(enum.Enum):
     FETCHING = "FETCHING"
     ABORTING = "ABORTING"
     ABORTING_RESTORE = "ABORTING_RESTORE"
+    ABORTING_TRANSFER = "ABORTING_TRANSFER"
     DONE = "DONE"
     CLOSED = "CLOSED"
     ERROR = "ERROR"
@@ -139,8 +151,8 @@ POINT_OF_NO_RETURN: Final[State] = State.COMMITTING
 """Entered when the source sends Commit, its own copy destroyed: no Abort from here on."""
 
 ABORTABLE_STATES: Final[frozenset[State]] = frozenset(
-    {State.GREETED, State.READY, State.TRANSFERRING, State.RESTORING, State.RESTORED,
-     State.FAILED}
+    {State.GREETED, State.READY, State.TRANSFERRING, State.TRANSFER_FAILED, State.RESTORING,
+     State.RESTORED, State.FAILED}
 )
 """States in which the SOURCE may send Abort."""
 
@@ -148,6 +160,11 @@ _S: Final = Role.SOURCE
 _D: Final = Role.DESTINATION
 
 Key = tuple[State, Role, type[Message]]
+
+_ABORT_CROSSING: Final[Mapping[State, State]] = MappingProxyType({
+    State.RESTORING: State.ABORTING_RESTORE,  # the Abort may cross Restored or Failed
+    State.TRANSFERRING: State.ABORTING_TRANSFER,  # the Abort may cross a Failed
+})
 
 TRANSITIONS: Final[Mapping[Key, State]] = MappingProxyType({
     (State.IDLE, _S, Hello): State.HELLO_SENT,
@@ -169,20 +186,24 @@ TRANSITIONS: Final[Mapping[Key, State]] = MappingProxyType({
     (State.TRANSFERRING, _S, FileChunk): State.TRANSFERRING,
     (State.TRANSFERRING, _S, FileEnd): State.TRANSFERRING,
     (State.TRANSFERRING, _S, Restore): State.RESTORING,
+    (State.TRANSFERRING, _D, Failed): State.TRANSFER_FAILED,  # a received file was bad
+    (State.TRANSFER_FAILED, _S, FileChunk): State.TRANSFER_FAILED,  # in flight: discarded
+    (State.TRANSFER_FAILED, _S, FileEnd): State.TRANSFER_FAILED,
+    (State.TRANSFER_FAILED, _S, Restore): State.FAILED,  # crossed the Failed
     (State.RESTORING, _D, Restored): State.RESTORED,
     (State.RESTORING, _D, Failed): State.FAILED,
     (State.RESTORED, _S, Commit): State.COMMITTING,
     (State.COMMITTING, _D, Committed): State.DONE,
     (State.FETCHING, _D, PagesComplete): State.DONE,
     **{
-        (state, _S, Abort): (
-            State.ABORTING_RESTORE if state is State.RESTORING else State.ABORTING
-        )
+        (state, _S, Abort): _ABORT_CROSSING.get(state, State.ABORTING)
         for state in ABORTABLE_STATES
     },
     (State.ABORTING_RESTORE, _D, Restored): State.ABORTING,  # crossed the Abort
     (State.ABORTING_RESTORE, _D, Failed): State.ABORTING,  # crossed the Abort
     (State.ABORTING_RESTORE, _D, Aborted): State.CLOSED,
+    (State.ABORTING_TRANSFER, _D, Failed): State.ABORTING,  # crossed the Abort
+    (State.ABORTING_TRANSFER, _D, Aborted): State.CLOSED,
     (State.ABORTING, _D, Aborted): State.CLOSED,
     **{
         (state, role, Error): State.ERROR

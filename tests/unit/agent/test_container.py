@@ -28,6 +28,8 @@ def test_round_trip() -> None:
     json.dumps({"kind": "runc", "id": "c", "rootfs": "rootfs", "bundle": "/b"}),
     json.dumps({"kind": "runc", "id": "c", "rootfs": "rootfs", "sync": ["/etc"]}),
     json.dumps({"kind": "runc", "id": "c", "bundle": "/b", "sync": ["/b"]}),
+    "[" * 5000 + "]" * 5000,  # deeper than the JSON decoder recurses
+    json.dumps({"kind": "runc", "id": "c", "rootfs": "rootfs", "pad": "x" * 5000}),
 ])
 def test_the_destination_refuses_malformed_targets(target: str) -> None:
     with pytest.raises(RemoteProtocolError):

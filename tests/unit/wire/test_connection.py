@@ -100,8 +100,8 @@ def test_conversation_enumeration_covers_the_brief() -> None:
     assert erred == {(r, s) for s in State if s not in FINAL_STATES for r in Role}
     aborted = {_state_before_last(lazy, path[: [t for _, t in path].index(Abort) + 1])
                for lazy, path, _ in CONVERSATIONS if any(t is Abort for _, t in path)}
-    assert aborted == {State.GREETED, State.READY, State.TRANSFERRING, State.RESTORING,
-                       State.RESTORED, State.FAILED}
+    assert aborted == {State.GREETED, State.READY, State.TRANSFERRING, State.TRANSFER_FAILED,
+                       State.RESTORING, State.RESTORED, State.FAILED}
 
 
 def _state_before_last(lazy: bool, path: list[tuple[Role, type[Message]]]) -> State:
@@ -142,6 +142,46 @@ def test_abort_crossing_the_restore_result(result: Message) -> None:
     pair.source.receive_data(reply)
     pair.destination.receive_data(abort)
     assert pair.source.next_event() == result
+    assert pair.destination.next_event() == Abort("operator")
+    assert pair.source.state is pair.destination.state is State.ABORTING
+    pair.step(D, Aborted())
+    assert pair.state is State.CLOSED
+
+
+def _bad_file_reported() -> tuple[Pair, bytes]:
+    """Files streaming; the destination has sent Failed about one, unread by the source."""
+    pair = _to_ready(COLD_PLAN)
+    pair.step(S, FileChunk("a.img", 0, b"aa"))
+    failed = pair.destination.send(Failed("checksum", "a.img: size or SHA-256 mismatch", ""))
+    assert pair.destination.state is State.TRANSFER_FAILED
+    return pair, failed
+
+
+def test_a_transfer_failure_reaches_a_source_still_sending() -> None:
+    """The source sent more files and its Restore before reading the Failed: the destination
+    reads them and discards them; the source reads the Failed in RESTORING and aborts."""
+    pair, failed = _bad_file_reported()
+    in_flight = b"".join(pair.source.send(m) for m in (
+        FileEnd("a.img", 2, "0" * 64), FileChunk("b.img", 0, b"bb"), Restore(2, 4)))
+    pair.destination.receive_data(in_flight)
+    for _ in range(3):
+        assert pair.destination.next_event() is not NEED_DATA
+    assert pair.destination.state is State.FAILED
+    pair.source.receive_data(failed)
+    assert isinstance(pair.source.next_event(), Failed)
+    assert pair.source.state is State.FAILED
+    pair.step(S, Abort("the destination failed"))
+    pair.step(D, Aborted())
+    assert pair.state is State.CLOSED
+
+
+def test_abort_crossing_a_transfer_failure() -> None:
+    pair, failed = _bad_file_reported()
+    abort = pair.source.send(Abort("operator"))
+    assert pair.source.state is State.ABORTING_TRANSFER
+    pair.source.receive_data(failed)
+    pair.destination.receive_data(abort)
+    assert isinstance(pair.source.next_event(), Failed)
     assert pair.destination.next_event() == Abort("operator")
     assert pair.source.state is pair.destination.state is State.ABORTING
     pair.step(D, Aborted())

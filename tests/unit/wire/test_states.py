@@ -15,6 +15,9 @@ from ferryman.wire import (
     Committed,
     Error,
     Failed,
+    FileChunk,
+    FileEnd,
+    Restore,
     Restored,
     Role,
     State,
@@ -85,6 +88,21 @@ def test_abort_during_restore_absorbs_one_crossing_result() -> None:
         assert next_state(State.ABORTING_RESTORE, Role.DESTINATION, crossing, lazy=False) \
             is State.ABORTING
         assert next_state(State.ABORTING, Role.DESTINATION, crossing, lazy=False) is None
+
+
+def test_a_bad_file_is_reported_while_files_stream() -> None:
+    assert next_state(State.TRANSFERRING, Role.DESTINATION, Failed, lazy=False) \
+        is State.TRANSFER_FAILED
+    for in_flight in (FileChunk, FileEnd):
+        assert next_state(State.TRANSFER_FAILED, Role.SOURCE, in_flight, lazy=False) \
+            is State.TRANSFER_FAILED
+    assert next_state(State.TRANSFER_FAILED, Role.SOURCE, Restore, lazy=False) is State.FAILED
+    assert next_state(State.TRANSFER_FAILED, Role.SOURCE, Abort, lazy=False) is State.ABORTING
+    assert next_state(State.TRANSFERRING, Role.SOURCE, Abort, lazy=False) \
+        is State.ABORTING_TRANSFER
+    assert next_state(State.ABORTING_TRANSFER, Role.DESTINATION, Failed, lazy=False) \
+        is State.ABORTING
+    assert next_state(State.ABORTING_TRANSFER, Role.DESTINATION, Restored, lazy=False) is None
 
 
 def test_lazy_guard() -> None:
