@@ -8,8 +8,10 @@ stays within bounds and keeps serving. The outside review's findings (issue 16) 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import ssl
+import struct
 import subprocess
 import time
 import uuid
@@ -19,9 +21,13 @@ import pytest
 
 from ferryman import wire
 from ferryman.agent.limits import Limits
+from ferryman.host.inspect import FileRef, FileStat, WorkloadFacts
+from ferryman.migration.query import encode_query
 from tests.integration.conftest import AGENT_PORT, Agent, Cluster
 from tests.support.peer import (
     Peer,
+    client_context,
+    connect,
     netns_socket,
     open_fds,
     raw_frame,
@@ -290,3 +296,70 @@ def test_concurrent_migrations_are_capped(cluster: Cluster) -> None:
         first.close()
         second.close()
 
+
+
+def _page_servers(agent: Agent) -> int:
+    out = subprocess.run(["ps", "-o", "args=", "--ppid", str(agent.proc.pid)],
+                         capture_output=True, text=True, check=False).stdout
+    return sum("page-server" in line for line in out.splitlines())
+
+
+PS_IOV_CLOSE = struct.pack("<I4xQQQ", 0x1023, 0, 0, 0)  # criu/page-xfer.c: flush and close
+
+
+@pytest.mark.timeout(120)
+def test_only_the_source_reaches_a_migrations_page_server(cluster: Cluster) -> None:
+    """Finding 5: a plain connect+close to the page-server port from anywhere but the
+    source is reset and the page server lives on (CRIU's served the first connection it got
+    and exited when that one failed); the source's CRIU then gets it."""
+    b = cluster.start_agent("b")
+    p, ready = planned(cluster, b)
+    try:
+        assert isinstance(ready, wire.Ready), ready
+        port = ready.page_server_port
+        assert _page_servers(b) == 1
+        for _ in range(3):
+            with pytest.raises(ConnectionRefusedError):
+                connect(cluster.topology["c"].name, b.node.ip, port).close()
+        time.sleep(0.5)
+        assert _page_servers(b) == 1, "a stranger's connection ended the page server"
+        raw = connect(cluster.topology["a"].name, b.node.ip, port)  # the source's address
+        with client_context(cluster.pki, "a").wrap_socket(raw) as s:
+            s.sendall(PS_IOV_CLOSE)
+            assert len(s.recv(4)) == 4  # CRIU's page server answered the source
+        assert wait_for(lambda: _page_servers(b) == 0)
+        p.send(wire.Abort("done"))
+        assert isinstance(p.recv(), wire.Aborted)
+    finally:
+        p.close()
+    tables = b.node.run("nft", "list", "tables").stdout
+    assert "ferryman-ps-" not in tables, "the page server's guard outlived the migration"
+
+
+@pytest.mark.timeout(120)
+def test_pre_flight_is_no_oracle_for_private_files(cluster: Cluster) -> None:
+    """Finding 10: a CheckRequest naming private paths learns neither their sizes nor whether
+    they exist; files any local user may read are still compared."""
+    b = cluster.start_agent("b")
+    private = ["/etc/shadow", "/root/.bash_history", "/root/no-such-file",
+               str(cluster.pki / "ca.key")]
+    public = ["/etc/passwd", "/etc/no-such-file"]
+    files = tuple(FileRef(p, "fd", FileStat("f", 1, 0)) for p in private + public)
+    w = WorkloadFacts(pid=1, comm="x", processes=1, ids=(1,), own_pid_ns=True,
+                      own_net_ns=True, own_time_ns=False, rss_bytes=0, files=files,
+                      sockets=())
+    with peer(cluster, b) as p:
+        p.hello()
+        p.send(wire.CheckRequest(encode_query(w, (), budget=60000)))
+        report = p.recv()
+        p.send(wire.Abort("bye"))
+        p.recv()
+    assert isinstance(report, wire.CheckReport), report
+    rows = {r["check"]: r for r in json.loads(report.result)["rows"]}
+    text = json.dumps(rows)
+    for path in private:
+        assert path not in text, f"the agent answered about {path}: {text}"
+    assert "4 files not compared" in rows["files.withheld"]["detail"]
+    assert rows["files.withheld"]["modes"] == []  # a note: blocks no migration
+    assert "/etc/passwd (fd) has" in rows["files"]["detail"]  # public: compared as before
+    assert "/etc/no-such-file (fd) missing" in rows["files"]["detail"]

@@ -29,6 +29,11 @@ TRACKING = {"precopy", "hybrid"}  # need soft-dirty, which this machine's kernel
 Verdict = dict[str, object]
 
 
+def check_roots(cluster: Cluster) -> tuple[str, str]:
+    """B's agent answers about the test's files (its tmp_path is private to root)."""
+    return ("--check-roots", str(cluster.base))
+
+
 def check(cluster: Cluster, pid: int, dest: Agent, *extra: str
           ) -> tuple[subprocess.CompletedProcess[str], Verdict]:
     res = run_cli("check", str(pid), "--to", dest.endpoint, "--pki", str(cluster.pki),
@@ -172,7 +177,7 @@ def test_address_missing_on_destination(cluster: Cluster) -> None:
 
 
 def test_open_file_missing_on_destination_unless_synced(cluster: Cluster) -> None:
-    b = cluster.start_agent("b", hide_dir=True)
+    b = cluster.start_agent("b", *check_roots(cluster), hide_dir=True)
     held = cluster.hidden_dir / "data.txt"
     held.write_text("only on node A\n")
     w = cluster.workload(mib=16, seed="check-file", hold_file=str(held))
@@ -198,7 +203,7 @@ def _copy_on_both(cluster: Cluster, b: Agent, src: Path, dst: Path) -> None:
 
 
 def test_another_build_of_the_executable_warns_and_migrate_needs_force(cluster: Cluster) -> None:
-    b = cluster.start_agent("b", hide_dir=True)
+    b = cluster.start_agent("b", *check_roots(cluster), hide_dir=True)
     python = cluster.hidden_dir / "python3"
     _copy_on_both(cluster, b, Path(sys.executable).resolve(), python)
     held = cluster.hidden_dir / "config.txt"
@@ -231,7 +236,7 @@ def test_another_build_of_the_executable_warns_and_migrate_needs_force(cluster: 
 
 
 def test_open_data_file_of_another_mtime_is_a_note_and_moves(cluster: Cluster) -> None:
-    b = cluster.start_agent("b", hide_dir=True)
+    b = cluster.start_agent("b", *check_roots(cluster), hide_dir=True)
     held = cluster.hidden_dir / "config.txt"
     _copy_on_both(cluster, b, Path(__file__), held)
     w = cluster.workload(mib=16, seed="check-data-mtime", hold_file=str(held))

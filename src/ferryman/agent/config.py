@@ -36,6 +36,7 @@ class AgentConfig:
     runc_bin: str = "runc"
     runc_root: Path = Path("/run/runc")  # runc's --root for restored containers
     bundle_root: Path | None = None  # containers arriving here; None: STATE_DIR/bundles
+    check_roots: tuple[Path, ...] = ()  # pre-flight: answer about any file under these
     movable: tuple[MovableNetwork, ...] = ()  # what peers may move here (--movable-addresses)
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)

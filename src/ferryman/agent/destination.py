@@ -56,7 +56,7 @@ from ferryman.errors import (
     RemoteError,
     RuncError,
 )
-from ferryman.host import addresses
+from ferryman.host import addresses, portguard
 from ferryman.migration.phases import (
     DESTINATION_TABLE,
     DestinationPhase,
@@ -123,6 +123,7 @@ class DestinationSession:
         self.tree: ProcessTree | None = None
         self.plan: wire.Plan | None = None
         self.sets = 0  # pre-copy: image sets pre-1 .. pre-N received so far (their pages)
+        self.guards: list[portguard.PortGuard] = []  # page-server ports only the source reaches
         self.box: DestinationContainer | None = None  # a runc container arriving
         self.sync_port = 0
 
@@ -232,7 +233,12 @@ class DestinationSession:
         return postcopy_blocker(features, self.cfg.name)
 
     async def _start_page_server(self, images: Path, parent: str | None) -> int:
+        """CRIU's page server for one dump, behind a guard that lets only the source (the
+        control connection's address) reach it: it serves the first connection it gets."""
         port = free_port(self.cfg.listen_host)
+        guard = portguard.PortGuard(self.cfg.listen_port, port, self.ch.peer_ip)
+        await asyncio.to_thread(guard.install)
+        self.guards.append(guard)
         self.page_server = await start_page_server(self.criu.binary, images,
                                                    self.cfg.listen_host, port, self.tls,
                                                    parent=parent)
@@ -250,6 +256,7 @@ class DestinationSession:
         if self.page_server is not None:  # the last pre-dump's pages are all written
             await self._page_server_exit()
             self.page_server = None
+            await self._remove_guards()
         if msg is None:
             self.sets = 1
             (self.workdir / set_name(1)).mkdir()
@@ -521,11 +528,17 @@ class DestinationSession:
         if target is not None:
             self.tracker.advance(target)
 
+    async def _remove_guards(self) -> None:
+        guards, self.guards = self.guards, []
+        for guard in guards:
+            await asyncio.to_thread(guard.remove)
+
     async def _cleanup(self, *, keep_logs: bool = False) -> dict[Path, Path]:
         """Stop and remove everything of this migration; returns where each log it kept for
         the operator went (``STATE/failed/ID/``)."""
         if self.page_server is not None:
             await self.page_server.kill()
+        await self._remove_guards()
         if self.early_lazy is not None:  # never used: the migration ended before Restore
             early, self.early_lazy = self.early_lazy, None
             with contextlib.suppress(CriuError, OSError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ferryman import wire
@@ -25,10 +26,17 @@ from ferryman.criu.client import Criu
 from ferryman.criu.probe import probe_features
 from ferryman.errors import PidControlError, RemoteProtocolError
 from ferryman.host import netinfo, pidctl, procfs
+from ferryman.host.exposure import answerable
 from ferryman.host.inspect import stat_path
-from ferryman.migration.checks import DestinationFacts, NodeFacts, destination_rows
+from ferryman.migration.checks import (
+    NOTE,
+    DestinationFacts,
+    NodeFacts,
+    destination_rows,
+    synced_by,
+)
 from ferryman.migration.query import CheckQuery, decode_query
-from ferryman.migration.verdict import rows_to_json
+from ferryman.migration.verdict import Row, Status, rows_to_json
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +88,42 @@ async def destination_facts(q: CheckQuery, source_hello: wire.Hello, cfg: AgentC
     )
 
 
+def withhold(q: CheckQuery, roots: Sequence[Path]) -> tuple[CheckQuery, int]:
+    """The query without the files this node does not answer about (see
+    :mod:`ferryman.host.exposure`), and how many those were (synced ones aside: the checks
+    leave those to the sync)."""
+    kept, withheld = [], 0
+    for f in q.workload.files:
+        if answerable(f.path, roots) or synced_by(f.path, q.synced):
+            kept.append(f)
+        else:
+            withheld += 1
+    if not withheld:
+        return q, 0
+    return replace(q, workload=replace(q.workload, files=tuple(kept))), withheld
+
+
+def withheld_row(count: int, node: str) -> Row:
+    """A note: ``count`` files were not compared (private on ``node``)."""
+    return Row("files.withheld", "destination", Status.WARN,
+               f"{count} files not compared: {node} tells peers only about files any local "
+               "user there may read, or under its --check-roots",
+               f"compare them by hand, name their directory with --sync, or list it in "
+               f"'ferryman serve --check-roots' on {node}", NOTE)
+
+
 async def answer(request: wire.CheckRequest, source_hello: wire.Hello, cfg: AgentConfig,
                  criu: Criu, modes: Sequence[str]) -> wire.CheckReport:
-    """The destination's rows for one CheckRequest (RemoteProtocolError if it is malformed)."""
-    q = decode_query(request.query)
+    """The destination's rows for one CheckRequest (RemoteProtocolError if it is malformed).
+
+    Files are answered for only where :func:`ferryman.host.exposure.answerable` allows: for
+    the others the report says how many were withheld, never whether they exist.
+    """
+    q, withheld = withhold(decode_query(request.query), cfg.check_roots)
     facts = await destination_facts(q, source_hello, cfg, criu)
     rows = destination_rows(q, facts, source_hello.node)
+    if withheld:
+        rows.append(withheld_row(withheld, cfg.name))
     log.info("pre-flight check of PID %d from %s: %s", q.workload.pid, source_hello.node,
              ", ".join(f"{r.check}={r.status.value}" for r in rows))
     return wire.CheckReport(rows_to_json(cfg.name, modes, rows))

@@ -25,6 +25,7 @@ from ferryman.agent.limits import BufferBudget, Oldest, Slots
 from ferryman.criu import stats
 from ferryman.criu.client import Criu
 from ferryman.errors import FerrymanError, PeerRejected
+from ferryman.host import portguard
 from ferryman.pki import tls
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ class Agent:
         ctx = tls.server_context(self.cfg.creds)
         for name in remove_incomplete(self.cfg.state_dir):
             log.warning("removed the images of interrupted migration %s", name)
+        for table in portguard.remove_stale(self.cfg.listen_port):
+            log.warning("removed page-server guard %s of an earlier agent", table)
         listener = self._listen()
         accepting = asyncio.ensure_future(self._accept(listener, ctx))
         log.info("agent %s listening on %s:%d (criu %s, state %s)", self.cfg.name,

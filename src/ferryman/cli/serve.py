@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="service addresses peers may move onto this node (migrate "
                         "--move-address): inside CIDR, no wider, on device DEV "
                         "(default: none)")
+    p.add_argument("--check-roots", default="", metavar="DIR[,DIR]",
+                   help="pre-flight checks may ask about any file under these directories "
+                        "(default: only files any local user may read)")
     p.add_argument("--max-migrations", type=int, default=Limits().migrations, metavar="N",
                    help="migrations received at once; more are refused as busy "
                         f"(default {Limits().migrations})")
@@ -57,13 +60,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"bad --max-migrations {args.max_migrations}",
                          hint="an agent receives at least one migration at a time")
     host, port = parse_endpoint(args.listen)
+    check_roots = tuple(Path(d).resolve() for d in args.check_roots.split(",") if d)
     movable = parse_movable(args.movable_addresses) if args.movable_addresses else ()
     creds = load_node(args.pki.resolve(), args.name)
     config = AgentConfig(name=args.name, listen_host=host, listen_port=port, creds=creds,
                          state_dir=args.state_dir.resolve(), criu_bin=args.criu,
                          runc_bin=args.runc, runc_root=args.runc_root.resolve(),
                          bundle_root=args.bundle_root.resolve() if args.bundle_root else None,
-                         movable=movable, limits=Limits(migrations=args.max_migrations),
+                         movable=movable, check_roots=check_roots,
+                         limits=Limits(migrations=args.max_migrations),
                          hidden_features=frozenset(args.test_hide_feature),
                          test_pause_after_restore=args.test_pause_after_restore)
     asyncio.run(Agent(config).serve())
