@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ferryman import wire
 from ferryman.errors import FerrymanError
-from tests.fuzz.script import Await, Close, Script, Send
+from tests.fuzz.script import Await, Close, Pause, Script, Send
 from tests.support.peer import client_context, netns_socket
 
 AWAIT_S = 3.0  # an answer the agent owes comes within this (a Plan runs CRIU once)
@@ -127,6 +127,8 @@ class Player:
                             await writer.drain()
                 elif isinstance(step, Await):
                     await answers.wait(AWAIT_S)
+                elif isinstance(step, Pause):
+                    await asyncio.sleep(step.seconds)
                 elif isinstance(step, Close):
                     if not step.abort and script.linger:
                         await answers.wait_closed(script.linger)

@@ -22,13 +22,20 @@ class Await:
 
 
 @dataclass(frozen=True)
+class Pause:
+    """Let ``seconds`` pass: the agent gets on with what it has read."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Close:
     """End the connection: a TLS close, or a TCP reset (``abort``)."""
 
     abort: bool = False
 
 
-Step = Send | Await | Close
+Step = Send | Await | Pause | Close
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,8 @@ class Script:
                 words.append(step.label)
             elif isinstance(step, Await):
                 words.append("...")
+            elif isinstance(step, Pause):
+                words.append(f"({step.seconds:g} s)")
             else:
                 words.append("RESET" if step.abort else "CLOSE")
         return " ".join(words)

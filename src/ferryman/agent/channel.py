@@ -52,15 +52,10 @@ class Channel:
         self.peer = peer
         self.budget = budget
         self.bytes_sent = 0
+        # Asked now: a transport the peer has reset answers None
+        self.peer_ip: str = str(writer.get_extra_info("peername")[0])
+        self.local_ip: str = str(writer.get_extra_info("sockname")[0])
         tune_socket(writer.get_extra_info("socket"))
-
-    @property
-    def peer_ip(self) -> str:
-        return str(self.writer.get_extra_info("peername")[0])
-
-    @property
-    def local_ip(self) -> str:
-        return str(self.writer.get_extra_info("sockname")[0])
 
     async def send(self, msg: wire.Message) -> None:
         data = self.conn.send(msg)

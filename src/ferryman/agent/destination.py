@@ -150,9 +150,9 @@ class DestinationSession:
                 port = await self._prepare(hello, plan)
             except Refusal as exc:
                 log.warning("refused migration %s: %s", plan.migration_id, exc)
+                await self._cleanup()  # first: the peer may be gone, and the send fail
                 self.tracker.advance(D.REFUSED)
                 await self.ch.send(wire.Refused(code=exc.code, message=str(exc)))
-                await self._cleanup()
                 return
             self.tracker.advance(D.READY)
             await self.ch.send(wire.Ready(page_server_port=port, sync_port=self.sync_port))
