@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +32,11 @@ class Played:
     answers: list[str] = field(default_factory=list)
     closed_by_agent: bool = False
     problem: str | None = None  # the fuzzer's own trouble (connect, stuck), not the agent's
+    seconds: float = 0.0
 
     def describe(self) -> str:
         end = "agent closed" if self.closed_by_agent else "we closed"
-        return f"answers {self.answers or '[]'} ({end})"
+        return f"answers {self.answers or '[]'} ({end}, {self.seconds:.2f} s)"
 
 
 class _Answers:
@@ -98,12 +100,14 @@ class Player:
 
     async def play(self, script: Script) -> Played:
         played = Played()
+        started = time.monotonic()
         try:
             await asyncio.wait_for(self._play(script, played), SCRIPT_S)
         except TimeoutError:
             played.problem = f"still running after {SCRIPT_S:.0f} s"
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             played.problem = f"connection failed: {exc!r}"
+        played.seconds = time.monotonic() - started
         return played
 
     async def _play(self, script: Script, played: Played) -> None:

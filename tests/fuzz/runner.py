@@ -1,9 +1,11 @@
-"""Runs fuzz sequences in concurrent batches and checks the agent after each batch.
+"""Runs fuzz sequences, many at once, and checks the agent after each batch of them.
 
-A batch whose aftermath breaks an invariant is played again one sequence at a time, the
+A batch of sequences goes through ``concurrency`` connections at a time; once all are done,
+the agent must settle into its invariants (tests/fuzz/watch.py) and answer a fresh session.
+A batch that breaks one is played again in smaller groups, then one sequence at a time, the
 agent checked after each, to name the sequence(s) that do it (a finding that needs the
-company of others names the whole batch). After a finding the agent is started afresh, so
-that one finding does not hide the next.
+company of others names its group). After a finding the agent is started afresh, so that
+one finding does not hide the next.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from tests.fuzz.sequences import hello_message
 from tests.fuzz.watch import AgentWatch, children
 
 PROBE_ANSWERS = ["Hello", "Aborted"]
+GROUP = 12  # a bad batch is played again in groups of this many
+
+
+class TimeBoxEnded(Exception):
+    """The fuzzer's time is up: ends hypothesis's loop of examples."""
 
 
 @dataclass
@@ -36,8 +43,10 @@ class Finding:
 
     def describe(self) -> str:
         lines = [*self.problems, f"after {len(self.scripts)} sequence(s):"]
-        lines += [f"  {s.describe()}\n    -> {p.describe()}"
-                  for s, p in zip(self.scripts, self.played, strict=True)][:8]
+        for script, played in list(zip(self.scripts, self.played, strict=True))[:8]:
+            lines.append(f"  {script.describe()}\n    -> {played.describe()}")
+            if len(self.scripts) == 1:
+                lines += [f"    sent {s.data[:300]!r}" for s in script.steps if isinstance(s, Send)]
         return "\n".join(lines)
 
 
@@ -50,8 +59,9 @@ class Runner:
     watch: AgentWatch
     restart: Callable[[], AgentWatch]
     probe: Script
-    batch: int = 24
-    deadline: float = float("inf")  # time.monotonic() after which sequences are skipped
+    batch: int = 96
+    concurrency: int = 12  # below the agent's 16 TLS handshakes at once
+    deadline: float = float("inf")  # time.monotonic() after which no sequence starts
     pending: list[Script] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     played: int = 0
@@ -63,8 +73,10 @@ class Runner:
         return time.monotonic() > self.deadline
 
     def add(self, script: Script) -> None:
+        """Play ``script`` with the next batch; TimeBoxEnded once the deadline has passed."""
         if self.out_of_time:
-            return
+            self.flush()
+            raise TimeBoxEnded
         self.pending.append(script)
         if len(self.pending) >= self.batch:
             self.flush()
@@ -90,21 +102,34 @@ class Runner:
         return problems
 
     def _play(self, scripts: list[Script]) -> list[Played]:
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def one(script: Script) -> Played:
+            async with slots:
+                return await self.player.play(script)
+
         async def all_of() -> list[Played]:
-            return list(await asyncio.gather(*(self.player.play(s) for s in scripts)))
+            return list(await asyncio.gather(*(one(s) for s in scripts)))
         return self.loop.run_until_complete(all_of())
 
     def _isolate(self, scripts: list[Script], played: list[Played], problems: list[str]
                  ) -> None:
+        """Name what broke the agent: groups of GROUP, then each sequence of a bad group."""
         self._fresh_agent()
-        found = False
-        for script in scripts if len(scripts) > 1 else []:
-            alone = self._play([script])
-            if again := self.check():
-                self.findings.append(Finding(again, [script], alone))
+        size = GROUP if len(scripts) > GROUP else 1
+        named = False
+        for at in range(0, len(scripts), size):
+            part = scripts[at:at + size]
+            part_played = self._play(part)
+            if not (part_problems := self.check()):
+                continue
+            named = True
+            if size > 1:
+                self._isolate(part, part_played, part_problems)
+            else:
+                self.findings.append(Finding(part_problems, part, part_played))
                 self._fresh_agent()
-                found = True
-        if not found:
+        if not named:  # only together with the others
             self.findings.append(Finding(problems, scripts, played))
 
     def _fresh_agent(self) -> None:

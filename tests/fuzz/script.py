@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 AWAITED = frozenset({"Hello", "Plan", "Iterate", "CheckRequest", "LinkTest", "Restore", "Abort"})
 """Messages a destination answers: a valid sequence waits for the answer before going on."""
@@ -46,6 +47,12 @@ class Script:
     steps: tuple[Step, ...]
     cert: str = "a"
     linger: float = 0.0
+
+    def __repr__(self) -> str:  # hypothesis prints examples: their bytes would be MiB
+        return f"Script<{self.describe()}>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis's printer
+        printer.text(repr(self))
 
     def describe(self) -> str:
         words = [f"[cert {self.cert}]"]

@@ -90,7 +90,7 @@ def check_query(ctx: FuzzContext) -> st.SearchStrategy[str]:
     stat_row = st.builds(lambda p, live: [p, "fd", "f", 1, 1, 0, 0, 1, live],
                          paths(ctx), st.booleans())
     query = st.fixed_dictionaries({
-        "v": st.sampled_from((2, 1, "2")),
+        "v": st.sampled_from((2, 1, "2", None)),
         "workload": st.just({"pid": 4242, "comm": "fuzz", "processes": 1,
                              "own_pid_ns": True, "own_net_ns": False, "own_time_ns": False,
                              "rss": 4096, "deleted_files": 0}),
