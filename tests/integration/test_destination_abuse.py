@@ -12,6 +12,7 @@ import os
 import struct
 import subprocess
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,11 @@ from ferryman.fs import rsync
 from ferryman.host.procfs import identity
 from tests.integration.conftest import PY, Agent, Cluster, run_cli
 from tests.integration.test_agent_abuse import planned, still_serves, wait_for
-from tests.integration.test_cold import one_error_line
+from tests.integration.test_cold import EXIT_ROLLED_BACK, one_error_line
 from tests.support.bundle import Container, make_bundle, run_container
 from tests.support.peer import client_context, connect
+from tests.support.tamper import TamperProxy
+from tests.support.workloads import alive, start_time
 
 PS_IOV_CLOSE = struct.pack("<I4xQQQ", 0x1023, 0, 0, 0)  # CRIU's page server: "done", exit 0
 
@@ -265,3 +268,39 @@ def test_a_deeply_nested_target_is_refused_and_cleaned_up(cluster: Cluster, dept
     assert wait_for(lambda: b.migration_dirs() == [])
     assert "Traceback" not in b.log()
     assert still_serves(cluster, b)
+
+
+def corrupt_first_file(msg: wire.Message, done: list[str]) -> wire.Message:
+    """The first image file's first byte flipped (``done`` names it): a bad file, as a
+    disk or a bug on the way would make it."""
+    if isinstance(msg, wire.FileChunk) and msg.data and not done:
+        done.append(msg.name)
+        return replace(msg, data=bytes([msg.data[0] ^ 0xFF]) + msg.data[1:])
+    return msg
+
+
+@pytest.mark.timeout(240)
+def test_a_transfer_error_is_the_users_one_line_error(cluster: Cluster) -> None:
+    """Finding 14, end to end: a real 'ferryman migrate' whose first image file arrives
+    corrupted rolls back and says why (it said only that the destination closed)."""
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=16, seed="tampered")
+    ident = start_time(w.pid)
+    corrupted: list[str] = []
+    try:
+        with TamperProxy(b.node.name, b.node.ip, b.port + 1, b.port, cluster.pki,
+                         lambda m: corrupt_first_file(m, corrupted)):
+            res, report = cluster.migrate(w.pid, replace(b, port=b.port + 1), "--mode", "cold")
+        assert res.returncode == EXIT_ROLLED_BACK, res.stderr
+        assert one_error_line(res.stderr), res.stderr
+        assert corrupted, "nothing went through the proxy"
+        assert f"image transfer (checksum) failed: {corrupted[0]}: size or SHA-256 " \
+               "mismatch" in res.stderr, res.stderr
+        assert report["result"] == "rolled_back"
+        print(res.stderr.strip().splitlines()[-1])
+        assert alive(w.pid)
+        assert start_time(w.pid) == ident
+        assert w.status()["bad_pages"] == 0
+        assert wait_for(lambda: b.migration_dirs() == [])
+    finally:
+        w.kill()

@@ -82,8 +82,13 @@ class BundleSlot:
         except OSError as exc:
             raise RuncError("restore", self.container, f"the synced bundle has no usable "
                             f"config.json ({exc.strerror})") from exc
-        with os.fdopen(fd) as fh:
-            text = fh.read(1 << 20)
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read(1 << 20)
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            raise RuncError("restore", self.container, "the synced config.json is not "
+                            "UTF-8 text") from exc
         new = with_rootfs(text, self.bundle, self.rootfs)
         if new is not None:  # a new file replaces config.json (never writes through a link)
             tmp = self.bundle / ".config.json.ferryman"

@@ -76,7 +76,7 @@ def check_id(container: str) -> str:
 def _object(text: str, what: str) -> Mapping[str, Any]:
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than it recurses
         raise RuncError("state", "", f"{what} is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise RuncError("state", "", f"{what} is not a JSON object")

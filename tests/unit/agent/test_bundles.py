@@ -60,3 +60,14 @@ def test_a_config_json_link_is_never_written_through(tmp_path: Path) -> None:
     with pytest.raises(RuncError, match=r"no usable config\.json"):
         slot.localize()
     assert json.loads(elsewhere.read_text())["root"]["path"] == "/srv/roots/web"
+
+
+def test_a_synced_config_json_that_is_not_json_is_a_runc_error(tmp_path: Path) -> None:
+    """It comes from the source: bytes that are no UTF-8, or nesting deeper than the JSON
+    decoder recurses, fail the restore like any bad bundle (they escaped every handler)."""
+    slot = BundleSlot(tmp_path, "web", None)
+    slot.claim()
+    for text in (b"\xff\xfe{}", b"[" * 5000 + b"]" * 5000):
+        (slot.bundle / "config.json").write_bytes(text)
+        with pytest.raises(RuncError):
+            slot.localize()
