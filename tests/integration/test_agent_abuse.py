@@ -363,3 +363,26 @@ def test_pre_flight_is_no_oracle_for_private_files(cluster: Cluster) -> None:
     assert rows["files.withheld"]["modes"] == []  # a note: blocks no migration
     assert "/etc/passwd (fd) has" in rows["files"]["detail"]  # public: compared as before
     assert "/etc/no-such-file (fd) missing" in rows["files"]["detail"]
+
+
+@pytest.mark.timeout(120)
+def test_sessions_past_the_cap_are_told_busy(cluster: Cluster) -> None:
+    """Finding 3: authenticated sessions are capped too; one past the cap gets Error 'busy'
+    (not a silent close, which a controller would take for a refused certificate)."""
+    b = cluster.start_agent("b")
+    limit = Limits().sessions
+    held = []
+    try:
+        for _ in range(limit):
+            p = peer(cluster, b)
+            p.hello()
+            held.append(p)
+        with peer(cluster, b) as extra:
+            answer = extra.recv()
+            assert isinstance(answer, wire.Error), answer
+            assert answer.code == "busy"
+        held.pop().close()
+        assert wait_for(lambda: still_serves(cluster, b), timeout=10)
+    finally:
+        for p in held:
+            p.close()

@@ -78,14 +78,18 @@ class Agent:
             log.warning("connection from %s without a usable certificate: closed", addr)
             writer.transport.abort()
             return
+        channel = Channel(reader, writer, wire.Role.DESTINATION, peer, self.budget)
         if not self._sessions.take():
             log.warning("session from %s (%s) refused: already %d sessions (the limit)",
                         peer, addr, self._sessions.limit)
-            writer.transport.abort()
+            with contextlib.suppress(FerrymanError):  # it may not listen: it is told anyway
+                await channel.send(wire.Error(
+                    code="busy", message=f"{self.cfg.name} already serves "
+                    f"{self._sessions.limit} sessions, its limit: try again shortly"))
+            await channel.close()
             return
         try:
-            await self._session(Channel(reader, writer, wire.Role.DESTINATION, peer,
-                                        self.budget), addr)
+            await self._session(channel, addr)
         finally:
             self._sessions.give_back()
 
