@@ -4,8 +4,8 @@ A sequence starts as one of the source's valid conversations (:data:`SCENARIOS`,
 ones far more often than those that make the agent run CRIU), as frames. Then 0-4 mutations:
 a field's value, a field dropped, added or repeated, the message type, the body, the whole
 header; messages dropped, repeated, swapped or inserted; a frame's bytes truncated, its sizes
-lied about or garbage in between; the connection closed early. Last, the waits for answers
-and the close (graceful or a reset) are placed.
+lied about or garbage in between; the connection closed early. Last, the waits for answers,
+a short pause (the agent busy with what it read) and the close (graceful or a reset).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ferryman import wire
 from tests.fuzz.frames import Frame, RawJson, prefix
-from tests.fuzz.script import AWAITED, Await, Close, Script, Send, Step
+from tests.fuzz.script import AWAITED, Await, Close, Pause, Script, Send, Step
 from tests.fuzz.values import (
     FuzzContext,
     check_query,
@@ -255,6 +255,8 @@ def scripts(draw: Draw, ctx: FuzzContext) -> Script:
             steps.append(Await())
     if steps and draw(st.integers(0, 7)) == 0:  # the connection goes early
         steps = steps[: draw(st.integers(0, len(steps) - 1))]
+    if draw(st.integers(0, 3)) == 0:  # ... while the agent is busy with what it has read
+        steps.append(Pause(draw(st.sampled_from((0.002, 0.005, 0.01, 0.03)))))
     steps.append(Close(abort=draw(st.booleans())))
     return Script(tuple(steps), cert=draw(st.sampled_from(("a",) * 9 + ("c",))),
                   linger=draw(st.sampled_from((0.0, 0.0, 0.05, 0.3))))
