@@ -96,6 +96,32 @@ def close_page_server(cluster: Cluster, dest: Agent, port: int) -> None:
         s.recv(4)
 
 
+@pytest.mark.timeout(120)
+def test_files_synced_for_a_migration_the_agent_died_in_go_at_its_next_start(
+        cluster: Cluster) -> None:
+    """Finding 1: what a source synced stays only as long as its migration; an agent killed
+    mid-migration removes it when it starts again (a restored container's files stay)."""
+    src = cluster.base / "synced"
+    src.mkdir()
+    (src / "config.json").write_text("{}")
+    b = runc_agent(cluster)
+    cid = f"box-{uuid.uuid4().hex[:6]}"
+    kept = b.state_dir / "bundles" / "restored-box"  # as a restore leaves it
+    (kept / "bundle").mkdir(parents=True)
+    (kept / "restored").touch()
+    p, ready = planned(cluster, b, target=json.dumps({"kind": "runc", "id": cid,
+                                                      "rootfs": "rootfs"}))
+    with p:
+        assert isinstance(ready, wire.Ready), ready
+        rc, err = push(cluster, b, ready.sync_port, src, "bundle")
+        assert rc == 0, err
+        assert (b.state_dir / "bundles" / cid / "bundle" / "config.json").exists()
+        b.kill()
+    runc_agent(cluster)
+    assert not (b.state_dir / "bundles" / cid).exists(), "the interrupted sync stayed"
+    assert (kept / "bundle").is_dir()
+
+
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("when", ["before the restore", "while runc restores"])
 def test_a_failed_restore_leaves_a_container_it_did_not_make_alone(cluster: Cluster,
@@ -289,11 +315,12 @@ def test_a_transfer_error_is_the_users_one_line_error(cluster: Cluster) -> None:
     corrupted: list[str] = []
     try:
         with TamperProxy(b.node.name, b.node.ip, b.port + 1, b.port, cluster.pki,
-                         lambda m: corrupt_first_file(m, corrupted)):
+                         lambda m: corrupt_first_file(m, corrupted),
+                         source_netns=cluster.topology["a"].name):
             res, report = cluster.migrate(w.pid, replace(b, port=b.port + 1), "--mode", "cold")
         assert res.returncode == EXIT_ROLLED_BACK, res.stderr
         assert one_error_line(res.stderr), res.stderr
-        assert corrupted, "nothing went through the proxy"
+        assert corrupted, f"nothing went through the proxy: {res.stderr}"
         assert f"image transfer (checksum) failed: {corrupted[0]}: size or SHA-256 " \
                "mismatch" in res.stderr, res.stderr
         assert report["result"] == "rolled_back"

@@ -140,6 +140,7 @@ def test_container_writing_its_rootfs_moves_with_every_write(runc_nodes: RuncNod
     assert state is not None
     assert state["status"] == "running"
     assert state["bundle"] == str(runc_nodes.bundle_on_b(cid)), "B chose where it lives"
+    assert (runc_nodes.bundle_on_b(cid).parent / "restored").exists(), "no sweep removes it"
     before = _lines(on_a)  # A's copy stopped at the freeze
     on_b = Path(f"/proc/{moved.pid}/root/data/log")  # B's copy, seen from B's mounts
     time.sleep(0.5)
@@ -363,6 +364,7 @@ def test_source_killed_while_held_resumes_it_and_the_destination_keeps_it_stoppe
     wait_for(lambda: any("ORPHANED" in o for o in b.outcomes().values()),
              timeout=20, what="the orphan record on B")
     orphan = runc_nodes.on_b("counter-killed")
+    assert (runc_nodes.bundle_on_b("counter-killed").parent / "restored").exists()
     assert Path(f"/proc/{orphan.pid}/stat").read_text().split(") ")[1][0] == "T"
     time.sleep(0.5)
     assert Path(f"/proc/{orphan.pid}/stat").read_text().split(") ")[1][0] == "T", \

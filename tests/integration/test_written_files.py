@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Cluster
-from tests.integration.test_check import check, fails, rows
+from tests.integration.test_check import check, check_roots, fails, rows
 
 
 def beats(log: Path) -> list[tuple[int, int]]:
@@ -29,7 +29,7 @@ def beats(log: Path) -> list[tuple[int, int]]:
 
 @pytest.mark.parametrize("mode", ["cold", "postcopy"])
 def test_workload_writing_shared_files_moves_without_force(cluster: Cluster, mode: str) -> None:
-    b = cluster.start_agent("b")
+    b = cluster.start_agent("b", *check_roots(cluster))  # pytest's tmp_path is private
     log, hb = cluster.base / "access.log", cluster.base / "hb"
     w = cluster.workload(mib=16, seed=f"written-{mode}", log_file=str(log),
                          write_file=str(hb))

@@ -1,10 +1,11 @@
 """A TLS man in the middle between a real source and a real agent, changing what it passes on.
 
 For faults no honest peer makes and TLS keeps off the wire (a corrupted image file): the proxy
-listens in a node's namespace with that node's certificate, connects on to the real agent with
-the source's, decodes every message the source sends and passes on what ``tamper`` makes of
-it; the agent's answers go back unchanged. CRIU's page-server traffic goes straight to the
-agent (the Ready names the agent's own port on the same address).
+listens in the agent's namespace with the agent's certificate, connects on to the real agent
+from the source's namespace with the source's (so the agent sees the source's address, which
+alone may reach its page server), decodes every message the source sends and passes on what
+``tamper`` makes of it; the agent's answers go back unchanged. CRIU's page-server traffic goes
+straight to the agent (the Ready names the agent's own port on the same address).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ Tamper = Callable[[wire.Message], wire.Message]
 
 class TamperProxy:
     def __init__(self, netns: str, host: str, port: int, upstream_port: int, pki: Path,
-                 tamper: Tamper, *, name: str = "b", client: str = "a") -> None:
-        self.netns, self.host, self.upstream_port = netns, host, upstream_port
+                 tamper: Tamper, *, source_netns: str, name: str = "b", client: str = "a"
+                 ) -> None:
+        self.source_netns, self.host, self.upstream_port = source_netns, host, upstream_port
         self.tamper = tamper
         self.server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.server_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -48,7 +50,8 @@ class TamperProxy:
             try:
                 down = self.server_ctx.wrap_socket(raw, server_side=True)
                 up = self.client_ctx.wrap_socket(
-                    connect(self.netns, self.host, self.upstream_port), server_hostname=self.host)
+                    connect(self.source_netns, self.host, self.upstream_port),
+                    server_hostname=self.host)
             except (OSError, ssl.SSLError):
                 raw.close()
                 continue

@@ -15,6 +15,8 @@ from pathlib import Path
 from tests.support.netns import Node
 
 WORKLOAD = Path(__file__).with_name("workload.py")
+FIFO_WORKLOAD = Path(__file__).with_name("fifo_workload.py")
+UNIX_WORKLOAD = Path(__file__).with_name("unix_workload.py")
 
 
 def children(pid: int) -> list[int]:
@@ -101,6 +103,32 @@ def start_workload(node: Node, status_path: Path, *, mib: int = 64, seed: str = 
         argv += ["--log-file", log_file]
     if write_file:
         argv += ["--write-file", write_file]
+    return _launch(node, argv, status_path, timeout)
+
+
+def start_fifo_workload(node: Node, status_path: Path, fifo: Path, *, fill: int,
+                        pipe_size: int = 0, split: bool = False, seed: str = "fifo",
+                        python: str = sys.executable, timeout: float = 60.0) -> Workload:
+    """Run tests/support/fifo_workload.py in ``node`` in its own PID namespace: it makes the
+    FIFO ``fifo`` and leaves ``fill`` bytes unread in it (a ``pipe_size`` FIFO if non-zero;
+    ``split``: written by a child, read by the root)."""
+    argv = ["unshare", "-p", "-f", "setsid", python, str(FIFO_WORKLOAD), "--fifo", str(fifo),
+            "--bytes", str(fill), "--pipe-size", str(pipe_size), "--seed", seed,
+            "--status", str(status_path), *(["--split"] if split else [])]
+    return _launch(node, argv, status_path, timeout)
+
+
+def start_unix_workload(node: Node, status_path: Path, path: Path, *, hold_file: str = "",
+                        python: str = sys.executable, timeout: float = 60.0) -> Workload:
+    """Run tests/support/unix_workload.py in ``node`` in its own PID namespace: a datagram
+    server bound to ``path`` (keeping ``hold_file`` open if given)."""
+    argv = ["unshare", "-p", "-f", "setsid", python, str(UNIX_WORKLOAD), "--path", str(path),
+            "--status", str(status_path), "--hold-file", hold_file]
+    return _launch(node, argv, status_path, timeout)
+
+
+def _launch(node: Node, argv: list[str], status_path: Path, timeout: float) -> Workload:
+    """Start ``argv`` (unshare ... PROG) in ``node``; wait for PROG's first status file."""
     launcher = node.popen(*argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout

@@ -7,11 +7,15 @@ destination decides the paths. Under the agent's bundle root (``--bundle-root``,
     ID/bundle    the bundle (config.json, and the rootfs when the source keeps it inside)
     ID/rootfs    the rootfs, when the source keeps it outside its bundle
     ID/lock      held (flock) while a migration of ID is arriving
+    ID/restored  there once runc restored the container from here (it runs, or is kept
+                 stopped as an orphan, from these files)
 
-rsync writes (and ``--delete`` removes) only there: :meth:`BundleSlot.sync_targets` is what
-the sync listener accepts, by name. A slot left by an earlier migration of the same id (the
-container moved on, or was deleted) is reused; a migration that does not commit removes its
-slot, so a failed one leaves nothing behind.
+rsync writes (and ``--delete`` removes) only in ``bundle`` and ``rootfs``:
+:meth:`BundleSlot.sync_targets` is what the sync listener accepts, by name. A slot left by an
+earlier migration of the same id (the container moved on, or was deleted) is reused; a
+migration that does not commit removes its slot, and an agent that died during one before
+the restore removes it at its next start (:func:`sweep`), so a failed one leaves nothing
+behind.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ferryman.errors import RuncError
 from ferryman.targets.runc import SYNC_BUNDLE, SYNC_ROOTFS, check_id, with_rootfs
 
 LOCK = "lock"
+RESTORED = "restored"
 
 
 class BundleSlot:
@@ -98,6 +103,10 @@ class BundleSlot:
                 fh.write(new)
             tmp.replace(config)
 
+    def mark_restored(self) -> None:
+        """runc made the container from this slot: no sweep may remove it from now on."""
+        (self.home / RESTORED).touch()
+
     def release(self, *, remove: bool) -> None:
         """Unlock; ``remove`` the slot with everything synced into it."""
         if remove:
@@ -105,3 +114,27 @@ class BundleSlot:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+
+def sweep(root: Path) -> list[str]:
+    """At agent start: remove the slots that no container was restored from and that no
+    migration holds now (the agent died during their migration); the ids removed."""
+    removed = []
+    for home in sorted(root.iterdir()) if root.is_dir() else []:
+        if home.is_symlink() or not home.is_dir() or (home / RESTORED).exists():
+            continue
+        try:
+            fd = os.open(home / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a migration holds it
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+            removed.append(home.name)
+        finally:
+            os.close(fd)
+    return removed

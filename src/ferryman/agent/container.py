@@ -243,10 +243,12 @@ class DestinationContainer:
                                                          "move another one")
         self.slot.localize()
         self.restored = True  # from now on runc may have made it: cleanup deletes ours only
-        return await runc_checkpoint.restore(
+        pid = await runc_checkpoint.restore(
             self.runc, self.planned.id, bundle=self.slot.bundle,
             images_dir=images_dir, output=self.output, lazy=lazy,
             tcp_established=tcp_established)
+        self.slot.mark_restored()
+        return pid
 
     async def cleanup(self, *, delete: bool) -> None:
         """Stop listening; ``delete`` a restored (uncommitted) container and its synced

@@ -20,6 +20,7 @@ from ferryman.agent import failedlogs
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.container import DestinationContainer, destination_prepare, with_tools
+from ferryman.agent.fifos import keep_shared_fifo_data
 from ferryman.agent.files import (
     EMPTY_SHA256,
     Receiver,
@@ -367,6 +368,9 @@ class DestinationSession:
                 addresses.add(self.moving)
                 self.address_added = True
             tcp = self.plan is not None and self.plan.tcp_established
+            if self.box is None and restore_msg.fifo_devices:
+                await asyncio.to_thread(keep_shared_fifo_data, self.workdir,
+                                        restore_msg.kernel, restore_msg.fifo_devices)
             if self.box is not None:
                 pid = await self.box.restore(self.workdir, lazy=lazy, tcp_established=tcp)
             else:
@@ -446,6 +450,8 @@ class DestinationSession:
         assert self.tree is not None
         assert self.workdir is not None
         self.tracker.advance(D.ORPHANED)
+        if self.box is not None:  # runc keeps the container, stopped, in its slot
+            self.box.slot.release(remove=False)
         write_outcome(self.cfg.state_dir, self.workdir.name, orphan_record(self.tree.root))
         log.error("source lost after restore, before commit: PID %d kept STOPPED; check the "
                   "source, then 'ferryman orphans resume|kill %s' (%s)",

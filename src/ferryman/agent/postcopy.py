@@ -135,9 +135,7 @@ async def lost(m: SourceMigration, exc: BaseException, dump: asyncio.Future[None
 async def announce_restore(m: SourceMigration) -> bool:
     """status-ready: our page server listens; the destination may restore now."""
     assert m.ch is not None
-    count, total = m.shipped
-    await m.ch.send(wire.Restore(file_count=count, total_bytes=total,
-                                 page_server_port=m.ps_port))
+    await m.ch.send(m.restore_message(m.ps_port))
     m.find_network_lock()
     m.serving.set()
     return True

@@ -18,6 +18,7 @@ import socket
 import ssl
 
 from ferryman import wire
+from ferryman.agent import bundles
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.destination import DestinationSession, remove_incomplete
@@ -139,6 +140,9 @@ class Agent:
         ctx = tls.server_context(self.cfg.creds)
         for name in remove_incomplete(self.cfg.state_dir):
             log.warning("removed the images of interrupted migration %s", name)
+        for name in bundles.sweep(self.cfg.bundles):
+            log.warning("removed the synced files of container %s (its migration was "
+                        "interrupted)", name)
         for table in portguard.remove_stale(self.cfg.listen_port):
             log.warning("removed page-server guard %s of an earlier agent", table)
         listener = self._listen()

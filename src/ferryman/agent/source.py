@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferryman import wire
+from ferryman.agent import fifos
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import Timeouts
 from ferryman.agent.container import (
@@ -35,6 +36,7 @@ from ferryman.agent.gate import check_before_plan
 from ferryman.agent.hello import exchange_hello, local_hello, postcopy_blocker
 from ferryman.agent.postcopy import announce_restore, run_postcopy
 from ferryman.agent.precopy import PrecopyOptions, run_iterations
+from ferryman.criu import unix_images
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
 from ferryman.criu.page_server import free_port
 from ferryman.criu.stats import DUMP_STATS, read_stats
@@ -47,8 +49,9 @@ from ferryman.errors import (
     PeerUnreachable,
     RemoteError,
 )
-from ferryman.host import addresses, cgroups, inflight, lockguard, netlock
+from ferryman.host import addresses, cgroups, inflight, lockguard, netlock, unix_names
 from ferryman.host.addresses import MoveAddress
+from ferryman.host.fifos import boot_id
 from ferryman.host.inflight import InFlight
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.report import MigrationReport, PhaseTiming
@@ -112,6 +115,8 @@ class SourceMigration:
         self.lock_release: asyncio.Future[list[str]] | None = None  # alongside the commit
         self.committed: asyncio.Future[wire.Committed] | None = None
         self.inflight: InFlight | None = None  # segments that reach us frozen (--move-address)
+        self.fifo_devices: dict[str, int] = {}  # FIFOs with data the frozen tree holds
+        self.parked: list[unix_names.ParkedName] = []  # its unix socket names, kept
 
     def _phase(self, phase: SourcePhase, detail: str = "") -> None:
         self.tracker.advance(phase)
@@ -127,6 +132,7 @@ class SourceMigration:
             raise
         finally:
             self._thaw_cgroup()
+            unix_names.discard(self.parked)  # a rollback gave them back already
             if self.inflight is not None:
                 self.inflight.close()
             if self.lock_release is not None:
@@ -318,9 +324,10 @@ class SourceMigration:
         if self.box is not None:  # frozen: the container's files, final state
             await source_final_sync(self, self.box, self.sync_port)
         self.shipped = (len(files), total)
+        self._keep_what_the_restore_shares()
         if self.lazy:
             return True  # CRIU now opens its page server and says status-ready
-        await self.ch.send(wire.Restore(file_count=len(files), total_bytes=total))
+        await self.ch.send(self.restore_message())
         self.find_network_lock()
         await self._await_restored()
         # Point of no return. The commit goes out before CRIU is told to destroy the source
@@ -339,6 +346,24 @@ class SourceMigration:
             self.committed = asyncio.ensure_future(self._await_committed())
         self.forward_inflight()
         return True
+
+    def _keep_what_the_restore_shares(self) -> None:
+        """Frozen, before the destination restores: what its restore would take from this
+        frozen tree where both nodes see one kernel or one filesystem: the data of its FIFOs
+        (agent/fifos.py) and the names of its unix sockets (host/unix_names.py)."""
+        if self.box is not None or self.tree is None:
+            return
+        self.fifo_devices = fifos.held_with_data(self.workdir, self.tree.pids())
+        self.parked = unix_names.park(unix_images.bound_paths(self.workdir), self.id)
+
+    def restore_message(self, page_server_port: int = 0) -> wire.Restore:
+        """Restore now: the images shipped, and the FIFOs whose data the destination leaves
+        where it is should it be this kernel (agent/fifos.py)."""
+        count, total = self.shipped
+        return wire.Restore(file_count=count, total_bytes=total,
+                            page_server_port=page_server_port,
+                            kernel=boot_id() if self.fifo_devices else "",
+                            fifo_devices=self.fifo_devices)
 
     async def _await_restored(self) -> bool:
         assert self.ch is not None
@@ -432,6 +457,8 @@ class SourceMigration:
     async def _roll_back(self, exc: BaseException) -> None:
         assert self.tree is not None
         self._phase(S.RESUMING, str(exc))
+        unix_names.give_back(self.parked)
+        self.parked = []
         if self.address_moved and self.o.move_address is not None:
             with contextlib.suppress(FerrymanError):
                 addresses.add(self.o.move_address)  # the service address comes back here

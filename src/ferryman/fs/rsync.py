@@ -43,7 +43,10 @@ log = logging.getLogger(__name__)
 
 TUNNEL = Path(__file__).with_name("tunnel.py")
 CLIENT_OPTIONS = ("-aH", "--numeric-ids")  # archive (perms, times, owners, links, devices)
-_FLAGS_RE = re.compile(r"-[A-Za-z]+(?:e\.[A-Za-z]+)?")
+# rsync's server flags for CLIENT_OPTIONS (-a is -rlptgoD, with -H): nothing else, such as
+# --keep-dirlinks (K) or --copy-links (L), which follow links on the destination; after
+# "e." come the protocol's capability letters
+_FLAGS_RE = re.compile(r"-[rlptgoDH]+(?:e\.[A-Za-z]+)?")
 _SERVER_LONG_OPTIONS = frozenset({"--delete", "--numeric-ids", "--stats"})
 _NAME_RE = re.compile(r"[a-z]{1,32}")
 _STATS_RE = re.compile(r"Total bytes sent: ([\d,.]+)")

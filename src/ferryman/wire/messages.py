@@ -21,6 +21,7 @@ from typing import Final
 
 from ferryman.errors import LocalProtocolError
 from ferryman.wire._checks import (
+    MAX_MAPPING_ITEMS,
     bool_mapping,
     check_bool,
     check_bytes,
@@ -72,6 +73,8 @@ PORT_MAX: Final = 0xFFFF
 CODE_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MIGRATION_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
+MAX_FIFO_DEVICES: Final = MAX_MAPPING_ITEMS  # Restore.fifo_devices
+BOOT_ID_RE: Final = re.compile(r"[0-9a-f-]{0,36}")  # /proc/sys/kernel/random/boot_id
 
 
 class Message:
@@ -292,16 +295,26 @@ class Restore(Message):
 
     ``page_server_port``: in lazy mode, the port of the source's page server (on the source's
     end of this connection) from which the destination fetches the remaining pages; else 0.
+
+    ``kernel`` (the source's boot id) and ``fifo_devices`` (inode -> device, as decimal text ->
+    int, of the FIFOs with unread data that the frozen tree holds): a destination on the same
+    kernel that sees the same inode at the FIFO's path opens the very pipe the source still
+    holds, data included (agent/fifos.py). Empty when there are none.
     """
 
     file_count: int
     total_bytes: int
     page_server_port: int = 0
+    kernel: str = ""
+    fifo_devices: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_int("Restore", "file_count", self.file_count)
         check_int("Restore", "total_bytes", self.total_bytes)
         check_int("Restore", "page_server_port", self.page_server_port, hi=65535)
+        check_str("Restore", "kernel", self.kernel, max_chars=36, pattern=BOOT_ID_RE)
+        object.__setattr__(self, "fifo_devices",
+                           int_mapping("Restore", "fifo_devices", self.fifo_devices))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.agent.bundles import BundleSlot
+from ferryman.agent.bundles import BundleSlot, sweep
 from ferryman.errors import RuncError
 
 
@@ -71,3 +71,19 @@ def test_a_synced_config_json_that_is_not_json_is_a_runc_error(tmp_path: Path) -
         (slot.bundle / "config.json").write_bytes(text)
         with pytest.raises(RuncError):
             slot.localize()
+
+
+def test_the_start_sweep_takes_only_slots_nothing_was_restored_from(tmp_path: Path) -> None:
+    interrupted = BundleSlot(tmp_path, "gone", "rootfs")
+    interrupted.claim()
+    interrupted.release(remove=False)  # as if its agent had died
+    arriving = BundleSlot(tmp_path, "busy", "rootfs")
+    arriving.claim()  # a migration holds it
+    restored = BundleSlot(tmp_path, "runs", "rootfs")
+    restored.claim()
+    restored.mark_restored()
+    restored.release(remove=False)
+    assert sweep(tmp_path) == ["gone"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "runs"]
+    arriving.release(remove=True)
+    assert sweep(tmp_path / "nowhere") == []

@@ -47,6 +47,9 @@ def test_what_rsync_asks_for_is_accepted() -> None:
     (["rsync", "--server", FLAGS, ".", "bundle/../../etc"], "not part of the planned"),
     (["rsync", "--server", FLAGS, ".", "rootfs/"], "not part of the planned migration"),
     (["rsync", "--server", "-la;rm", ".", "bundle/"], "unexpected"),
+    # only the letters of client_argv's -aH: no --keep-dirlinks (K), --copy-links (L) ...
+    (["rsync", "--server", "-lHogDtpKre.iLsfxCIvu", ".", "bundle/"], "unexpected"),
+    (["rsync", "--server", "-lHogDtpLre.iLsfxCIvu", ".", "bundle/"], "unexpected"),
     (["sh", "-c", "id", ".", "bundle/"], "not an rsync receiver"),
     (["rsync", "--server"], "not an rsync receiver"),
 ])

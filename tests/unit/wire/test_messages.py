@@ -187,6 +187,16 @@ def test_restore_counts_are_non_negative() -> None:
         Restore(-1, 0)
 
 
+def test_restore_kernel_is_a_boot_id_and_fifo_devices_an_int_mapping() -> None:
+    assert Restore(1, 2).fifo_devices == {}
+    with pytest.raises(LocalProtocolError, match="kernel"):
+        Restore(1, 2, kernel="../etc")
+    with pytest.raises(LocalProtocolError, match="fifo_devices"):
+        Restore(1, 2, fifo_devices={"12": -1})
+    with pytest.raises(LocalProtocolError, match="fifo_devices"):
+        Restore(1, 2, fifo_devices={str(i): 1 for i in range(257)})
+
+
 def test_iterate_indexes_start_at_two_and_only_a_final_set_is_lazy() -> None:
     assert Iterate(2) == Iterate(2, final=False, lazy=False)
     assert Iterate(1001, final=True, lazy=True).lazy
