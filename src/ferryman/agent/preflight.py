@@ -27,7 +27,7 @@ from ferryman.criu.probe import probe_features
 from ferryman.errors import PidControlError, RemoteProtocolError
 from ferryman.host import netinfo, pidctl, procfs
 from ferryman.host.exposure import answerable
-from ferryman.host.inspect import stat_path
+from ferryman.host.inspect import FileRef, stat_path
 from ferryman.migration.checks import (
     NOTE,
     DestinationFacts,
@@ -90,16 +90,15 @@ async def destination_facts(q: CheckQuery, source_hello: wire.Hello, cfg: AgentC
 
 def withhold(q: CheckQuery, roots: Sequence[Path]) -> tuple[CheckQuery, int]:
     """The query without the files this node does not answer about (see
-    :mod:`ferryman.host.exposure`), and how many those were (synced ones aside: the checks
-    leave those to the sync)."""
-    kept, withheld = [], 0
+    :mod:`ferryman.host.exposure`; never even looked at), and how many of those the checks
+    would have compared (synced ones aside: the sync brings those)."""
+    kept: list[FileRef] = []
+    dropped: list[FileRef] = []
     for f in q.workload.files:
-        if answerable(f.path, roots) or synced_by(f.path, q.synced):
-            kept.append(f)
-        else:
-            withheld += 1
-    if not withheld:
+        (kept if answerable(f.path, roots) else dropped).append(f)
+    if not dropped:
         return q, 0
+    withheld = sum(1 for f in dropped if not synced_by(f.path, q.synced))
     return replace(q, workload=replace(q.workload, files=tuple(kept))), withheld
 
 
