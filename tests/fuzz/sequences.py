@@ -62,6 +62,22 @@ def _files(draw: Draw, names: tuple[str, ...] = IMAGE_NAMES) -> list[wire.Messag
     return out
 
 
+@st.composite
+def _cpuinfo(draw: Draw, ctx: FuzzContext) -> bytes:
+    """The agent's own CPU image (the Plan passes its check), or that image damaged: root's
+    CRIU parses it (``criu cpuinfo check``)."""
+    data = ctx.cpuinfo
+    if not data or draw(st.integers(0, 3)):
+        return data
+    at = draw(st.integers(0, len(data) - 1))
+    how = draw(st.sampled_from(("flip", "cut", "grow")))
+    if how == "cut":
+        return data[:at]
+    if how == "grow":
+        return data[:at] + b"\xff" * draw(st.sampled_from((1, 8, 4096))) + data[at:]
+    return data[:at] + bytes([data[at] ^ draw(st.sampled_from((0x01, 0x80, 0xFF)))]) + data[at + 1:]
+
+
 def _plan(draw: Draw, mode: str, **fields: object) -> wire.Plan:
     mid = draw(st.from_regex(r"fz-[a-z0-9]{1,12}", fullmatch=True))
     return wire.Plan(migration_id=mid, mode=mode, pid=4242, lazy=mode == "postcopy",
@@ -73,7 +89,7 @@ def _conversation(draw: Draw, ctx: FuzzContext) -> list[wire.Message]:
     """One of the source's valid conversations with the destination."""
     kind = draw(st.sampled_from(SCENARIOS))
     plans = kind in ("cold", "precopy", "postcopy", "container", "move")
-    cpuinfo = ctx.cpuinfo if plans else draw(st.sampled_from((b"", b"\x00" * 16)))
+    cpuinfo = draw(_cpuinfo(ctx)) if plans else draw(st.sampled_from((b"", b"\x00" * 16)))
     hello = hello_message(cpuinfo)
     abort = wire.Abort(reason=draw(st.sampled_from(("fuzz", "\x1b[31mred\n", ""))))
     if kind == "hello":
