@@ -119,7 +119,7 @@ class Cluster:
     agents: list[Agent] = field(default_factory=list)
 
     def start_agent(self, name: str, *extra: str, hide_dir: bool = False,
-                    cgroup: str | None = None) -> Agent:
+                    cgroup: str | None = None, cwd: Path | None = None) -> Agent:
         node = self.topology[name]
         state = self.base / f"state-{name}"
         state.mkdir(exist_ok=True)
@@ -134,7 +134,7 @@ class Cluster:
         if cgroup is not None:  # cgroups of its own, as on a second machine (runc)
             cmd = [*cgroup_jail_argv(cgroup), *cmd]
         with log_path.open("ab") as logf:
-            proc = node.popen(*cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+            proc = node.popen(*cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, cwd=cwd)
         node.wait_listening(AGENT_PORT, proc=proc)
         agent = Agent(node, proc, state, log_path)
         self.agents.append(agent)

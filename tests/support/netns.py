@@ -9,6 +9,7 @@ which adds a mount namespace CRIU would then have to dump).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import subprocess
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 NETNS_DIR = Path("/var/run/netns")
+_TOPOLOGIES = itertools.count()
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -75,7 +77,10 @@ class Topology:
     """Nodes ``names`` on one bridge; ``close()`` removes everything, even after failures."""
 
     def __init__(self, names: tuple[str, ...] = ("a", "b", "c"), net: int | None = None) -> None:
-        self.tag = f"fm{os.getpid() % 10000}"
+        # A second Topology of this process (the fuzzer's conftest has its own) gets names of
+        # its own: namespaces are global.
+        n = next(_TOPOLOGIES)
+        self.tag = f"fm{os.getpid() % 10000}" + (f"x{n}" if n else "")
         self.net = net if net is not None else 77
         self.switch = f"{self.tag}sw"
         self.nodes: dict[str, Node] = {}

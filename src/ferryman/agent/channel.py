@@ -52,15 +52,10 @@ class Channel:
         self.peer = peer
         self.budget = budget
         self.bytes_sent = 0
+        # Asked now: a transport the peer has reset answers None
+        self.peer_ip: str = str(writer.get_extra_info("peername")[0])
+        self.local_ip: str = str(writer.get_extra_info("sockname")[0])
         tune_socket(writer.get_extra_info("socket"))
-
-    @property
-    def peer_ip(self) -> str:
-        return str(self.writer.get_extra_info("peername")[0])
-
-    @property
-    def local_ip(self) -> str:
-        return str(self.writer.get_extra_info("sockname")[0])
 
     async def send(self, msg: wire.Message) -> None:
         data = self.conn.send(msg)
@@ -103,6 +98,19 @@ class Channel:
             assert isinstance(event, wire.Message)
             self._hold_buffered()
             return event
+
+    async def wait_peer_closed(self) -> None:
+        """Returns once the peer has closed (or reset) the connection. Whatever it sends
+        meanwhile is kept for :meth:`receive`, as if it had not been read yet."""
+        while True:
+            try:
+                data = await self.reader.read(READ_SIZE)
+            except (ConnectionError, OSError, ssl.SSLError):
+                return
+            self.conn.receive_data(data)  # b"": the end, which receive() reports in turn
+            self._hold_buffered()
+            if not data:
+                return
 
     def _hold_buffered(self) -> None:
         """Account for the bytes the decoder holds; PeerLost when the agent has no room."""

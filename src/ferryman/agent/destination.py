@@ -152,9 +152,9 @@ class DestinationSession:
                 port = await self._prepare(hello, plan)
             except Refusal as exc:
                 log.warning("refused migration %s: %s", plan.migration_id, exc)
+                await self._cleanup()  # first: the peer may be gone, and the send fail
                 self.tracker.advance(D.REFUSED)
                 await self.ch.send(wire.Refused(code=exc.code, message=str(exc)))
-                await self._cleanup()
                 return
             self.tracker.advance(D.READY)
             await self.ch.send(wire.Ready(page_server_port=port, sync_port=self.sync_port))
@@ -256,7 +256,7 @@ class DestinationSession:
         """
         assert self.workdir is not None
         if self.page_server is not None:  # the last pre-dump's pages are all written
-            await self.page_server.wait(self.cfg.timeouts.page_server_exit)
+            await self._page_server_exit()
             self.page_server = None
             await self._remove_guards()
         if msg is None:
@@ -278,6 +278,24 @@ class DestinationSession:
             await self._send_page_maps()
             return 0
         return await self._start_page_server(self.workdir, parent)
+
+    async def _page_server_exit(self) -> None:
+        """The page server's clean exit: every page of its image set is written. PeerLost as
+        soon as the source closes the connection instead: nobody will dump into it then, and
+        the migration must not stay (a root criu process, its images) until the timeout."""
+        assert self.page_server is not None
+        exited = asyncio.ensure_future(self.page_server.wait(self.cfg.timeouts.page_server_exit))
+        gone = asyncio.ensure_future(self.ch.wait_peer_closed())
+        try:
+            await asyncio.wait({exited, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (exited, gone) if not exited.done() else (gone,):
+                task.cancel()
+            await asyncio.gather(exited, gone, return_exceptions=True)
+        if exited.cancelled():
+            raise PeerLost(self.ch.peer, f"{self.ch.peer} closed the connection while its "
+                           "page server was waiting for pages")
+        exited.result()
 
     async def _send_page_maps(self) -> None:
         """Before a lazy final set: the page maps of every set, back to the source.
@@ -344,7 +362,7 @@ class DestinationSession:
         lazy = self.ch.conn.lazy
         try:
             if self.page_server is not None:
-                await self.page_server.wait(t.page_server_exit)
+                await self._page_server_exit()
             if lazy:
                 self.lazy_pages = await self._lazy_daemon(restore_msg.page_server_port)
             if self.moving is not None:  # the sockets to restore need the address
