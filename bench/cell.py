@@ -64,7 +64,7 @@ class RunResult:
         self.memory_complete_ms = out.memory_complete_ms
         self.bytes_moved = out.bytes_moved
         self.details = {**details, **out.details}
-        if migration == "cold":  # CRIU's lazy-mode stats-dump is garbage (DESIGN.md)
+        if migration == "cold":  # lazy stats-dump is garbage (docs/ARCHITECTURE.md, "CRIU facts")
             self.details.update(criu_ms(out.details.get("criu_dump")))
         self.ok = True
 

@@ -140,7 +140,7 @@ def cells(args: argparse.Namespace) -> list[Cell]:
 
 
 PIPE_MAX = Path("/proc/sys/fs/pipe-max-size")
-PIPE_NEEDED = 4 << 20  # CRIU's lazy pages without CAP_SYS_RESOURCE (DESIGN.md)
+PIPE_NEEDED = 4 << 20  # lazy pages without CAP_SYS_RESOURCE (docs/ARCHITECTURE.md, "CRIU facts")
 
 
 def _pipe_max_size(raise_it: bool) -> int:

@@ -491,7 +491,7 @@ class SourceMigration:
 
     def _collect_dump_stats(self, *, lazy: bool = False) -> None:
         stats = read_stats(self.workdir / DUMP_STATS)
-        if stats and not lazy:  # CRIU 4.2.1's lazy-mode stats-dump is garbage (DESIGN.md)
+        if stats and not lazy:  # lazy stats-dump is garbage (docs/ARCHITECTURE.md, "CRIU facts")
             self.report.criu["dump"] = stats
             self.report.final_pages = stats.get("pages_written", 0)
             self.report.count_pages(stats.get("pages_written", 0) * 4096)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-# Printed by every criu run without CAP_SYS_RESOURCE; harmless (DESIGN.md).
+# Printed by every criu run without CAP_SYS_RESOURCE; harmless (docs/ARCHITECTURE.md, "CRIU facts").
 _HARMLESS = ("Can't setup RLIMIT_NOFILE",)
 # A restored task's lines carry its PID, right-aligned ("     3: Error (...)"), with or
 # without the timestamp that log levels >= 4 put first.

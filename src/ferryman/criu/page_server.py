@@ -154,7 +154,8 @@ _FAULT = re.compile(r"#PF at 0x")
 def lazy_pages_transferred(log_path: Path) -> tuple[int, int, int]:
     """(pages copied, pages total, page faults served) over all tasks, from the daemon's log.
 
-    CRIU 4.2.1's stats are garbage in lazy mode (DESIGN.md); its log is right.
+    CRIU 4.2.1's stats are garbage in lazy mode (docs/ARCHITECTURE.md, "CRIU facts");
+    its log is right.
     """
     copied = total = 0
     try:

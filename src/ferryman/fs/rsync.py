@@ -1,8 +1,9 @@
 """Directory sync with rsync, two-phase: while the workload runs, then again while frozen.
 
 How the bytes travel. The two nodes share no file system (between namespace nodes the path
-is on the same host, but the destination must be treated as remote), and DESIGN forbids a
-world-open port, so neither an rsync daemon nor ssh is used. Instead:
+is on the same host, but the destination must be treated as remote), and no port may be open
+to the world (docs/ARCHITECTURE.md, "Who runs where"), so neither an rsync daemon nor ssh is
+used. Instead:
 
 - the destination agent opens, for one migration, a TLS listener with the cluster's
   certificates (client certificate required, and it must be the source's node), see

@@ -16,7 +16,8 @@ a link bandwidth estimate) and passes the numbers in. Rules, in order:
 
 Post-copy is *allowed* when the lazy-pages machinery works on both nodes and the user did not
 pass ``--no-postcopy``. It is never chosen when a cold move fits, and never ahead of a
-converging pre-copy: a link broken during the post-copy tail loses the workload (DESIGN, step 9).
+converging pre-copy: a link broken during the post-copy tail loses the workload
+(docs/ARCHITECTURE.md, "Commit protocol, rollback, orphans").
 Without ``mem_track`` there is no pre-dump at all (CRIU aborts without soft-dirty).
 """
 
