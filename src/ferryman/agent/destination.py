@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ferryman import wire
+from ferryman import testhooks, wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.container import DestinationContainer, destination_prepare, with_tools
@@ -96,7 +96,8 @@ class DestinationSession:
         self.ch = channel
         self.cfg = config
         self.criu = criu
-        self.tracker = PhaseTracker(DESTINATION_TABLE, D.HELLO, time.monotonic)
+        self.tracker = PhaseTracker(DESTINATION_TABLE, D.HELLO, time.monotonic,
+                                    on_enter=testhooks.pause_hook())
         self.workdir: Path | None = None
         self.page_server: CriuDaemon | None = None
         self.lazy_pages: CriuDaemon | None = None

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ferryman import wire
+from ferryman import testhooks, wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import Timeouts
 from ferryman.agent.container import (
@@ -84,7 +84,8 @@ class SourceMigration:
         self.o = opts
         self.criu = Criu(opts.criu_bin)
         self.t0 = time.monotonic()
-        self.tracker = PhaseTracker(SOURCE_TABLE, S.HELLO, time.monotonic)
+        self.tracker = PhaseTracker(SOURCE_TABLE, S.HELLO, time.monotonic,
+                                    on_enter=testhooks.pause_hook())
         self.id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
         self.workdir = opts.state_dir / "migrations" / self.id
         self.report = MigrationReport(migration_id=self.id, mode=opts.mode,
