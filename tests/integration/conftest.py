@@ -104,6 +104,11 @@ class Agent:
         root = self.state_dir / "migrations"
         return sorted(root.iterdir()) if root.exists() else []
 
+    def outcomes(self) -> dict[str, str]:
+        """The agent's record of how each migration ended, by id (STATE_DIR/outcomes)."""
+        root = self.state_dir / "outcomes"
+        return {p.name: p.read_text() for p in root.iterdir()} if root.exists() else {}
+
 
 @dataclass
 class Cluster:

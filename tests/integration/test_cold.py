@@ -68,9 +68,10 @@ def test_cold_migration_moves_256mib_with_memory_intact(cluster: Cluster) -> Non
         assert "frozen_time" in report["criu"]["dump"]  # type: ignore[index]
         assert "restore_time" in report["criu"]["restore"]  # type: ignore[index]
         assert "COMMITTED" in res.stdout
-        # B keeps only logs and the outcome of a committed migration, no images.
+        # B keeps only logs of a committed migration, no images, and its outcome apart.
         (mig,) = b.migration_dirs()
-        assert {p.name for p in mig.iterdir() if not p.name.endswith(".log")} == {"outcome"}
+        assert {p.name for p in mig.iterdir() if not p.name.endswith(".log")} == set()
+        assert b.outcomes()[mig.name] == f"DONE {new_pid}\n"
     finally:
         w.kill(new_pid)
 

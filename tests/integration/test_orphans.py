@@ -47,9 +47,7 @@ def test_source_lost_at_restored_keeps_destination_stopped_for_the_operator(
             time.sleep(0.05)
         # The destination keeps its copy STOPPED and says so.
         deadline = time.monotonic() + 20
-        while "ORPHANED" not in "".join(p.joinpath("outcome").read_text()
-                                        for p in b.migration_dirs()
-                                        if p.joinpath("outcome").exists()):
+        while "ORPHANED" not in "".join(b.outcomes().values()):
             assert time.monotonic() < deadline, b.log()
             time.sleep(0.1)
         listing = run_cli("orphans", "--state-dir", str(b.state_dir))

@@ -1,8 +1,9 @@
 """runc containers between namespace nodes: real runc, real criu, real rsync, real agents.
 
 The bundle lives in ``cluster.hidden_dir``: node B's agent sees an empty tmpfs there, so the
-container's files reach B only through ferryman's rsync. B's agent has a runc root and cgroups
-of its own, as a second machine would.
+container's files reach B only through ferryman's rsync, into B's own bundle root
+(``STATE_DIR/bundles/ID/bundle``). B's agent has a runc root and cgroups of its own, as a
+second machine would.
 """
 
 from __future__ import annotations
@@ -56,8 +57,12 @@ class RuncNodes:
         self.containers.append(c)
         return c
 
+    def bundle_on_b(self, cid: str) -> Path:
+        """Where B's agent keeps the container's bundle (its default bundle root)."""
+        return self.cluster.base / "state-b" / "bundles" / cid / "bundle"
+
     def on_b(self, cid: str) -> Container:
-        c = Container(cid, self.root_b, self.cluster.hidden_dir / cid)
+        c = Container(cid, self.root_b, self.bundle_on_b(cid))
         self.containers.append(c)
         return c
 
@@ -134,6 +139,7 @@ def test_container_writing_its_rootfs_moves_with_every_write(runc_nodes: RuncNod
     state = moved.state()
     assert state is not None
     assert state["status"] == "running"
+    assert state["bundle"] == str(runc_nodes.bundle_on_b(cid)), "B chose where it lives"
     before = _lines(on_a)  # A's copy stopped at the freeze
     on_b = Path(f"/proc/{moved.pid}/root/data/log")  # B's copy, seen from B's mounts
     time.sleep(0.5)
@@ -262,6 +268,37 @@ def test_restore_failure_after_the_freeze_rolls_back(runc_nodes: RuncNodes, mode
     assert len(after) > before + 5, "it runs on A again"
     assert after == [str(i) for i in range(1, len(after) + 1)], "nothing lost or doubled"
     assert runc_nodes.on_b(cid).state() is None
+    assert not runc_nodes.bundle_on_b(cid).parent.exists(), "B keeps no synced files"
+
+
+def test_rootfs_outside_the_bundle_lands_in_bs_own_rootfs_directory(
+        runc_nodes: RuncNodes) -> None:
+    """A's config.json names an absolute rootfs elsewhere: B syncs it into its slot's
+    ``rootfs`` and points its copy of config.json there before the restore."""
+    b = runc_nodes.start_b()
+    cid = "counter-outside"
+    bundle = make_bundle(runc_nodes.cluster.hidden_dir / cid, COUNTER,
+                         runc_nodes.cluster.topology["a"])
+    outside = runc_nodes.cluster.hidden_dir / f"{cid}-root"
+    (bundle / "rootfs").rename(outside)
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"]["path"] = str(outside)
+    (bundle / "config.json").write_text(json.dumps(config))
+    c = run_container(runc_nodes.cluster.topology["a"], runc_nodes.root_a, bundle, cid)
+    runc_nodes.containers.append(c)
+    wait_for(lambda: len(_lines(outside / "data" / "log")) >= 10, what="the first writes")
+    res, _ = runc_nodes.migrate(cid, b)
+    assert res.returncode == 0, res.stderr + res.stdout
+    state = runc_nodes.on_b(cid).state()
+    assert state is not None
+    assert state["status"] == "running"
+    slot = runc_nodes.bundle_on_b(cid).parent
+    assert state["rootfs"] == str(slot / "rootfs")
+    frozen = _lines(outside / "data" / "log")
+    time.sleep(0.5)
+    after = _lines(slot / "rootfs" / "data" / "log")
+    assert after[:len(frozen)] == frozen
+    assert len(after) > len(frozen) + 5, "it keeps writing on B, into B's rootfs"
 
 
 def test_rootfs_sync_failure_says_rsyncs_words_and_freezes_nothing(
@@ -269,9 +306,10 @@ def test_rootfs_sync_failure_says_rsyncs_words_and_freezes_nothing(
     """B's copy of the bundle has no room (a 256 KiB tmpfs there): rsync's own message."""
     b = runc_nodes.start_b()
     c, on_a = runc_nodes.counter("counter-full", 5)
+    there = runc_nodes.bundle_on_b("counter-full")
     runc_nodes.cluster.topology["b"].run(
         "nsenter", "-t", str(b.proc.pid), "-m", "sh", "-c",
-        f"mkdir -p {c.bundle} && mount -t tmpfs -o size=256k tmpfs {c.bundle}")
+        f"mkdir -p {there} && mount -t tmpfs -o size=256k tmpfs {there}")
     res, report = runc_nodes.migrate("counter-full", b)
     assert res.returncode == EXIT_SYNC, res.stderr + res.stdout
     assert one_error_line(res.stderr)
@@ -322,8 +360,7 @@ def test_source_killed_while_held_resumes_it_and_the_destination_keeps_it_stoppe
     state = c.state()
     assert state is not None
     assert state["status"] == "running"
-    wait_for(lambda: any("ORPHANED" in p.joinpath("outcome").read_text()
-                         for p in b.migration_dirs() if p.joinpath("outcome").exists()),
+    wait_for(lambda: any("ORPHANED" in o for o in b.outcomes().values()),
              timeout=20, what="the orphan record on B")
     orphan = runc_nodes.on_b("counter-killed")
     assert Path(f"/proc/{orphan.pid}/stat").read_text().split(") ")[1][0] == "T"

@@ -32,6 +32,12 @@ class AgentConfig:
     criu_bin: str = "criu"
     runc_bin: str = "runc"
     runc_root: Path = Path("/run/runc")  # runc's --root for restored containers
+    bundle_root: Path | None = None  # containers arriving here; None: STATE_DIR/bundles
     timeouts: Timeouts = field(default_factory=Timeouts)
     hidden_features: frozenset[str] = frozenset()  # test-only: pretend CRIU lacks these
     test_pause_after_restore: float = 0.0  # test-only: widen the RESTORED window
+
+    @property
+    def bundles(self) -> Path:
+        """Where containers restored here keep their bundles (agent/bundles.py)."""
+        return self.bundle_root if self.bundle_root is not None else self.state_dir / "bundles"

@@ -6,8 +6,10 @@ frozen (at CRIU's post-dump), and dump it with ``runc checkpoint``
 (:class:`~ferryman.targets.runc_checkpoint.RuncDumper`).
 
 DESTINATION (:class:`DestinationContainer`): check the plan (runc present, no container with
-that id here, sane paths), open the sync listener for the source, restore with ``runc
-restore`` (stopped until the commit) and, on failure, delete what it restored.
+that id here), claim the container's directories under this agent's bundle root
+(:mod:`ferryman.agent.bundles`: the source names the container, never a path here), open the
+sync listener for the source into those directories only, restore with ``runc restore``
+(stopped until the commit) and, on failure, delete what it restored and synced.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ferryman import wire
+from ferryman.agent.bundles import BundleSlot
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.gate import end_check
 from ferryman.errors import (
@@ -44,7 +47,10 @@ from ferryman.targets.runc import (
     ContainerState,
     Runc,
     check_id,
+    check_relative,
+    rootfs_in_bundle,
     sync_paths,
+    sync_targets,
 )
 from ferryman.targets.runc_checkpoint import RuncDumper
 
@@ -52,7 +58,6 @@ if TYPE_CHECKING:
     from ferryman.agent.source import SourceMigration
 
 log = logging.getLogger(__name__)
-MAX_SYNC_PATHS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +71,17 @@ class RuncTarget:
 
 @dataclass(frozen=True, slots=True)
 class PlannedContainer:
-    """The container as the Plan describes it (``Plan.target``)."""
+    """The container as the Plan describes it (``Plan.target``): its id, and where its rootfs
+    lies relative to its bundle (None: outside it, synced on its own). No paths of either
+    node: the destination keeps the files where it decides (agent/bundles.py)."""
 
     id: str
-    bundle: str
-    sync: tuple[str, ...]
+    rootfs: str | None
     kind: str = "runc"
 
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "id": self.id, "bundle": self.bundle,
-                           "sync": list(self.sync)}, separators=(",", ":"))
+        return json.dumps({"kind": self.kind, "id": self.id, "rootfs": self.rootfs},
+                          separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> PlannedContainer:
@@ -86,20 +92,18 @@ class PlannedContainer:
             raise RemoteProtocolError(f"Plan.target is not JSON: {exc}") from exc
         if not isinstance(data, dict) or data.get("kind") != "runc":
             raise RemoteProtocolError("Plan.target: only runc containers are known here")
-        cid, bundle, sync = data.get("id"), data.get("bundle"), data.get("sync")
-        if not isinstance(cid, str) or not isinstance(bundle, str) or \
-                not isinstance(sync, list) or not all(isinstance(p, str) for p in sync) or \
-                not 0 < len(sync) <= MAX_SYNC_PATHS or bundle not in sync:
-            raise RemoteProtocolError("Plan.target: needs id, bundle and the paths to sync")
+        cid, rootfs = data.get("id"), data.get("rootfs")
+        if set(data) != {"kind", "id", "rootfs"} or not isinstance(cid, str) or \
+                not isinstance(rootfs, str | None):
+            raise RemoteProtocolError("Plan.target: needs the container's id and rootfs, and "
+                                      "nothing else (paths are the destination's to choose)")
         try:
             check_id(cid)
-            for p in sync:
-                rsync.check_path(p)
+            if rootfs is not None:
+                check_relative(rootfs)
         except FerrymanError as exc:
             raise RemoteProtocolError(f"Plan.target: {exc.message}") from exc
-        if any(p.rstrip("/") in ("", "/") for p in sync):
-            raise RemoteProtocolError("Plan.target: refusing to sync /")
-        return cls(cid, bundle, tuple(sync))
+        return cls(cid, rootfs)
 
 
 class SourceContainer:
@@ -133,8 +137,7 @@ class SourceContainer:
         return self.state.pid
 
     def planned(self) -> PlannedContainer:
-        return PlannedContainer(self.target.id, str(self.config.bundle),
-                                tuple(str(p) for p in sync_paths(self.config)))
+        return PlannedContainer(self.target.id, rootfs_in_bundle(self.config))
 
     def dumper(self, ctl_dir: Path, on_frozen: Callable[[], None] | None = None,
                timings: dict[str, float] | None = None) -> RuncDumper:
@@ -175,8 +178,8 @@ class SourceContainer:
             self._before = await asyncio.to_thread(snapshot.take, sync_paths(self.config))
         rsh = rsync.tunnel_rsh(port, creds.ca, creds.cert, creds.key)
         total, took = 0, 0.0
-        for path in sync_paths(self.config):
-            result = await rsync.sync(path, host, rsh=rsh, phase=phase)
+        for name, path in sync_targets(self.config):
+            result = await rsync.sync(path, host, dest=name, rsh=rsh, phase=phase)
             total += result.bytes_sent
             took += result.seconds
         name = "presync" if phase == 1 else "final_sync"
@@ -193,18 +196,20 @@ def _retrieved(task: asyncio.Future[str]) -> None:
 
 
 class DestinationContainer:
-    """A container planned to arrive here."""
+    """A container planned to arrive here, into ``slot`` (claimed)."""
 
-    def __init__(self, planned: PlannedContainer, runc: Runc, output: Path) -> None:
+    def __init__(self, planned: PlannedContainer, runc: Runc, output: Path,
+                 slot: BundleSlot) -> None:
         self.planned = planned
         self.runc = runc
         self.output = output
+        self.slot = slot
         self.server: SyncServer | None = None
         self.restored = False
 
     @classmethod
-    async def prepare(cls, target: str, runc: Runc, output_dir: Path, node: str
-                      ) -> DestinationContainer:
+    async def prepare(cls, target: str, runc: Runc, output_dir: Path, bundle_root: Path,
+                      node: str) -> DestinationContainer:
         """Checks before Ready; FerrymanError says why this node refuses."""
         planned = PlannedContainer.from_json(target)
         try:
@@ -215,33 +220,56 @@ class DestinationContainer:
             raise RuncError("restore", planned.id, f"a container with id {planned.id!r} "
                             f"already exists on {node} ({existing.status})",
                             hint="delete it there ('runc delete'), or move another one")
-        return cls(planned, runc, output_dir / f"{planned.id}.log")
+        slot = BundleSlot(bundle_root, planned.id, planned.rootfs)
+        slot.claim()
+        return cls(planned, runc, output_dir / f"{planned.id}.log", slot)
 
     async def listen(self, ctx: ssl.SSLContext, peer: str, host: str) -> int:
-        self.server = SyncServer(ctx, peer, self.planned.sync)
+        self.server = SyncServer(ctx, peer, self.slot.sync_targets())
         return await self.server.start(host)
 
     async def restore(self, images_dir: Path, *, lazy: bool, tcp_established: bool) -> int:
         if self.server is not None:
             await self.server.close()
             self.server = None
-        self.restored = True  # from now on a failure must delete what runc made
+        existing = await self.runc.state(self.planned.id)
+        if existing is not None:  # made since the Plan (an operator, another migration)
+            raise RuncError("restore", self.planned.id, f"a container with id "
+                            f"{self.planned.id!r} appeared here since the plan "
+                            f"({existing.status})", hint="delete it there ('runc delete'), or "
+                                                         "move another one")
+        self.slot.localize()
+        self.restored = True  # from now on runc may have made it: cleanup deletes ours only
         return await runc_checkpoint.restore(
-            self.runc, self.planned.id, bundle=Path(self.planned.bundle),
+            self.runc, self.planned.id, bundle=self.slot.bundle,
             images_dir=images_dir, output=self.output, lazy=lazy,
             tcp_established=tcp_established)
 
     async def cleanup(self, *, delete: bool) -> None:
-        """Stop listening; ``delete`` a restored (uncommitted) container. Synced files stay."""
+        """Stop listening; ``delete`` a restored (uncommitted) container and its synced
+        files (a committed container keeps them: it runs from them)."""
         if self.server is not None:
             await self.server.close()
             self.server = None
         if self.restored and delete:
             try:
-                await self.runc.delete(self.planned.id)
+                await self._delete_ours()
             except FerrymanError as exc:
                 log.warning("could not delete container %s: %s", self.planned.id, exc)
             self.restored = False
+        self.slot.release(remove=delete)
+
+    async def _delete_ours(self) -> None:
+        """``runc delete`` the container of that id only if runc made it from this
+        migration's bundle (the slot it holds locked): another one keeps running."""
+        state = await self.runc.state(self.planned.id)
+        if state is None:
+            return
+        if state.bundle.resolve() != self.slot.bundle.resolve():
+            log.warning("container %s (bundle %s) is not the one this migration restored: "
+                        "left alone", self.planned.id, state.bundle)
+            return
+        await self.runc.delete(self.planned.id)
 
 
 # -- hooks: the few lines agent/source.py and agent/destination.py call --------------------
@@ -297,8 +325,12 @@ async def destination_prepare(cfg: AgentConfig, target: str, peer: str
     """The container's checks and its sync listener; FerrymanError when this node refuses."""
     runc = Runc(cfg.runc_bin, cfg.runc_root)
     box = await DestinationContainer.prepare(target, runc, cfg.state_dir / "containers",
-                                             cfg.name)
-    port = await box.listen(tls.server_context(cfg.creds), peer, cfg.listen_host)
+                                             cfg.bundles, cfg.name)
+    try:
+        port = await box.listen(tls.server_context(cfg.creds), peer, cfg.listen_host)
+    except BaseException:
+        await box.cleanup(delete=True)
+        raise
     return box, port
 
 

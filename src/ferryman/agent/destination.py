@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ferryman import testhooks, wire
+from ferryman.agent import failedlogs
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.container import DestinationContainer, destination_prepare, with_tools
@@ -29,7 +30,7 @@ from ferryman.agent.files import (
     set_name,
 )
 from ferryman.agent.hello import local_hello, node_features, postcopy_blocker
-from ferryman.agent.orphans import OUTCOME_FILE, orphan_record
+from ferryman.agent.orphans import has_outcome, orphan_record, write_outcome
 from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.logs import tail
@@ -41,7 +42,14 @@ from ferryman.criu.page_server import (
     start_page_server,
 )
 from ferryman.criu.stats import RESTORE_STATS, read_stats
-from ferryman.errors import CriuError, CriuFeatureMissing, FerrymanError, PeerLost, RemoteError
+from ferryman.errors import (
+    CriuError,
+    CriuFeatureMissing,
+    FerrymanError,
+    PeerLost,
+    RemoteError,
+    RuncError,
+)
 from ferryman.host import addresses
 from ferryman.migration.phases import (
     DESTINATION_TABLE,
@@ -79,7 +87,7 @@ def remove_incomplete(state_dir: Path) -> list[str]:
     root = state_dir / "migrations"
     if root.is_dir():
         for d in root.iterdir():
-            if d.is_dir() and not (d / OUTCOME_FILE).exists():
+            if d.is_dir() and not has_outcome(state_dir, d.name):
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d.name)
     return removed
@@ -284,9 +292,10 @@ class DestinationSession:
                     restore_msg = msg
                     break
         except TransferError as exc:
-            receiver.close()
             await self._send_failed(exc.code, str(exc), "")
             return
+        finally:  # however the session ends: a file being written keeps its fd otherwise
+            receiver.close()
         self.tracker.advance(D.RESTORING)
         lazy = self.ch.conn.lazy
         try:
@@ -308,7 +317,7 @@ class DestinationSession:
                 announcing = asyncio.ensure_future(asyncio.to_thread(addresses.announce,
                                                                      self.moving))
                 announcing.add_done_callback(_announced)
-        except (CriuError, OSError) as exc:
+        except (CriuError, RuncError, OSError) as exc:
             log_path = getattr(exc, "log_path", None)
             log_tail = tail(Path(log_path)) if log_path else ""
             await self._send_failed("restore", getattr(exc, "message", str(exc)), log_tail,
@@ -339,7 +348,7 @@ class DestinationSession:
         self.tracker.advance(D.DONE)
         log.info("migration %s committed: PID %d runs here", self.workdir.name, pid)
         await self._cleanup(keep_logs=True)
-        (self.workdir / OUTCOME_FILE).write_text(f"DONE {pid}\n")
+        write_outcome(self.cfg.state_dir, self.workdir.name, f"DONE {pid}\n")
 
     def _start_lazy_early(self) -> None:
         """Post-copy: the images CRIU's lazy-pages daemon reads when it starts are here (the
@@ -377,7 +386,7 @@ class DestinationSession:
         assert self.tree is not None
         assert self.workdir is not None
         self.tracker.advance(D.ORPHANED)
-        (self.workdir / OUTCOME_FILE).write_text(orphan_record(self.tree.root))
+        write_outcome(self.cfg.state_dir, self.workdir.name, orphan_record(self.tree.root))
         log.error("source lost after restore, before commit: PID %d kept STOPPED; check the "
                   "source, then 'ferryman orphans resume|kill %s' (%s)",
                   self.tree.pid, self.workdir.name, exc)
@@ -408,7 +417,7 @@ class DestinationSession:
             with contextlib.suppress(FerrymanError):
                 await self.ch.send(wire.Error(code="lost", message=str(exc)[:4000]))
             assert self.workdir is not None
-            (self.workdir / OUTCOME_FILE).write_text(f"LOST {self.tree.pid}\n")
+            write_outcome(self.cfg.state_dir, self.workdir.name, f"LOST {self.tree.pid}\n")
             raise
         finally:
             for task in (done, watch):
@@ -479,14 +488,9 @@ class DestinationSession:
             if keep_logs:
                 remove_images(self.workdir)
             else:
-                # Failed migrations leave no images, only their logs for the operator.
-                logs = self.cfg.state_dir / "failed" / self.workdir.name
-                logs.mkdir(parents=True, exist_ok=True)
-                for p in self.workdir.glob("*.log"):
-                    kept[p] = Path(shutil.move(p, logs / p.name))
-                for d in image_sets(self.workdir)[1:]:
-                    for p in d.glob("*.log"):
-                        kept[p] = Path(shutil.move(p, logs / f"{d.name}-{p.name}"))
+                # Failed migrations leave no images, only the agent's logs for the operator.
+                kept = failedlogs.keep(self.workdir, image_sets(self.workdir)[1:],
+                                       self.cfg.state_dir / "failed")
                 shutil.rmtree(self.workdir, ignore_errors=True)
         return kept
 

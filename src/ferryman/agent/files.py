@@ -76,7 +76,7 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 class TransferError(Exception):
-    """A received file is inconsistent (``code``: checksum, order, disk_full, io)."""
+    """A received file is inconsistent (``code``: checksum, order, name, disk_full, io)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -93,6 +93,8 @@ class Receiver:
     total_bytes: int = 0
 
     def chunk(self, msg: wire.FileChunk) -> None:
+        if msg.name.endswith(SKIP_SUFFIXES):  # logs are never sent: those here are ours
+            raise TransferError("name", f"{msg.name}: log files are not images")
         if msg.name in self.done:
             raise TransferError("order", f"{msg.name}: data after its end")
         if msg.name not in self._open:

@@ -4,6 +4,12 @@ A destination that loses the source after RESTORED and before COMMIT must neithe
 the tree (the source may have resumed its own copy) nor kill it (the source may be gone for
 good). It keeps it stopped and records ``ORPHANED <pid> <start_time>``; an operator, who can
 see which copy is alive, then resumes or kills it here.
+
+Records (how each migration ended: DONE, ORPHANED, LOST, RESUMED, KILLED) are the agent's own
+bookkeeping, in ``STATE_DIR/outcomes/ID``, beside ``STATE_DIR/migrations/ID`` where a peer's
+image files go: an image name is one file name inside its migration directory, so no peer can
+write or forge a record. ``resume`` and ``kill`` act only on the process the record names
+(same PID and start time) while it is still stopped, as the agent left it.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ferryman.errors import FerrymanError
+from ferryman.host import procfs
 from ferryman.host.procfs import ProcessIdentity
 from ferryman.targets.process import ProcessTree
 
-OUTCOME_FILE = "outcome"
+OUTCOMES = "outcomes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,16 +41,32 @@ def orphan_record(identity: ProcessIdentity) -> str:
     return f"ORPHANED {identity.pid} {identity.start_time}\n"
 
 
+def write_outcome(state_dir: Path, migration_id: str, record: str) -> None:
+    """Record how ``migration_id`` ended (a new file replaces the old one)."""
+    root = state_dir / OUTCOMES
+    root.mkdir(mode=0o700, exist_ok=True)
+    tmp = root / f".{migration_id}.tmp"
+    tmp.write_text(record)
+    tmp.replace(root / migration_id)
+
+
+def has_outcome(state_dir: Path, migration_id: str) -> bool:
+    return (state_dir / OUTCOMES / migration_id).is_file()
+
+
 def list_orphans(state_dir: Path) -> list[Orphan]:
     out: list[Orphan] = []
-    root = state_dir / "migrations"
+    root = state_dir / OUTCOMES
     if not root.is_dir():
         return out
-    for d in sorted(root.iterdir()):
-        words = (d / OUTCOME_FILE).read_text().split() if (d / OUTCOME_FILE).exists() else []
-        if len(words) == 3 and words[0] == "ORPHANED":
+    for record in sorted(root.iterdir()):
+        if record.name.startswith(".") or not record.is_file():
+            continue  # being written
+        words = record.read_text().split()
+        if len(words) == 3 and words[0] == "ORPHANED" and all(w.isdigit() for w in words[1:]):
             ident = ProcessIdentity(pid=int(words[1]), start_time=int(words[2]))
-            out.append(Orphan(d.name, d, ProcessTree(ident)))
+            out.append(Orphan(record.name, state_dir / "migrations" / record.name,
+                              ProcessTree(ident)))
     return out
 
 
@@ -53,6 +76,10 @@ def _find(state_dir: Path, migration_id: str) -> Orphan:
             if not o.alive:
                 raise FerrymanError(f"orphaned migration {migration_id}: its process is gone",
                                     hint="nothing to do; remove its directory")
+            if procfs.state(o.tree.pid) not in ("T", "t"):
+                raise FerrymanError(f"orphaned migration {migration_id}: PID {o.tree.pid} is "
+                                    f"no longer stopped, so it is not the copy this agent "
+                                    f"kept; nothing done", hint="check the process by hand")
             return o
     raise FerrymanError(f"no orphaned migration {migration_id!r} in {state_dir}",
                         hint="list them with 'ferryman orphans --state-dir DIR'")
@@ -62,7 +89,7 @@ def resume(state_dir: Path, migration_id: str) -> Orphan:
     """Continue the stopped tree here (only when the source's copy is known to be gone)."""
     o = _find(state_dir, migration_id)
     o.tree.resume()
-    (o.workdir / OUTCOME_FILE).write_text(f"RESUMED {o.tree.pid}\n")
+    write_outcome(state_dir, migration_id, f"RESUMED {o.tree.pid}\n")
     _drop_images(o.workdir)
     return o
 
@@ -71,14 +98,16 @@ def kill(state_dir: Path, migration_id: str) -> Orphan:
     """Kill the stopped tree here (the source's copy runs on)."""
     o = _find(state_dir, migration_id)
     o.tree.kill()
-    (o.workdir / OUTCOME_FILE).write_text(f"KILLED {o.tree.pid}\n")
+    write_outcome(state_dir, migration_id, f"KILLED {o.tree.pid}\n")
     _drop_images(o.workdir)
     return o
 
 
 def _drop_images(workdir: Path) -> None:
+    if not workdir.is_dir():
+        return
     for p in workdir.iterdir():
-        if p.is_file() and not p.name.endswith(".log") and p.name != OUTCOME_FILE:
+        if p.is_file() and not p.name.endswith(".log"):
             p.unlink()
         elif p.is_dir():
             shutil.rmtree(p, ignore_errors=True)

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--runc", default="runc", help="runc binary (default: from PATH)")
     p.add_argument("--runc-root", type=Path, default=Path("/run/runc"), metavar="DIR",
                    help="runc's state root for containers restored here (default /run/runc)")
+    p.add_argument("--bundle-root", type=Path, metavar="DIR",
+                   help="where containers moved here keep their bundles, one directory per "
+                        "container id (default STATE_DIR/bundles)")
     p.add_argument("--test-hide-feature", action="append", default=[], metavar="FEATURE",
                    help=argparse.SUPPRESS)  # test-only: pretend CRIU lacks FEATURE
     p.add_argument("--test-pause-after-restore", type=float, default=0.0,
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     config = AgentConfig(name=args.name, listen_host=host, listen_port=port, creds=creds,
                          state_dir=args.state_dir.resolve(), criu_bin=args.criu,
                          runc_bin=args.runc, runc_root=args.runc_root.resolve(),
+                         bundle_root=args.bundle_root.resolve() if args.bundle_root else None,
                          hidden_features=frozenset(args.test_hide_feature),
                          test_pause_after_restore=args.test_pause_after_restore)
     asyncio.run(Agent(config).serve())

@@ -12,7 +12,10 @@ world-open port, so neither an rsync daemon nor ssh is used. Instead:
   and relays rsync's protocol over TLS. rsync hands its "remote shell" the command it wants
   run remotely (``rsync --server FLAGS [OPTIONS] . PATH``); the tunnel sends it first;
 - the destination checks that command against :func:`server_argv` (receiver only, known
-  options, only the paths planned for this migration) and runs that ``rsync --server``.
+  options, one of the names planned for this migration) and runs that ``rsync --server``
+  into the directory it keeps under that name. The source names what it sends (``bundle``,
+  ``rootfs``), never a path on the destination: where the files land is the destination's
+  own decision (:mod:`ferryman.agent.bundles`).
 
 So the files go with rsync's own delta algorithm and checksums, memory-to-memory through one
 authenticated TLS connection per phase, and rsync's error messages reach the source's rsync
@@ -29,7 +32,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +45,7 @@ TUNNEL = Path(__file__).with_name("tunnel.py")
 CLIENT_OPTIONS = ("-aH", "--numeric-ids")  # archive (perms, times, owners, links, devices)
 _FLAGS_RE = re.compile(r"-[A-Za-z]+(?:e\.[A-Za-z]+)?")
 _SERVER_LONG_OPTIONS = frozenset({"--delete", "--numeric-ids", "--stats"})
+_NAME_RE = re.compile(r"[a-z]{1,32}")
 _STATS_RE = re.compile(r"Total bytes sent: ([\d,.]+)")
 
 
@@ -53,14 +57,14 @@ class SyncResult:
     bytes_sent: int
 
 
-def client_argv(src: Path, dest_host: str, *, rsh: Sequence[str], delete: bool,
+def client_argv(src: Path, dest_host: str, *, dest: str, rsh: Sequence[str], delete: bool,
                 rsync: str = "rsync") -> list[str]:
-    """The rsync client: ``src``'s contents into the same path on the destination."""
+    """The rsync client: ``src``'s contents into the destination's directory named ``dest``."""
     path = check_path(str(src))
     argv = [rsync, *CLIENT_OPTIONS, "--stats", "-e", " ".join(rsh)]
     if delete:
         argv.append("--delete")
-    return [*argv, f"{path}/", f"{dest_host}:{path}/"]
+    return [*argv, f"{path}/", f"{dest_host}:{check_name(dest)}/"]
 
 
 def tunnel_rsh(port: int, ca: Path, cert: Path, key: Path,
@@ -74,12 +78,13 @@ def tunnel_rsh(port: int, ca: Path, cert: Path, key: Path,
     return words
 
 
-def server_argv(remote: Sequence[str], allowed: Collection[str], rsync: str = "rsync"
+def server_argv(remote: Sequence[str], allowed: Mapping[str, Path], rsync: str = "rsync"
                 ) -> list[str]:
     """The ``rsync --server`` to run for the command a tunnel asked for, or SyncError.
 
     Accepts only what :func:`client_argv` produces: a receiver (never ``--sender``), one
-    short-flags word, known long options, ``.`` and one of the ``allowed`` paths.
+    short-flags word, known long options, ``.`` and one of the ``allowed`` names, which it
+    replaces with the directory the destination keeps under that name.
     """
     words = list(remote)
     if len(words) < 5 or words[0] != "rsync" or words[1] != "--server":
@@ -90,9 +95,17 @@ def server_argv(remote: Sequence[str], allowed: Collection[str], rsync: str = "r
     bad = [o for o in opts if o not in _SERVER_LONG_OPTIONS]
     if bad:
         raise SyncError(path, f"rsync option not allowed here: {bad[0]}")
-    if path.rstrip("/") not in {p.rstrip("/") for p in allowed}:
-        raise SyncError(path, "this path is not part of the planned migration")
-    return [rsync, "--server", flags, *opts, ".", check_path(path.rstrip("/")) + "/"]
+    into = allowed.get(path.rstrip("/"))
+    if into is None:
+        raise SyncError(path[:200], "this name is not part of the planned migration")
+    return [rsync, "--server", flags, *opts, ".", check_path(str(into)) + "/"]
+
+
+def check_name(name: str) -> str:
+    """A sync destination's name (lower-case letters), SyncError otherwise."""
+    if not _NAME_RE.fullmatch(name):
+        raise SyncError(name, "sync destinations are named, not paths")
+    return name
 
 
 def check_path(path: str) -> str:
@@ -123,10 +136,10 @@ def rsync_reason(stderr: str, status: int) -> str:
     return text[:1000]
 
 
-async def sync(src: Path, dest_host: str, *, rsh: Sequence[str], phase: int,
+async def sync(src: Path, dest_host: str, *, dest: str, rsh: Sequence[str], phase: int,
                rsync: str = "rsync", timeout: float = 600.0) -> SyncResult:
-    """Run one rsync phase; raises SyncError with rsync's message."""
-    argv = client_argv(src, dest_host, rsh=rsh, delete=True, rsync=rsync)
+    """Run one rsync phase into the destination's ``dest``; SyncError with rsync's message."""
+    argv = client_argv(src, dest_host, dest=dest, rsh=rsh, delete=True, rsync=rsync)
     t0 = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(

@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import ssl
-from collections.abc import Collection
+from collections.abc import Mapping
 from pathlib import Path
 
 from ferryman.errors import FerrymanError, PeerRejected, SyncError
@@ -31,13 +31,14 @@ CHUNK = 1 << 16
 
 
 class SyncServer:
-    """Accepts rsync connections from ``peer`` into the ``allowed`` directories."""
+    """Accepts rsync connections from ``peer`` into the ``allowed`` directories, which the
+    source knows by name only (``bundle``, ``rootfs``)."""
 
-    def __init__(self, ctx: ssl.SSLContext, peer: str, allowed: Collection[str],
+    def __init__(self, ctx: ssl.SSLContext, peer: str, allowed: Mapping[str, Path],
                  rsync: str = "rsync") -> None:
         self.ctx = ctx
         self.peer = peer
-        self.allowed = tuple(allowed)
+        self.allowed = dict(allowed)
         self.rsync = rsync
         self.server: asyncio.Server | None = None
         self.failures: list[str] = []

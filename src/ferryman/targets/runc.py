@@ -31,7 +31,7 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ferryman.criu.client import PageServerAddress, TlsFiles
@@ -114,11 +114,49 @@ def parse_state(text: str) -> ContainerState:
                         f"unexpected runc state output: {exc}") from exc
 
 
+SYNC_BUNDLE = "bundle"  # the names a source syncs into; the destination maps them to its
+SYNC_ROOTFS = "rootfs"  # own directories (agent/bundles.py), the source never names a path
+
+
+def rootfs_in_bundle(cfg: BundleConfig) -> str | None:
+    """The rootfs relative to the bundle (``"."`` when it is the bundle), None if elsewhere."""
+    if cfg.rootfs == cfg.bundle:
+        return "."
+    if cfg.bundle in cfg.rootfs.parents:
+        return str(cfg.rootfs.relative_to(cfg.bundle))
+    return None
+
+
+def sync_targets(cfg: BundleConfig) -> tuple[tuple[str, Path], ...]:
+    """What to copy to the destination, by name: the bundle, and the rootfs if elsewhere."""
+    if rootfs_in_bundle(cfg) is not None:
+        return ((SYNC_BUNDLE, cfg.bundle),)
+    return ((SYNC_BUNDLE, cfg.bundle), (SYNC_ROOTFS, cfg.rootfs))
+
+
 def sync_paths(cfg: BundleConfig) -> tuple[Path, ...]:
     """Directories to copy to the destination: the bundle, and the rootfs if it is elsewhere."""
-    if cfg.rootfs == cfg.bundle or cfg.bundle in cfg.rootfs.parents:
-        return (cfg.bundle,)
-    return (cfg.bundle, cfg.rootfs)
+    return tuple(path for _, path in sync_targets(cfg))
+
+
+def check_relative(path: str) -> str:
+    """A rootfs path inside a bundle as a Plan names it: relative, normal, no ``..``."""
+    p = PurePosixPath(path)
+    if not path or len(path) > 1024 or "\0" in path or p.is_absolute() or ".." in p.parts \
+            or (str(p) != path):
+        raise RuncError("restore", "", f"not a path inside a bundle: {path[:100]!r}")
+    return path
+
+
+def with_rootfs(text: str, bundle: Path, rootfs: Path) -> str | None:
+    """``config.json`` text whose ``root.path`` names ``rootfs``, or None when it already
+    does (resolved against ``bundle``): the destination's copy of a bundle points at the
+    destination's own rootfs, wherever the source kept it."""
+    data = dict(_object(text, f"{bundle}/config.json"))
+    if parse_bundle_config(text, bundle).rootfs == rootfs:
+        return None
+    data["root"] = {**data["root"], "path": str(rootfs)}
+    return json.dumps(data, indent=2)
 
 
 def runc_message(stderr: str) -> str:

@@ -11,22 +11,23 @@ from ferryman.errors import RemoteProtocolError
 
 
 def test_round_trip() -> None:
-    p = PlannedContainer("web-1", "/srv/b/web-1", ("/srv/b/web-1", "/srv/roots/web-1"))
-    assert PlannedContainer.from_json(p.to_json()) == p
+    for p in (PlannedContainer("web-1", "rootfs"), PlannedContainer("web-1", None)):
+        assert PlannedContainer.from_json(p.to_json()) == p
 
 
 @pytest.mark.parametrize("target", [
     "not json",
     json.dumps(["runc"]),
-    json.dumps({"kind": "lxd", "id": "c", "bundle": "/b", "sync": ["/b"]}),
-    json.dumps({"kind": "runc", "id": "c", "bundle": "/b", "sync": []}),
-    json.dumps({"kind": "runc", "id": "c", "bundle": "/b", "sync": ["/other"]}),
-    json.dumps({"kind": "runc", "id": "../c", "bundle": "/b", "sync": ["/b"]}),
-    json.dumps({"kind": "runc", "id": "c", "bundle": "b", "sync": ["b"]}),
-    json.dumps({"kind": "runc", "id": "c", "bundle": "/", "sync": ["/"]}),
-    json.dumps({"kind": "runc", "id": "c", "bundle": "/b/../etc", "sync": ["/b/../etc"]}),
-    json.dumps({"kind": "runc", "id": "c", "bundle": "/b", "sync": ["/b", 3]}),
-    json.dumps({"kind": "runc", "id": "c", "bundle": "/b", "sync": ["/b"] + ["/x"] * 8}),
+    json.dumps({"kind": "lxd", "id": "c", "rootfs": "rootfs"}),
+    json.dumps({"kind": "runc", "id": "../c", "rootfs": "rootfs"}),
+    json.dumps({"kind": "runc", "id": "c"}),
+    json.dumps({"kind": "runc", "id": "c", "rootfs": 3}),
+    json.dumps({"kind": "runc", "id": "c", "rootfs": "/etc"}),
+    json.dumps({"kind": "runc", "id": "c", "rootfs": "../../etc"}),
+    # paths on the destination are the destination's to choose, not the source's
+    json.dumps({"kind": "runc", "id": "c", "rootfs": "rootfs", "bundle": "/b"}),
+    json.dumps({"kind": "runc", "id": "c", "rootfs": "rootfs", "sync": ["/etc"]}),
+    json.dumps({"kind": "runc", "id": "c", "bundle": "/b", "sync": ["/b"]}),
 ])
 def test_the_destination_refuses_malformed_targets(target: str) -> None:
     with pytest.raises(RemoteProtocolError):

@@ -15,33 +15,39 @@ from ferryman.fs.rsync import (
     tunnel_rsh,
 )
 
-ALLOWED = ("/srv/b/c1",)
+ALLOWED = {"bundle": Path("/var/lib/ferryman/bundles/c1/bundle")}
+HERE = "/var/lib/ferryman/bundles/c1/bundle/"
 FLAGS = "-lHogDtpre.iLsfxCIvu"
 
 
 def test_client_argv_phase_one_and_two() -> None:
-    one = client_argv(Path("/srv/b/c1"), "10.0.0.2", rsh=["py", "tunnel"], delete=False)
+    one = client_argv(Path("/srv/b/c1"), "10.0.0.2", dest="bundle", rsh=["py", "tunnel"],
+                      delete=False)
     assert one == ["rsync", "-aH", "--numeric-ids", "--stats", "-e", "py tunnel",
-                   "/srv/b/c1/", "10.0.0.2:/srv/b/c1/"]
-    two = client_argv(Path("/srv/b/c1/"), "10.0.0.2", rsh=["py"], delete=True)
+                   "/srv/b/c1/", "10.0.0.2:bundle/"]
+    two = client_argv(Path("/srv/b/c1/"), "10.0.0.2", dest="rootfs", rsh=["py"], delete=True)
     assert "--delete" in two
-    assert two[-2:] == ["/srv/b/c1/", "10.0.0.2:/srv/b/c1/"]
+    assert two[-2:] == ["/srv/b/c1/", "10.0.0.2:rootfs/"]
+    with pytest.raises(SyncError):
+        client_argv(Path("/srv/b/c1"), "h", dest="/etc", rsh=["x"], delete=False)
 
 
 def test_what_rsync_asks_for_is_accepted() -> None:
     # What rsync 3.2 hands its remote shell for client_argv's options.
     remote = ["rsync", "--server", FLAGS, "--delete", "--numeric-ids", "--stats", ".",
-              "/srv/b/c1/"]
-    assert server_argv(remote, ALLOWED) == [*remote[:-1], "/srv/b/c1/"]
+              "bundle/"]
+    assert server_argv(remote, ALLOWED) == [*remote[:-1], HERE]
 
 
 @pytest.mark.parametrize(("remote", "why"), [
-    (["rsync", "--server", "--sender", FLAGS, ".", "/srv/b/c1/"], "unexpected"),
-    (["rsync", "--server", FLAGS, "--remove-source-files", ".", "/srv/b/c1/"], "not allowed"),
+    (["rsync", "--server", "--sender", FLAGS, ".", "bundle/"], "unexpected"),
+    (["rsync", "--server", FLAGS, "--remove-source-files", ".", "bundle/"], "not allowed"),
     (["rsync", "--server", FLAGS, ".", "/etc/"], "not part of the planned migration"),
-    (["rsync", "--server", FLAGS, ".", "/srv/b/c1/../../etc"], "not part of the planned"),
-    (["rsync", "--server", "-la;rm", ".", "/srv/b/c1/"], "unexpected"),
-    (["sh", "-c", "id", ".", "/srv/b/c1/"], "not an rsync receiver"),
+    (["rsync", "--server", FLAGS, ".", HERE], "not part of the planned migration"),
+    (["rsync", "--server", FLAGS, ".", "bundle/../../etc"], "not part of the planned"),
+    (["rsync", "--server", FLAGS, ".", "rootfs/"], "not part of the planned migration"),
+    (["rsync", "--server", "-la;rm", ".", "bundle/"], "unexpected"),
+    (["sh", "-c", "id", ".", "bundle/"], "not an rsync receiver"),
     (["rsync", "--server"], "not an rsync receiver"),
 ])
 def test_anything_else_is_refused(remote: list[str], why: str) -> None:
@@ -52,9 +58,7 @@ def test_anything_else_is_refused(remote: list[str], why: str) -> None:
 def test_only_absolute_paths_without_dotdot() -> None:
     for bad in ("relative/dir", "/a/../b"):
         with pytest.raises(SyncError):
-            client_argv(Path(bad), "h", rsh=["x"], delete=False)
-        with pytest.raises(SyncError):
-            server_argv(["rsync", "--server", FLAGS, ".", bad], [bad])
+            client_argv(Path(bad), "h", dest="bundle", rsh=["x"], delete=False)
 
 
 def test_tunnel_rsh_refuses_words_rsync_would_split() -> None:

@@ -12,14 +12,18 @@ from ferryman.errors import RuncError
 from ferryman.targets.runc import (
     BundleConfig,
     check_id,
+    check_relative,
     checkpoint_argv,
     criu_conf,
     hold_script,
     parse_bundle_config,
     parse_state,
     restore_argv,
+    rootfs_in_bundle,
     runc_message,
     sync_paths,
+    sync_targets,
+    with_rootfs,
 )
 
 ROOT = Path("/run/r")
@@ -44,6 +48,8 @@ def test_bundle_config_resolves_a_relative_rootfs_and_finds_the_netns() -> None:
     assert cfg == BundleConfig(Path("/b/c1"), Path("/b/c1/rootfs"), "/var/run/netns/blue",
                                terminal=False)
     assert sync_paths(cfg) == (Path("/b/c1"),)
+    assert sync_targets(cfg) == (("bundle", Path("/b/c1")),)
+    assert rootfs_in_bundle(cfg) == "rootfs"
 
 
 def test_rootfs_outside_the_bundle_is_synced_too() -> None:
@@ -53,6 +59,30 @@ def test_rootfs_outside_the_bundle_is_synced_too() -> None:
     assert cfg.netns is None
     assert cfg.terminal
     assert sync_paths(cfg) == (Path("/b/c1"), Path("/srv/roots/c1"))
+    assert sync_targets(cfg) == (("bundle", Path("/b/c1")), ("rootfs", Path("/srv/roots/c1")))
+    assert rootfs_in_bundle(cfg) is None
+
+
+def test_the_destination_points_its_config_at_its_own_rootfs() -> None:
+    here = Path("/var/lib/ferryman/bundles/c1/bundle")
+    assert with_rootfs(_config(), here, here / "rootfs") is None  # relative: unchanged
+    moved = with_rootfs(_config(root={"path": "/srv/roots/c1", "readonly": True}), here,
+                        Path("/var/lib/ferryman/bundles/c1/rootfs"))
+    assert moved is not None
+    assert json.loads(moved)["root"] == {"path": "/var/lib/ferryman/bundles/c1/rootfs",
+                                         "readonly": True}
+
+
+@pytest.mark.parametrize("path", ["", "/etc", "..", "a/../../etc", "a//b", "a/", "./a",
+                                  "a\0b", "x" * 1025])
+def test_a_rootfs_inside_a_bundle_is_a_plain_relative_path(path: str) -> None:
+    with pytest.raises(RuncError):
+        check_relative(path)
+
+
+def test_relative_rootfs_paths_that_are_fine() -> None:
+    for path in (".", "rootfs", "a/b/rootfs", "root.fs"):
+        assert check_relative(path) == path
 
 
 @pytest.mark.parametrize("text", ["[]", "{", json.dumps({"root": {}}),

@@ -114,8 +114,7 @@ def destination() -> None:
                                          and failing.poll() is None}) + "\n")
                     continue
                 if req.get("cmd") == "container":
-                    fh.write(json.dumps(container_here(str(req["id"]), str(req["bundle"])))
-                             + "\n")
+                    fh.write(json.dumps(container_here(str(req["id"]))) + "\n")
                     continue
                 fh.write(json.dumps(verify(int(req["pid"]), str(req["status"]))) + "\n")
     finally:
@@ -160,12 +159,13 @@ def log_facts(path: Path) -> dict[str, object]:
             "sequential": lines == [str(i) for i in range(1, len(lines) + 1)]}
 
 
-def container_here(cid: str, bundle: str) -> dict[str, object]:
-    """vm2: the moved container's state and its log a second later; then it goes."""
+def container_here(cid: str) -> dict[str, object]:
+    """vm2: the moved container's state and its log a second later (in the rootfs vm2's agent
+    chose for it, which runc's state names); then it goes."""
     first = runc_state(cid)
     time.sleep(1)
-    answer: dict[str, object] = {"state": first, "log": log_facts(
-        Path(bundle) / "rootfs" / "data" / "log")}
+    rootfs = Path(str(first["rootfs"])) if first is not None else Path("/nonexistent")
+    answer: dict[str, object] = {"state": first, "log": log_facts(rootfs / "data" / "log")}
     subprocess.run(["runc", "delete", "--force", cid], capture_output=True, check=False)
     return answer
 
@@ -317,7 +317,7 @@ def run_container_scenario(sc: dict[str, object]) -> None:
     if res.returncode != 0:  # rolled back: it must run on here, its log growing
         time.sleep(1)
         data["source"]["log_later"] = log_facts(log)  # type: ignore[index]
-    data["destination"] = ask({"cmd": "container", "id": name, "bundle": str(bundle)})
+    data["destination"] = ask({"cmd": "container", "id": name})
     subprocess.run(["runc", "delete", "--force", name], capture_output=True, check=False)
     say(f"{name}: rc={res.returncode} in {wall:.1f} s")
     emit(name, data)
