@@ -7,6 +7,7 @@ workload until then).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import time
@@ -33,6 +34,14 @@ def migrate(env: Env, wl: Workload, run_dir: Path, restored: list[int], *mode_ar
     return run(env, run_dir, restored, [str(wl.pid)], list(mode_args))
 
 
+def movable_args(env: Env) -> list[str]:
+    """B's agent may take up the service address (``--move-address`` in TCP runs)."""
+    if not env.service:
+        return []
+    net = ipaddress.IPv4Network(env.service, strict=False)
+    return ["--movable-addresses", f"{net}@{env.dev}"]
+
+
 def run(env: Env, run_dir: Path, restored: list[int], target: list[str], mode_args: list[str],
         *, on_b: Callable[..., list[str]] | None = None, agent_args: tuple[str, ...] = ()
         ) -> Outcome:
@@ -44,7 +53,7 @@ def run(env: Env, run_dir: Path, restored: list[int], target: list[str], mode_ar
     log_path = run_dir / "agent-b.log"
     argv = (on_b or b.argv)(PY, "-m", "ferryman", "serve", "--listen", f"{b.ip}:{AGENT_PORT}",
                             "--pki", str(env.pki), "--name", "b", "--state-dir", str(state_b),
-                            *agent_args)
+                            *movable_args(env), *agent_args)
     with log_path.open("ab") as logf:
         agent = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=logf,
                                  stderr=logf)

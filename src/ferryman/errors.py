@@ -40,6 +40,8 @@ from __future__ import annotations
 
 from errno import EEXIST
 
+from ferryman.safetext import printable
+
 
 class FerrymanError(Exception):
     """Root of all ferryman errors. ``hint`` says what the user should do."""
@@ -54,7 +56,7 @@ class FerrymanError(Exception):
     def one_line(self) -> str:
         """The error as a single line for the terminal: what happened, then what to do."""
         text = self.message.replace("\n", " ")
-        return f"{text}: {self.hint}" if self.hint else text
+        return printable(f"{text}: {self.hint}" if self.hint else text)
 
 
 class UsageError(FerrymanError):

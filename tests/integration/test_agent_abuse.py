@@ -7,6 +7,10 @@ stays within bounds and keeps serving. The outside review's findings (issue 16) 
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import ssl
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -14,8 +18,14 @@ from collections.abc import Callable
 import pytest
 
 from ferryman import wire
+from ferryman.agent.limits import Limits
 from tests.integration.conftest import AGENT_PORT, Agent, Cluster
-from tests.support.peer import Peer, open_fds
+from tests.support.peer import (
+    Peer,
+    netns_socket,
+    open_fds,
+    raw_frame,
+)
 
 
 def peer(cluster: Cluster, dest: Agent, name: str = "a", timeout: float = 20.0) -> Peer:
@@ -79,3 +89,204 @@ def test_session_lost_mid_file_leaves_no_fd_open(cluster: Cluster) -> None:
     leaked = [f for f in open_fds(b.proc.pid) if str(b.state_dir) in f]
     assert leaked == [], f"the agent still holds {len(leaked)} image files open: {leaked[:3]}"
     assert still_serves(cluster, b)
+
+
+@pytest.mark.timeout(60)
+def test_peer_text_cannot_forge_an_agent_log_line(cluster: Cluster) -> None:
+    """Finding 12: an Abort reason with a newline and escapes stays inside its own log line."""
+    b = cluster.start_agent("b")
+    forged = "2026-12-04 00:00:00,000 ferryman.agent.destination INFO migration forged committed"
+    with peer(cluster, b) as p:
+        p.hello()
+        p.send(wire.Abort(f"ok\n{forged}\x1b[2J"))
+        assert isinstance(p.recv(), wire.Aborted)
+    assert wait_for(lambda: "forged committed" in b.log())
+    lines = b.log().splitlines()
+    assert not any(line.startswith(forged) for line in lines)
+    assert not any("\x1b" in line for line in lines)
+    assert any(line.endswith(f"before a plan: ok\\n{forged}\\x1b[2J") for line in lines)
+
+
+@pytest.mark.timeout(60)
+def test_a_peer_cannot_speak_as_another_node(cluster: Cluster) -> None:
+    """Finding 11: certificate c saying it is node a gets an Error, not the agent's Hello."""
+    b = cluster.start_agent("b")
+    with peer(cluster, b, name="c") as p:
+        p.send(wire.Hello(protocol_version=1, node="a", criu_version="4.2.1", features={},
+                          cpuinfo=b"", free_memory=1 << 30, free_disk=1 << 30))
+        answer = p.recv()
+        assert isinstance(answer, wire.Error), answer
+        assert answer.code == "identity"
+        assert "'c'" in answer.message
+        assert p.recv(5) is None  # and the session is over
+    assert still_serves(cluster, b)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("agent_args", "spec"), [
+    ((), "10.77.0.100/24@eth0"),  # the operator made nothing movable
+    (("--movable-addresses", "10.77.0.0/24@eth0"), "192.0.2.77/1@lo"),  # the review's
+    (("--movable-addresses", "10.77.0.0/24@eth0"), "10.77.0.100/1@eth0"),
+    (("--movable-addresses", "10.77.0.0/24@eth0"), "10.77.0.100/24@lo"),
+])
+def test_plan_may_move_only_what_the_operator_made_movable(
+        cluster: Cluster, agent_args: tuple[str, ...], spec: str) -> None:
+    """Finding 6: a move_address outside ``serve --movable-addresses`` is Refused, and
+    nothing reaches the node's addresses or routes."""
+    b = cluster.start_agent("b", *agent_args)
+    before = b.node.run("ip", "-4", "route", "show", "table", "all").stdout
+    p, answer = planned(cluster, b, move_address=spec)
+    p.close()
+    assert isinstance(answer, wire.Refused), answer
+    assert answer.code == "address"
+    assert "--movable-addresses" in answer.message
+    assert b.node.run("ip", "-4", "route", "show", "table", "all").stdout == before
+    assert not (b.state_dir / "migrations").exists() or not any(b.migration_dirs())
+
+
+def _idle_connections(cluster: Cluster, dest: Agent, count: int) -> list[socket.socket]:
+    """``count`` plain TCP connections to ``dest`` that never say anything."""
+    out = []
+    for _ in range(count):
+        s = netns_socket(cluster.topology["a"].name)
+        s.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            s.connect((dest.node.ip, AGENT_PORT))
+        out.append(s)
+    return out
+
+
+def _limit_fds(agent: Agent, limit: int) -> None:
+    subprocess.run(["prlimit", f"--pid={agent.proc.pid}", f"--nofile={limit}:{limit}"],
+                   check=True)
+
+
+def _open(p: Peer, wait: float = 0.2) -> bool:
+    """The agent has not closed ``p``'s session within ``wait`` seconds."""
+    p.sock.settimeout(wait)
+    try:
+        return p.sock.recv(1) != b""
+    except TimeoutError:
+        return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
+@pytest.mark.timeout(120)
+def test_idle_unauthenticated_connections_cannot_exhaust_the_agent(cluster: Cluster) -> None:
+    """Finding 3: 300 connections that never start TLS leave a real controller served at
+    once, and the agent's descriptors bounded by its handshake cap."""
+    b = cluster.start_agent("b")
+    assert still_serves(cluster, b)
+    base = len(open_fds(b.proc.pid))
+    _limit_fds(b, 128)
+    idle = _idle_connections(cluster, b, 300)
+    try:
+        time.sleep(2)
+        t0 = time.monotonic()
+        assert still_serves(cluster, b)
+        assert time.monotonic() - t0 < 5
+        held = len(open_fds(b.proc.pid))
+        assert held <= base + Limits().handshakes + 2, f"{held} fds, {base} at start"
+    finally:
+        for s in idle:
+            s.close()
+    assert still_serves(cluster, b)
+
+
+@pytest.mark.timeout(120)
+def test_out_of_descriptors_the_agent_pauses_quietly_and_recovers(cluster: Cluster) -> None:
+    """Finding 3: at its fd limit the agent neither spins nor floods its log, and serves
+    again once descriptors come back."""
+    b = cluster.start_agent("b")
+    assert still_serves(cluster, b)
+    _limit_fds(b, len(open_fds(b.proc.pid)) + 8)
+    log_before = len(b.log())
+    idle = _idle_connections(cluster, b, 20)  # 8 take the last fds, the rest queue
+    try:
+        time.sleep(4)  # within their handshake timeout: the agent stays out of fds
+        grown = b.log()[log_before:]
+        assert len(grown.splitlines()) <= 3, grown[-2000:]
+        assert "Traceback" not in grown
+        assert "cannot accept connections" in grown
+    finally:
+        for s in idle:
+            s.close()
+    assert wait_for(lambda: still_serves(cluster, b), timeout=30)
+
+
+@pytest.mark.timeout(120)
+def test_a_trickling_peer_is_timed_out_per_message(cluster: Cluster) -> None:
+    """Finding 4: one byte of a Hello every 5 s does not renew the agent's 30 s Hello
+    timeout (it was a timeout per read, so such a session lived forever)."""
+    b = cluster.start_agent("b")
+    hello = raw_frame({"type": "Hello"})
+    with peer(cluster, b) as p:
+        t0 = time.monotonic()
+        closed_after = None
+        for byte in hello:
+            try:
+                p.raw(bytes([byte]))
+            except OSError:
+                closed_after = time.monotonic() - t0
+                break
+            if not _open(p, 5):  # waits 5 s for the agent to end the session
+                closed_after = time.monotonic() - t0
+                break
+            if time.monotonic() - t0 > 45:
+                break
+    assert closed_after is not None, "the agent still held the trickling session after 45 s"
+    assert 25 < closed_after < 40
+
+
+@pytest.mark.timeout(120)
+def test_partial_frames_share_one_buffer_budget(cluster: Cluster) -> None:
+    """Finding 4: sessions each holding an unfinished 8 MiB frame are ended once all of them
+    together would pass the agent's buffer budget (it was 8 MiB per session, no total)."""
+    b = cluster.start_agent("b")
+    size = (8 << 20) - 200
+    partial = raw_frame({"type": "LinkTest", "payload": size}, bytes(size))[:-1]
+    budget = Limits().buffered_bytes
+    count = budget // size + 3
+    peers = []
+    try:
+        for _ in range(count):
+            p = peer(cluster, b)
+            p.hello()
+            with contextlib.suppress(OSError):
+                p.raw(partial)
+            peers.append(p)
+        time.sleep(2)
+        alive = [p for p in peers if _open(p)]
+        assert len(alive) * size <= budget, f"{len(alive)} of {count} sessions kept"
+        assert still_serves(cluster, b)
+    finally:
+        for p in peers:
+            p.close()
+
+
+@pytest.mark.timeout(120)
+def test_concurrent_migrations_are_capped(cluster: Cluster) -> None:
+    """Finding 4: a Plan past ``serve --max-migrations`` is Refused as busy before any page
+    server starts; a slot comes back when a migration ends."""
+    b = cluster.start_agent("b", "--max-migrations", "2")
+    first, a1 = planned(cluster, b)
+    second, a2 = planned(cluster, b)
+    try:
+        assert isinstance(a1, wire.Ready), a1
+        assert isinstance(a2, wire.Ready), a2
+        third, a3 = planned(cluster, b)
+        third.close()
+        assert isinstance(a3, wire.Refused), a3
+        assert a3.code == "busy"
+        assert "--max-migrations" in a3.message
+        first.send(wire.Abort("done"))
+        assert isinstance(first.recv(), wire.Aborted)
+        first.close()
+        fourth, a4 = planned(cluster, b)
+        fourth.close()
+        assert isinstance(a4, wire.Ready), a4
+    finally:
+        first.close()
+        second.close()
+

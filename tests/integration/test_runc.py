@@ -21,7 +21,7 @@ import pytest
 
 from tests.integration.conftest import PY, Agent, Cluster, Report, run_cli
 from tests.integration.test_cold import one_error_line
-from tests.integration.test_tcp import PORT, SERVICE, _client, _has, no_network_lock
+from tests.integration.test_tcp import MOVABLE, PORT, SERVICE, _client, _has, no_network_lock
 from tests.support.bundle import (
     Container,
     make_bundle,
@@ -48,8 +48,8 @@ class RuncNodes:
     containers: list[Container]
 
     def start_b(self) -> Agent:
-        return self.cluster.start_agent("b", "--runc-root", str(self.root_b), hide_dir=True,
-                                        cgroup=self.jail)
+        return self.cluster.start_agent("b", "--runc-root", str(self.root_b), *MOVABLE,
+                                        hide_dir=True, cgroup=self.jail)
 
     def run(self, cid: str, args: list[str]) -> Container:
         bundle = make_bundle(self.cluster.hidden_dir / cid, args, self.cluster.topology["a"])

@@ -19,6 +19,7 @@ from tests.support.workloads import alive, children
 
 ECHO = Path(__file__).parents[1] / "support" / "echo.py"
 SERVICE = "10.77.0.100"
+MOVABLE = ("--movable-addresses", "10.77.0.0/24@eth0")  # B's agent may take SERVICE up
 PORT = 7000
 
 
@@ -75,7 +76,7 @@ def _client(cluster: Cluster, out: Path, duration: float) -> subprocess.Popen[by
 @pytest.mark.parametrize("mode", ["cold", "postcopy"])
 def test_tcp_connection_survives_migration_with_its_address(
         cluster: Cluster, service_address: str, mode: str) -> None:
-    b = cluster.start_agent("b")
+    b = cluster.start_agent("b", *MOVABLE)
     launcher, pid = _start_server(cluster)
     out = cluster.base / "client.json"
     new_pid = None
@@ -122,7 +123,7 @@ def test_request_dropped_by_the_network_lock_is_forwarded_not_resent(
     for its retransmission; C's route makes that wait at least 3 s."""
     a, c = cluster.topology["a"], cluster.topology["c"]
     c.run("ip", "route", "add", f"{SERVICE}/32", "dev", "eth0", "rto_min", "3s")
-    b = cluster.start_agent("b")
+    b = cluster.start_agent("b", *MOVABLE)
     launcher, pid = _start_server(cluster, ballast_mib=256)  # a frozen window of ~1 s
     late = c.popen(sys.executable, str(ECHO), "late", "--to", f"{SERVICE}:{PORT}",
                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -169,7 +170,7 @@ def test_request_dropped_by_the_network_lock_is_forwarded_not_resent(
 
 def test_probe_that_gets_no_answer_moves_nothing(cluster: Cluster,
                                                 service_address: str) -> None:
-    b = cluster.start_agent("b")
+    b = cluster.start_agent("b", *MOVABLE)
     launcher, pid = _start_server(cluster)
     try:
         res, _ = cluster.migrate(pid, b, "--tcp-established", "--probe", f"tcp:{SERVICE}:7001")
@@ -188,7 +189,7 @@ def test_probe_that_gets_no_answer_moves_nothing(cluster: Cluster,
 
 def test_address_already_on_destination_refuses_and_keeps_serving(
         cluster: Cluster, service_address: str) -> None:
-    b = cluster.start_agent("b")
+    b = cluster.start_agent("b", *MOVABLE)
     launcher, pid = _start_server(cluster)
     out = cluster.base / "client.json"
     try:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
+import json
 import os
 import socket
 import ssl
+import struct
 import threading
 from pathlib import Path
 
@@ -118,6 +120,13 @@ class Peer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def raw_frame(header: dict[str, object], body: bytes = b"") -> bytes:
+    """A frame as the wire lays it out (length, header length, JSON header, body), whatever
+    its content: for frames a real peer never sends, or sends only in part."""
+    head = json.dumps(header).encode()
+    return struct.pack(">IH", 2 + len(head) + len(body), len(head)) + head + body
 
 
 def open_fds(pid: int) -> list[str]:

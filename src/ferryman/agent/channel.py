@@ -9,6 +9,7 @@ import ssl
 from typing import TypeVar, overload
 
 from ferryman import wire
+from ferryman.agent.limits import BufferBudget
 from ferryman.errors import PeerLost, PeerRejected, RemoteError
 
 M = TypeVar("M")
@@ -37,14 +38,19 @@ def tune_socket(sock: socket.socket | None) -> None:
 
 
 class Channel:
-    """Sends and receives control messages; every wait has a timeout."""
+    """Sends and receives control messages; every wait has a timeout.
+
+    A receive's timeout is for the whole message, however its bytes trickle in. ``budget``
+    (an agent's): the bytes of incomplete frames this channel may hold, shared with others.
+    """
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 role: wire.Role, peer: str) -> None:
+                 role: wire.Role, peer: str, budget: BufferBudget | None = None) -> None:
         self.reader = reader
         self.writer = writer
         self.conn = wire.Connection(role)
         self.peer = peer
+        self.budget = budget
         self.bytes_sent = 0
         tune_socket(writer.get_extra_info("socket"))
 
@@ -67,11 +73,14 @@ class Channel:
         self.bytes_sent += len(data)
 
     async def receive(self, timeout: float) -> wire.Message:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while True:
             event = self.conn.next_event()
             if event is wire.NEED_DATA:
                 try:
-                    data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+                    data = await asyncio.wait_for(self.reader.read(READ_SIZE),
+                                                  max(0.0, deadline - loop.time()))
                 except TimeoutError as exc:
                     raise PeerLost(self.peer, f"{self.peer} did not answer within "
                                    f"{timeout:.0f} s") from exc
@@ -87,11 +96,22 @@ class Channel:
                     self.conn.receive_data(data)
                     raise PeerLost(self.peer, f"{self.peer} closed the connection")
                 self.conn.receive_data(data)
+                self._hold_buffered()
                 continue
             if isinstance(event, wire.ConnectionClosed):
                 raise PeerLost(self.peer, f"{self.peer} closed the connection")
             assert isinstance(event, wire.Message)
+            self._hold_buffered()
             return event
+
+    def _hold_buffered(self) -> None:
+        """Account for the bytes the decoder holds; PeerLost when the agent has no room."""
+        if self.budget is None:
+            return
+        held = self.conn.statistics().bytes_buffered
+        if not self.budget.claim(self, held):
+            raise PeerLost(self.peer, f"{self.peer} sent more than this agent buffers for all "
+                           f"its peers together ({self.budget.limit >> 20} MiB): session ended")
 
     @overload
     async def expect(self, kinds: tuple[type[A]], timeout: float) -> A: ...
@@ -117,6 +137,8 @@ class Channel:
         return msg
 
     async def close(self) -> None:
+        if self.budget is not None:
+            self.budget.release(self)
         with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 2)

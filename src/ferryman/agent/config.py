@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ferryman.agent.limits import Limits
+from ferryman.host.addresses import MovableNetwork
 from ferryman.pki import NodeCredentials
 
 
@@ -12,6 +14,7 @@ from ferryman.pki import NodeCredentials
 class Timeouts:
     """Seconds for each wait; every state has a timeout."""
 
+    handshake: float = 5.0  # TLS, from accept: an unauthenticated connection holds an fd
     hello: float = 30.0
     plan: float = 60.0
     transfer: float = 120.0  # between two messages while images stream
@@ -33,7 +36,9 @@ class AgentConfig:
     runc_bin: str = "runc"
     runc_root: Path = Path("/run/runc")  # runc's --root for restored containers
     bundle_root: Path | None = None  # containers arriving here; None: STATE_DIR/bundles
+    movable: tuple[MovableNetwork, ...] = ()  # what peers may move here (--movable-addresses)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: Limits = field(default_factory=Limits)
     hidden_features: frozenset[str] = frozenset()  # test-only: pretend CRIU lacks these
     test_pause_after_restore: float = 0.0  # test-only: widen the RESTORED window
 

@@ -29,7 +29,13 @@ from ferryman.agent.files import (
     remove_images,
     set_name,
 )
-from ferryman.agent.hello import local_hello, node_features, postcopy_blocker
+from ferryman.agent.hello import (
+    identity_mismatch,
+    local_hello,
+    node_features,
+    postcopy_blocker,
+)
+from ferryman.agent.limits import Slots
 from ferryman.agent.orphans import has_outcome, orphan_record, write_outcome
 from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
@@ -100,10 +106,13 @@ class Refusal(Exception):
 
 
 class DestinationSession:
-    def __init__(self, channel: Channel, config: AgentConfig, criu: Criu) -> None:
+    def __init__(self, channel: Channel, config: AgentConfig, criu: Criu,
+                 migrations: Slots | None = None) -> None:
         self.ch = channel
         self.cfg = config
         self.criu = criu
+        self.migrations = migrations or Slots(config.limits.migrations)  # the agent's
+        self.migrating = False  # holds one of them
         self.tracker = PhaseTracker(DESTINATION_TABLE, D.HELLO, time.monotonic,
                                     on_enter=testhooks.pause_hook())
         self.workdir: Path | None = None
@@ -127,6 +136,10 @@ class DestinationSession:
         t = self.cfg.timeouts
         try:
             hello = await self.ch.expect((wire.Hello,), t.hello)
+            if (why := identity_mismatch(hello.node, self.ch.peer)) is not None:
+                log.warning("session from %s refused: %s", self.ch.peer, why)
+                await self.ch.send(wire.Error(code="identity", message=why))
+                return
             await self.ch.send(with_tools(await local_hello(
                 self.criu, self.cfg.name, self.cfg.state_dir, self.cfg.hidden_features), self.cfg))
             plan = await serve_checks(self.ch, hello, self.cfg, self.criu, SUPPORTED_MODES)
@@ -150,16 +163,25 @@ class DestinationSession:
             await self._fail(PeerLost(self.ch.peer, "agent shutting down"))
             raise
         finally:
+            if self.migrating:
+                self.migrations.give_back()
             await self.ch.close()
 
     async def _prepare(self, hello: wire.Hello, plan: wire.Plan) -> int:
         if plan.mode not in SUPPORTED_MODES:
             raise Refusal("mode", f"this agent does not support mode {plan.mode!r} yet")
+        if not self.migrations.take():
+            raise Refusal("busy", f"{self.cfg.name} already runs {self.migrations.limit} "
+                          "migrations, its limit: try again once one has finished (or raise "
+                          "'ferryman serve --max-migrations' there)")
+        self.migrating = True
         if plan.move_address:
             try:
                 moving = addresses.parse_move_address(plan.move_address)
             except FerrymanError as exc:
                 raise Refusal("address", exc.message) from exc
+            if (why := addresses.move_refusal(moving, self.cfg.movable, self.cfg.name)):
+                raise Refusal("address", why)
             if addresses.present(moving.ip):
                 raise Refusal("address", f"{moving.ip} is already present on {self.cfg.name}: "
                               "remove it there, or move another address")
@@ -189,9 +211,12 @@ class DestinationSession:
             # Pages come from the source's page server, on demand. (The lazy-pages daemon
             # cannot start earlier than the Restore: it reads the images when it starts.)
             return 0
-        if plan.mode in PRECOPY_MODES:
-            return await self._open_set(None)
-        return await self._start_page_server(workdir, None)
+        try:
+            if plan.mode in PRECOPY_MODES:
+                return await self._open_set(None)
+            return await self._start_page_server(workdir, None)
+        except FerrymanError as exc:  # CRIU's or the guard's: this node cannot receive now
+            raise Refusal("page-server", exc.one_line()) from exc
 
     async def _lazy_blocker(self) -> str | None:
         """Why lazy pages cannot work on this node, or None."""

@@ -10,6 +10,7 @@ from ferryman.agent.channel import Channel
 from ferryman.criu.client import Criu, CriuFacts
 from ferryman.errors import PeerLost, PeerRejected
 from ferryman.host import procfs
+from ferryman.pki import tls
 
 PROTOCOL_VERSION = 1
 LAZY_PIPE_SIZE = 4 << 20
@@ -37,17 +38,33 @@ def postcopy_blocker(features: Mapping[str, bool], node: str) -> str | None:
     return None
 
 
+def identity_mismatch(said: str, certified: str) -> str | None:
+    """Why a peer whose certificate names ``certified`` may not call itself ``said`` in its
+    Hello, or None: a node speaks only under its certificate's name (logs, reports and
+    pre-flight rows name nodes by what their Hello says)."""
+    if said == certified:
+        return None
+    return (f"the peer's certificate names node {certified!r} but its Hello says {said!r}: "
+            f"a node may only speak as the node its certificate names")
+
+
 async def exchange_hello(ch: Channel, ours: wire.Hello, timeout: float) -> wire.Hello:
-    """Send our Hello and return the destination's."""
+    """Send our Hello and return the destination's (whose node must be its certificate's)."""
     await ch.send(ours)
     try:
-        return await ch.expect((wire.Hello,), timeout)
+        theirs = await ch.expect((wire.Hello,), timeout)
     except PeerLost as exc:
         # TLS 1.3: a server that refuses our certificate just closes after the handshake.
         raise PeerRejected(ch.peer, f"{ch.peer} closed the connection at hello: it refused "
                            "this node's certificate",
                            hint="issue this node's certificate from the cluster's CA: "
                                 "'ferryman pki issue NAME --pki DIR'") from exc
+    why = identity_mismatch(theirs.node, tls.peer_name(ch.writer.get_extra_info("ssl_object")))
+    if why is not None:
+        raise PeerRejected(ch.peer, f"{ch.peer}: {why}",
+                           hint="start that agent with the name of its certificate "
+                                "('ferryman serve --name NAME')")
+    return theirs
 
 
 async def node_features(criu: Criu, state_dir: Path,

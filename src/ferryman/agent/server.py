@@ -1,48 +1,131 @@
-"""``ferryman serve``: the asyncio TLS agent. Each connection is one DESTINATION session."""
+"""``ferryman serve``: the asyncio TLS agent. Each connection is one DESTINATION session.
+
+The agent accepts connections itself, so that no peer can take all of its file descriptors:
+TLS handshakes get ``Timeouts.handshake`` and at most ``Limits.handshakes`` run at once (one
+more closes the oldest: a real controller's handshake takes milliseconds, an idle one waits
+to be dropped); authenticated sessions are at most ``Limits.sessions`` (one more is closed at
+once). When the process runs out of descriptors, accepting pauses and says so once a minute.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import signal
+import socket
+import ssl
 
 from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.destination import DestinationSession, remove_incomplete
+from ferryman.agent.limits import BufferBudget, Oldest, Slots
 from ferryman.criu import stats
 from ferryman.criu.client import Criu
 from ferryman.errors import FerrymanError, PeerRejected
 from ferryman.pki import tls
 
 log = logging.getLogger(__name__)
+OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+ACCEPT_PAUSE_S = 0.5  # after EMFILE and the like: a session's end frees descriptors
+ACCEPT_WARN_EVERY_S = 60.0
 
 
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.cfg = config
         self.criu = Criu(config.criu_bin)
-        self._sessions: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # every connection, handshaking or not
+        self._handshakes: Oldest[asyncio.Task[None]] = Oldest(config.limits.handshakes)
+        self._sessions = Slots(config.limits.sessions)
+        self.migrations = Slots(config.limits.migrations)
+        self.budget = BufferBudget(config.limits.buffered_bytes)
+        self._evicted: set[asyncio.Task[None]] = set()  # handshakes dropped for newer ones
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        addr = writer.get_extra_info("peername")
+    async def _connection(self, sock: socket.socket, addr: str, ctx: ssl.SSLContext) -> None:
+        """One accepted connection: the TLS handshake, then (room permitting) a session."""
+        task = asyncio.current_task()
+        assert task is not None
+        if (oldest := self._handshakes.add(task)) is not None:
+            self._evicted.add(oldest)
+            oldest.cancel()  # an unfinished handshake: its transport closes, its fd goes back
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, sock, ssl=ctx,
+                ssl_handshake_timeout=self.cfg.timeouts.handshake)
+        except (OSError, ssl.SSLError, TimeoutError) as exc:  # asyncio closed the socket
+            log.debug("TLS handshake with %s failed: %r", addr, exc)
+            return
+        except asyncio.CancelledError:
+            if task not in self._evicted:
+                raise  # the agent stops
+            self._evicted.discard(task)
+            task.uncancel()
+            log.debug("TLS handshake with %s dropped for a newer connection", addr)
+            return
+        finally:
+            self._handshakes.discard(task)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         try:
             peer = tls.peer_name(writer.get_extra_info("ssl_object"))
         except PeerRejected:
             log.warning("connection from %s without a usable certificate: closed", addr)
-            writer.close()
+            writer.transport.abort()
             return
-        log.info("session from %s (%s)", peer, addr[0] if addr else "?")
-        channel = Channel(reader, writer, wire.Role.DESTINATION, peer)
-        task = asyncio.current_task()
-        assert task is not None
-        self._sessions.add(task)
+        if not self._sessions.take():
+            log.warning("session from %s (%s) refused: already %d sessions (the limit)",
+                        peer, addr, self._sessions.limit)
+            writer.transport.abort()
+            return
         try:
-            await DestinationSession(channel, self.cfg, self.criu).run()
-        except FerrymanError as exc:
-            log.warning("session from %s ended: %s", peer, exc.one_line())
+            await self._session(Channel(reader, writer, wire.Role.DESTINATION, peer,
+                                        self.budget), addr)
         finally:
-            self._sessions.discard(task)
+            self._sessions.give_back()
+
+    async def _session(self, channel: Channel, addr: str) -> None:
+        log.info("session from %s (%s)", channel.peer, addr)
+        try:
+            await DestinationSession(channel, self.cfg, self.criu, self.migrations).run()
+        except FerrymanError as exc:
+            log.warning("session from %s ended: %s", channel.peer, exc.one_line())
+
+    async def _accept(self, listener: socket.socket, ctx: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        last_warning = -ACCEPT_WARN_EVERY_S
+        missed = 0
+        while True:
+            try:
+                sock, address = await loop.sock_accept(listener)
+            except OSError as exc:
+                if exc.errno not in OUT_OF_RESOURCES:
+                    log.debug("accept failed: %s", exc)  # e.g. ECONNABORTED: that one's gone
+                    continue
+                missed += 1
+                if loop.time() - last_warning >= ACCEPT_WARN_EVERY_S:
+                    log.warning("cannot accept connections: %s (%d times since the last "
+                                "warning); pausing %.1f s each time", exc.strerror, missed,
+                                ACCEPT_PAUSE_S)
+                    last_warning, missed = loop.time(), 0
+                await asyncio.sleep(ACCEPT_PAUSE_S)
+                continue
+            addr = str(address[0])
+            task = asyncio.ensure_future(self._connection(sock, addr, ctx))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _listen(self) -> socket.socket:
+        host = self.cfg.listen_host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.create_server((host, self.cfg.listen_port), family=family,
+                                        backlog=128)
+        listener.setblocking(False)
+        return listener
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
@@ -51,8 +134,8 @@ class Agent:
         ctx = tls.server_context(self.cfg.creds)
         for name in remove_incomplete(self.cfg.state_dir):
             log.warning("removed the images of interrupted migration %s", name)
-        server = await asyncio.start_server(self._handle, self.cfg.listen_host,
-                                            self.cfg.listen_port, ssl=ctx)
+        listener = self._listen()
+        accepting = asyncio.ensure_future(self._accept(listener, ctx))
         log.info("agent %s listening on %s:%d (criu %s, state %s)", self.cfg.name,
                  self.cfg.listen_host, self.cfg.listen_port, version, self.cfg.state_dir)
         stop = asyncio.Event()
@@ -61,10 +144,15 @@ class Agent:
             loop.add_signal_handler(sig, stop.set)
         if ready is not None:
             ready.set()
-        async with server:
+        try:
             await stop.wait()
             log.info("agent %s stopping", self.cfg.name)
-        for task in list(self._sessions):
-            task.cancel()
-        if self._sessions:
-            await asyncio.gather(*self._sessions, return_exceptions=True)
+        finally:
+            accepting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await accepting
+            listener.close()
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)

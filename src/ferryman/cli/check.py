@@ -11,6 +11,7 @@ from pathlib import Path
 from ferryman.cli.common import add_sync_option, parse_endpoint, synced_paths
 from ferryman.errors import PreflightFailed, UsageError
 from ferryman.migration.verdict import MODES, Status, Verdict
+from ferryman.safetext import printable
 
 DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
 _MARK = {Status.PASS: "pass", Status.WARN: "WARN", Status.FAIL: "FAIL"}
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(render(v, f"PID {args.pid} -> {result.destination} ({args.to})"))
+        print(printable(render(v, f"PID {args.pid} -> {result.destination} ({args.to})"),
+                        keep_newlines=True))
     if not v.can_move:
         failed = [r.check for r in v.failures(v.requested)]
         raise PreflightFailed(f"PID {args.pid} cannot move to {result.destination}"
@@ -95,7 +97,8 @@ def _run_runc(args: argparse.Namespace) -> int:
                    "endpoint": args.to, **v.to_json()}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(render(v, f"runc container {args.runc} -> {result.destination} ({args.to})"))
+        print(printable(render(v, f"runc container {args.runc} -> {result.destination} "
+                               f"({args.to})"), keep_newlines=True))
     if not v.can_move:
         raise PreflightFailed(f"container {args.runc} cannot move to {result.destination}"
                               + (f" in {v.requested} mode" if v.requested else ""),

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from ferryman import __version__
 from ferryman.errors import FerrymanError
+from ferryman.safetext import PrintableFormatter
 
 # Subcommand modules, in the order they appear in --help.
 _COMMANDS = (
@@ -52,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler()  # peer text in a log line stays in that one line
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     try:
         code: int = args.run(args)
     except FerrymanError as exc:

@@ -15,6 +15,7 @@ from ferryman.errors import FerrymanError, UsageError
 from ferryman.host.addresses import MoveAddress, parse_move_address
 from ferryman.migration.report import MigrationReport
 from ferryman.report.summary import summary
+from ferryman.safetext import printable
 
 if TYPE_CHECKING:
     from ferryman.agent.container import RuncTarget
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(summary(report))
+        print(printable(summary(report), keep_newlines=True))
     if error is not None:
         raise error
     return 0

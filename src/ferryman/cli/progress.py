@@ -8,6 +8,9 @@ from types import TracebackType
 
 from rich.console import Console
 from rich.status import Status
+from rich.text import Text
+
+from ferryman.safetext import printable
 
 
 class Progress:
@@ -32,9 +35,9 @@ class Progress:
         if not self.enabled:
             return
         elapsed = time.monotonic() - self.t0
-        text = f"[{elapsed:7.3f}s] {phase:<14} {detail}"
+        text = printable(f"[{elapsed:7.3f}s] {phase:<14} {detail}")
         if self._status is not None:
-            self._status.update(text)
-            self.console.log(text, highlight=False)
+            self._status.update(Text(text))  # plain text: peer text is no rich markup either
+            self.console.log(Text(text), highlight=False)
         else:
             print(text, file=sys.stderr, flush=True)

@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ferryman.report.load import load_report
     from ferryman.report.summary import summary
+    from ferryman.safetext import printable
 
     view = load_report(args.file)
     if args.plot is not None:
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(summary(view, full=True))
+        print(printable(summary(view, full=True), keep_newlines=True))
     if args.plot is not None:
         print(f"timeline written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return 0

@@ -19,7 +19,9 @@ from pathlib import Path
 from ferryman.errors import FerrymanError, UsageError
 from ferryman.host.netinfo import is_local, local_networks
 
-_SPEC = re.compile(r"^(?P<ip>[0-9.]+)/(?P<prefix>\d{1,2})@(?P<dev>[A-Za-z0-9_.:-]{1,15})$")
+_DEV = r"(?P<dev>[A-Za-z0-9_.:-]{1,15})"
+_SPEC = re.compile(r"^(?P<ip>[0-9.]+)/(?P<prefix>\d{1,2})@" + _DEV + "$")
+_MOVABLE = re.compile(r"^(?P<net>[0-9.]+/\d{1,2})@" + _DEV + "$")
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
 BROADCAST = b"\xff" * 6
@@ -53,6 +55,55 @@ def parse_move_address(text: str) -> MoveAddress:
     if not 1 <= prefix <= 32:
         raise UsageError(f"bad prefix /{prefix} in {text!r}", hint="a prefix is 1 to 32")
     return MoveAddress(str(ip), prefix, m.group("dev"))
+
+
+@dataclass(frozen=True, slots=True)
+class MovableNetwork:
+    """Addresses an agent may take up for a peer (``serve --movable-addresses``): inside
+    ``network``, with a prefix no shorter than its own, on device ``dev``."""
+
+    network: ipaddress.IPv4Network
+    dev: str
+
+    def __str__(self) -> str:
+        return f"{self.network}@{self.dev}"
+
+
+def parse_movable(text: str) -> tuple[MovableNetwork, ...]:
+    """``10.0.0.0/24@eth0[,CIDR@DEV...]`` -> the networks an agent lets peers move in."""
+    out = []
+    for part in text.split(","):
+        m = _MOVABLE.match(part.strip())
+        try:
+            if not m:
+                raise ValueError(part)
+            net = ipaddress.IPv4Network(m.group("net"), strict=False)
+        except ValueError as exc:
+            raise UsageError(f"bad --movable-addresses entry {part!r}",
+                             hint="write CIDR@DEVICE[,CIDR@DEVICE], e.g. 10.0.0.0/24@eth0"
+                             ) from exc
+        out.append(MovableNetwork(net, m.group("dev")))
+    return tuple(out)
+
+
+def move_refusal(addr: MoveAddress, movable: Iterable[MovableNetwork], node: str) -> str | None:
+    """Why ``node`` refuses to take up ``addr`` for a peer, or None: only an address inside
+    a network its operator made movable, no wider than it, on that network's device, and
+    not that subnet's network or broadcast address."""
+    allowed = tuple(movable)
+    if not allowed:
+        return (f"{node} takes up no moved addresses: start its agent with "
+                "--movable-addresses CIDR@DEVICE (e.g. 10.0.0.0/24@eth0)")
+    ip = ipaddress.IPv4Address(addr.ip)
+    own = ipaddress.IPv4Network(addr.cidr, strict=False)
+    if addr.prefix <= 30 and ip in (own.network_address, own.broadcast_address):
+        return f"{addr.ip} is the network or broadcast address of {own}: move a host address"
+    if any(ip in m.network and addr.prefix >= m.network.prefixlen and addr.dev == m.dev
+           for m in allowed):
+        return None
+    return (f"{addr} is not movable to {node}, whose agent allows "
+            f"{', '.join(map(str, allowed))}: move an address inside those, with a prefix "
+            "no shorter, on that device (or widen 'ferryman serve --movable-addresses' there)")
 
 
 def present(ip: str, net: Path = Path("/proc/net")) -> bool:
