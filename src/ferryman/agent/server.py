@@ -18,6 +18,7 @@ import socket
 import ssl
 
 from ferryman import wire
+from ferryman.agent import orphans
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.destination import DestinationSession, remove_incomplete
@@ -134,6 +135,8 @@ class Agent:
         ctx = tls.server_context(self.cfg.creds)
         for name in remove_incomplete(self.cfg.state_dir):
             log.warning("removed the images of interrupted migration %s", name)
+        for line in orphans.settle_records(self.cfg.state_dir):
+            log.warning("held copy %s", line)
         listener = self._listen()
         accepting = asyncio.ensure_future(self._accept(listener, ctx))
         log.info("agent %s listening on %s:%d (criu %s, state %s)", self.cfg.name,
