@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -56,7 +58,7 @@ from ferryman.errors import (
     RemoteError,
     RuncError,
 )
-from ferryman.host import addresses
+from ferryman.host import addresses, procfs
 from ferryman.migration.phases import (
     DESTINATION_TABLE,
     DestinationPhase,
@@ -528,6 +530,14 @@ class DestinationSession:
             with contextlib.suppress(FerrymanError):
                 addresses.delete(self.moving)  # the source takes its address back
             self.address_added = False
+        if self.tree is None and self.workdir is not None:
+            # A criu restore that died without answering may have forked tasks that live on
+            # (still criu, or half restored) with no PID given to us: they hold the images.
+            for pid in procfs.holders(self.workdir):
+                log.warning("killing PID %d, left in %s by a failed restore", pid,
+                            self.workdir)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         if self.tree is not None and self.tracker.phase not in (D.COMMITTED, D.DONE):
             self.tree.kill()
             if self.held and self.workdir is not None:

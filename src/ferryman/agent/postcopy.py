@@ -69,7 +69,8 @@ async def run_postcopy(m: SourceMigration) -> None:
         if m.tracker.phase in (S.COMMITTED, S.SERVING_PAGES):
             await lost(m, exc, dump)
         dump.cancel()  # criu is killed; the tasks it held continue here
-        await asyncio.gather(dump, return_exceptions=True)
+        step.cancel()  # a read for Restored may still wait: the roll-back reads Aborted
+        await asyncio.gather(dump, step, return_exceptions=True)
         await m._roll_back(exc)
         return
     finally:
