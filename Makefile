@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test unit integration lint demo bench clean
+.PHONY: setup test unit integration matrix lint demo bench clean
 
 setup:
 	@scripts/setup.sh
@@ -17,6 +17,10 @@ unit: setup
 
 integration: setup
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# The fault matrix (also part of `make test`): prints it, writes docs/fault-matrix.md.
+matrix: setup
+	$(PY) -m pytest tests/integration/test_fault_matrix.py $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench

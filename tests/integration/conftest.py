@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.bundle import cgroup_jail_argv
+from tests.support.matrix import DOC, MATRIX
 from tests.support.netns import Node, Topology
 from tests.support.workloads import Workload, start_workload
 
@@ -119,7 +120,9 @@ class Cluster:
     agents: list[Agent] = field(default_factory=list)
 
     def start_agent(self, name: str, *extra: str, hide_dir: bool = False,
-                    cgroup: str | None = None, cwd: Path | None = None) -> Agent:
+                    cgroup: str | None = None, cwd: Path | None = None,
+                    env: dict[str, str] | None = None,
+                    state_size: str | None = None) -> Agent:
         node = self.topology[name]
         state = self.base / f"state-{name}"
         state.mkdir(exist_ok=True)
@@ -131,10 +134,17 @@ class Cluster:
             # exist" on this node, as on a real second machine.
             cmd = ["unshare", "-m", "--propagation", "slave", "sh", "-c",
                    f'mount -t tmpfs tmpfs "{self.hidden_dir}" && exec "$@"', "sh", *cmd]
+        if state_size is not None:
+            # The state directory is a tmpfs of that size in the agent's own mount namespace:
+            # a small disk that a test can fill (nsenter -m -t PID).
+            cmd = ["unshare", "-m", "--propagation", "slave", "sh", "-c",
+                   f'mount -t tmpfs -o size={state_size} tmpfs "{state}" && exec "$@"', "sh",
+                   *cmd]
         if cgroup is not None:  # cgroups of its own, as on a second machine (runc)
             cmd = [*cgroup_jail_argv(cgroup), *cmd]
         with log_path.open("ab") as logf:
-            proc = node.popen(*cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, cwd=cwd)
+            proc = node.popen(*cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                              cwd=cwd, env=None if env is None else {**os.environ, **env})
         node.wait_listening(AGENT_PORT, proc=proc)
         agent = Agent(node, proc, state, log_path)
         self.agents.append(agent)
@@ -172,3 +182,14 @@ def cluster(topology: Topology, pki: Path, tmp_path: Path) -> Iterator[Cluster]:
                     a.proc.wait()
         for n in topology.nodes.values():
             n.stop_all()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault matrix, when its cells ran; written to docs/ when all of them did."""
+    if not MATRIX.cells:
+        return
+    terminalreporter.write_sep("=", "fault matrix (fault x phase x mode -> outcome)")
+    terminalreporter.write_line(MATRIX.table())
+    if MATRIX.recorded == MATRIX.total:
+        DOC.write_text(MATRIX.markdown())
+        terminalreporter.write_line(f"written to {DOC}")

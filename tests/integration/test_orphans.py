@@ -45,9 +45,11 @@ def test_source_lost_at_restored_keeps_destination_stopped_for_the_operator(
         while "table inet CRIU-" in cluster.topology["a"].run("nft", "list", "tables").stdout:
             assert time.monotonic() < deadline, "CRIU's lock table stayed on the source"
             time.sleep(0.05)
-        # The destination keeps its copy STOPPED and says so.
+        # The destination keeps its copy STOPPED and says so (its record says ORPHANED from
+        # the restore on, so that an agent killed meanwhile still lists the copy).
         deadline = time.monotonic() + 20
-        while "ORPHANED" not in "".join(b.outcomes().values()):
+        while "ORPHANED" not in "".join(b.outcomes().values()) or \
+                "source lost after restore" not in b.log():
             assert time.monotonic() < deadline, b.log()
             time.sleep(0.1)
         listing = run_cli("orphans", "--state-dir", str(b.state_dir))

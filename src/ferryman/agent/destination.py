@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
-from ferryman import wire
+from ferryman import testhooks, wire
 from ferryman.agent import failedlogs
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
@@ -58,7 +60,7 @@ from ferryman.errors import (
     RemoteError,
     RuncError,
 )
-from ferryman.host import addresses, portguard
+from ferryman.host import addresses, portguard, procfs
 from ferryman.migration.phases import (
     DESTINATION_TABLE,
     DestinationPhase,
@@ -90,7 +92,8 @@ def read_rate(images: Path, chunk: int = 4 << 20) -> int:
 
 
 def remove_incomplete(state_dir: Path) -> list[str]:
-    """At agent start: delete the images of sessions that died without an outcome."""
+    """At agent start: delete the images of sessions that died without an outcome (those
+    that died holding a restored tree have one: see orphans.settle_records)."""
     removed = []
     root = state_dir / "migrations"
     if root.is_dir():
@@ -115,7 +118,8 @@ class DestinationSession:
         self.criu = criu
         self.migrations = migrations or Slots(config.limits.migrations)  # the agent's
         self.migrating = False  # holds one of them
-        self.tracker = PhaseTracker(DESTINATION_TABLE, D.HELLO, time.monotonic)
+        self.tracker = PhaseTracker(DESTINATION_TABLE, D.HELLO, time.monotonic,
+                                    on_enter=testhooks.pause_hook())
         self.workdir: Path | None = None
         self.page_server: CriuDaemon | None = None
         self.lazy_pages: CriuDaemon | None = None
@@ -127,6 +131,7 @@ class DestinationSession:
         self.sets = 0  # pre-copy: image sets pre-1 .. pre-N received so far (their pages)
         self.guards: list[portguard.PortGuard] = []  # page-server ports only the source reaches
         self.box: DestinationContainer | None = None  # a runc container arriving
+        self.held = False  # an ORPHANED record names our restored, uncommitted tree
         self.sync_port = 0
 
     @property
@@ -391,6 +396,11 @@ class DestinationSession:
         self.tree = ProcessTree.of(pid)
         # Read while the commit is on its way: the processes to leave stopped at the resume.
         keep_stopped = asyncio.ensure_future(asyncio.to_thread(stopped_pids, self.workdir))
+        # Held from here until the commit, kept so should this agent die meanwhile: a
+        # restarted agent lists it (agent/orphans.py settle_records), never loses it.
+        write_outcome(self.cfg.state_dir, self.workdir.name, orphan_record(
+            self.tree.root, self.moving if self.address_added else None))
+        self.held = True
         self.tracker.advance(D.RESTORED)
         stats = read_stats(self.workdir / RESTORE_STATS)
         log.info("restored migration %s as PID %d (stopped)", self.workdir.name, pid)
@@ -400,12 +410,14 @@ class DestinationSession:
         try:
             decision = await self.ch.expect((wire.Commit, wire.Abort), t.commit)
         except (PeerLost, RemoteError) as exc:
-            self._orphan(exc)
+            await self._orphan(exc)
             return
         if isinstance(decision, wire.Abort):
             await self._abort(decision.reason)
             return
         self.tree.resume(keep_stopped=await keep_stopped)
+        write_outcome(self.cfg.state_dir, self.workdir.name, f"COMMITTED {pid}\n")
+        self.held = False
         self.tracker.advance(D.COMMITTED)
         resumed_at = time.monotonic()
         await self.ch.send(wire.Committed(pid=pid))
@@ -448,14 +460,28 @@ class DestinationSession:
         return await start_lazy_pages(self.criu.binary, self.workdir, address=self.ch.peer_ip,
                                       port=port, tls=self.tls)
 
-    def _orphan(self, exc: BaseException) -> None:
-        """Source lost after RESTORED, before COMMIT: keep the tree stopped for an operator."""
+    async def _orphan(self, exc: BaseException) -> None:
+        """Source lost after RESTORED, before COMMIT: keep the tree stopped for an operator.
+
+        Not a lazily restored one: its memory is on the source, with the page server that
+        went with the source; it can never run, whichever copy the source kept."""
         assert self.tree is not None
         assert self.workdir is not None
+        if self.ch.conn.lazy:
+            log.error("source lost after a post-copy restore, before commit: PID %d cannot "
+                      "run without the source's pages; killed (%s)", self.tree.pid, exc)
+            self.tracker.advance(D.KILLED)
+            await self._cleanup()
+            return
         self.tracker.advance(D.ORPHANED)
         if self.box is not None:  # runc keeps the container, stopped, in its slot
             self.box.slot.release(remove=False)
-        write_outcome(self.cfg.state_dir, self.workdir.name, orphan_record(self.tree.root))
+        # The ORPHANED record, with the address, was written at the restore (an operator may
+        # have acted on it since); the source copy may run on: it needs the address back.
+        if self.address_added and self.moving is not None:
+            with contextlib.suppress(FerrymanError):
+                addresses.delete(self.moving)
+            self.address_added = False
         log.error("source lost after restore, before commit: PID %d kept STOPPED; check the "
                   "source, then 'ferryman orphans resume|kill %s' (%s)",
                   self.tree.pid, self.workdir.name, exc)
@@ -487,6 +513,7 @@ class DestinationSession:
                 await self.ch.send(wire.Error(code="lost", message=str(exc)[:4000]))
             assert self.workdir is not None
             write_outcome(self.cfg.state_dir, self.workdir.name, f"LOST {self.tree.pid}\n")
+            await self._cleanup(keep_logs=True)  # its images cannot serve anything now
             raise
         finally:
             for task in (done, watch):
@@ -530,7 +557,7 @@ class DestinationSession:
             return
         log.warning("migration failed in %s: %s", self.tracker.phase, exc)
         if self.tracker.phase == D.RESTORED:
-            self._orphan(exc)
+            await self._orphan(exc)
             return
         await self._cleanup()
         target = self.tracker.failure_target()
@@ -559,8 +586,20 @@ class DestinationSession:
             with contextlib.suppress(FerrymanError):
                 addresses.delete(self.moving)  # the source takes its address back
             self.address_added = False
+        if self.tree is None and self.workdir is not None:
+            # A criu restore that died without answering may have forked tasks that live on
+            # (still criu, or half restored) with no PID given to us: they hold the images.
+            for pid in procfs.holders(self.workdir):
+                log.warning("killing PID %d, left in %s by a failed restore", pid,
+                            self.workdir)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         if self.tree is not None and self.tracker.phase not in (D.COMMITTED, D.DONE):
             self.tree.kill()
+            if self.held and self.workdir is not None:
+                write_outcome(self.cfg.state_dir, self.workdir.name,
+                              f"KILLED {self.tree.pid}\n")
+                self.held = False
         if self.box is not None:
             await self.box.cleanup(delete=self.tracker.phase not in (D.COMMITTED, D.DONE))
         kept: dict[Path, Path] = {}

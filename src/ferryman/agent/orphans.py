@@ -2,8 +2,14 @@
 
 A destination that loses the source after RESTORED and before COMMIT must neither resume
 the tree (the source may have resumed its own copy) nor kill it (the source may be gone for
-good). It keeps it stopped and records ``ORPHANED <pid> <start_time>``; an operator, who can
-see which copy is alive, then resumes or kills it here.
+good). It keeps it stopped and records ``ORPHANED <pid> <start_time> [<ip/prefix@dev>]``; an
+operator, who can see which copy is alive, then resumes or kills it here. A held copy does
+not hold the service address it came with (the source copy may run on and need it): the
+address is taken down here and named in the record, and ``resume`` brings it up again.
+The record is written as soon as the tree is restored, before the source hears of it, so an
+agent killed while it holds the tree leaves it listed; ``settle_records`` at the next start
+takes such a copy's address down, and turns the record of a copy that died meanwhile (a
+post-copy one dies with its lazy-pages daemon) into ``GONE``.
 
 Records (how each migration ended: DONE, ORPHANED, LOST, RESUMED, KILLED) are the agent's own
 bookkeeping, in ``STATE_DIR/outcomes/ID``, beside ``STATE_DIR/migrations/ID`` where a peer's
@@ -20,7 +26,7 @@ from pathlib import Path
 
 from ferryman.criu.taskstate import stopped_pids
 from ferryman.errors import FerrymanError
-from ferryman.host import procfs
+from ferryman.host import addresses, procfs
 from ferryman.host.procfs import ProcessIdentity
 from ferryman.targets.process import ProcessTree
 
@@ -32,14 +38,22 @@ class Orphan:
     migration_id: str
     workdir: Path
     tree: ProcessTree
+    address: addresses.MoveAddress | None = None  # its service address, taken down
 
     @property
     def alive(self) -> bool:
         return self.tree.alive()
 
 
-def orphan_record(identity: ProcessIdentity) -> str:
-    return f"ORPHANED {identity.pid} {identity.start_time}\n"
+def orphan_record(identity: ProcessIdentity,
+                  address: addresses.MoveAddress | None = None) -> str:
+    tail = f" {address}" if address is not None else ""
+    return f"ORPHANED {identity.pid} {identity.start_time}{tail}\n"
+
+
+def _address(words: list[str]) -> addresses.MoveAddress | None:
+    """The record's address word, if any (raises FerrymanError when it is malformed)."""
+    return addresses.parse_move_address(words[3]) if len(words) == 4 else None
 
 
 def write_outcome(state_dir: Path, migration_id: str, record: str) -> None:
@@ -64,11 +78,41 @@ def list_orphans(state_dir: Path) -> list[Orphan]:
         if record.name.startswith(".") or not record.is_file():
             continue  # being written
         words = record.read_text().split()
-        if len(words) == 3 and words[0] == "ORPHANED" and all(w.isdigit() for w in words[1:]):
+        if len(words) in (3, 4) and words[0] == "ORPHANED" and \
+                all(w.isdigit() for w in words[1:3]):
             ident = ProcessIdentity(pid=int(words[1]), start_time=int(words[2]))
+            try:
+                address = _address(words)
+            except FerrymanError:
+                continue  # not a record this agent wrote
             out.append(Orphan(record.name, state_dir / "migrations" / record.name,
-                              ProcessTree(ident)))
+                              ProcessTree(ident), address))
     return out
+
+
+def settle_records(state_dir: Path) -> list[str]:
+    """At agent start: held copies hold no address; a held copy that is gone is no orphan.
+    Returns what it did, one line each, for the log."""
+    done = []
+    held = {o.migration_id for o in list_orphans(state_dir)}
+    root = state_dir / OUTCOMES
+    for record in sorted(root.iterdir()) if root.is_dir() else []:
+        workdir = state_dir / "migrations" / record.name
+        if record.name not in held and not record.name.startswith(".") and workdir.is_dir():
+            _drop_images(workdir)  # an agent that died after the commit left them
+    for o in list_orphans(state_dir):
+        if o.address is not None and addresses.present(o.address.ip):
+            try:
+                addresses.delete(o.address)
+            except FerrymanError as exc:
+                done.append(f"{o.migration_id}: could not take {o.address} down: {exc}")
+            else:
+                done.append(f"{o.migration_id}: took {o.address} down (its copy is held)")
+        if not o.alive:
+            write_outcome(state_dir, o.migration_id, f"GONE {o.tree.pid}\n")
+            _drop_images(o.workdir)
+            done.append(f"{o.migration_id}: PID {o.tree.pid} is gone: no orphan")
+    return done
 
 
 def _find(state_dir: Path, migration_id: str) -> Orphan:
@@ -89,6 +133,8 @@ def _find(state_dir: Path, migration_id: str) -> Orphan:
 def resume(state_dir: Path, migration_id: str) -> Orphan:
     """Continue the stopped tree here (only when the source's copy is known to be gone)."""
     o = _find(state_dir, migration_id)
+    if o.address is not None and not addresses.present(o.address.ip):
+        addresses.add(o.address)  # the restored sockets and its clients need it
     o.tree.resume(keep_stopped=stopped_pids(o.workdir))
     write_outcome(state_dir, migration_id, f"RESUMED {o.tree.pid}\n")
     _drop_images(o.workdir)

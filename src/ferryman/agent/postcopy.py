@@ -18,6 +18,7 @@ from ferryman.agent.container import source_presync
 from ferryman.criu.client import PageServerAddress, TlsFiles
 from ferryman.criu.page_server import free_port
 from ferryman.errors import FerrymanError, WorkloadLost
+from ferryman.host import sourcecopy
 from ferryman.migration.phases import SourcePhase
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ async def run_postcopy(m: SourceMigration) -> None:
         if m.tracker.phase in (S.COMMITTED, S.SERVING_PAGES):
             await lost(m, exc, dump)
         dump.cancel()  # criu is killed; the tasks it held continue here
-        await asyncio.gather(dump, return_exceptions=True)
+        step.cancel()  # a read for Restored may still wait: the roll-back reads Aborted
+        await asyncio.gather(dump, step, return_exceptions=True)
         await m._roll_back(exc)
         return
     finally:
@@ -84,6 +86,7 @@ async def _lazy_commit(m: SourceMigration) -> None:
     # stops them before they run a single instruction (and they are then killed).
     m._queue_stop_source()
     await m.release_network_lock()
+    sourcecopy.mark_commit(m.workdir)
     await m.ch.send(wire.Commit())
     m.forward_inflight()
     m._phase(S.COMMITTED, "destination resumes the workload")

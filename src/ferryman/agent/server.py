@@ -18,7 +18,7 @@ import socket
 import ssl
 
 from ferryman import wire
-from ferryman.agent import bundles
+from ferryman.agent import bundles, orphans
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.destination import DestinationSession, remove_incomplete
@@ -145,6 +145,8 @@ class Agent:
                         "interrupted)", name)
         for table in portguard.remove_stale(self.cfg.listen_port):
             log.warning("removed page-server guard %s of an earlier agent", table)
+        for line in orphans.settle_records(self.cfg.state_dir):
+            log.warning("held copy %s", line)
         listener = self._listen()
         accepting = asyncio.ensure_future(self._accept(listener, ctx))
         log.info("agent %s listening on %s:%d (criu %s, state %s)", self.cfg.name,

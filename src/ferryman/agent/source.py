@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ferryman import wire
+from ferryman import testhooks, wire
 from ferryman.agent import fifos
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import Timeouts
@@ -49,7 +49,15 @@ from ferryman.errors import (
     PeerUnreachable,
     RemoteError,
 )
-from ferryman.host import addresses, cgroups, inflight, lockguard, netlock, unix_names
+from ferryman.host import (
+    addresses,
+    cgroups,
+    inflight,
+    lockguard,
+    netlock,
+    sourcecopy,
+    unix_names,
+)
 from ferryman.host.addresses import MoveAddress
 from ferryman.host.fifos import boot_id
 from ferryman.host.inflight import InFlight
@@ -87,7 +95,8 @@ class SourceMigration:
         self.o = opts
         self.criu = Criu(opts.criu_bin)
         self.t0 = time.monotonic()
-        self.tracker = PhaseTracker(SOURCE_TABLE, S.HELLO, time.monotonic)
+        self.tracker = PhaseTracker(SOURCE_TABLE, S.HELLO, time.monotonic,
+                                    on_enter=testhooks.pause_hook())
         self.id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
         self.workdir = opts.state_dir / "migrations" / self.id
         self.report = MigrationReport(migration_id=self.id, mode=opts.mode,
@@ -133,6 +142,7 @@ class SourceMigration:
         finally:
             self._thaw_cgroup()
             unix_names.discard(self.parked)  # a rollback gave them back already
+            sourcecopy.clear(self.workdir)  # settled here: nothing for the guard to do
             if self.inflight is not None:
                 self.inflight.close()
             if self.lock_release is not None:
@@ -261,6 +271,7 @@ class SourceMigration:
         """Queue a SIGSTOP to every source task (they are frozen by CRIU; it waits there)."""
         assert self.tree is not None
         self.stopped_source = self.tree.pids()
+        sourcecopy.record_stopped(self.workdir, self.stopped_source)  # for the guard
         for pid in self.stopped_source:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
@@ -311,6 +322,7 @@ class SourceMigration:
         if self.o.move_address is not None:  # frozen and network-locked: hand it over
             addresses.delete(self.o.move_address)
             self.address_moved = True
+            sourcecopy.record_address(self.workdir, self.o.move_address)  # for the guard
         self._phase(S.TRANSFERRING)
         files = image_files(self.workdir)
         total = 0
@@ -334,9 +346,13 @@ class SourceMigration:
         # copy, so the destination resumes while CRIU cleans up here; the queued SIGSTOP keeps
         # the source tasks from ever running again should CRIU fail to kill them.
         self._queue_stop_source()
+        if not sourcecopy.traced(self.o.pid):  # CRIU died: they ran on after the dump
+            raise FerrymanError("criu let the workload go before the commit, so it ran on "
+                                "after its dump", hint="check why criu died (its log)")
         await self.release_network_lock()
         self._phase(S.COMMITTED, "destination resumes the workload; the source copy goes")
         try:
+            sourcecopy.mark_commit(self.workdir)
             await self.ch.send(wire.Commit())
         except PeerLost as exc:
             # It may or may not have arrived; without it the destination keeps its copy
@@ -385,12 +401,17 @@ class SourceMigration:
         assert self.tree is not None
         if self.tree.alive():  # CRIU reported success but left the tree: never run twice
             self.tree.kill()
+        where = ("the workload is on the destination, running or kept stopped: see "
+                 "'ferryman orphans' there")
         if self.commit_error is not None:
             raise PeerLost(self.ch.peer, f"the commit may not have reached "
                            f"{self.report.destination_node}: {self.commit_error.message}",
-                           hint="the workload is on the destination, running or kept stopped:"
-                                " see 'ferryman orphans' there")
-        done = await (self.committed or self._await_committed())
+                           hint=where)
+        try:
+            done = await (self.committed or self._await_committed())
+        except PeerLost as exc:  # it may have resumed the workload, or never had the commit
+            raise PeerLost(self.ch.peer, f"{self.report.destination_node} did not confirm the "
+                           f"commit: {exc.message}", hint=where) from exc
         self.report.destination_pid = done.pid
         self.report.result = "committed"
         self._phase(S.DONE, f"running on {self.report.destination_node} as PID {done.pid}")

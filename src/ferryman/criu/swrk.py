@@ -51,9 +51,12 @@ class SwrkSession:
         ours.setblocking(False)
         return cls(ours, proc)
 
-    async def _wait_readable(self) -> None:
+    async def _wait_readable(self) -> bool:
+        """Until the socket is readable or criu has exited (then False): tasks a dying criu
+        restore had forked may keep its end of the socket open, and never answer."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
+        exited = asyncio.ensure_future(self._proc.wait())
 
         def ready() -> None:
             if not fut.done():
@@ -61,11 +64,15 @@ class SwrkSession:
 
         loop.add_reader(self._sock.fileno(), ready)
         try:
-            await fut
+            waits: set[asyncio.Future[Any]] = {fut, exited}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             loop.remove_reader(self._sock.fileno())
+            exited.cancel()
+        return fut.done() or not exited.done() or exited.cancelled()
 
     async def _recv(self, action: str) -> Any:
+        alive = True
         while True:
             try:
                 size = self._sock.recv_into(bytearray(1), 1, socket.MSG_PEEK | socket.MSG_TRUNC)
@@ -73,7 +80,10 @@ class SwrkSession:
                     raise CriuError(action, reason="criu swrk exited without answering")
                 data = self._sock.recv(size)
             except BlockingIOError:
-                await self._wait_readable()
+                if not alive:
+                    raise CriuError(action, reason=f"criu swrk died (exit status "
+                                    f"{self._proc.returncode}) without answering") from None
+                alive = await self._wait_readable()
                 continue
             except ConnectionError as exc:
                 raise CriuError(action, reason=f"criu swrk socket broke: {exc}") from exc

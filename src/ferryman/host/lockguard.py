@@ -7,6 +7,10 @@ workload's connections stay cut off on this node for good. So the controller sta
 guard, detached, before its final dump; the guard sleeps until the controller's process has
 exited, whatever the way, and then removes the tables of the CRIU runs in ``WORKDIR`` (the
 run ids from ``inventory.img`` and from CRIU's logs, should a dump never have finished).
+It settles the source tasks a controller killed at the commit left stopped
+(host/sourcecopy.py), and removes the image files the dump left in ``WORKDIR`` (the
+controller removes them when it ends; a killed one cannot): none of them can be used once
+the controller is gone.
 After a migration that ended normally there is nothing left to remove.
 
 ``python -m ferryman.host.lockguard PID WORKDIR``
@@ -23,7 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-from ferryman.host import netlock
+from ferryman.agent.files import remove_images
+from ferryman.criu.stats import DUMP_STATS
+from ferryman.host import netlock, sourcecopy
 
 _RUN_ID = re.compile(r"CRIU run id = ([0-9a-f-]{8,})")
 
@@ -79,6 +85,9 @@ def main(argv: list[str]) -> int:
     wait_exit(pid)
     time.sleep(0.2)  # CRIU, its child, goes a moment later
     netlock.remove(netlock.tables_of(sorted(run_ids(workdir))))
+    sourcecopy.settle(workdir)
+    if workdir.is_dir():
+        remove_images(workdir, keep=(DUMP_STATS,))
     return 0
 
 

@@ -133,3 +133,19 @@ def disk_free(path: Path) -> int:
 
 def read_sysctl(name: str, proc: Path = PROC) -> str:
     return (proc / "sys" / name.replace(".", "/")).read_text().strip()
+
+
+def holders(directory: Path, proc: Path = PROC) -> list[int]:
+    """Processes (other than this one) whose cwd or an open file lies in ``directory``."""
+    inside = str(directory).rstrip("/") + "/"
+    found = []
+    for d in proc.iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            links = [str((d / "cwd").readlink())]
+            with contextlib.suppress(OSError):
+                links += [str(f.readlink()) for f in (d / "fd").iterdir()]
+            if any(f"{link}/".startswith(inside) for link in links):
+                found.append(int(d.name))
+    return found

@@ -105,9 +105,12 @@ class PhaseTracker(Generic[P]):
     phase: P
     clock: Callable[[], float]
     history: list[tuple[P, float]] = field(default_factory=list)
+    on_enter: Callable[[P], None] | None = None  # test-only (testhooks.py): after each entry
 
     def __post_init__(self) -> None:
         self.history.append((self.phase, self.clock()))
+        if self.on_enter is not None:
+            self.on_enter(self.phase)
 
     def advance(self, new: P) -> None:
         ok, bad = self.table[self.phase]
@@ -115,6 +118,8 @@ class PhaseTracker(Generic[P]):
             raise IllegalTransition(f"{self.phase} -> {new}")
         self.phase = new
         self.history.append((new, self.clock()))
+        if self.on_enter is not None:
+            self.on_enter(new)
 
     def failure_target(self) -> P | None:
         """Where a failure now leads (the single failure successor), if anywhere."""

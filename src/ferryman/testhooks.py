@@ -1,0 +1,46 @@
+"""Test-only: stop a process as it enters a migration phase, so a test can break it there.
+
+``FERRYMAN_TEST_PAUSE_AT=PHASE:FLAG`` (unset, the default: inert). The first time the process
+enters ``PHASE`` (a phase of migration/phases.py, as its progress lines name it), it writes
+its PID to the file ``FLAG`` and blocks, as in a debugger, until the test removes that file
+(at most ``LIMIT`` seconds): the test injects its fault meanwhile, at exactly that point.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+ENV = "FERRYMAN_TEST_PAUSE_AT"
+LIMIT = 120.0
+POLL = 0.005
+
+
+def pause_hook(environ: Mapping[str, str] = os.environ) -> Callable[[str], None] | None:
+    """The hook for ``PhaseTracker(on_enter=...)`` that ``environ`` asks for, or None."""
+    phase, sep, flag = environ.get(ENV, "").partition(":")
+    if not sep or not phase or not flag:
+        return None
+    fired = False
+
+    def hook(entered: str) -> None:
+        nonlocal fired
+        if fired or entered != phase:
+            return
+        fired = True
+        wait_removed(Path(flag), phase)
+
+    return hook
+
+
+def wait_removed(flag: Path, phase: str) -> None:
+    """Write our PID to ``flag``, then block until it is gone (or ``LIMIT`` has passed)."""
+    log.warning("test pause at %s until %s is removed", phase, flag)
+    flag.write_text(f"{os.getpid()}\n")
+    deadline = time.monotonic() + LIMIT
+    while flag.exists() and time.monotonic() < deadline:
+        time.sleep(POLL)

@@ -1,0 +1,513 @@
+"""The fault matrix (issue 16): each fault at the phases that matter, cold and post-copy.
+
+A cell starts a real migration between namespace nodes A and B (a 64 MiB self-verifying
+workload, its service address moving along), stops the controller or the destination agent
+as it enters one phase (testhooks.py), injects one fault there, lets the migration go on, and
+checks the invariant (``_violations``). The table is printed at the end of the run and
+written to docs/fault-matrix.md (tests/support/matrix.py).
+
+Phases chosen per fault, rather than the full cross product (time box: CI, 2 cores): before
+the freeze is covered by the existing tests (nothing frozen); here, while frozen before the
+restore (``src:DUMPED``, ``src:TRANSFERRING``, ``dst:READY``, ``dst:RECEIVING``,
+``dst:RESTORING``), at the point of no return (``dst:RESTORED``: restored and stopped, the
+source still frozen; ``src:COMMITTED``), after it (``dst:COMMITTED``) and, for post-copy,
+inside the page tail (``tail``: the destination's lazy-pages daemon is held with SIGSTOP
+from RESTORED on, so the tail cannot end before the fault; the controller is paused at
+SERVING_PAGES while the fault is injected).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from ferryman import testhooks
+from tests.integration.conftest import PY, Agent, Cluster, run_cli
+from tests.support import faults
+from tests.support.matrix import MATRIX
+from tests.support.netns import Node
+from tests.support.workloads import Workload
+
+SERVICE = "10.77.0.101"
+MOVABLE = ("--movable-addresses", "10.77.0.0/24@eth0")
+TAIL = "tail"  # post-copy's page tail (see the module's docstring)
+MODES = ("cold", "postcopy")
+
+
+@dataclass(frozen=True)
+class Cell:
+    fault: str
+    phase: str  # "src:PHASE" / "dst:PHASE": who is paused there; TAIL; "" (no pause)
+    mode: str
+    expect: str  # A, B, held or lost (see tests/support/matrix.py)
+    breaks: str = ""  # why this cell breaks the invariant (a strict xfail)
+    sometimes: bool = False  # ... in some runs only (an xfail that may pass)
+
+
+@dataclass
+class Scenario:
+    """One cell's migration, its fault and what is left afterwards."""
+
+    cluster: Cluster
+    cell: Cell
+    b: Agent | None = None
+    w: Workload | None = None
+    proc: subprocess.Popen[str] | None = None
+    controller_killed: bool = False
+    agent_killed: bool = False
+    held_daemon: int | None = None  # the lazy-pages daemon held with SIGSTOP (tail)
+    flags: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def a_node(self) -> Node:
+        return self.cluster.topology["a"]
+
+    @property
+    def b_node(self) -> Node:
+        return self.cluster.topology["b"]
+
+    def pauses(self) -> dict[str, str]:
+        if self.cell.phase == TAIL:
+            return {"dst": "RESTORED", "src": "SERVING_PAGES"}
+        who, _, phase = self.cell.phase.partition(":")
+        return {who: phase} if phase else {}
+
+    def env(self, who: str) -> dict[str, str] | None:
+        phase = self.pauses().get(who)
+        if phase is None:
+            return None
+        self.flags[who] = self.cluster.base / f"pause-{who}"
+        return {testhooks.ENV: f"{phase}:{self.flags[who]}"}
+
+    def start(self) -> None:
+        c, fault = self.cluster, self.cell.fault
+        self.b = c.start_agent("b", *MOVABLE, env=self.env("dst"),
+                               hide_dir=fault == "restore fails",
+                               state_size="160m" if fault == "destination disk full" else None)
+        held = None
+        if fault == "restore fails":
+            held = c.hidden_dir / "data.txt"
+            held.write_text("only on node A\n")
+        self.w = c.workload(mib=64, seed=f"matrix-{self.cell.mode}",
+                            hold_file=str(held) if held else None)
+        self.a_node.run("ip", "addr", "add", f"{SERVICE}/24", "dev", "eth0")
+        argv = [PY, "-m", "ferryman", "migrate", str(self.w.pid), "--to", self.b.endpoint,
+                "--mode", self.cell.mode, "--pki", str(c.pki), "--name", "a", "--state-dir",
+                str(self.src_state), "--move-address", f"{SERVICE}/24@eth0",
+                "--test-skip-preflight"]
+        env = self.env("src")
+        self.proc = self.a_node.popen(
+            *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=None if env is None else {**os.environ, **env})
+
+    @property
+    def controller_pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def agent_pid(self) -> int:
+        assert self.b is not None
+        return self.b.proc.pid
+
+    @property
+    def src_state(self) -> Path:
+        return self.cluster.base / "state-src"
+
+    def wait_paused(self, who: str) -> None:
+        deadline = time.monotonic() + 90
+        while not self.flags[who].exists():
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"migration ended before {who} reached "
+                                     f"{self.pauses()[who]}: {self.proc.communicate()[1]}")
+            assert time.monotonic() < deadline, f"{who} never reached {self.pauses()[who]}"
+            time.sleep(0.002)
+
+    def release(self, who: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.flags[who].unlink()
+
+    def reach_phase(self) -> None:
+        """Run the migration to the cell's phase and leave it paused there."""
+        if self.cell.phase == TAIL:
+            assert self.b is not None
+            self.wait_paused("dst")  # restored, stopped; the daemon has not finished
+            self.held_daemon = faults.wait_criu_below(self.agent_pid, "lazy-pages", 5)
+            faults.kill(self.held_daemon, signal.SIGSTOP)
+            self.release("dst")
+            self.wait_paused("src")
+        else:
+            for who in self.pauses():
+                self.wait_paused(who)
+
+    def go_on(self) -> None:
+        for who in list(self.flags):
+            self.release(who)
+        if self.held_daemon is not None:
+            faults.kill(self.held_daemon, signal.SIGCONT)
+
+    def dest_workdir(self) -> Path:
+        assert self.b is not None
+        (d,) = self.b.migration_dirs()
+        return d
+
+    def kill_controller(self) -> None:
+        assert self.proc is not None
+        faults.kill(self.proc.pid)
+        self.controller_killed = True
+
+    def kill_agent(self) -> None:
+        assert self.b is not None
+        self.b.kill()
+        self.agent_killed = True
+
+
+def _corrupt(pattern: str, offset: int) -> Callable[[Scenario], None]:
+    def inject(s: Scenario) -> None:
+        faults.corrupt(sorted(s.dest_workdir().glob(pattern))[0], offset)
+    return inject
+
+
+def _kill_restore(s: Scenario) -> None:
+    """criu restore, once it has forked the tree it restores (it starts once the paused
+    agent goes on)."""
+    s.go_on()
+    pid = faults.wait_criu_below(s.agent_pid, "restore", 30)
+    deadline = time.monotonic() + 30
+    while not faults.descendants(pid):
+        assert time.monotonic() < deadline, "criu restore forked no task"
+        time.sleep(0.001)
+    faults.kill(pid)
+
+
+def _restart_while_held(s: Scenario) -> None:
+    """The controller dies at RESTORED (the destination keeps its copy); then the agent is
+    killed and started again while it holds that copy."""
+    s.kill_controller()
+    s.go_on()
+    deadline = time.monotonic() + 60
+    while "ORPHANED" not in _outcomes(s):
+        assert time.monotonic() < deadline, "the destination never held the copy"
+        time.sleep(0.05)
+    s.kill_agent()
+
+
+def _outcome(b: Agent, migration: Path) -> str:
+    """The agent's record of how ``migration`` ended ("" while it has none)."""
+    record = b.state_dir / "outcomes" / migration.name
+    return record.read_text() if record.is_file() else ""
+
+
+def _outcomes(s: Scenario) -> str:
+    assert s.b is not None
+    return "".join(_outcome(s.b, d) for d in s.b.migration_dirs())
+
+
+FAULTS: dict[str, Callable[[Scenario], None]] = {
+    "SIGKILL controller": Scenario.kill_controller,
+    "SIGKILL destination agent": Scenario.kill_agent,
+    "SIGKILL source criu (dump / page server)": lambda s: faults.kill(
+        faults.wait_criu_below(s.controller_pid, "dump", 5)),
+    "SIGKILL destination criu page-server": lambda s: faults.kill(
+        faults.wait_criu_below(s.agent_pid, "page-server", 5)),
+    "SIGKILL destination criu lazy-pages": lambda s: faults.kill(
+        faults.wait_criu_below(s.agent_pid, "lazy-pages", 5)),
+    "SIGKILL destination criu restore": _kill_restore,
+    "link cut (both directions)": lambda s: faults.cut_link(s.b_node, s.a_node.ip),
+    "link cut (A to B only)": lambda s: faults.cut_link(s.b_node, s.a_node.ip,
+                                                        outbound=False),
+    "link cut (B to A only)": lambda s: faults.cut_link(s.b_node, s.a_node.ip,
+                                                        inbound=False),
+    "destination disk full": lambda s: faults.fill_disk(s.agent_pid, s.cluster.base /
+                                                        "state-b"),
+    "image corrupted on B (core-*.img)": _corrupt("core-*.img", 0),
+    "image corrupted on B (pages-*.img)": _corrupt("pages-*.img", 32 << 20),
+    "restore fails": lambda s: None,  # the workload's file is missing on B
+    "agent restarted while holding a copy": _restart_while_held,
+}
+
+PAGES_NOT_CHECKED = ("CRIU's page server writes the pages it receives unchecked and the "
+                     "restore reads them unchecked: a page file damaged on B's disk "
+                     "between arrival and restore is restored as it is")
+
+
+LAZY_RESTORE_KILLED = ("in about 1 run of 3, the source copy is gone when the controller rolls "
+                       "back (exit 1, 'did not survive the failed migration'): lost before the "
+                       "commit; not diagnosed (the source's lazy dump loses its lazy-pages client "
+                       "mid-restore; the other runs roll back cleanly)")
+
+
+def _cells() -> list[Cell]:
+    c, p = "cold", "postcopy"
+    spec: list[tuple[str, str, dict[str, str]]] = [
+        ("SIGKILL controller", "src:DUMPED", {c: "A", p: "A"}),
+        ("SIGKILL controller", "dst:RESTORING", {c: "A", p: "A"}),
+        ("SIGKILL controller", "dst:RESTORED", {c: "A", p: "A"}),
+        ("SIGKILL controller", "src:COMMITTED", {c: "A", p: "lost"}),
+        ("SIGKILL controller", TAIL, {p: "lost"}),
+        ("SIGKILL destination agent", "dst:RECEIVING", {c: "A", p: "A"}),
+        ("SIGKILL destination agent", "dst:RESTORED", {c: "A", p: "A"}),
+        ("SIGKILL destination agent", "dst:COMMITTED", {c: "B", p: "lost"}),
+        ("SIGKILL destination agent", TAIL, {p: "lost"}),
+        ("SIGKILL source criu (dump / page server)", "src:DUMPED", {c: "A", p: "A"}),
+        ("SIGKILL source criu (dump / page server)", TAIL, {p: "lost"}),
+        ("SIGKILL destination criu page-server", "dst:READY", {c: "A"}),
+        ("SIGKILL destination criu lazy-pages", "dst:RESTORING", {p: "A"}),
+        ("SIGKILL destination criu lazy-pages", TAIL, {p: "lost"}),
+        ("SIGKILL destination criu restore", "dst:RESTORING", {c: "A", p: "A"}),
+        ("link cut (both directions)", "src:TRANSFERRING", {c: "A", p: "A"}),
+        ("link cut (both directions)", "dst:RESTORED", {c: "A", p: "A"}),
+        ("link cut (both directions)", "src:COMMITTED", {c: "held", p: "lost"}),
+        ("link cut (both directions)", TAIL, {p: "lost"}),
+        ("link cut (A to B only)", "dst:RESTORED", {c: "held", p: "lost"}),
+        ("link cut (A to B only)", TAIL, {p: "lost"}),
+        ("link cut (B to A only)", TAIL, {p: "lost"}),
+        ("destination disk full", "dst:READY", {c: "A", p: "A"}),
+        ("image corrupted on B (core-*.img)", "dst:RESTORING", {c: "A", p: "A"}),
+        ("image corrupted on B (pages-*.img)", "dst:RESTORING", {c: "B"}),
+        ("restore fails", "", {c: "A", p: "A"}),
+        ("agent restarted while holding a copy", "dst:RESTORED", {c: "A", p: "A"}),
+    ]
+    breaks = {("image corrupted on B (pages-*.img)", "dst:RESTORING", c): PAGES_NOT_CHECKED,
+              ("SIGKILL destination criu restore", "dst:RESTORING", p): LAZY_RESTORE_KILLED}
+    sometimes = {("SIGKILL destination criu restore", "dst:RESTORING", p)}
+    return [Cell(fault, phase, mode, expect, breaks.get((fault, phase, mode), ""),
+                 (fault, phase, mode) in sometimes)
+            for fault, phase, by_mode in spec for mode, expect in by_mode.items()]
+
+
+CELLS = _cells()
+MATRIX.total = len(CELLS)
+MATRIX.notes = [
+    "Phases per fault, not the full cross product (time box): while frozen before the "
+    "restore (src:DUMPED, src:TRANSFERRING, dst:READY, dst:RECEIVING, dst:RESTORING), at the "
+    "point of no return (dst:RESTORED: restored and stopped, the source still frozen; "
+    "src:COMMITTED: cold, the source tasks stopped, the Commit not yet sent; post-copy, just "
+    "sent), after it (dst:COMMITTED) and post-copy's page tail (tail: B's lazy-pages daemon "
+    "held with SIGSTOP from RESTORED on, the controller paused at SERVING_PAGES). Faults "
+    "before the freeze are covered elsewhere (nothing is frozen: test_cold, test_check).",
+    "A + orphan held on B: the source copy runs on; B keeps its restored copy stopped and "
+    "`ferryman orphans` lists it, for the operator to kill. held: the source had sent the "
+    "Commit and destroyed its copy, B never got it: B keeps the only copy stopped; the "
+    "controller exits 5 naming `ferryman orphans`.",
+    "Post-copy, B's agent killed while it holds a restored copy (dst:RESTORED, agent "
+    "restarted): the copy is listed and stopped as it should be, but it can never run (its "
+    "pages were on the source, served to the lazy-pages daemon that died with the agent): "
+    "the operator must kill it, `orphans resume` would run it without its memory.",
+    "link cut (A to B only) at dst:RESTORED: in 1 of 5 runs the controller gave up only at "
+    "the commit timeout (120 s; ~6 s in the others), although the control connection sets "
+    "TCP_USER_TIMEOUT to 5 s: not diagnosed. A connection the kernel timed out is logged as "
+    "'did not answer within 120 s' (or 3600 s in the tail), the wait it ended, not the "
+    "seconds it took.",
+    "SIGKILL destination criu restore (killed once it has forked the tree), post-copy: "
+    f"{LAZY_RESTORE_KILLED}; a non-strict xfail, as it passes in the other runs.",
+    f"image corrupted on B (pages-*.img): {PAGES_NOT_CHECKED}; the workload then runs on "
+    "B with the damaged pages (it found 2 bad pages). Control images (core-*.img) are "
+    "checked by CRIU's own parsing and fail the restore.",
+]
+
+
+def _param(cell: Cell) -> object:
+    marks = [pytest.mark.xfail(strict=not cell.sometimes, reason=cell.breaks)
+             ] if cell.breaks else []
+    name = f"{cell.mode} {cell.fault} {cell.phase or 'restore'}"
+    return pytest.param(cell, id=re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_"), marks=marks)
+
+
+@dataclass
+class Copies:
+    running: list[int]
+    stopped: list[int]
+
+
+def _copies(w: Workload, listed: list[int]) -> Copies:
+    """Every copy of the workload on any node: CRIU restores its command line as it was,
+    and those ``listed`` as orphans (a post-copy copy without its pages cannot show it)."""
+    mark = str(w.status_path)
+    running, stopped = [], []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        argv = faults.cmdline(int(d.name))
+        if int(d.name) not in listed and (mark not in argv or Path(argv[0]).name in (
+                "unshare", "setsid")):
+            continue
+        with contextlib.suppress(OSError):
+            stat = (d / "stat").read_text()
+            state = stat[stat.rindex(")") + 2]
+            if state in "tT":
+                stopped.append(int(d.name))
+            elif state not in "ZX":
+                running.append(int(d.name))
+    return Copies(running, stopped)
+
+
+def _settle(s: Scenario) -> tuple[int | None, str]:
+    """Let the migration end (or the killed parts go); the controller's exit and stderr."""
+    assert s.proc is not None
+    try:
+        _, err = s.proc.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        s.proc.kill()
+        _, err = s.proc.communicate()
+        err += "\n(the controller hung: killed after 150 s)"
+    _wait_gone(str(s.src_state))  # the controller's guard (host/lockguard.py) is done
+    faults.mend_link(s.b_node)
+    if s.agent_killed:  # the operator starts it again (it cleans up what it can)
+        s.b = s.cluster.start_agent("b", *MOVABLE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (faults.criu_using(s.cluster.base) or any(
+            not _outcome(s.b, d) for d in s.b.migration_dirs() if s.b)):
+        time.sleep(0.1)
+    return (None if s.controller_killed else s.proc.returncode), err
+
+
+def _wait_gone(mark: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(mark in " ".join(faults.cmdline(int(d.name))) for d in Path("/proc").iterdir()
+              if d.name.isdigit()):
+        assert time.monotonic() < deadline, f"processes of {mark} still run"
+        time.sleep(0.05)
+
+
+def _listed(b: Agent) -> list[int]:
+    out = run_cli("orphans", "--state-dir", str(b.state_dir))
+    assert out.returncode == 0, out.stderr
+    return [int(ln.split()[2]) for ln in out.stdout.splitlines() if " PID " in ln]  # any state
+
+
+def _images_left(root: Path, allowed: Callable[[Path], bool]) -> list[str]:
+    migrations = root / "migrations"
+    left = []
+    for d in sorted(migrations.iterdir()) if migrations.is_dir() else []:
+        imgs = [p for p in d.rglob("*.img") if p.name != "stats-dump.img"]
+        if imgs and not allowed(d):
+            left.append(f"{len(imgs)} image files in {d}")
+    return left
+
+
+def _has_address(node: Node) -> bool:
+    return f"inet {SERVICE}/" in node.run("ip", "-4", "addr", "show", "dev", "eth0").stdout
+
+
+def _classify(s: Scenario, copies: Copies, listed: list[int]) -> str:
+    assert s.w is not None
+    if copies.running == [s.w.pid]:
+        return "A"
+    if len(copies.running) == 1:
+        return "B"
+    if not copies.running and copies.stopped == listed and len(listed) == 1:
+        return "held"
+    if not copies.running and not copies.stopped:
+        return "lost"
+    return f"{len(copies.running)} running, {len(copies.stopped)} stopped"
+
+
+def _exit_violations(outcome: str, rc: int, err: str) -> list[str]:
+    """The exit code and the one error line say what happened: 8 rolled back, 9 lost, 0
+    committed; a destination that may hold the workload without having confirmed it (B or
+    held, nonzero) is named with 'ferryman orphans'."""
+    lines = err.strip().splitlines()
+    errors = [ln for ln in lines if ln.startswith("ferryman: error:")]
+    if rc == 0:
+        return [] if outcome == "B" and not errors else [f"exit 0 with the workload {outcome}"]
+    bad = []
+    if len(errors) != 1 or lines[-1] != errors[0] or len(errors[0]) < 30:
+        bad.append(f"not one error line: {lines[-3:]}")
+    want = {"A": 8, "lost": 9}.get(outcome)
+    if want is not None and rc != want:
+        bad.append(f"exit {rc} (want {want})")
+    if outcome in ("B", "held") and not any("ferryman orphans" in e for e in errors):
+        bad.append(f"exit {rc} does not say the destination has it: {errors}")
+    return bad
+
+
+def _violations(s: Scenario, rc: int | None, err: str, outcome: str, copies: Copies,
+                listed: list[int]) -> list[str]:
+    assert s.w is not None
+    assert s.b is not None
+    bad: list[str] = []
+    if len(copies.running) > 1:
+        bad.append(f"runs {len(copies.running)} times")
+    for pid in copies.running:
+        pages = s.w.status(pid)["bad_pages"]
+        if pages != 0:
+            bad.append(f"{pages} bad pages")
+    if outcome == "lost" and (s.cell.mode != "postcopy" or rc not in (None, 9)):
+        bad.append("lost outside post-copy's loss window")
+    if unlisted := sorted(set(copies.stopped) - set(listed)):
+        bad.append(f"stopped copies {unlisted} that 'ferryman orphans' does not list")
+    if ghosts := sorted(set(listed) - set(copies.stopped)):
+        bad.append(f"'ferryman orphans' lists {ghosts}, which are not held")
+    if rc is not None:
+        bad += _exit_violations(outcome, rc, err)
+    if left := faults.criu_using(s.cluster.base):
+        bad.append(f"criu left running: {left}")
+    bad += _images_left(s.src_state, lambda d: False)
+    b = s.b
+    bad += _images_left(b.state_dir, lambda d: _outcome(b, d).startswith("ORPHANED"))
+    for node in (s.a_node, s.b_node):
+        if tables := faults.lock_tables(node):
+            bad.append(f"CRIU lock tables left on {node.name[-1]}: {tables}")
+    on_a, on_b = _has_address(s.a_node), _has_address(s.b_node)
+    if on_a and on_b:
+        bad.append("service address on both nodes")
+    if (outcome == "A" and not on_a) or (outcome == "B" and not on_b):
+        bad.append(f"service address not with the workload (A: {on_a}, B: {on_b})")
+    return bad
+
+
+def _clean_up(s: Scenario) -> None:
+    s.go_on()
+    faults.mend_link(s.b_node)
+    if s.proc is not None and s.proc.poll() is None:
+        s.proc.kill()
+        s.proc.communicate()
+    if s.w is not None:
+        copies = _copies(s.w, _listed(s.b) if s.b is not None else [])
+        for pid in copies.running + copies.stopped:
+            faults.kill(pid)
+        s.w.kill()
+    for pid in faults.criu_using(s.cluster.base):
+        faults.kill(pid)
+    for node in (s.a_node, s.b_node):
+        node.run("ip", "addr", "del", f"{SERVICE}/24", "dev", "eth0", check=False)
+        for table in faults.lock_tables(node):
+            node.run("nft", "delete", "table", "inet", table, check=False)
+
+
+@pytest.mark.parametrize("cell", [_param(c) for c in CELLS])
+def test_fault_matrix_cell(cluster: Cluster, cell: Cell) -> None:
+    s = Scenario(cluster, cell)
+    try:
+        s.start()
+        s.reach_phase()
+        FAULTS[cell.fault](s)
+        s.go_on()
+        rc, err = _settle(s)
+        assert s.w is not None
+        assert s.b is not None
+        listed = _listed(s.b)
+        copies = _copies(s.w, listed)
+        outcome = _classify(s, copies, listed)
+        bad = _violations(s, rc, err, outcome, copies, listed)
+        if outcome != cell.expect:
+            bad.append(f"expected {cell.expect}")
+        code = "killed" if rc is None else f"exit {rc}"
+        extra = " + orphan held on B" if outcome == "A" and listed else ""
+        text = f"{outcome}{extra} ({code})"
+        MATRIX.record(cell.fault, cell.phase or "RESTORING (criu fails)", cell.mode,
+                      f"**BREAKS** {text}: {'; '.join(bad)}" if bad else text)
+        assert not bad, f"{text}: {bad}\n{err}"
+    finally:
+        _clean_up(s)
