@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +160,30 @@ class Cluster:
                       "--report", str(report), *extra, node=self.topology[name])
         data = json.loads(report.read_text()) if report.exists() else {}
         return res, data
+
+    def moved(self, w: Workload, dest: Agent, *extra: str) -> int:
+        """Migrate ``w`` to ``dest``, which must commit; its PID there, every page verified."""
+        res, report = self.migrate(w.pid, dest, *extra)
+        assert res.returncode == 0, res.stderr
+        moved = report["destination_pid"]
+        assert isinstance(moved, int)
+        assert w.status(moved)["bad_pages"] == 0
+        return moved
+
+    def kill_controller_at_restored(self, w: Workload, dest: Agent) -> None:
+        """Start ``migrate`` and SIGKILL it (and its criu) once ``dest`` has restored the
+        workload: ``dest`` must have been started with ``--test-pause-after-restore``."""
+        argv = self.topology["a"].argv(
+            PY, "-m", "ferryman", "migrate", str(w.pid), "--to", dest.endpoint, "--pki",
+            str(self.pki), "--name", "a", "--state-dir", str(self.base / "src"))
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while "restored migration" not in dest.log():
+            assert time.monotonic() < deadline, dest.log()
+            assert proc.poll() is None
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
 
     def workload(self, node: str = "a", **kw: object) -> Workload:
         status = self.base / f"status-{len(os.listdir(self.base))}.json"

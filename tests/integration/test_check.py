@@ -225,12 +225,7 @@ def test_another_build_of_the_executable_warns_and_migrate_needs_force(cluster: 
         assert "--force" in mig.stderr
         assert alive(w.pid)
         assert b.migration_dirs() == []
-        mig, report = cluster.migrate(w.pid, b, "--force")
-        assert mig.returncode == 0, mig.stderr
-        moved = report["destination_pid"]
-        assert isinstance(moved, int)
-        new_pid = moved
-        assert w.status(new_pid)["bad_pages"] == 0
+        new_pid = cluster.moved(w, b, "--force")
     finally:
         w.kill(new_pid)
 
@@ -246,12 +241,7 @@ def test_open_data_file_of_another_mtime_is_a_note_and_moves(cluster: Cluster) -
         assert res.returncode == 0, res.stderr
         assert "files.data" in rows(v, "warn")
         assert v["clean_modes"] == ["cold", "postcopy"], "a note blocks no mode"
-        mig, report = cluster.migrate(w.pid, b)
-        assert mig.returncode == 0, mig.stderr
-        moved = report["destination_pid"]
-        assert isinstance(moved, int)
-        new_pid = moved
-        assert w.status(new_pid)["bad_pages"] == 0
+        new_pid = cluster.moved(w, b)
     finally:
         w.kill(new_pid)
 

@@ -8,13 +8,12 @@ a fuller one than half doubled its data), and a rollback must leave the source's
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 
 import pytest
 
-from tests.integration.conftest import PY, Cluster, run_cli
+from tests.integration.conftest import Cluster, run_cli
 from tests.support.workloads import Workload, alive, start_fifo_workload
 
 KIB = 1024
@@ -69,17 +68,7 @@ def test_rollback_after_the_restore_leaves_the_sources_fifo_as_it_was(
     w = fifo_workload(cluster, 4 * KIB)
     orphan_pid = None
     try:
-        argv = cluster.topology["a"].argv(
-            PY, "-m", "ferryman", "migrate", str(w.pid), "--to", b.endpoint, "--pki",
-            str(cluster.pki), "--name", "a", "--state-dir", str(cluster.base / "src"))
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while "restored migration" not in b.log():
-            assert time.monotonic() < deadline, b.log()
-            assert proc.poll() is None
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        cluster.kill_controller_at_restored(w, b)  # the controller and its criu
         deadline = time.monotonic() + 20
         while "ORPHANED" not in "".join(b.outcomes().values()):
             assert time.monotonic() < deadline, b.log()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import time
 from pathlib import Path
 
-from tests.integration.conftest import PY, Cluster, run_cli
+from tests.integration.conftest import Cluster, run_cli
 from tests.support.workloads import alive
 
 
@@ -22,17 +20,7 @@ def test_source_lost_at_restored_keeps_destination_stopped_for_the_operator(
     w = cluster.workload(mib=64, seed="orphan")
     orphan_pid = None
     try:
-        argv = cluster.topology["a"].argv(
-            PY, "-m", "ferryman", "migrate", str(w.pid), "--to", b.endpoint, "--pki",
-            str(cluster.pki), "--name", "a", "--state-dir", str(cluster.base / "src"))
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while "restored migration" not in b.log():
-            assert time.monotonic() < deadline, b.log()
-            assert proc.poll() is None
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)  # the controller (and its criu) die at RESTORED
-        proc.wait(10)
+        cluster.kill_controller_at_restored(w, b)  # the controller and its criu
         # The source copy continues where it was (criu died, so its tasks were let go).
         deadline = time.monotonic() + 10
         while state(w.pid) != "S" and state(w.pid) != "R":

@@ -40,12 +40,7 @@ def test_workload_writing_shared_files_moves_without_force(cluster: Cluster, mod
         assert fails(v) == {}
         assert "files.mtime" not in rows(v, "warn"), rows(v, "warn")
         assert "the same file on both (shared storage)" in str(rows(v, "pass")["files"]["detail"])
-        mig, report = cluster.migrate(w.pid, b, "--mode", mode)
-        assert mig.returncode == 0, mig.stderr
-        moved = report["destination_pid"]
-        assert isinstance(moved, int)
-        new_pid = moved
-        assert w.status(new_pid)["bad_pages"] == 0
+        new_pid = cluster.moved(w, b, "--mode", mode)
         before = len(beats(log))
         time.sleep(0.5)
         lines = beats(log)
