@@ -417,6 +417,8 @@ class DestinationSession:
             await self._abort(decision.reason)
             return
         self.tree.resume(keep_stopped=await keep_stopped)
+        # the workload's clock starts here: its post-resume stall is measured from this line
+        log.info("migration %s: PID %d resumed", self.workdir.name, pid)
         write_outcome(self.cfg.state_dir, self.workdir.name, f"COMMITTED {pid}\n")
         self.held = False
         self.tracker.advance(D.COMMITTED)
