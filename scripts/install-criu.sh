@@ -10,7 +10,7 @@ set -euo pipefail
 
 MIN_MAJOR=4 MIN_MINOR=2
 # Our patches on top of Debian's source; a criu built without them is rebuilt.
-BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2
+BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1
 PREFIX=${CRIU_PREFIX:-/usr/local}
 STAMP=$PREFIX/share/ferryman/criu-build
 SRC_ROOT=${CRIU_SRC_ROOT:-/var/cache/ferryman/criu-src}
@@ -68,6 +68,12 @@ a\	setsockopt(sockfd, IPPROTO_TCP, TCP_NODELAY, \&(int){ 0 }, sizeof(int));
   # - kdat-cache-off-tmpfs: CRIU keeps its kernel-feature cache (/run/criu.kdat) only on a
   #   tmpfs; where /run is not one, every criu call probes the kernel again (~25 ms, twice in
   #   a post-copy restore's frozen window). Kept anywhere; a file from before the boot is stale.
+  # - lazy-tail-window: the lazy-pages daemon sent its next background request only once none
+  #   was in flight, one contiguous range each, and a fault took that one slot first. After
+  #   pre-dumps the lazy pages are the scattered pages dirtied since the last one: the tail
+  #   went one page per round trip, nearly all by fault (issue 20: 46 s for 4 MiB). It now
+  #   keeps up to 256 KiB of requests in flight, a fault's request going out at once, and
+  #   sleeps in epoll while they are (it spun in epoll_wait(0)).
   local p
   for p in "$HERE"/criu-patches/*.patch; do
     patch -d "$1" -p1 --forward --quiet <"$p" || die "could not apply $(basename "$p") (CRIU changed?)"

@@ -9,6 +9,11 @@ against its own bookkeeping (a lost, stale or zeroed page is found).
 Signals: SIGUSR1 -> verify memory and write a JSON status file; SIGUSR2 -> reset the
 longest heartbeat gap. The status file is replaced atomically.
 
+A move to another machine (the kernel's boot_id changed, checked after any gap over 100 ms) is
+noted in the status: ``moved_at`` is the time of the first beat there, and
+``max_gap_here_ms`` the longest gap since whose two beats were both taken there, so both are
+on the new machine's own clock (``max_gap_ms`` spans the move, two machines' clocks).
+
 With --children 3 the process forks three children: child 1 writes a counter into a pipe,
 child 2 reads it and checks it is gapless, child 3 just holds memory. Each writes its own
 status file (STATUS.child1, ...) on SIGUSR1.
@@ -81,6 +86,18 @@ class Memory:
         return bad
 
 
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+MOVE_CHECK_GAP_S = 0.1  # a migration freezes the workload for longer than this
+
+
+def _boot_id() -> str:
+    try:
+        with open(BOOT_ID) as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
 def _start_time() -> int:
     """This process's start time: a restored process has a new one (CRIU cannot keep it)."""
     with open("/proc/self/stat") as fh:
@@ -103,6 +120,9 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
     # clock resumes from a reading taken during the dump, hiding part of the freeze.
     last = time.time()
     max_gap = 0.0
+    node = _boot_id()
+    moved_at: float | None = None
+    max_gap_here = 0.0
     beats = 0
     carry = 0.0
     sent = received = 0
@@ -113,7 +133,8 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
 
     def status(phase: str) -> dict[str, object]:
         return {"role": role, "phase": phase, "pid": os.getpid(), "beats": beats,
-                "max_gap_ms": round(max_gap * 1000, 3), "pages": mem.pages,
+                "max_gap_ms": round(max_gap * 1000, 3), "moved_at": moved_at,
+                "max_gap_here_ms": round(max_gap_here * 1000, 3), "pages": mem.pages,
                 "writes": mem.writes, "sent": sent, "received": received, "pipe_bad": pipe_bad,
                 "time": time.time()}
 
@@ -133,6 +154,11 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
         last = now
         beats += 1
         max_gap = max(max_gap, gap)
+        here = _boot_id() if gap > MOVE_CHECK_GAP_S else node
+        if here != node:  # this gap began on another machine
+            node, moved_at, max_gap_here = here, now, 0.0
+        else:
+            max_gap_here = max(max_gap_here, gap)
         if rate:
             carry += rate * gap
             n = int(carry)
@@ -162,7 +188,7 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
                                      "writes": mem.writes})
         if _flags["reset"]:
             _flags["reset"] = False
-            max_gap = 0.0
+            max_gap = max_gap_here = 0.0
         if _flags["status"]:
             _flags["status"] = False
             st = status("running")

@@ -46,6 +46,7 @@ from ferryman.criu.logs import tail
 from ferryman.criu.page_server import (
     CriuDaemon,
     free_port,
+    lazy_fault_waits,
     lazy_pages_transferred,
     start_lazy_pages,
     start_page_server,
@@ -416,6 +417,8 @@ class DestinationSession:
             await self._abort(decision.reason)
             return
         self.tree.resume(keep_stopped=await keep_stopped)
+        # the workload's clock starts here: its post-resume stall is measured from this line
+        log.info("migration %s: PID %d resumed", self.workdir.name, pid)
         write_outcome(self.cfg.state_dir, self.workdir.name, f"COMMITTED {pid}\n")
         self.held = False
         self.tracker.advance(D.COMMITTED)
@@ -520,10 +523,13 @@ class DestinationSession:
                 task.cancel()
             await asyncio.gather(done, watch, return_exceptions=True)
         copied, _total, faults = lazy_pages_transferred(daemon.log_path)
+        waited, longest = lazy_fault_waits(daemon.log_path)
         elapsed = int((time.monotonic() - resumed_at) * 1000)
-        log.info("all %d lazy pages arrived in %d ms (%d faults)", copied, elapsed, faults)
+        log.info("all %d lazy pages arrived in %d ms (%d faults, %.0f ms waited on them, "
+                 "%.0f ms the longest)", copied, elapsed, faults, waited, longest)
         await self.ch.send(wire.PagesComplete(pages=copied, bytes=copied * 4096, faults=faults,
-                                              elapsed_ms=elapsed))
+                                              elapsed_ms=elapsed, fault_wait_ms=round(waited),
+                                              fault_max_ms=round(longest)))
 
     async def _send_failed(self, code: str, message: str, log_tail: str,
                            log_path: str | None = None) -> None:

@@ -118,6 +118,8 @@ async def _page_tail(m: SourceMigration, dump: asyncio.Future[None]) -> None:
     m.report.memory_complete_ms = float(msg.elapsed_ms)
     m.report.lazy_pages = msg.pages
     m.report.lazy_faults = msg.faults
+    m.report.lazy_fault_wait_ms = float(msg.fault_wait_ms)
+    m.report.lazy_fault_max_ms = float(msg.fault_max_ms)
     m.report.count_pages(msg.bytes)
     m.report.result = "committed"
     m._collect_dump_stats(lazy=True)

@@ -149,6 +149,11 @@ async def start_lazy_pages(criu_bin: str, images_dir: Path, *, address: str, por
 
 _UFFD_PAGES = re.compile(r"UFFD transferred pages: \((\d+)/(\d+)\)")
 _FAULT = re.compile(r"#PF at 0x")
+# "(SS.uuuuuu) uffd: PID-N: #PF at 0xADDR" and "... uffd_copy: 0xADDR/LEN" (debug level)
+_FAULT_AT = re.compile(r"^\((\d+\.\d+)\) uffd: (\d+)-\d+: #PF at 0x([0-9a-f]+)$", re.M)
+_COPY_AT = re.compile(r"^\((\d+\.\d+)\) uffd: (\d+)-\d+: uffd_copy: 0x([0-9a-f]+)/(\d+)$",
+                      re.M)
+_ZERO_AT = re.compile(r"^\((\d+\.\d+)\) uffd: (\d+)-\d+: zero page at 0x([0-9a-f]+)$", re.M)
 
 
 def lazy_pages_transferred(log_path: Path) -> tuple[int, int, int]:
@@ -166,3 +171,39 @@ def lazy_pages_transferred(log_path: Path) -> tuple[int, int, int]:
         copied += int(m.group(1))
         total += int(m.group(2))
     return copied, total, len(_FAULT.findall(text))
+
+
+def lazy_fault_waits(log_path: Path) -> tuple[float, float]:
+    """(all fault waits together, the longest one), in ms, from the lazy-pages daemon's log.
+
+    A fault waits from its ``#PF at`` line until the copy (or zero page) that covers its
+    address; both are stamped by the daemon's own clock, on the node where the workload runs.
+    A fault the log shows no answer to counts until the log's last line.
+    """
+    try:
+        text = log_path.read_text(errors="replace")
+    except FileNotFoundError:
+        return 0.0, 0.0
+    events: list[tuple[float, int, str, int, int]] = []
+    for m in _FAULT_AT.finditer(text):
+        events.append((float(m[1]), m.start(), m[2], int(m[3], 16), 0))
+    for m in _COPY_AT.finditer(text):
+        events.append((float(m[1]), m.start(), m[2], int(m[3], 16), int(m[4])))
+    for m in _ZERO_AT.finditer(text):
+        events.append((float(m[1]), m.start(), m[2], int(m[3], 16), 4096))
+    events.sort(key=lambda e: e[1])  # log order
+    waiting: dict[tuple[str, int], float] = {}
+    total = longest = 0.0
+    for t, _pos, pid, addr, length in events:
+        if not length:
+            waiting.setdefault((pid, addr & ~4095), t)
+            continue
+        for key in [k for k in waiting if k[0] == pid and addr <= k[1] < addr + length]:
+            wait = t - waiting.pop(key)
+            total += wait
+            longest = max(longest, wait)
+    end = max((e[0] for e in events), default=0.0)
+    for since in waiting.values():
+        total += end - since
+        longest = max(longest, end - since)
+    return total * 1000, longest * 1000

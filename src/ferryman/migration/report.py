@@ -36,6 +36,8 @@ class MigrationReport:
     result: str = "failed"  # committed | rolled_back | failed | lost
     destination_node: str = ""
     destination_pid: int | None = None
+    # frozen until the destination resumed it; excludes the post-copy tail's fault waits
+    # (lazy_fault_wait_ms, lazy_fault_max_ms)
     downtime_ms: float | None = None
     freeze_start_ms: float | None = None  # when the freeze began, since the start (as phases)
     total_ms: float = 0.0
@@ -49,6 +51,10 @@ class MigrationReport:
     final_pages: int | None = None  # pages the freezing dump wrote (after pre-copy: the delta)
     lazy_pages: int | None = None
     lazy_faults: int | None = None  # pages fetched on a fault; the rest were pushed
+    # after the resume, the workload's threads waited this long on those faults, all together,
+    # and this long at most on one (measured by the destination's lazy-pages daemon)
+    lazy_fault_wait_ms: float | None = None
+    lazy_fault_max_ms: float | None = None
     # pre-copy: one entry per pre-dump (index, pages_written, pages_skipped, pages_scanned,
     # bytes, seconds, frozen_ms, predicted_downtime_ms), the policy and why it stopped
     iterations: list[dict[str, Any]] = field(default_factory=list)

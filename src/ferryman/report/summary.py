@@ -75,6 +75,10 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
         if r.lazy_faults is not None and r.lazy_pages is not None:
             lines.append(f"               {r.lazy_faults} fetched on a page fault, the other "
                          f"{max(r.lazy_pages - r.lazy_faults, 0)} pushed in the background")
+        if r.lazy_fault_wait_ms is not None:
+            lines.append(f"  fault stall  the workload waited {ms(r.lazy_fault_wait_ms)} on "
+                         f"missing pages after the resume (the longest wait "
+                         f"{ms(r.lazy_fault_max_ms)}; not in the downtime)")
     if view.iterations:
         written = sum(i.pages_written for i in view.iterations)
         lines.append(f"  pre-copy     {len(view.iterations)} iterations, {written} pages "

@@ -378,19 +378,25 @@ class PagesComplete(Message):
     """DESTINATION, post-copy only: every page has arrived; the source may exit.
 
     ``faults``: page faults the workload took (each served on demand); the rest of the pages
-    were pushed in the background.
+    were pushed in the background. ``fault_wait_ms``: the time its threads spent waiting on
+    those faults after the resume, all together; ``fault_max_ms``: the longest single wait
+    (both measured by the lazy-pages daemon that served them).
     """
 
     pages: int
     bytes: int
     elapsed_ms: int
     faults: int = 0
+    fault_wait_ms: int = 0
+    fault_max_ms: int = 0
 
     def __post_init__(self) -> None:
         check_int("PagesComplete", "pages", self.pages)
         check_int("PagesComplete", "bytes", self.bytes)
         check_int("PagesComplete", "elapsed_ms", self.elapsed_ms)
         check_int("PagesComplete", "faults", self.faults)
+        check_int("PagesComplete", "fault_wait_ms", self.fault_wait_ms)
+        check_int("PagesComplete", "fault_max_ms", self.fault_max_ms)
 
 
 @dataclass(frozen=True, slots=True)

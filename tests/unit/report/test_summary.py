@@ -129,3 +129,18 @@ def test_probe_shows_the_client_observed_gap_and_survives_a_file_round_trip() ->
     report = parse_report(data).report
     assert report.probe is not None
     assert report.probe.max_gap_ms == 212.4
+
+
+def test_a_lazy_tail_shows_how_long_the_workload_waited_on_missing_pages() -> None:
+    """Issue 20: a 46 s stall on faults after the resume was reported as "downtime 1.4 s"
+    and nothing else; the summary names it, apart from the downtime."""
+    r = {**samples.postcopy_committed(), "lazy_pages": 1058, "lazy_faults": 1026,
+         "lazy_fault_wait_ms": 43841.0, "lazy_fault_max_ms": 71.5}
+    text = summary(r, full=False)
+    assert "  fault stall  the workload waited 43841 ms on missing pages after the resume " \
+           "(the longest wait 72 ms; not in the downtime)" in text
+    assert "1026 fetched on a page fault, the other 32 pushed in the background" in text
+
+
+def test_no_fault_stall_line_without_the_measurement() -> None:
+    assert "fault stall" not in summary(samples.postcopy_committed(), full=True)

@@ -179,7 +179,8 @@ def test_mappings_are_checked_and_read_only() -> None:
 def test_bytes_stay_out_of_repr() -> None:
     assert "data" not in repr(FileChunk("a", 0, b"secret-bytes"))
     assert "cpuinfo" not in repr(SAMPLES[Hello])
-    assert repr(PagesComplete(1, 2, 3)) == "PagesComplete(pages=1, bytes=2, elapsed_ms=3, faults=0)"
+    assert repr(PagesComplete(1, 2, 3)) == ("PagesComplete(pages=1, bytes=2, elapsed_ms=3, "
+                                            "faults=0, fault_wait_ms=0, fault_max_ms=0)")
 
 
 def test_restore_counts_are_non_negative() -> None:

@@ -27,6 +27,7 @@ Environment: PKI (a directory with ca.pem and vm1/vm2 credentials), SCENARIOS, S
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import signal
@@ -45,6 +46,7 @@ CTL_PORT, AGENT_PORT = 29, 7070
 FAILING_PORT = 7071  # vm2's second agent, whose runc fails every restore
 FAILING_RUNC = Path("/tmp/failing-runc")
 STATE = Path("/var/lib/ferryman")
+AGENT_LOG = "/tmp/agent.log"
 
 
 def emit(key: str, value: object) -> None:
@@ -83,7 +85,7 @@ def status_after(path: str, after: float) -> dict[str, object]:
 
 def destination() -> None:
     STATE.mkdir(parents=True, exist_ok=True)
-    log = open("/tmp/agent.log", "wb")  # noqa: SIM115 - lives as long as the agent
+    log = open(AGENT_LOG, "wb")  # noqa: SIM115 - lives as long as the agent
     ip = os.environ["VM_IP"].split("/")[0]
     agent = subprocess.Popen([*PY, "-m", "ferryman", "-v", "serve", "--listen",
                               f"{ip}:{AGENT_PORT}",
@@ -124,11 +126,23 @@ def destination() -> None:
                 a.wait(10)
             except subprocess.TimeoutExpired:
                 a.kill()
-        tail = Path("/tmp/agent.log").read_text(errors="replace").splitlines()[-40:]
+        tail = Path(AGENT_LOG).read_text(errors="replace").splitlines()[-40:]
         emit("vm2-agent", {"rc": agent.returncode, "log_tail": tail})
 
 
+def resumed_at(pid: int) -> float | None:
+    """vm2's time at which its agent resumed ``pid`` (the last such line in its log)."""
+    found = None
+    for line in Path(AGENT_LOG).read_text(errors="replace").splitlines():
+        if line.endswith(f": PID {pid} resumed"):
+            found = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return found
+
+
 def verify(pid: int, status: str) -> dict[str, object]:
+    """The moved workload's status, with ``post_resume_stall_ms``: the longest it went
+    without a beat after vm2's agent resumed it, all on vm2's clock (from the resume to its
+    first beat here, and between two beats here)."""
     try:
         t0 = time.time()
         os.kill(pid, signal.SIGUSR1)
@@ -138,6 +152,11 @@ def verify(pid: int, status: str) -> dict[str, object]:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    resumed, moved = resumed_at(pid), st.get("moved_at")
+    st["resumed_at"] = resumed
+    if resumed is not None and isinstance(moved, float):
+        st["post_resume_stall_ms"] = round(max((moved - resumed) * 1000,
+                                               float(st["max_gap_here_ms"])), 3)  # type: ignore[arg-type]
     return st
 
 
