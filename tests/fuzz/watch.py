@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.peer import open_fds
+
 GRACE_S = 10.0
 _BAD_LOG = re.compile(r"Traceback|Unhandled exception|exception was never retrieved|"
                       r"Exception in callback")
@@ -25,16 +27,6 @@ _BAD_LOG = re.compile(r"Traceback|Unhandled exception|exception was never retrie
 def tree(root: Path) -> set[str]:
     """Every path under ``root``, relative to it."""
     return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
-def fd_targets(pid: int) -> list[str]:
-    out = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
-        except OSError:
-            continue
-    return out
 
 
 def children(pid: int) -> list[str]:
@@ -72,7 +64,7 @@ class AgentWatch:
 
     def baseline(self) -> None:
         """Now is how the agent should look whenever it is idle."""
-        self.fds = len(fd_targets(self.proc.pid))
+        self.fds = len(open_fds(self.proc.pid))
         self._marker_tree = tree(self.marker)
         self._listings = {d: set(os.listdir(d)) for d in self.owned}
         self._log_at = self.log_path.stat().st_size
@@ -97,7 +89,7 @@ class AgentWatch:
                 problems.append(f"left in {d}: {left[:5]}")
         if kids := children(self.proc.pid):
             problems.append(f"child processes left: {kids[:3]}")
-        fds = fd_targets(self.proc.pid)
+        fds = open_fds(self.proc.pid)
         if len(fds) > self.fds:
             problems.append(f"{len(fds)} fds open, {self.fds} at baseline: {sorted(fds)[-8:]}")
         return problems
