@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ferryman.errors import FerrymanError
+from ferryman.host import procfs
 from ferryman.host.procfs import PROC
 
 POLL_S = 0.0002
@@ -65,7 +66,7 @@ def find_freezer(pid: int, tree_pids: Iterable[int], proc: Path = PROC) -> Freez
     try:
         v1_path, v2_path = parse_cgroup_file((proc / str(pid) / "cgroup").read_text())
         v1_mnt, v2_mnt = parse_mountinfo((proc / "self" / "mountinfo").read_text())
-    except FileNotFoundError:
+    except procfs.GONE:
         return None
     wanted = set(tree_pids)
     candidates = []

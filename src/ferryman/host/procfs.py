@@ -22,10 +22,15 @@ class ProcessIdentity:
     start_time: int  # clock ticks since boot (/proc/PID/stat field 22)
 
 
+# What reading /proc/PID raises once PID has exited: ENOENT after it is reaped, ESRCH while
+# it is being reaped (its directory still lists but its task list and links are gone).
+GONE = (FileNotFoundError, ProcessLookupError)
+
+
 def _read(path: Path, pid: int) -> str:
     try:
         return path.read_text()
-    except (FileNotFoundError, ProcessLookupError) as exc:
+    except GONE as exc:
         raise NoSuchProcess(pid) from exc
 
 
@@ -63,12 +68,12 @@ def children(pid: int, proc: Path = PROC) -> list[int]:
     task_dir = proc / str(pid) / "task"
     try:
         tids = list(task_dir.iterdir())
-    except FileNotFoundError as exc:
+    except GONE as exc:
         raise NoSuchProcess(pid) from exc
     for tid in tids:
         try:
             text = (tid / "children").read_text()
-        except FileNotFoundError:
+        except GONE:
             continue
         out.extend(int(c) for c in text.split())
     return out
@@ -107,7 +112,7 @@ def pid_namespace(pid: int, proc: Path = PROC) -> str:
     """The PID namespace link text, e.g. ``pid:[4026531836]``."""
     try:
         return str((proc / str(pid) / "ns" / "pid").readlink())
-    except FileNotFoundError as exc:
+    except GONE as exc:
         raise NoSuchProcess(pid) from exc
 
 

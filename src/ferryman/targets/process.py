@@ -46,7 +46,7 @@ class ProcessTree:
                     if line.startswith("NSpid:"):
                         ids = line.split()[1:]
                         return len(ids) > 1 and ids[-1] == "1"
-        except FileNotFoundError:
+        except procfs.GONE:
             return False
         return False
 
