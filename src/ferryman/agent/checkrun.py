@@ -17,6 +17,7 @@ from ferryman.agent.source import SourceMigration, SourceOptions
 from ferryman.criu.client import Criu
 from ferryman.host.procfs import identity
 from ferryman.migration.verdict import Status
+from ferryman.mode import Mode
 
 
 @dataclass
@@ -29,7 +30,7 @@ class MigrateOptions(SourceOptions):
 @dataclass(frozen=True, slots=True)
 class CheckOptions:
     source: SourceOptions  # pid, destination, credentials, state dir, criu binary
-    requested: str | None = None
+    requested: Mode | None = None
     synced: tuple[str, ...] = ()
 
 

@@ -67,13 +67,13 @@ from ferryman.migration.phases import (
     DestinationPhase,
     PhaseTracker,
 )
+from ferryman.mode import MODES
 from ferryman.targets.process import ProcessTree
 
 log = logging.getLogger(__name__)
 LAZY_START_AFTER = "pstree.img"  # agent/files.py sends the lazy-pages daemon's images first
 D = DestinationPhase
-SUPPORTED_MODES = ("cold", "postcopy", "precopy", "hybrid")
-PRECOPY_MODES = ("precopy", "hybrid")
+SUPPORTED_MODES = MODES  # every mode: this agent implements them all
 
 
 def read_rate(images: Path, chunk: int = 4 << 20) -> int:
@@ -228,7 +228,7 @@ class DestinationSession:
             # cannot start earlier than the Restore: it reads the images when it starts.)
             return 0
         try:
-            if plan.mode in PRECOPY_MODES:
+            if plan.mode.pre_copies:
                 return await self._open_set(None)
             return await self._start_page_server(workdir, None)
         except FerrymanError as exc:  # CRIU's or the guard's: this node cannot receive now

@@ -31,14 +31,13 @@ from ferryman.migration.checks import NodeFacts, dump_row, source_rows
 from ferryman.migration.modes import choose_mode
 from ferryman.migration.query import encode_query
 from ferryman.migration.verdict import (
-    LAZY_MODES,
-    TRACKING_MODES,
     Row,
     Status,
     Verdict,
     merge,
     rows_from_json,
 )
+from ferryman.mode import MODES, Mode
 from ferryman.wire.messages import MAX_CHECK_JSON_BYTES
 
 if TYPE_CHECKING:
@@ -46,8 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SOURCE_MODES: Final = ("cold", "postcopy", "precopy", "hybrid")  # what agent/source.py does
-AUTO: Final = "auto"  # migrate --mode auto: chosen here, from the verdict's allowed modes
+SOURCE_MODES: Final = MODES  # what agent/source.py does: every mode
 ABORT_TIMEOUT: Final = 10.0
 UNMEASURABLE_LINK_MBPS: Final = 10_000.0  # auto: a link the link test cannot time
 
@@ -81,7 +79,7 @@ class CheckResult:
 
 
 async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wire.Hello, *,
-                          pid: int, workdir: Path, requested: str | None,
+                          pid: int, workdir: Path, requested: Mode | None,
                           synced: Sequence[str] = (), timeout: float = 120.0,
                           dry_run_unless_refused: bool = False, moved: Sequence[str] = (),
                           tcp_established: bool = False) -> CheckResult:
@@ -127,7 +125,7 @@ async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wir
     return CheckResult(verdict, workload, dest_node, dry_dir / "dry-run.log", result)
 
 
-def refusal(verdict: Verdict, mode: str, *, force: bool) -> PreflightFailed | None:
+def refusal(verdict: Verdict, mode: Mode, *, force: bool) -> PreflightFailed | None:
     """Why ``ferryman migrate --mode MODE`` must not go on, or None."""
     if mode not in verdict.supported:
         return PreflightFailed(f"mode {mode} is not supported by both nodes",
@@ -166,7 +164,7 @@ async def check_before_plan(m: SourceMigration, ours: wire.Hello, theirs: wire.H
         log.warning("pre-flight check skipped (test-only option)")
         return
     o.progress("CHECKING", "pre-flight checks on both nodes")
-    requested = None if o.mode == AUTO else o.mode
+    requested = o.mode if o.mode.decided else None
     result = await collect_verdict(m.ch, m.criu, ours, theirs, pid=o.pid, workdir=m.workdir,
                                    requested=requested, synced=policy.synced,
                                    timeout=o.timeouts.plan, dry_run_unless_refused=True,
@@ -193,7 +191,7 @@ async def check_before_plan(m: SourceMigration, ours: wire.Hello, theirs: wire.H
                else "passed")
 
 
-async def choose_auto_mode(m: SourceMigration, v: Verdict) -> str | None:
+async def choose_auto_mode(m: SourceMigration, v: Verdict) -> Mode | None:
     """``--mode auto``: :func:`ferryman.migration.modes.choose_mode` over what the verdict
     allows, with the workload's dirty rate measured (soft-dirty, half a second) when the
     source can track it; the reason goes into the report. None if no mode is allowed."""
@@ -201,8 +199,8 @@ async def choose_auto_mode(m: SourceMigration, v: Verdict) -> str | None:
     candidates = v.auto_candidates(no_postcopy=pc.no_postcopy)
     if not candidates:
         return None
-    tracking = bool(TRACKING_MODES & set(candidates))
-    lazy = bool(LAZY_MODES & set(candidates))
+    tracking = any(c.pre_copies for c in candidates)
+    lazy = any(c.lazy for c in candidates)
     rate = None
     if tracking and m.tree is not None:
         rate = await asyncio.to_thread(probe_dirty_rate, m.tree.pids())
@@ -214,7 +212,7 @@ async def choose_auto_mode(m: SourceMigration, v: Verdict) -> str | None:
                          fixed_cost_ms=fixed_cost_ms(m.report.dry_run_freeze_ms,
                                                      pc.fixed_cost_ms))
     # candidates: warning-free first, cold before post-copy (never risks the workload)
-    mode = str(choice.mode) if choice.mode in candidates else candidates[0]
+    mode = choice.mode if choice.mode in candidates else candidates[0]
     reason = choice.reason
     if mode != choice.mode:
         reason += f"; {choice.mode} is not allowed here, so {mode}"

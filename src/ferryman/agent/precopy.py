@@ -38,6 +38,7 @@ from ferryman.migration.convergence import (
     from_criu_stats,
 )
 from ferryman.migration.phases import SourcePhase
+from ferryman.mode import Mode
 
 if TYPE_CHECKING:
     from ferryman.agent.source import SourceMigration
@@ -184,7 +185,7 @@ async def run_iterations(m: SourceMigration, first_port: int, *, hybrid: bool,
     r.bandwidth_bytes_per_s = env.bandwidth_bytes_per_s
     r.switched_to_postcopy = verdict.decision is Decision.SWITCH_TO_POSTCOPY
     if r.switched_to_postcopy:
-        r.mode = "hybrid"
+        r.mode = Mode.HYBRID
     m.o.progress("ITERATING", f"{len(history)} pre-dumps; {verdict.reason}"
                  + ("; final step lazy" if lazy else ""))
     return FinalStep(port, lazy, set_name(len(history)), verdict)

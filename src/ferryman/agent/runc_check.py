@@ -17,7 +17,8 @@ from ferryman.agent.source import SourceMigration, SourceOptions
 from ferryman.criu.client import Criu
 from ferryman.errors import RuncError
 from ferryman.migration.runc_checks import CONTAINER_MODES, ContainerFacts, runc_rows
-from ferryman.migration.verdict import MODES, Verdict, merge
+from ferryman.migration.verdict import Verdict, merge
+from ferryman.mode import MODES, Mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +28,7 @@ class RuncCheckResult:
     destination: str
 
 
-async def run_runc_check(target: RuncTarget, o: SourceOptions, requested: str | None
+async def run_runc_check(target: RuncTarget, o: SourceOptions, requested: Mode | None
                          ) -> RuncCheckResult:
     try:
         box = await SourceContainer.open(target)

@@ -63,6 +63,7 @@ from ferryman.host.fifos import boot_id
 from ferryman.host.inflight import InFlight
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.report import MigrationReport, PhaseTiming
+from ferryman.mode import Mode
 from ferryman.pki import NodeCredentials, tls
 from ferryman.targets.process import ProcessTree
 from ferryman.targets.runc_checkpoint import Dumper
@@ -80,7 +81,7 @@ class SourceOptions:
     port: int
     creds: NodeCredentials
     state_dir: Path
-    mode: str = "cold"
+    mode: Mode = Mode.COLD
     tcp_established: bool = False
     move_address: MoveAddress | None = None
     criu_bin: str = "criu"
@@ -195,8 +196,8 @@ class SourceMigration:
         self.report.destination_node = theirs.node
         if self.box is None:  # a container is checked by runc and the destination's plan
             await check_before_plan(self, hello, theirs)  # refuses before any freeze
-        lazy = o.mode == "postcopy"
-        if o.mode in ("postcopy", "hybrid"):
+        lazy = o.mode.lazy_from_start
+        if o.mode.lazy:
             for feats, node in ((hello.features, o.creds.name), (theirs.features, theirs.node)):
                 why = postcopy_blocker(feats, node)
                 if why is not None:
@@ -207,7 +208,7 @@ class SourceMigration:
                 f"the destination has {theirs.free_disk >> 20} MiB free for images, the "
                 f"workload needs about {need >> 20} MiB",
                 hint="free disk space in the destination agent's --state-dir")
-        if o.mode in ("precopy", "hybrid") and not hello.features.get("mem_track", False):
+        if o.mode.pre_copies and not hello.features.get("mem_track", False):
             raise CriuFeatureMissing("soft-dirty memory tracking (mem_track)",
                                      f"use --mode cold or postcopy: pre-copy needs "
                                      f"CONFIG_MEM_SOFT_DIRTY on {o.creds.name}")
@@ -223,13 +224,13 @@ class SourceMigration:
             raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
         self.sync_port = answer.sync_port
         port = answer.page_server_port
-        if o.mode in ("precopy", "hybrid"):
+        if o.mode.pre_copies:
             self._phase(S.PLANNED, f"pre-copy into page servers on {theirs.node}")
             if self.box is not None:  # the container's files first, while it runs
                 await source_presync(self, self.box, self.sync_port)
             postcopy_ok = not o.precopy.no_postcopy and all(
                 postcopy_blocker(f, "") is None for f in (hello.features, theirs.features))
-            final = await run_iterations(self, port, hybrid=o.mode == "hybrid",
+            final = await run_iterations(self, port, hybrid=o.mode.lazy,
                                          postcopy_allowed=postcopy_ok)
             lazy, port, self.parent = final.lazy, final.port, final.parent
         else:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ferryman.cli.common import add_sync_option, parse_endpoint, synced_paths
 from ferryman.errors import PreflightFailed, UsageError
-from ferryman.migration.verdict import MODES, Status, Verdict
+from ferryman.migration.verdict import Status, Verdict
+from ferryman.mode import MODES, Mode
 from ferryman.safetext import printable
 
 DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
@@ -30,7 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--to", required=True, metavar="IP:PORT", help="the destination agent")
     p.add_argument("--pki", required=True, type=Path, metavar="DIR", help="cluster PKI directory")
     p.add_argument("--name", required=True, help="this node's name (its certificate)")
-    p.add_argument("--mode", choices=MODES, help="the mode to check (default: any)")
+    p.add_argument("--mode", type=Mode, choices=MODES,
+                   help="the mode to check (default: any)")
     add_sync_option(p)
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,

@@ -23,20 +23,12 @@ Without ``mem_track`` there is no pre-dump at all (CRIU aborts without soft-dirt
 
 from __future__ import annotations
 
-import enum
 import math
 from typing import NamedTuple
 
+from ferryman.mode import Mode
+
 __all__ = ["Mode", "ModeChoice", "choose_mode", "cold_downtime_ms"]
-
-
-class Mode(enum.StrEnum):
-    """Migration modes; the values are ``wire.MODES``."""
-
-    COLD = "cold"
-    POSTCOPY = "postcopy"
-    PRECOPY = "precopy"
-    HYBRID = "hybrid"
 
 
 class ModeChoice(NamedTuple):
