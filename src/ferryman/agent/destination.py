@@ -26,7 +26,6 @@ from ferryman.agent.fifos import keep_shared_fifo_data
 from ferryman.agent.files import (
     EMPTY_SHA256,
     Receiver,
-    TransferError,
     file_messages,
     image_sets,
     remove_images,
@@ -58,10 +57,13 @@ from ferryman.errors import (
     CriuFeatureMissing,
     FerrymanError,
     PeerLost,
+    Refusal,
     RemoteError,
     RuncError,
+    TransferError,
 )
 from ferryman.host import addresses, portguard, procfs
+from ferryman.host.pages import PAGE_SIZE
 from ferryman.migration.phases import (
     DESTINATION_TABLE,
     DestinationPhase,
@@ -103,12 +105,6 @@ def remove_incomplete(state_dir: Path) -> list[str]:
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d.name)
     return removed
-
-
-class Refusal(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class DestinationSession:
@@ -527,7 +523,7 @@ class DestinationSession:
         elapsed = int((time.monotonic() - resumed_at) * 1000)
         log.info("all %d lazy pages arrived in %d ms (%d faults, %.0f ms waited on them, "
                  "%.0f ms the longest)", copied, elapsed, faults, waited, longest)
-        await self.ch.send(wire.PagesComplete(pages=copied, bytes=copied * 4096, faults=faults,
+        await self.ch.send(wire.PagesComplete(pages=copied, bytes=copied * PAGE_SIZE, faults=faults,
                                               elapsed_ms=elapsed, fault_wait_ms=round(waited),
                                               fault_max_ms=round(longest)))
 

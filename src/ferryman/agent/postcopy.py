@@ -20,6 +20,7 @@ from ferryman.criu.page_server import free_port
 from ferryman.errors import FerrymanError, WorkloadLost
 from ferryman.host import sourcecopy
 from ferryman.migration.phases import SourcePhase
+from ferryman.migration.report import Result
 
 if TYPE_CHECKING:
     from ferryman.agent.source import SourceMigration
@@ -121,7 +122,7 @@ async def _page_tail(m: SourceMigration, dump: asyncio.Future[None]) -> None:
     m.report.lazy_fault_wait_ms = float(msg.fault_wait_ms)
     m.report.lazy_fault_max_ms = float(msg.fault_max_ms)
     m.report.count_pages(msg.bytes)
-    m.report.result = "committed"
+    m.report.result = Result.COMMITTED
     m._collect_dump_stats(lazy=True)
     m._phase(S.DONE, f"all {msg.pages} pages arrived in {msg.elapsed_ms} ms")
 
@@ -133,7 +134,7 @@ async def lost(m: SourceMigration, exc: BaseException, dump: asyncio.Future[None
     await asyncio.gather(dump, return_exceptions=True)
     m.tree.kill()
     m._phase(S.LOST, str(exc))
-    m.report.result = "lost"
+    m.report.result = Result.LOST
     raise WorkloadLost(m.o.pid, getattr(exc, "message", str(exc))) from exc
 
 

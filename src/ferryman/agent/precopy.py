@@ -20,10 +20,16 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Final
 
 from ferryman import wire
-from ferryman.agent.files import SET_PREFIX, Receiver, TransferError, set_name
+from ferryman.agent.files import SET_PREFIX, Receiver, set_name
 from ferryman.criu.client import PageServerAddress, TlsFiles
 from ferryman.criu.stats import DUMP_STATS, read_stats
-from ferryman.errors import FerrymanError, MigrationRolledBack, RemoteError, UsageError
+from ferryman.errors import (
+    FerrymanError,
+    MigrationRolledBack,
+    RemoteError,
+    TransferError,
+    UsageError,
+)
 from ferryman.migration.convergence import (
     BudgetPolicy,
     ConvergencePolicy,
@@ -32,12 +38,13 @@ from ferryman.migration.convergence import (
     IterationStats,
     LxdPolicy,
     PhaulPolicy,
+    Ruling,
     TransferFit,
-    Verdict,
     fit_transfer,
     from_criu_stats,
 )
 from ferryman.migration.phases import SourcePhase
+from ferryman.migration.report import Result
 from ferryman.mode import Mode
 
 if TYPE_CHECKING:
@@ -135,7 +142,7 @@ class FinalStep:
     port: int
     lazy: bool
     parent: str
-    verdict: Verdict
+    verdict: Ruling
 
 
 async def run_iterations(m: SourceMigration, first_port: int, *, hybrid: bool,
@@ -258,7 +265,7 @@ async def _abandon(m: SourceMigration, exc: BaseException) -> None:
         except FerrymanError as err:
             log.info("destination did not acknowledge the abort: %s", err)
     m.tracker.advance(S.ROLLED_BACK)
-    m.report.result = "rolled_back"
+    m.report.result = Result.ROLLED_BACK
     code = exc.code if isinstance(exc, RemoteError) else ""
     raise MigrationRolledBack(getattr(exc, "message", str(exc)),
                               hint=getattr(exc, "hint", None), cause_code=code) from exc

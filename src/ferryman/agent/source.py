@@ -61,8 +61,9 @@ from ferryman.host import (
 from ferryman.host.addresses import MoveAddress
 from ferryman.host.fifos import boot_id
 from ferryman.host.inflight import InFlight
+from ferryman.host.pages import PAGE_SIZE
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
-from ferryman.migration.report import MigrationReport, PhaseTiming
+from ferryman.migration.report import MigrationReport, PhaseTiming, Result
 from ferryman.mode import Mode
 from ferryman.pki import NodeCredentials, tls
 from ferryman.targets.process import ProcessTree
@@ -414,7 +415,7 @@ class SourceMigration:
             raise PeerLost(self.ch.peer, f"{self.report.destination_node} did not confirm the "
                            f"commit: {exc.message}", hint=where) from exc
         self.report.destination_pid = done.pid
-        self.report.result = "committed"
+        self.report.result = Result.COMMITTED
         self._phase(S.DONE, f"running on {self.report.destination_node} as PID {done.pid}")
 
     async def _await_committed(self) -> wire.Committed:
@@ -503,11 +504,11 @@ class SourceMigration:
         self._collect_dump_stats()
         if not self.tree.alive():
             self._phase(S.LOST)
-            self.report.result = "lost"
+            self.report.result = Result.LOST
             raise FerrymanError(f"workload PID {self.o.pid} did not survive the failed "
                                 f"migration: {exc}") from exc
         self._phase(S.ROLLED_BACK)
-        self.report.result = "rolled_back"
+        self.report.result = Result.ROLLED_BACK
         hint = getattr(exc, "hint", None)
         raise MigrationRolledBack(getattr(exc, "message", str(exc)), hint=hint) from exc
 
@@ -516,7 +517,7 @@ class SourceMigration:
         if stats and not lazy:  # lazy stats-dump is garbage (docs/ARCHITECTURE.md, "CRIU facts")
             self.report.criu["dump"] = stats
             self.report.final_pages = stats.get("pages_written", 0)
-            self.report.count_pages(stats.get("pages_written", 0) * 4096)
+            self.report.count_pages(stats.get("pages_written", 0) * PAGE_SIZE)
         for p in self.workdir.glob("*.log"):
             self.report.logs[p.stem] = str(p)
 
