@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import signal
-import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -33,9 +32,10 @@ from ferryman.agent.container import (
 )
 from ferryman.agent.files import file_messages, image_files, remove_images
 from ferryman.agent.gate import check_before_plan
-from ferryman.agent.hello import exchange_hello, local_hello, postcopy_blocker
+from ferryman.agent.hello import postcopy_blocker
 from ferryman.agent.postcopy import announce_restore, run_postcopy
 from ferryman.agent.precopy import PrecopyOptions, run_iterations
+from ferryman.agent.session import greet
 from ferryman.criu import unix_images
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
 from ferryman.criu.page_server import free_port
@@ -45,8 +45,6 @@ from ferryman.errors import (
     FerrymanError,
     MigrationRolledBack,
     PeerLost,
-    PeerRejected,
-    PeerUnreachable,
     RemoteError,
 )
 from ferryman.host import (
@@ -65,7 +63,7 @@ from ferryman.host.pages import PAGE_SIZE
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.report import MigrationReport, PhaseTiming, Result
 from ferryman.mode import Mode
-from ferryman.pki import NodeCredentials, tls
+from ferryman.pki import NodeCredentials
 from ferryman.targets.process import ProcessTree
 from ferryman.targets.runc_checkpoint import Dumper
 
@@ -154,29 +152,6 @@ class SourceMigration:
                 await self.ch.close()
         return self.report
 
-    async def _connect(self) -> Channel:
-        ctx = tls.client_context(self.o.creds)
-        peer = f"{self.o.host}:{self.o.port}"
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.o.host, self.o.port, ssl=ctx,
-                                        server_hostname=self.o.host),
-                self.o.timeouts.hello)
-        except ssl.SSLCertVerificationError as exc:
-            raise PeerRejected(peer, f"the destination's certificate is not valid: "
-                               f"{exc.verify_message}",
-                               hint="issue the agent's certificate from the same cluster CA, "
-                                    "with its IP (--ip)") from exc
-        except ssl.SSLError as exc:
-            raise PeerRejected(peer, f"TLS handshake with {peer} failed: {exc.reason}",
-                               hint="both nodes need certificates from the same cluster CA"
-                               ) from exc
-        except (OSError, TimeoutError) as exc:
-            raise PeerUnreachable(peer, f"cannot reach the agent at {peer}: {exc}",
-                                  hint="start 'ferryman serve' there and check the address"
-                                  ) from exc
-        return Channel(reader, writer, wire.Role.SOURCE, peer)
-
     async def _run(self) -> None:
         o = self.o
         if o.container is not None:  # NoSuchContainer, RuncMissing before anything else
@@ -186,14 +161,10 @@ class SourceMigration:
         self.workdir.mkdir(parents=True, mode=0o700)
         lockguard.start(os.getpid(), self.workdir)  # CRIU's network lock, should we die
         self.o.progress("HELLO", f"connecting to {o.host}:{o.port}")
-        ours = asyncio.ensure_future(local_hello(self.criu, o.creds.name, o.state_dir))
-        try:
-            self.ch = ch = await self._connect()  # meanwhile criu describes this node
-        finally:
-            if not ours.done():
-                await asyncio.wait({ours})
-        hello = ours.result()
-        theirs = await exchange_hello(ch, hello, o.timeouts.hello)
+        greeted = await greet(self.criu, o.creds, o.state_dir, host=o.host, port=o.port,
+                              timeout=o.timeouts.hello)  # criu describes us meanwhile
+        self.ch = ch = greeted.ch
+        hello, theirs = greeted.ours, greeted.theirs
         self.report.destination_node = theirs.node
         if self.box is None:  # a container is checked by runc and the destination's plan
             await check_before_plan(self, hello, theirs)  # refuses before any freeze
