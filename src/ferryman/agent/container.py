@@ -39,7 +39,6 @@ from ferryman.fs import rsync, snapshot
 from ferryman.fs.server import SyncServer
 from ferryman.migration.phases import SourcePhase
 from ferryman.migration.runc_checks import RSYNC_FEATURE, RUNC_FEATURE
-from ferryman.mode import Mode
 from ferryman.pki import NodeCredentials, tls
 from ferryman.targets import runc_checkpoint
 from ferryman.targets.runc import (
@@ -286,8 +285,6 @@ async def source_open(m: SourceMigration, target: RuncTarget) -> SourceContainer
     box = await SourceContainer.open(target)
     m.o.pid = m.report.source_pid = box.pid
     m.report.container = target.id
-    if not m.o.mode.decided:  # the process pre-flight does not apply; cold risks nothing
-        m.o.mode = m.report.mode = Mode.COLD
     m.dumper = box.dumper(m.workdir / "runc-hold", on_frozen=lambda: box.start_final_sync(
         m.ch.peer_ip if m.ch else "", m.sync_port, m.o.creds), timings=m.report.sync)
     m.o.progress("HELLO", f"runc container {target.id}: PID {box.pid}, bundle "

@@ -35,7 +35,6 @@ from ferryman.agent.hello import (
     identity_mismatch,
     local_hello,
     node_features,
-    postcopy_blocker,
 )
 from ferryman.agent.limits import Slots
 from ferryman.agent.orphans import has_outcome, orphan_record, write_outcome
@@ -69,6 +68,7 @@ from ferryman.migration.phases import (
     DestinationPhase,
     PhaseTracker,
 )
+from ferryman.migration.plan import postcopy_blocker
 from ferryman.mode import MODES
 from ferryman.targets.process import ProcessTree
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from ferryman.agent.container import RuncTarget, SourceContainer, tools_present
 from ferryman.agent.gate import end_check
-from ferryman.agent.hello import postcopy_blocker
 from ferryman.agent.session import greet
 from ferryman.agent.source import SourceOptions
 from ferryman.criu.client import Criu
 from ferryman.errors import RuncError
+from ferryman.migration.plan import postcopy_blocker
 from ferryman.migration.runc_checks import CONTAINER_MODES, ContainerFacts, runc_rows
 from ferryman.migration.verdict import Verdict, merge
 from ferryman.mode import MODES, Mode

@@ -31,8 +31,7 @@ from ferryman.agent.container import (
     source_presync,
 )
 from ferryman.agent.files import file_messages, image_files, remove_images
-from ferryman.agent.gate import check_before_plan
-from ferryman.agent.hello import postcopy_blocker
+from ferryman.agent.gate import check_before_plan, plan_migration
 from ferryman.agent.postcopy import announce_restore, run_postcopy
 from ferryman.agent.precopy import PrecopyOptions, run_iterations
 from ferryman.agent.session import greet
@@ -41,7 +40,6 @@ from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
 from ferryman.criu.page_server import free_port
 from ferryman.criu.stats import DUMP_STATS, read_stats
 from ferryman.errors import (
-    CriuFeatureMissing,
     FerrymanError,
     MigrationRolledBack,
     PeerLost,
@@ -61,6 +59,7 @@ from ferryman.host.fifos import boot_id
 from ferryman.host.inflight import InFlight
 from ferryman.host.pages import PAGE_SIZE
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
+from ferryman.migration.plan import Plan
 from ferryman.migration.report import MigrationReport, PhaseTiming, Result
 from ferryman.mode import Mode
 from ferryman.pki import NodeCredentials
@@ -70,7 +69,6 @@ from ferryman.targets.runc_checkpoint import Dumper
 log = logging.getLogger(__name__)
 S = SourcePhase
 ProgressFn = Callable[[str, str], None]
-DISK_MARGIN = 64 << 20
 
 
 @dataclass
@@ -119,6 +117,7 @@ class SourceMigration:
         self.parent: str | None = None  # the last pre-dump's set, parent of the final dump
         self.dumper: Dumper = self.criu  # runc's checkpoint for a container
         self.box: SourceContainer | None = None
+        self.plan: Plan | None = None  # decided once after Hello (migration/plan.py)
         self.sync_port = 0
         self.lock: asyncio.Future[netlock.NetworkLock] | None = None  # CRIU's, on this node
         self.lock_release: asyncio.Future[list[str]] | None = None  # alongside the commit
@@ -166,27 +165,15 @@ class SourceMigration:
         self.ch = ch = greeted.ch
         hello, theirs = greeted.ours, greeted.theirs
         self.report.destination_node = theirs.node
+        pre = None
         if self.box is None:  # a container is checked by runc and the destination's plan
-            await check_before_plan(self, hello, theirs)  # refuses before any freeze
-        lazy = o.mode.lazy_from_start
-        if o.mode.lazy:
-            for feats, node in ((hello.features, o.creds.name), (theirs.features, theirs.node)):
-                why = postcopy_blocker(feats, node)
-                if why is not None:
-                    raise CriuFeatureMissing("lazy pages", why)
-        need = (0 if lazy else self.report.rss_bytes) + DISK_MARGIN
-        if theirs.free_disk < need:
-            raise FerrymanError(
-                f"the destination has {theirs.free_disk >> 20} MiB free for images, the "
-                f"workload needs about {need >> 20} MiB",
-                hint="free disk space in the destination agent's --state-dir")
-        if o.mode.pre_copies and not hello.features.get("mem_track", False):
-            raise CriuFeatureMissing("soft-dirty memory tracking (mem_track)",
-                                     f"use --mode cold or postcopy: pre-copy needs "
-                                     f"CONFIG_MEM_SOFT_DIRTY on {o.creds.name}")
+            pre = await check_before_plan(self, hello, theirs)  # no freeze before the verdict
+        self.plan = plan = await plan_migration(self, hello, theirs, pre)  # once; frozen
+        self.report.mode = plan.mode
+        lazy = plan.lazy
         if lazy:  # known now, the destination can start its lazy-pages daemon early
             self.ps_port = free_port(ch.local_ip)
-        await ch.send(wire.Plan(migration_id=self.id, mode=o.mode, pid=o.pid, lazy=lazy,
+        await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=o.pid, lazy=lazy,
                                 tcp_established=o.tcp_established,
                                 move_address=str(o.move_address or ""),
                                 target=self.box.planned().to_json() if self.box else "",
@@ -196,14 +183,12 @@ class SourceMigration:
             raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
         self.sync_port = answer.sync_port
         port = answer.page_server_port
-        if o.mode.pre_copies:
+        if plan.pre_copies:
             self._phase(S.PLANNED, f"pre-copy into page servers on {theirs.node}")
             if self.box is not None:  # the container's files first, while it runs
                 await source_presync(self, self.box, self.sync_port)
-            postcopy_ok = not o.precopy.no_postcopy and all(
-                postcopy_blocker(f, "") is None for f in (hello.features, theirs.features))
-            final = await run_iterations(self, port, hybrid=o.mode.lazy,
-                                         postcopy_allowed=postcopy_ok)
+            final = await run_iterations(self, port, hybrid=plan.mode.lazy,
+                                         postcopy_allowed=plan.postcopy_allowed)
             lazy, port, self.parent = final.lazy, final.port, final.parent
         else:
             self._phase(S.PLANNED, "post-copy: pages will follow on demand" if lazy
