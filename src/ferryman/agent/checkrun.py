@@ -12,8 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from ferryman.agent.gate import CheckResult, PreflightPolicy, collect_verdict, end_check
+from ferryman.agent.role import SourceOptions
 from ferryman.agent.session import greet
-from ferryman.agent.source import SourceOptions
 from ferryman.criu.client import Criu
 from ferryman.host.procfs import identity
 from ferryman.migration.verdict import Status

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.link import measure_link
-from ferryman.agent.precopy import fixed_cost_ms
 from ferryman.criu.client import Criu
 from ferryman.criu.dryrun import DryRun, dry_run_dump, transient
 from ferryman.criu.probe import probe_features
@@ -30,6 +29,7 @@ from ferryman.host.inspect import WorkloadFacts, inspect_workload
 from ferryman.migration.checks import NodeFacts, dump_row, source_rows
 from ferryman.migration.modes import ModeChoice, choose_mode
 from ferryman.migration.plan import Node, Plan, PlanOptions, decide
+from ferryman.migration.precopy_plan import fixed_cost_ms
 from ferryman.migration.query import encode_query
 from ferryman.migration.verdict import (
     Row,
@@ -42,7 +42,7 @@ from ferryman.mode import MODES, Mode
 from ferryman.wire.messages import MAX_CHECK_JSON_BYTES
 
 if TYPE_CHECKING:
-    from ferryman.agent.source import SourceMigration
+    from ferryman.agent.role import SourceRole
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class Preflight:
     measured: str = ""
 
 
-async def check_before_plan(m: SourceMigration, ours: wire.Hello, theirs: wire.Hello
+async def check_before_plan(m: SourceRole, ours: wire.Hello, theirs: wire.Hello
                             ) -> Preflight | None:
     """``ferryman migrate``'s pre-flight, between Hello and Plan: the verdict (and auto's
     measurements). None when skipped (test-only). Nothing is decided here: see
@@ -172,12 +172,12 @@ async def check_before_plan(m: SourceMigration, ours: wire.Hello, theirs: wire.H
     return Preflight(v) if auto is None else Preflight(v, *auto)
 
 
-def preflight_policy(m: SourceMigration) -> PreflightPolicy:
+def preflight_policy(m: SourceRole) -> PreflightPolicy:
     o = m.o
     return o.preflight if isinstance(o, HasPreflightPolicy) else PreflightPolicy()
 
 
-async def plan_migration(m: SourceMigration, ours: wire.Hello, theirs: wire.Hello,
+async def plan_migration(m: SourceRole, ours: wire.Hello, theirs: wire.Hello,
                          pre: Preflight | None) -> Plan:
     """:func:`ferryman.migration.plan.decide`, once. A refusal by the pre-flight ends the
     conversation cleanly (Abort) before PreflightFailed is raised; nothing was frozen."""
@@ -207,7 +207,7 @@ async def plan_migration(m: SourceMigration, ours: wire.Hello, theirs: wire.Hell
     return plan
 
 
-async def choose_auto_mode(m: SourceMigration, v: Verdict) -> tuple[ModeChoice, str] | None:
+async def choose_auto_mode(m: SourceRole, v: Verdict) -> tuple[ModeChoice, str] | None:
     """``--mode auto``'s measurements: :func:`ferryman.migration.modes.choose_mode` over
     what the verdict allows, with the workload's dirty rate measured (soft-dirty, half a
     second) when the source can track it, and the link. The choice, and the facts it was
@@ -233,7 +233,7 @@ async def choose_auto_mode(m: SourceMigration, v: Verdict) -> tuple[ModeChoice, 
     return choice, measured
 
 
-async def _link(m: SourceMigration) -> tuple[float, str]:
+async def _link(m: SourceRole) -> tuple[float, str]:
     """The link rate for the choice (bytes/s), and whether it was 'assumed' or 'measured'."""
     pc = m.o.precopy
     if pc.link_mbps is not None:

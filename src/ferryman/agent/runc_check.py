@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from ferryman.agent.container import RuncTarget, SourceContainer, tools_present
 from ferryman.agent.gate import end_check
+from ferryman.agent.role import SourceOptions
 from ferryman.agent.session import greet
-from ferryman.agent.source import SourceOptions
 from ferryman.criu.client import Criu
 from ferryman.errors import RuncError
 from ferryman.migration.plan import postcopy_blocker

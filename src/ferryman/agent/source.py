@@ -15,16 +15,11 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from ferryman import testhooks, wire
 from ferryman.agent import fifos
 from ferryman.agent.channel import Channel
-from ferryman.agent.config import Timeouts
 from ferryman.agent.container import (
-    RuncTarget,
     SourceContainer,
     source_final_sync,
     source_open,
@@ -33,7 +28,8 @@ from ferryman.agent.container import (
 from ferryman.agent.files import file_messages, image_files, remove_images
 from ferryman.agent.gate import check_before_plan, plan_migration
 from ferryman.agent.postcopy import announce_restore, run_postcopy
-from ferryman.agent.precopy import PrecopyOptions, run_iterations
+from ferryman.agent.precopy import run_iterations
+from ferryman.agent.role import ProgressFn, SourceOptions
 from ferryman.agent.session import greet
 from ferryman.criu import unix_images
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
@@ -54,40 +50,20 @@ from ferryman.host import (
     sourcecopy,
     unix_names,
 )
-from ferryman.host.addresses import MoveAddress
 from ferryman.host.fifos import boot_id
 from ferryman.host.inflight import InFlight
 from ferryman.host.pages import PAGE_SIZE
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.plan import Plan
 from ferryman.migration.report import MigrationReport, PhaseTiming, Result
-from ferryman.mode import Mode
-from ferryman.pki import NodeCredentials
 from ferryman.targets.process import ProcessTree
 from ferryman.targets.runc_checkpoint import Dumper
 
+# SourceOptions and ProgressFn live in agent/role.py; importable from here too.
+__all__ = ["ProgressFn", "SourceMigration", "SourceOptions"]
+
 log = logging.getLogger(__name__)
 S = SourcePhase
-ProgressFn = Callable[[str, str], None]
-
-
-@dataclass
-class SourceOptions:
-    pid: int
-    host: str
-    port: int
-    creds: NodeCredentials
-    state_dir: Path
-    mode: Mode = Mode.COLD
-    tcp_established: bool = False
-    move_address: MoveAddress | None = None
-    criu_bin: str = "criu"
-    precopy: PrecopyOptions = field(default_factory=PrecopyOptions)
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    progress: ProgressFn = lambda phase, detail: None
-    container: RuncTarget | None = None  # a runc container instead of ``pid``
-
-
 class SourceMigration:
     def __init__(self, opts: SourceOptions) -> None:
         self.o = opts
@@ -126,7 +102,7 @@ class SourceMigration:
         self.fifo_devices: dict[str, int] = {}  # FIFOs with data the frozen tree holds
         self.parked: list[unix_names.ParkedName] = []  # its unix socket names, kept
 
-    def _phase(self, phase: SourcePhase, detail: str = "") -> None:
+    def phase(self, phase: SourcePhase, detail: str = "") -> None:
         self.tracker.advance(phase)
         self.o.progress(str(phase), detail)
 
@@ -184,16 +160,18 @@ class SourceMigration:
         self.sync_port = answer.sync_port
         port = answer.page_server_port
         if plan.pre_copies:
-            self._phase(S.PLANNED, f"pre-copy into page servers on {theirs.node}")
+            self.phase(S.PLANNED, f"pre-copy into page servers on {theirs.node}")
             if self.box is not None:  # the container's files first, while it runs
                 await source_presync(self, self.box, self.sync_port)
             final = await run_iterations(self, port, hybrid=plan.mode.lazy,
                                          postcopy_allowed=plan.postcopy_allowed)
             lazy, port, self.parent = final.lazy, final.port, final.parent
         else:
-            self._phase(S.PLANNED, "post-copy: pages will follow on demand" if lazy
+            self.phase(S.PLANNED, "post-copy: pages will follow on demand" if lazy
                         else f"page server on port {port}")
         self.lazy = lazy
+        if self.box is not None:  # the container's files while it runs (once: pre-copy's
+            await source_presync(self, self.box, self.sync_port)  # pre-sync counts)
         if lazy:
             await run_postcopy(self)
         else:
@@ -203,16 +181,14 @@ class SourceMigration:
         o = self.o
         assert self.ch is not None
         c = o.creds
-        if self.box is not None:  # the container's files, while it runs
-            await source_presync(self, self.box, self.sync_port)
-        self._phase(S.FREEZING, f"dumping PID {o.pid}")
+        self.phase(S.FREEZING, f"dumping PID {o.pid}")
         self.freeze_at = time.monotonic()
-        cgroup = self._find_freezer()
+        cgroup = self.find_freezer()
         try:
             await self.dumper.dump(o.pid, self.workdir,
                                  page_server=PageServerAddress(o.host, ps_port),
                                  tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
-                                 on_notify=self._on_notify, freeze_cgroup=cgroup,
+                                 on_notify=self.on_notify, freeze_cgroup=cgroup,
                                  tcp_established=o.tcp_established,
                                  track_mem=self.parent is not None, parent=self.parent)
             self._thaw_cgroup()  # empty now, or holding the restored tree on a shared host
@@ -220,12 +196,12 @@ class SourceMigration:
             if self.tracker.phase == S.COMMITTED:
                 log.warning("criu reported an error after the point of no return: %s", exc)
             else:
-                await self._roll_back(exc)
+                await self.roll_back(exc)
                 return
-        self._collect_dump_stats()
+        self.collect_dump_stats()
         await self._commit()
 
-    def _queue_stop_source(self) -> None:
+    def queue_stop_source(self) -> None:
         """Queue a SIGSTOP to every source task (they are frozen by CRIU; it waits there)."""
         assert self.tree is not None
         self.stopped_source = self.tree.pids()
@@ -234,7 +210,7 @@ class SourceMigration:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
 
-    def _find_freezer(self) -> str | None:
+    def find_freezer(self) -> str | None:
         """The workload's own cgroup, for CRIU to reuse frozen: we freeze it ourselves (tight
         polling; CRIU polls in 100 ms steps) at CRIU's pre-dump notification, so that CRIU's
         (and runc's) start-up is not in the frozen window. None: CRIU seizes the tasks one
@@ -261,7 +237,7 @@ class SourceMigration:
                 cgroups.thaw(self.freezer)
             self.freezer = None
 
-    async def _on_notify(self, script: str, _pid: int) -> bool:
+    async def on_notify(self, script: str, _pid: int) -> bool:
         if script == "pre-dump":
             # CRIU runs this right before it seizes (freezes) the tree: downtime starts here,
             # not when we started criu; with a cgroup, we freeze it now.
@@ -276,12 +252,12 @@ class SourceMigration:
         if script != "post-dump":
             return True
         assert self.ch is not None
-        self._phase(S.DUMPED)
+        self.phase(S.DUMPED)
         if self.o.move_address is not None:  # frozen and network-locked: hand it over
             addresses.delete(self.o.move_address)
             self.address_moved = True
             sourcecopy.record_address(self.workdir, self.o.move_address)  # for the guard
-        self._phase(S.TRANSFERRING)
+        self.phase(S.TRANSFERRING)
         files = image_files(self.workdir)
         total = 0
         for path in files:
@@ -299,16 +275,16 @@ class SourceMigration:
             return True  # CRIU now opens its page server and says status-ready
         await self.ch.send(self.restore_message())
         self.find_network_lock()
-        await self._await_restored()
+        await self.await_restored()
         # Point of no return. The commit goes out before CRIU is told to destroy the source
         # copy, so the destination resumes while CRIU cleans up here; the queued SIGSTOP keeps
         # the source tasks from ever running again should CRIU fail to kill them.
-        self._queue_stop_source()
+        self.queue_stop_source()
         if not sourcecopy.traced(self.o.pid):  # CRIU died: they ran on after the dump
             raise FerrymanError("criu let the workload go before the commit, so it ran on "
                                 "after its dump", hint="check why criu died (its log)")
         await self.release_network_lock()
-        self._phase(S.COMMITTED, "destination resumes the workload; the source copy goes")
+        self.phase(S.COMMITTED, "destination resumes the workload; the source copy goes")
         try:
             sourcecopy.mark_commit(self.workdir)
             await self.ch.send(wire.Commit())
@@ -339,9 +315,9 @@ class SourceMigration:
                             kernel=boot_id() if self.fifo_devices else "",
                             fifo_devices=self.fifo_devices)
 
-    async def _await_restored(self) -> bool:
+    async def await_restored(self) -> bool:
         assert self.ch is not None
-        self._phase(S.AWAIT_RESTORE)
+        self.phase(S.AWAIT_RESTORE)
         answer = await self.ch.expect((wire.Restored, wire.Failed), self.o.timeouts.restore)
         if isinstance(answer, wire.Failed):
             self.report.destination_log_tail = answer.log_tail
@@ -372,7 +348,7 @@ class SourceMigration:
                            f"commit: {exc.message}", hint=where) from exc
         self.report.destination_pid = done.pid
         self.report.result = Result.COMMITTED
-        self._phase(S.DONE, f"running on {self.report.destination_node} as PID {done.pid}")
+        self.phase(S.DONE, f"running on {self.report.destination_node} as PID {done.pid}")
 
     async def _await_committed(self) -> wire.Committed:
         """The destination resumed the workload: the downtime ends here."""
@@ -433,9 +409,9 @@ class SourceMigration:
         log.info("forwarded %d segments that reached this node while frozen (%d held, %d "
                  "skipped)", sent.sent, sent.captured, sent.skipped)
 
-    async def _roll_back(self, exc: BaseException) -> None:
+    async def roll_back(self, exc: BaseException) -> None:
         assert self.tree is not None
-        self._phase(S.RESUMING, str(exc))
+        self.phase(S.RESUMING, str(exc))
         unix_names.give_back(self.parked)
         self.parked = []
         if self.address_moved and self.o.move_address is not None:
@@ -457,18 +433,18 @@ class SourceMigration:
                 await self.ch.expect((wire.Aborted,), 10)
             except FerrymanError as err:
                 log.info("destination did not acknowledge the abort: %s", err)
-        self._collect_dump_stats()
+        self.collect_dump_stats()
         if not self.tree.alive():
-            self._phase(S.LOST)
+            self.phase(S.LOST)
             self.report.result = Result.LOST
             raise FerrymanError(f"workload PID {self.o.pid} did not survive the failed "
                                 f"migration: {exc}") from exc
-        self._phase(S.ROLLED_BACK)
+        self.phase(S.ROLLED_BACK)
         self.report.result = Result.ROLLED_BACK
         hint = getattr(exc, "hint", None)
         raise MigrationRolledBack(getattr(exc, "message", str(exc)), hint=hint) from exc
 
-    def _collect_dump_stats(self, *, lazy: bool = False) -> None:
+    def collect_dump_stats(self, *, lazy: bool = False) -> None:
         stats = read_stats(self.workdir / DUMP_STATS)
         if stats and not lazy:  # lazy stats-dump is garbage (docs/ARCHITECTURE.md, "CRIU facts")
             self.report.criu["dump"] = stats

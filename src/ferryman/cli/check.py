@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ferryman.agent.checkrun import CheckOptions, run_check
-    from ferryman.agent.source import SourceOptions
+    from ferryman.agent.role import SourceOptions
     from ferryman.pki import load_node
 
     if args.runc is not None:
@@ -79,10 +79,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_runc(args: argparse.Namespace) -> int:
-    from ferryman.agent.container import RuncTarget
+    from ferryman.agent.role import SourceOptions
     from ferryman.agent.runc_check import run_runc_check
-    from ferryman.agent.source import SourceOptions
     from ferryman.pki import load_node
+    from ferryman.targets.runc import RuncTarget
 
     if args.pid is not None:
         raise UsageError("give either a PID or --runc ID, not both",

@@ -9,18 +9,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ferryman.agent.precopy import POLICIES, PrecopyOptions
 from ferryman.cli.common import add_sync_option, parse_endpoint, synced_paths
 from ferryman.errors import FerrymanError, UsageError
 from ferryman.host.addresses import MoveAddress, parse_move_address
+from ferryman.migration.precopy_plan import POLICIES, PrecopyOptions
 from ferryman.migration.report import MigrationReport
 from ferryman.mode import Mode
 from ferryman.report.summary import summary
 from ferryman.safetext import printable
 
 if TYPE_CHECKING:
-    from ferryman.agent.container import RuncTarget
     from ferryman.host.tcpprobe import TcpProbe
+    from ferryman.targets.runc import RuncTarget
 
 DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
 DEFAULT_RUNC_ROOT = Path("/run/runc")
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _runc_target(args: argparse.Namespace) -> RuncTarget | None:
-    from ferryman.agent.container import RuncTarget
+    from ferryman.targets.runc import RuncTarget
 
     if args.runc is None:
         return None
