@@ -17,7 +17,7 @@ import time
 import uuid
 
 from ferryman import testhooks, wire
-from ferryman.agent import fifos
+from ferryman.agent import fifos, lockguard
 from ferryman.agent.channel import Channel
 from ferryman.agent.container import (
     SourceContainer,
@@ -45,7 +45,6 @@ from ferryman.host import (
     addresses,
     cgroups,
     inflight,
-    lockguard,
     netlock,
     sourcecopy,
     unix_names,
