@@ -14,10 +14,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ferryman import wire
+from ferryman.agent.commit import point_of_no_return
 from ferryman.criu.client import PageServerAddress, TlsFiles
 from ferryman.criu.page_server import free_port
 from ferryman.errors import FerrymanError, WorkloadLost
-from ferryman.host import sourcecopy
 from ferryman.migration.phases import SourcePhase
 from ferryman.migration.report import Result
 
@@ -62,7 +62,7 @@ async def run_postcopy(m: SourceRole) -> None:
             dump.result()
             raise FerrymanError("criu stopped serving pages before the restore finished")
         step.result()
-        await _lazy_commit(m)
+        await point_of_no_return(m)  # migration/commit.py, the lazy order
     except (FerrymanError, OSError) as exc:
         if m.tracker.phase in (S.COMMITTED, S.SERVING_PAGES):
             await lost(m, exc, dump)
@@ -74,25 +74,6 @@ async def run_postcopy(m: SourceRole) -> None:
     finally:
         step.cancel()
     await _page_tail(m, dump)
-
-
-async def _lazy_commit(m: SourceRole) -> None:
-    """Point of no return for post-copy: the destination runs the workload from now on."""
-    assert m.ch is not None
-    assert m.tree is not None
-    # Should CRIU resume the source tasks after a broken page tail, their queued SIGSTOP
-    # stops them before they run a single instruction (and they are then killed).
-    m.queue_stop_source()
-    await m.release_network_lock()
-    sourcecopy.mark_commit(m.workdir)
-    await m.ch.send(wire.Commit())
-    m.forward_inflight()
-    m.phase(S.COMMITTED, "destination resumes the workload")
-    done = await m.ch.expect((wire.Committed,), m.o.timeouts.commit)
-    m.report.downtime_ms = (time.monotonic() - (m.freeze_at or 0)) * 1000
-    m.report.destination_pid = done.pid
-    m.phase(S.SERVING_PAGES, f"running on {m.report.destination_node} as PID "
-             f"{done.pid}; serving its memory")
 
 
 async def _page_tail(m: SourceRole, dump: asyncio.Future[None]) -> None:

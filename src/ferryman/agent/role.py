@@ -19,6 +19,7 @@ from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import Timeouts
 from ferryman.criu.client import Criu
+from ferryman.errors import PeerLost
 from ferryman.host.addresses import MoveAddress
 from ferryman.migration.phases import PhaseTracker, SourcePhase
 from ferryman.migration.precopy_plan import PrecopyOptions
@@ -67,6 +68,9 @@ class SourceRole(Protocol):
     parent: str | None  # the last pre-dump's set, parent of the final dump
     freeze_at: float | None
     serving: asyncio.Event  # post-copy: CRIU's page server listens
+    lazy: bool  # the final dump keeps the memory here, served on demand
+    commit_error: PeerLost | None  # cold: the Commit may not have arrived
+    committed: asyncio.Future[wire.Committed] | None  # cold: Committed, read meanwhile
 
     def phase(self, phase: SourcePhase, detail: str = "") -> None:
         """Enter ``phase`` (the table refuses an illegal step) and tell the user."""
@@ -76,6 +80,9 @@ class SourceRole(Protocol):
 
     async def on_notify(self, script: str, pid: int) -> bool:
         """CRIU's notifications during the final dump (pre-dump, post-dump, status-ready)."""
+
+    async def await_committed(self) -> wire.Committed:
+        """Wait for Committed (the destination resumed the workload: downtime ends)."""
 
     async def await_restored(self) -> bool:
         """Wait for the destination's Restored (RemoteError on Failed)."""

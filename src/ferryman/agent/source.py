@@ -19,6 +19,7 @@ import uuid
 from ferryman import testhooks, wire
 from ferryman.agent import fifos, lockguard
 from ferryman.agent.channel import Channel
+from ferryman.agent.commit import point_of_no_return
 from ferryman.agent.container import (
     SourceContainer,
     source_final_sync,
@@ -275,25 +276,9 @@ class SourceMigration:
         await self.ch.send(self.restore_message())
         self.find_network_lock()
         await self.await_restored()
-        # Point of no return. The commit goes out before CRIU is told to destroy the source
-        # copy, so the destination resumes while CRIU cleans up here; the queued SIGSTOP keeps
-        # the source tasks from ever running again should CRIU fail to kill them.
-        self.queue_stop_source()
-        if not sourcecopy.traced(self.o.pid):  # CRIU died: they ran on after the dump
-            raise FerrymanError("criu let the workload go before the commit, so it ran on "
-                                "after its dump", hint="check why criu died (its log)")
-        await self.release_network_lock()
-        self.phase(S.COMMITTED, "destination resumes the workload; the source copy goes")
-        try:
-            sourcecopy.mark_commit(self.workdir)
-            await self.ch.send(wire.Commit())
-        except PeerLost as exc:
-            # It may or may not have arrived; without it the destination keeps its copy
-            # stopped (an orphan), so destroying ours is still the only safe choice.
-            self.commit_error = exc
-        else:  # read at once: CRIU's (or runc's) clean-up here is not downtime
-            self.committed = asyncio.ensure_future(self._await_committed())
-        self.forward_inflight()
+        # Point of no return (migration/commit.py). The commit goes out before CRIU is told
+        # to destroy the source copy, so the destination resumes while CRIU cleans up here.
+        await point_of_no_return(self)
         return True
 
     def _keep_what_the_restore_shares(self) -> None:
@@ -341,7 +326,7 @@ class SourceMigration:
                            f"{self.report.destination_node}: {self.commit_error.message}",
                            hint=where)
         try:
-            done = await (self.committed or self._await_committed())
+            done = await (self.committed or self.await_committed())
         except PeerLost as exc:  # it may have resumed the workload, or never had the commit
             raise PeerLost(self.ch.peer, f"{self.report.destination_node} did not confirm the "
                            f"commit: {exc.message}", hint=where) from exc
@@ -349,7 +334,7 @@ class SourceMigration:
         self.report.result = Result.COMMITTED
         self.phase(S.DONE, f"running on {self.report.destination_node} as PID {done.pid}")
 
-    async def _await_committed(self) -> wire.Committed:
+    async def await_committed(self) -> wire.Committed:
         """The destination resumed the workload: the downtime ends here."""
         assert self.ch is not None
         done = await self.ch.expect((wire.Committed,), self.o.timeouts.commit)
