@@ -35,7 +35,7 @@ async def point_of_no_return(m: SourceRole) -> None:
                 # broken page tail (lazy), the queued SIGSTOP stops them before they run.
                 m.queue_stop_source()
             case Step.CHECK_HELD:
-                if not sourcecopy.traced(m.o.pid):  # CRIU died: they ran on after the dump
+                if not sourcecopy.traced(m.pid):  # CRIU died: they ran on after the dump
                     raise FerrymanError("criu let the workload go before the commit, so it "
                                         "ran on after its dump",
                                         hint="check why criu died (its log)")

@@ -278,7 +278,6 @@ class DestinationContainer:
 async def source_open(m: SourceRole, target: RuncTarget) -> SourceContainer:
     """Before anything else: the container must be running; its init PID is the workload."""
     box = await SourceContainer.open(target)
-    m.o.pid = m.report.source_pid = box.pid
     m.report.container = target.id
     m.dumper = box.dumper(m.workdir / "runc-hold", on_frozen=lambda: box.start_final_sync(
         m.ch.peer_ip if m.ch else "", m.sync_port, m.o.creds), timings=m.report.sync)

@@ -158,7 +158,7 @@ async def check_before_plan(m: SourceRole, ours: wire.Hello, theirs: wire.Hello
         return None
     o.progress("CHECKING", "pre-flight checks on both nodes")
     requested = o.mode if o.mode.decided else None
-    result = await collect_verdict(m.ch, m.criu, ours, theirs, pid=o.pid, workdir=m.workdir,
+    result = await collect_verdict(m.ch, m.criu, ours, theirs, pid=m.pid, workdir=m.workdir,
                                    requested=requested, synced=policy.synced,
                                    timeout=o.timeouts.plan, dry_run_unless_refused=True,
                                    moved=policy.moved, tcp_established=o.tcp_established)

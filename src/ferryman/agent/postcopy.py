@@ -41,11 +41,11 @@ async def run_postcopy(m: SourceRole) -> None:
     c = o.creds
     address = m.ch.local_ip
     m.ps_port = m.ps_port or free_port(address)  # the Plan named it
-    m.phase(S.FREEZING, f"dumping PID {o.pid} (memory stays here, served lazily)")
+    m.phase(S.FREEZING, f"dumping PID {m.pid} (memory stays here, served lazily)")
     m.freeze_at = time.monotonic()
     cgroup = m.find_freezer()
     dump = asyncio.ensure_future(m.dumper.dump(
-        o.pid, m.workdir, page_server=PageServerAddress(address, m.ps_port),
+        m.pid, m.workdir, page_server=PageServerAddress(address, m.ps_port),
         tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key), lazy=True,
         on_notify=m.on_notify, freeze_cgroup=cgroup,
         tcp_established=o.tcp_established, track_mem=m.parent is not None,
@@ -113,7 +113,7 @@ async def lost(m: SourceRole, exc: BaseException, dump: asyncio.Future[None]) ->
     m.tree.kill()
     m.phase(S.LOST, str(exc))
     m.report.result = Result.LOST
-    raise WorkloadLost(m.o.pid, getattr(exc, "message", str(exc))) from exc
+    raise WorkloadLost(m.pid, getattr(exc, "message", str(exc))) from exc
 
 
 async def announce_restore(m: SourceRole) -> bool:

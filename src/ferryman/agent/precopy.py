@@ -163,7 +163,7 @@ async def _pre_dump(m: SourceRole, index: int, port: int) -> IterationStats:
     images.mkdir()
     m.o.progress("ITERATING", f"pre-dump {index} while the workload runs")
     t0 = time.monotonic()
-    await m.dumper.dump(m.o.pid, images, pre_dump=True, track_mem=True,
+    await m.dumper.dump(m.pid, images, pre_dump=True, track_mem=True,
                       parent=f"../{set_name(index - 1)}" if index > 1 else None,
                       page_server=PageServerAddress(m.o.host, port),
                       tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),

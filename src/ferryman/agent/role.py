@@ -72,6 +72,10 @@ class SourceRole(Protocol):
     commit_error: PeerLost | None  # cold: the Commit may not have arrived
     committed: asyncio.Future[wire.Committed] | None  # cold: Committed, read meanwhile
 
+    @property
+    def pid(self) -> int:
+        """The workload's root PID here, resolved once (the container's init for runc)."""
+
     def phase(self, phase: SourcePhase, detail: str = "") -> None:
         """Enter ``phase`` (the table refuses an illegal step) and tell the user."""
 

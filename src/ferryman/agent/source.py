@@ -102,6 +102,12 @@ class SourceMigration:
         self.fifo_devices: dict[str, int] = {}  # FIFOs with data the frozen tree holds
         self.parked: list[unix_names.ParkedName] = []  # its unix socket names, kept
 
+    @property
+    def pid(self) -> int:
+        """The workload's root PID on this node, as resolved once (``self.tree``)."""
+        assert self.tree is not None, "the workload is identified first"
+        return self.tree.pid
+
     def phase(self, phase: SourcePhase, detail: str = "") -> None:
         self.tracker.advance(phase)
         self.o.progress(str(phase), detail)
@@ -131,7 +137,10 @@ class SourceMigration:
         o = self.o
         if o.container is not None:  # NoSuchContainer, RuncMissing before anything else
             self.box = await source_open(self, o.container)
-        self.tree = ProcessTree.of(o.pid)  # NoSuchProcess before anything else
+        # The workload's identity, resolved once (NoSuchProcess before anything else): the
+        # PID asked for, or the container's init; everything after uses self.pid.
+        self.tree = ProcessTree.of(self.box.pid if self.box is not None else o.pid)
+        self.report.source_pid = self.tree.pid
         self.report.rss_bytes = self.tree.rss_bytes()
         self.workdir.mkdir(parents=True, mode=0o700)
         lockguard.start(os.getpid(), self.workdir)  # CRIU's network lock, should we die
@@ -149,7 +158,7 @@ class SourceMigration:
         lazy = plan.lazy
         if lazy:  # known now, the destination can start its lazy-pages daemon early
             self.ps_port = free_port(ch.local_ip)
-        await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=o.pid, lazy=lazy,
+        await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=self.pid, lazy=lazy,
                                 tcp_established=o.tcp_established,
                                 move_address=str(o.move_address or ""),
                                 target=self.box.planned().to_json() if self.box else "",
@@ -181,11 +190,11 @@ class SourceMigration:
         o = self.o
         assert self.ch is not None
         c = o.creds
-        self.phase(S.FREEZING, f"dumping PID {o.pid}")
+        self.phase(S.FREEZING, f"dumping PID {self.pid}")
         self.freeze_at = time.monotonic()
         cgroup = self.find_freezer()
         try:
-            await self.dumper.dump(o.pid, self.workdir,
+            await self.dumper.dump(self.pid, self.workdir,
                                  page_server=PageServerAddress(o.host, ps_port),
                                  tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
                                  on_notify=self.on_notify, freeze_cgroup=cgroup,
@@ -421,7 +430,7 @@ class SourceMigration:
         if not self.tree.alive():
             self.phase(S.LOST)
             self.report.result = Result.LOST
-            raise FerrymanError(f"workload PID {self.o.pid} did not survive the failed "
+            raise FerrymanError(f"workload PID {self.pid} did not survive the failed "
                                 f"migration: {exc}") from exc
         self.phase(S.ROLLED_BACK)
         self.report.result = Result.ROLLED_BACK
