@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from ferryman import wire
 from ferryman.agent.files import SET_PREFIX, Receiver, set_name
+from ferryman.agent.session import abort
 from ferryman.criu.client import PageServerAddress, TlsFiles
 from ferryman.criu.stats import DUMP_STATS, read_stats
 from ferryman.errors import (
@@ -58,7 +59,6 @@ __all__ = ["POLICIES", "FinalStep", "PrecopyOptions", "container_objects_ms", "e
 
 log = logging.getLogger(__name__)
 S = SourcePhase
-ABORT_TIMEOUT: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,11 +185,7 @@ async def _abandon(m: SourceRole, exc: BaseException) -> None:
     """A failed iteration: the workload runs on; the destination drops its sets."""
     ch = m.ch
     if ch is not None and ch.conn.state in wire.ABORTABLE_STATES:
-        try:
-            await ch.send(wire.Abort(reason=str(exc)[:4000]))
-            await ch.expect((wire.Aborted,), ABORT_TIMEOUT)
-        except FerrymanError as err:
-            log.info("destination did not acknowledge the abort: %s", err)
+        await abort(ch, str(exc))
     m.tracker.advance(S.ROLLED_BACK)
     m.report.result = Result.ROLLED_BACK
     code = exc.code if isinstance(exc, RemoteError) else ""

@@ -1,4 +1,5 @@
-"""The source's side of a conversation's opening: connect over mutual TLS, then Hello.
+"""The source's side of a conversation's opening (connect over mutual TLS, then Hello) and of
+its abort.
 
 One module for ``ferryman migrate`` (:class:`ferryman.agent.source.SourceMigration`) and
 ``ferryman check`` (:mod:`ferryman.agent.checkrun`, :mod:`ferryman.agent.runc_check`), so
@@ -8,6 +9,7 @@ the three open a conversation the same way and say the same thing when they cann
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +18,12 @@ from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.hello import exchange_hello, local_hello
 from ferryman.criu.client import Criu
-from ferryman.errors import PeerRejected, PeerUnreachable
+from ferryman.errors import FerrymanError, PeerRejected, PeerUnreachable
 from ferryman.pki import NodeCredentials, tls
+
+log = logging.getLogger(__name__)
+ABORT_TIMEOUT = 10.0
+MAX_REASON_CHARS = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +77,15 @@ async def greet(criu: Criu, creds: NodeCredentials, state_dir: Path, *, host: st
         await ch.close()
         raise
     return Greeted(ch, ours, theirs)
+
+
+async def abort(ch: Channel, reason: str, timeout: float = ABORT_TIMEOUT) -> None:
+    """Abort the migration and wait for the destination's Aborted (it dropped what it had);
+    a destination that does not acknowledge is logged, not raised: the caller is already
+    failing for ``reason``. The caller checks that the conversation is in a state where an
+    Abort may be sent (``wire.ABORTABLE_STATES``, or not final)."""
+    try:
+        await ch.send(wire.Abort(reason=reason[:MAX_REASON_CHARS]))
+        await ch.expect((wire.Aborted,), timeout)
+    except FerrymanError as err:
+        log.info("destination did not acknowledge the abort: %s", err)

@@ -31,7 +31,7 @@ from ferryman.agent.gate import check_before_plan, plan_migration
 from ferryman.agent.postcopy import announce_restore, run_postcopy
 from ferryman.agent.precopy import run_iterations
 from ferryman.agent.role import ProgressFn, SourceOptions
-from ferryman.agent.session import greet
+from ferryman.agent.session import abort, greet
 from ferryman.criu import unix_images
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
 from ferryman.criu.page_server import free_port
@@ -421,11 +421,7 @@ class SourceMigration:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
         if self.ch is not None and self.ch.conn.state not in wire.FINAL_STATES:
-            try:
-                await self.ch.send(wire.Abort(reason=str(exc)[:4000]))
-                await self.ch.expect((wire.Aborted,), 10)
-            except FerrymanError as err:
-                log.info("destination did not acknowledge the abort: %s", err)
+            await abort(self.ch, str(exc))
         self.collect_dump_stats()
         if not self.tree.alive():
             self.phase(S.LOST)
