@@ -48,7 +48,7 @@ from bench.env import Env, Outcome
 from bench.proc import BenchError, Timed, run_timed, stop, wait_ready
 
 if TYPE_CHECKING:
-    from bench.runcbox import Box
+    from bench.box import Box
 
 
 def _rsync(env: Env, box: Box, src: Path, dst: Path, *, delete: bool = False) -> Timed:

@@ -41,7 +41,8 @@ COMPLETE_NOTE = (
     "memory complete = post-copy only: from the workload running on B until every page has "
     "arrived (ferryman: report memory_complete_ms, the agent's clock on B; by hand: "
     "`criu restore -d` returned → the source `criu dump` exited). CRIU's lazy-mode "
-    "stats-dump is garbage (DESIGN.md), so no CRIU stats are used there.")
+    "stats-dump is garbage (docs/ARCHITECTURE.md, \"CRIU facts\"), so no CRIU stats are "
+    "used there.")
 FLOOR_NOTE = (
     "xTCP / xmemcpy = time / (RSS / bandwidth floor measured in this run), with the RSS of "
     "the cell's workload (S2: redis-server; S3: the echo server; S4: summed over the tree).")

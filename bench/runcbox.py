@@ -23,51 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.bundle import (
-    Container,
     cgroup_jail_argv,
     make_bundle,
-    remove_cgroup_jail,
     run_container,
 )
 
 from bench import baseline_runc, ferry
+from bench.box import Box
 from bench.cell import BY_HAND_MIGRATIONS, Cell, ferryman_args
 from bench.env import Env, Outcome
-from bench.proc import REPO, BenchError, stop
+from bench.proc import BenchError, stop
 from bench.service import Move, Server
 from bench.stats import BY_HAND, FERRYMAN
 from bench.tcpecho import PORT, EchoClient
 
 ARGS = ["nc", "-l", "-p", str(PORT), "-e", "cat"]  # one connection, then `cat` on it
 TOOLS = (FERRYMAN, BY_HAND)  # runc has no TLS flags: see bench/README.md
-
-
-@dataclass
-class Box:
-    """One run's container on A and the B side that receives it."""
-
-    id: str
-    bundle: Path  # under the directory B does not see
-    root_a: Path  # runc --root on A and on B
-    root_b: Path
-    jail: str  # B's cgroups (tests/support/bundle.py)
-    holder: subprocess.Popen[bytes]  # sleeps in B's mount namespace
-
-    def on_b(self, *cmd: str) -> list[str]:
-        """``cmd`` on B: B's network and mount namespaces, B's cgroups, from the repo root."""
-        return ["nsenter", "-t", str(self.holder.pid), "-m", "-n", f"--wd={REPO}", "--",
-                *cgroup_jail_argv(self.jail), *cmd]
-
-    def from_a(self, path: Path) -> str:
-        """``path`` as seen on A, from inside B (this host's mount namespace via /proc)."""
-        return f"/proc/{os.getpid()}/root{path}"
-
-    def delete(self) -> None:
-        for root in (self.root_a, self.root_b):
-            Container(self.id, root, self.bundle).delete()
-        stop(self.holder)
-        time.sleep(0.1)  # the jail's cgroups empty once the holder has gone
-        remove_cgroup_jail(self.jail)
 
 
 def _b_side(env: Env, hidden: Path, jail: str) -> subprocess.Popen[bytes]:

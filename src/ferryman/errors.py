@@ -29,7 +29,9 @@ do. OS, CRIU and library errors are translated at the I/O boundaries with ``rais
     │   ├── RuncMissing                runc is not installed
     │   └── NoSuchContainer            (container) unknown id, or not running
     ├── SyncError                      (path, exit_status) rsync failed, with its message
-    └── ProbeError                     (target) the --probe connection cannot be opened
+    ├── ProbeError                     (target) the --probe connection cannot be opened
+    ├── Refusal                        (code) the destination refuses a Plan (sent as Refused)
+    └── TransferError                  (code) a received image file is inconsistent
 
 Exit codes: 2 usage, 3 no such process, 4 CRIU, 5 peer, 6 protocol, 7 remote failure,
 8 rolled back, 9 lost, 10 PKI, 11 report, 12 runc, 13 sync, 14 probe, 20-29 power,
@@ -302,3 +304,22 @@ class ProbeError(FerrymanError):
                                       "(a line for every line it gets)")
         self.target = target
         self.reason = reason
+
+
+class Refusal(FerrymanError):
+    """The destination refuses a Plan before anything is set up for it; ``code`` (mode, busy,
+    address, feature, duplicate, cpu, runc, page-server) goes back in ``wire.Refused``. It
+    never reaches a terminal of this node: the source reports it as a RemoteError."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransferError(FerrymanError):
+    """A received image file is inconsistent (``code``: checksum, order, name, disk_full,
+    io); the receiving side answers ``Failed(code)``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -383,7 +383,7 @@ def _settle(s: Scenario) -> tuple[int | None, str]:
         s.proc.kill()
         _, err = s.proc.communicate()
         err += "\n(the controller hung: killed after 150 s)"
-    _wait_gone(str(s.src_state))  # the controller's guard (host/lockguard.py) is done
+    _wait_gone(str(s.src_state))  # the controller's guard (agent/lockguard.py) is done
     faults.mend_link(s.b_node)
     if s.agent_killed:  # the operator starts it again (it cleans up what it can)
         s.b = s.cluster.start_agent("b", *MOVABLE)

@@ -28,7 +28,7 @@ def test_source_lost_at_restored_keeps_destination_stopped_for_the_operator(
             time.sleep(0.05)
         assert w.status()["bad_pages"] == 0
         # The killed controller's criu could not unlock the network; the guard the controller
-        # started (host/lockguard.py) removes CRIU's table from A.
+        # started (agent/lockguard.py) removes CRIU's table from A.
         deadline = time.monotonic() + 10
         while "table inet CRIU-" in cluster.topology["a"].run("nft", "list", "tables").stdout:
             assert time.monotonic() < deadline, "CRIU's lock table stayed on the source"

@@ -12,11 +12,12 @@ import uuid
 from dataclasses import dataclass, field
 
 from ferryman.agent.gate import CheckResult, PreflightPolicy, collect_verdict, end_check
-from ferryman.agent.hello import exchange_hello, local_hello
-from ferryman.agent.source import SourceMigration, SourceOptions
+from ferryman.agent.role import SourceOptions
+from ferryman.agent.session import greet
 from ferryman.criu.client import Criu
 from ferryman.host.procfs import identity
 from ferryman.migration.verdict import Status
+from ferryman.mode import Mode
 
 
 @dataclass
@@ -29,7 +30,7 @@ class MigrateOptions(SourceOptions):
 @dataclass(frozen=True, slots=True)
 class CheckOptions:
     source: SourceOptions  # pid, destination, credentials, state dir, criu binary
-    requested: str | None = None
+    requested: Mode | None = None
     synced: tuple[str, ...] = ()
 
 
@@ -41,11 +42,11 @@ async def run_check(opts: CheckOptions) -> CheckResult:
     criu = Criu(o.criu_bin)
     workdir = o.state_dir / "checks" / (time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8])
     workdir.mkdir(parents=True, mode=0o700)
-    ours = await local_hello(criu, o.creds.name, o.state_dir)
-    ch = await SourceMigration(o)._connect()
+    g = await greet(criu, o.creds, o.state_dir, host=o.host, port=o.port,
+                    timeout=o.timeouts.hello)
+    ch = g.ch
     try:
-        theirs = await exchange_hello(ch, ours, o.timeouts.hello)
-        result = await collect_verdict(ch, criu, ours, theirs, pid=o.pid, workdir=workdir,
+        result = await collect_verdict(ch, criu, g.ours, g.theirs, pid=o.pid, workdir=workdir,
                                        requested=opts.requested, synced=opts.synced,
                                        timeout=o.timeouts.plan)
         await end_check(ch, "pre-flight check only")
@@ -56,3 +57,4 @@ async def run_check(opts: CheckOptions) -> CheckResult:
     if not dump_failed:
         shutil.rmtree(workdir, ignore_errors=True)
     return result
+

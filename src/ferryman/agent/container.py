@@ -42,10 +42,10 @@ from ferryman.migration.runc_checks import RSYNC_FEATURE, RUNC_FEATURE
 from ferryman.pki import NodeCredentials, tls
 from ferryman.targets import runc_checkpoint
 from ferryman.targets.runc import (
-    DEFAULT_ROOT,
     BundleConfig,
     ContainerState,
     Runc,
+    RuncTarget,
     check_id,
     check_relative,
     rootfs_in_bundle,
@@ -55,19 +55,14 @@ from ferryman.targets.runc import (
 from ferryman.targets.runc_checkpoint import RuncDumper
 
 if TYPE_CHECKING:
-    from ferryman.agent.source import SourceMigration
+    from ferryman.agent.role import SourceRole
+
+__all__ = ["DestinationContainer", "PlannedContainer", "RuncTarget", "SourceContainer",
+           "destination_prepare", "source_final_sync", "source_open", "source_presync",
+           "tools_present", "with_tools"]
 
 log = logging.getLogger(__name__)
 MAX_TARGET_CHARS = 4096  # an id and a relative path
-
-
-@dataclass(frozen=True, slots=True)
-class RuncTarget:
-    """What ``ferryman migrate --runc ID`` names: the container, runc's state root, binary."""
-
-    id: str
-    root: Path = DEFAULT_ROOT
-    binary: str = "runc"
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,13 +275,10 @@ class DestinationContainer:
 # -- hooks: the few lines agent/source.py and agent/destination.py call --------------------
 
 
-async def source_open(m: SourceMigration, target: RuncTarget) -> SourceContainer:
+async def source_open(m: SourceRole, target: RuncTarget) -> SourceContainer:
     """Before anything else: the container must be running; its init PID is the workload."""
     box = await SourceContainer.open(target)
-    m.o.pid = m.report.source_pid = box.pid
     m.report.container = target.id
-    if m.o.mode == "auto":  # the process pre-flight does not apply; cold risks nothing
-        m.o.mode = m.report.mode = "cold"
     m.dumper = box.dumper(m.workdir / "runc-hold", on_frozen=lambda: box.start_final_sync(
         m.ch.peer_ip if m.ch else "", m.sync_port, m.o.creds), timings=m.report.sync)
     m.o.progress("HELLO", f"runc container {target.id}: PID {box.pid}, bundle "
@@ -294,7 +286,7 @@ async def source_open(m: SourceMigration, target: RuncTarget) -> SourceContainer
     return box
 
 
-async def source_presync(m: SourceMigration, box: SourceContainer, sync_port: int) -> None:
+async def source_presync(m: SourceRole, box: SourceContainer, sync_port: int) -> None:
     """PRESYNC: the bundle and rootfs while the container runs (nothing frozen yet); once.
 
     Pre-copy runs it before its first pre-dump, so that the dirty pages the rsync causes
@@ -303,7 +295,7 @@ async def source_presync(m: SourceMigration, box: SourceContainer, sync_port: in
     assert m.ch is not None
     if box.presynced:
         return
-    m._phase(SourcePhase.PRESYNC, f"rsync while running to {m.ch.peer_ip}")
+    m.phase(SourcePhase.PRESYNC, f"rsync while running to {m.ch.peer_ip}")
     try:
         detail = await box.sync(1, m.ch.peer_ip, sync_port, m.o.creds)
     except FerrymanError:
@@ -315,7 +307,7 @@ async def source_presync(m: SourceMigration, box: SourceContainer, sync_port: in
     m.o.progress("PRESYNC", detail)
 
 
-async def source_final_sync(m: SourceMigration, box: SourceContainer, sync_port: int) -> None:
+async def source_final_sync(m: SourceRole, box: SourceContainer, sync_port: int) -> None:
     """While frozen (post-dump): what changed since the pre-sync, with --delete."""
     assert m.ch is not None
     try:

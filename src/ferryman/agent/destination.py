@@ -26,7 +26,6 @@ from ferryman.agent.fifos import keep_shared_fifo_data
 from ferryman.agent.files import (
     EMPTY_SHA256,
     Receiver,
-    TransferError,
     file_messages,
     image_sets,
     remove_images,
@@ -36,7 +35,6 @@ from ferryman.agent.hello import (
     identity_mismatch,
     local_hello,
     node_features,
-    postcopy_blocker,
 )
 from ferryman.agent.limits import Slots
 from ferryman.agent.orphans import has_outcome, orphan_record, write_outcome
@@ -58,22 +56,26 @@ from ferryman.errors import (
     CriuFeatureMissing,
     FerrymanError,
     PeerLost,
+    Refusal,
     RemoteError,
     RuncError,
+    TransferError,
 )
 from ferryman.host import addresses, portguard, procfs
+from ferryman.host.pages import PAGE_SIZE
 from ferryman.migration.phases import (
     DESTINATION_TABLE,
     DestinationPhase,
     PhaseTracker,
 )
+from ferryman.migration.plan import postcopy_blocker
+from ferryman.mode import MODES
 from ferryman.targets.process import ProcessTree
 
 log = logging.getLogger(__name__)
 LAZY_START_AFTER = "pstree.img"  # agent/files.py sends the lazy-pages daemon's images first
 D = DestinationPhase
-SUPPORTED_MODES = ("cold", "postcopy", "precopy", "hybrid")
-PRECOPY_MODES = ("precopy", "hybrid")
+SUPPORTED_MODES = MODES  # every mode: this agent implements them all
 
 
 def read_rate(images: Path, chunk: int = 4 << 20) -> int:
@@ -103,12 +105,6 @@ def remove_incomplete(state_dir: Path) -> list[str]:
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d.name)
     return removed
-
-
-class Refusal(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class DestinationSession:
@@ -228,7 +224,7 @@ class DestinationSession:
             # cannot start earlier than the Restore: it reads the images when it starts.)
             return 0
         try:
-            if plan.mode in PRECOPY_MODES:
+            if plan.mode.pre_copies:
                 return await self._open_set(None)
             return await self._start_page_server(workdir, None)
         except FerrymanError as exc:  # CRIU's or the guard's: this node cannot receive now
@@ -527,7 +523,7 @@ class DestinationSession:
         elapsed = int((time.monotonic() - resumed_at) * 1000)
         log.info("all %d lazy pages arrived in %d ms (%d faults, %.0f ms waited on them, "
                  "%.0f ms the longest)", copied, elapsed, faults, waited, longest)
-        await self.ch.send(wire.PagesComplete(pages=copied, bytes=copied * 4096, faults=faults,
+        await self.ch.send(wire.PagesComplete(pages=copied, bytes=copied * PAGE_SIZE, faults=faults,
                                               elapsed_ms=elapsed, fault_wait_ms=round(waited),
                                               fault_max_ms=round(longest)))
 

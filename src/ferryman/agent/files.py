@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferryman import wire
+from ferryman.errors import TransferError
 
 CHUNK = 1 << 20
 SKIP_SUFFIXES = (".log",)
@@ -73,14 +74,6 @@ def file_messages(path: Path, name: str | None = None
 
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-
-
-class TransferError(Exception):
-    """A received file is inconsistent (``code``: checksum, order, name, disk_full, io)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass

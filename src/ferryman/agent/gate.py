@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.link import measure_link
-from ferryman.agent.precopy import fixed_cost_ms
 from ferryman.criu.client import Criu
 from ferryman.criu.dryrun import DryRun, dry_run_dump, transient
 from ferryman.criu.probe import probe_features
@@ -28,26 +27,26 @@ from ferryman.errors import FerrymanError, PreflightFailed
 from ferryman.host.dirty import probe_dirty_rate
 from ferryman.host.inspect import WorkloadFacts, inspect_workload
 from ferryman.migration.checks import NodeFacts, dump_row, source_rows
-from ferryman.migration.modes import choose_mode
+from ferryman.migration.modes import ModeChoice, choose_mode
+from ferryman.migration.plan import Node, Plan, PlanOptions, decide
+from ferryman.migration.precopy_plan import fixed_cost_ms
 from ferryman.migration.query import encode_query
 from ferryman.migration.verdict import (
-    LAZY_MODES,
-    TRACKING_MODES,
     Row,
     Status,
     Verdict,
     merge,
     rows_from_json,
 )
+from ferryman.mode import MODES, Mode
 from ferryman.wire.messages import MAX_CHECK_JSON_BYTES
 
 if TYPE_CHECKING:
-    from ferryman.agent.source import SourceMigration
+    from ferryman.agent.role import SourceRole
 
 log = logging.getLogger(__name__)
 
-SOURCE_MODES: Final = ("cold", "postcopy", "precopy", "hybrid")  # what agent/source.py does
-AUTO: Final = "auto"  # migrate --mode auto: chosen here, from the verdict's allowed modes
+SOURCE_MODES: Final = MODES  # what agent/source.py does: every mode
 ABORT_TIMEOUT: Final = 10.0
 UNMEASURABLE_LINK_MBPS: Final = 10_000.0  # auto: a link the link test cannot time
 
@@ -81,7 +80,7 @@ class CheckResult:
 
 
 async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wire.Hello, *,
-                          pid: int, workdir: Path, requested: str | None,
+                          pid: int, workdir: Path, requested: Mode | None,
                           synced: Sequence[str] = (), timeout: float = 120.0,
                           dry_run_unless_refused: bool = False, moved: Sequence[str] = (),
                           tcp_established: bool = False) -> CheckResult:
@@ -127,26 +126,6 @@ async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wir
     return CheckResult(verdict, workload, dest_node, dry_dir / "dry-run.log", result)
 
 
-def refusal(verdict: Verdict, mode: str, *, force: bool) -> PreflightFailed | None:
-    """Why ``ferryman migrate --mode MODE`` must not go on, or None."""
-    if mode not in verdict.supported:
-        return PreflightFailed(f"mode {mode} is not supported by both nodes",
-                               failed=[], hint=f"use one of: {', '.join(verdict.supported)}")
-    blocking = verdict.blocking(mode, force=force)
-    if not blocking:
-        return None
-    fails = [r for r in blocking if r.status is Status.FAIL]
-    first = (fails or blocking)[0]
-    if fails:
-        what = "; ".join(f"{r.check}: {r.detail}" for r in fails)
-        hint = first.fix
-    else:
-        what = "warnings: " + "; ".join(f"{r.check}: {r.detail}" for r in blocking)
-        hint = f"{first.fix}; or accept the warnings with --force"
-    return PreflightFailed(f"pre-flight check refused {mode} migration: {what}",
-                           failed=[r.check for r in blocking], hint=hint)
-
-
 async def end_check(ch: Channel, reason: str) -> None:
     """End a conversation still in GREETED: Abort, and the destination's Aborted."""
     await ch.send(wire.Abort(reason))
@@ -156,18 +135,30 @@ async def end_check(ch: Channel, reason: str) -> None:
         log.info("destination did not acknowledge the end of the check: %s", exc)
 
 
-async def check_before_plan(m: SourceMigration, ours: wire.Hello, theirs: wire.Hello) -> None:
-    """``ferryman migrate``'s gate, between Hello and Plan: raises PreflightFailed (after
-    ending the conversation cleanly) instead of letting a doomed migration freeze anything."""
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    """What the gate found for :func:`ferryman.migration.plan.decide`: the verdict, and for
+    ``--mode auto`` the measured choice with the facts it was measured on (for the report)."""
+
+    verdict: Verdict
+    auto: ModeChoice | None = None
+    measured: str = ""
+
+
+async def check_before_plan(m: SourceRole, ours: wire.Hello, theirs: wire.Hello
+                            ) -> Preflight | None:
+    """``ferryman migrate``'s pre-flight, between Hello and Plan: the verdict (and auto's
+    measurements). None when skipped (test-only). Nothing is decided here: see
+    :func:`plan_migration`."""
     assert m.ch is not None
     o = m.o
-    policy = o.preflight if isinstance(o, HasPreflightPolicy) else PreflightPolicy()
+    policy = preflight_policy(m)
     if policy.skip:
         log.warning("pre-flight check skipped (test-only option)")
-        return
+        return None
     o.progress("CHECKING", "pre-flight checks on both nodes")
-    requested = None if o.mode == AUTO else o.mode
-    result = await collect_verdict(m.ch, m.criu, ours, theirs, pid=o.pid, workdir=m.workdir,
+    requested = o.mode if o.mode.decided else None
+    result = await collect_verdict(m.ch, m.criu, ours, theirs, pid=m.pid, workdir=m.workdir,
                                    requested=requested, synced=policy.synced,
                                    timeout=o.timeouts.plan, dry_run_unless_refused=True,
                                    moved=policy.moved, tcp_established=o.tcp_established)
@@ -175,34 +166,58 @@ async def check_before_plan(m: SourceMigration, ours: wire.Hello, theirs: wire.H
     m.report.logs["dry-run"] = str(result.dump_log)
     if result.dry_run is not None and result.dry_run.ok:
         m.report.dry_run_freeze_ms = result.dry_run.freeze_ms
-    mode = o.mode if requested is not None else await choose_auto_mode(m, v)
-    why = refusal(v, mode, force=policy.force) if mode is not None else PreflightFailed(
-        "pre-flight check: no mode can move this workload",
-        failed=[r.check for r in v.failures()],
-        hint=v.failures()[0].fix if v.failures() else "see 'ferryman check'")
-    if why is not None:
+    if requested is not None:
+        return Preflight(v)
+    auto = await choose_auto_mode(m, v)
+    return Preflight(v) if auto is None else Preflight(v, *auto)
+
+
+def preflight_policy(m: SourceRole) -> PreflightPolicy:
+    o = m.o
+    return o.preflight if isinstance(o, HasPreflightPolicy) else PreflightPolicy()
+
+
+async def plan_migration(m: SourceRole, ours: wire.Hello, theirs: wire.Hello,
+                         pre: Preflight | None) -> Plan:
+    """:func:`ferryman.migration.plan.decide`, once. A refusal by the pre-flight ends the
+    conversation cleanly (Abort) before PreflightFailed is raised; nothing was frozen."""
+    assert m.ch is not None
+    o = m.o
+    try:
+        plan = decide(o.mode, verdict=pre.verdict if pre else None,
+                      source=Node(ours.node, ours.features, ours.free_disk),
+                      destination=Node(theirs.node, theirs.features, theirs.free_disk),
+                      rss_bytes=m.report.rss_bytes,
+                      options=PlanOptions(no_postcopy=o.precopy.no_postcopy,
+                                          force=preflight_policy(m).force),
+                      auto=pre.auto if pre else None)
+    except PreflightFailed:
         await end_check(m.ch, "pre-flight check failed")
-        raise why
-    assert mode is not None
-    if requested is None:
-        o.mode = m.report.mode = mode  # what the rest of the migration carries out
-        o.progress("CHECKING", f"--mode auto chose {mode} (allowed: "
+        raise
+    if pre is None:
+        return plan
+    v = pre.verdict
+    if not o.mode.decided:
+        m.report.mode_reason = f"{plan.reason} {pre.measured}"
+        o.progress("CHECKING", f"--mode auto chose {plan.mode} (allowed: "
                    f"{', '.join(v.allowed_modes)}): {m.report.mode_reason}")
-    warned = v.warnings(mode)
+    warned = v.warnings(plan.mode)
     o.progress("CHECKING", f"passed ({len(warned)} warnings accepted with --force)" if warned
                else "passed")
+    return plan
 
 
-async def choose_auto_mode(m: SourceMigration, v: Verdict) -> str | None:
-    """``--mode auto``: :func:`ferryman.migration.modes.choose_mode` over what the verdict
-    allows, with the workload's dirty rate measured (soft-dirty, half a second) when the
-    source can track it; the reason goes into the report. None if no mode is allowed."""
+async def choose_auto_mode(m: SourceRole, v: Verdict) -> tuple[ModeChoice, str] | None:
+    """``--mode auto``'s measurements: :func:`ferryman.migration.modes.choose_mode` over
+    what the verdict allows, with the workload's dirty rate measured (soft-dirty, half a
+    second) when the source can track it, and the link. The choice, and the facts it was
+    made on as the report says them; None if no mode is allowed (nothing measured)."""
     pc = m.o.precopy
     candidates = v.auto_candidates(no_postcopy=pc.no_postcopy)
     if not candidates:
         return None
-    tracking = bool(TRACKING_MODES & set(candidates))
-    lazy = bool(LAZY_MODES & set(candidates))
+    tracking = any(c.pre_copies for c in candidates)
+    lazy = any(c.lazy for c in candidates)
     rate = None
     if tracking and m.tree is not None:
         rate = await asyncio.to_thread(probe_dirty_rate, m.tree.pids())
@@ -213,17 +228,12 @@ async def choose_auto_mode(m: SourceMigration, v: Verdict) -> str | None:
                          max_downtime_ms=pc.max_downtime_ms,
                          fixed_cost_ms=fixed_cost_ms(m.report.dry_run_freeze_ms,
                                                      pc.fixed_cost_ms))
-    # candidates: warning-free first, cold before post-copy (never risks the workload)
-    mode = str(choice.mode) if choice.mode in candidates else candidates[0]
-    reason = choice.reason
-    if mode != choice.mode:
-        reason += f"; {choice.mode} is not allowed here, so {mode}"
-    m.report.mode_reason = f"{reason} (link {how} {link / 125_000:.0f} Mbit/s" + (
+    measured = f"(link {how} {link / 125_000:.0f} Mbit/s" + (
         f", dirty rate measured {rate:.0f} pages/s)" if rate is not None else ")")
-    return mode
+    return choice, measured
 
 
-async def _link(m: SourceMigration) -> tuple[float, str]:
+async def _link(m: SourceRole) -> tuple[float, str]:
     """The link rate for the choice (bytes/s), and whether it was 'assumed' or 'measured'."""
     pc = m.o.precopy
     if pc.link_mbps is not None:

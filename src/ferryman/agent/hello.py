@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 from ferryman import wire
@@ -25,17 +25,6 @@ def lazy_pipes_ok() -> bool:
         if line.startswith("CapEff:"):
             return bool(int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1)
     return False
-
-
-def postcopy_blocker(features: Mapping[str, bool], node: str) -> str | None:
-    """Why post-copy cannot work with this node's features, or None."""
-    if not features.get("lazy_pages", False):
-        return (f"{node}: the kernel lacks userfaultfd lazy pages; use --mode cold "
-                "(or a kernel with CONFIG_USERFAULTFD)")
-    if not features.get("lazy_pipes", False):
-        return (f"{node}: fs.pipe-max-size is below 4 MiB and CRIU lacks CAP_SYS_RESOURCE; "
-                "run 'sysctl -w fs.pipe-max-size=4194304' there")
-    return None
 
 
 def identity_mismatch(said: str, certified: str) -> str | None:

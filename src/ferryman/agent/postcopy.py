@@ -15,22 +15,23 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ferryman import wire
-from ferryman.agent.container import source_presync
+from ferryman.agent.commit import point_of_no_return
 from ferryman.criu.client import PageServerAddress, TlsFiles
 from ferryman.criu.page_server import free_port
 from ferryman.criu.taskstate import stopped_pids
 from ferryman.errors import FerrymanError, NoSuchProcess, WorkloadLost
-from ferryman.host import procfs, sourcecopy
+from ferryman.host import procfs
 from ferryman.migration.phases import SourcePhase
+from ferryman.migration.report import Result
 
 if TYPE_CHECKING:
-    from ferryman.agent.source import SourceMigration
+    from ferryman.agent.role import SourceRole
 
 S = SourcePhase
 log = logging.getLogger(__name__)
 
 
-async def run_postcopy(m: SourceMigration) -> None:
+async def run_postcopy(m: SourceRole) -> None:
     """Freeze, ship the non-memory images, restore remotely, serve pages until done.
 
     The destination's restore already faults pages in, so CRIU's page server must serve
@@ -42,17 +43,15 @@ async def run_postcopy(m: SourceMigration) -> None:
     o = m.o
     assert m.ch is not None
     c = o.creds
-    if m.box is not None:  # the container's files, while it runs
-        await source_presync(m, m.box, m.sync_port)
     address = m.ch.local_ip
     m.ps_port = m.ps_port or free_port(address)  # the Plan named it
-    m._phase(S.FREEZING, f"dumping PID {o.pid} (memory stays here, served lazily)")
+    m.phase(S.FREEZING, f"dumping PID {m.pid} (memory stays here, served lazily)")
     m.freeze_at = time.monotonic()
-    cgroup = m._find_freezer()
+    cgroup = m.find_freezer()
     dump = asyncio.ensure_future(m.dumper.dump(
-        o.pid, m.workdir, page_server=PageServerAddress(address, m.ps_port),
+        m.pid, m.workdir, page_server=PageServerAddress(address, m.ps_port),
         tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key), lazy=True,
-        on_notify=m._on_notify, freeze_cgroup=cgroup,
+        on_notify=m.on_notify, freeze_cgroup=cgroup,
         tcp_established=o.tcp_established, track_mem=m.parent is not None,
         parent=m.parent))
     step: asyncio.Future[Any] = asyncio.ensure_future(m.serving.wait())
@@ -61,7 +60,7 @@ async def run_postcopy(m: SourceMigration) -> None:
         if not m.serving.is_set():
             dump.result()  # raises the reason it stopped before serving
             raise FerrymanError("criu ended the lazy dump before serving any page")
-        step = asyncio.ensure_future(m._await_restored())
+        step = asyncio.ensure_future(m.await_restored())
         await asyncio.wait({dump, step}, return_when=asyncio.FIRST_COMPLETED)
         if not step.done():
             # The lazy dump ended first: CRIU failed (raised here), or its client closed the
@@ -69,7 +68,7 @@ async def run_postcopy(m: SourceMigration) -> None:
             # the restore failed. The destination's answer decides; the tree waits stopped.
             dump.result()
         await step
-        await _lazy_commit(m)
+        await point_of_no_return(m)  # migration/commit.py, the lazy order
     except (FerrymanError, OSError) as exc:
         if m.tracker.phase in (S.COMMITTED, S.SERVING_PAGES):
             await lost(m, exc, dump)
@@ -77,33 +76,14 @@ async def run_postcopy(m: SourceMigration) -> None:
         step.cancel()  # a read for Restored may still wait: the roll-back reads Aborted
         await asyncio.gather(dump, step, return_exceptions=True)
         _continue_left_stopped(m)
-        await m._roll_back(exc)
+        await m.roll_back(exc)
         return
     finally:
         step.cancel()
     await _page_tail(m, dump)
 
 
-async def _lazy_commit(m: SourceMigration) -> None:
-    """Point of no return for post-copy: the destination runs the workload from now on."""
-    assert m.ch is not None
-    assert m.tree is not None
-    # Should CRIU resume the source tasks after a broken page tail, their queued SIGSTOP
-    # stops them before they run a single instruction (and they are then killed).
-    m._queue_stop_source()
-    await m.release_network_lock()
-    sourcecopy.mark_commit(m.workdir)
-    await m.ch.send(wire.Commit())
-    m.forward_inflight()
-    m._phase(S.COMMITTED, "destination resumes the workload")
-    done = await m.ch.expect((wire.Committed,), m.o.timeouts.commit)
-    m.report.downtime_ms = (time.monotonic() - (m.freeze_at or 0)) * 1000
-    m.report.destination_pid = done.pid
-    m._phase(S.SERVING_PAGES, f"running on {m.report.destination_node} as PID "
-             f"{done.pid}; serving its memory")
-
-
-async def _page_tail(m: SourceMigration, dump: asyncio.Future[None]) -> None:
+async def _page_tail(m: SourceRole, dump: asyncio.Future[None]) -> None:
     """Wait for the destination's PagesComplete while CRIU serves the pages."""
     assert m.ch is not None
     done = asyncio.ensure_future(m.ch.expect((wire.PagesComplete,), m.o.timeouts.page_tail))
@@ -129,12 +109,12 @@ async def _page_tail(m: SourceMigration, dump: asyncio.Future[None]) -> None:
     m.report.lazy_fault_wait_ms = float(msg.fault_wait_ms)
     m.report.lazy_fault_max_ms = float(msg.fault_max_ms)
     m.report.count_pages(msg.bytes)
-    m.report.result = "committed"
-    m._collect_dump_stats(lazy=True)
-    m._phase(S.DONE, f"all {msg.pages} pages arrived in {msg.elapsed_ms} ms")
+    m.report.result = Result.COMMITTED
+    m.collect_dump_stats(lazy=True)
+    m.phase(S.DONE, f"all {msg.pages} pages arrived in {msg.elapsed_ms} ms")
 
 
-def _continue_left_stopped(m: SourceMigration) -> None:
+def _continue_left_stopped(m: SourceRole) -> None:
     """Before the commit: a lazy dump that ended on its own (the destination's lazy-pages
     daemon closed the session after its restore failed) left the tree stopped
     (criu/client.py); continue it, except the tasks that were stopped when dumped."""
@@ -152,18 +132,18 @@ def _stopped(pid: int) -> bool:
         return False
 
 
-async def lost(m: SourceMigration, exc: BaseException, dump: asyncio.Future[None]) -> None:
+async def lost(m: SourceRole, exc: BaseException, dump: asyncio.Future[None]) -> None:
     """After the commit the workload lives on the destination; a broken tail loses it."""
     assert m.tree is not None
     dump.cancel()  # kills criu; the source tasks have a SIGSTOP queued and stay stopped
     await asyncio.gather(dump, return_exceptions=True)
     m.tree.kill()
-    m._phase(S.LOST, str(exc))
-    m.report.result = "lost"
-    raise WorkloadLost(m.o.pid, getattr(exc, "message", str(exc))) from exc
+    m.phase(S.LOST, str(exc))
+    m.report.result = Result.LOST
+    raise WorkloadLost(m.pid, getattr(exc, "message", str(exc))) from exc
 
 
-async def announce_restore(m: SourceMigration) -> bool:
+async def announce_restore(m: SourceRole) -> bool:
     """status-ready: our page server listens; the destination may restore now."""
     assert m.ch is not None
     await m.ch.send(m.restore_message(m.ps_port))

@@ -37,6 +37,7 @@ from ferryman.migration.checks import (
 )
 from ferryman.migration.query import CheckQuery, decode_query
 from ferryman.migration.verdict import Row, Status, rows_to_json
+from ferryman.mode import Mode
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def withheld_row(count: int, node: str) -> Row:
 
 
 async def answer(request: wire.CheckRequest, source_hello: wire.Hello, cfg: AgentConfig,
-                 criu: Criu, modes: Sequence[str]) -> wire.CheckReport:
+                 criu: Criu, modes: Sequence[Mode]) -> wire.CheckReport:
     """The destination's rows for one CheckRequest (RemoteProtocolError if it is malformed).
 
     Files are answered for only where :func:`ferryman.host.exposure.answerable` allows: for
@@ -129,7 +130,7 @@ async def answer(request: wire.CheckRequest, source_hello: wire.Hello, cfg: Agen
 
 
 async def serve_checks(ch: Channel, source_hello: wire.Hello, cfg: AgentConfig, criu: Criu,
-                       modes: Sequence[str]) -> wire.Plan | None:
+                       modes: Sequence[Mode]) -> wire.Plan | None:
     """After Hello: answer CheckRequests (and LinkTests) until a Plan comes (returned) or an
     Abort (answered with Aborted; returns None: the source only wanted the checks)."""
     while True:

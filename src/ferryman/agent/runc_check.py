@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 from ferryman.agent.container import RuncTarget, SourceContainer, tools_present
 from ferryman.agent.gate import end_check
-from ferryman.agent.hello import exchange_hello, local_hello, postcopy_blocker
-from ferryman.agent.source import SourceMigration, SourceOptions
+from ferryman.agent.role import SourceOptions
+from ferryman.agent.session import greet
 from ferryman.criu.client import Criu
 from ferryman.errors import RuncError
+from ferryman.migration.plan import postcopy_blocker
 from ferryman.migration.runc_checks import CONTAINER_MODES, ContainerFacts, runc_rows
-from ferryman.migration.verdict import MODES, Verdict, merge
+from ferryman.migration.verdict import Verdict, merge
+from ferryman.mode import MODES, Mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,20 +29,20 @@ class RuncCheckResult:
     destination: str
 
 
-async def run_runc_check(target: RuncTarget, o: SourceOptions, requested: str | None
+async def run_runc_check(target: RuncTarget, o: SourceOptions, requested: Mode | None
                          ) -> RuncCheckResult:
     try:
         box = await SourceContainer.open(target)
         facts = ContainerFacts(target.id, box.pid, str(box.config.bundle))
     except RuncError as exc:
         facts = ContainerFacts(target.id, problem=exc.message, fix=exc.hint or "")
-    ours = await local_hello(Criu(o.criu_bin), o.creds.name, o.state_dir)
-    ch = await SourceMigration(o)._connect()
+    g = await greet(Criu(o.criu_bin), o.creds, o.state_dir, host=o.host, port=o.port,
+                    timeout=o.timeouts.hello)
+    ours, theirs = g.ours, g.theirs
     try:
-        theirs = await exchange_hello(ch, ours, o.timeouts.hello)
-        await end_check(ch, "pre-flight check only")
+        await end_check(g.ch, "pre-flight check only")
     finally:
-        await ch.close()
+        await g.ch.close()
     blocker = postcopy_blocker(ours.features, o.creds.name) or \
         postcopy_blocker(theirs.features, theirs.node)
     rows = runc_rows(here=o.creds.name, there=theirs.node,

@@ -13,83 +13,57 @@ import contextlib
 import logging
 import os
 import signal
-import ssl
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from ferryman import testhooks, wire
-from ferryman.agent import fifos
+from ferryman.agent import fifos, lockguard
 from ferryman.agent.channel import Channel
-from ferryman.agent.config import Timeouts
+from ferryman.agent.commit import point_of_no_return
 from ferryman.agent.container import (
-    RuncTarget,
     SourceContainer,
     source_final_sync,
     source_open,
     source_presync,
 )
 from ferryman.agent.files import file_messages, image_files, remove_images
-from ferryman.agent.gate import check_before_plan
-from ferryman.agent.hello import exchange_hello, local_hello, postcopy_blocker
+from ferryman.agent.gate import check_before_plan, plan_migration
 from ferryman.agent.postcopy import announce_restore, run_postcopy
-from ferryman.agent.precopy import PrecopyOptions, run_iterations
+from ferryman.agent.precopy import run_iterations
+from ferryman.agent.role import ProgressFn, SourceOptions
+from ferryman.agent.session import abort, greet
 from ferryman.criu import unix_images
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
 from ferryman.criu.page_server import free_port
 from ferryman.criu.stats import DUMP_STATS, read_stats
 from ferryman.errors import (
-    CriuFeatureMissing,
     FerrymanError,
     MigrationRolledBack,
     PeerLost,
-    PeerRejected,
-    PeerUnreachable,
     RemoteError,
 )
 from ferryman.host import (
     addresses,
     cgroups,
     inflight,
-    lockguard,
     netlock,
     sourcecopy,
     unix_names,
 )
-from ferryman.host.addresses import MoveAddress
 from ferryman.host.fifos import boot_id
 from ferryman.host.inflight import InFlight
+from ferryman.host.pages import PAGE_SIZE
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
-from ferryman.migration.report import MigrationReport, PhaseTiming
-from ferryman.pki import NodeCredentials, tls
+from ferryman.migration.plan import Plan
+from ferryman.migration.report import MigrationReport, PhaseTiming, Result
 from ferryman.targets.process import ProcessTree
 from ferryman.targets.runc_checkpoint import Dumper
 
+# SourceOptions and ProgressFn live in agent/role.py; importable from here too.
+__all__ = ["ProgressFn", "SourceMigration", "SourceOptions"]
+
 log = logging.getLogger(__name__)
 S = SourcePhase
-ProgressFn = Callable[[str, str], None]
-DISK_MARGIN = 64 << 20
-
-
-@dataclass
-class SourceOptions:
-    pid: int
-    host: str
-    port: int
-    creds: NodeCredentials
-    state_dir: Path
-    mode: str = "cold"
-    tcp_established: bool = False
-    move_address: MoveAddress | None = None
-    criu_bin: str = "criu"
-    precopy: PrecopyOptions = field(default_factory=PrecopyOptions)
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    progress: ProgressFn = lambda phase, detail: None
-    container: RuncTarget | None = None  # a runc container instead of ``pid``
-
-
 class SourceMigration:
     def __init__(self, opts: SourceOptions) -> None:
         self.o = opts
@@ -119,6 +93,7 @@ class SourceMigration:
         self.parent: str | None = None  # the last pre-dump's set, parent of the final dump
         self.dumper: Dumper = self.criu  # runc's checkpoint for a container
         self.box: SourceContainer | None = None
+        self.plan: Plan | None = None  # decided once after Hello (migration/plan.py)
         self.sync_port = 0
         self.lock: asyncio.Future[netlock.NetworkLock] | None = None  # CRIU's, on this node
         self.lock_release: asyncio.Future[list[str]] | None = None  # alongside the commit
@@ -127,7 +102,13 @@ class SourceMigration:
         self.fifo_devices: dict[str, int] = {}  # FIFOs with data the frozen tree holds
         self.parked: list[unix_names.ParkedName] = []  # its unix socket names, kept
 
-    def _phase(self, phase: SourcePhase, detail: str = "") -> None:
+    @property
+    def pid(self) -> int:
+        """The workload's root PID on this node, as resolved once (``self.tree``)."""
+        assert self.tree is not None, "the workload is identified first"
+        return self.tree.pid
+
+    def phase(self, phase: SourcePhase, detail: str = "") -> None:
         self.tracker.advance(phase)
         self.o.progress(str(phase), detail)
 
@@ -152,68 +133,32 @@ class SourceMigration:
                 await self.ch.close()
         return self.report
 
-    async def _connect(self) -> Channel:
-        ctx = tls.client_context(self.o.creds)
-        peer = f"{self.o.host}:{self.o.port}"
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.o.host, self.o.port, ssl=ctx,
-                                        server_hostname=self.o.host),
-                self.o.timeouts.hello)
-        except ssl.SSLCertVerificationError as exc:
-            raise PeerRejected(peer, f"the destination's certificate is not valid: "
-                               f"{exc.verify_message}",
-                               hint="issue the agent's certificate from the same cluster CA, "
-                                    "with its IP (--ip)") from exc
-        except ssl.SSLError as exc:
-            raise PeerRejected(peer, f"TLS handshake with {peer} failed: {exc.reason}",
-                               hint="both nodes need certificates from the same cluster CA"
-                               ) from exc
-        except (OSError, TimeoutError) as exc:
-            raise PeerUnreachable(peer, f"cannot reach the agent at {peer}: {exc}",
-                                  hint="start 'ferryman serve' there and check the address"
-                                  ) from exc
-        return Channel(reader, writer, wire.Role.SOURCE, peer)
-
     async def _run(self) -> None:
         o = self.o
         if o.container is not None:  # NoSuchContainer, RuncMissing before anything else
             self.box = await source_open(self, o.container)
-        self.tree = ProcessTree.of(o.pid)  # NoSuchProcess before anything else
+        # The workload's identity, resolved once (NoSuchProcess before anything else): the
+        # PID asked for, or the container's init; everything after uses self.pid.
+        self.tree = ProcessTree.of(self.box.pid if self.box is not None else o.pid)
+        self.report.source_pid = self.tree.pid
         self.report.rss_bytes = self.tree.rss_bytes()
         self.workdir.mkdir(parents=True, mode=0o700)
         lockguard.start(os.getpid(), self.workdir)  # CRIU's network lock, should we die
         self.o.progress("HELLO", f"connecting to {o.host}:{o.port}")
-        ours = asyncio.ensure_future(local_hello(self.criu, o.creds.name, o.state_dir))
-        try:
-            self.ch = ch = await self._connect()  # meanwhile criu describes this node
-        finally:
-            if not ours.done():
-                await asyncio.wait({ours})
-        hello = ours.result()
-        theirs = await exchange_hello(ch, hello, o.timeouts.hello)
+        greeted = await greet(self.criu, o.creds, o.state_dir, host=o.host, port=o.port,
+                              timeout=o.timeouts.hello)  # criu describes us meanwhile
+        self.ch = ch = greeted.ch
+        hello, theirs = greeted.ours, greeted.theirs
         self.report.destination_node = theirs.node
+        pre = None
         if self.box is None:  # a container is checked by runc and the destination's plan
-            await check_before_plan(self, hello, theirs)  # refuses before any freeze
-        lazy = o.mode == "postcopy"
-        if o.mode in ("postcopy", "hybrid"):
-            for feats, node in ((hello.features, o.creds.name), (theirs.features, theirs.node)):
-                why = postcopy_blocker(feats, node)
-                if why is not None:
-                    raise CriuFeatureMissing("lazy pages", why)
-        need = (0 if lazy else self.report.rss_bytes) + DISK_MARGIN
-        if theirs.free_disk < need:
-            raise FerrymanError(
-                f"the destination has {theirs.free_disk >> 20} MiB free for images, the "
-                f"workload needs about {need >> 20} MiB",
-                hint="free disk space in the destination agent's --state-dir")
-        if o.mode in ("precopy", "hybrid") and not hello.features.get("mem_track", False):
-            raise CriuFeatureMissing("soft-dirty memory tracking (mem_track)",
-                                     f"use --mode cold or postcopy: pre-copy needs "
-                                     f"CONFIG_MEM_SOFT_DIRTY on {o.creds.name}")
+            pre = await check_before_plan(self, hello, theirs)  # no freeze before the verdict
+        self.plan = plan = await plan_migration(self, hello, theirs, pre)  # once; frozen
+        self.report.mode = plan.mode
+        lazy = plan.lazy
         if lazy:  # known now, the destination can start its lazy-pages daemon early
             self.ps_port = free_port(ch.local_ip)
-        await ch.send(wire.Plan(migration_id=self.id, mode=o.mode, pid=o.pid, lazy=lazy,
+        await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=self.pid, lazy=lazy,
                                 tcp_established=o.tcp_established,
                                 move_address=str(o.move_address or ""),
                                 target=self.box.planned().to_json() if self.box else "",
@@ -223,19 +168,19 @@ class SourceMigration:
             raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
         self.sync_port = answer.sync_port
         port = answer.page_server_port
-        if o.mode in ("precopy", "hybrid"):
-            self._phase(S.PLANNED, f"pre-copy into page servers on {theirs.node}")
+        if plan.pre_copies:
+            self.phase(S.PLANNED, f"pre-copy into page servers on {theirs.node}")
             if self.box is not None:  # the container's files first, while it runs
                 await source_presync(self, self.box, self.sync_port)
-            postcopy_ok = not o.precopy.no_postcopy and all(
-                postcopy_blocker(f, "") is None for f in (hello.features, theirs.features))
-            final = await run_iterations(self, port, hybrid=o.mode == "hybrid",
-                                         postcopy_allowed=postcopy_ok)
+            final = await run_iterations(self, port, hybrid=plan.mode.lazy,
+                                         postcopy_allowed=plan.postcopy_allowed)
             lazy, port, self.parent = final.lazy, final.port, final.parent
         else:
-            self._phase(S.PLANNED, "post-copy: pages will follow on demand" if lazy
+            self.phase(S.PLANNED, "post-copy: pages will follow on demand" if lazy
                         else f"page server on port {port}")
         self.lazy = lazy
+        if self.box is not None:  # the container's files while it runs (once: pre-copy's
+            await source_presync(self, self.box, self.sync_port)  # pre-sync counts)
         if lazy:
             await run_postcopy(self)
         else:
@@ -245,16 +190,14 @@ class SourceMigration:
         o = self.o
         assert self.ch is not None
         c = o.creds
-        if self.box is not None:  # the container's files, while it runs
-            await source_presync(self, self.box, self.sync_port)
-        self._phase(S.FREEZING, f"dumping PID {o.pid}")
+        self.phase(S.FREEZING, f"dumping PID {self.pid}")
         self.freeze_at = time.monotonic()
-        cgroup = self._find_freezer()
+        cgroup = self.find_freezer()
         try:
-            await self.dumper.dump(o.pid, self.workdir,
+            await self.dumper.dump(self.pid, self.workdir,
                                  page_server=PageServerAddress(o.host, ps_port),
                                  tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
-                                 on_notify=self._on_notify, freeze_cgroup=cgroup,
+                                 on_notify=self.on_notify, freeze_cgroup=cgroup,
                                  tcp_established=o.tcp_established,
                                  track_mem=self.parent is not None, parent=self.parent)
             self._thaw_cgroup()  # empty now, or holding the restored tree on a shared host
@@ -262,12 +205,12 @@ class SourceMigration:
             if self.tracker.phase == S.COMMITTED:
                 log.warning("criu reported an error after the point of no return: %s", exc)
             else:
-                await self._roll_back(exc)
+                await self.roll_back(exc)
                 return
-        self._collect_dump_stats()
+        self.collect_dump_stats()
         await self._commit()
 
-    def _queue_stop_source(self) -> None:
+    def queue_stop_source(self) -> None:
         """Queue a SIGSTOP to every source task (they are frozen by CRIU; it waits there)."""
         assert self.tree is not None
         self.stopped_source = self.tree.pids()
@@ -276,7 +219,7 @@ class SourceMigration:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
 
-    def _find_freezer(self) -> str | None:
+    def find_freezer(self) -> str | None:
         """The workload's own cgroup, for CRIU to reuse frozen: we freeze it ourselves (tight
         polling; CRIU polls in 100 ms steps) at CRIU's pre-dump notification, so that CRIU's
         (and runc's) start-up is not in the frozen window. None: CRIU seizes the tasks one
@@ -303,7 +246,7 @@ class SourceMigration:
                 cgroups.thaw(self.freezer)
             self.freezer = None
 
-    async def _on_notify(self, script: str, _pid: int) -> bool:
+    async def on_notify(self, script: str, _pid: int) -> bool:
         if script == "pre-dump":
             # CRIU runs this right before it seizes (freezes) the tree: downtime starts here,
             # not when we started criu; with a cgroup, we freeze it now.
@@ -318,12 +261,12 @@ class SourceMigration:
         if script != "post-dump":
             return True
         assert self.ch is not None
-        self._phase(S.DUMPED)
+        self.phase(S.DUMPED)
         if self.o.move_address is not None:  # frozen and network-locked: hand it over
             addresses.delete(self.o.move_address)
             self.address_moved = True
             sourcecopy.record_address(self.workdir, self.o.move_address)  # for the guard
-        self._phase(S.TRANSFERRING)
+        self.phase(S.TRANSFERRING)
         files = image_files(self.workdir)
         total = 0
         for path in files:
@@ -341,26 +284,10 @@ class SourceMigration:
             return True  # CRIU now opens its page server and says status-ready
         await self.ch.send(self.restore_message())
         self.find_network_lock()
-        await self._await_restored()
-        # Point of no return. The commit goes out before CRIU is told to destroy the source
-        # copy, so the destination resumes while CRIU cleans up here; the queued SIGSTOP keeps
-        # the source tasks from ever running again should CRIU fail to kill them.
-        self._queue_stop_source()
-        if not sourcecopy.traced(self.o.pid):  # CRIU died: they ran on after the dump
-            raise FerrymanError("criu let the workload go before the commit, so it ran on "
-                                "after its dump", hint="check why criu died (its log)")
-        await self.release_network_lock()
-        self._phase(S.COMMITTED, "destination resumes the workload; the source copy goes")
-        try:
-            sourcecopy.mark_commit(self.workdir)
-            await self.ch.send(wire.Commit())
-        except PeerLost as exc:
-            # It may or may not have arrived; without it the destination keeps its copy
-            # stopped (an orphan), so destroying ours is still the only safe choice.
-            self.commit_error = exc
-        else:  # read at once: CRIU's (or runc's) clean-up here is not downtime
-            self.committed = asyncio.ensure_future(self._await_committed())
-        self.forward_inflight()
+        await self.await_restored()
+        # Point of no return (migration/commit.py). The commit goes out before CRIU is told
+        # to destroy the source copy, so the destination resumes while CRIU cleans up here.
+        await point_of_no_return(self)
         return True
 
     def _keep_what_the_restore_shares(self) -> None:
@@ -381,9 +308,9 @@ class SourceMigration:
                             kernel=boot_id() if self.fifo_devices else "",
                             fifo_devices=self.fifo_devices)
 
-    async def _await_restored(self) -> bool:
+    async def await_restored(self) -> bool:
         assert self.ch is not None
-        self._phase(S.AWAIT_RESTORE)
+        self.phase(S.AWAIT_RESTORE)
         answer = await self.ch.expect((wire.Restored, wire.Failed), self.o.timeouts.restore)
         if isinstance(answer, wire.Failed):
             self.report.destination_log_tail = answer.log_tail
@@ -408,15 +335,15 @@ class SourceMigration:
                            f"{self.report.destination_node}: {self.commit_error.message}",
                            hint=where)
         try:
-            done = await (self.committed or self._await_committed())
+            done = await (self.committed or self.await_committed())
         except PeerLost as exc:  # it may have resumed the workload, or never had the commit
             raise PeerLost(self.ch.peer, f"{self.report.destination_node} did not confirm the "
                            f"commit: {exc.message}", hint=where) from exc
         self.report.destination_pid = done.pid
-        self.report.result = "committed"
-        self._phase(S.DONE, f"running on {self.report.destination_node} as PID {done.pid}")
+        self.report.result = Result.COMMITTED
+        self.phase(S.DONE, f"running on {self.report.destination_node} as PID {done.pid}")
 
-    async def _await_committed(self) -> wire.Committed:
+    async def await_committed(self) -> wire.Committed:
         """The destination resumed the workload: the downtime ends here."""
         assert self.ch is not None
         done = await self.ch.expect((wire.Committed,), self.o.timeouts.commit)
@@ -475,9 +402,9 @@ class SourceMigration:
         log.info("forwarded %d segments that reached this node while frozen (%d held, %d "
                  "skipped)", sent.sent, sent.captured, sent.skipped)
 
-    async def _roll_back(self, exc: BaseException) -> None:
+    async def roll_back(self, exc: BaseException) -> None:
         assert self.tree is not None
-        self._phase(S.RESUMING, str(exc))
+        self.phase(S.RESUMING, str(exc))
         unix_names.give_back(self.parked)
         self.parked = []
         if self.address_moved and self.o.move_address is not None:
@@ -494,28 +421,24 @@ class SourceMigration:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
         if self.ch is not None and self.ch.conn.state not in wire.FINAL_STATES:
-            try:
-                await self.ch.send(wire.Abort(reason=str(exc)[:4000]))
-                await self.ch.expect((wire.Aborted,), 10)
-            except FerrymanError as err:
-                log.info("destination did not acknowledge the abort: %s", err)
-        self._collect_dump_stats()
+            await abort(self.ch, str(exc))
+        self.collect_dump_stats()
         if not self.tree.alive():
-            self._phase(S.LOST)
-            self.report.result = "lost"
-            raise FerrymanError(f"workload PID {self.o.pid} did not survive the failed "
+            self.phase(S.LOST)
+            self.report.result = Result.LOST
+            raise FerrymanError(f"workload PID {self.pid} did not survive the failed "
                                 f"migration: {exc}") from exc
-        self._phase(S.ROLLED_BACK)
-        self.report.result = "rolled_back"
+        self.phase(S.ROLLED_BACK)
+        self.report.result = Result.ROLLED_BACK
         hint = getattr(exc, "hint", None)
         raise MigrationRolledBack(getattr(exc, "message", str(exc)), hint=hint) from exc
 
-    def _collect_dump_stats(self, *, lazy: bool = False) -> None:
+    def collect_dump_stats(self, *, lazy: bool = False) -> None:
         stats = read_stats(self.workdir / DUMP_STATS)
         if stats and not lazy:  # lazy stats-dump is garbage (docs/ARCHITECTURE.md, "CRIU facts")
             self.report.criu["dump"] = stats
             self.report.final_pages = stats.get("pages_written", 0)
-            self.report.count_pages(stats.get("pages_written", 0) * 4096)
+            self.report.count_pages(stats.get("pages_written", 0) * PAGE_SIZE)
         for p in self.workdir.glob("*.log"):
             self.report.logs[p.stem] = str(p)
 

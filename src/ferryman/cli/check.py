@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ferryman.cli.common import add_sync_option, parse_endpoint, synced_paths
 from ferryman.errors import PreflightFailed, UsageError
-from ferryman.migration.verdict import MODES, Status, Verdict
+from ferryman.migration.verdict import Status, Verdict
+from ferryman.mode import MODES, Mode
 from ferryman.safetext import printable
 
 DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
@@ -30,7 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--to", required=True, metavar="IP:PORT", help="the destination agent")
     p.add_argument("--pki", required=True, type=Path, metavar="DIR", help="cluster PKI directory")
     p.add_argument("--name", required=True, help="this node's name (its certificate)")
-    p.add_argument("--mode", choices=MODES, help="the mode to check (default: any)")
+    p.add_argument("--mode", type=Mode, choices=MODES,
+                   help="the mode to check (default: any)")
     add_sync_option(p)
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
@@ -41,7 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ferryman.agent.checkrun import CheckOptions, run_check
-    from ferryman.agent.source import SourceOptions
+    from ferryman.agent.role import SourceOptions
     from ferryman.pki import load_node
 
     if args.runc is not None:
@@ -77,10 +79,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_runc(args: argparse.Namespace) -> int:
-    from ferryman.agent.container import RuncTarget
+    from ferryman.agent.role import SourceOptions
     from ferryman.agent.runc_check import run_runc_check
-    from ferryman.agent.source import SourceOptions
     from ferryman.pki import load_node
+    from ferryman.targets.runc import RuncTarget
 
     if args.pid is not None:
         raise UsageError("give either a PID or --runc ID, not both",

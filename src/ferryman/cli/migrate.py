@@ -9,17 +9,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ferryman.agent.precopy import POLICIES, PrecopyOptions
 from ferryman.cli.common import add_sync_option, parse_endpoint, synced_paths
 from ferryman.errors import FerrymanError, UsageError
 from ferryman.host.addresses import MoveAddress, parse_move_address
+from ferryman.migration.precopy_plan import POLICIES, PrecopyOptions
 from ferryman.migration.report import MigrationReport
+from ferryman.mode import Mode
 from ferryman.report.summary import summary
 from ferryman.safetext import printable
 
 if TYPE_CHECKING:
-    from ferryman.agent.container import RuncTarget
     from ferryman.host.tcpprobe import TcpProbe
+    from ferryman.targets.runc import RuncTarget
 
 DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
 DEFAULT_RUNC_ROOT = Path("/run/runc")
@@ -38,8 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--to", required=True, metavar="IP:PORT", help="the destination agent")
     p.add_argument("--pki", required=True, type=Path, metavar="DIR", help="cluster PKI directory")
     p.add_argument("--name", required=True, help="this node's name (its certificate)")
-    p.add_argument("--mode", default="cold",
-                   choices=("cold", "postcopy", "precopy", "hybrid", "auto"),
+    p.add_argument("--mode", default=Mode.COLD, type=Mode, choices=list(Mode),
                    help="migration mode: cold (freeze, copy, restore), postcopy (restore at "
                         "once, pages follow on demand), precopy (copy while running, then "
                         "the dirty rest frozen), hybrid (pre-copy, then a lazy final step); "
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     host, port = parse_endpoint(args.to)
     creds = load_node(args.pki.resolve(), args.name)
     moving = parse_move_address(args.move_address) if args.move_address else None
-    if args.no_postcopy and args.mode in ("postcopy", "hybrid"):
+    if args.no_postcopy and args.mode.lazy:
         raise UsageError(f"--mode {args.mode} fetches pages lazily, --no-postcopy forbids it",
                          hint="drop one of them")
     probe = _probe(args, moving)
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _runc_target(args: argparse.Namespace) -> RuncTarget | None:
-    from ferryman.agent.container import RuncTarget
+    from ferryman.targets.runc import RuncTarget
 
     if args.runc is None:
         return None

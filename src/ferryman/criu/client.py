@@ -12,10 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ferryman.criu import rpc
+from ferryman.criu import requests, rpc
 from ferryman.criu.logs import first_error
+from ferryman.criu.requests import PageServerAddress, TlsFiles
 from ferryman.criu.swrk import NotifyHandler, SwrkSession
 from ferryman.errors import CriuError, CriuMissing
+
+# TlsFiles and PageServerAddress live with the request builder; importable from here too.
+__all__ = ["Criu", "CriuFacts", "CriuVersion", "PageServerAddress", "TlsFiles"]
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +34,6 @@ class CriuVersion:
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}.{self.sublevel}"
-
-
-@dataclass(frozen=True, slots=True)
-class TlsFiles:
-    """Absolute paths (a relative path crashes criu 4.1)."""
-
-    cacert: Path
-    cert: Path
-    key: Path
-
-
-@dataclass(frozen=True, slots=True)
-class PageServerAddress:
-    address: str
-    port: int
 
 
 @contextmanager
@@ -113,9 +102,7 @@ class Criu:
         return resp
 
     async def version(self) -> CriuVersion:
-        req = rpc.Req()
-        req.type = rpc.VERSION
-        resp = await self._call(req, "version")
+        resp = await self._call(requests.simple(rpc.VERSION), "version")
         v = resp.version
         return CriuVersion(v.major_number, v.minor_number, v.sublevel if v.HasField("sublevel")
                            else 0)
@@ -128,28 +115,14 @@ class Criu:
 
     async def features(self) -> dict[str, bool]:
         """Kernel/CRIU features: mem_track (pre-copy), lazy_pages (post-copy), pidfd_store."""
-        req = rpc.Req()
-        req.type = rpc.FEATURE_CHECK
-        req.features.mem_track = True
-        req.features.lazy_pages = True
-        req.features.pidfd_store = True
-        resp = await self._call(req, "feature-check")
+        resp = await self._call(requests.feature_check(), "feature-check")
         f = resp.features
         return {name: bool(getattr(f, name)) for name in ("mem_track", "lazy_pages", "pidfd_store")}
-
-    def _opts(self, req: Any, dir_fd: int, log_file: str) -> Any:
-        o = req.opts
-        o.images_dir_fd = dir_fd
-        o.log_file = log_file
-        o.log_level = self.log_level
-        return o
 
     async def cpuinfo_dump(self, images_dir: Path) -> bytes:
         """This CPU's description as CRIU sees it (the ``cpuinfo.img`` bytes)."""
         with _dir_fd(images_dir) as fd:
-            req = rpc.Req()
-            req.type = rpc.CPUINFO_DUMP
-            self._opts(req, fd, "cpuinfo-dump.log")
+            req = requests.images_only(rpc.CPUINFO_DUMP, fd, "cpuinfo-dump.log", self.log_level)
             await self._call(req, "cpuinfo-dump", pass_fds=(fd,),
                              log_path=images_dir / "cpuinfo-dump.log")
         return (images_dir / "cpuinfo.img").read_bytes()
@@ -157,9 +130,8 @@ class Criu:
     async def cpuinfo_check(self, images_dir: Path) -> str | None:
         """None when a dump described by ``images_dir/cpuinfo.img`` can run here, else why not."""
         with _dir_fd(images_dir) as fd:
-            req = rpc.Req()
-            req.type = rpc.CPUINFO_CHECK
-            self._opts(req, fd, "cpuinfo-check.log")
+            req = requests.images_only(rpc.CPUINFO_CHECK, fd, "cpuinfo-check.log",
+                                       self.log_level)
             try:
                 await self._call(req, "cpuinfo-check", pass_fds=(fd,),
                                  log_path=images_dir / "cpuinfo-check.log")
@@ -183,40 +155,25 @@ class Criu:
         pre_dump: bool = False,
         freeze_cgroup: str | None = None,
         log_file: str = "dump.log",
+        network_lock: bool = True,
+        action: str | None = None,
     ) -> None:
         """Dump (or pre-dump) the tree at ``pid``; notifications go to ``on_notify``.
 
-        A lazy dump leaves the tree stopped, never killed: its end says only that the
-        lazy-pages client closed the session, which it also does when the restore it serves
-        failed (criu/uffd.c disconnects in order whatever happened), so CRIU's "success"
-        there cannot decide the source's fate; the caller kills or continues the tree."""
+        A lazy dump leaves the tree stopped, never killed (criu/requests.py:dump says why);
+        the caller kills or continues it. The request is :func:`ferryman.criu.requests.dump`'s;
+        ``action`` names the call in errors (default ``dump`` or ``pre-dump``).
+        """
         with _dir_fd(images_dir) as fd:
-            req = rpc.Req()
-            req.type = rpc.PRE_DUMP if pre_dump else rpc.DUMP
-            o = self._opts(req, fd, log_file)
-            o.pid = pid
-            o.notify_scripts = on_notify is not None
-            o.network_lock = rpc.NFTABLES
-            o.leave_running = leave_running
-            o.tcp_established = tcp_established
-            o.lazy_pages = lazy
-            if lazy and not leave_running:
-                o.leave_stopped = True
-            o.track_mem = track_mem
-            if parent:
-                o.parent_img = parent
-            if freeze_cgroup:
-                o.freeze_cgroup = freeze_cgroup
-            if page_server is not None:
-                o.ps.address = page_server.address
-                o.ps.port = page_server.port
-            if tls is not None:
-                _set_tls(o, tls)
-                # In lazy mode the dump *serves* pages, and CRIU's server side checks the
-                # client's certificate against its own --address: keep only the CA check.
-                o.tls_no_cn_verify = lazy
-            await self._call(req, "pre-dump" if pre_dump else "dump", pass_fds=(fd,),
-                             on_notify=on_notify, log_path=images_dir / log_file)
+            req = requests.dump(pid, fd, log_file=log_file, log_level=self.log_level,
+                                page_server=page_server, tls=tls,
+                                notify=on_notify is not None, lazy=lazy, track_mem=track_mem,
+                                parent=parent, leave_running=leave_running,
+                                tcp_established=tcp_established, pre_dump=pre_dump,
+                                freeze_cgroup=freeze_cgroup, network_lock=network_lock)
+            await self._call(req, action or ("pre-dump" if pre_dump else "dump"),
+                             pass_fds=(fd,), on_notify=on_notify,
+                             log_path=images_dir / log_file)
 
     async def restore(
         self,
@@ -229,20 +186,10 @@ class Criu:
     ) -> int:
         """Restore the tree in ``images_dir``; returns the root's PID (as this host sees it)."""
         with _dir_fd(images_dir) as fd:
-            req = rpc.Req()
-            req.type = rpc.RESTORE
-            o = self._opts(req, fd, log_file)
-            o.leave_stopped = leave_stopped
-            o.lazy_pages = lazy
-            o.tcp_established = tcp_established
-            o.network_lock = rpc.NFTABLES
+            req = requests.restore(fd, log_file=log_file, log_level=self.log_level,
+                                   leave_stopped=leave_stopped, lazy=lazy,
+                                   tcp_established=tcp_established)
             resp = await self._call(req, "restore", pass_fds=(fd,),
                                     log_path=images_dir / log_file)
         return int(resp.restore.pid)
 
-
-def _set_tls(o: Any, tls: TlsFiles) -> None:
-    o.tls = True
-    o.tls_cacert = str(tls.cacert)
-    o.tls_cert = str(tls.cert)
-    o.tls_key = str(tls.key)

@@ -24,21 +24,17 @@ property of the workload, so :func:`transient` says so and the caller tries once
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferryman.criu import rpc
 from ferryman.criu.client import Criu
 from ferryman.criu.logs import first_error
 from ferryman.errors import CriuError
 
 LOG_FILE = "dry-run.log"
-_SKIP_LOCK = (rpc.Opts.DESCRIPTOR.fields_by_name["network_lock"]
-              .enum_type.values_by_name["SKIP"].number)
 _DECLINED = ("post-dump", "status-ready")
 _RACES = ("recv failed (",)  # libsoccr reading a live socket's queue (see above)
 
@@ -67,29 +63,15 @@ async def dry_run_dump(criu: Criu, pid: int, images_dir: Path, *,
         marks.setdefault(script, clock())
         return script not in _DECLINED
 
-    req = rpc.Req()
-    req.type = rpc.DUMP
-    fd = os.open(images_dir, os.O_RDONLY | os.O_DIRECTORY)
     error: CriuError | None = None
     try:
-        o = req.opts
-        o.images_dir_fd = fd
-        o.log_file = LOG_FILE
-        o.log_level = criu.log_level
-        o.pid = pid
-        o.notify_scripts = True
-        o.leave_running = True
-        o.lazy_pages = True
-        o.tcp_established = tcp_established
-        o.network_lock = _SKIP_LOCK
-        try:
-            # The same swrk session as every other criu call (criu/client.py).
-            await criu._call(req, "dump (dry run)", pass_fds=(fd,), on_notify=on_notify,
-                             log_path=images_dir / LOG_FILE)
-        except CriuError as exc:
-            error = exc
+        # The same request builder and swrk session as every dump (criu/requests.py).
+        await criu.dump(pid, images_dir, on_notify=on_notify, lazy=True, leave_running=True,
+                        tcp_established=tcp_established, network_lock=False,
+                        log_file=LOG_FILE, action="dump (dry run)")
+    except CriuError as exc:
+        error = exc
     finally:
-        os.close(fd)
         end = clock()
     image_bytes = _remove_images(images_dir)
     ok = "post-dump" in marks

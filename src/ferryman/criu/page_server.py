@@ -12,6 +12,7 @@ from pathlib import Path
 from ferryman.criu.client import TlsFiles
 from ferryman.criu.logs import first_error
 from ferryman.errors import CriuError, CriuMissing
+from ferryman.host.pages import PAGE_SIZE
 from ferryman.host.prctl import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ def lazy_fault_waits(log_path: Path) -> tuple[float, float]:
     for m in _COPY_AT.finditer(text):
         events.append((float(m[1]), m.start(), m[2], int(m[3], 16), int(m[4])))
     for m in _ZERO_AT.finditer(text):
-        events.append((float(m[1]), m.start(), m[2], int(m[3], 16), 4096))
+        events.append((float(m[1]), m.start(), m[2], int(m[3], 16), PAGE_SIZE))
     events.sort(key=lambda e: e[1])  # log order
     waiting: dict[tuple[str, int], float] = {}
     total = longest = 0.0

@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ferryman.errors import NoSuchProcess
+from ferryman.host.pages import PAGE_SIZE
 
 PROC = Path("/proc")
-PAGE = 4096
+PAGE = PAGE_SIZE
 SOFT_DIRTY = 1 << 55
 ENTRY = struct.Struct("=Q")
 CHUNK_PAGES = 1 << 16

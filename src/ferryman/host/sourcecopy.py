@@ -3,7 +3,7 @@ away, for its guard to settle.
 
 At the commit the controller queues a SIGSTOP to every source task (agent/source.py), so that
 they never run again should CRIU let them go. A controller killed from then on leaves them
-stopped for good, on no list: the guard (host/lockguard.py) settles them once the controller
+stopped for good, on no list: the guard (agent/lockguard.py) settles them once the controller
 has gone. ``STOPPED`` names them (PID and start time, so a reused PID is never touched);
 ``COMMIT`` is written right before the Commit message goes out. Without ``COMMIT`` the
 destination never had the commit: the source copy is the workload, and is continued (the

@@ -24,12 +24,25 @@ from dataclasses import dataclass
 
 from ferryman.errors import ProbeError, UsageError
 from ferryman.host.addresses import MoveAddress
-from ferryman.migration.report import ProbeReport
 
 REQUEST = b"PING\r\n"
 MAX_LINE = 64 << 10
 CONNECT_TIMEOUT = 5.0
 SETTLE_ANSWERS = 3
+
+
+@dataclass
+class ProbeReport:
+    """What a client of the service saw (``--probe``): its longest wait for an answer.
+    Part of the migration report (:class:`ferryman.migration.report.MigrationReport`)."""
+
+    target: str
+    source: str  # the address probed from ("" when the kernel chose)
+    sent: int
+    answered: int
+    max_gap_ms: float
+    max_gap_start_ms: float  # since the migration started, as ``phases`` count
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

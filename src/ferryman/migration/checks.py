@@ -23,9 +23,10 @@ from ferryman.migration.verdict import (
     Row,
     Status,
 )
+from ferryman.mode import Mode
 
 P, W, F = Status.PASS, Status.WARN, Status.FAIL
-NOTE: Final[frozenset[str]] = frozenset()  # a row that concerns no mode: shown, never blocks
+NOTE: Final[frozenset[Mode]] = frozenset()  # a row that concerns no mode: shown, never blocks
 IMAGE_MARGIN: Final = 64 << 20  # images besides memory, logs, slack (as agent/source.py)
 MEMORY_WARN_SHARE: Final = 0.8
 EXAMPLES: Final = 3
@@ -106,7 +107,7 @@ def criu_row(source_version: str, dest_version: str, dest_node: str) -> Row:
 
 
 def _feature(row: str, side: str, node: str, present: bool, label: str, *,
-             modes: frozenset[str], fix: str) -> Row:
+             modes: frozenset[Mode], fix: str) -> Row:
     if present:
         return Row(row, side, P, f"{node}: {label}: present")
     if not modes:

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ferryman.host.pages import PAGE_SIZE
+
 __all__ = [
     "BudgetPolicy",
     "ConvergencePolicy",
@@ -33,15 +35,14 @@ __all__ = [
     "IterationStats",
     "LxdPolicy",
     "PhaulPolicy",
+    "Ruling",
     "TransferFit",
-    "Verdict",
     "final_dirty_pages",
     "fit_transfer",
     "from_criu_stats",
     "replay",
 ]
 
-PAGE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +95,9 @@ class Decision(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    """What to do next, why (one line for the report), and the downtime predicted, if any.
+class Ruling:
+    """A policy's ruling after each pre-dump (not the pre-flight's ``verdict.Verdict``): what
+    to do next, why (one line for the report), and the downtime predicted, if any.
 
     ``over_budget`` is set when the policy finishes knowing the downtime budget will be missed:
     the caller writes a warning into the report (a field, so nobody parses ``reason``).
@@ -131,10 +133,10 @@ class Environment:
 
 
 class ConvergencePolicy(Protocol):
-    def decide(self, history: Sequence[IterationStats], env: Environment) -> Verdict: ...
+    def decide(self, history: Sequence[IterationStats], env: Environment) -> Ruling: ...
 
 
-_START = Verdict(Decision.ITERATE, "no pre-dump yet")
+_START = Ruling(Decision.ITERATE, "no pre-dump yet")
 
 
 def _check_history(history: Sequence[IterationStats]) -> None:
@@ -168,7 +170,7 @@ class LxdPolicy:
         if not (0 < self.goal_percent <= 100):
             raise ValueError(f"goal_percent must be in (0, 100], got {self.goal_percent}")
 
-    def decide(self, history: Sequence[IterationStats], env: Environment) -> Verdict:
+    def decide(self, history: Sequence[IterationStats], env: Environment) -> Ruling:
         _check_history(history)
         if not history:
             return _START
@@ -176,14 +178,14 @@ class LxdPolicy:
         total = last.pages_skipped + last.pages_written
         if last.index >= 2 and last.pages_skipped * 100 >= self.goal_percent * total:
             share = 100.0 if total == 0 else 100 * last.pages_skipped / total
-            return Verdict(
+            return Ruling(
                 Decision.FINAL,
                 f"{share:.1f}% of pages unchanged since pre-dump {last.index - 1}"
                 f" >= goal {self.goal_percent}%",
             )
         if last.index >= self.max_iterations:
-            return Verdict(Decision.FINAL, f"{last.index} pre-dumps = max_iterations")
-        return Verdict(Decision.ITERATE, f"goal {self.goal_percent}% not met")
+            return Ruling(Decision.FINAL, f"{last.index} pre-dumps = max_iterations")
+        return Ruling(Decision.ITERATE, f"goal {self.goal_percent}% not met")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,26 +207,26 @@ class PhaulPolicy:
         if self.min_pages < 0 or self.max_growth_percent < 0:
             raise ValueError("min_pages and max_growth_percent must be >= 0")
 
-    def decide(self, history: Sequence[IterationStats], env: Environment) -> Verdict:
+    def decide(self, history: Sequence[IterationStats], env: Environment) -> Ruling:
         _check_history(history)
         if not history:
             return _START
         last = history[-1]
         if last.pages_written <= self.min_pages:
-            return Verdict(
+            return Ruling(
                 Decision.FINAL, f"pre-dump wrote {last.pages_written} <= {self.min_pages} pages"
             )
         if len(history) >= 2:
             prev = history[-2].pages_written
             if last.pages_written * 100 > prev * (100 + self.max_growth_percent):
-                return Verdict(
+                return Ruling(
                     Decision.FINAL,
                     f"pre-dump wrote {last.pages_written} pages, more than"
                     f" {prev} + {self.max_growth_percent}%",
                 )
         if last.index >= self.max_iterations:
-            return Verdict(Decision.FINAL, f"{last.index} pre-dumps = max_iterations")
-        return Verdict(Decision.ITERATE, f"pre-dump wrote {last.pages_written} pages")
+            return Ruling(Decision.FINAL, f"{last.index} pre-dumps = max_iterations")
+        return Ruling(Decision.ITERATE, f"pre-dump wrote {last.pages_written} pages")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -297,33 +299,33 @@ class BudgetPolicy:
         best = min(it.pages_written for it in history[: -self.stall_window])
         return recent * 100 > best * (100 - self.min_shrink_percent)
 
-    def decide(self, history: Sequence[IterationStats], env: Environment) -> Verdict:
+    def decide(self, history: Sequence[IterationStats], env: Environment) -> Ruling:
         _check_history(history)
         if not history:
             return _START
         ms = self.predict_ms(history, env)
         budget = f"budget {self.max_downtime_ms:.0f} ms"
         if ms is not None and ms <= self.max_downtime_ms:
-            return Verdict(Decision.FINAL, f"predicted {ms:.0f} ms fits {budget}", ms)
+            return Ruling(Decision.FINAL, f"predicted {ms:.0f} ms fits {budget}", ms)
         guess = "unknown (no bandwidth measured)" if ms is None else f"{ms:.0f} ms"
         if len(history) >= 2 and history[-1].pages_written == 0:
             # nothing dirtied since the last pre-dump: the fixed cost alone is over budget,
             # and neither more pre-dumps nor lazy pages can lower it
-            return Verdict(Decision.FINAL, f"nothing left to copy; predicted {guess}, "
+            return Ruling(Decision.FINAL, f"nothing left to copy; predicted {guess}, "
                            f"{budget} will be missed", ms, True)
         stalled = self.stalled(history)
         if not stalled and len(history) < self.max_iterations:
-            return Verdict(Decision.ITERATE, f"predicted {guess} over {budget}", ms)
+            return Ruling(Decision.ITERATE, f"predicted {guess} over {budget}", ms)
         why = (
             f"dirty set stopped shrinking at {history[-1].pages_written} pages"
             if stalled
             else f"{len(history)} pre-dumps = max_iterations"
         )
         if stalled and self.postcopy_allowed:
-            return Verdict(
+            return Ruling(
                 Decision.SWITCH_TO_POSTCOPY, f"{why}; predicted {guess} over {budget}", ms
             )
-        return Verdict(
+        return Ruling(
             Decision.FINAL, f"{why}; predicted {guess}, {budget} will be missed", ms, True
         )
 
@@ -376,7 +378,7 @@ def final_dirty_pages(history: Sequence[IterationStats]) -> int:
 
 def replay(
     policy: ConvergencePolicy, iterations: Iterable[IterationStats], env: Environment
-) -> tuple[int, Verdict]:
+) -> tuple[int, Ruling]:
     """Run the pre-copy loop over recorded pre-dumps: (pre-dumps run, the verdict that ended it).
 
     Raises ValueError when the record ends while the policy still says ITERATE.

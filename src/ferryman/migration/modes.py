@@ -23,20 +23,13 @@ Without ``mem_track`` there is no pre-dump at all (CRIU aborts without soft-dirt
 
 from __future__ import annotations
 
-import enum
 import math
 from typing import NamedTuple
 
+from ferryman.host.pages import PAGE_SIZE
+from ferryman.mode import Mode
+
 __all__ = ["Mode", "ModeChoice", "choose_mode", "cold_downtime_ms"]
-
-
-class Mode(enum.StrEnum):
-    """Migration modes; the values are ``wire.MODES``."""
-
-    COLD = "cold"
-    POSTCOPY = "postcopy"
-    PRECOPY = "precopy"
-    HYBRID = "hybrid"
 
 
 class ModeChoice(NamedTuple):
@@ -63,7 +56,7 @@ def choose_mode(
     bandwidth_bytes_per_s: float,
     max_downtime_ms: float,
     fixed_cost_ms: float = 150.0,
-    page_size: int = 4096,
+    page_size: int = PAGE_SIZE,
     converge_ratio: float = 0.5,
 ) -> ModeChoice:
     """Pick the mode for ``--mode auto`` (rules in the module docstring).

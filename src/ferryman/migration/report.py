@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from ferryman.host.tcpprobe import ProbeReport
+
+__all__ = ["MigrationReport", "PhaseTiming", "ProbeReport", "Result"]
+
+
+class Result(enum.StrEnum):
+    """How a migration ended, as the report says it (the values are the JSON strings)."""
+
+    COMMITTED = "committed"  # running on the destination
+    ROLLED_BACK = "rolled_back"  # running on the source again
+    FAILED = "failed"  # stopped before anything was frozen, or not started
+    LOST = "lost"  # neither node runs it
 
 
 @dataclass
@@ -14,26 +28,13 @@ class PhaseTiming:
 
 
 @dataclass
-class ProbeReport:
-    """What a client of the service saw (``--probe``): its longest wait for an answer."""
-
-    target: str
-    source: str  # the address probed from ("" when the kernel chose)
-    sent: int
-    answered: int
-    max_gap_ms: float
-    max_gap_start_ms: float  # since the migration started, as ``phases`` count
-    error: str | None = None
-
-
-@dataclass
 class MigrationReport:
     migration_id: str
     mode: str
     source_node: str
     destination: str
     source_pid: int
-    result: str = "failed"  # committed | rolled_back | failed | lost
+    result: Result = Result.FAILED
     destination_node: str = ""
     destination_pid: int | None = None
     # frozen until the destination resumed it; excludes the post-copy tail's fault waits

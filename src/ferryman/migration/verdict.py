@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ferryman.errors import RemoteProtocolError
+from ferryman.mode import LAZY_MODES, MODES, PRE_COPY_MODES, Mode
 
 __all__ = [
     "ALL_MODES",
@@ -40,10 +41,8 @@ __all__ = [
     "rows_to_json",
 ]
 
-MODES: Final = ("cold", "postcopy", "precopy", "hybrid")  # same order as wire.MODES
 ALL_MODES: Final = frozenset(MODES)
-LAZY_MODES: Final = frozenset({"postcopy", "hybrid"})
-TRACKING_MODES: Final = frozenset({"precopy", "hybrid"})
+TRACKING_MODES: Final = PRE_COPY_MODES
 SIDES: Final = ("source", "destination", "both")
 CHECK_RE: Final = re.compile(r"[a-z][a-z0-9_.-]{0,47}")
 MAX_LINE_CHARS: Final = 400
@@ -74,7 +73,7 @@ class Row:
     status: Status
     detail: str
     fix: str = ""
-    modes: frozenset[str] = ALL_MODES
+    modes: frozenset[Mode] = ALL_MODES
 
     def __post_init__(self) -> None:
         if not isinstance(self.check, str) or CHECK_RE.fullmatch(self.check) is None:
@@ -91,8 +90,9 @@ class Row:
             raise ValueError(f"a {self.status.value} row needs a fix: {self.check}")
         if not isinstance(self.modes, frozenset) or not self.modes <= ALL_MODES:
             raise ValueError(f"bad modes {self.modes!r}")
+        object.__setattr__(self, "modes", frozenset(Mode(m) for m in self.modes))
 
-    def concerns(self, mode: str) -> bool:
+    def concerns(self, mode: Mode) -> bool:
         return mode in self.modes
 
     def to_json(self) -> dict[str, object]:
@@ -111,17 +111,17 @@ class Verdict:
     """Both sides' rows, the modes both ends implement, and the mode asked for (if any)."""
 
     rows: tuple[Row, ...]
-    supported: tuple[str, ...]
-    requested: str | None = None
+    supported: tuple[Mode, ...]
+    requested: Mode | None = None
 
     @property
-    def allowed_modes(self) -> tuple[str, ...]:
+    def allowed_modes(self) -> tuple[Mode, ...]:
         """Implemented modes that no FAIL row rules out, in :data:`MODES` order."""
         failed = {m for r in self.rows if r.status is Status.FAIL for m in r.modes}
         return tuple(m for m in MODES if m in self.supported and m not in failed)
 
     @property
-    def clean_modes(self) -> tuple[str, ...]:
+    def clean_modes(self) -> tuple[Mode, ...]:
         """Allowed modes that no WARN row concerns either (no ``--force`` needed)."""
         warned = {m for r in self.rows if r.status is Status.WARN for m in r.modes}
         return tuple(m for m in self.allowed_modes if m not in warned)
@@ -133,17 +133,17 @@ class Verdict:
             return self.requested in self.allowed_modes
         return bool(self.allowed_modes)
 
-    def failures(self, mode: str | None = None) -> list[Row]:
+    def failures(self, mode: Mode | None = None) -> list[Row]:
         """FAIL rows (those concerning ``mode``, or all of them)."""
         return [r for r in self.rows if r.status is Status.FAIL
                 and (mode is None or r.concerns(mode))]
 
-    def warnings(self, mode: str | None = None) -> list[Row]:
+    def warnings(self, mode: Mode | None = None) -> list[Row]:
         """WARN rows (those concerning ``mode``, or all of them, notes included)."""
         return [r for r in self.rows if r.status is Status.WARN
                 and (mode is None or r.concerns(mode))]
 
-    def blocking(self, mode: str, *, force: bool) -> list[Row]:
+    def blocking(self, mode: Mode, *, force: bool) -> list[Row]:
         """The rows that stop ``ferryman migrate --mode MODE``: its failures, and its
         warnings unless ``force``. Empty when the migration may go ahead."""
         rows = self.failures(mode)
@@ -151,10 +151,10 @@ class Verdict:
             rows += self.warnings(mode)
         return rows
 
-    def auto_candidates(self, *, no_postcopy: bool = False) -> tuple[str, ...]:
+    def auto_candidates(self, *, no_postcopy: bool = False) -> tuple[Mode, ...]:
         """What ``--mode auto`` may choose from: the allowed modes (without the lazy ones
         when the user said ``--no-postcopy``), the warning-free ones first."""
-        allowed = [m for m in self.allowed_modes if not (no_postcopy and m in LAZY_MODES)]
+        allowed = [m for m in self.allowed_modes if not (no_postcopy and m.lazy)]
         clean = [m for m in allowed if m in self.clean_modes]
         return tuple(clean + [m for m in allowed if m not in clean])
 
@@ -176,12 +176,13 @@ def merge(source_rows: Iterable[Row], destination_rows: Iterable[Row],
         raise ValueError(f"unknown mode {requested!r}")
     modes = tuple(m for m in MODES if m in set(supported))
     rows = sorted([*source_rows, *destination_rows], key=_sort_key)
-    return Verdict(rows=tuple(rows), supported=modes, requested=requested)
+    return Verdict(rows=tuple(rows), supported=modes,
+                   requested=None if requested is None else Mode(requested))
 
 
 # -- the destination's rows on the wire ---------------------------------------------------
 
-def rows_to_json(node: str, modes: Sequence[str], rows: Sequence[Row]) -> str:
+def rows_to_json(node: str, modes: Sequence[Mode], rows: Sequence[Row]) -> str:
     """The CheckReport text: the destination's name, the modes it implements, its rows."""
     return json.dumps({"v": REPORT_VERSION, "node": node, "modes": list(modes),
                        "rows": [r.to_json() for r in rows]},
@@ -217,12 +218,13 @@ def _row_from_json(obj: object) -> Row:
         raise _bad(f"bad row status {status!r:.40}")
     try:
         return Row(check=obj["check"], side=obj["side"], status=Status(status),
-                   detail=obj["detail"], fix=obj["fix"], modes=frozenset(modes))
+                   detail=obj["detail"], fix=obj["fix"],
+                   modes=frozenset(Mode(m) for m in modes))
     except (ValueError, TypeError) as exc:
         raise _bad(str(exc)) from exc
 
 
-def rows_from_json(text: str) -> tuple[str, tuple[str, ...], tuple[Row, ...]]:
+def rows_from_json(text: str) -> tuple[str, tuple[Mode, ...], tuple[Row, ...]]:
     """(node, modes, rows) from a CheckReport; RemoteProtocolError when malformed."""
     obj = _load_object(text)
     if set(obj) != {"v", "node", "modes", "rows"}:
@@ -236,4 +238,4 @@ def rows_from_json(text: str) -> tuple[str, tuple[str, ...], tuple[Row, ...]]:
         raise _bad(f"modes must be a list of {MODES}")
     if not isinstance(rows, list) or len(rows) > MAX_ROWS:
         raise _bad(f"rows must be a list of at most {MAX_ROWS}")
-    return node, tuple(modes), tuple(_row_from_json(r) for r in rows)
+    return node, tuple(Mode(m) for m in modes), tuple(_row_from_json(r) for r in rows)

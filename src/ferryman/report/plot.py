@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ferryman.errors import ReportError
+from ferryman.host.pages import PAGE_SIZE
 from ferryman.migration.report import MigrationReport
 from ferryman.report.load import ReportView, as_view
 from ferryman.report.summary import mib, ms
@@ -211,7 +212,7 @@ def _iterations(ax: Axes, view: ReportView) -> None:
         written.append(dump["pages_written"])
         skipped.append(dump.get("pages_skipped_parent", 0))
         memdump = dump.get("memdump_time")
-        notes.append(f"{mib(dump['pages_written'] * 4096)}"
+        notes.append(f"{mib(dump['pages_written'] * PAGE_SIZE)}"
                      + (f"\n{ms(memdump / 1000)}" if memdump is not None else ""))
         colours.append(FINAL_DUMP_COLOUR)
     x = list(range(len(labels)))

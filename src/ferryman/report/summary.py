@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Mapping
 from typing import Any
 
+from ferryman.host.pages import PAGE_SIZE
 from ferryman.migration.report import MigrationReport
 from ferryman.report.load import Iteration, ReportView, as_view
 from ferryman.report.timeline import Timeline, build_timeline
@@ -158,7 +159,8 @@ def iteration_table(iterations: tuple[Iteration, ...], dump: Mapping[str, int]) 
     if "pages_written" in dump:
         out.append(f"  {'final':>5}{dump['pages_written']:>15}"
                    f"{dump.get('pages_skipped_parent', 0):>10}"
-                   f"{dump['pages_written'] * 4096 / MIB:>9.1f}{_us(dump, 'memdump_time'):>10}")
+                   f"{dump['pages_written'] * PAGE_SIZE / MIB:>9.1f}"
+                   f"{_us(dump, 'memdump_time'):>10}")
     return out
 
 

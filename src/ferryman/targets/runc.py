@@ -46,6 +46,15 @@ _MSG_RE = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 
 
 @dataclass(frozen=True, slots=True)
+class RuncTarget:
+    """What ``ferryman migrate --runc ID`` names: the container, runc's state root, binary."""
+
+    id: str
+    root: Path = DEFAULT_ROOT
+    binary: str = "runc"
+
+
+@dataclass(frozen=True, slots=True)
 class BundleConfig:
     """What ferryman needs from a bundle's ``config.json``."""
 

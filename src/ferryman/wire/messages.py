@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Final
 
 from ferryman.errors import LocalProtocolError
+from ferryman.mode import MODES, Mode
 from ferryman.wire._checks import (
     MAX_MAPPING_ITEMS,
     bool_mapping,
@@ -58,7 +59,6 @@ __all__ = [
     "Restored",
 ]
 
-MODES: Final = ("cold", "postcopy", "precopy", "hybrid")
 MAX_PROTOCOL_VERSION: Final = 0xFFFF
 MAX_NODE_CHARS: Final = 255
 MAX_CRIU_VERSION_CHARS: Final = 64
@@ -175,12 +175,13 @@ class LinkReport(Message):
 class Plan(Message):
     """SOURCE: what will move and how. ``lazy`` means the restore fetches pages on demand.
 
-    ``postcopy`` is lazy from the start; ``cold``, ``precopy`` and ``hybrid`` are not: pre-copy
-    and hybrid stream image sets through :class:`Iterate`, whose last one may turn lazy.
+    ``lazy`` is :attr:`Mode.lazy_from_start`: post-copy is lazy from the start; the pre-copying
+    modes stream image sets through :class:`Iterate`, whose last one may turn lazy. ``mode``
+    travels as the member's value (a string) and is a :class:`~ferryman.mode.Mode` once built.
     """
 
     migration_id: str
-    mode: str
+    mode: Mode
     pid: int
     lazy: bool
     tcp_established: bool = False  # dump and restore live TCP connections
@@ -193,19 +194,21 @@ class Plan(Message):
     def __post_init__(self) -> None:
         check_str("Plan", "migration_id", self.migration_id, max_chars=64,
                   pattern=MIGRATION_ID_RE)
-        check_str("Plan", "mode", self.mode, max_chars=16)
+        if type(self.mode) is not Mode:
+            check_str("Plan", "mode", self.mode, max_chars=16)
         if self.mode not in MODES:
-            raise LocalProtocolError(f"Plan.mode must be one of {MODES}, got {self.mode!r}")
+            raise LocalProtocolError(f"Plan.mode must be one of {tuple(map(str, MODES))}, "
+                                     f"got {self.mode!r}")
+        object.__setattr__(self, "mode", Mode(self.mode))
         check_int("Plan", "pid", self.pid, lo=1, hi=PID_MAX)
         check_bool("Plan", "lazy", self.lazy)
         check_bool("Plan", "tcp_established", self.tcp_established)
         check_str("Plan", "move_address", self.move_address, max_chars=64)
         check_int("Plan", "page_server_port", self.page_server_port, hi=PORT_MAX)
         _json_text("Plan", "target", self.target)
-        if self.mode in ("cold", "precopy", "hybrid") and self.lazy:
-            raise LocalProtocolError(f"Plan.lazy must be False in {self.mode} mode")
-        if self.mode == "postcopy" and not self.lazy:
-            raise LocalProtocolError("Plan.lazy must be True in postcopy mode")
+        if self.lazy is not self.mode.lazy_from_start:
+            raise LocalProtocolError(f"Plan.lazy must be {self.mode.lazy_from_start} in "
+                                     f"{self.mode} mode")
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ferryman.host.lockguard import run_id_from_log
+from ferryman.agent.lockguard import run_id_from_log
 from ferryman.host.netlock import lock_tables, locked_addresses
 
 RUN = "445b38f7-8b19-4adb-bd51-0c1d2e3f4a5b"

@@ -30,7 +30,8 @@ def choose(**overrides: Any) -> ModeChoice:
 
 
 def test_modes_match_the_wire_names() -> None:
-    assert {m.value for m in Mode} == set(MODES)
+    assert {m.value for m in Mode if m.decided} == set(MODES)
+    assert {m.value for m in Mode} - set(MODES) == {"auto"}
 
 
 def test_cold_downtime() -> None:

@@ -5,12 +5,6 @@ from __future__ import annotations
 import pytest
 
 from ferryman.agent.files import set_name
-from ferryman.agent.precopy import (
-    PrecopyOptions,
-    container_objects_ms,
-    environment,
-    fixed_cost_ms,
-)
 from ferryman.errors import UsageError
 from ferryman.migration.convergence import (
     BudgetPolicy,
@@ -18,6 +12,12 @@ from ferryman.migration.convergence import (
     LxdPolicy,
     PhaulPolicy,
     TransferFit,
+)
+from ferryman.migration.precopy_plan import (
+    PrecopyOptions,
+    container_objects_ms,
+    environment,
+    fixed_cost_ms,
 )
 
 

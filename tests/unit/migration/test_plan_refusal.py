@@ -1,9 +1,9 @@
-"""migrate's pre-flight gate: which verdicts stop a migration, and how it says so."""
+"""migration/plan.refusal: which verdicts stop a migration, and how it says so."""
 
 from __future__ import annotations
 
-from ferryman.agent.gate import refusal
 from ferryman.errors import PreflightFailed
+from ferryman.migration.plan import refusal
 from ferryman.migration.verdict import ALL_MODES, LAZY_MODES, Row, Status, Verdict, merge
 
 SUPPORTED = ("cold", "postcopy")

@@ -13,7 +13,7 @@ controller removes them when it ends; a killed one cannot): none of them can be 
 the controller is gone.
 After a migration that ended normally there is nothing left to remove.
 
-``python -m ferryman.host.lockguard PID WORKDIR``
+``python -m ferryman.agent.lockguard PID WORKDIR``
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def start(pid: int, workdir: Path) -> subprocess.Popen[bytes] | None:
     start (the caller goes on: this is a safety net)."""
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "ferryman.host.lockguard", str(pid), str(workdir)],
+            [sys.executable, "-m", "ferryman.agent.lockguard", str(pid), str(workdir)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
     except OSError:
@@ -79,7 +79,7 @@ def start(pid: int, workdir: Path) -> subprocess.Popen[bytes] | None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or not argv[0].isdigit():
-        print("usage: python -m ferryman.host.lockguard PID WORKDIR", file=sys.stderr)
+        print("usage: python -m ferryman.agent.lockguard PID WORKDIR", file=sys.stderr)
         return 2
     pid, workdir = int(argv[0]), Path(argv[1])
     wait_exit(pid)

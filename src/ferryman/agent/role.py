@@ -1,0 +1,113 @@
+"""What the SOURCE role's helpers may use of it: its options, and a narrow port.
+
+:class:`SourceOptions` are what ``ferryman migrate`` (and ``check``) pass to the SOURCE role.
+:class:`SourceRole` is the part of :class:`ferryman.agent.source.SourceMigration` that the
+modules carrying out one part of a migration use (agent/container.py, gate.py, precopy.py,
+postcopy.py): they are given the migration as a ``SourceRole`` and never import
+agent/source.py, so the imports run one way (source.py -> them -> this module).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from ferryman import wire
+from ferryman.agent.channel import Channel
+from ferryman.agent.config import Timeouts
+from ferryman.criu.client import Criu
+from ferryman.errors import PeerLost
+from ferryman.host.addresses import MoveAddress
+from ferryman.migration.phases import PhaseTracker, SourcePhase
+from ferryman.migration.precopy_plan import PrecopyOptions
+from ferryman.migration.report import MigrationReport
+from ferryman.mode import Mode
+from ferryman.pki import NodeCredentials
+from ferryman.targets.process import ProcessTree
+from ferryman.targets.runc import RuncTarget
+from ferryman.targets.runc_checkpoint import Dumper
+
+__all__ = ["ProgressFn", "SourceOptions", "SourceRole"]
+
+ProgressFn = Callable[[str, str], None]
+
+
+@dataclass
+class SourceOptions:
+    pid: int
+    host: str
+    port: int
+    creds: NodeCredentials
+    state_dir: Path
+    mode: Mode = Mode.COLD
+    tcp_established: bool = False
+    move_address: MoveAddress | None = None
+    criu_bin: str = "criu"
+    precopy: PrecopyOptions = field(default_factory=PrecopyOptions)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    progress: ProgressFn = lambda phase, detail: None
+    container: RuncTarget | None = None  # a runc container instead of ``pid``
+
+
+class SourceRole(Protocol):
+    """The SOURCE role as its helpers see it (implemented by ``SourceMigration``)."""
+
+    o: SourceOptions
+    criu: Criu
+    report: MigrationReport
+    tracker: PhaseTracker[SourcePhase]
+    workdir: Path
+    ch: Channel | None
+    tree: ProcessTree | None
+    dumper: Dumper
+    sync_port: int
+    ps_port: int
+    parent: str | None  # the last pre-dump's set, parent of the final dump
+    freeze_at: float | None
+    serving: asyncio.Event  # post-copy: CRIU's page server listens
+    lazy: bool  # the final dump keeps the memory here, served on demand
+    commit_error: PeerLost | None  # cold: the Commit may not have arrived
+    committed: asyncio.Future[wire.Committed] | None  # cold: Committed, read meanwhile
+
+    @property
+    def pid(self) -> int:
+        """The workload's root PID here, resolved once (the container's init for runc)."""
+
+    def phase(self, phase: SourcePhase, detail: str = "") -> None:
+        """Enter ``phase`` (the table refuses an illegal step) and tell the user."""
+
+    def find_freezer(self) -> str | None:
+        """The cgroup to hand CRIU as ``freeze_cgroup`` (we freeze it at pre-dump), or None."""
+
+    async def on_notify(self, script: str, pid: int) -> bool:
+        """CRIU's notifications during the final dump (pre-dump, post-dump, status-ready)."""
+
+    async def await_committed(self) -> wire.Committed:
+        """Wait for Committed (the destination resumed the workload: downtime ends)."""
+
+    async def await_restored(self) -> bool:
+        """Wait for the destination's Restored (RemoteError on Failed)."""
+
+    async def roll_back(self, exc: BaseException) -> None:
+        """Before the point of no return: resume the workload here, Abort; always raises."""
+
+    def collect_dump_stats(self, *, lazy: bool = False) -> None:
+        """CRIU's dump statistics and log paths into the report."""
+
+    def queue_stop_source(self) -> None:
+        """Queue a SIGSTOP to every source task (point of no return)."""
+
+    def restore_message(self, page_server_port: int = 0) -> wire.Restore:
+        """The Restore to send once the images are shipped."""
+
+    def find_network_lock(self) -> None:
+        """Look up CRIU's lock tables while the destination restores."""
+
+    async def release_network_lock(self) -> None:
+        """Past the point of no return: drop CRIU's network lock here."""
+
+    def forward_inflight(self) -> None:
+        """After the commit: send the segments held while frozen on to the destination."""

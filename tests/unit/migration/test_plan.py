@@ -1,0 +1,144 @@
+"""migration/plan.decide: the mode decided once, for every mode asked for, and every refusal."""
+
+from __future__ import annotations
+
+from dataclasses import FrozenInstanceError
+
+import pytest
+
+from ferryman.errors import CriuFeatureMissing, FerrymanError, PreflightFailed
+from ferryman.migration.modes import ModeChoice
+from ferryman.migration.plan import DISK_MARGIN, Node, Plan, PlanOptions, decide
+from ferryman.migration.verdict import ALL_MODES, LAZY_MODES, Row, Status, Verdict, merge
+from ferryman.mode import MODES, Mode
+
+ALL = {"lazy_pages": True, "lazy_pipes": True, "mem_track": True}
+GIB = 1 << 30
+SRC = Node("a", ALL)
+DST = Node("b", ALL, free_disk=2 * GIB)
+RSS = 512 << 20
+ASKED = PlanOptions()
+
+
+def verdict(*rows: Row, supported: tuple[Mode, ...] = MODES) -> Verdict:
+    return merge([], rows, supported)
+
+
+def row(check: str, status: Status, modes: frozenset[Mode] = ALL_MODES) -> Row:
+    return Row(check, "destination", status, f"{check} is bad", f"fix {check}", modes)
+
+
+def plan(requested: Mode, v: Verdict | None = None, *, src: Node = SRC, dst: Node = DST,
+         options: PlanOptions = ASKED, auto: ModeChoice | None = None) -> Plan:
+    return decide(requested, verdict=v if v is not None else verdict(), source=src,
+                  destination=dst, rss_bytes=RSS, options=options, auto=auto)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_mode_asked_for_is_the_plan(mode: Mode) -> None:
+    p = plan(mode)
+    assert p.mode is mode
+    assert p.lazy is (mode is Mode.POSTCOPY)
+    assert p.pre_copies is (mode in (Mode.PRECOPY, Mode.HYBRID))
+    assert p.postcopy_allowed
+    assert p.reason == ""
+
+
+def test_the_plan_is_frozen_and_never_auto() -> None:
+    p = plan(Mode.COLD)
+    with pytest.raises(FrozenInstanceError):
+        p.mode = Mode.POSTCOPY  # type: ignore[misc]
+    with pytest.raises(ValueError, match="auto"):
+        Plan(Mode.AUTO, postcopy_allowed=False)
+
+
+def test_auto_takes_the_measured_choice_when_allowed() -> None:
+    p = plan(Mode.AUTO, auto=ModeChoice(Mode.PRECOPY, "pre-copy converges"))
+    assert (p.mode, p.reason) == (Mode.PRECOPY, "pre-copy converges")
+
+
+def test_auto_falls_back_to_the_first_candidate_and_says_why() -> None:
+    v = verdict(row("kernel.userfaultfd", Status.FAIL, LAZY_MODES))
+    p = plan(Mode.AUTO, v, auto=ModeChoice(Mode.HYBRID, "may not converge"))
+    assert p.mode is Mode.COLD
+    assert p.reason == "may not converge; hybrid is not allowed here, so cold"
+
+
+def test_auto_with_no_postcopy_never_chooses_a_lazy_mode() -> None:
+    v = verdict(row("disk", Status.FAIL, frozenset({Mode.COLD, Mode.PRECOPY})))
+    with pytest.raises(PreflightFailed, match="no mode can move"):
+        plan(Mode.AUTO, v, options=PlanOptions(no_postcopy=True),
+             auto=ModeChoice(Mode.POSTCOPY, "x"))
+    assert plan(Mode.AUTO, v, auto=ModeChoice(Mode.POSTCOPY, "x")).mode is Mode.POSTCOPY
+
+
+def test_a_container_has_no_verdict_and_auto_is_cold() -> None:
+    p = decide(Mode.AUTO, verdict=None, source=SRC, destination=DST, rss_bytes=RSS)
+    assert p.mode is Mode.COLD
+    assert "container" in p.reason
+    assert decide(Mode.HYBRID, verdict=None, source=SRC, destination=DST,
+                  rss_bytes=RSS).mode is Mode.HYBRID
+
+
+def test_a_failed_row_refuses_its_modes_only() -> None:
+    v = verdict(row("kernel.userfaultfd", Status.FAIL, LAZY_MODES))
+    for mode in (Mode.POSTCOPY, Mode.HYBRID):
+        with pytest.raises(PreflightFailed, match=r"kernel\.userfaultfd"):
+            plan(mode, v)
+    assert plan(Mode.COLD, v).mode is Mode.COLD
+
+
+def test_warnings_need_force_failures_never_pass() -> None:
+    v = verdict(row("files.mtime", Status.WARN), row("pids", Status.FAIL,
+                                                      frozenset({Mode.PRECOPY})))
+    with pytest.raises(PreflightFailed, match=r"warnings: files\.mtime") as refused:
+        plan(Mode.COLD, v)
+    assert "--force" in str(refused.value.hint)
+    assert plan(Mode.COLD, v, options=PlanOptions(force=True)).mode is Mode.COLD
+    with pytest.raises(PreflightFailed, match="pids"):
+        plan(Mode.PRECOPY, v, options=PlanOptions(force=True))
+
+
+def test_a_mode_one_node_does_not_implement_is_refused() -> None:
+    with pytest.raises(PreflightFailed, match="not supported"):
+        plan(Mode.HYBRID, verdict(supported=(Mode.COLD, Mode.POSTCOPY)))
+
+
+@pytest.mark.parametrize("mode", [Mode.POSTCOPY, Mode.HYBRID])
+@pytest.mark.parametrize("missing", ["lazy_pages", "lazy_pipes"])
+@pytest.mark.parametrize("side", ["source", "destination"])
+def test_lazy_modes_need_lazy_pages_on_both_nodes(mode: Mode, missing: str, side: str) -> None:
+    node = Node("x", {**ALL, missing: False}, free_disk=2 * GIB)
+    src, dst = (node, DST) if side == "source" else (SRC, node)
+    with pytest.raises(CriuFeatureMissing, match="lazy pages") as missing_there:
+        plan(mode, src=src, dst=dst)
+    assert str(missing_there.value.hint).startswith("x: ")
+    p = plan(Mode.PRECOPY, src=src, dst=dst)  # still possible, without a lazy final step
+    assert not p.postcopy_allowed
+
+
+@pytest.mark.parametrize("mode", [Mode.PRECOPY, Mode.HYBRID])
+def test_pre_copying_modes_need_mem_track_on_the_source(mode: Mode) -> None:
+    with pytest.raises(CriuFeatureMissing, match="mem_track") as missing:
+        plan(mode, src=Node("a", {**ALL, "mem_track": False}))
+    assert "CONFIG_MEM_SOFT_DIRTY on a" in str(missing.value.hint)
+    plan(mode, dst=Node("b", {**ALL, "mem_track": False}, free_disk=2 * GIB))  # not there
+
+
+def test_no_postcopy_forbids_the_lazy_final_step() -> None:
+    assert not plan(Mode.PRECOPY, options=PlanOptions(no_postcopy=True)).postcopy_allowed
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_destination_needs_room_for_the_images(mode: Mode) -> None:
+    need = (0 if mode is Mode.POSTCOPY else RSS) + DISK_MARGIN
+    plan(mode, dst=Node("b", ALL, free_disk=need))
+    with pytest.raises(FerrymanError, match="MiB free for images"):
+        plan(mode, dst=Node("b", ALL, free_disk=need - 1))
+
+
+def test_the_verdict_comes_before_the_feature_gates() -> None:
+    """A refusal (exit 40, the conversation ended with Abort) wins over a missing feature."""
+    v = verdict(row("kernel.userfaultfd", Status.FAIL, LAZY_MODES))
+    with pytest.raises(PreflightFailed):
+        plan(Mode.POSTCOPY, v, src=Node("a", {}))
