@@ -100,6 +100,8 @@ async def _page_tail(m: SourceRole, dump: asyncio.Future[None]) -> None:
         await lost(m, exc, dump)
     finally:
         done.cancel()
+        if done.done() and not done.cancelled():
+            done.exception()  # the destination's own word on a tail already lost: retrieved
     msg = done.result()
     assert m.tree is not None
     await asyncio.to_thread(m.tree.kill)  # CRIU left the served source copy stopped
