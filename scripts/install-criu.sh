@@ -154,7 +154,33 @@ if [[ -n $PY ]]; then
       dir=$(src_dir)
     fi
     log "installing pycriu from $dir/lib into $PY"
-    "$PY" -m pip install -q "$dir/lib" || die "pip install of pycriu failed"
+    # CRIU's own lib/pyproject.toml makes setuptools warn (a license table, deprecated; a
+    # setup.cfg its pyproject overrides): build the same package from a copy with a
+    # project description of ours, so that installing prints no deprecation warnings
+    stage=$(mktemp -d)
+    trap 'rm -rf "$stage"' EXIT
+    cp -r "$dir/lib/pycriu" "$stage/"
+    find "$stage" -name __pycache__ -prune -exec rm -rf {} +
+    cat >"$stage/pyproject.toml" <<'TOML'
+[build-system]
+requires = ["setuptools>=77"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "pycriu"
+description = "Python bindings for CRIU (CRIU's lib/pycriu, installed by ferryman's scripts/install-criu.sh)"
+license = "LGPL-2.1-only"
+requires-python = ">=3.6"
+dependencies = ["protobuf"]
+dynamic = ["version"]
+
+[tool.setuptools]
+packages = ["pycriu", "pycriu.images"]
+
+[tool.setuptools.dynamic]
+version = {attr = "pycriu.version.__version__"}
+TOML
+    "$PY" -m pip install -q "$stage" || die "pip install of pycriu failed"
     "$PY" -c 'import pycriu.rpc_pb2' || die "pycriu installed but does not import"
   fi
 fi
