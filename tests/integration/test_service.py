@@ -179,8 +179,8 @@ def test_the_installed_unit_is_valid_for_systemd(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     text = unit.read_text()
     assert f"ExecStart={PY} -m ferryman serve --config /etc/ferryman/agent.toml\n" in text
-    for line in ("Type=notify", "Restart=on-failure", "StateDirectory=ferryman",
-                 "KillMode=process"):
+    for line in ("Type=notify", "Restart=on-failure", "RestartPreventExitStatus=2",
+                 "StateDirectory=ferryman", "KillMode=process"):
         assert f"\n{line}\n" in text, line
     for option in ("ProtectSystem", "PrivateTmp", "NoNewPrivileges", "SystemCallFilter"):
         assert not any(ln.startswith(f"{option}=") for ln in text.splitlines()), option
