@@ -63,7 +63,8 @@ def test_pip_install_editable_prints_no_deprecation_warning(venv: Path) -> None:
 
 
 def test_pycriu_installs_without_deprecation_warnings(venv: Path) -> None:
-    out = run(REPO / "scripts" / "install-criu.sh", "--python", venv)
+    # only pycriu: the criu binary is the machine's, whichever branch built it
+    out = run(REPO / "scripts" / "install-criu.sh", "--pycriu-only", "--python", venv)
     assert "installing pycriu" in out, out  # a fresh virtualenv: it did install it
     assert not warnings_in(out), "\n".join(warnings_in(out))
     run(venv, "-c", "import pycriu.rpc_pb2, pycriu.images")
