@@ -6,6 +6,8 @@
 # tarball against the signed Sources index. A second run with a working CRIU takes seconds.
 #
 # usage: scripts/install-criu.sh [--python PYTHON]   (install pycriu into PYTHON's environment too)
+#        scripts/install-criu.sh --pycriu-only --python PYTHON   (only pycriu, from the CRIU
+#        source tree an earlier run built; criu itself is left as it is)
 set -euo pipefail
 
 MIN_MAJOR=4 MIN_MINOR=2
@@ -15,10 +17,11 @@ PREFIX=${CRIU_PREFIX:-/usr/local}
 STAMP=$PREFIX/share/ferryman/criu-build
 SRC_ROOT=${CRIU_SRC_ROOT:-/var/cache/ferryman/criu-src}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PY=
+PY= PYCRIU_ONLY=0
 while (($#)); do
   case $1 in
     --python) PY=$2; shift 2 ;;
+    --pycriu-only) PYCRIU_ONLY=1; shift ;;
     *) echo "install-criu: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -135,7 +138,10 @@ SRC
   echo "$BUILD_ID $(command -v criu)" >"$STAMP"
 }
 
-if criu_ok; then
+if ((PYCRIU_ONLY)); then
+  [[ -n $PY ]] || die "--pycriu-only needs --python PYTHON"
+  [[ -f "$(src_dir)/lib/pycriu/rpc_pb2.py" ]] || die "no built CRIU source tree in $SRC_ROOT: run 'make setup' first"
+elif criu_ok; then
   log "criu $(criu --version | sed -n 's/^Version: *//p') at $(command -v criu) passes 'criu check'; keeping it"
 else
   build_criu
@@ -154,7 +160,33 @@ if [[ -n $PY ]]; then
       dir=$(src_dir)
     fi
     log "installing pycriu from $dir/lib into $PY"
-    "$PY" -m pip install -q "$dir/lib" || die "pip install of pycriu failed"
+    # CRIU's own lib/pyproject.toml makes setuptools warn (a license table, deprecated; a
+    # setup.cfg its pyproject overrides): build the same package from a copy with a
+    # project description of ours, so that installing prints no deprecation warnings
+    stage=$(mktemp -d)
+    trap 'rm -rf "$stage"' EXIT
+    cp -r "$dir/lib/pycriu" "$stage/"
+    find "$stage" -name __pycache__ -prune -exec rm -rf {} +
+    cat >"$stage/pyproject.toml" <<'TOML'
+[build-system]
+requires = ["setuptools>=77"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "pycriu"
+description = "Python bindings for CRIU (CRIU's lib/pycriu, installed by ferryman's scripts/install-criu.sh)"
+license = "LGPL-2.1-only"
+requires-python = ">=3.6"
+dependencies = ["protobuf"]
+dynamic = ["version"]
+
+[tool.setuptools]
+packages = ["pycriu", "pycriu.images"]
+
+[tool.setuptools.dynamic]
+version = {attr = "pycriu.version.__version__"}
+TOML
+    "$PY" -m pip install -q "$stage" || die "pip install of pycriu failed"
     "$PY" -c 'import pycriu.rpc_pb2' || die "pycriu installed but does not import"
   fi
 fi

@@ -7,7 +7,8 @@
 # and cryptography from PyPI (bookworm's python3-cryptography 38 is older than the >= 42 that
 # ferryman needs). For runc containers: Debian's runc and rsync, and a busybox-static rootfs
 # template at /opt/ferryman/busybox-rootfs (copied into a bundle per container).
-# Its PID 1 is tests/vm/guest/vm-init; run guests with tests/vm/run-vm.sh.
+# Its PID 1 is tests/vm/guest/vm-init, or systemd (run-vm.sh -S: tests/vm/guest/ferryman-vm.service
+# runs the command); run guests with tests/vm/run-vm.sh.
 #
 # Every step runs only when its inputs changed, so a second run takes about a second:
 #   1. host tools            missing Debian packages only
@@ -29,7 +30,8 @@ IMG_SIZE=${FERRYMAN_VM_IMG_SIZE:-2G}
 ROOTFS=$WORK/rootfs
 OUT=$WORK/images
 PKGS=(linux-image-amd64 initramfs-tools udev kmod iproute2 iptables procps psmisc
-  netcat-openbsd tini criu python3 python3-protobuf python3-rich runc rsync busybox-static nftables)
+  netcat-openbsd tini criu python3 python3-protobuf python3-rich runc rsync busybox-static nftables
+  systemd)  # systemd: not PID 1 unless run-vm.sh -S (the agent's unit, tests/vm/test_vm_service.py)
 BUSYBOX_APPLETS=(sh cat echo nc usleep sleep ls tail head tr sort)  # tests/vm/scenarios
 # Not from Debian: ferryman needs cryptography >= 42 (pyproject.toml); bookworm has 38.
 PIP_REQS=("cryptography>=42")
@@ -126,7 +128,11 @@ if [[ "$(cat "$ROOTFS/.ferryman-custom" 2>/dev/null)" != "$custom_id" ]]; then
   rm -f "$ROOTFS/.ferryman-custom"
   echo vm >"$ROOTFS/etc/hostname"
   printf '127.0.0.1 localhost vm\n10.99.0.1 vm1\n10.99.0.2 vm2\n' >"$ROOTFS/etc/hosts"
-  install -m 755 "$HERE/guest/vm-init" "$HERE/guest/vm-run" "$ROOTFS/sbin/"
+  install -m 755 "$HERE/guest/vm-init" "$HERE/guest/vm-setup" "$HERE/guest/vm-run" "$ROOTFS/sbin/"
+  # under run-vm.sh -S systemd is PID 1 and this unit runs vm-setup and vm-run
+  install -m 644 "$HERE/guest/ferryman-vm.service" "$ROOTFS/etc/systemd/system/"
+  mkdir -p "$ROOTFS/etc/systemd/system/multi-user.target.wants"
+  ln -sf ../ferryman-vm.service "$ROOTFS/etc/systemd/system/multi-user.target.wants/"
   # virtio drivers and ext4 in the initramfs: the root disk is virtio-blk
   printf 'virtio_pci\nvirtio_blk\next4\n' >"$ROOTFS/etc/initramfs-tools/modules"
   chroot "$ROOTFS" update-initramfs -u -k all >"$WORK/initramfs.log" 2>&1 \

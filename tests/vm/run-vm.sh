@@ -14,6 +14,7 @@
 #   -f H:G      forward 127.0.0.1:H on the host to port G of the (first) guest (repeatable)
 #   -o DIR      keep NAME.out, NAME.rc and NAME.console.log of each guest in DIR
 #   -k          no CMD: a root shell on the console of one guest (exit the shell to power off)
+#   -S          systemd as PID 1 (guest/ferryman-vm.service runs CMD) instead of guest/vm-init
 # Exit status: CMD's (with -2: vm1's, or vm2's if vm1's is 0); 255 when a guest gave no status
 # (crashed, timed out, killed), then the tail of its console log goes to stderr.
 # Environment: FERRYMAN_VM_WORK (as for make-vm.sh), VM_ACCEL (default tcg,thread=multi: this
@@ -21,10 +22,10 @@
 set -uo pipefail
 WORK=${FERRYMAN_VM_WORK:-/var/cache/ferryman/vm}
 IMG=$WORK/images
-MEM=1024 CPUS=2 TMO=900 PAIR=0 KEEP=0 CWD='' OUTDIR=''
+MEM=1024 CPUS=2 TMO=900 PAIR=0 KEEP=0 CWD='' OUTDIR='' INIT=/sbin/vm-init
 SHARES=() FWD=()
 usage() { sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0" >&2; exit 2; }
-while getopts "2r:s:C:m:c:t:f:o:kh" o; do
+while getopts "2r:s:C:m:c:t:f:o:kSh" o; do
   case $o in
     2) PAIR=1 ;;
     r) SHARES+=("ro $(realpath "$OPTARG")") ;;
@@ -36,6 +37,7 @@ while getopts "2r:s:C:m:c:t:f:o:kh" o; do
     f) FWD+=("hostfwd=tcp:127.0.0.1:${OPTARG%%:*}-:${OPTARG##*:}") ;;
     o) OUTDIR=$OPTARG ;;
     k) KEEP=1 ;;
+    S) INIT=/lib/systemd/systemd ;;
     *) usage ;;
   esac
 done
@@ -78,7 +80,7 @@ prepare() {
   ARGS=(-name "$name" -accel "${VM_ACCEL:-tcg,thread=multi}" -m "$MEM" -smp "$CPUS"
     -display none -no-reboot -monitor none -nodefaults
     -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img"
-    -append "console=ttyS0 root=/dev/vda rw init=/sbin/vm-init net.ifnames=0 quiet loglevel=3 panic=-1 mitigations=off"
+    -append "console=ttyS0 root=/dev/vda rw init=$INIT net.ifnames=0 quiet loglevel=3 panic=-1 mitigations=off"
     -drive "file=$IMG/base.ext4,format=raw,if=virtio,snapshot=on,cache=unsafe"
     -device virtio-rng-pci
     -netdev "$net" -device virtio-net-pci,netdev=n0

@@ -94,12 +94,13 @@ def make_pki(d: Path) -> Path:
 
 def run_vm(cmd: list[str], *, outdir: Path, pair: bool = False, env: dict[str, str] | None = None,
            mem_mib: int = 1024, cpus: int = 2, timeout: int = 600,
-           shares: tuple[Path, ...] = ()) -> Run:
+           shares: tuple[Path, ...] = (), systemd: bool = False) -> Run:
     """Boot one guest (or two with ``pair``) and run ``cmd`` in the repository, as root.
 
     ``env`` is set for ``cmd``; ``timeout`` bounds each guest, boot included. Per-guest
     output, status and console log are kept in ``outdir``. ``shares``: more host directories
-    the guests see read-only at the same paths.
+    the guests see read-only at the same paths. ``systemd``: systemd is the guests' PID 1
+    (run-vm.sh -S), not tests/vm/guest/vm-init.
     """
     assignments = [f"{k}={shlex.quote(v)}" for k, v in (env or {}).items()]
     args = [str(VM_DIR / "run-vm.sh"), "-r", str(REPO), "-C", str(REPO), "-o", str(outdir),
@@ -108,6 +109,8 @@ def run_vm(cmd: list[str], *, outdir: Path, pair: bool = False, env: dict[str, s
         args += ["-r", str(share)]
     if pair:
         args.append("-2")
+    if systemd:
+        args.append("-S")
     args += ["--", " ".join([*assignments, shlex.join(cmd)])]
     t0 = time.monotonic()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -27,6 +27,7 @@ from ferryman.criu import stats
 from ferryman.criu.client import Criu
 from ferryman.errors import FerrymanError, PeerRejected
 from ferryman.host import portguard
+from ferryman.host.sdnotify import Notifier
 from ferryman.pki import tls
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ ACCEPT_WARN_EVERY_S = 60.0
 
 
 class Agent:
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, notifier: Notifier | None = None) -> None:
         self.cfg = config
+        self.notifier = notifier or Notifier(None)  # systemd's NOTIFY_SOCKET, if any
         self.criu = Criu(config.criu_bin)
         self._tasks: set[asyncio.Task[None]] = set()  # every connection, handshaking or not
         self._handshakes: Oldest[asyncio.Task[None]] = Oldest(config.limits.handshakes)
@@ -157,9 +159,13 @@ class Agent:
             loop.add_signal_handler(sig, stop.set)
         if ready is not None:
             ready.set()
+        # the socket listens since _listen() and the accept loop is scheduled: a peer that
+        # connects from now on is served
+        self.notifier.ready(f"listening on {self.cfg.listen_host}:{self.cfg.listen_port}")
         try:
             await stop.wait()
             log.info("agent %s stopping", self.cfg.name)
+            self.notifier.stopping("stopping: no new connections, ending sessions")
         finally:
             accepting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
