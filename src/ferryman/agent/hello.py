@@ -9,7 +9,7 @@ from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.criu.client import Criu, CriuFacts
 from ferryman.errors import PeerLost, PeerRejected
-from ferryman.host import procfs
+from ferryman.host import procfs, wptrack
 from ferryman.pki import tls
 
 PROTOCOL_VERSION = 1
@@ -36,6 +36,33 @@ def postcopy_blocker(features: Mapping[str, bool], node: str) -> str | None:
         return (f"{node}: fs.pipe-max-size is below 4 MiB and CRIU lacks CAP_SYS_RESOURCE; "
                 "run 'sysctl -w fs.pipe-max-size=4194304' there")
     return None
+
+
+def dirty_tracker(features: Mapping[str, bool], *, container: bool = False) -> str | None:
+    """The dirty-page tracker pre-copy uses on a source with ``features``, or None.
+
+    ``soft-dirty`` where the kernel has it (CRIU's ``mem_track``), else ``uffd-wp``
+    (userfaultfd async write-protect, ``mem_track_uffd``: :mod:`ferryman.host.wptrack`) for
+    a process tree; a runc container pre-dumps through runc, which knows only soft-dirty.
+    """
+    if features.get("mem_track", False):
+        return "soft-dirty"
+    if features.get("mem_track_uffd", False) and not container:
+        return "uffd-wp"
+    return None
+
+
+def precopy_blocker(features: Mapping[str, bool], node: str, *,
+                    container: bool = False) -> str | None:
+    """Why pre-copy cannot track dirty pages on source ``node``, or None."""
+    if dirty_tracker(features, container=container) is not None:
+        return None
+    if container and features.get("mem_track_uffd", False):
+        return (f"{node}: runc pre-dumps a container only with soft-dirty tracking, which "
+                "this kernel lacks (CONFIG_MEM_SOFT_DIRTY); use --mode cold or postcopy")
+    return (f"{node}: no dirty-page tracker: the kernel has neither soft-dirty "
+            "(CONFIG_MEM_SOFT_DIRTY) nor userfaultfd async write-protect with PAGEMAP_SCAN "
+            "(Linux 6.7+, x86-64, ferryman's CRIU patch); use --mode cold or postcopy")
 
 
 def identity_mismatch(said: str, certified: str) -> str | None:
@@ -75,6 +102,8 @@ async def node_features(criu: Criu, state_dir: Path,
     facts = await criu.facts(state_dir)
     features = dict(facts.features)
     features["lazy_pipes"] = lazy_pipes_ok()
+    features["mem_track_uffd"] = features.get("mem_track_uffd", False) and \
+        wptrack.kernel_supports()
     for name in hidden:
         features[name] = False
     return facts, features

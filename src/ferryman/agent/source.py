@@ -33,7 +33,13 @@ from ferryman.agent.container import (
 )
 from ferryman.agent.files import file_messages, image_files, remove_images
 from ferryman.agent.gate import check_before_plan
-from ferryman.agent.hello import exchange_hello, local_hello, postcopy_blocker
+from ferryman.agent.hello import (
+    dirty_tracker,
+    exchange_hello,
+    local_hello,
+    postcopy_blocker,
+    precopy_blocker,
+)
 from ferryman.agent.postcopy import announce_restore, run_postcopy
 from ferryman.agent.precopy import PrecopyOptions, run_iterations
 from ferryman.criu import unix_images
@@ -61,6 +67,7 @@ from ferryman.host import (
 from ferryman.host.addresses import MoveAddress
 from ferryman.host.fifos import boot_id
 from ferryman.host.inflight import InFlight
+from ferryman.host.wptrack import WriteTracker
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.report import MigrationReport, PhaseTiming
 from ferryman.pki import NodeCredentials, tls
@@ -118,6 +125,7 @@ class SourceMigration:
         self.lazy = False  # the final dump keeps the memory here, served on demand
         self.parent: str | None = None  # the last pre-dump's set, parent of the final dump
         self.dumper: Dumper = self.criu  # runc's checkpoint for a container
+        self.write_tracker: WriteTracker | None = None  # pre-copy without soft-dirty
         self.box: SourceContainer | None = None
         self.sync_port = 0
         self.lock: asyncio.Future[netlock.NetworkLock] | None = None  # CRIU's, on this node
@@ -145,6 +153,8 @@ class SourceMigration:
             sourcecopy.clear(self.workdir)  # settled here: nothing for the guard to do
             if self.inflight is not None:
                 self.inflight.close()
+            if self.write_tracker is not None:  # the kernel unprotects the workload's pages
+                self.write_tracker.close()
             if self.lock_release is not None:
                 await asyncio.gather(self.lock_release, return_exceptions=True)
             self._finish_report()
@@ -207,10 +217,12 @@ class SourceMigration:
                 f"the destination has {theirs.free_disk >> 20} MiB free for images, the "
                 f"workload needs about {need >> 20} MiB",
                 hint="free disk space in the destination agent's --state-dir")
-        if o.mode in ("precopy", "hybrid") and not hello.features.get("mem_track", False):
-            raise CriuFeatureMissing("soft-dirty memory tracking (mem_track)",
-                                     f"use --mode cold or postcopy: pre-copy needs "
-                                     f"CONFIG_MEM_SOFT_DIRTY on {o.creds.name}")
+        if o.mode in ("precopy", "hybrid"):
+            container = self.box is not None
+            why = precopy_blocker(hello.features, o.creds.name, container=container)
+            if why is not None:
+                raise CriuFeatureMissing("dirty-page tracking", why)
+            self.report.dirty_tracker = dirty_tracker(hello.features, container=container)
         if lazy:  # known now, the destination can start its lazy-pages daemon early
             self.ps_port = free_port(ch.local_ip)
         await ch.send(wire.Plan(migration_id=self.id, mode=o.mode, pid=o.pid, lazy=lazy,
@@ -256,7 +268,8 @@ class SourceMigration:
                                  tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
                                  on_notify=self._on_notify, freeze_cgroup=cgroup,
                                  tcp_established=o.tcp_established,
-                                 track_mem=self.parent is not None, parent=self.parent)
+                                 track_mem=self.parent is not None, parent=self.parent,
+                                 track_mem_uffd=self.write_tracker is not None)
             self._thaw_cgroup()  # empty now, or holding the restored tree on a shared host
         except (FerrymanError, OSError) as exc:
             if self.tracker.phase == S.COMMITTED:

@@ -127,15 +127,21 @@ class Criu:
         return v
 
     async def features(self) -> dict[str, bool]:
-        """Kernel/CRIU features: mem_track (pre-copy), lazy_pages (post-copy), pidfd_store."""
+        """Kernel/CRIU features: mem_track (pre-copy with soft-dirty), mem_track_uffd
+        (pre-copy with userfaultfd write-protect: our CRIU patch, issue 15), lazy_pages
+        (post-copy), pidfd_store."""
         req = rpc.Req()
         req.type = rpc.FEATURE_CHECK
-        req.features.mem_track = True
-        req.features.lazy_pages = True
-        req.features.pidfd_store = True
+        names = ["mem_track", "lazy_pages", "pidfd_store"]
+        if rpc.HAS_TRACK_MEM_UFFD:
+            names.append("mem_track_uffd")
+        for name in names:
+            setattr(req.features, name, True)
         resp = await self._call(req, "feature-check")
         f = resp.features
-        return {name: bool(getattr(f, name)) for name in ("mem_track", "lazy_pages", "pidfd_store")}
+        found = {name: bool(getattr(f, name)) for name in names}
+        found.setdefault("mem_track_uffd", False)
+        return found
 
     def _opts(self, req: Any, dir_fd: int, log_file: str) -> Any:
         o = req.opts
@@ -177,6 +183,7 @@ class Criu:
         on_notify: NotifyHandler | None = None,
         lazy: bool = False,
         track_mem: bool = False,
+        track_mem_uffd: bool = False,
         parent: str | None = None,
         leave_running: bool = False,
         tcp_established: bool = False,
@@ -184,7 +191,12 @@ class Criu:
         freeze_cgroup: str | None = None,
         log_file: str = "dump.log",
     ) -> None:
-        """Dump (or pre-dump) the tree at ``pid``; notifications go to ``on_notify``."""
+        """Dump (or pre-dump) the tree at ``pid``; notifications go to ``on_notify``.
+
+        ``track_mem_uffd``: dirty pages are the ones userfaultfd write-protect saw written
+        (the agent's :class:`ferryman.host.wptrack.WriteTracker` holds the descriptors),
+        not the soft-dirty ones; implies ``track_mem``.
+        """
         with _dir_fd(images_dir) as fd:
             req = rpc.Req()
             req.type = rpc.PRE_DUMP if pre_dump else rpc.DUMP
@@ -195,7 +207,9 @@ class Criu:
             o.leave_running = leave_running
             o.tcp_established = tcp_established
             o.lazy_pages = lazy
-            o.track_mem = track_mem
+            o.track_mem = track_mem or track_mem_uffd
+            if track_mem_uffd:
+                o.track_mem_uffd = True
             if parent:
                 o.parent_img = parent
             if freeze_cgroup:

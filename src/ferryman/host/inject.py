@@ -1,0 +1,155 @@
+"""Run one system call inside another process, with ptrace (x86-64 only).
+
+A userfaultfd acts on the memory of the process that created it, so to track a workload's
+writes ferryman has the *workload* create one: :func:`open_fd_in` seizes one of its threads,
+points it at a ``syscall`` instruction of its own vDSO with the call's number and arguments
+in its registers, single-steps it, reads the result and puts every register back. The new
+descriptor is then copied into the caller with ``pidfd_getfd`` and closed in the workload the
+same way, so the workload holds no new file when this returns (CRIU could not dump one).
+
+The thread is stopped for the few ptrace round trips only (tens of microseconds). A thread
+interrupted inside a system call restarts it: the injected call runs with ``orig_rax = -1``
+(no restart), and restoring the saved registers hands the kernel back its restart state.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final, TypeVar
+
+from ferryman.errors import FerrymanError
+
+PTRACE_GETREGS: Final = 12
+PTRACE_SETREGS: Final = 13
+PTRACE_SINGLESTEP: Final = 9
+PTRACE_DETACH: Final = 17
+PTRACE_SEIZE: Final = 0x4206
+PTRACE_INTERRUPT: Final = 0x4207
+WALL: Final = 0x40000000
+NR_CLOSE: Final = 3
+NR_PIDFD_OPEN: Final = 434
+NR_PIDFD_GETFD: Final = 438
+SYSCALL_INSN: Final = b"\x0f\x05"
+# user_regs_struct (x86-64): the slots we touch
+RAX, RDX, RSI, RDI, R10, R8, R9, ORIG_RAX, RIP = 10, 12, 13, 14, 7, 9, 8, 15, 16
+ARG_SLOTS: Final = (RDI, RSI, RDX, R10, R8, R9)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.ptrace.restype = ctypes.c_long
+_libc.ptrace.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p)
+_libc.syscall.restype = ctypes.c_long
+
+Regs = ctypes.c_ulonglong * 27
+T = TypeVar("T")
+
+
+class InjectError(FerrymanError):
+    """A system call could not be run inside the workload (``pid``, ``errno`` say why)."""
+
+    def __init__(self, pid: int, what: str, err: int, hint: str | None = None) -> None:
+        super().__init__(f"PID {pid}: {what}: {os.strerror(err)}", hint=hint)
+        self.pid = pid
+        self.errno = err
+
+
+def supported() -> bool:
+    return platform.machine() == "x86_64"
+
+
+def _ptrace(req: int, tid: int, addr: int = 0, data: int | ctypes.c_void_p = 0) -> None:
+    if _libc.ptrace(req, tid, ctypes.c_void_p(addr), data) == -1:
+        err = ctypes.get_errno()
+        raise InjectError(tid, f"ptrace({req:#x})", err)
+
+
+def raw_syscall(nr: int, *args: int) -> int:
+    ret = int(_libc.syscall(ctypes.c_long(nr), *(ctypes.c_long(a) for a in args)))
+    if ret == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return ret
+
+
+def syscall_address(pid: int) -> int:
+    """The address of a ``syscall`` instruction in ``pid``'s vDSO (executable, never moved
+    by the workload itself)."""
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        if line.endswith("[vdso]"):
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+                mem.seek(lo)
+                code = mem.read(hi - lo)
+            at = code.find(SYSCALL_INSN)
+            if at >= 0:
+                return lo + at
+    raise InjectError(pid, "no syscall instruction in its [vdso]", errno.ENOENT)
+
+
+def _wait_stop(tid: int) -> None:
+    _, status = os.waitpid(tid, WALL)
+    if not os.WIFSTOPPED(status):
+        raise InjectError(tid, "the thread exited while ferryman held it", errno.ESRCH)
+
+
+class _Seized:
+    """One seized, stopped thread; :meth:`call` runs a system call in it."""
+
+    def __init__(self, tid: int, insn: int) -> None:
+        self.tid, self.insn = tid, insn
+        self.saved = Regs()
+
+    def call(self, nr: int, *args: int) -> int:
+        regs = Regs(*self.saved)
+        regs[RAX], regs[ORIG_RAX], regs[RIP] = nr, 2**64 - 1, self.insn
+        for slot, value in zip(ARG_SLOTS, args, strict=False):
+            regs[slot] = value & (2**64 - 1)
+        _ptrace(PTRACE_SETREGS, self.tid, 0, ctypes.addressof(regs))
+        _ptrace(PTRACE_SINGLESTEP, self.tid)
+        _wait_stop(self.tid)
+        _ptrace(PTRACE_GETREGS, self.tid, 0, ctypes.addressof(regs))
+        ret = ctypes.c_long(regs[RAX]).value
+        if -4096 < ret < 0:
+            raise OSError(-ret, os.strerror(-ret))
+        return ret
+
+
+def with_thread(pid: int, body: Callable[[_Seized], T]) -> T:
+    """Seize ``pid`` (its main thread), run ``body`` with it stopped, restore, detach."""
+    insn = syscall_address(pid)
+    _ptrace(PTRACE_SEIZE, pid)
+    try:
+        _ptrace(PTRACE_INTERRUPT, pid)
+        _wait_stop(pid)
+        th = _Seized(pid, insn)
+        _ptrace(PTRACE_GETREGS, pid, 0, ctypes.addressof(th.saved))
+        try:
+            return body(th)
+        finally:
+            _ptrace(PTRACE_SETREGS, pid, 0, ctypes.addressof(th.saved))
+    finally:
+        _ptrace(PTRACE_DETACH, pid)
+
+
+def open_fd_in(pid: int, nr: int, *args: int) -> int:
+    """Run ``nr(*args)`` in ``pid``, which must return a new descriptor there; returns a
+    copy of it in this process (O_CLOEXEC) and closes the workload's.
+
+    Raises OSError with the errno the call returned inside the workload (EPERM: its seccomp
+    filter or the kernel forbids it), InjectError when ptrace itself failed.
+    """
+    pidfd = raw_syscall(NR_PIDFD_OPEN, pid, 0)
+    try:
+        def body(th: _Seized) -> int:
+            theirs = th.call(nr, *args)
+            try:
+                return raw_syscall(NR_PIDFD_GETFD, pidfd, theirs, 0)
+            finally:
+                th.call(NR_CLOSE, theirs)
+        return with_thread(pid, body)
+    finally:
+        os.close(pidfd)

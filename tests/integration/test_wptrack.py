@@ -1,0 +1,231 @@
+"""The uffd-wp dirty tracker on real processes and the real kernel (issue 15).
+
+No migration here: the tracker (ferryman.host.wptrack) against a running workload, with the
+kernel's PAGEMAP_SCAN as the judge, and CRIU's own pre-dumps for what CRIU makes of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ferryman.criu.client import Criu
+from ferryman.criu.rpc import HAS_TRACK_MEM_UFFD
+from ferryman.criu.stats import DUMP_STATS, read_stats
+from ferryman.host import uffd, wptrack
+from ferryman.host.wptrack import TrackerUnavailable, WriteTracker
+from tests.integration.conftest import PY, Cluster
+from tests.support.workloads import Workload, alive
+
+TASK_END = 0x7FFFFFFFF000
+WRITTEN = uffd.PAGE_IS_WRITTEN
+
+pytestmark = pytest.mark.skipif(not wptrack.kernel_supports(),
+                                reason="this kernel has no userfaultfd async write-protect")
+
+
+def written_pages(pid: int) -> int:
+    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+    try:
+        return uffd.count_pages(uffd.scan(fd, 0, TASK_END, category_mask=WRITTEN
+                                          | uffd.PAGE_IS_PRESENT, return_mask=WRITTEN))
+    finally:
+        os.close(fd)
+
+
+def protect_written(pid: int) -> None:
+    """What CRIU does at the end of a dump (the tree frozen): protect the written pages."""
+    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+    try:
+        uffd.scan(fd, 0, TASK_END, category_mask=WRITTEN, return_mask=WRITTEN,
+                  flags=uffd.PM_SCAN_WP_MATCHING)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def writer(cluster: Cluster) -> Iterator[Workload]:
+    w = cluster.workload(mib=64, seed="wptrack", dirty_rate=200)
+    try:
+        yield w
+    finally:
+        w.kill()
+
+
+def test_the_workload_holds_no_userfaultfd_and_its_writes_are_seen(writer: Workload) -> None:
+    t = WriteTracker()
+    try:
+        stats = t.arm([writer.pid])
+        assert stats.new_processes == 1
+        assert stats.new_mappings > 0
+        assert not wptrack.holds_userfaultfd(writer.pid)  # the agent has it, not CRIU's dumpee
+        present = written_pages(writer.pid)
+        assert present >= 64 * 256  # registered, nothing protected yet: all of it "written"
+        protect_written(writer.pid)
+        time.sleep(0.5)  # 200 pages/s
+        seen = written_pages(writer.pid)
+        assert 50 <= seen < present // 10, seen
+        assert t.arm([writer.pid]).new_processes == 0  # armed twice: the same descriptor
+    finally:
+        t.close()
+    assert writer.status()["bad_pages"] == 0
+
+
+def test_the_holder_dying_leaves_the_workload_running_untouched(writer: Workload,
+                                                                tmp_path: Path) -> None:
+    """An agent that dies with the descriptors: the kernel drops every protection."""
+    ready = tmp_path / "ready"
+    holder = subprocess.Popen([PY, "-c", (
+        "import sys, time, pathlib\n"
+        "from ferryman.host.wptrack import WriteTracker\n"
+        f"WriteTracker().arm([{writer.pid}])\n"
+        f"pathlib.Path({str(ready)!r}).write_text('1')\n"
+        "time.sleep(600)\n")])
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert holder.poll() is None, "the holder failed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        protect_written(writer.pid)
+        assert written_pages(writer.pid) < 64 * 256 // 10
+        before = writer.status()
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        time.sleep(0.2)
+        # unregistered: every present page reads "written" again, nothing stays protected
+        assert written_pages(writer.pid) >= 64 * 256
+        after = writer.status()
+        assert after["bad_pages"] == 0
+        assert int(after["writes"]) > int(before["writes"])  # type: ignore[call-overload]
+        assert alive(writer.pid)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_a_workload_with_its_own_userfaultfd_is_refused(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", (
+        "import ctypes, os, pathlib, time\n"
+        "fd = ctypes.CDLL(None, use_errno=True).syscall(323, os.O_CLOEXEC | 1)\n"
+        "assert fd >= 0, ctypes.get_errno()\n"
+        f"pathlib.Path({str(ready)!r}).write_text(str(fd))\n"
+        "time.sleep(600)\n")])
+    try:
+        while not ready.exists():
+            assert proc.poll() is None
+            time.sleep(0.02)
+        assert wptrack.holds_userfaultfd(proc.pid)
+        t = WriteTracker()
+        with pytest.raises(TrackerUnavailable) as err:
+            t.arm([proc.pid])
+        assert "uses userfaultfd itself" in err.value.message
+        assert "criu#2021" in err.value.message
+        t.close()
+        assert proc.poll() is None  # untouched
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+FORKER = r"""
+import mmap, os, pathlib, signal, sys, time
+base = pathlib.Path(sys.argv[1])
+def grab(mib, fill):
+    m = mmap.mmap(-1, mib << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    m.write(bytes([fill]) * (mib << 20))
+    return m
+keep = [grab(16, 1)]
+def on_usr1(*_):  # fork a child that holds 8 MiB of its own, writes its PID
+    pid = os.fork()
+    if pid == 0:
+        keep.append(grab(8, 2))
+        (base / "child").write_text(str(os.getpid()))
+        while True:
+            time.sleep(0.05)
+def on_usr2(*_):  # a new 4 MiB mapping, written
+    keep.append(grab(4, 3))
+    (base / "mapped").write_text("1")
+signal.signal(signal.SIGUSR1, on_usr1)
+signal.signal(signal.SIGUSR2, on_usr2)
+(base / "ready").write_text("1")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def _wait_file(path: Path, proc: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        assert proc.poll() is None
+        assert time.monotonic() < deadline, path
+        time.sleep(0.02)
+    return path.read_text()
+
+
+@pytest.mark.skipif(not HAS_TRACK_MEM_UFFD, reason="criu lacks the uffd-track-mem patch")
+def test_criu_dumps_new_mappings_and_forked_children_whole(tmp_path: Path) -> None:
+    """Pre-dumps with --track-mem-uffd: unchanged memory is left to the parent images; a
+    mapping created and a child forked after the tracker registered everything are dumped
+    whole (unknown = dirty) until the tracker registers them."""
+    proc = subprocess.Popen([sys.executable, "-c", FORKER, str(tmp_path)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            start_new_session=True)
+    criu = Criu()
+    t = WriteTracker()
+    child = 0
+
+    def pre_dump(n: int) -> dict[str, int]:
+        d = tmp_path / f"pre-{n}"
+        d.mkdir()
+        asyncio.run(criu.dump(proc.pid, d, pre_dump=True, track_mem_uffd=True,
+                              parent=f"../pre-{n - 1}" if n > 1 else None,
+                              log_file="pre-dump.log"))
+        return read_stats(d / DUMP_STATS)
+
+    try:
+        _wait_file(tmp_path / "ready", proc)
+        pids = [proc.pid]
+        t.arm(pids)
+        first = pre_dump(1)
+        assert first["pages_written"] >= 16 * 256
+        quiet = pre_dump(2)
+        assert quiet["pages_written"] < 2048, quiet  # the interpreter's own (THP: 512 a write)
+        assert quiet["pages_skipped_parent"] >= 16 * 256
+        proc.send_signal(signal.SIGUSR2)  # a new mapping, not registered
+        _wait_file(tmp_path / "mapped", proc)
+        grown = pre_dump(3)
+        assert grown["pages_written"] >= 4 * 256
+        t.arm(pids)  # registers it, unprotected: dumped once more, then protected
+        pre_dump(4)
+        settled = pre_dump(5)
+        assert settled["pages_written"] < 2048, settled
+        proc.send_signal(signal.SIGUSR1)  # fork: the child's copy is not registered
+        child = int(_wait_file(tmp_path / "child", proc))
+        forked = pre_dump(6)
+        assert forked["pages_written"] >= (16 + 8) * 256 + quiet["pages_written"] // 2, forked
+        t.arm([proc.pid, child])
+        assert t.statistics()["processes"] == 2
+        pre_dump(7)
+        calm = pre_dump(8)
+        assert calm["pages_written"] < 4096, calm
+        print("pages written:", {k: v["pages_written"] for k, v in (
+            ("first", first), ("quiet", quiet), ("new mapping", grown), ("settled", settled),
+            ("forked", forked), ("calm", calm))})
+    finally:
+        t.close()
+        for p in (child, proc.pid):
+            if p:
+                os.kill(p, signal.SIGKILL)
+        proc.wait()
+
