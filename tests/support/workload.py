@@ -89,15 +89,17 @@ class Memory:
 
 class Churn:
     """--churn N: N separately mmap()ed 1 MiB blocks, the oldest replaced by a new one every
-    ``every`` beats: mappings created and unmapped while the workload runs (the kernel often
-    puts the new one where an old one was). Every page holds its block's serial number and
-    the pattern, so a page dumped from a mapping that is gone shows up in :meth:`verify`."""
+    ``every`` seconds: mappings created and unmapped while the workload runs (the kernel often
+    puts the new one where an old one was), each living N * ``every`` seconds. Every page
+    holds its block's serial number and the pattern, so a page restored from a mapping that
+    is gone, or missing, shows up in :meth:`verify`."""
 
     BLOCK = 1 << 20
 
-    def __init__(self, n: int, seed: str, every: int = 20) -> None:
+    def __init__(self, n: int, seed: str, every: float = 0.1) -> None:
         self.tail = page_pattern(seed + "/churn")
         self.every = every
+        self.last = time.time()
         self.serial = 0
         self.replaced = 0
         self.blocks: list[tuple[int, mmap.mmap]] = [self._new() for _ in range(n)]
@@ -109,8 +111,9 @@ class Churn:
         m.write((head + self.tail) * (self.BLOCK // PAGE))
         return self.serial, m
 
-    def step(self, beats: int) -> None:
-        if self.blocks and beats % self.every == 0:
+    def step(self, now: float) -> None:
+        if self.blocks and now - self.last >= self.every:
+            self.last = now
             _, old = self.blocks.pop(0)
             old.close()  # munmap
             self.blocks.append(self._new())
@@ -211,7 +214,7 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
             carry -= n
             mem.dirty(n)
         if churn is not None:
-            churn.step(beats)
+            churn.step(now)
         if pipe_w is not None:
             sent += 1
             os.write(pipe_w, struct.pack("<Q", sent))
@@ -267,7 +270,7 @@ def main() -> None:
     ap.add_argument("--children", type=int, default=0, metavar="N",
                     help="3: pipe writer, pipe reader, memory holder; other N: memory holders")
     ap.add_argument("--churn", type=int, default=0, metavar="N",
-                    help="N mmap()ed 1 MiB blocks, the oldest replaced every 20 beats")
+                    help="N mmap()ed 1 MiB blocks, the oldest replaced every 100 ms")
     ap.add_argument("--beat-file", help="write the heartbeat count here every 20 beats")
     ap.add_argument("--hold-file", help="keep this file open (restore needs it to exist)")
     ap.add_argument("--log-file", help="append a line here every beat")

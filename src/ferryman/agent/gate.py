@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 from ferryman import wire
 from ferryman.agent.channel import Channel
+from ferryman.agent.hello import dirty_tracker
 from ferryman.agent.link import measure_link
 from ferryman.agent.precopy import fixed_cost_ms
 from ferryman.criu.client import Criu
 from ferryman.criu.dryrun import DryRun, dry_run_dump, transient
 from ferryman.criu.probe import probe_features
 from ferryman.errors import FerrymanError, PreflightFailed
+from ferryman.host import wptrack
 from ferryman.host.dirty import probe_dirty_rate
 from ferryman.host.inspect import WorkloadFacts, inspect_workload
 from ferryman.migration.checks import NodeFacts, dump_row, source_rows
@@ -175,7 +177,7 @@ async def check_before_plan(m: SourceMigration, ours: wire.Hello, theirs: wire.H
     m.report.logs["dry-run"] = str(result.dump_log)
     if result.dry_run is not None and result.dry_run.ok:
         m.report.dry_run_freeze_ms = result.dry_run.freeze_ms
-    mode = o.mode if requested is not None else await choose_auto_mode(m, v)
+    mode = o.mode if requested is not None else await choose_auto_mode(m, v, ours.features)
     why = refusal(v, mode, force=policy.force) if mode is not None else PreflightFailed(
         "pre-flight check: no mode can move this workload",
         failed=[r.check for r in v.failures()],
@@ -193,10 +195,12 @@ async def check_before_plan(m: SourceMigration, ours: wire.Hello, theirs: wire.H
                else "passed")
 
 
-async def choose_auto_mode(m: SourceMigration, v: Verdict) -> str | None:
+async def choose_auto_mode(m: SourceMigration, v: Verdict,
+                           features: Mapping[str, bool]) -> str | None:
     """``--mode auto``: :func:`ferryman.migration.modes.choose_mode` over what the verdict
-    allows, with the workload's dirty rate measured (soft-dirty, half a second) when the
-    source can track it; the reason goes into the report. None if no mode is allowed."""
+    allows, with the workload's dirty rate measured (half a second, by the tracker pre-copy
+    would use: soft-dirty, or uffd-wp where ``features`` have no soft-dirty) when the source
+    can track it; the reason goes into the report. None if no mode is allowed."""
     pc = m.o.precopy
     candidates = v.auto_candidates(no_postcopy=pc.no_postcopy)
     if not candidates:
@@ -205,7 +209,9 @@ async def choose_auto_mode(m: SourceMigration, v: Verdict) -> str | None:
     lazy = bool(LAZY_MODES & set(candidates))
     rate = None
     if tracking and m.tree is not None:
-        rate = await asyncio.to_thread(probe_dirty_rate, m.tree.pids())
+        uffd_wp = dirty_tracker(features, container=m.box is not None) == wptrack.TRACKER
+        rate = await asyncio.to_thread(wptrack.probe_dirty_rate if uffd_wp
+                                       else probe_dirty_rate, m.tree.pids())
     link, how = await _link(m)
     choice = choose_mode(mem_track=tracking, lazy_pages=lazy, no_postcopy=pc.no_postcopy,
                          rss_bytes=m.report.rss_bytes, dirty_pages_per_s=rate,

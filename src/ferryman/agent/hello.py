@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ferryman import wire
+from ferryman import testhooks, wire
 from ferryman.agent.channel import Channel
 from ferryman.criu.client import Criu, CriuFacts
 from ferryman.errors import PeerLost, PeerRejected
@@ -104,7 +104,7 @@ async def node_features(criu: Criu, state_dir: Path,
     features["lazy_pipes"] = lazy_pipes_ok()
     features["mem_track_uffd"] = features.get("mem_track_uffd", False) and \
         wptrack.kernel_supports()
-    for name in hidden:
+    for name in (*hidden, *testhooks.hidden_features()):
         features[name] = False
     return facts, features
 
