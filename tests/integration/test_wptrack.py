@@ -259,3 +259,74 @@ def test_the_dirty_rate_probe_sees_the_workloads_writes(cluster: Cluster) -> Non
         assert w.status()["bad_pages"] == 0
     finally:
         w.kill()
+
+
+SECCOMP_ALLOW_ALL = r"""
+import ctypes, pathlib, struct, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+insn = (ctypes.c_ubyte * 8).from_buffer_copy(struct.pack("<HBBI", 0x06, 0, 0, 0x7FFF0000))
+class Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+prog = Prog(1, ctypes.addressof(insn))
+assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0, ctypes.get_errno()  # SECCOMP_MODE_FILTER
+pathlib.Path(sys.argv[1]).write_text("1")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_a_workload_under_a_seccomp_filter_is_left_alone(tmp_path: Path) -> None:
+    """A filter could kill the workload for calling userfaultfd(): never try."""
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", SECCOMP_ALLOW_ALL, str(ready)])
+    try:
+        _wait_file(ready, proc)
+        assert wptrack.seccomp_filtered(proc.pid)
+        t = WriteTracker()
+        with pytest.raises(TrackerUnavailable) as err:
+            t.arm([proc.pid])
+        assert "seccomp filter" in err.value.message
+        t.close()
+        time.sleep(0.1)
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+SIGNALLED = r"""
+import os, pathlib, signal, sys, time
+got = [0]
+def on_alarm(*_):
+    got[0] += 1
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+pathlib.Path(sys.argv[1]).write_text("1")
+while True:
+    time.sleep(0.01)  # interrupted and restarted by the alarms
+    tmp = pathlib.Path(sys.argv[2] + ".tmp")
+    tmp.write_text(str(got[0]))
+    os.replace(tmp, sys.argv[2])
+"""
+
+
+def test_injection_into_a_thread_taking_signals_loses_nothing(tmp_path: Path) -> None:
+    """A SIGALRM every 0.5 ms: the injections (armed 30 times) hold back the signals that
+    arrive and deliver them at the detach; the workload keeps counting, sleeping, running."""
+    ready, count = tmp_path / "ready", tmp_path / "count"
+    proc = subprocess.Popen([sys.executable, "-c", SIGNALLED, str(ready), str(count)])
+    try:
+        _wait_file(ready, proc)
+        for _ in range(30):
+            t = WriteTracker()
+            assert t.arm([proc.pid]).new_processes == 1
+            t.close()
+            assert not wptrack.holds_userfaultfd(proc.pid)
+        before = int(count.read_text())
+        time.sleep(0.3)
+        assert proc.poll() is None
+        assert int(count.read_text()) > before + 100  # alarms still arrive, 2,000/s
+    finally:
+        proc.kill()
+        proc.wait()

@@ -10,6 +10,8 @@ same way, so the workload holds no new file when this returns (CRIU could not du
 The thread is stopped for the few ptrace round trips only (tens of microseconds). A thread
 interrupted inside a system call restarts it: the injected call runs with ``orig_rax = -1``
 (no restart), and restoring the saved registers hands the kernel back its restart state.
+A signal that arrives meanwhile is held back and delivered at the detach, so the workload
+loses none.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import ctypes
 import errno
 import os
 import platform
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final, TypeVar
@@ -30,11 +33,13 @@ PTRACE_SINGLESTEP: Final = 9
 PTRACE_DETACH: Final = 17
 PTRACE_SEIZE: Final = 0x4206
 PTRACE_INTERRUPT: Final = 0x4207
+PTRACE_EVENT_STOP: Final = 128
 WALL: Final = 0x40000000
 NR_CLOSE: Final = 3
 NR_PIDFD_OPEN: Final = 434
 NR_PIDFD_GETFD: Final = 438
 SYSCALL_INSN: Final = b"\x0f\x05"
+MAX_STOPS: Final = 16
 # user_regs_struct (x86-64): the slots we touch
 RAX, RDX, RSI, RDI, R10, R8, R9, ORIG_RAX, RIP = 10, 12, 13, 14, 7, 9, 8, 15, 16
 ARG_SLOTS: Final = (RDI, RSI, RDX, R10, R8, R9)
@@ -55,6 +60,10 @@ class InjectError(FerrymanError):
         super().__init__(f"PID {pid}: {what}: {os.strerror(err)}", hint=hint)
         self.pid = pid
         self.errno = err
+
+
+class CallFailed(OSError):
+    """The injected system call itself returned an error, inside the workload."""
 
 
 def supported() -> bool:
@@ -90,18 +99,30 @@ def syscall_address(pid: int) -> int:
     raise InjectError(pid, "no syscall instruction in its [vdso]", errno.ENOENT)
 
 
-def _wait_stop(tid: int) -> None:
+def _wait_stop(tid: int) -> tuple[int, int]:
+    """The next ptrace stop of ``tid``: (signal, ptrace event)."""
     _, status = os.waitpid(tid, WALL)
     if not os.WIFSTOPPED(status):
         raise InjectError(tid, "the thread exited while ferryman held it", errno.ESRCH)
+    return os.WSTOPSIG(status), status >> 16
 
 
 class _Seized:
-    """One seized, stopped thread; :meth:`call` runs a system call in it."""
+    """One seized, stopped thread; :meth:`call` runs a system call in it. ``pending``: the
+    signals that stopped it meanwhile, to deliver when it is let go."""
 
     def __init__(self, tid: int, insn: int) -> None:
         self.tid, self.insn = tid, insn
         self.saved = Regs()
+        self.pending: list[int] = []
+
+    def note(self, sig: int, event: int) -> bool:
+        """Whether a stop is the end of our single step; holds back any signal."""
+        if event == 0 and sig == signal.SIGTRAP:
+            return True
+        if event == 0:
+            self.pending.append(sig)  # a signal-delivery stop: deliver it at the detach
+        return False  # or the group stop PTRACE_INTERRUPT asked for, reported late
 
     def call(self, nr: int, *args: int) -> int:
         regs = Regs(*self.saved)
@@ -109,38 +130,46 @@ class _Seized:
         for slot, value in zip(ARG_SLOTS, args, strict=False):
             regs[slot] = value & (2**64 - 1)
         _ptrace(PTRACE_SETREGS, self.tid, 0, ctypes.addressof(regs))
-        _ptrace(PTRACE_SINGLESTEP, self.tid)
-        _wait_stop(self.tid)
+        for _ in range(MAX_STOPS):
+            _ptrace(PTRACE_SINGLESTEP, self.tid)
+            if self.note(*_wait_stop(self.tid)):
+                break
+        else:
+            raise InjectError(self.tid, "the thread kept stopping before the call ran",
+                              errno.EAGAIN)
         _ptrace(PTRACE_GETREGS, self.tid, 0, ctypes.addressof(regs))
         ret = ctypes.c_long(regs[RAX]).value
         if -4096 < ret < 0:
-            raise OSError(-ret, os.strerror(-ret))
+            raise CallFailed(-ret, os.strerror(-ret))
         return ret
 
 
 def with_thread(pid: int, body: Callable[[_Seized], T]) -> T:
     """Seize ``pid`` (its main thread), run ``body`` with it stopped, restore, detach."""
     insn = syscall_address(pid)
+    th = _Seized(pid, insn)
     _ptrace(PTRACE_SEIZE, pid)
     try:
         _ptrace(PTRACE_INTERRUPT, pid)
-        _wait_stop(pid)
-        th = _Seized(pid, insn)
+        th.note(*_wait_stop(pid))
         _ptrace(PTRACE_GETREGS, pid, 0, ctypes.addressof(th.saved))
         try:
             return body(th)
         finally:
             _ptrace(PTRACE_SETREGS, pid, 0, ctypes.addressof(th.saved))
     finally:
-        _ptrace(PTRACE_DETACH, pid)
+        first, *more = th.pending or [0]
+        _ptrace(PTRACE_DETACH, pid, 0, first)
+        for sig in more:
+            os.kill(pid, sig)
 
 
 def open_fd_in(pid: int, nr: int, *args: int) -> int:
     """Run ``nr(*args)`` in ``pid``, which must return a new descriptor there; returns a
     copy of it in this process (O_CLOEXEC) and closes the workload's.
 
-    Raises OSError with the errno the call returned inside the workload (EPERM: its seccomp
-    filter or the kernel forbids it), InjectError when ptrace itself failed.
+    Raises CallFailed with the errno the call returned inside the workload (EPERM: the kernel
+    forbids it), InjectError when ptrace itself failed, OSError when taking the copy did.
     """
     pidfd = raw_syscall(NR_PIDFD_OPEN, pid, 0)
     try:

@@ -82,6 +82,18 @@ def holds_userfaultfd(pid: int) -> bool:
     return False
 
 
+def seccomp_filtered(pid: int) -> bool:
+    """Whether ``pid`` runs under a seccomp filter (``Seccomp: 2`` in its status)."""
+    try:
+        text = (PROC / str(pid) / "status").read_text()
+    except FileNotFoundError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("Seccomp:"):
+            return line.split()[1] != "0"
+    return False
+
+
 @dataclass(slots=True)
 class _Space:
     """One process's address space, as its userfaultfd sees it."""
@@ -141,6 +153,11 @@ class WriteTracker:
 
     @staticmethod
     def _open(pid: int) -> int:
+        if seccomp_filtered(pid):
+            raise TrackerUnavailable(
+                pid, f"PID {pid} runs under a seccomp filter: ferryman will not run "
+                "userfaultfd() in it (the filter could kill it), so pre-copy cannot track "
+                "its writes without soft-dirty")
         if holds_userfaultfd(pid):
             raise TrackerUnavailable(
                 pid, f"PID {pid} uses userfaultfd itself: CRIU cannot dump a process that "
@@ -150,11 +167,13 @@ class WriteTracker:
             fd = inject.open_fd_in(pid, uffd.NR_USERFAULTFD, CREATE_FLAGS)
         except inject.InjectError as exc:
             raise TrackerUnavailable(pid, f"cannot track PID {pid}'s writes: {exc}") from exc
-        except OSError as exc:
+        except inject.CallFailed as exc:
             raise TrackerUnavailable(
-                pid, f"PID {pid} may not create a userfaultfd ({exc.strerror}): its seccomp "
-                "filter or vm.unprivileged_userfaultfd forbids it, so pre-copy cannot track "
-                "its writes without soft-dirty") from exc
+                pid, f"PID {pid} may not create a userfaultfd ({exc.strerror}), so pre-copy "
+                "cannot track its writes without soft-dirty") from exc
+        except OSError as exc:
+            raise TrackerUnavailable(pid, f"cannot take PID {pid}'s userfaultfd: "
+                                     f"{exc.strerror}") from exc
         try:
             uffd.enable(fd)
         except OSError:
