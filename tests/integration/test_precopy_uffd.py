@@ -7,14 +7,17 @@ page on the destination.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from ferryman import testhooks
 from ferryman.criu.rpc import HAS_TRACK_MEM_UFFD
-from ferryman.host import wptrack
-from tests.integration.conftest import Cluster, Report
+from ferryman.host import uffd, wptrack
+from tests.integration.conftest import PY, Cluster, Report
 from tests.support.workloads import Workload, alive, children, ns_pid
 
 pytestmark = pytest.mark.skipif(
@@ -102,3 +105,52 @@ def test_every_process_of_a_tree_gets_its_own_tracker(cluster: Cluster) -> None:
             assert st["bad_pages"] == 0
     finally:
         w.kill(new_pid)
+
+
+def _written(pid: int) -> int:
+    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+    try:
+        return uffd.count_pages(uffd.scan(
+            fd, 0, wptrack.TASK_END, category_mask=uffd.PAGE_IS_WRITTEN | uffd.PAGE_IS_PRESENT,
+            return_mask=uffd.PAGE_IS_WRITTEN))
+    finally:
+        os.close(fd)
+
+
+def test_the_controller_dying_with_the_trackers_leaves_the_workload_untouched(
+        cluster: Cluster) -> None:
+    """``ferryman migrate`` holds the userfaultfds; killed after its pre-dumps, just before
+    the final freeze: the kernel unprotects every page, the workload writes on."""
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=64, seed="uffd-killed", dirty_rate=200)
+    flag = cluster.base / "pause-src"
+    argv = [PY, "-m", "ferryman", "migrate", str(w.pid), "--to", b.endpoint, "--mode",
+            "precopy", "--policy", "lxd", "--max-iterations", "2", "--pki", str(cluster.pki),
+            "--name", "a", "--state-dir", str(cluster.base / "state-src")]
+    proc = cluster.topology["a"].popen(
+        *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, testhooks.ENV: f"FREEZING:{flag}"})
+    try:
+        deadline = time.monotonic() + 120
+        while not flag.exists():
+            assert proc.poll() is None, "the migration ended before its final freeze"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not wptrack.holds_userfaultfd(w.pid)
+        tracked = _written(w.pid)
+        assert tracked < 64 * 256 // 4, tracked  # protected by the pre-dumps: few written
+        before = w.status()
+        proc.kill()
+        proc.wait(10)
+        time.sleep(0.2)
+        assert _written(w.pid) >= 64 * 256  # nothing protected any more
+        after = w.status()
+        assert after["bad_pages"] == 0
+        assert int(after["writes"]) > int(before["writes"])  # type: ignore[call-overload]
+        assert float(after["max_gap_ms"]) < 1000  # type: ignore[arg-type]
+        assert alive(w.pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        w.kill()
