@@ -68,6 +68,23 @@ def test_a_writing_workload_moves_with_its_writes_tracked_by_uffd_wp(
         w.kill(new_pid)
 
 
+@pytest.mark.parametrize("memory", ["thp", "shared", "memfd"])
+def test_huge_pages_and_shared_memory_arrive_intact(cluster: Cluster, memory: str) -> None:
+    """THP (a write unprotects a whole 2 MiB huge page: sent again whole), shared anonymous
+    memory and a memfd (CRIU dumps shared memory whole every time; still registered and
+    protected per process): every page verified."""
+    w = cluster.workload(mib=64, seed=f"uffd-{memory}", dirty_rate=200, memory=memory)
+    new_pid = None
+    try:
+        new_pid, report = _moved(cluster, w, "precopy", "--policy", "lxd",
+                                 "--max-iterations", "3")
+        print(f"{memory}: pages per pre-dump "
+              f"{[int(i['pages_written']) for i in report['iterations']]}, "  # type: ignore[attr-defined]
+              f"final {report['final_pages']}")
+    finally:
+        w.kill(new_pid)
+
+
 def test_mappings_created_and_unmapped_between_iterations_arrive_intact(
         cluster: Cluster) -> None:
     """--churn: a 1 MiB mapping replaced every 100 ms, often at a freed address, each living

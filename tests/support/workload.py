@@ -55,11 +55,33 @@ def page_pattern(seed: str) -> bytes:
     return (block * (PAGE // len(block) + 1))[: PAGE - 8]
 
 
+def _buffer(kind: str, data: bytes) -> bytearray | mmap.mmap:
+    """--memory KIND: where the pages live. heap: a bytearray (private anonymous memory);
+    thp: a private mapping with MADV_HUGEPAGE (transparent huge pages); shared: a shared
+    anonymous mapping; memfd: a shared mapping of a memfd."""
+    if kind == "heap":
+        return bytearray(data)
+    if kind == "thp":
+        m = mmap.mmap(-1, len(data), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        m.madvise(mmap.MADV_HUGEPAGE)
+    elif kind == "shared":
+        m = mmap.mmap(-1, len(data), flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+    elif kind == "memfd":
+        fd = os.memfd_create("workload")
+        os.ftruncate(fd, len(data))
+        m = mmap.mmap(fd, len(data), flags=mmap.MAP_SHARED)
+        os.close(fd)
+    else:
+        raise SystemExit(f"unknown --memory {kind}")
+    m[:] = data
+    return m
+
+
 class Memory:
-    def __init__(self, mib: int, seed: str) -> None:
+    def __init__(self, mib: int, seed: str, kind: str = "heap") -> None:
         self.pages = mib * 256
         tail = page_pattern(seed)
-        self.buf = bytearray((b"\0" * 8 + tail) * self.pages)
+        self.buf = _buffer(kind, (b"\0" * 8 + tail) * self.pages)
         self.seq = array.array("Q", bytes(8 * self.pages))
         self.tail = tail
         self.next_page = 0
@@ -269,6 +291,8 @@ def main() -> None:
     ap.add_argument("--dirty-rate", type=float, default=0.0, help="pages per second")
     ap.add_argument("--children", type=int, default=0, metavar="N",
                     help="3: pipe writer, pipe reader, memory holder; other N: memory holders")
+    ap.add_argument("--memory", default="heap", choices=("heap", "thp", "shared", "memfd"),
+                    help="where the main process's pages live (default heap)")
     ap.add_argument("--churn", type=int, default=0, metavar="N",
                     help="N mmap()ed 1 MiB blocks, the oldest replaced every 100 ms")
     ap.add_argument("--beat-file", help="write the heartbeat count here every 20 beats")
@@ -304,7 +328,7 @@ def main() -> None:
         os.close(w)
     elif args.children:
         fork_holders(args)
-    run(args, "main", args.status, Memory(args.mib, args.seed))
+    run(args, "main", args.status, Memory(args.mib, args.seed, args.memory))
     if held is not None:
         held.close()
 
