@@ -193,6 +193,11 @@ class Criu:
     ) -> None:
         """Dump (or pre-dump) the tree at ``pid``; notifications go to ``on_notify``.
 
+        A lazy dump leaves the tree stopped, never killed: its end says only that the
+        lazy-pages client closed the session, which it also does when the restore it serves
+        failed (criu/uffd.c disconnects in order whatever happened), so CRIU's "success"
+        there cannot decide the source's fate; the caller kills or continues the tree.
+
         ``track_mem_uffd``: dirty pages are the ones userfaultfd write-protect saw written
         (the agent's :class:`ferryman.host.wptrack.WriteTracker` holds the descriptors),
         not the soft-dirty ones; implies ``track_mem``.
@@ -207,6 +212,8 @@ class Criu:
             o.leave_running = leave_running
             o.tcp_established = tcp_established
             o.lazy_pages = lazy
+            if lazy and not leave_running:
+                o.leave_stopped = True
             o.track_mem = track_mem or track_mem_uffd
             if track_mem_uffd:
                 o.track_mem_uffd = True
