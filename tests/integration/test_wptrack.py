@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 from ferryman.criu.client import Criu
 from ferryman.criu.rpc import HAS_TRACK_MEM_UFFD
 from ferryman.criu.stats import DUMP_STATS, read_stats
-from ferryman.host import uffd, wptrack
+from ferryman.host import inject, uffd, wptrack
 from ferryman.host.wptrack import TrackerUnavailable, WriteTracker
 from tests.integration.conftest import PY, Cluster
 from tests.support.workloads import Workload, alive
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.skipif(not wptrack.kernel_supports(),
 
 
 def written_pages(pid: int) -> int:
-    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+    fd = os.open(inject.thread_dir(pid) / "pagemap", os.O_RDONLY)
     try:
         return uffd.count_pages(uffd.scan(fd, 0, TASK_END, category_mask=WRITTEN
                                           | uffd.PAGE_IS_PRESENT, return_mask=WRITTEN))
@@ -43,7 +44,7 @@ def written_pages(pid: int) -> int:
 
 def protect_written(pid: int) -> None:
     """What CRIU does at the end of a dump (the tree frozen): protect the written pages."""
-    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+    fd = os.open(inject.thread_dir(pid) / "pagemap", os.O_RDONLY)
     try:
         uffd.scan(fd, 0, TASK_END, category_mask=WRITTEN, return_mask=WRITTEN,
                   flags=uffd.PM_SCAN_WP_MATCHING)
@@ -327,6 +328,55 @@ def test_injection_into_a_thread_taking_signals_loses_nothing(tmp_path: Path) ->
         time.sleep(0.3)
         assert proc.poll() is None
         assert int(count.read_text()) > before + 100  # alarms still arrive, 2,000/s
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+ZOMBIE_LEADER_C = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static void *run(void *arg) {
+    char *m = malloc(8 << 20);
+    for (unsigned long n = 0;; n++) {
+        m[(n % 2048) * 4096] = (char)n;
+        if (n % 2048 == 0) usleep(1000);
+    }
+    return arg;
+}
+int main(void) {
+    pthread_t t;
+    pthread_create(&t, NULL, run, NULL);
+    printf("ready\n"); fflush(stdout);
+    pthread_exit(NULL);  /* the leader exits; the process runs on in its other thread */
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_a_process_whose_main_thread_exited_is_tracked_through_another(
+        tmp_path: Path) -> None:
+    """A zombie leader never stops for ptrace: the call runs in a live thread."""
+    (tmp_path / "z.c").write_text(ZOMBIE_LEADER_C)
+    subprocess.run(["cc", "-O1", "-pthread", "-o", str(tmp_path / "z"), str(tmp_path / "z.c")],
+                   check=True)
+    proc = subprocess.Popen([str(tmp_path / "z")], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        time.sleep(0.1)
+        t = WriteTracker()
+        try:
+            assert t.arm([proc.pid]).new_processes == 1
+            protect_written(proc.pid)
+            time.sleep(0.2)
+            assert 0 < written_pages(proc.pid) < 8 * 256 + 1024
+        finally:
+            t.close()
+        assert proc.poll() is None
     finally:
         proc.kill()
         proc.wait()

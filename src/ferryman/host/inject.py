@@ -38,6 +38,7 @@ WALL: Final = 0x40000000
 NR_CLOSE: Final = 3
 NR_PIDFD_OPEN: Final = 434
 NR_PIDFD_GETFD: Final = 438
+PIDFD_THREAD: Final = os.O_EXCL
 SYSCALL_INSN: Final = b"\x0f\x05"
 MAX_STOPS: Final = 16
 # user_regs_struct (x86-64): the slots we touch
@@ -87,10 +88,11 @@ def raw_syscall(nr: int, *args: int) -> int:
 def syscall_address(pid: int) -> int:
     """The address of a ``syscall`` instruction in ``pid``'s vDSO (executable, never moved
     by the workload itself)."""
-    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+    where = thread_dir(pid)
+    for line in (where / "maps").read_text().splitlines():
         if line.endswith("[vdso]"):
             lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-            with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+            with (where / "mem").open("rb", buffering=0) as mem:
                 mem.seek(lo)
                 code = mem.read(hi - lo)
             at = code.find(SYSCALL_INSN)
@@ -144,22 +146,43 @@ class _Seized:
         return ret
 
 
-def with_thread(pid: int, body: Callable[[_Seized], T]) -> T:
-    """Seize ``pid`` (its main thread), run ``body`` with it stopped, restore, detach."""
+def live_thread(pid: int) -> int:
+    """A thread of ``pid`` that can stop: the main one, unless it exited (a zombie leader
+    whose other threads run on would never stop for ptrace)."""
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda p: int(p.name)):
+        try:
+            stat = (task / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if stat[stat.rindex(")") + 2] not in "ZX":
+            return int(task.name)
+    raise InjectError(pid, "no live thread", errno.ESRCH)
+
+
+def thread_dir(pid: int) -> Path:
+    """``/proc/PID/task/TID`` of a live thread: a zombie leader's own /proc files show no
+    memory at all."""
+    return Path(f"/proc/{pid}/task/{live_thread(pid)}")
+
+
+def with_thread(pid: int, body: Callable[[_Seized], T], tid: int | None = None) -> T:
+    """Seize thread ``tid`` of ``pid`` (default a live one), run ``body`` with it stopped,
+    restore, detach."""
     insn = syscall_address(pid)
-    th = _Seized(pid, insn)
-    _ptrace(PTRACE_SEIZE, pid)
+    tid = tid or live_thread(pid)
+    th = _Seized(tid, insn)
+    _ptrace(PTRACE_SEIZE, tid)
     try:
-        _ptrace(PTRACE_INTERRUPT, pid)
-        th.note(*_wait_stop(pid))
-        _ptrace(PTRACE_GETREGS, pid, 0, ctypes.addressof(th.saved))
+        _ptrace(PTRACE_INTERRUPT, tid)
+        th.note(*_wait_stop(tid))
+        _ptrace(PTRACE_GETREGS, tid, 0, ctypes.addressof(th.saved))
         try:
             return body(th)
         finally:
-            _ptrace(PTRACE_SETREGS, pid, 0, ctypes.addressof(th.saved))
+            _ptrace(PTRACE_SETREGS, tid, 0, ctypes.addressof(th.saved))
     finally:
         first, *more = th.pending or [0]
-        _ptrace(PTRACE_DETACH, pid, 0, first)
+        _ptrace(PTRACE_DETACH, tid, 0, first)
         for sig in more:
             os.kill(pid, sig)
 
@@ -171,7 +194,10 @@ def open_fd_in(pid: int, nr: int, *args: int) -> int:
     Raises CallFailed with the errno the call returned inside the workload (EPERM: the kernel
     forbids it), InjectError when ptrace itself failed, OSError when taking the copy did.
     """
-    pidfd = raw_syscall(NR_PIDFD_OPEN, pid, 0)
+    tid = live_thread(pid)
+    # a thread's own pidfd (PIDFD_THREAD, Linux 6.9+) when the leader is gone: pidfd_getfd
+    # reads the files of the pidfd's task, and a zombie leader has none
+    pidfd = raw_syscall(NR_PIDFD_OPEN, tid, PIDFD_THREAD if tid != pid else 0)
     try:
         def body(th: _Seized) -> int:
             theirs = th.call(nr, *args)
@@ -179,6 +205,6 @@ def open_fd_in(pid: int, nr: int, *args: int) -> int:
                 return raw_syscall(NR_PIDFD_GETFD, pidfd, theirs, 0)
             finally:
                 th.call(NR_CLOSE, theirs)
-        return with_thread(pid, body)
+        return with_thread(pid, body, tid)
     finally:
         os.close(pidfd)

@@ -104,8 +104,9 @@ class Mapping:
     name: str
 
 
-def mappings(pid: int) -> Iterator[Mapping]:
-    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+def mappings(pid: int, maps: Path | None = None) -> Iterator[Mapping]:
+    """``pid``'s mappings (from ``maps``, default its own /proc/PID/maps)."""
+    for line in (maps or Path(f"/proc/{pid}/maps")).read_text().splitlines():
         fields = line.split(maxsplit=5)
         lo, hi = (int(x, 16) for x in fields[0].split("-"))
         yield Mapping(lo, hi, fields[1], fields[5] if len(fields) > 5 else "")

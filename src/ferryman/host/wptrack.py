@@ -134,7 +134,12 @@ class WriteTracker:
         for pid in wanted:
             space = self._spaces.get(pid)
             if space is None:
-                space = self._spaces[pid] = _Space(self._open(pid))
+                try:
+                    space = self._spaces[pid] = _Space(self._open(pid))
+                except TrackerUnavailable:
+                    if not (PROC / str(pid)).exists():
+                        continue  # exited meanwhile: not in the next dump either
+                    raise
                 new += 1
             try:
                 n, r = self._register(pid, space)
@@ -185,7 +190,7 @@ class WriteTracker:
     def _register(pid: int, space: _Space) -> tuple[int, int]:
         new = refused = 0
         current = set()
-        for m in uffd.candidates(uffd.mappings(pid)):
+        for m in uffd.candidates(uffd.mappings(pid, inject.thread_dir(pid) / "maps")):
             key = (m.start, m.end)
             current.add(key)
             if key in space.registered:
@@ -212,8 +217,8 @@ def _written_pages(pid: int, *, protect: bool) -> int:
     """Present pages of ``pid`` that read as written; ``protect``: protect them too (what
     CRIU does at the end of a dump)."""
     try:
-        fd = os.open(PROC / str(pid) / "pagemap", os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError as exc:
+        fd = os.open(inject.thread_dir(pid) / "pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, inject.InjectError) as exc:
         raise NoSuchProcess(pid) from exc
     try:
         mask = uffd.PAGE_IS_WRITTEN | (0 if protect else uffd.PAGE_IS_PRESENT)
