@@ -41,10 +41,14 @@ def _moved(cluster: Cluster, w: Workload, mode: str, *extra: str) -> tuple[int, 
     assert report["dirty_tracker"] == "uffd-wp"
     new_pid = report["destination_pid"]
     assert isinstance(new_pid, int)
-    assert not alive(w.pid)
-    after = w.status(new_pid)
-    assert after["bad_pages"] == 0  # every page, verified against the workload's bookkeeping
-    assert int(after["writes"]) > int(before["writes"])  # type: ignore[call-overload]
+    try:
+        assert not alive(w.pid)
+        after = w.status(new_pid)
+        assert after["bad_pages"] == 0  # every page, verified against the bookkeeping
+        assert int(after["writes"]) > int(before["writes"])  # type: ignore[call-overload]
+    except BaseException:
+        w.kill(new_pid)  # the caller never learns the restored PID
+        raise
     return new_pid, report
 
 
