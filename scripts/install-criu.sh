@@ -12,7 +12,7 @@ set -euo pipefail
 
 MIN_MAJOR=4 MIN_MINOR=2
 # Our patches on top of Debian's source; a criu built without them is rebuilt.
-BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1
+BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-1
 PREFIX=${CRIU_PREFIX:-/usr/local}
 STAMP=$PREFIX/share/ferryman/criu-build
 SRC_ROOT=${CRIU_SRC_ROOT:-/var/cache/ferryman/criu-src}
@@ -77,6 +77,9 @@ a\	setsockopt(sockfd, IPPROTO_TCP, TCP_NODELAY, \&(int){ 0 }, sizeof(int));
   #   went one page per round trip, nearly all by fault (issue 20: 46 s for 4 MiB). It now
   #   keeps up to 256 KiB of requests in flight, a fault's request going out at once, and
   #   sleeps in epoll while they are (it spun in epoll_wait(0)).
+  # - uffd-track-mem: --track-mem-uffd (RPC track_mem_uffd): pre-dumps track dirty pages
+  #   with userfaultfd async write-protect and PAGEMAP_SCAN's written bit where the kernel
+  #   has no soft-dirty (issue 15); ferryman's agent holds the userfaultfds.
   local p
   for p in "$HERE"/criu-patches/*.patch; do
     patch -d "$1" -p1 --forward --quiet <"$p" || die "could not apply $(basename "$p") (CRIU changed?)"
@@ -150,11 +153,12 @@ else
 fi
 
 if [[ -n $PY ]]; then
-  if "$PY" -c 'import pycriu.rpc_pb2' 2>/dev/null; then
+  # pycriu's generated rpc_pb2 must know our patches' RPC fields (track_mem_uffd)
+  if "$PY" -c 'import pycriu.rpc_pb2 as r; r.criu_opts.DESCRIPTOR.fields_by_name["track_mem_uffd"]' 2>/dev/null; then
     log "pycriu already importable by $PY"
   else
     dir=$(src_dir)
-    if [[ -z $dir || ! -f $dir/lib/pycriu/rpc_pb2.py ]]; then
+    if [[ -z $dir ]] || ! grep -q track_mem_uffd "$dir/lib/pycriu/rpc_pb2.py" 2>/dev/null; then
       log "no built CRIU source tree for pycriu; building it"
       build_criu
       dir=$(src_dir)
@@ -186,7 +190,7 @@ packages = ["pycriu", "pycriu.images"]
 [tool.setuptools.dynamic]
 version = {attr = "pycriu.version.__version__"}
 TOML
-    "$PY" -m pip install -q "$stage" || die "pip install of pycriu failed"
+    "$PY" -m pip install -q --force-reinstall --no-deps "$stage" || die "pip install of pycriu failed"
     "$PY" -c 'import pycriu.rpc_pb2' || die "pycriu installed but does not import"
   fi
 fi

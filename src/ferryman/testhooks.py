@@ -44,3 +44,13 @@ def wait_removed(flag: Path, phase: str) -> None:
     deadline = time.monotonic() + LIMIT
     while flag.exists() and time.monotonic() < deadline:
         time.sleep(POLL)
+
+
+HIDE_ENV = "FERRYMAN_TEST_HIDE_FEATURES"
+
+
+def hidden_features(environ: Mapping[str, str] = os.environ) -> frozenset[str]:
+    """Test-only: ``FERRYMAN_TEST_HIDE_FEATURES=a,b`` makes this process (a migrate or check
+    CLI, whose node has no ``serve --test-hide-feature``) report features ``a`` and ``b``
+    missing, e.g. ``mem_track_uffd`` to see pre-copy refused on a kernel that could track."""
+    return frozenset(n for n in environ.get(HIDE_ENV, "").split(",") if n)

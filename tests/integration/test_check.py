@@ -21,11 +21,23 @@ from pathlib import Path
 
 import pytest
 
+from ferryman import testhooks
+from ferryman.criu.rpc import HAS_TRACK_MEM_UFFD
+from ferryman.host import wptrack
 from tests.integration.conftest import PY, Agent, Cluster, run_cli
 from tests.support.workloads import alive, children
 
 EXIT_PREFLIGHT = 40
-TRACKING = {"precopy", "hybrid"}  # need soft-dirty, which this machine's kernel lacks
+TRACKING = {"precopy", "hybrid"}  # need a dirty-page tracker: uffd-wp on this kernel
+# this machine's kernel has no soft-dirty; pre-copy tracks with userfaultfd write-protect
+UFFD_WP = wptrack.kernel_supports() and HAS_TRACK_MEM_UFFD
+HIDE_UFFD_WP = {testhooks.HIDE_ENV: "mem_track_uffd"}
+
+
+def possible(*modes: str) -> list[str]:
+    """``modes`` in the verdict's order, less pre-copy and hybrid where nothing can track."""
+    return [m for m in ("cold", "postcopy", "precopy", "hybrid")
+            if m in modes and (UFFD_WP or m not in TRACKING)]
 Verdict = dict[str, object]
 
 
@@ -100,10 +112,14 @@ def test_passing_case_allows_every_implemented_mode_and_measures_the_freeze(
         res, v = check(cluster, w.pid, b)
         assert res.returncode == 0, res.stderr
         assert v["can_move"] is True
-        assert v["allowed_modes"] == ["cold", "postcopy"]
-        assert v["clean_modes"] == ["cold", "postcopy"]
+        every = possible("cold", "postcopy", "precopy", "hybrid")
+        assert v["allowed_modes"] == every
+        assert v["clean_modes"] == every
         assert not fails(v)
-        assert rows(v, "fail").keys() <= {"kernel.dirty-tracking"}
+        assert rows(v, "fail").keys() <= (set() if UFFD_WP else {"kernel.dirty-tracking"})
+        if UFFD_WP:
+            tracker = rows(v, "pass")["kernel.dirty-tracking"]
+            assert "uffd-wp" in str(tracker["detail"])
         assert all(not r["modes"] for r in rows(v, "warn").values()), "only notes may warn"
         for name in ("criu", "kernel.userfaultfd", "kernel.pipe-size", "cpu", "pids",
                      "addresses", "ports", "files", "memory", "disk", "dump"):
@@ -218,7 +234,7 @@ def test_another_build_of_the_executable_warns_and_migrate_needs_force(cluster: 
         # the open data file of another mtime is only a note
         assert f"{held} (fd) has another mtime" in str(warn["files.data"]["detail"])
         assert warn["files.data"]["modes"] == []
-        assert v["allowed_modes"] == ["cold", "postcopy"]
+        assert v["allowed_modes"] == possible("cold", "postcopy", "precopy", "hybrid")
         assert v["clean_modes"] == []
         mig, _ = cluster.migrate(w.pid, b)
         assert mig.returncode == EXIT_PREFLIGHT, mig.stderr
@@ -240,7 +256,8 @@ def test_open_data_file_of_another_mtime_is_a_note_and_moves(cluster: Cluster) -
         res, v = check(cluster, w.pid, b)
         assert res.returncode == 0, res.stderr
         assert "files.data" in rows(v, "warn")
-        assert v["clean_modes"] == ["cold", "postcopy"], "a note blocks no mode"
+        assert v["clean_modes"] == possible("cold", "postcopy", "precopy", "hybrid"), \
+            "a note blocks no mode"
         new_pid = cluster.moved(w, b)
     finally:
         w.kill(new_pid)
@@ -267,8 +284,12 @@ def test_too_little_disk_on_destination(cluster: Cluster) -> None:
         subprocess.run(["umount", "-l", str(state)], check=False)
 
 
-def test_auto_mode_takes_what_the_verdict_allows(cluster: Cluster) -> None:
-    """Room for post-copy's images on B but not for cold's: --mode auto moves it post-copy."""
+def test_auto_mode_takes_what_the_verdict_allows(cluster: Cluster,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Room for post-copy's images on B but not for cold's: --mode auto moves it post-copy
+    (on a source without a dirty-page tracker: uffd-wp hidden, as soft-dirty is here)."""
+    for name, value in HIDE_UFFD_WP.items():
+        monkeypatch.setenv(name, value)
     state = cluster.base / "state-b"
     state.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs", str(state)], check=True)
@@ -298,7 +319,12 @@ def test_auto_mode_takes_what_the_verdict_allows(cluster: Cluster) -> None:
         subprocess.run(["umount", "-l", str(state)], check=False)
 
 
-def test_auto_mode_times_the_link_and_chooses_by_it(cluster: Cluster) -> None:
+def test_auto_mode_times_the_link_and_chooses_by_it(cluster: Cluster,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cold or post-copy by the measured link, on a source that cannot pre-copy (uffd-wp
+    hidden; this kernel has no soft-dirty)."""
+    for name, value in HIDE_UFFD_WP.items():
+        monkeypatch.setenv(name, value)
     b = cluster.start_agent("b")
     w = cluster.workload(mib=16, seed="auto-link")
     new_pid = None
@@ -324,6 +350,30 @@ def test_auto_mode_times_the_link_and_chooses_by_it(cluster: Cluster) -> None:
         w.kill(new_pid)
 
 
+@pytest.mark.skipif(not UFFD_WP, reason="no userfaultfd async write-protect here")
+def test_auto_mode_picks_precopy_with_uffd_wp(cluster: Cluster) -> None:
+    """No soft-dirty here, but uffd-wp: a workload whose cold move misses the budget on a
+    slow link, writing slowly, is pre-copied; the dirty rate measured by uffd-wp."""
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=64, seed="auto-uffd", dirty_rate=100)
+    new_pid = None
+    try:
+        mig, report = cluster.migrate(w.pid, b, "--mode", "auto", "--link-mbps", "100")
+        assert mig.returncode == 0, mig.stderr
+        assert "--mode auto chose precopy" in mig.stderr
+        assert report["mode"] == "precopy"
+        assert report["dirty_tracker"] == "uffd-wp"
+        reason = str(report["mode_reason"])
+        assert "pre-copy converges" in reason, reason
+        measured = float(reason.split("dirty rate measured ")[1].split(maxsplit=1)[0])
+        assert 50 <= measured < 5000, reason  # 100 pages/s and the interpreter's own
+        new_pid = report["destination_pid"]
+        assert isinstance(new_pid, int)
+        assert w.status(new_pid)["bad_pages"] == 0
+    finally:
+        w.kill(new_pid)
+
+
 def test_destination_criu_lacking_a_feature(cluster: Cluster) -> None:
     b = cluster.start_agent("b", "--test-hide-feature", "lazy_pages")
     w = cluster.workload(mib=16, seed="check-feature")
@@ -334,11 +384,11 @@ def test_destination_criu_lacking_a_feature(cluster: Cluster) -> None:
         assert set(fail) == {"kernel.userfaultfd"}, fail
         assert fail["kernel.userfaultfd"]["side"] == "destination"
         assert fail["kernel.userfaultfd"]["modes"] == ["postcopy", "hybrid"]
-        assert v["allowed_modes"] == ["cold"]
-        # Without a mode asked for, it can still move (cold).
+        assert v["allowed_modes"] == possible("cold", "precopy")
+        # Without a mode asked for, it can still move (cold; pre-copy with uffd-wp).
         res, v = check(cluster, w.pid, b)
         assert res.returncode == 0, res.stderr
-        assert v["allowed_modes"] == ["cold"]
+        assert v["allowed_modes"] == possible("cold", "precopy")
         # migrate --mode postcopy is refused before anything is frozen.
         w.reset_gap()
         mig, _ = cluster.migrate(w.pid, b, "--mode", "postcopy")
@@ -361,8 +411,11 @@ def test_unknown_pid(cluster: Cluster, pid: str) -> None:
 
 @pytest.mark.parametrize("mode", ["precopy", "hybrid"])
 def test_precopy_refused_without_dirty_tracking_before_anything_freezes(
-        cluster: Cluster, mode: str) -> None:
-    """This kernel has no soft-dirty: pre-copy and hybrid are refused, nothing is frozen."""
+        cluster: Cluster, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This kernel has no soft-dirty, and the source is told it has no uffd-wp either
+    (FERRYMAN_TEST_HIDE_FEATURES): pre-copy and hybrid are refused, nothing is frozen."""
+    for name, value in HIDE_UFFD_WP.items():
+        monkeypatch.setenv(name, value)
     b = cluster.start_agent("b")
     w = cluster.workload(mib=16, seed=f"check-{mode}")
     try:

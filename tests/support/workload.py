@@ -31,6 +31,7 @@ import array
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import signal
 import struct
@@ -54,11 +55,33 @@ def page_pattern(seed: str) -> bytes:
     return (block * (PAGE // len(block) + 1))[: PAGE - 8]
 
 
+def _buffer(kind: str, data: bytes) -> bytearray | mmap.mmap:
+    """--memory KIND: where the pages live. heap: a bytearray (private anonymous memory);
+    thp: a private mapping with MADV_HUGEPAGE (transparent huge pages); shared: a shared
+    anonymous mapping; memfd: a shared mapping of a memfd."""
+    if kind == "heap":
+        return bytearray(data)
+    if kind == "thp":
+        m = mmap.mmap(-1, len(data), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        m.madvise(mmap.MADV_HUGEPAGE)
+    elif kind == "shared":
+        m = mmap.mmap(-1, len(data), flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+    elif kind == "memfd":
+        fd = os.memfd_create("workload")
+        os.ftruncate(fd, len(data))
+        m = mmap.mmap(fd, len(data), flags=mmap.MAP_SHARED)
+        os.close(fd)
+    else:
+        raise SystemExit(f"unknown --memory {kind}")
+    m[:] = data
+    return m
+
+
 class Memory:
-    def __init__(self, mib: int, seed: str) -> None:
+    def __init__(self, mib: int, seed: str, kind: str = "heap") -> None:
         self.pages = mib * 256
         tail = page_pattern(seed)
-        self.buf = bytearray((b"\0" * 8 + tail) * self.pages)
+        self.buf = _buffer(kind, (b"\0" * 8 + tail) * self.pages)
         self.seq = array.array("Q", bytes(8 * self.pages))
         self.tail = tail
         self.next_page = 0
@@ -83,6 +106,50 @@ class Memory:
             seq_ok = struct.unpack_from("<Q", view, off)[0] == self.seq[p]
             if not seq_ok or view[off + 8 : off + PAGE] != tail:
                 bad += 1
+        return bad
+
+
+class Churn:
+    """--churn N: N separately mmap()ed 1 MiB blocks, the oldest replaced by a new one every
+    ``every`` seconds: mappings created and unmapped while the workload runs (the kernel often
+    puts the new one where an old one was), each living N * ``every`` seconds. Every page
+    holds its block's serial number and the pattern, so a page restored from a mapping that
+    is gone, or missing, shows up in :meth:`verify`."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, n: int, seed: str, every: float = 0.1) -> None:
+        self.tail = page_pattern(seed + "/churn")
+        self.every = every
+        self.last = time.time()
+        self.serial = 0
+        self.replaced = 0
+        self.blocks: list[tuple[int, mmap.mmap]] = [self._new() for _ in range(n)]
+
+    def _new(self) -> tuple[int, mmap.mmap]:
+        self.serial += 1
+        m = mmap.mmap(-1, self.BLOCK, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        head = struct.pack("<Q", self.serial)
+        m.write((head + self.tail) * (self.BLOCK // PAGE))
+        return self.serial, m
+
+    def step(self, now: float) -> None:
+        if self.blocks and now - self.last >= self.every:
+            self.last = now
+            _, old = self.blocks.pop(0)
+            old.close()  # munmap
+            self.blocks.append(self._new())
+            self.replaced += 1
+
+    def verify(self) -> int:
+        bad = 0
+        for serial, m in self.blocks:
+            view = memoryview(m)
+            for off in range(0, self.BLOCK, PAGE):
+                if struct.unpack_from("<Q", view, off)[0] != serial or \
+                        view[off + 8 : off + PAGE] != self.tail:
+                    bad += 1
+            view.release()
         return bad
 
 
@@ -115,6 +182,7 @@ def write_status(path: str, status: dict[str, object]) -> None:
 def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
         pipe_w: int | None = None, pipe_r: int | None = None) -> None:
     interval = args.heartbeat_ms / 1000.0
+    churn = Churn(args.churn, args.seed) if args.churn and role == "main" else None
     rate = args.dirty_rate
     # CLOCK_REALTIME, not monotonic: CRIU restores into a time namespace whose monotonic
     # clock resumes from a reading taken during the dump, hiding part of the freeze.
@@ -136,7 +204,10 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
                 "max_gap_ms": round(max_gap * 1000, 3), "moved_at": moved_at,
                 "max_gap_here_ms": round(max_gap_here * 1000, 3), "pages": mem.pages,
                 "writes": mem.writes, "sent": sent, "received": received, "pipe_bad": pipe_bad,
-                "time": time.time()}
+                "time": time.time(), "churned": churn.replaced if churn else 0}
+
+    def verify() -> int:
+        return mem.verify() + (churn.verify() if churn else 0)
 
     beat_file = args.beat_file if role == "main" else None
     # --log-file: a line appended every beat (an access log: its size grows); --write-file:
@@ -145,7 +216,7 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
     inplace = os.open(args.write_file, os.O_RDWR | os.O_CREAT, 0o644) \
         if args.write_file and role == "main" else None
     st = status("ready")
-    st["bad_pages"] = mem.verify()
+    st["bad_pages"] = verify()
     write_status(status_path, st)
     while True:
         time.sleep(interval)
@@ -164,6 +235,8 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
             n = int(carry)
             carry -= n
             mem.dirty(n)
+        if churn is not None:
+            churn.step(now)
         if pipe_w is not None:
             sent += 1
             os.write(pipe_w, struct.pack("<Q", sent))
@@ -192,7 +265,7 @@ def run(args: argparse.Namespace, role: str, status_path: str, mem: Memory,
         if _flags["status"]:
             _flags["status"] = False
             st = status("running")
-            st["bad_pages"] = mem.verify()
+            st["bad_pages"] = verify()
             write_status(status_path, st)
             last = time.time()  # verification time is not a migration gap
 
@@ -218,6 +291,10 @@ def main() -> None:
     ap.add_argument("--dirty-rate", type=float, default=0.0, help="pages per second")
     ap.add_argument("--children", type=int, default=0, metavar="N",
                     help="3: pipe writer, pipe reader, memory holder; other N: memory holders")
+    ap.add_argument("--memory", default="heap", choices=("heap", "thp", "shared", "memfd"),
+                    help="where the main process's pages live (default heap)")
+    ap.add_argument("--churn", type=int, default=0, metavar="N",
+                    help="N mmap()ed 1 MiB blocks, the oldest replaced every 100 ms")
     ap.add_argument("--beat-file", help="write the heartbeat count here every 20 beats")
     ap.add_argument("--hold-file", help="keep this file open (restore needs it to exist)")
     ap.add_argument("--log-file", help="append a line here every beat")
@@ -251,7 +328,7 @@ def main() -> None:
         os.close(w)
     elif args.children:
         fork_holders(args)
-    run(args, "main", args.status, Memory(args.mib, args.seed))
+    run(args, "main", args.status, Memory(args.mib, args.seed, args.memory))
     if held is not None:
         held.close()
 

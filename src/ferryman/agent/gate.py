@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
@@ -24,11 +24,12 @@ from ferryman.criu.client import Criu
 from ferryman.criu.dryrun import DryRun, dry_run_dump, transient
 from ferryman.criu.probe import probe_features
 from ferryman.errors import FerrymanError, PreflightFailed
+from ferryman.host import wptrack
 from ferryman.host.dirty import probe_dirty_rate
 from ferryman.host.inspect import WorkloadFacts, inspect_workload
 from ferryman.migration.checks import NodeFacts, dump_row, source_rows
 from ferryman.migration.modes import ModeChoice, choose_mode
-from ferryman.migration.plan import Node, Plan, PlanOptions, decide
+from ferryman.migration.plan import Node, Plan, PlanOptions, decide, dirty_tracker
 from ferryman.migration.precopy_plan import fixed_cost_ms
 from ferryman.migration.query import encode_query
 from ferryman.migration.verdict import (
@@ -168,7 +169,7 @@ async def check_before_plan(m: SourceRole, ours: wire.Hello, theirs: wire.Hello
         m.report.dry_run_freeze_ms = result.dry_run.freeze_ms
     if requested is not None:
         return Preflight(v)
-    auto = await choose_auto_mode(m, v)
+    auto = await choose_auto_mode(m, v, ours.features)
     return Preflight(v) if auto is None else Preflight(v, *auto)
 
 
@@ -190,7 +191,7 @@ async def plan_migration(m: SourceRole, ours: wire.Hello, theirs: wire.Hello,
                       rss_bytes=m.report.rss_bytes,
                       options=PlanOptions(no_postcopy=o.precopy.no_postcopy,
                                           force=preflight_policy(m).force),
-                      auto=pre.auto if pre else None)
+                      auto=pre.auto if pre else None, container=o.container is not None)
     except PreflightFailed:
         await end_check(m.ch, "pre-flight check failed")
         raise
@@ -207,10 +208,12 @@ async def plan_migration(m: SourceRole, ours: wire.Hello, theirs: wire.Hello,
     return plan
 
 
-async def choose_auto_mode(m: SourceRole, v: Verdict) -> tuple[ModeChoice, str] | None:
+async def choose_auto_mode(m: SourceRole, v: Verdict, features: Mapping[str, bool]
+                           ) -> tuple[ModeChoice, str] | None:
     """``--mode auto``'s measurements: :func:`ferryman.migration.modes.choose_mode` over
-    what the verdict allows, with the workload's dirty rate measured (soft-dirty, half a
-    second) when the source can track it, and the link. The choice, and the facts it was
+    what the verdict allows, with the workload's dirty rate measured (half a second, by the
+    tracker pre-copy would use: soft-dirty, or uffd-wp where ``features`` have no
+    soft-dirty) when the source can track it, and the link. The choice, and the facts it was
     made on as the report says them; None if no mode is allowed (nothing measured)."""
     pc = m.o.precopy
     candidates = v.auto_candidates(no_postcopy=pc.no_postcopy)
@@ -220,7 +223,9 @@ async def choose_auto_mode(m: SourceRole, v: Verdict) -> tuple[ModeChoice, str] 
     lazy = any(c.lazy for c in candidates)
     rate = None
     if tracking and m.tree is not None:
-        rate = await asyncio.to_thread(probe_dirty_rate, m.tree.pids())
+        uffd_wp = dirty_tracker(features, container=m.o.container is not None) == wptrack.TRACKER
+        rate = await asyncio.to_thread(wptrack.probe_dirty_rate if uffd_wp
+                                       else probe_dirty_rate, m.tree.pids())
     link, how = await _link(m)
     choice = choose_mode(mem_track=tracking, lazy_pages=lazy, no_postcopy=pc.no_postcopy,
                          rss_bytes=m.report.rss_bytes, dirty_pages_per_s=rate,

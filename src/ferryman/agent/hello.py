@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from ferryman import wire
+from ferryman import testhooks, wire
 from ferryman.agent.channel import Channel
 from ferryman.criu.client import Criu, CriuFacts
 from ferryman.errors import PeerLost, PeerRejected
-from ferryman.host import procfs
+from ferryman.host import procfs, wptrack
 from ferryman.pki import tls
 
 PROTOCOL_VERSION = 1
@@ -64,7 +64,9 @@ async def node_features(criu: Criu, state_dir: Path,
     facts = await criu.facts(state_dir)
     features = dict(facts.features)
     features["lazy_pipes"] = lazy_pipes_ok()
-    for name in hidden:
+    features["mem_track_uffd"] = features.get("mem_track_uffd", False) and \
+        wptrack.kernel_supports()
+    for name in (*hidden, *testhooks.hidden_features()):
         features[name] = False
     return facts, features
 

@@ -53,7 +53,7 @@ async def run_postcopy(m: SourceRole) -> None:
         tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key), lazy=True,
         on_notify=m.on_notify, freeze_cgroup=cgroup,
         tcp_established=o.tcp_established, track_mem=m.parent is not None,
-        parent=m.parent))
+        track_mem_uffd=m.write_tracker is not None, parent=m.parent))
     step: asyncio.Future[Any] = asyncio.ensure_future(m.serving.wait())
     try:
         await asyncio.wait({dump, step}, return_when=asyncio.FIRST_COMPLETED)

@@ -10,10 +10,17 @@ SWITCH_TO_POSTCOPY; then the source asks for the final set (an ``Iterate(final=T
 lazy when switching or in hybrid mode) and the usual final dump follows, with ``pre-N`` as
 its parent. Nothing is frozen between iterations: a failure here is rolled back by telling
 the destination to drop its image sets; the workload never stopped running.
+
+The dirty pages come from the kernel's soft-dirty bits, or, on kernels without them, from
+userfaultfd async write-protect (``report.dirty_tracker == "uffd-wp"``): then the agent holds
+one userfaultfd per process of the tree (:class:`ferryman.host.wptrack.WriteTracker`), armed
+before each pre-dump (new processes and mappings registered, to be sent whole once) and
+released when the migration ends, and every CRIU dump is told ``track_mem_uffd``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -30,6 +37,8 @@ from ferryman.errors import (
     RemoteError,
     TransferError,
 )
+from ferryman.host import wptrack
+from ferryman.host.wptrack import WriteTracker
 from ferryman.migration.convergence import (
     BudgetPolicy,
     Decision,
@@ -163,7 +172,9 @@ async def _pre_dump(m: SourceRole, index: int, port: int) -> IterationStats:
     images.mkdir()
     m.o.progress("ITERATING", f"pre-dump {index} while the workload runs")
     t0 = time.monotonic()
+    armed = await _arm_tracker(m)
     await m.dumper.dump(m.pid, images, pre_dump=True, track_mem=True,
+                      track_mem_uffd=armed,
                       parent=f"../{set_name(index - 1)}" if index > 1 else None,
                       page_server=PageServerAddress(m.o.host, port),
                       tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
@@ -179,6 +190,25 @@ async def _pre_dump(m: SourceRole, index: int, port: int) -> IterationStats:
     log.info("pre-dump %d: %d pages written, %d skipped, %.3f s", index, it.pages_written,
              it.pages_skipped, seconds)
     return it
+
+
+async def _arm_tracker(m: SourceRole) -> bool:
+    """uffd-wp tracking: make every process of the tree tracked before a pre-dump (the
+    first call creates the tracker). False with soft-dirty, which needs no arming."""
+    if m.report.dirty_tracker != wptrack.TRACKER:
+        return False
+    if m.write_tracker is None:
+        m.write_tracker = WriteTracker()
+    tracker = m.write_tracker
+    assert m.tree is not None
+    pids = m.tree.pids()
+    t0 = time.monotonic()
+    stats = await asyncio.to_thread(tracker.arm, pids)
+    log.info("uffd-wp tracker armed on %d processes in %.1f ms (%d new, %d mappings "
+             "registered, %d refused by the kernel)", stats.processes,
+             (time.monotonic() - t0) * 1000, stats.new_processes, stats.new_mappings,
+             stats.refused_mappings)
+    return True
 
 
 async def _abandon(m: SourceRole, exc: BaseException) -> None:

@@ -21,6 +21,7 @@ from ferryman.agent.config import Timeouts
 from ferryman.criu.client import Criu
 from ferryman.errors import PeerLost
 from ferryman.host.addresses import MoveAddress
+from ferryman.host.wptrack import WriteTracker
 from ferryman.migration.phases import PhaseTracker, SourcePhase
 from ferryman.migration.precopy_plan import PrecopyOptions
 from ferryman.migration.report import MigrationReport
@@ -66,6 +67,7 @@ class SourceRole(Protocol):
     sync_port: int
     ps_port: int
     parent: str | None  # the last pre-dump's set, parent of the final dump
+    write_tracker: WriteTracker | None  # pre-copy without soft-dirty (host/wptrack.py)
     freeze_at: float | None
     serving: asyncio.Event  # post-copy: CRIU's page server listens
     lazy: bool  # the final dump keeps the memory here, served on demand

@@ -53,6 +53,7 @@ from ferryman.host import (
 from ferryman.host.fifos import boot_id
 from ferryman.host.inflight import InFlight
 from ferryman.host.pages import PAGE_SIZE
+from ferryman.host.wptrack import WriteTracker
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.plan import Plan
 from ferryman.migration.report import MigrationReport, PhaseTiming, Result
@@ -92,6 +93,7 @@ class SourceMigration:
         self.lazy = False  # the final dump keeps the memory here, served on demand
         self.parent: str | None = None  # the last pre-dump's set, parent of the final dump
         self.dumper: Dumper = self.criu  # runc's checkpoint for a container
+        self.write_tracker: WriteTracker | None = None  # pre-copy without soft-dirty
         self.box: SourceContainer | None = None
         self.plan: Plan | None = None  # decided once after Hello (migration/plan.py)
         self.sync_port = 0
@@ -126,6 +128,8 @@ class SourceMigration:
             sourcecopy.clear(self.workdir)  # settled here: nothing for the guard to do
             if self.inflight is not None:
                 self.inflight.close()
+            if self.write_tracker is not None:  # the kernel unprotects the workload's pages
+                self.write_tracker.close()
             if self.lock_release is not None:
                 await asyncio.gather(self.lock_release, return_exceptions=True)
             self._finish_report()
@@ -156,6 +160,7 @@ class SourceMigration:
         self.plan = plan = await plan_migration(self, hello, theirs, pre)  # once; frozen
         self.report.mode = plan.mode
         lazy = plan.lazy
+        self.report.dirty_tracker = plan.tracker
         if lazy:  # known now, the destination can start its lazy-pages daemon early
             self.ps_port = free_port(ch.local_ip)
         await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=self.pid, lazy=lazy,
@@ -199,7 +204,8 @@ class SourceMigration:
                                  tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
                                  on_notify=self.on_notify, freeze_cgroup=cgroup,
                                  tcp_established=o.tcp_established,
-                                 track_mem=self.parent is not None, parent=self.parent)
+                                 track_mem=self.parent is not None, parent=self.parent,
+                                 track_mem_uffd=self.write_tracker is not None)
             self._thaw_cgroup()  # empty now, or holding the restored tree on a shared host
         except (FerrymanError, OSError) as exc:
             if self.tracker.phase == S.COMMITTED:

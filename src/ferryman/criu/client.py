@@ -114,10 +114,15 @@ class Criu:
         return v
 
     async def features(self) -> dict[str, bool]:
-        """Kernel/CRIU features: mem_track (pre-copy), lazy_pages (post-copy), pidfd_store."""
-        resp = await self._call(requests.feature_check(), "feature-check")
+        """Kernel/CRIU features: mem_track (pre-copy with soft-dirty), mem_track_uffd
+        (pre-copy with userfaultfd write-protect: our CRIU patch, issue 15), lazy_pages
+        (post-copy), pidfd_store."""
+        req, names = requests.feature_check()
+        resp = await self._call(req, "feature-check")
         f = resp.features
-        return {name: bool(getattr(f, name)) for name in ("mem_track", "lazy_pages", "pidfd_store")}
+        found = {name: bool(getattr(f, name)) for name in names}
+        found.setdefault("mem_track_uffd", False)
+        return found
 
     async def cpuinfo_dump(self, images_dir: Path) -> bytes:
         """This CPU's description as CRIU sees it (the ``cpuinfo.img`` bytes)."""
@@ -149,6 +154,7 @@ class Criu:
         on_notify: NotifyHandler | None = None,
         lazy: bool = False,
         track_mem: bool = False,
+        track_mem_uffd: bool = False,
         parent: str | None = None,
         leave_running: bool = False,
         tcp_established: bool = False,
@@ -161,13 +167,18 @@ class Criu:
         """Dump (or pre-dump) the tree at ``pid``; notifications go to ``on_notify``.
 
         A lazy dump leaves the tree stopped, never killed (criu/requests.py:dump says why);
-        the caller kills or continues it. The request is :func:`ferryman.criu.requests.dump`'s;
-        ``action`` names the call in errors (default ``dump`` or ``pre-dump``).
+        the caller kills or continues it. ``track_mem_uffd``: dirty pages are the ones
+        userfaultfd write-protect saw written (the agent's
+        :class:`ferryman.host.wptrack.WriteTracker` holds the descriptors), not the
+        soft-dirty ones; implies ``track_mem``. The request is
+        :func:`ferryman.criu.requests.dump`'s; ``action`` names the call in errors (default
+        ``dump`` or ``pre-dump``).
         """
         with _dir_fd(images_dir) as fd:
             req = requests.dump(pid, fd, log_file=log_file, log_level=self.log_level,
                                 page_server=page_server, tls=tls,
                                 notify=on_notify is not None, lazy=lazy, track_mem=track_mem,
+                                track_mem_uffd=track_mem_uffd,
                                 parent=parent, leave_running=leave_running,
                                 tcp_established=tcp_established, pre_dump=pre_dump,
                                 freeze_cgroup=freeze_cgroup, network_lock=network_lock)

@@ -50,13 +50,16 @@ def simple(kind: int) -> Any:
     return req
 
 
-def feature_check() -> Any:
-    """FEATURE_CHECK for what ferryman decides on: mem_track, lazy_pages, pidfd_store."""
+def feature_check() -> tuple[Any, list[str]]:
+    """FEATURE_CHECK for what ferryman decides on, and the names asked: mem_track,
+    lazy_pages, pidfd_store, and mem_track_uffd where pycriu knows it (our CRIU patch)."""
     req = simple(rpc.FEATURE_CHECK)
-    req.features.mem_track = True
-    req.features.lazy_pages = True
-    req.features.pidfd_store = True
-    return req
+    names = ["mem_track", "lazy_pages", "pidfd_store"]
+    if rpc.HAS_TRACK_MEM_UFFD:
+        names.append("mem_track_uffd")
+    for name in names:
+        setattr(req.features, name, True)
+    return req, names
 
 
 def images_only(kind: int, images_fd: int, log_file: str, log_level: int) -> Any:
@@ -67,7 +70,7 @@ def images_only(kind: int, images_fd: int, log_file: str, log_level: int) -> Any
 def dump(pid: int, images_fd: int, *, log_file: str, log_level: int,
          page_server: PageServerAddress | None = None, tls: TlsFiles | None = None,
          notify: bool = False, lazy: bool = False, track_mem: bool = False,
-         parent: str | None = None, leave_running: bool = False,
+         track_mem_uffd: bool = False, parent: str | None = None, leave_running: bool = False,
          tcp_established: bool = False, pre_dump: bool = False,
          freeze_cgroup: str | None = None, network_lock: bool = True) -> Any:
     """DUMP (or PRE_DUMP) of the tree at ``pid``.
@@ -90,7 +93,9 @@ def dump(pid: int, images_fd: int, *, log_file: str, log_level: int,
         # (criu/uffd.c disconnects in order whatever happened), so CRIU's "success" there
         # cannot decide the source's fate (docs/ARCHITECTURE.md, section 10).
         o.leave_stopped = True
-    o.track_mem = track_mem
+    o.track_mem = track_mem or track_mem_uffd
+    if track_mem_uffd:
+        o.track_mem_uffd = True  # scripts/criu-patches/uffd-track-mem.patch
     if parent:
         o.parent_img = parent
     if freeze_cgroup:

@@ -26,3 +26,5 @@ CPUINFO_CHECK: int = _rpc.CPUINFO_CHECK
 FEATURE_CHECK: int = _rpc.FEATURE_CHECK
 VERSION: int = _rpc.VERSION
 NFTABLES: int = _rpc.NFTABLES
+HAS_TRACK_MEM_UFFD: bool = "track_mem_uffd" in _rpc.criu_opts.DESCRIPTOR.fields_by_name
+"""pycriu was generated from a CRIU with scripts/criu-patches/uffd-track-mem.patch."""

@@ -115,18 +115,33 @@ def _feature(row: str, side: str, node: str, present: bool, label: str, *,
     return Row(row, side, F, f"{node}: {label}: missing", fix.format(node=node), modes)
 
 
+def tracker_row(side: str, node: str, soft_dirty: bool, uffd_wp: bool,
+                modes: frozenset[Mode]) -> Row:
+    """kernel.dirty-tracking: which tracker pre-copy would use on ``node`` (soft-dirty
+    first; uffd-wp, userfaultfd async write-protect, where the kernel has no soft-dirty)."""
+    label = "dirty-page tracker (pre-copy)"
+    if soft_dirty:
+        return Row("kernel.dirty-tracking", side, P, f"{node}: {label}: soft-dirty")
+    if uffd_wp:
+        return Row("kernel.dirty-tracking", side, P,
+                   f"{node}: {label}: uffd-wp (no soft-dirty; userfaultfd write-protect "
+                   "and PAGEMAP_SCAN's written bits)")
+    return _feature("kernel.dirty-tracking", side, node, False,
+                    f"{label}: none (neither soft-dirty nor uffd-wp)", modes=modes,
+                    fix="use --mode cold or postcopy; pre-copy needs CONFIG_MEM_SOFT_DIRTY, "
+                        "or Linux 6.7+ with userfaultfd write-protect (x86-64), on {node}")
+
+
 def kernel_rows(side: str, node: str, features: Mapping[str, bool],
                 w: WorkloadFacts) -> list[Row]:
     """The kernel features each mode needs on ``side`` (``source`` or ``destination``)."""
     has = {name: bool(features.get(name, False)) for name in
-           ("mem_track", "lazy_pages", "lazy_pipes", "network_lock", "time_ns")}
+           ("mem_track", "mem_track_uffd", "lazy_pages", "lazy_pipes", "network_lock",
+            "time_ns")}
     tracking_modes = TRACKING_MODES if side == "source" else NOTE
     net_needed = bool(w.sockets) or w.own_net_ns
     rows = [
-        _feature("kernel.dirty-tracking", side, node, has["mem_track"],
-                 "soft-dirty memory tracking (pre-copy)", modes=tracking_modes,
-                 fix="use --mode cold or postcopy; pre-copy needs CONFIG_MEM_SOFT_DIRTY on "
-                     "{node}"),
+        tracker_row(side, node, has["mem_track"], has["mem_track_uffd"], tracking_modes),
         _feature("kernel.userfaultfd", side, node, has["lazy_pages"],
                  "userfaultfd lazy pages (post-copy)", modes=LAZY_MODES,
                  fix="use --mode cold; post-copy needs userfaultfd on {node}"),

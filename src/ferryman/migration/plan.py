@@ -16,7 +16,8 @@ Rules, in order:
 2. **the verdict** (process trees): :func:`refusal` (``--force`` passes warnings, never
    failures);
 3. **feature gates**: lazy modes need lazy pages on both nodes (:func:`postcopy_blocker`),
-   pre-copying modes need ``mem_track`` on the source, and the destination needs room for the
+   pre-copying modes need a dirty-page tracker on the source (:func:`dirty_tracker`:
+   soft-dirty, or uffd-wp for a process tree), and the destination needs room for the
    images (all the memory unless the dump is lazy from the start, plus a margin);
 4. **post-copy allowed** (the budget policy's switch): not ``--no-postcopy``, and lazy pages
    work on both nodes.
@@ -33,8 +34,8 @@ from ferryman.migration.modes import ModeChoice
 from ferryman.migration.verdict import Status, Verdict
 from ferryman.mode import Mode
 
-__all__ = ["DISK_MARGIN", "Node", "Plan", "PlanOptions", "decide", "postcopy_blocker",
-           "refusal"]
+__all__ = ["DISK_MARGIN", "Node", "Plan", "PlanOptions", "decide", "dirty_tracker",
+           "postcopy_blocker", "precopy_blocker", "refusal"]
 
 DISK_MARGIN: Final = 64 << 20  # bytes the destination keeps free beyond the images
 
@@ -64,6 +65,7 @@ class Plan:
     mode: Mode
     postcopy_allowed: bool
     reason: str = ""
+    tracker: str | None = None  # pre-copying modes: "soft-dirty" or "uffd-wp"
 
     def __post_init__(self) -> None:
         if not self.mode.decided:
@@ -88,6 +90,33 @@ def postcopy_blocker(features: Mapping[str, bool], node: str) -> str | None:
         return (f"{node}: fs.pipe-max-size is below 4 MiB and CRIU lacks CAP_SYS_RESOURCE; "
                 "run 'sysctl -w fs.pipe-max-size=4194304' there")
     return None
+
+
+def dirty_tracker(features: Mapping[str, bool], *, container: bool = False) -> str | None:
+    """The dirty-page tracker pre-copy uses on a source with ``features``, or None.
+
+    ``soft-dirty`` where the kernel has it (CRIU's ``mem_track``), else ``uffd-wp``
+    (userfaultfd async write-protect, ``mem_track_uffd``: :mod:`ferryman.host.wptrack`) for
+    a process tree; a runc container pre-dumps through runc, which knows only soft-dirty.
+    """
+    if features.get("mem_track", False):
+        return "soft-dirty"
+    if features.get("mem_track_uffd", False) and not container:
+        return "uffd-wp"
+    return None
+
+
+def precopy_blocker(features: Mapping[str, bool], node: str, *,
+                    container: bool = False) -> str | None:
+    """Why pre-copy cannot track dirty pages on source ``node``, or None."""
+    if dirty_tracker(features, container=container) is not None:
+        return None
+    if container and features.get("mem_track_uffd", False):
+        return (f"{node}: runc pre-dumps a container only with soft-dirty tracking, which "
+                "this kernel lacks (CONFIG_MEM_SOFT_DIRTY); use --mode cold or postcopy")
+    return (f"{node}: no dirty-page tracker: the kernel has neither soft-dirty "
+            "(CONFIG_MEM_SOFT_DIRTY) nor userfaultfd async write-protect with PAGEMAP_SCAN "
+            "(Linux 6.7+, x86-64, ferryman's CRIU patch); use --mode cold or postcopy")
 
 
 def refusal(verdict: Verdict, mode: Mode, *, force: bool) -> PreflightFailed | None:
@@ -127,11 +156,12 @@ def auto_mode(verdict: Verdict, choice: ModeChoice | None, *, no_postcopy: bool
 
 def decide(requested: Mode, *, verdict: Verdict | None, source: Node, destination: Node,
            rss_bytes: int, options: PlanOptions = PlanOptions(),
-           auto: ModeChoice | None = None) -> Plan:
+           auto: ModeChoice | None = None, container: bool = False) -> Plan:
     """The plan, or PreflightFailed / CriuFeatureMissing / FerrymanError saying why not.
 
     ``verdict`` None: a container (rule 1 makes ``auto`` cold; rule 2 does not apply).
     ``auto``: the measured choice of :func:`ferryman.migration.modes.choose_mode`.
+    ``container``: a runc container (pre-dumped by runc: soft-dirty only).
     """
     mode, reason = _mode(requested, verdict, auto, options)
     lazy_ok = not options.no_postcopy and all(
@@ -147,11 +177,13 @@ def decide(requested: Mode, *, verdict: Verdict | None, source: Node, destinatio
             f"the destination has {destination.free_disk >> 20} MiB free for images, the "
             f"workload needs about {need >> 20} MiB",
             hint="free disk space in the destination agent's --state-dir")
-    if mode.pre_copies and not source.features.get("mem_track", False):
-        raise CriuFeatureMissing("soft-dirty memory tracking (mem_track)",
-                                 f"use --mode cold or postcopy: pre-copy needs "
-                                 f"CONFIG_MEM_SOFT_DIRTY on {source.name}")
-    return Plan(mode, postcopy_allowed=lazy_ok, reason=reason)
+    tracker = None
+    if mode.pre_copies:
+        why = precopy_blocker(source.features, source.name, container=container)
+        if why is not None:
+            raise CriuFeatureMissing("dirty-page tracking", why)
+        tracker = dirty_tracker(source.features, container=container)
+    return Plan(mode, postcopy_allowed=lazy_ok, reason=reason, tracker=tracker)
 
 
 def _mode(requested: Mode, verdict: Verdict | None, auto: ModeChoice | None,

@@ -60,6 +60,7 @@ class MigrationReport:
     # bytes, seconds, frozen_ms, predicted_downtime_ms), the policy and why it stopped
     iterations: list[dict[str, Any]] = field(default_factory=list)
     policy: str | None = None
+    dirty_tracker: str | None = None  # pre-copy: "soft-dirty" or "uffd-wp" (issue 15)
     convergence: str | None = None
     predicted_downtime_ms: float | None = None
     over_budget: bool = False  # the policy finished knowing the budget would be missed

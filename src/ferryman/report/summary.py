@@ -83,7 +83,9 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
     if view.iterations:
         written = sum(i.pages_written for i in view.iterations)
         lines.append(f"  pre-copy     {len(view.iterations)} iterations, {written} pages "
-                     f"({mib(sum(i.bytes for i in view.iterations))}) before the freeze")
+                     f"({mib(sum(i.bytes for i in view.iterations))}) before the freeze"
+                     + (f", dirty pages tracked by {r.dirty_tracker}" if r.dirty_tracker
+                        else ""))
     if r.policy:
         lines.append(f"  policy       {r.policy}: {r.convergence or '-'}")
         over = "; the budget was missed" if r.over_budget else ""

@@ -27,7 +27,7 @@ from typing import Protocol
 from ferryman.criu.client import PageServerAddress, TlsFiles
 from ferryman.criu.logs import first_error
 from ferryman.criu.swrk import NotifyHandler
-from ferryman.errors import CriuError, RuncError, RuncMissing
+from ferryman.errors import CriuError, RuncError, RuncMissing, UsageError
 from ferryman.host.prctl import die_with_parent
 from ferryman.targets.runc import (
     Runc,
@@ -48,7 +48,8 @@ class Dumper(Protocol):
     async def dump(self, pid: int, images_dir: Path, *,
                    page_server: PageServerAddress | None = None, tls: TlsFiles | None = None,
                    on_notify: NotifyHandler | None = None, lazy: bool = False,
-                   track_mem: bool = False, parent: str | None = None,
+                   track_mem: bool = False, track_mem_uffd: bool = False,
+                   parent: str | None = None,
                    tcp_established: bool = False, pre_dump: bool = False,
                    freeze_cgroup: str | None = None, log_file: str = "dump.log") -> None:
         ...
@@ -69,7 +70,8 @@ class RuncDumper:
     async def dump(self, pid: int, images_dir: Path, *,
                    page_server: PageServerAddress | None = None, tls: TlsFiles | None = None,
                    on_notify: NotifyHandler | None = None, lazy: bool = False,
-                   track_mem: bool = False, parent: str | None = None,
+                   track_mem: bool = False, track_mem_uffd: bool = False,
+                   parent: str | None = None,
                    tcp_established: bool = False, pre_dump: bool = False,
                    freeze_cgroup: str | None = None, log_file: str = "dump.log") -> None:
         """Checkpoint. runc passes the container's own cgroup to CRIU; a ``freeze_cgroup``
@@ -77,7 +79,11 @@ class RuncDumper:
         (CRIU waits there until it has; then ``on_frozen`` is told). ``parent``: a
         pre-dump's images (runc's --parent-path; runc sets ``track_mem`` itself).
         ``pre_dump``: one pre-copy iteration (:meth:`pre_dump`). runc names CRIU's log
-        ``dump.log`` in ``images_dir`` whatever ``log_file`` says."""
+        ``dump.log`` in ``images_dir`` whatever ``log_file`` says. ``track_mem_uffd`` is
+        never set for a container (the source refuses pre-copy without soft-dirty there)."""
+        if track_mem_uffd:
+            raise UsageError("runc containers pre-copy only with soft-dirty tracking",
+                             hint="use --mode cold or --mode postcopy")
         del track_mem, log_file
         if pre_dump:
             await self.pre_dump(images_dir, page_server=page_server, tls=tls, parent=parent)

@@ -287,3 +287,20 @@ def test_source_rows() -> None:
 def test_mib() -> None:
     assert checks.mib(5 * MiB) == "5 MiB"
     assert checks.mib(20 << 30) == "20.0 GiB"
+
+
+@pytest.mark.parametrize(("soft_dirty", "uffd_wp", "status", "named"), [
+    (True, True, P, "soft-dirty"), (True, False, P, "soft-dirty"),
+    (False, True, P, "uffd-wp"), (False, False, F, "none"),
+])
+def test_the_dirty_tracking_row_names_the_tracker(soft_dirty: bool, uffd_wp: bool,
+                                                   status: Status, named: str) -> None:
+    features = {**ALL_FEATURES, "mem_track": soft_dirty, "mem_track_uffd": uffd_wp}
+    row = by_check(checks.kernel_rows("source", "a", features, workload()))[
+        "kernel.dirty-tracking"]
+    assert row.status is status
+    assert named in row.detail
+    if status is F:
+        assert row.modes == frozenset({"precopy", "hybrid"})
+        assert "CONFIG_MEM_SOFT_DIRTY" in row.fix
+        assert "userfaultfd" in row.fix

@@ -118,11 +118,31 @@ def test_lazy_modes_need_lazy_pages_on_both_nodes(mode: Mode, missing: str, side
 
 
 @pytest.mark.parametrize("mode", [Mode.PRECOPY, Mode.HYBRID])
-def test_pre_copying_modes_need_mem_track_on_the_source(mode: Mode) -> None:
-    with pytest.raises(CriuFeatureMissing, match="mem_track") as missing:
-        plan(mode, src=Node("a", {**ALL, "mem_track": False}))
-    assert "CONFIG_MEM_SOFT_DIRTY on a" in str(missing.value.hint)
-    plan(mode, dst=Node("b", {**ALL, "mem_track": False}, free_disk=2 * GIB))  # not there
+def test_pre_copying_modes_need_a_dirty_tracker_on_the_source(mode: Mode) -> None:
+    none = {**ALL, "mem_track": False, "mem_track_uffd": False}
+    with pytest.raises(CriuFeatureMissing, match="dirty-page tracking") as missing:
+        plan(mode, src=Node("a", none))
+    assert "a: no dirty-page tracker" in str(missing.value.hint)
+    assert "CONFIG_MEM_SOFT_DIRTY" in str(missing.value.hint)
+    plan(mode, dst=Node("b", none, free_disk=2 * GIB))  # not needed there
+
+
+@pytest.mark.parametrize("mode", [Mode.PRECOPY, Mode.HYBRID])
+def test_the_plan_names_the_tracker_soft_dirty_first(mode: Mode) -> None:
+    assert plan(mode).tracker == "soft-dirty"
+    both = Node("a", {**ALL, "mem_track_uffd": True})
+    assert plan(mode, src=both).tracker == "soft-dirty"
+    uffd = Node("a", {**ALL, "mem_track": False, "mem_track_uffd": True})
+    assert plan(mode, src=uffd).tracker == "uffd-wp"
+    assert plan(Mode.COLD, src=uffd).tracker is None
+
+
+def test_a_container_has_no_uffd_wp_tracker() -> None:
+    uffd = Node("a", {**ALL, "mem_track": False, "mem_track_uffd": True})
+    with pytest.raises(CriuFeatureMissing, match="dirty-page tracking") as missing:
+        decide(Mode.PRECOPY, verdict=None, source=uffd, destination=DST, rss_bytes=RSS,
+               container=True)
+    assert "runc pre-dumps a container only with soft-dirty" in str(missing.value.hint)
 
 
 def test_no_postcopy_forbids_the_lazy_final_step() -> None:
