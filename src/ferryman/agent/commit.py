@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from ferryman import wire
 from ferryman.errors import FerrymanError, PeerLost
-from ferryman.host import sourcecopy
 from ferryman.migration.commit import Step, commit_steps
 from ferryman.migration.phases import SourcePhase
 
@@ -35,7 +34,7 @@ async def point_of_no_return(m: SourceRole) -> None:
                 # broken page tail (lazy), the queued SIGSTOP stops them before they run.
                 m.queue_stop_source()
             case Step.CHECK_HELD:
-                if not sourcecopy.traced(m.pid):  # CRIU died: they ran on after the dump
+                if not m.criu_holds_tree():  # CRIU died: they ran on after the dump
                     raise FerrymanError("criu let the workload go before the commit, so it "
                                         "ran on after its dump",
                                         hint="check why criu died (its log)")
@@ -45,7 +44,7 @@ async def point_of_no_return(m: SourceRole) -> None:
                 m.phase(S.COMMITTED, "destination resumes the workload" if m.lazy
                         else "destination resumes the workload; the source copy goes")
             case Step.MARK_COMMIT:
-                sourcecopy.mark_commit(m.workdir)
+                m.mark_commit()
             case Step.SEND_COMMIT:
                 await m.ch.send(wire.Commit())
             case Step.SEND_COMMIT_ANYWAY:

@@ -12,6 +12,11 @@ from pathlib import Path
 from ferryman import wire
 from ferryman.errors import TransferError
 
+# TransferError lives in errors.py (the one tree); importable from here too.
+__all__ = ["CHUNK", "EMPTY_SHA256", "LAZY_FIRST", "SET_PREFIX", "SKIP_SUFFIXES", "Receiver",
+           "TransferError", "file_messages", "image_files", "image_sets", "remove_images",
+           "set_name"]
+
 CHUNK = 1 << 20
 SKIP_SUFFIXES = (".log",)
 

@@ -10,7 +10,13 @@ from ferryman.agent.channel import Channel
 from ferryman.criu.client import Criu, CriuFacts
 from ferryman.errors import PeerLost, PeerRejected
 from ferryman.host import procfs, wptrack
+from ferryman.migration.plan import postcopy_blocker
 from ferryman.pki import tls
+
+# postcopy_blocker moved to migration/plan.py (pure); importable from here too.
+__all__ = ["CAP_SYS_RESOURCE", "LAZY_PIPE_SIZE", "PROTOCOL_VERSION", "exchange_hello",
+           "identity_mismatch", "lazy_pipes_ok", "local_hello", "node_features",
+           "postcopy_blocker"]
 
 PROTOCOL_VERSION = 1
 LAZY_PIPE_SIZE = 4 << 20

@@ -99,6 +99,12 @@ class SourceRole(Protocol):
     def collect_dump_stats(self, *, lazy: bool = False) -> None:
         """CRIU's dump statistics and log paths into the report."""
 
+    def criu_holds_tree(self) -> bool:
+        """CRIU still holds the frozen source tree (it did not die and let it run on)."""
+
+    def mark_commit(self) -> None:
+        """Tell the guard (agent/lockguard.py) that the commit is going out."""
+
     def queue_stop_source(self) -> None:
         """Queue a SIGSTOP to every source task (point of no return)."""
 

@@ -225,6 +225,12 @@ class SourceMigration:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
 
+    def criu_holds_tree(self) -> bool:
+        return sourcecopy.traced(self.pid)
+
+    def mark_commit(self) -> None:
+        sourcecopy.mark_commit(self.workdir)
+
     def find_freezer(self) -> str | None:
         """The workload's own cgroup, for CRIU to reuse frozen: we freeze it ourselves (tight
         polling; CRIU polls in 100 ms steps) at CRIU's pre-dump notification, so that CRIU's

@@ -19,7 +19,8 @@ copies of the code:
 Invariants (tests/unit/migration/test_commit.py): every source task has a SIGSTOP queued and
 the guard knows the commit (``MARK_COMMIT``) before Commit leaves; CRIU's network lock is gone
 before the destination may resume (``RELEASE_LOCK`` before ``SEND_COMMIT``); held segments are
-forwarded only after Commit (the destination owns the address then).
+forwarded only after Commit (the destination owns the address then). The executor is replayed
+call by call without I/O, cold and lazy, happy and failing, in tests/unit/agent/test_commit.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,137 @@
+"""agent/commit.point_of_no_return replayed without I/O: a recording SourceRole, cold and lazy.
+
+What the executor does with migration/commit.py's table, call by call, on the happy path and
+on each way the point of no return can fail before or at the send of Commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from ferryman import wire
+from ferryman.agent.commit import point_of_no_return
+from ferryman.errors import FerrymanError, PeerLost
+from ferryman.migration.phases import SourcePhase as S
+
+DEST_PID = 4242
+
+
+@dataclass
+class Channel:
+    """The control channel as the executor uses it: Commit out, Committed in."""
+
+    calls: list[str]
+    send_fails: bool = False
+    peer: str = "10.0.0.2:7070"
+
+    async def send(self, msg: wire.Message) -> None:
+        self.calls.append(f"send {type(msg).__name__}")
+        if self.send_fails:
+            raise PeerLost(self.peer, "connection reset")
+
+    async def expect(self, types: tuple[type, ...], timeout: float) -> wire.Message:
+        self.calls.append("expect Committed")
+        return wire.Committed(DEST_PID)
+
+
+@dataclass
+class Report:
+    destination_node: str = "b"
+    destination_pid: int | None = None
+
+
+@dataclass
+class Role:
+    """Records what the executor asks of the SOURCE role, in order."""
+
+    lazy: bool
+    holds: bool = True
+    send_fails: bool = False
+    calls: list[str] = field(default_factory=list)
+    commit_error: PeerLost | None = None
+    committed: asyncio.Future[wire.Committed] | None = None
+    report: Report = field(default_factory=Report)
+    ch: Any = None
+
+    def __post_init__(self) -> None:
+        self.ch = Channel(self.calls, self.send_fails)
+
+    def queue_stop_source(self) -> None:
+        self.calls.append("queue SIGSTOP")
+
+    def criu_holds_tree(self) -> bool:
+        self.calls.append("criu holds tree?")
+        return self.holds
+
+    async def release_network_lock(self) -> None:
+        self.calls.append("release lock")
+
+    def phase(self, phase: S, detail: str = "") -> None:
+        self.calls.append(f"phase {phase.name}")
+
+    def mark_commit(self) -> None:
+        self.calls.append("mark commit")
+
+    async def await_committed(self) -> wire.Committed:
+        msg = await self.ch.expect((wire.Committed,), 1.0)
+        assert isinstance(msg, wire.Committed)
+        return msg
+
+    def forward_inflight(self) -> None:
+        self.calls.append("forward segments")
+
+
+def run(role: Role) -> Role:
+    async def go() -> None:
+        await point_of_no_return(role)  # type: ignore[arg-type]
+        if role.committed is not None:
+            await role.committed
+
+    asyncio.run(go())
+    return role
+
+
+def test_cold_happy_path() -> None:
+    role = run(Role(lazy=False))
+    assert role.calls == ["queue SIGSTOP", "criu holds tree?", "release lock", "phase COMMITTED",
+                          "mark commit", "send Commit", "forward segments", "expect Committed"]
+    assert role.commit_error is None
+    assert role.committed is not None
+    assert role.committed.result().pid == DEST_PID
+
+
+def test_lazy_happy_path() -> None:
+    role = run(Role(lazy=True))
+    assert role.calls == ["queue SIGSTOP", "release lock", "mark commit", "send Commit",
+                          "forward segments", "phase COMMITTED", "expect Committed",
+                          "phase SERVING_PAGES"]
+    assert role.report.destination_pid == DEST_PID
+    assert role.committed is None  # awaited in line, not watched
+
+
+def test_cold_criu_died_is_caught_before_anything_commits() -> None:
+    role = Role(lazy=False, holds=False)
+    with pytest.raises(FerrymanError, match="ran on after its dump"):
+        run(role)
+    assert role.calls == ["queue SIGSTOP", "criu holds tree?"]  # no lock released, no Commit
+
+
+def test_cold_commit_send_failure_commits_anyway_and_remembers() -> None:
+    role = run(Role(lazy=False, send_fails=True))
+    assert role.calls == ["queue SIGSTOP", "criu holds tree?", "release lock", "phase COMMITTED",
+                          "mark commit", "send Commit", "forward segments"]
+    assert isinstance(role.commit_error, PeerLost)
+    assert role.committed is None  # nothing to read: source._commit raises PeerLost
+
+
+def test_lazy_commit_send_failure_stops_before_committed() -> None:
+    """The caller (postcopy.run_postcopy) is still before COMMITTED, so it rolls back."""
+    role = Role(lazy=True, send_fails=True)
+    with pytest.raises(PeerLost):
+        run(role)
+    assert role.calls == ["queue SIGSTOP", "release lock", "mark commit", "send Commit"]
+    assert "phase COMMITTED" not in role.calls
