@@ -207,6 +207,9 @@ async def choose_auto_mode(m: SourceMigration, v: Verdict) -> str | None:
     if tracking and m.tree is not None:
         rate = await asyncio.to_thread(probe_dirty_rate, m.tree.pids())
     link, how = await _link(m)
+    cap = m.report.max_bandwidth_bytes_per_s
+    if cap is not None and cap < link:
+        link, how = cap, "capped by --max-bandwidth at"
     choice = choose_mode(mem_track=tracking, lazy_pages=lazy, no_postcopy=pc.no_postcopy,
                          rss_bytes=m.report.rss_bytes, dirty_pages_per_s=rate,
                          bandwidth_bytes_per_s=link,

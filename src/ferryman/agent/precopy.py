@@ -112,19 +112,23 @@ def container_objects_ms(fit: TransferFit | None, presync_ms: float | None,
 
 
 def environment(objects_ms: float, fit: TransferFit | None,
-                restore_ms: float = 0.0) -> Environment:
+                restore_ms: float = 0.0, cap_bytes_per_s: float | None = None) -> Environment:
     """What the budget policy predicts with: the final dump's fixed cost and the link.
 
     Fixed cost = the objects' part (:func:`fixed_cost_ms`) + the pre-dumps' own fixed
     overhead (CRIU's TLS connection to the page server and the page-map scan: the final dump
     pays them too) + ``restore_ms``, the destination's time to read every page back from the
     image chain (it measures its read rate on the first set). Checked against the QEMU test
-    guests' migrations (tests/vm, bench/vm).
+    guests' migrations (tests/vm, bench/vm). ``cap_bytes_per_s`` (``--max-bandwidth``): the
+    link is taken as no faster than the cap, from before the first pre-dump on (the pre-dumps
+    then run paced, and their fit sees it too).
     """
     if fit is None:
-        return Environment(fixed_cost_ms=objects_ms + restore_ms)
+        return Environment(fixed_cost_ms=objects_ms + restore_ms,
+                           bandwidth_bytes_per_s=cap_bytes_per_s)
+    rate = fit.bytes_per_s if cap_bytes_per_s is None else min(fit.bytes_per_s, cap_bytes_per_s)
     return Environment(fixed_cost_ms=objects_ms + fit.overhead_s * 1000 + restore_ms,
-                       bandwidth_bytes_per_s=fit.bytes_per_s)
+                       bandwidth_bytes_per_s=rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +152,8 @@ async def run_iterations(m: SourceMigration, first_port: int, *, hybrid: bool,
     predictor = BudgetPolicy(postcopy_allowed=False, max_downtime_ms=opts.max_downtime_ms)
     fixed = fixed_cost_ms(m.report.dry_run_freeze_ms, opts.fixed_cost_ms)
     history: list[IterationStats] = []
-    env = Environment(fixed_cost_ms=fixed)
+    cap = m.report.max_bandwidth_bytes_per_s
+    env = environment(fixed, None, cap_bytes_per_s=cap)
     port, restore_rate = first_port, 0
     try:
         while (verdict := policy.decide(history, env)).decision is Decision.ITERATE:
@@ -163,7 +168,7 @@ async def run_iterations(m: SourceMigration, first_port: int, *, hybrid: bool,
             if m.box is not None and m.report.dry_run_freeze_ms is None:
                 fixed = container_objects_ms(fit, m.report.sync.get("presync_ms"),
                                              opts.fixed_cost_ms)
-            env = environment(fixed, fit, restore_ms)
+            env = environment(fixed, fit, restore_ms, cap)
             predicted = predictor.predict_ms(history, env)
             m.report.iterations[-1]["predicted_downtime_ms"] = predicted
         lazy = hybrid or verdict.decision is Decision.SWITCH_TO_POSTCOPY

@@ -38,6 +38,7 @@ from ferryman.agent.postcopy import announce_restore, run_postcopy
 from ferryman.agent.precopy import PrecopyOptions, run_iterations
 from ferryman.criu import unix_images
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
+from ferryman.criu.pacing import bytes_per_s, criu_env
 from ferryman.criu.page_server import free_port
 from ferryman.criu.stats import DUMP_STATS, read_stats
 from ferryman.errors import (
@@ -88,12 +89,13 @@ class SourceOptions:
     timeouts: Timeouts = field(default_factory=Timeouts)
     progress: ProgressFn = lambda phase, detail: None
     container: RuncTarget | None = None  # a runc container instead of ``pid``
+    max_bandwidth_mbit: float | None = None  # the pages' cap on the wire (every mode)
 
 
 class SourceMigration:
     def __init__(self, opts: SourceOptions) -> None:
         self.o = opts
-        self.criu = Criu(opts.criu_bin)
+        self.criu = Criu(opts.criu_bin, env=criu_env(opts.max_bandwidth_mbit, os.environ))
         self.t0 = time.monotonic()
         self.tracker = PhaseTracker(SOURCE_TABLE, S.HELLO, time.monotonic,
                                     on_enter=testhooks.pause_hook())
@@ -103,6 +105,8 @@ class SourceMigration:
                                       source_node=opts.creds.name,
                                       destination=f"{opts.host}:{opts.port}",
                                       source_pid=opts.pid)
+        if opts.max_bandwidth_mbit is not None:
+            self.report.max_bandwidth_bytes_per_s = bytes_per_s(opts.max_bandwidth_mbit)
         self.ch: Channel | None = None
         self.tree: ProcessTree | None = None
         self.restored: wire.Restored | None = None
