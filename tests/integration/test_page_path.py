@@ -61,6 +61,19 @@ def pattern(seed: str) -> bytes:
     return hashlib.sha256(seed.encode()).digest()
 
 
+def test_the_wiretap_sees_bytes_sent_in_the_clear(cluster: Cluster) -> None:
+    """The control for the test below: the pattern in a plain UDP datagram from A is seen."""
+    needle = pattern("control")
+    with wiretap(cluster, "b", cluster.topology["a"].ip, needle) as seen:
+        cluster.topology["a"].run(
+            PY, "-c", "import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+            ".sendto(bytes.fromhex(sys.argv[1]) * 8, (sys.argv[2], 9))",
+            needle.hex(), cluster.topology["b"].ip)
+        time.sleep(0.5)
+    assert seen["needle_seen"]
+    assert seen["total"] > 0
+
+
 @pytest.mark.parametrize("mode", ["cold", "postcopy"])
 def test_pages_are_capped_and_never_cross_in_the_clear(cluster: Cluster, mode: str) -> None:
     mib, seed = 64, f"paced-{mode}"
