@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ferryman import wire
-from tests.integration.conftest import AGENT_PORT, PY, Cluster
+from tests.integration.conftest import AGENT_PORT, PY, Cluster, run_cli
 from tests.integration.test_agent_abuse import PS_IOV_CLOSE, planned, wait_for
 from tests.support.peer import client_context, connect
 
@@ -138,3 +138,25 @@ def test_the_page_server_speaks_only_tls_with_a_cluster_certificate(
         assert isinstance(p.recv(), wire.Aborted)
     finally:
         p.close()
+
+
+def test_a_cap_needs_a_criu_that_can_pace(cluster: Cluster, tmp_path: Path) -> None:
+    """An unpatched criu would ignore FERRYMAN_PAGE_RATE: migrate refuses before it connects."""
+    fake = tmp_path / "criu"
+    fake.write_text("#!/bin/sh\nexec criu \"$@\"\n")
+    fake.chmod(0o755)
+    w = cluster.workload(mib=8, seed="unpaced")
+    try:
+        res = run_cli("migrate", str(w.pid), "--to", "10.77.0.250:7070", "--pki", str(cluster.pki),
+                      "--name", "a", "--state-dir", str(tmp_path / "src"), "--max-bandwidth",
+                      "200", "--criu", str(fake), node=cluster.topology["a"])
+        assert res.returncode != 0
+        assert "cannot cap the page transfer" in res.stderr, res.stderr
+        assert w.status()["bad_pages"] == 0  # untouched, still here
+        bad = run_cli("migrate", str(w.pid), "--to", "10.77.0.250:7070", "--pki",
+                      str(cluster.pki), "--name", "a", "--max-bandwidth", "0",
+                      node=cluster.topology["a"])
+        assert bad.returncode != 0
+        assert "--max-bandwidth must be 1..34000 Mbit/s, got 0" in bad.stderr, bad.stderr
+    finally:
+        w.kill()
