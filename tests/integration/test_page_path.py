@@ -22,6 +22,8 @@ import pytest
 from ferryman import wire
 from tests.integration.conftest import AGENT_PORT, PY, Cluster, run_cli
 from tests.integration.test_agent_abuse import PS_IOV_CLOSE, planned, wait_for
+from tests.integration.test_runc import RuncNodes, runc_nodes  # noqa: F401 (fixture)
+from tests.support.bundle import wait_for as wait_until
 from tests.support.peer import client_context, connect
 
 WIRETAP = Path(__file__).resolve().parents[1] / "support" / "wiretap.py"
@@ -160,3 +162,24 @@ def test_a_cap_needs_a_criu_that_can_pace(cluster: Cluster, tmp_path: Path) -> N
         assert "--max-bandwidth must be 1..34000 Mbit/s, got 0" in bad.stderr, bad.stderr
     finally:
         w.kill()
+
+
+def test_a_containers_pages_are_capped_too(runc_nodes: RuncNodes) -> None:  # noqa: F811
+    """runc's criu gets the cap through runc's environment, like CRIU_CONFIG_FILE."""
+    cluster = runc_nodes.cluster
+    line = b"ferryman-page-path\n"
+    c = runc_nodes.run("paced", ["sh", "-c", "v=$(busybox yes ferryman-page-path | "
+                                 "busybox head -c 48000000); echo ready > /data/ready; "
+                                 "sleep 1000; echo ${#v}"])
+    wait_until((c.bundle / "rootfs" / "data" / "ready").exists, what="its 48 MB of memory")
+    b = runc_nodes.start_b()
+    with wiretap(cluster, "b", cluster.topology["a"].ip, line * 3) as seen:
+        res, report = runc_nodes.migrate("paced", b, "--max-bandwidth", str(CAP_MBIT))
+        assert res.returncode == 0, res.stderr
+        runc_nodes.on_b("paced")
+    assert report["max_bandwidth_bytes_per_s"] == CAP
+    assert seen["total"] >= 40_000_000, seen["total"]
+    assert not seen["needle_seen"], "page contents crossed the wire in the clear"
+    peak, mean = rates(seen)
+    assert peak <= 1.10 * CAP, f"{peak / 125_000:.0f} Mbit/s over a {CAP_MBIT} cap"
+    assert mean >= 0.5 * CAP, f"only {mean / 125_000:.0f} Mbit/s under a {CAP_MBIT} cap"
