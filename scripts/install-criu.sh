@@ -12,7 +12,7 @@ set -euo pipefail
 
 MIN_MAJOR=4 MIN_MINOR=2
 # Our patches on top of Debian's source; a criu built without them is rebuilt.
-BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-1
+BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-1+tls-bulk-pace-3
 PREFIX=${CRIU_PREFIX:-/usr/local}
 STAMP=$PREFIX/share/ferryman/criu-build
 SRC_ROOT=${CRIU_SRC_ROOT:-/var/cache/ferryman/criu-src}
@@ -80,6 +80,13 @@ a\	setsockopt(sockfd, IPPROTO_TCP, TCP_NODELAY, \&(int){ 0 }, sizeof(int));
   # - uffd-track-mem: --track-mem-uffd (RPC track_mem_uffd): pre-dumps track dirty pages
   #   with userfaultfd async write-protect and PAGEMAP_SCAN's written bit where the kernel
   #   has no soft-dirty (issue 15); ferryman's agent holds the userfaultfds.
+  # - tls-bulk-pace: the TLS page path allocated a 400 KiB buffer per chunk of pages sent and
+  #   a packet per 16 KiB record received (a quarter of the page server's time went to page
+  #   faults); one 1 MiB buffer now serves the session, and the receive side never writes
+  #   past the chunk it was asked for (nor polls the socket first: the rest of a record
+  #   GnuTLS already holds is no data there); the page server writes the decrypted pages
+  #   straight into the image file instead of through a pipe. FERRYMAN_PAGE_RATE (bytes/s) caps every page socket
+  #   of that criu with SO_MAX_PACING_RATE (migrate --max-bandwidth).
   local p
   for p in "$HERE"/criu-patches/*.patch; do
     patch -d "$1" -p1 --forward --quiet <"$p" || die "could not apply $(basename "$p") (CRIU changed?)"

@@ -20,7 +20,7 @@ import logging
 import shutil
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -138,8 +138,9 @@ class SourceContainer:
         return PlannedContainer(self.target.id, rootfs_in_bundle(self.config))
 
     def dumper(self, ctl_dir: Path, on_frozen: Callable[[], None] | None = None,
-               timings: dict[str, float] | None = None) -> RuncDumper:
-        return RuncDumper(self.runc, self.target.id, ctl_dir, on_frozen, timings)
+               timings: dict[str, float] | None = None,
+               env: Mapping[str, str] | None = None) -> RuncDumper:
+        return RuncDumper(self.runc, self.target.id, ctl_dir, on_frozen, timings, env=env)
 
     def start_final_sync(self, host: str, port: int, creds: NodeCredentials) -> None:
         """The container's cgroup is frozen (by us, at CRIU's pre-dump): its files are final,
@@ -280,7 +281,8 @@ async def source_open(m: SourceRole, target: RuncTarget) -> SourceContainer:
     box = await SourceContainer.open(target)
     m.report.container = target.id
     m.dumper = box.dumper(m.workdir / "runc-hold", on_frozen=lambda: box.start_final_sync(
-        m.ch.peer_ip if m.ch else "", m.sync_port, m.o.creds), timings=m.report.sync)
+        m.ch.peer_ip if m.ch else "", m.sync_port, m.o.creds), timings=m.report.sync,
+        env=m.criu.env)
     m.o.progress("HELLO", f"runc container {target.id}: PID {box.pid}, bundle "
                  f"{box.config.bundle}")
     return box

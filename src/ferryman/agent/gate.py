@@ -227,6 +227,9 @@ async def choose_auto_mode(m: SourceRole, v: Verdict, features: Mapping[str, boo
         rate = await asyncio.to_thread(wptrack.probe_dirty_rate if uffd_wp
                                        else probe_dirty_rate, m.tree.pids())
     link, how = await _link(m)
+    cap = m.report.max_bandwidth_bytes_per_s
+    if cap is not None and cap < link:
+        link, how = cap, "capped by --max-bandwidth at"
     choice = choose_mode(mem_track=tracking, lazy_pages=lazy, no_postcopy=pc.no_postcopy,
                          rss_bytes=m.report.rss_bytes, dirty_pages_per_s=rate,
                          bandwidth_bytes_per_s=link,

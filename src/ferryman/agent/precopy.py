@@ -42,7 +42,6 @@ from ferryman.host.wptrack import WriteTracker
 from ferryman.migration.convergence import (
     BudgetPolicy,
     Decision,
-    Environment,
     IterationStats,
     Ruling,
     fit_transfer,
@@ -91,7 +90,8 @@ async def run_iterations(m: SourceRole, first_port: int, *, hybrid: bool,
     predictor = BudgetPolicy(postcopy_allowed=False, max_downtime_ms=opts.max_downtime_ms)
     fixed = fixed_cost_ms(m.report.dry_run_freeze_ms, opts.fixed_cost_ms)
     history: list[IterationStats] = []
-    env = Environment(fixed_cost_ms=fixed)
+    cap = m.report.max_bandwidth_bytes_per_s
+    env = environment(fixed, None, cap_bytes_per_s=cap)
     port, restore_rate = first_port, 0
     try:
         while (verdict := policy.decide(history, env)).decision is Decision.ITERATE:
@@ -106,7 +106,7 @@ async def run_iterations(m: SourceRole, first_port: int, *, hybrid: bool,
             if m.o.container is not None and m.report.dry_run_freeze_ms is None:
                 fixed = container_objects_ms(fit, m.report.sync.get("presync_ms"),
                                              opts.fixed_cost_ms)
-            env = environment(fixed, fit, restore_ms)
+            env = environment(fixed, fit, restore_ms, cap)
             predicted = predictor.predict_ms(history, env)
             m.report.iterations[-1]["predicted_downtime_ms"] = predicted
         lazy = hybrid or verdict.decision is Decision.SWITCH_TO_POSTCOPY

@@ -51,6 +51,7 @@ class SourceOptions:
     timeouts: Timeouts = field(default_factory=Timeouts)
     progress: ProgressFn = lambda phase, detail: None
     container: RuncTarget | None = None  # a runc container instead of ``pid``
+    max_bandwidth_mbit: float | None = None  # the pages' cap on the wire (every mode)
 
 
 class SourceRole(Protocol):

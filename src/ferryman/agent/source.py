@@ -34,6 +34,7 @@ from ferryman.agent.role import ProgressFn, SourceOptions
 from ferryman.agent.session import abort, greet
 from ferryman.criu import unix_images
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
+from ferryman.criu.pacing import bytes_per_s, criu_env
 from ferryman.criu.page_server import free_port
 from ferryman.criu.stats import DUMP_STATS, read_stats
 from ferryman.errors import (
@@ -68,7 +69,7 @@ S = SourcePhase
 class SourceMigration:
     def __init__(self, opts: SourceOptions) -> None:
         self.o = opts
-        self.criu = Criu(opts.criu_bin)
+        self.criu = Criu(opts.criu_bin, env=criu_env(opts.max_bandwidth_mbit, os.environ))
         self.t0 = time.monotonic()
         self.tracker = PhaseTracker(SOURCE_TABLE, S.HELLO, time.monotonic,
                                     on_enter=testhooks.pause_hook())
@@ -78,6 +79,8 @@ class SourceMigration:
                                       source_node=opts.creds.name,
                                       destination=f"{opts.host}:{opts.port}",
                                       source_pid=opts.pid)
+        if opts.max_bandwidth_mbit is not None:
+            self.report.max_bandwidth_bytes_per_s = bytes_per_s(opts.max_bandwidth_mbit)
         self.ch: Channel | None = None
         self.tree: ProcessTree | None = None
         self.restored: wire.Restored | None = None

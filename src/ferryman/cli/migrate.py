@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ferryman.cli.common import add_sync_option, parse_endpoint, synced_paths
+from ferryman.criu.pacing import check_max_bandwidth, require_pacing
 from ferryman.errors import FerrymanError, UsageError
 from ferryman.host.addresses import MoveAddress, parse_move_address
 from ferryman.migration.precopy_plan import POLICIES, PrecopyOptions
@@ -62,6 +63,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pc.add_argument("--no-postcopy", action="store_true",
                     help="never fetch pages lazily (a broken link then cannot lose the "
                          "workload): no post-copy, no lazy final step")
+    p.add_argument("--max-bandwidth", type=float, metavar="MBIT",
+                   help="cap the memory pages on the wire at MBIT Mbit/s, in every mode "
+                        "(post-copy's background push too; the kernel paces CRIU's page "
+                        "socket); the pre-copy budget and --mode auto predict with it "
+                        "(default: no cap)")
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
@@ -102,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--mode {args.mode} fetches pages lazily, --no-postcopy forbids it",
                          hint="drop one of them")
     probe = _probe(args, moving)
+    if args.max_bandwidth is not None:
+        check_max_bandwidth(args.max_bandwidth)
+        require_pacing(args.criu)
     precopy = PrecopyOptions(policy=args.policy, max_iterations=args.max_iterations,
                              goal_percent=args.goal, max_downtime_ms=args.max_downtime,
                              no_postcopy=args.no_postcopy, link_mbps=args.link_mbps)
@@ -113,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
                               criu_bin=args.criu, progress=progress.update,
                               tcp_established=args.tcp_established, move_address=moving,
                               precopy=precopy,
+                              max_bandwidth_mbit=args.max_bandwidth,
                               preflight=PreflightPolicy(
                                   force=args.force, skip=args.test_skip_preflight,
                                   synced=synced_paths(args),

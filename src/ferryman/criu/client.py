@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,11 +57,15 @@ class CriuFacts:
 class Criu:
     """CRIU, found at ``binary``. Each call runs its own ``criu swrk``."""
 
-    def __init__(self, binary: str = "criu", log_level: int = 2) -> None:
+    def __init__(self, binary: str = "criu", log_level: int = 2,
+                 env: Mapping[str, str] | None = None) -> None:
+        """``env``: criu's whole environment (None: ours), e.g. with a page-rate cap
+        (:func:`ferryman.criu.pacing.criu_env`)."""
         # Level 2 (errors and warnings): CRIU's debug logging costs time while the workload
         # is frozen; errors, which we quote to the user, are logged at every level.
         self.binary = binary
         self.log_level = log_level
+        self.env = env
         self._facts: CriuFacts | None = None
 
     async def facts(self, scratch_parent: Path) -> CriuFacts:
@@ -79,7 +83,7 @@ class Criu:
 
     async def _call(self, req: Any, action: str, *, pass_fds: tuple[int, ...] = (),
                     on_notify: NotifyHandler | None = None, log_path: Path | None = None) -> Any:
-        session = await SwrkSession.start(self.binary, pass_fds=pass_fds)
+        session = await SwrkSession.start(self.binary, pass_fds=pass_fds, env=self.env)
         try:
             resp = await session.call(req, action, on_notify)
         except asyncio.CancelledError:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from ferryman.criu import rpc
@@ -32,12 +32,15 @@ class SwrkSession:
         self._proc = proc
 
     @classmethod
-    async def start(cls, criu_bin: str, *, pass_fds: Sequence[int] = ()) -> SwrkSession:
+    async def start(cls, criu_bin: str, *, pass_fds: Sequence[int] = (),
+                    env: Mapping[str, str] | None = None) -> SwrkSession:
+        """``env``: the whole environment of criu (None: ours)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             proc = await asyncio.create_subprocess_exec(
                 criu_bin, "swrk", str(theirs.fileno()),
                 pass_fds=(theirs.fileno(), *pass_fds),
+                env=None if env is None else dict(env),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,

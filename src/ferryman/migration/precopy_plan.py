@@ -91,16 +91,20 @@ def container_objects_ms(fit: TransferFit | None, presync_ms: float | None,
 
 
 def environment(objects_ms: float, fit: TransferFit | None,
-                restore_ms: float = 0.0) -> Environment:
+                restore_ms: float = 0.0, cap_bytes_per_s: float | None = None) -> Environment:
     """What the budget policy predicts with: the final dump's fixed cost and the link.
 
     Fixed cost = the objects' part (:func:`fixed_cost_ms`) + the pre-dumps' own fixed
     overhead (CRIU's TLS connection to the page server and the page-map scan: the final dump
     pays them too) + ``restore_ms``, the destination's time to read every page back from the
     image chain (it measures its read rate on the first set). Checked against the QEMU test
-    guests' migrations (tests/vm, bench/vm).
+    guests' migrations (tests/vm, bench/vm). ``cap_bytes_per_s`` (``--max-bandwidth``): the
+    link is taken as no faster than the cap, from before the first pre-dump on (the pre-dumps
+    then run paced, and their fit sees it too).
     """
     if fit is None:
-        return Environment(fixed_cost_ms=objects_ms + restore_ms)
+        return Environment(fixed_cost_ms=objects_ms + restore_ms,
+                           bandwidth_bytes_per_s=cap_bytes_per_s)
+    rate = fit.bytes_per_s if cap_bytes_per_s is None else min(fit.bytes_per_s, cap_bytes_per_s)
     return Environment(fixed_cost_ms=objects_ms + fit.overhead_s * 1000 + restore_ms,
-                       bandwidth_bytes_per_s=fit.bytes_per_s)
+                       bandwidth_bytes_per_s=rate)

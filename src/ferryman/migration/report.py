@@ -71,6 +71,7 @@ class MigrationReport:
     fixed_cost_ms: float | None = None  # pre-copy: the prediction's downtime without memory
     bandwidth_bytes_per_s: float | None = None  # pre-copy: fitted from the pre-dumps
     restore_bytes_per_s: int | None = None  # pre-copy: the destination's page read rate
+    max_bandwidth_bytes_per_s: float | None = None  # --max-bandwidth: the pages' cap on the wire
     criu: dict[str, dict[str, int]] = field(default_factory=dict)
     phases: list[PhaseTiming] = field(default_factory=list)
     error: str | None = None

@@ -93,6 +93,9 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
                      f"{ms(r.downtime_ms)}{over}")
     if r.mode_reason:
         lines.append(f"  auto mode    {r.mode_reason}")
+    if r.max_bandwidth_bytes_per_s:
+        lines.append(f"  bandwidth    pages capped at {r.max_bandwidth_bytes_per_s / 125_000:g} "
+                     "Mbit/s on the wire (--max-bandwidth)")
     if r.probe is not None:
         p = r.probe
         broke = f"; {p.error}" if p.error else ""

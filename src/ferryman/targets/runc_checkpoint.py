@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -60,8 +60,10 @@ class RuncDumper:
 
     def __init__(self, runc: Runc, container: str, ctl_dir: Path,
                  on_frozen: Callable[[], None] | None = None,
-                 timings: dict[str, float] | None = None) -> None:
+                 timings: dict[str, float] | None = None, *,
+                 env: Mapping[str, str] | None = None) -> None:
         self.runc = runc
+        self.env = os.environ if env is None else env  # runc's, passed on to its criu
         self.container = container
         self.ctl = ctl_dir
         self.on_frozen = on_frozen  # called when the caller froze the container's cgroup
@@ -113,7 +115,7 @@ class RuncDumper:
                                    page_server=page_server, lazy=lazy,
                                    status_fd=status_w if lazy else None,
                                    tcp_established=tcp_established, parent=parent)
-            proc = await _spawn(argv, {**os.environ, CONFIG_ENV: str(conf)},
+            proc = await _spawn(argv, {**self.env, CONFIG_ENV: str(conf)},
                                 (status_w,) if lazy else (), self.runc.binary)
             if lazy:
                 os.close(status_w)
@@ -155,7 +157,7 @@ class RuncDumper:
         argv = checkpoint_argv(self.runc.binary, self.runc.root, self.container,
                                images=images_dir, log_file=runc_log, page_server=page_server,
                                parent=parent, pre_dump=True)
-        proc = await _spawn(argv, {**os.environ, CONFIG_ENV: str(conf)}, (), self.runc.binary)
+        proc = await _spawn(argv, {**self.env, CONFIG_ENV: str(conf)}, (), self.runc.binary)
         try:
             rc = await proc.wait()
         except asyncio.CancelledError:

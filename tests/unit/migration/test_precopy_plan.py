@@ -69,6 +69,19 @@ def test_environment_adds_the_pre_dumps_overhead() -> None:
     assert environment(300.0, None, 500.0) == Environment(fixed_cost_ms=800.0)
 
 
+def test_the_bandwidth_cap_bounds_the_predictions_link() -> None:
+    cap = 25e6  # --max-bandwidth 200
+    assert environment(300.0, None, cap_bytes_per_s=cap) == Environment(
+        fixed_cost_ms=300.0, bandwidth_bytes_per_s=cap)
+    fast = TransferFit(overhead_s=0.1, bytes_per_s=4e8)
+    assert environment(300.0, fast, 0.0, cap).bandwidth_bytes_per_s == cap
+    slow = TransferFit(overhead_s=0.1, bytes_per_s=1e7)  # the link is slower than the cap
+    assert environment(300.0, slow, 0.0, cap).bandwidth_bytes_per_s == 1e7
+    # a budget prediction with the cap: 10^4 dirty pages take 1.64 s at 200 Mbit/s
+    env = environment(300.0, fast, 0.0, cap)
+    assert BudgetPolicy(postcopy_allowed=False, max_downtime_ms=300).bandwidth([], env) == cap
+
+
 def test_a_containers_final_step_pays_runc_again_and_the_final_rsync() -> None:
     # the guests' runc pre-copy: pre-dumps of 8294 and 33 pages fit to ~0.89 s of overhead,
     # the pre-sync took 2.0 s; the measured downtime was 4.09 s (predicted 1.08 s before)

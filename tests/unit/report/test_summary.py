@@ -23,6 +23,13 @@ def test_short_summary_of_a_cold_migration() -> None:
     ]
 
 
+def test_a_bandwidth_cap_is_shown() -> None:
+    text = summary({**samples.cold_committed(), "max_bandwidth_bytes_per_s": 25_000_000})
+    assert "  bandwidth    pages capped at 200 Mbit/s on the wire (--max-bandwidth)" in \
+        text.splitlines()
+    assert "bandwidth" not in summary(samples.cold_committed())
+
+
 def test_summary_takes_the_dataclass_the_migration_built() -> None:
     report = parse_report(samples.cold_committed()).report
     assert summary(report) == summary(samples.cold_committed())
