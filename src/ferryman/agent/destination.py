@@ -21,7 +21,7 @@ from ferryman import testhooks, wire
 from ferryman.agent import failedlogs
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
-from ferryman.agent.container import DestinationContainer, destination_prepare, with_tools
+from ferryman.agent.container import DestinationContainer, with_tools
 from ferryman.agent.fifos import keep_shared_fifo_data
 from ferryman.agent.files import (
     EMPTY_SHA256,
@@ -40,6 +40,7 @@ from ferryman.agent.hello import (
 )
 from ferryman.agent.limits import Slots
 from ferryman.agent.orphans import has_outcome, orphan_record, write_outcome
+from ferryman.agent.podman import destination_prepare
 from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.logs import tail

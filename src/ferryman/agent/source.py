@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferryman import testhooks, wire
-from ferryman.agent import fifos
+from ferryman.agent import fifos, podman
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import Timeouts
 from ferryman.agent.container import (
@@ -34,6 +34,7 @@ from ferryman.agent.container import (
 from ferryman.agent.files import file_messages, image_files, remove_images
 from ferryman.agent.gate import check_before_plan
 from ferryman.agent.hello import exchange_hello, local_hello, postcopy_blocker
+from ferryman.agent.podman import PodmanTarget
 from ferryman.agent.postcopy import announce_restore, run_postcopy
 from ferryman.agent.precopy import PrecopyOptions, run_iterations
 from ferryman.criu import unix_images
@@ -88,6 +89,7 @@ class SourceOptions:
     timeouts: Timeouts = field(default_factory=Timeouts)
     progress: ProgressFn = lambda phase, detail: None
     container: RuncTarget | None = None  # a runc container instead of ``pid``
+    podman: PodmanTarget | None = None  # a Podman container instead of ``pid``
 
 
 class SourceMigration:
@@ -179,6 +181,8 @@ class SourceMigration:
         o = self.o
         if o.container is not None:  # NoSuchContainer, RuncMissing before anything else
             self.box = await source_open(self, o.container)
+        elif o.podman is not None:  # Podman's container, dumped by runc (agent/podman.py)
+            self.box = await podman.source_open(self, o.podman)
         self.tree = ProcessTree.of(o.pid)  # NoSuchProcess before anything else
         self.report.rss_bytes = self.tree.rss_bytes()
         self.workdir.mkdir(parents=True, mode=0o700)

@@ -1,0 +1,176 @@
+"""Podman containers between namespace nodes: real Podman, runc, criu and agents.
+
+Each node has a Podman state of its own (tests/support/podman.py). After a committed move,
+Podman on B lists the container running with its name, image, labels and published port, and
+Podman on A no longer has it; after a rollback, Podman's view on A is what it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import PY, Agent, Cluster, Report
+from tests.integration.test_cold import one_error_line
+from tests.support.bundle import remove_cgroup_jail, wait_for
+from tests.support.podman import (
+    CGROUP_PARENT,
+    IMAGE,
+    NETWORK_STATE,
+    PodmanNode,
+    busybox_tar,
+    make_node,
+)
+
+COUNTER = "i=0; while :; do i=$((i+1)); echo $i >> /data/log; usleep 20000; done"
+EXIT_ROLLED_BACK = 8
+
+
+@dataclass
+class PodmanNodes:
+    cluster: Cluster
+    a: PodmanNode
+    b: PodmanNode
+    jail: str
+
+    def start_b(self, env: dict[str, str] | None = None) -> Agent:
+        agent = self.cluster.start_agent("b", cgroup=self.jail, private=(NETWORK_STATE,),
+                                         env={**self.b.env, **(env or {})})
+        self.b.mount_pid = agent.proc.pid
+        return agent
+
+    def counter(self, name: str, writes: int) -> str:
+        """A counting container on A with a label and a published port; its id."""
+        res = self.a.podman("run", "--detach", "--name", name, "--label", "app=counter",
+                            "--label", "ferryman.test=1", "--publish", "8080:5000",
+                            "--cgroup-parent", CGROUP_PARENT, IMAGE, "sh", "-c", COUNTER)
+        wait_for(lambda: len(self.lines_a(name)) >= writes, what="the container's writes")
+        return res.stdout.strip()
+
+    def lines_a(self, name: str) -> list[str]:
+        return _lines(self.a, name)
+
+    def migrate(self, name: str, dest: Agent, *extra: str
+                ) -> tuple[subprocess.CompletedProcess[str], Report]:
+        report = self.cluster.base / f"report-{name}.json"
+        argv = self.cluster.topology["a"].argv(
+            PY, "-m", "ferryman", "migrate", "--podman", name, "--runc-root",
+            str(self.a.runc_root), "--to", dest.endpoint, "--pki", str(self.cluster.pki),
+            "--name", "a", "--state-dir", str(self.cluster.base / "state-src-a"),
+            "--report", str(report), *extra)
+        res = subprocess.run(argv, env=self.a.env, capture_output=True, text=True,
+                             timeout=300, check=False)
+        data = json.loads(report.read_text()) if report.exists() else {}
+        return res, data
+
+
+def _lines(node: PodmanNode, name: str) -> list[str]:
+    info = node.inspect(name)
+    if info is None:
+        return []
+    pid = info["State"]["Pid"]  # type: ignore[index]
+    try:
+        return Path(f"/proc/{pid}/root/data/log").read_text().split()
+    except OSError:
+        return []
+
+
+@pytest.fixture
+def podman_nodes(cluster: Cluster) -> Iterator[PodmanNodes]:
+    tag = f"fm-pm-{os.getpid()}"
+    image = busybox_tar(cluster.base / "busybox.tar")
+    run = Path("/run") / tag
+    a = make_node(cluster.topology["a"], cluster.base / "podman-a", run / "a", image)
+    b = make_node(cluster.topology["b"], cluster.base / "podman-b", run / "b", image)
+    nodes = PodmanNodes(cluster, a, b, f"fm-test-pm-{os.getpid()}")
+    try:
+        yield nodes
+    finally:
+        for agent in cluster.agents:
+            agent.kill()
+        a.clean()
+        b.clean()
+        remove_cgroup_jail(nodes.jail)
+
+
+def _view(node: PodmanNode, name: str) -> dict[str, object]:
+    """What `podman ps` says of ``name`` (one entry), the fields a person reads."""
+    rows = [r for r in node.ps() if name in r["Names"]]  # type: ignore[operator]
+    assert len(rows) == 1, rows
+    r = rows[0]
+    ports = [(p["host_port"], p["container_port"], p["protocol"])  # type: ignore[index]
+             for p in r.get("Ports") or []]  # type: ignore[attr-defined]
+    return {"Id": r["Id"], "Names": r["Names"], "Image": r["Image"], "State": r["State"],
+            "Labels": r["Labels"], "Ports": ports, "Pid": r["Pid"]}
+
+
+def _stable(node: PodmanNode) -> list[dict[str, object]]:
+    """`podman ps -a` without its relative times ("3 seconds ago")."""
+    keep = ("Id", "Names", "Image", "ImageID", "State", "Pid", "Labels", "Ports", "Exited",
+            "ExitCode", "StartedAt", "Networks", "Command")
+    return [{k: r.get(k) for k in keep} for r in node.ps(all_=True)]
+
+
+def test_cold_move_leaves_the_container_podmans_own_on_b(podman_nodes: PodmanNodes) -> None:
+    b = podman_nodes.start_b()
+    name = "counter-cold"
+    cid = podman_nodes.counter(name, 25)
+    before = _view(podman_nodes.a, name)
+    res, report = podman_nodes.migrate(name, b, "--mode", "cold")
+    assert res.returncode == 0, res.stderr + res.stdout + b.log()
+    assert report["result"] == "committed"
+    assert report["container"] == name
+    assert podman_nodes.a.inspect(name) is None, "A's record is removed after the commit"
+    after = _view(podman_nodes.b, name)
+    assert after["State"] == "running"
+    for key in ("Id", "Names", "Image", "Labels", "Ports"):
+        assert after[key] == before[key], key
+    assert after["Id"] == cid
+    assert after["Ports"] == [(8080, 5000, "tcp")]
+    assert after["Labels"] == {"app": "counter", "ferryman.test": "1"}
+    frozen = report["destination_pid"]
+    assert frozen == after["Pid"], "the PID ferryman resumed is the one Podman knows"
+    time.sleep(0.5)
+    lines = _lines(podman_nodes.b, name)
+    assert lines == [str(i) for i in range(1, len(lines) + 1)], "nothing lost or doubled"
+    assert len(lines) > 25 + 5, "it keeps writing on B, in B's rootfs"
+    # Podman on B manages it: stop works and says it exited
+    podman_nodes.b.podman("stop", "--time", "1", name)
+    assert podman_nodes.b.inspect(name)["State"]["Status"] == "exited"  # type: ignore[index]
+    sync = report["sync"]
+    assert isinstance(sync, dict)
+    print(f"cold: downtime {report['downtime_ms']:.0f} ms, total {report['total_ms']:.0f} ms, "
+          f"export {sync.get('podman_export_ms', 0):.0f} ms, rootfs diff "
+          f"{sync.get('rootfs_diff_ms', 0):.0f} ms")
+
+
+def test_restore_failure_leaves_podmans_view_on_a_unchanged(
+        podman_nodes: PodmanNodes) -> None:
+    """B's runtime fails at restore (a wrapper): the frozen container resumes on A, with
+    every write, and `podman ps` on A says what it said before; B keeps nothing."""
+    wrapper = podman_nodes.b.home / "runc"
+    wrapper.write_text('#!/bin/sh\ncase " $* " in *" restore "*) exit 1 ;; esac\n'
+                       + wrapper.read_text().split("\n", 1)[1])
+    b = podman_nodes.start_b()
+    name = "counter-rollback"
+    podman_nodes.counter(name, 25)
+    before = _stable(podman_nodes.a)
+    res, report = podman_nodes.migrate(name, b, "--mode", "cold")
+    assert res.returncode == EXIT_ROLLED_BACK, res.stderr + res.stdout
+    assert one_error_line(res.stderr), res.stderr
+    assert "podman restore" in res.stderr
+    assert report["result"] == "rolled_back"
+    assert _stable(podman_nodes.a) == before, "Podman's view on A is unchanged"
+    lines = podman_nodes.lines_a(name)
+    time.sleep(0.5)
+    after = podman_nodes.lines_a(name)
+    assert len(after) > len(lines) + 5, "it runs on A again"
+    assert after == [str(i) for i in range(1, len(after) + 1)], "nothing lost or doubled"
+    assert podman_nodes.b.ps(all_=True) == [], "B keeps no record"
