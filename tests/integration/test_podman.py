@@ -118,12 +118,14 @@ def _stable(node: PodmanNode) -> list[dict[str, object]]:
     return [{k: r.get(k) for k in keep} for r in node.ps(all_=True)]
 
 
-def test_cold_move_leaves_the_container_podmans_own_on_b(podman_nodes: PodmanNodes) -> None:
+@pytest.mark.parametrize("mode", ["cold", "postcopy"])
+def test_move_leaves_the_container_podmans_own_on_b(podman_nodes: PodmanNodes,
+                                                    mode: str) -> None:
     b = podman_nodes.start_b()
-    name = "counter-cold"
+    name = f"counter-{mode}"
     cid = podman_nodes.counter(name, 25)
     before = _view(podman_nodes.a, name)
-    res, report = podman_nodes.migrate(name, b, "--mode", "cold")
+    res, report = podman_nodes.migrate(name, b, "--mode", mode)
     assert res.returncode == 0, res.stderr + res.stdout + b.log()
     assert report["result"] == "committed"
     assert report["container"] == name
@@ -146,7 +148,7 @@ def test_cold_move_leaves_the_container_podmans_own_on_b(podman_nodes: PodmanNod
     assert podman_nodes.b.inspect(name)["State"]["Status"] == "exited"  # type: ignore[index]
     sync = report["sync"]
     assert isinstance(sync, dict)
-    print(f"cold: downtime {report['downtime_ms']:.0f} ms, total {report['total_ms']:.0f} ms, "
+    print(f"{mode}: downtime {report['downtime_ms']:.0f} ms, total {report['total_ms']:.0f} ms, "
           f"export {sync.get('podman_export_ms', 0):.0f} ms, rootfs diff "
           f"{sync.get('rootfs_diff_ms', 0):.0f} ms")
 

@@ -258,16 +258,15 @@ class PodmanDestination(DestinationContainer):
         return cls(planned, podman, cfg.state_dir)
 
     async def restore(self, images_dir: Path, *, lazy: bool, tcp_established: bool) -> int:
-        if lazy:
-            raise PodmanError("restore", self.podman_plan.name, "post-copy is not available "
-                              "for Podman containers yet", hint="use --mode cold")
         name = self.podman_plan.name
         if await self.podman.container_exists(self.podman_plan.id) or \
                 await self.podman.container_exists(name):
             raise PodmanError("restore", name, "a container of that name or id appeared here "
                               "since the plan", hint="remove it there, or move another one")
         conf = images_dir / RESTORE_CONF
-        conf.write_text(pm.restore_conf())
+        # lazy: CRIU's restore finds the lazy-pages daemon's socket in its work dir, which
+        # under Podman is the container's bundle: the configuration points it here instead
+        conf.write_text(pm.restore_conf(lazy=lazy, work_dir=images_dir if lazy else None))
         archive = images_dir / IMPORT_ARCHIVE
         await asyncio.to_thread(pm.build_archive, images_dir, archive, conf, (RESTORE_CONF,))
         args = ["container", "restore", "--import", str(archive)]
