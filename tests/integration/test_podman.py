@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from tests.support.podman import (
 
 COUNTER = "i=0; while :; do i=$((i+1)); echo $i >> /data/log; usleep 20000; done"
 EXIT_ROLLED_BACK = 8
+EXIT_PREFLIGHT = 40
 
 
 @dataclass
@@ -97,6 +99,7 @@ def podman_nodes(cluster: Cluster) -> Iterator[PodmanNodes]:
             agent.kill()
         a.clean()
         b.clean()
+        shutil.rmtree(run, ignore_errors=True)
         remove_cgroup_jail(nodes.jail)
 
 
@@ -176,3 +179,54 @@ def test_restore_failure_leaves_podmans_view_on_a_unchanged(
     assert len(after) > len(lines) + 5, "it runs on A again"
     assert after == [str(i) for i in range(1, len(after) + 1)], "nothing lost or doubled"
     assert podman_nodes.b.ps(all_=True) == [], "B keeps no record"
+
+
+def _check(nodes: PodmanNodes, name: str, dest: Agent) -> tuple[int, dict[str, object]]:
+    argv = nodes.cluster.topology["a"].argv(
+        PY, "-m", "ferryman", "check", "--podman", name, "--runc-root",
+        str(nodes.a.runc_root), "--to", dest.endpoint, "--pki", str(nodes.cluster.pki),
+        "--name", "a", "--state-dir", str(nodes.cluster.base / "state-src-a"), "--json")
+    res = subprocess.run(argv, env=nodes.a.env, capture_output=True, text=True, timeout=120,
+                         check=False)
+    return res.returncode, json.loads(res.stdout) if res.stdout.strip() else {}
+
+
+def _rows(out: dict[str, object]) -> dict[str, str]:
+    rows = out["rows"]
+    assert isinstance(rows, list)
+    return {f"{r['side']}:{r['check']}": r["status"] for r in rows}
+
+
+def test_check_says_what_podman_on_each_node_lacks(podman_nodes: PodmanNodes) -> None:
+    """check --podman: every row passes; then B loses the image and gets a container of the
+    same name: those rows fail (exit 40), and migrate refuses before anything freezes."""
+    b = podman_nodes.start_b()
+    name = "counter-check"
+    podman_nodes.counter(name, 5)
+    rc, out = _check(podman_nodes, name, b)
+    assert rc == 0, out
+    rows = _rows(out)
+    for row in ("source:container", "source:runtime", "source:podman.cgroup-manager",
+                "destination:podman", "destination:podman.cgroup-manager",
+                "destination:podman.image", "destination:podman.container"):
+        assert rows[row] == "pass", (row, out)
+    podman_nodes.b.podman("rmi", "--force", IMAGE)
+    rootfs = podman_nodes.cluster.base / "other-rootfs"  # a container without that image
+    rootfs.mkdir()
+    podman_nodes.b.podman("create", "--name", name, "--rootfs", str(rootfs), "true")
+    rc, out = _check(podman_nodes, name, b)
+    assert rc == EXIT_PREFLIGHT, out
+    rows = _rows(out)
+    assert rows["destination:podman.image"] == "fail"
+    assert rows["destination:podman.container"] == "fail"
+    assert rows["source:container"] == "pass"
+    before = _stable(podman_nodes.a)
+    lines = podman_nodes.lines_a(name)
+    res, report = podman_nodes.migrate(name, b)
+    assert res.returncode != 0
+    assert one_error_line(res.stderr), res.stderr
+    assert "has no image" in res.stderr
+    assert report["result"] == "failed"  # nothing was frozen
+    assert _stable(podman_nodes.a) == before
+    time.sleep(0.3)
+    assert len(podman_nodes.lines_a(name)) > len(lines) + 5, "it kept running on A"

@@ -1,0 +1,63 @@
+"""``ferryman check --podman NAME``: what can be checked before moving a Podman container.
+
+Asks Podman and runc here about the container, says hello to the destination agent, asks it
+(a CheckRequest naming the container) whether its Podman has the image and neither the name
+nor the id, and ends the conversation; nothing is frozen. Rows:
+:mod:`ferryman.migration.podman_checks`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ferryman import wire
+from ferryman.agent.gate import end_check
+from ferryman.agent.hello import exchange_hello, local_hello, postcopy_blocker
+from ferryman.agent.podman import PodmanSource, PodmanTarget
+from ferryman.agent.source import SourceMigration, SourceOptions
+from ferryman.criu.client import Criu
+from ferryman.errors import RuncError
+from ferryman.migration.podman_checks import (
+    PodmanQuery,
+    SourceFacts,
+    encode_query,
+    source_rows,
+)
+from ferryman.migration.verdict import MODES, Row, Verdict, merge, rows_from_json
+
+
+@dataclass(frozen=True, slots=True)
+class PodmanCheckResult:
+    verdict: Verdict
+    container: SourceFacts
+    destination: str
+
+
+async def run_podman_check(target: PodmanTarget, o: SourceOptions, requested: str | None
+                           ) -> PodmanCheckResult:
+    query: PodmanQuery | None = None
+    try:
+        box = await PodmanSource.open_podman(target, {})
+        facts = SourceFacts(box.ctr.name, box.pid, box.ctr.image_name, box.info.runtime,
+                            box.info.cgroup_manager)
+        query = PodmanQuery(box.ctr.id, box.ctr.name, box.ctr.image_id)
+    except RuncError as exc:
+        facts = SourceFacts(target.name, problem=exc.message, fix=exc.hint or "")
+    ours = await local_hello(Criu(o.criu_bin), o.creds.name, o.state_dir)
+    ch = await SourceMigration(o)._connect()
+    try:
+        theirs = await exchange_hello(ch, ours, o.timeouts.hello)
+        dest_rows: tuple[Row, ...] = ()
+        if query is not None:
+            await ch.send(wire.CheckRequest(encode_query(query)))
+            report = await ch.expect((wire.CheckReport,), o.timeouts.hello)
+            _, _, dest_rows = rows_from_json(report.result)
+        await end_check(ch, "pre-flight check only")
+    finally:
+        await ch.close()
+    blocker = postcopy_blocker(ours.features, o.creds.name) or \
+        postcopy_blocker(theirs.features, theirs.node)
+    rows = source_rows(o.creds.name, facts, postcopy_blocker=blocker,
+                       dirty_tracking=ours.features.get("mem_track", False))
+    return PodmanCheckResult(merge(rows, dest_rows, list(MODES), requested), facts,
+                             theirs.node)
