@@ -95,10 +95,10 @@ def podman_nodes(cluster: Cluster) -> Iterator[PodmanNodes]:
     try:
         yield nodes
     finally:
+        b.clean()  # in B's agent's mount namespace while it lives: B's network state
         for agent in cluster.agents:
             agent.kill()
         a.clean()
-        b.clean()
         shutil.rmtree(run, ignore_errors=True)
         remove_cgroup_jail(nodes.jail)
 
