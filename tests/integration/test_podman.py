@@ -20,6 +20,8 @@ import pytest
 
 from tests.integration.conftest import PY, Agent, Cluster, Report
 from tests.integration.test_cold import one_error_line
+from tests.integration.test_runc import service_address  # noqa: F401 - the fixture
+from tests.integration.test_tcp import MOVABLE, PORT, SERVICE, _client, _has
 from tests.support.bundle import remove_cgroup_jail, wait_for
 from tests.support.podman import (
     CGROUP_PARENT,
@@ -230,3 +232,42 @@ def test_check_says_what_podman_on_each_node_lacks(podman_nodes: PodmanNodes) ->
     assert _stable(podman_nodes.a) == before
     time.sleep(0.3)
     assert len(podman_nodes.lines_a(name)) > len(lines) + 5, "it kept running on A"
+
+
+@pytest.mark.usefixtures("service_address")  # SERVICE on A's eth0
+@pytest.mark.parametrize("mode", ["cold", "postcopy"])
+def test_echo_container_keeps_its_tcp_client_and_service_address(
+        podman_nodes: PodmanNodes, mode: str) -> None:
+    """An echo service in the node's network (Podman's host network), a client in C talking to
+    it through the service address: after the move (live connection, address moved) the client
+    saw only a gap, and Podman on B lists the container running."""
+    b = podman_nodes.cluster.start_agent("b", *MOVABLE, cgroup=podman_nodes.jail,
+                                         private=(NETWORK_STATE,), env=podman_nodes.b.env)
+    podman_nodes.b.mount_pid = b.proc.pid
+    name = f"echo-{mode}"
+    podman_nodes.a.podman("run", "--detach", "--name", name, "--label", "app=echo",
+                          "--network", "host", "--cgroup-parent", CGROUP_PARENT, IMAGE,
+                          "nc", "-l", "-p", str(PORT), "-e", "cat")
+    podman_nodes.cluster.topology["a"].wait_listening(PORT)
+    out = podman_nodes.cluster.base / "client.json"
+    client = _client(podman_nodes.cluster, out, duration=12)
+    time.sleep(1)
+    res, report = podman_nodes.migrate(name, b, "--mode", mode, "--tcp-established",
+                                       "--move-address", f"{SERVICE}/24@eth0")
+    assert res.returncode == 0, res.stderr + res.stdout + b.log()
+    assert podman_nodes.a.inspect(name) is None
+    assert client.poll() is None, "the client must still be talking after the migration"
+    view = _view(podman_nodes.b, name)  # (it exits when the client hangs up)
+    assert view["State"] == "running"
+    assert view["Labels"] == {"app": "echo"}
+    client.wait(60)
+    result = json.loads(out.read_text())
+    assert result["error"] is None, result
+    assert result["bad"] == 0, result  # nothing lost, duplicated or out of order
+    assert result["answered"] == result["sent"]
+    assert int(result["answered"]) > 100
+    assert float(result["max_gap_ms"]) < 5000
+    assert _has(podman_nodes.cluster.topology["b"], SERVICE)
+    assert not _has(podman_nodes.cluster.topology["a"], SERVICE)
+    print(f"{mode}: client-observed gap {result['max_gap_ms']:.0f} ms, ferryman downtime "
+          f"{report['downtime_ms']:.0f} ms")
