@@ -271,3 +271,61 @@ def test_echo_container_keeps_its_tcp_client_and_service_address(
     assert not _has(podman_nodes.cluster.topology["a"], SERVICE)
     print(f"{mode}: client-observed gap {result['max_gap_ms']:.0f} ms, ferryman downtime "
           f"{report['downtime_ms']:.0f} ms")
+
+
+def test_ferryman_and_podmans_own_export_and_import_keep_the_client(
+        podman_nodes: PodmanNodes) -> None:
+    """The same echo container moved twice, same run, same client: by ferryman (cold), and by
+    hand with Podman's own tools (`podman container checkpoint --export --tcp-established`,
+    `ip addr del` on A, on B an nftables drop of the port, `ip addr add`, `podman container
+    restore --import --tcp-established`, the drop removed, `arping -U`): both keep the client,
+    nothing lost; the client's longest gaps are printed."""
+    a = podman_nodes.cluster.topology["a"]
+    b_node = podman_nodes.cluster.topology["b"]
+    for n in podman_nodes.cluster.topology.nodes.values():
+        n.run("ip", "neigh", "flush", "dev", "eth0", check=False)
+    gaps = {}
+    for how in ("ferryman", "podman"):
+        a.run("ip", "addr", "add", f"{SERVICE}/24", "dev", "eth0")
+        b = podman_nodes.cluster.start_agent("b", *MOVABLE, cgroup=podman_nodes.jail,
+                                             private=(NETWORK_STATE,), env=podman_nodes.b.env)
+        podman_nodes.b.mount_pid = b.proc.pid
+        name = f"echo-{how}"
+        podman_nodes.a.podman("run", "--detach", "--name", name, "--network", "host",
+                              "--cgroup-parent", CGROUP_PARENT, IMAGE,
+                              "nc", "-l", "-p", str(PORT), "-e", "cat")
+        a.wait_listening(PORT)
+        out = podman_nodes.cluster.base / f"client-{how}.json"
+        client = _client(podman_nodes.cluster, out, duration=10)
+        time.sleep(1)
+        t0 = time.monotonic()
+        if how == "ferryman":
+            res, _ = podman_nodes.migrate(name, b, "--tcp-established", "--move-address",
+                                          f"{SERVICE}/24@eth0")
+            assert res.returncode == 0, res.stderr
+        else:
+            archive = podman_nodes.cluster.base / "by-hand.tar"
+            podman_nodes.a.podman("container", "checkpoint", "--export", str(archive),
+                                  "--tcp-established", name)
+            a.run("ip", "addr", "del", f"{SERVICE}/24", "dev", "eth0")
+            # segments reaching B before the restore would be answered with a reset: held off
+            b_node.run("nft", "add table inet fmhand { chain in { type filter hook input "
+                       f"priority 0; tcp dport {PORT} drop; }}; }}")
+            b_node.run("ip", "addr", "add", f"{SERVICE}/24", "dev", "eth0")
+            podman_nodes.b.podman("container", "restore", "--import", str(archive),
+                                  "--tcp-established")
+            b_node.run("nft", "delete", "table", "inet", "fmhand")
+            b_node.run("arping", "-U", "-c", "1", "-I", "eth0", SERVICE, check=False)
+        took = time.monotonic() - t0
+        client.wait(60)
+        result = json.loads(out.read_text())
+        assert result["error"] is None, (how, result)
+        assert result["bad"] == 0, (how, result)
+        gaps[how] = float(result["max_gap_ms"])
+        print(f"{how}: client gap {gaps[how]:.0f} ms (move took {took * 1000:.0f} ms)")
+        podman_nodes.b.clean_containers()
+        b.kill()
+        b_node.run("ip", "addr", "del", f"{SERVICE}/24", "dev", "eth0", check=False)
+        for n in podman_nodes.cluster.topology.nodes.values():
+            n.run("ip", "neigh", "flush", "dev", "eth0", check=False)
+    print(f"ferryman / podman's own: {gaps['ferryman'] / gaps['podman']:.2f}")

@@ -70,8 +70,11 @@ class PodmanNode:
         data = json.loads(res.stdout)
         return data[0] if data else None
 
-    def clean(self) -> None:
+    def clean_containers(self) -> None:
         self.podman("rm", "--all", "--force", "--time", "0", check=False)
+
+    def clean(self) -> None:
+        self.clean_containers()
         self.podman("rmi", "--all", "--force", check=False)
         shutil.rmtree(self.run, ignore_errors=True)
 

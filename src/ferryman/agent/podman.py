@@ -240,6 +240,7 @@ class PodmanDestination(DestinationContainer):
         self.output = state_dir / "containers" / f"{planned_podman.id}.log"
         # never claimed: only the orphan path releases it (unlocked, nothing removed)
         self.slot = BundleSlot(state_dir / "podman-slots", planned_podman.id, None)
+        self.pidfile: Path | None = None  # where conmon writes the restored init's PID
 
     @classmethod
     async def prepare_podman(cls, target: str, cfg: AgentConfig) -> PodmanDestination:
@@ -255,14 +256,15 @@ class PodmanDestination(DestinationContainer):
                 raise PodmanError("restore", planned.name, f"{cfg.name} already has a "
                                   f"container {what!r}",
                                   hint="remove it there ('podman rm'), or move another one")
-        return cls(planned, podman, cfg.state_dir)
+        box = cls(planned, podman, cfg.state_dir)
+        info = await podman.info()
+        box.pidfile = info.run_root / "overlay-containers" / planned.id / "userdata" / "pidfile"
+        return box
 
     async def restore(self, images_dir: Path, *, lazy: bool, tcp_established: bool) -> int:
+        # (a container of that name or id made here since the plan fails Podman's import:
+        # no check of our own in the frozen window, each podman run costs ~0.1 s)
         name = self.podman_plan.name
-        if await self.podman.container_exists(self.podman_plan.id) or \
-                await self.podman.container_exists(name):
-            raise PodmanError("restore", name, "a container of that name or id appeared here "
-                              "since the plan", hint="remove it there, or move another one")
         conf = images_dir / RESTORE_CONF
         # lazy: CRIU's restore finds the lazy-pages daemon's socket in its work dir, which
         # under Podman is the container's bundle: the configuration points it here instead
@@ -278,6 +280,9 @@ class PodmanDestination(DestinationContainer):
         if rc != 0:
             log_path = _restore_log(err)
             raise _restore_error(name, pm.podman_message(err), log_path)
+        pid = _read_pid(self.pidfile) if self.pidfile is not None else 0
+        if pid > 0:  # conmon's record of the container's init: no podman run in the window
+            return pid
         ctr = await self.podman.inspect(self.podman_plan.id)
         if ctr is None or ctr.pid <= 0:
             raise PodmanError("restore", name, "Podman restored it but reports no PID")
@@ -290,6 +295,14 @@ class PodmanDestination(DestinationContainer):
             except FerrymanError as exc:
                 log.warning("could not remove container %s: %s", self.podman_plan.name, exc)
             self.restored = False
+
+
+def _read_pid(path: Path) -> int:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return 0
+    return int(text) if text.isdigit() else 0
 
 
 def _restore_log(err: str) -> str | None:
