@@ -273,13 +273,14 @@ def test_echo_container_keeps_its_tcp_client_and_service_address(
           f"{report['downtime_ms']:.0f} ms")
 
 
+@pytest.mark.parametrize(("ballast_mb", "mode"), [(0, "cold"), (200, "postcopy")])
 def test_ferryman_and_podmans_own_export_and_import_keep_the_client(
-        podman_nodes: PodmanNodes) -> None:
+        podman_nodes: PodmanNodes, ballast_mb: int, mode: str) -> None:
     """The same echo container moved twice, same run, same client: by ferryman (cold), and by
     hand with Podman's own tools (`podman container checkpoint --export --tcp-established`,
     `ip addr del` on A, on B an nftables drop of the port, `ip addr add`, `podman container
     restore --import --tcp-established`, the drop removed, `arping -U`): both keep the client,
-    nothing lost; the client's longest gaps are printed."""
+    nothing lost; the client's longest gaps are printed (README, "Podman containers")."""
     a = podman_nodes.cluster.topology["a"]
     b_node = podman_nodes.cluster.topology["b"]
     for n in podman_nodes.cluster.topology.nodes.values():
@@ -291,17 +292,19 @@ def test_ferryman_and_podmans_own_export_and_import_keep_the_client(
                                              private=(NETWORK_STATE,), env=podman_nodes.b.env)
         podman_nodes.b.mount_pid = b.proc.pid
         name = f"echo-{how}"
+        # the echo service under an awk holding ``ballast_mb`` MB of memory
+        ballast = (f'BEGIN {{ s = sprintf("%{ballast_mb * 1000000}s", ""); '
+                   f'system("nc -l -p {PORT} -e cat") }}')
         podman_nodes.a.podman("run", "--detach", "--name", name, "--network", "host",
-                              "--cgroup-parent", CGROUP_PARENT, IMAGE,
-                              "nc", "-l", "-p", str(PORT), "-e", "cat")
-        a.wait_listening(PORT)
+                              "--cgroup-parent", CGROUP_PARENT, IMAGE, "awk", ballast)
+        a.wait_listening(PORT, timeout=60)
         out = podman_nodes.cluster.base / f"client-{how}.json"
-        client = _client(podman_nodes.cluster, out, duration=10)
+        client = _client(podman_nodes.cluster, out, duration=10 + ballast_mb / 20)
         time.sleep(1)
         t0 = time.monotonic()
         if how == "ferryman":
-            res, _ = podman_nodes.migrate(name, b, "--tcp-established", "--move-address",
-                                          f"{SERVICE}/24@eth0")
+            res, _ = podman_nodes.migrate(name, b, "--mode", mode, "--tcp-established",
+                                          "--move-address", f"{SERVICE}/24@eth0")
             assert res.returncode == 0, res.stderr
         else:
             archive = podman_nodes.cluster.base / "by-hand.tar"
@@ -322,7 +325,8 @@ def test_ferryman_and_podmans_own_export_and_import_keep_the_client(
         assert result["error"] is None, (how, result)
         assert result["bad"] == 0, (how, result)
         gaps[how] = float(result["max_gap_ms"])
-        print(f"{how}: client gap {gaps[how]:.0f} ms (move took {took * 1000:.0f} ms)")
+        print(f"{how} ({ballast_mb} MB, {mode if how == 'ferryman' else 'export'}): client "
+              f"gap {gaps[how]:.0f} ms (move took {took * 1000:.0f} ms)")
         podman_nodes.b.clean_containers()
         b.kill()
         b_node.run("ip", "addr", "del", f"{SERVICE}/24", "dev", "eth0", check=False)

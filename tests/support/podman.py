@@ -119,7 +119,7 @@ def busybox_tar(path: Path) -> Path:
             info.mode = 0o755 if d != "tmp" else 0o1777
             tar.addfile(info)
         tar.add(BUSYBOX, arcname="bin/busybox")
-        for applet in APPLETS:
+        for applet in (*APPLETS, "awk"):
             info = tarfile.TarInfo(f"bin/{applet}")
             info.type = tarfile.SYMTYPE
             info.linkname = "busybox"
