@@ -158,18 +158,19 @@ def test_move_leaves_the_container_podmans_own_on_b(podman_nodes: PodmanNodes,
           f"{sync.get('rootfs_diff_ms', 0):.0f} ms")
 
 
+@pytest.mark.parametrize("mode", ["cold", "postcopy"])
 def test_restore_failure_leaves_podmans_view_on_a_unchanged(
-        podman_nodes: PodmanNodes) -> None:
+        podman_nodes: PodmanNodes, mode: str) -> None:
     """B's runtime fails at restore (a wrapper): the frozen container resumes on A, with
     every write, and `podman ps` on A says what it said before; B keeps nothing."""
     wrapper = podman_nodes.b.home / "runc"
     wrapper.write_text('#!/bin/sh\ncase " $* " in *" restore "*) exit 1 ;; esac\n'
                        + wrapper.read_text().split("\n", 1)[1])
     b = podman_nodes.start_b()
-    name = "counter-rollback"
+    name = f"counter-rollback-{mode}"
     podman_nodes.counter(name, 25)
     before = _stable(podman_nodes.a)
-    res, report = podman_nodes.migrate(name, b, "--mode", "cold")
+    res, report = podman_nodes.migrate(name, b, "--mode", mode)
     assert res.returncode == EXIT_ROLLED_BACK, res.stderr + res.stdout
     assert one_error_line(res.stderr), res.stderr
     assert "podman restore" in res.stderr
