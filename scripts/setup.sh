@@ -12,9 +12,10 @@ log() { echo "[setup] $*" >&2; }
 
 # 1. system tools: nsenter/unshare (util-linux), ip (iproute2), nft/iptables for CRIU's network lock,
 #    runc (containers), rsync (their files), busybox-static (the tests' container rootfs),
-#    podman and netavark (Podman containers: Debian 12's 4.3, its bridge network)
+#    podman, netavark and conntrack (Podman containers: Debian 12's 4.3, its bridge network,
+#    the NAT state of their published connections)
 need=()
-for p in util-linux iproute2 procps nftables iptables python3-venv runc rsync busybox-static podman netavark; do
+for p in util-linux iproute2 procps nftables iptables python3-venv runc rsync busybox-static podman netavark conntrack; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 if ((${#need[@]})); then

@@ -274,6 +274,44 @@ def test_echo_container_keeps_its_tcp_client_and_service_address(
           f"{report['downtime_ms']:.0f} ms")
 
 
+@pytest.mark.usefixtures("service_address")  # SERVICE on A's eth0
+@pytest.mark.parametrize("mode", ["cold", "postcopy"])
+def test_client_through_a_published_port_keeps_its_connection(
+        podman_nodes: PodmanNodes, mode: str) -> None:
+    """The echo service in Podman's bridge network, published on the node's port; the client
+    talks to the service address, A's DNAT takes it to the container. On B the container's
+    segments are held until the client's first one went through B's DNAT: the client saw
+    only a gap, nothing lost."""
+    b = podman_nodes.cluster.start_agent("b", *MOVABLE, cgroup=podman_nodes.jail,
+                                         private=(NETWORK_STATE,), env=podman_nodes.b.env)
+    podman_nodes.b.mount_pid = b.proc.pid
+    name = f"published-{mode}"
+    podman_nodes.a.podman("run", "--detach", "--name", name, "--publish", f"{PORT}:{PORT}",
+                          "--cgroup-parent", CGROUP_PARENT, IMAGE,
+                          "nc", "-l", "-p", str(PORT), "-e", "cat")
+    time.sleep(1)
+    out = podman_nodes.cluster.base / "client.json"
+    client = _client(podman_nodes.cluster, out, duration=12)
+    time.sleep(1)
+    res, report = podman_nodes.migrate(name, b, "--mode", mode, "--tcp-established",
+                                       "--move-address", f"{SERVICE}/24@eth0")
+    assert res.returncode == 0, res.stderr + res.stdout + b.log()
+    assert client.poll() is None, "the client must still be talking after the migration"
+    view = _view(podman_nodes.b, name)  # (it exits when the client hangs up)
+    assert view["State"] == "running"
+    assert view["Ports"] == [(PORT, PORT, "tcp")]
+    client.wait(60)
+    result = json.loads(out.read_text())
+    assert result["error"] is None, (result, b.log())
+    assert result["bad"] == 0, result
+    assert result["answered"] == result["sent"]
+    assert "went through the DNAT here" in b.log()
+    assert "ferryman-pm-" not in podman_nodes.cluster.topology["b"].run(
+        "nft", "list", "tables").stdout, "the hold is lifted"
+    print(f"{mode}: client-observed gap {result['max_gap_ms']:.0f} ms through the published "
+          f"port, ferryman downtime {report['downtime_ms']:.0f} ms")
+
+
 @pytest.mark.parametrize(("ballast_mb", "mode"), [(0, "cold"), (200, "postcopy")])
 def test_ferryman_and_podmans_own_export_and_import_keep_the_client(
         podman_nodes: PodmanNodes, ballast_mb: int, mode: str) -> None:

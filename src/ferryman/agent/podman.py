@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 KIND = "podman"
 MAX_TARGET_CHARS = 4096
 IMPORT_ARCHIVE = "podman-import.tar"
+NAT_WAIT = 10.0  # s: the longest hold of a restored connection's segments (nat_arrives)
 RESTORE_CONF = "podman-criu.conf"
 
 
@@ -241,6 +242,9 @@ class PodmanDestination(DestinationContainer):
         # never claimed: only the orphan path releases it (unlocked, nothing removed)
         self.slot = BundleSlot(state_dir / "podman-slots", planned_podman.id, None)
         self.pidfile: Path | None = None  # where conmon writes the restored init's PID
+        self.nat: list[tuple[pm.Connection, int]] = []  # connections via published ports
+        self.held_table = ""  # nftables table holding back what they send (before_restore)
+        self.releasing: asyncio.Future[None] | None = None  # lifts the hold (nat_arrives)
 
     @classmethod
     async def prepare_podman(cls, target: str, cfg: AgentConfig) -> PodmanDestination:
@@ -288,13 +292,88 @@ class PodmanDestination(DestinationContainer):
             raise PodmanError("restore", name, "Podman restored it but reports no PID")
         return ctr.pid
 
+    async def before_restore(self, images_dir: Path) -> None:
+        """Live connections through published ports (Podman's bridge network, DNAT on this
+        node): until their NAT state is here, what the restored ends send is held back
+        (:func:`~ferryman.targets.podman.hold_ruleset`)."""
+        try:
+            config = json.loads((images_dir / pm.CONFIG_DUMP).read_text())
+            conns = pm.image_connections(images_dir)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read the connections to translate: %s", exc)
+            return
+        published = pm.published_ports(config if isinstance(config, dict) else {})
+        self.nat = [(c, published[c.local_port]) for c in conns if c.local_port in published]
+        if self.nat:
+            table = pm.hold_table(self.podman_plan.id)
+            await _run("nft", "-f", "-", stdin=pm.hold_ruleset(table, [c for c, _ in self.nat]))
+            self.held_table = table
+
+    def nat_arrives(self, service_ip: str) -> None:
+        """After the restore, the address coming up here: the hold stays until each
+        connection's first segment from the client has passed Podman's DNAT here (making the
+        conntrack entry, with the translation, that the container's answers then follow), at
+        most ``NAT_WAIT`` s; in the background, the commit does not wait for it."""
+        if self.held_table:
+            self.releasing = asyncio.ensure_future(self._release_when_translated(service_ip))
+
+    async def _release_when_translated(self, service_ip: str) -> None:
+        t0 = time.monotonic()
+        deadline = t0 + NAT_WAIT
+        waiting = list(self.nat)
+        while waiting and time.monotonic() < deadline:
+            still = []
+            for c, host_port in waiting:
+                if not await _run(*pm.conntrack_get_argv(c, service_ip, host_port),
+                                  quiet=True):
+                    still.append((c, host_port))
+            waiting = still
+            if waiting:
+                await asyncio.sleep(0.01)
+        for c, host_port in waiting:
+            log.warning("no segment of %s:%d -> %s:%d reached this node in %.0f s: its "
+                        "answers go untranslated", c.peer, c.peer_port, service_ip, host_port,
+                        NAT_WAIT)
+        if len(waiting) < len(self.nat):
+            log.info("%d of %d connections through published ports went through the DNAT "
+                     "here; their hold lifted after %.0f ms", len(self.nat) - len(waiting),
+                     len(self.nat), (time.monotonic() - t0) * 1000)
+        await self.release_hold()
+
+    async def release_hold(self) -> None:
+        if self.held_table:
+            await _run("nft", "delete", "table", "inet", self.held_table)
+            self.held_table = ""
+
     async def cleanup(self, *, delete: bool) -> None:
+        if self.releasing is not None and not delete:  # committed: let it finish
+            await asyncio.gather(self.releasing, return_exceptions=True)
+        elif self.releasing is not None:
+            self.releasing.cancel()
+            await asyncio.gather(self.releasing, return_exceptions=True)
+        await self.release_hold()
         if self.restored and delete:
             try:
                 await self.podman.remove(self.podman_plan.id)
             except FerrymanError as exc:
                 log.warning("could not remove container %s: %s", self.podman_plan.name, exc)
             self.restored = False
+
+
+async def _run(*argv: str, stdin: str | None = None, quiet: bool = False) -> bool:
+    """A helper command (nft, conntrack); False, logged unless ``quiet``, when it fails."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE)
+    except FileNotFoundError:
+        log.warning("%s is not installed: live connections through published ports will "
+                    "be reset", argv[0])
+        return False
+    _, err = await proc.communicate(stdin.encode() if stdin is not None else None)
+    if proc.returncode != 0 and not quiet:
+        log.warning("%s: %s", " ".join(argv[:3]), err.decode(errors="replace").strip())
+    return proc.returncode == 0
 
 
 def _read_pid(path: Path) -> int:
