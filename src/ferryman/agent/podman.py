@@ -36,6 +36,7 @@ from ferryman.agent.container import destination_prepare as runc_prepare
 from ferryman.criu.client import PageServerAddress, TlsFiles
 from ferryman.criu.swrk import NotifyHandler
 from ferryman.errors import FerrymanError, PodmanError, RemoteProtocolError, RuncError
+from ferryman.migration.phases import SourcePhase
 from ferryman.pki import NodeCredentials
 from ferryman.targets import podman as pm
 from ferryman.targets.runc import DEFAULT_ROOT, ID_RE, Runc
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 KIND = "podman"
 MAX_TARGET_CHARS = 4096
 IMPORT_ARCHIVE = "podman-import.tar"
+PAST_COMMIT = frozenset({SourcePhase.COMMITTED, SourcePhase.SERVING_PAGES, SourcePhase.DONE,
+                         SourcePhase.LOST})
 NAT_WAIT = 10.0  # s: the longest hold of a restored connection's segments (nat_arrives)
 RESTORE_CONF = "podman-criu.conf"
 
@@ -137,7 +140,7 @@ class PodmanDumper(RuncDumper):
                            track_mem=track_mem, parent=parent,
                            tcp_established=tcp_established, pre_dump=pre_dump,
                            freeze_cgroup=freeze_cgroup, log_file=log_file)
-        if not pre_dump:  # committed: the container is the destination's
+        if not pre_dump and self.box.committed():  # the container is the destination's
             try:
                 await self.box.podman.remove(self.box.ctr.id)
             except FerrymanError as exc:
@@ -156,6 +159,9 @@ class PodmanSource(SourceContainer):
         self.podman_target = target
         self.timings = timings
         self._diff: asyncio.Future[None] | None = None
+        # past the point of no return (a lazy dump may end in order before the destination
+        # answered, and a roll-back follow: then the record stays, its container runs on)
+        self.committed: Callable[[], bool] = lambda: False
         self.workdir: Path | None = None
         self._runc_target = runc_target
 
@@ -404,6 +410,7 @@ def _restore_error(name: str, reason: str, log_path: str | None) -> FerrymanErro
 async def source_open(m: SourceMigration, target: PodmanTarget) -> PodmanSource:
     """Before anything else: Podman's container, running under runc; its init is the PID."""
     box = await PodmanSource.open_podman(target, m.report.sync)
+    box.committed = lambda: m.tracker.phase in PAST_COMMIT
     m.o.pid = m.report.source_pid = box.pid
     m.report.container = box.ctr.name
     if m.o.mode == "auto":
