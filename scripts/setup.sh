@@ -11,9 +11,11 @@ log() { echo "[setup] $*" >&2; }
 [[ $(id -u) == 0 ]] || { echo "[setup] ERROR: run as root (CRIU and namespaces need it)" >&2; exit 1; }
 
 # 1. system tools: nsenter/unshare (util-linux), ip (iproute2), nft/iptables for CRIU's network lock,
-#    runc (containers), rsync (their files), busybox-static (the tests' container rootfs)
+#    runc (containers), rsync (their files), busybox-static (the tests' container rootfs),
+#    podman, netavark and conntrack (Podman containers: Debian 12's 4.3, its bridge network,
+#    the NAT state of their published connections)
 need=()
-for p in util-linux iproute2 procps nftables iptables python3-venv runc rsync busybox-static; do
+for p in util-linux iproute2 procps nftables iptables python3-venv runc rsync busybox-static podman netavark conntrack; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 if ((${#need[@]})); then
@@ -41,7 +43,7 @@ if (($(cat /proc/sys/fs/pipe-max-size) < 4194304)); then
   log "sysctl fs.pipe-max-size=4194304 (needed by CRIU's lazy pages)"
   sysctl -q -w fs.pipe-max-size=4194304 || log "WARNING: could not raise fs.pipe-max-size"
 fi
-for tool in runc rsync busybox; do
+for tool in runc rsync busybox podman; do
   command -v "$tool" >/dev/null || { echo "[setup] ERROR: $tool is missing after apt-get install" >&2; exit 1; }
 done
 log "ready: $("$VENV/bin/ferryman" --version), $(criu --version | head -1), $(runc --version | head -1)"

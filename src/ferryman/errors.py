@@ -278,6 +278,15 @@ class NoSuchContainer(RuncError):
         self.status = status
 
 
+class PodmanError(RuncError):
+    """podman failed, or its state is not what ferryman can move; ``reason`` quotes it."""
+
+    def __init__(self, action: str, container: str, reason: str, *,
+                 hint: str | None = None) -> None:
+        super().__init__(action, container, reason, hint=hint)
+        self.message = f"podman {action} {container} failed: {reason}".replace("  ", " ")
+
+
 class SyncError(FerrymanError):
     """Directory sync failed; ``reason`` is rsync's own message."""
 

@@ -124,7 +124,7 @@ class Cluster:
     def start_agent(self, name: str, *extra: str, hide_dir: bool = False,
                     cgroup: str | None = None, cwd: Path | None = None,
                     env: dict[str, str] | None = None,
-                    state_size: str | None = None) -> Agent:
+                    state_size: str | None = None, private: tuple[Path, ...] = ()) -> Agent:
         node = self.topology[name]
         state = self.base / f"state-{name}"
         state.mkdir(exist_ok=True)
@@ -136,6 +136,9 @@ class Cluster:
             # exist" on this node, as on a real second machine.
             cmd = ["unshare", "-m", "--propagation", "slave", "sh", "-c",
                    f'mount -t tmpfs tmpfs "{self.hidden_dir}" && exec "$@"', "sh", *cmd]
+        for d in private:  # an empty tmpfs of its own there (Podman's network state)
+            cmd = ["unshare", "-m", "--propagation", "slave", "sh", "-c",
+                   f'mkdir -p "{d}" && mount -t tmpfs tmpfs "{d}" && exec "$@"', "sh", *cmd]
         if state_size is not None:
             # The state directory is a tmpfs of that size in the agent's own mount namespace:
             # a small disk that a test can fill (nsenter -m -t PID).

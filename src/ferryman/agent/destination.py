@@ -21,7 +21,7 @@ from ferryman import testhooks, wire
 from ferryman.agent import failedlogs
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
-from ferryman.agent.container import DestinationContainer, destination_prepare, with_tools
+from ferryman.agent.container import DestinationContainer, with_tools
 from ferryman.agent.fifos import keep_shared_fifo_data
 from ferryman.agent.files import (
     EMPTY_SHA256,
@@ -38,6 +38,7 @@ from ferryman.agent.hello import (
 )
 from ferryman.agent.limits import Slots
 from ferryman.agent.orphans import has_outcome, orphan_record, write_outcome
+from ferryman.agent.podman import PodmanDestination, destination_prepare
 from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.logs import tail
@@ -374,11 +375,15 @@ class DestinationSession:
             if self.box is None and restore_msg.fifo_devices:
                 await asyncio.to_thread(keep_shared_fifo_data, self.workdir,
                                         restore_msg.kernel, restore_msg.fifo_devices)
+            if isinstance(self.box, PodmanDestination) and tcp:
+                await self.box.before_restore(self.workdir)  # connections behind its DNAT
             if self.box is not None:
                 pid = await self.box.restore(self.workdir, lazy=lazy, tcp_established=tcp)
             else:
                 pid = await self.criu.restore(self.workdir, leave_stopped=True, lazy=lazy,
                                               tcp_established=tcp)
+            if isinstance(self.box, PodmanDestination) and self.moving is not None:
+                self.box.nat_arrives(self.moving.ip)
             if self.moving is not None:  # in a thread: closing the raw socket waits for an
                 # RCU grace period (tens of ms) that the frozen window need not include
                 announcing = asyncio.ensure_future(asyncio.to_thread(addresses.announce,

@@ -191,7 +191,7 @@ async def plan_migration(m: SourceRole, ours: wire.Hello, theirs: wire.Hello,
                       rss_bytes=m.report.rss_bytes,
                       options=PlanOptions(no_postcopy=o.precopy.no_postcopy,
                                           force=preflight_policy(m).force),
-                      auto=pre.auto if pre else None, container=o.container is not None)
+                      auto=pre.auto if pre else None, container=o.in_container)
     except PreflightFailed:
         await end_check(m.ch, "pre-flight check failed")
         raise
@@ -223,7 +223,7 @@ async def choose_auto_mode(m: SourceRole, v: Verdict, features: Mapping[str, boo
     lazy = any(c.lazy for c in candidates)
     rate = None
     if tracking and m.tree is not None:
-        uffd_wp = dirty_tracker(features, container=m.o.container is not None) == wptrack.TRACKER
+        uffd_wp = dirty_tracker(features, container=m.o.in_container) == wptrack.TRACKER
         rate = await asyncio.to_thread(wptrack.probe_dirty_rate if uffd_wp
                                        else probe_dirty_rate, m.tree.pids())
     link, how = await _link(m)

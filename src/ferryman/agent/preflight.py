@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ferryman import wire
+from ferryman.agent import podman_preflight
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.hello import node_features
@@ -28,6 +29,7 @@ from ferryman.errors import PidControlError, RemoteProtocolError
 from ferryman.host import netinfo, pidctl, procfs
 from ferryman.host.exposure import answerable
 from ferryman.host.inspect import FileRef, stat_path
+from ferryman.migration import podman_checks
 from ferryman.migration.checks import (
     NOTE,
     DestinationFacts,
@@ -119,6 +121,9 @@ async def answer(request: wire.CheckRequest, source_hello: wire.Hello, cfg: Agen
     Files are answered for only where :func:`ferryman.host.exposure.answerable` allows: for
     the others the report says how many were withheld, never whether they exist.
     """
+    podman = podman_checks.decode_query(request.query)
+    if podman is not None:  # a Podman container: its own rows (agent/podman_preflight.py)
+        return await podman_preflight.answer(podman, source_hello.node, cfg, modes)
     q, withheld = withhold(decode_query(request.query), cfg.check_roots)
     facts = await destination_facts(q, source_hello, cfg, criu)
     rows = destination_rows(q, facts, source_hello.node)

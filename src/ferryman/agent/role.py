@@ -27,6 +27,7 @@ from ferryman.migration.precopy_plan import PrecopyOptions
 from ferryman.migration.report import MigrationReport
 from ferryman.mode import Mode
 from ferryman.pki import NodeCredentials
+from ferryman.targets.podman import PodmanTarget
 from ferryman.targets.process import ProcessTree
 from ferryman.targets.runc import RuncTarget
 from ferryman.targets.runc_checkpoint import Dumper
@@ -52,6 +53,12 @@ class SourceOptions:
     progress: ProgressFn = lambda phase, detail: None
     container: RuncTarget | None = None  # a runc container instead of ``pid``
     max_bandwidth_mbit: float | None = None  # the pages' cap on the wire (every mode)
+    podman: PodmanTarget | None = None  # a Podman container instead of ``pid``
+
+    @property
+    def in_container(self) -> bool:
+        """A container (runc's or Podman's): runc checkpoints and pre-dumps it."""
+        return self.container is not None or self.podman is not None
 
 
 class SourceRole(Protocol):

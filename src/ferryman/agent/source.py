@@ -17,7 +17,7 @@ import time
 import uuid
 
 from ferryman import testhooks, wire
-from ferryman.agent import fifos, lockguard
+from ferryman.agent import fifos, lockguard, podman
 from ferryman.agent.channel import Channel
 from ferryman.agent.commit import point_of_no_return
 from ferryman.agent.container import (
@@ -144,6 +144,8 @@ class SourceMigration:
         o = self.o
         if o.container is not None:  # NoSuchContainer, RuncMissing before anything else
             self.box = await source_open(self, o.container)
+        elif o.podman is not None:  # Podman's container, dumped by runc (agent/podman.py)
+            self.box = await podman.source_open(self, o.podman)
         # The workload's identity, resolved once (NoSuchProcess before anything else): the
         # PID asked for, or the container's init; everything after uses self.pid.
         self.tree = ProcessTree.of(self.box.pid if self.box is not None else o.pid)

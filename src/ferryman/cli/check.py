@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "dry-run dump of a few tens of milliseconds. Exit 0 when it can move.")
     p.add_argument("pid", type=int, nargs="?", help="root PID of the process tree")
     p.add_argument("--runc", metavar="ID", help="a runc container instead of a PID")
+    p.add_argument("--podman", metavar="NAME", help="a Podman container instead of a PID")
     p.add_argument("--runc-root", type=Path, default=Path("/run/runc"), metavar="DIR",
                    help="runc's state root (runc --root; default /run/runc)")
     p.add_argument("--to", required=True, metavar="IP:PORT", help="the destination agent")
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.runc is not None:
         return _run_runc(args)
+    if args.podman is not None:
+        return _run_podman(args)
     if args.pid is None or args.pid <= 0:
         raise UsageError("give the root PID of the workload", hint="ferryman check PID --to ...")
     synced = synced_paths(args)
@@ -103,6 +106,37 @@ def _run_runc(args: argparse.Namespace) -> int:
                                f"({args.to})"), keep_newlines=True))
     if not v.can_move:
         raise PreflightFailed(f"container {args.runc} cannot move to {result.destination}"
+                              + (f" in {v.requested} mode" if v.requested else ""),
+                              failed=[r.check for r in v.failures(v.requested)],
+                              hint="fix the FAIL rows above")
+    return 0
+
+
+def _run_podman(args: argparse.Namespace) -> int:
+    from ferryman.agent.podman_check import run_podman_check
+    from ferryman.agent.source import SourceOptions
+    from ferryman.pki import load_node
+    from ferryman.targets.podman import PodmanTarget
+
+    if args.pid is not None:
+        raise UsageError("give either a PID or --podman NAME, not both",
+                         hint="a container's processes move with it")
+    host, port = parse_endpoint(args.to)
+    creds = load_node(args.pki.resolve(), args.name)
+    source = SourceOptions(pid=0, host=host, port=port, creds=creds,
+                           state_dir=args.state_dir.resolve(), criu_bin=args.criu)
+    target = PodmanTarget(args.podman, args.runc_root.resolve())
+    result = asyncio.run(run_podman_check(target, source, args.mode))
+    v = result.verdict
+    if args.json:
+        json.dump({"container": args.podman, "destination": result.destination,
+                   "endpoint": args.to, **v.to_json()}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(printable(render(v, f"Podman container {args.podman} -> {result.destination} "
+                               f"({args.to})"), keep_newlines=True))
+    if not v.can_move:
+        raise PreflightFailed(f"container {args.podman} cannot move to {result.destination}"
                               + (f" in {v.requested} mode" if v.requested else ""),
                               failed=[r.check for r in v.failures(v.requested)],
                               hint="fix the FAIL rows above")

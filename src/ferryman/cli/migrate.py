@@ -1,4 +1,4 @@
-"""``ferryman migrate``: move a process tree (or a runc container) to another node."""
+"""``ferryman migrate``: move a process tree (or a runc or Podman container) to another node."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ferryman.safetext import printable
 
 if TYPE_CHECKING:
     from ferryman.host.tcpprobe import TcpProbe
+    from ferryman.targets.podman import PodmanTarget
     from ferryman.targets.runc import RuncTarget
 
 DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
@@ -35,8 +36,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("pid", type=int, nargs="?", help="root PID of the process tree")
     p.add_argument("--runc", metavar="ID", help="move this runc container instead of a PID "
                    "(its bundle and rootfs are synced with rsync)")
+    p.add_argument("--podman", metavar="NAME", help="move this Podman container (name or id) "
+                   "instead of a PID: Podman on the destination restores it as its own")
     p.add_argument("--runc-root", type=Path, default=DEFAULT_RUNC_ROOT, metavar="DIR",
-                   help=f"runc's state root (runc --root; default {DEFAULT_RUNC_ROOT})")
+                   help=f"runc's state root (runc --root; default {DEFAULT_RUNC_ROOT}, also "
+                        f"Podman's for its containers)")
     p.add_argument("--to", required=True, metavar="IP:PORT", help="the destination agent")
     p.add_argument("--pki", required=True, type=Path, metavar="DIR", help="cluster PKI directory")
     p.add_argument("--name", required=True, help="this node's name (its certificate)")
@@ -98,9 +102,10 @@ def run(args: argparse.Namespace) -> int:
     from ferryman.pki import load_node
 
     target = _runc_target(args)
-    if target is None and (args.pid is None or args.pid <= 0):
+    boxed = _podman_target(args)
+    if target is None and boxed is None and (args.pid is None or args.pid <= 0):
         raise UsageError(f"bad PID {args.pid}", hint="give the root PID of the workload, "
-                         "or --runc ID for a container")
+                         "or --runc ID / --podman NAME for a container")
     host, port = parse_endpoint(args.to)
     creds = load_node(args.pki.resolve(), args.name)
     moving = parse_move_address(args.move_address) if args.move_address else None
@@ -117,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if probe is not None:
         probe.start()  # ProbeError before anything moves
     with Progress(enabled=not args.json) as progress:
-        opts = MigrateOptions(pid=args.pid or 0, container=target, host=host, port=port,
+        opts = MigrateOptions(pid=args.pid or 0, container=target, podman=boxed,
+                              host=host, port=port,
                               creds=creds, state_dir=args.state_dir.resolve(), mode=args.mode,
                               criu_bin=args.criu, progress=progress.update,
                               tcp_established=args.tcp_established, move_address=moving,
@@ -159,6 +165,17 @@ def _runc_target(args: argparse.Namespace) -> RuncTarget | None:
         raise UsageError("give either a PID or --runc ID, not both",
                          hint="a container's processes move with it")
     return RuncTarget(args.runc, args.runc_root.resolve())
+
+
+def _podman_target(args: argparse.Namespace) -> PodmanTarget | None:
+    from ferryman.targets.podman import PodmanTarget
+
+    if args.podman is None:
+        return None
+    if args.pid is not None or args.runc is not None:
+        raise UsageError("give one of a PID, --runc ID or --podman NAME",
+                         hint="a container's processes move with it")
+    return PodmanTarget(args.podman, args.runc_root.resolve())
 
 
 def _probe(args: argparse.Namespace, moving: MoveAddress | None) -> TcpProbe | None:
