@@ -48,7 +48,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="migration mode: cold (freeze, copy, restore), postcopy (restore at "
                         "once, pages follow on demand), precopy (copy while running, then "
                         "the dirty rest frozen), hybrid (pre-copy, then a lazy final step); "
-                        "auto: the first the pre-flight check allows (default: cold)")
+                        "auto: measures the workload's dirty rate and the link, then picks "
+                        "cold if it fits --max-downtime, else pre-copy if it converges, else "
+                        "hybrid or post-copy, among the modes the pre-flight allows (a "
+                        "container: cold) (default: cold)")
     pc = p.add_argument_group("pre-copy convergence (precopy and hybrid)")
     pc.add_argument("--policy", default="budget", choices=POLICIES,
                     help="when to stop iterating: budget (predicted downtime fits "

@@ -5,7 +5,8 @@ a link bandwidth estimate) and passes the numbers in. Rules, in order:
 
 1. **cold** when the predicted cold downtime ``rss / bandwidth + fixed_cost_ms`` fits the
    budget: nothing to iterate, no post-copy risk.
-2. **precopy** when dirty tracking (``mem_track``) works and pre-copy converges: the workload
+2. **precopy** when dirty tracking works (soft-dirty ``mem_track``, or the uffd-wp tracker's
+   ``mem_track_uffd``: migration/plan.py:dirty_tracker) and pre-copy converges: the workload
    dirties at most ``converge_ratio`` (default 1/2) of what the link carries
    (``dirty_pages_per_s * page_size <= converge_ratio * bandwidth``), so each iteration copies
    at most about half of the previous one. An unknown dirty rate never counts as converging.
@@ -18,7 +19,7 @@ Post-copy is *allowed* when the lazy-pages machinery works on both nodes and the
 pass ``--no-postcopy``. It is never chosen when a cold move fits, and never ahead of a
 converging pre-copy: a link broken during the post-copy tail loses the workload
 (docs/ARCHITECTURE.md, "Commit protocol, rollback, orphans").
-Without ``mem_track`` there is no pre-dump at all (CRIU aborts without soft-dirty).
+Without a tracker there is no pre-dump at all (stock CRIU aborts without soft-dirty).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def choose_mode(
 ) -> ModeChoice:
     """Pick the mode for ``--mode auto`` (rules in the module docstring).
 
-    ``mem_track``: the source can track dirty memory (soft-dirty). ``lazy_pages``: lazy pages
+    ``mem_track``: the source can track dirty memory (either tracker). ``lazy_pages``: lazy pages
     work on both nodes. ``dirty_pages_per_s``: from a short probe, ``None`` if not measured.
     """
     if rss_bytes < 0 or page_size < 1:
