@@ -197,7 +197,10 @@ packages = ["pycriu", "pycriu.images"]
 [tool.setuptools.dynamic]
 version = {attr = "pycriu.version.__version__"}
 TOML
-    "$PY" -m pip install -q --force-reinstall --no-deps "$stage" || die "pip install of pycriu failed"
+    # a pycriu already there may be of the same version, generated without our patches' RPC
+    # fields: replace it (its dependencies stay, or are installed)
+    "$PY" -m pip uninstall -q -y pycriu >/dev/null 2>&1 || true
+    "$PY" -m pip install -q "$stage" || die "pip install of pycriu failed"
     "$PY" -c 'import pycriu.rpc_pb2' || die "pycriu installed but does not import"
   fi
 fi

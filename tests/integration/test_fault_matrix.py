@@ -190,6 +190,21 @@ def _kill_restore(s: Scenario) -> None:
     faults.kill(pid)
 
 
+def _kill_lazy_pages(s: Scenario) -> None:
+    """criu lazy-pages while it serves a restore. At dst:RESTORING, once criu restore has
+    forked the tree (a daemon killed before it served anything is started again by the
+    agent, and the move then succeeds: B, no fault at all to the workload); in the tail, at
+    once."""
+    if s.cell.phase == "dst:RESTORING":
+        s.go_on()
+        restore = faults.wait_criu_below(s.agent_pid, "restore", 30)
+        deadline = time.monotonic() + 30
+        while not faults.descendants(restore):
+            assert time.monotonic() < deadline, "criu restore forked no task"
+            time.sleep(0.001)
+    faults.kill(faults.wait_criu_below(s.agent_pid, "lazy-pages", 5))
+
+
 def _kill_restore_agent_held(s: Scenario) -> None:
     """As _kill_restore, with B's agent held (SIGSTOP) until its lazy-pages daemon, which
     sees the restore die, has closed its page-server session in order (PS_IOV_CLOSE): what
@@ -243,8 +258,7 @@ FAULTS: dict[str, Callable[[Scenario], None]] = {
         faults.wait_criu_below(s.controller_pid, "dump", 5)),
     "SIGKILL destination criu page-server": lambda s: faults.kill(
         faults.wait_criu_below(s.agent_pid, "page-server", 5)),
-    "SIGKILL destination criu lazy-pages": lambda s: faults.kill(
-        faults.wait_criu_below(s.agent_pid, "lazy-pages", 5)),
+    "SIGKILL destination criu lazy-pages": lambda s: _kill_lazy_pages(s),
     "SIGKILL destination criu restore": _kill_restore,
     "SIGKILL destination criu restore, B's agent held": _kill_restore_agent_held,
     "link cut (both directions)": lambda s: faults.cut_link(s.b_node, s.a_node.ip),
