@@ -226,6 +226,17 @@ def _kill_restore_agent_held(s: Scenario) -> None:
         faults.kill(s.agent_pid, signal.SIGCONT)
 
 
+SYN_RETRIES = "net.ipv4.tcp_syn_retries"  # per network namespace
+
+
+def _cut_before_connect(s: Scenario) -> None:
+    """The link cut both ways just before a pre-dump, which connects to B's page server
+    anew: CRIU's connect has no timeout of its own, the kernel's SYN retries bound it (127 s
+    at the default 6). A's namespace retries twice only (7 s), to keep the cell short."""
+    s.a_node.run("sysctl", "-qw", f"{SYN_RETRIES}=2")
+    faults.cut_link(s.b_node, s.a_node.ip)
+
+
 def _kill_pre_dump(s: Scenario) -> None:
     """The source's criu pre-dump (the controller paused before it starts), killed while it
     holds the workload seized (tasks in tracing stop), or, if that window was missed, once
@@ -283,6 +294,7 @@ FAULTS: dict[str, Callable[[Scenario], None]] = {
     "SIGKILL destination criu restore": _kill_restore,
     "SIGKILL destination criu restore, B's agent held": _kill_restore_agent_held,
     "link cut (both directions)": lambda s: faults.cut_link(s.b_node, s.a_node.ip),
+    "link cut (both directions), SYN retries 2": _cut_before_connect,
     "link cut (A to B only)": lambda s: faults.cut_link(s.b_node, s.a_node.ip,
                                                         outbound=False),
     "link cut (B to A only)": lambda s: faults.cut_link(s.b_node, s.a_node.ip,
@@ -323,7 +335,7 @@ def _cells() -> list[Cell]:
         ("SIGKILL destination criu lazy-pages", TAIL, {p: "lost"}),
         ("SIGKILL destination criu restore", "dst:RESTORING", {c: "A", p: "A"}),
         ("SIGKILL destination criu restore, B's agent held", "dst:RESTORING", {p: "A"}),
-        ("link cut (both directions)", "src:ITERATING#2", {r: "A"}),
+        ("link cut (both directions), SYN retries 2", "src:ITERATING#2", {r: "A"}),
         ("link cut (both directions)", "src:TRANSFERRING", {c: "A", p: "A", r: "A"}),
         ("link cut (both directions)", "dst:RESTORED", {c: "A", p: "A"}),
         ("link cut (both directions)", "src:COMMITTED", {c: "held", p: "lost"}),
@@ -368,6 +380,14 @@ MATRIX.notes = [
     "SIGKILL source criu pre-dump (src:ITERATING#2): killed while it holds the workload "
     "seized (tracing stop; 50 ms at most is waited for that window): the kernel detaches "
     "the tree, which runs on intact and unprotected.",
+    "link cut (both directions) at src:ITERATING#2, pre-copy: each pre-dump connects to B's "
+    "page server anew, before it seizes the tree; CRIU's connect has no timeout of its own, "
+    "so the kernel's SYN retries bound it: with the default (6) the roll-back came after "
+    "138 s (the workload ran on meanwhile, nothing frozen); the cell sets A's "
+    "net.ipv4.tcp_syn_retries to 2 (7 s). The controller does not watch the control "
+    "connection while a pre-dump runs. Its message then names CRIU's only error line, "
+    "'Unable to detach from PID: No such process' (the failed pre-dump's clean-up detaching "
+    "a tree it never seized), not the connect failure, which CRIU logs at info level.",
     "Hybrid, controller killed at src:COMMITTED (the Commit just sent): B resumes and its "
     "lazy-pages daemon fetches the pages dirtied since the last pre-dump (about 1,200) from "
     "the source's lazy dump; when it has them all before the controller's death takes that "
@@ -566,6 +586,7 @@ def _violations(s: Scenario, rc: int | None, err: str, outcome: str, copies: Cop
 def _clean_up(s: Scenario) -> None:
     s.go_on()
     faults.mend_link(s.b_node)
+    s.a_node.run("sysctl", "-qw", f"{SYN_RETRIES}=6")
     if s.proc is not None and s.proc.poll() is None:
         s.proc.kill()
         s.proc.communicate()
