@@ -4,6 +4,8 @@
 enters ``PHASE`` (a phase of migration/phases.py, as its progress lines name it), it writes
 its PID to the file ``FLAG`` and blocks, as in a debugger, until the test removes that file
 (at most ``LIMIT`` seconds): the test injects its fault meanwhile, at exactly that point.
+``PHASE#N:FLAG`` pauses at the N-th entry instead (a phase entered again, as the source's
+ITERATING is once per pre-dump: ``ITERATING#2`` is just before the second pre-dump).
 """
 
 from __future__ import annotations
@@ -22,17 +24,20 @@ POLL = 0.005
 
 def pause_hook(environ: Mapping[str, str] = os.environ) -> Callable[[str], None] | None:
     """The hook for ``PhaseTracker(on_enter=...)`` that ``environ`` asks for, or None."""
-    phase, sep, flag = environ.get(ENV, "").partition(":")
-    if not sep or not phase or not flag:
+    where, sep, flag = environ.get(ENV, "").partition(":")
+    phase, _, nth = where.partition("#")
+    if not sep or not phase or not flag or not (nth or "1").isdigit():
         return None
-    fired = False
+    entries = 0
+    wanted = int(nth or "1")
 
     def hook(entered: str) -> None:
-        nonlocal fired
-        if fired or entered != phase:
+        nonlocal entries
+        if entered != phase:
             return
-        fired = True
-        wait_removed(Path(flag), phase)
+        entries += 1
+        if entries == wanted:
+            wait_removed(Path(flag), where)
 
     return hook
 

@@ -19,8 +19,10 @@ then checks the invariant — the workload runs on exactly one node with every p
 or (post-copy, after the commit) it is reported lost with exit 9 and no copy runs anywhere;
 no criu process, image set, CRIU lock table or service address is left where it does not
 belong; the exit code and the one-line message say what happened; `ferryman orphans` lists
-exactly the copies kept stopped. `src:` / `dst:` name the process that was paused at that
-phase (FERRYMAN_TEST_PAUSE_AT) while the fault was injected.
+exactly the copies kept stopped; a workload left on the source after pre-copy or hybrid
+(dirty pages tracked with userfaultfd write-protect) has no page left write-protected.
+`src:` / `dst:` name the process that was paused at that phase (FERRYMAN_TEST_PAUSE_AT)
+while the fault was injected; `#N`, at its N-th entry (ITERATING: once per pre-dump).
 
 Outcomes: **A** the workload runs on the source (rolled back), **B** it runs on the
 destination (committed), **held** the destination keeps the only copy stopped for the
@@ -43,7 +45,7 @@ class Matrix:
     def recorded(self) -> int:
         return sum(len(m) for m in self.cells.values())
 
-    def table(self, modes: tuple[str, ...] = ("cold", "postcopy")) -> str:
+    def table(self, modes: tuple[str, ...] = ("cold", "postcopy", "precopy", "hybrid")) -> str:
         rows = ["| fault | phase | " + " | ".join(modes) + " |",
                 "|---|---|" + "---|" * len(modes)]
         for (fault, phase), by_mode in self.cells.items():

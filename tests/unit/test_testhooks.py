@@ -30,3 +30,22 @@ def test_pauses_once_at_its_phase_until_the_flag_is_removed(tmp_path: Path) -> N
     removed.join()
     hook("PLANNED")  # a second entry does not pause again
     assert not flag.exists()
+
+
+def test_pauses_at_the_nth_entry_of_a_phase_entered_again(tmp_path: Path) -> None:
+    flag = tmp_path / "flag"
+    hook = testhooks.pause_hook({testhooks.ENV: f"ITERATING#2:{flag}"})
+    assert hook is not None
+    t = PhaseTracker(SOURCE_TABLE, SourcePhase.HELLO, time.monotonic, on_enter=hook)
+    t.advance(SourcePhase.PLANNED)
+    t.advance(SourcePhase.ITERATING)
+    assert not flag.exists()  # the first pre-dump runs on
+    removed = threading.Timer(0.2, flag.unlink)
+    removed.start()
+    t0 = time.monotonic()
+    t.advance(SourcePhase.ITERATING)
+    assert time.monotonic() - t0 >= 0.2
+    removed.join()
+    t.advance(SourcePhase.ITERATING)  # the third does not pause
+    assert not flag.exists()
+    assert testhooks.pause_hook({testhooks.ENV: f"ITERATING#x:{flag}"}) is None
