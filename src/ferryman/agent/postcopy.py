@@ -10,6 +10,7 @@ Used for ``--mode postcopy`` and for the lazy final step of pre-copy (hybrid).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -17,14 +18,16 @@ from ferryman import wire
 from ferryman.agent.container import source_presync
 from ferryman.criu.client import PageServerAddress, TlsFiles
 from ferryman.criu.page_server import free_port
-from ferryman.errors import FerrymanError, WorkloadLost
-from ferryman.host import sourcecopy
+from ferryman.criu.taskstate import stopped_pids
+from ferryman.errors import FerrymanError, NoSuchProcess, WorkloadLost
+from ferryman.host import procfs, sourcecopy
 from ferryman.migration.phases import SourcePhase
 
 if TYPE_CHECKING:
     from ferryman.agent.source import SourceMigration
 
 S = SourcePhase
+log = logging.getLogger(__name__)
 
 
 async def run_postcopy(m: SourceMigration) -> None:
@@ -61,9 +64,11 @@ async def run_postcopy(m: SourceMigration) -> None:
         step = asyncio.ensure_future(m._await_restored())
         await asyncio.wait({dump, step}, return_when=asyncio.FIRST_COMPLETED)
         if not step.done():
+            # The lazy dump ended first: CRIU failed (raised here), or its client closed the
+            # session in order: every page went (a small lazy set, as after pre-dumps) or
+            # the restore failed. The destination's answer decides; the tree waits stopped.
             dump.result()
-            raise FerrymanError("criu stopped serving pages before the restore finished")
-        step.result()
+        await step
         await _lazy_commit(m)
     except (FerrymanError, OSError) as exc:
         if m.tracker.phase in (S.COMMITTED, S.SERVING_PAGES):
@@ -71,6 +76,7 @@ async def run_postcopy(m: SourceMigration) -> None:
         dump.cancel()  # criu is killed; the tasks it held continue here
         step.cancel()  # a read for Restored may still wait: the roll-back reads Aborted
         await asyncio.gather(dump, step, return_exceptions=True)
+        _continue_left_stopped(m)
         await m._roll_back(exc)
         return
     finally:
@@ -115,6 +121,8 @@ async def _page_tail(m: SourceMigration, dump: asyncio.Future[None]) -> None:
     finally:
         done.cancel()
     msg = done.result()
+    assert m.tree is not None
+    await asyncio.to_thread(m.tree.kill)  # CRIU left the served source copy stopped
     m.report.memory_complete_ms = float(msg.elapsed_ms)
     m.report.lazy_pages = msg.pages
     m.report.lazy_faults = msg.faults
@@ -124,6 +132,24 @@ async def _page_tail(m: SourceMigration, dump: asyncio.Future[None]) -> None:
     m.report.result = "committed"
     m._collect_dump_stats(lazy=True)
     m._phase(S.DONE, f"all {msg.pages} pages arrived in {msg.elapsed_ms} ms")
+
+
+def _continue_left_stopped(m: SourceMigration) -> None:
+    """Before the commit: a lazy dump that ended on its own (the destination's lazy-pages
+    daemon closed the session after its restore failed) left the tree stopped
+    (criu/client.py); continue it, except the tasks that were stopped when dumped."""
+    assert m.tree is not None
+    stopped = [p for p in m.tree.pids() if _stopped(p)]
+    if stopped:
+        n = m.tree.resume(keep_stopped=stopped_pids(m.workdir), only=stopped)
+        log.info("continued %d source tasks the lazy dump left stopped", n)
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        return procfs.state(pid) == "T"
+    except NoSuchProcess:
+        return False
 
 
 async def lost(m: SourceMigration, exc: BaseException, dump: asyncio.Future[None]) -> None:

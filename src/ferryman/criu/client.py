@@ -188,7 +188,12 @@ class Criu:
         freeze_cgroup: str | None = None,
         log_file: str = "dump.log",
     ) -> None:
-        """Dump (or pre-dump) the tree at ``pid``; notifications go to ``on_notify``."""
+        """Dump (or pre-dump) the tree at ``pid``; notifications go to ``on_notify``.
+
+        A lazy dump leaves the tree stopped, never killed: its end says only that the
+        lazy-pages client closed the session, which it also does when the restore it serves
+        failed (criu/uffd.c disconnects in order whatever happened), so CRIU's "success"
+        there cannot decide the source's fate; the caller kills or continues the tree."""
         with _dir_fd(images_dir) as fd:
             req = rpc.Req()
             req.type = rpc.PRE_DUMP if pre_dump else rpc.DUMP
@@ -199,6 +204,8 @@ class Criu:
             o.leave_running = leave_running
             o.tcp_established = tcp_established
             o.lazy_pages = lazy
+            if lazy and not leave_running:
+                o.leave_stopped = True
             o.track_mem = track_mem
             if parent:
                 o.parent_img = parent

@@ -50,12 +50,13 @@ class ProcessTree:
             return False
         return False
 
-    def resume(self, keep_stopped: Collection[int] = ()) -> int:
-        """SIGCONT every process of a tree CRIU left stopped, except those whose PID in
-        their own namespace is in ``keep_stopped`` (they were stopped when dumped); returns
-        how many it continued."""
+    def resume(self, keep_stopped: Collection[int] = (),
+               only: Collection[int] | None = None) -> int:
+        """SIGCONT every process of a tree CRIU left stopped (or those of ``only``), except
+        those whose PID in their own namespace is in ``keep_stopped`` (they were stopped
+        when dumped); returns how many it continued."""
         n = 0
-        for p in self.pids():
+        for p in self.pids() if only is None else only:
             with contextlib.suppress(ProcessLookupError, NoSuchProcess):
                 if keep_stopped and procfs.ns_pid(p, self.proc) in keep_stopped:
                     continue
