@@ -12,7 +12,7 @@ set -euo pipefail
 
 MIN_MAJOR=4 MIN_MINOR=2
 # Our patches on top of Debian's source; a criu built without them is rebuilt.
-BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-1+tls-bulk-pace-3
+BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-1+tls-bulk-pace-4
 PREFIX=${CRIU_PREFIX:-/usr/local}
 STAMP=$PREFIX/share/ferryman/criu-build
 SRC_ROOT=${CRIU_SRC_ROOT:-/var/cache/ferryman/criu-src}
@@ -85,7 +85,8 @@ a\	setsockopt(sockfd, IPPROTO_TCP, TCP_NODELAY, \&(int){ 0 }, sizeof(int));
   #   faults); one 1 MiB buffer now serves the session, and the receive side never writes
   #   past the chunk it was asked for (nor polls the socket first: the rest of a record
   #   GnuTLS already holds is no data there); the page server writes the decrypted pages
-  #   straight into the image file instead of through a pipe. FERRYMAN_PAGE_RATE (bytes/s) caps every page socket
+  #   straight into the image file instead of through a pipe; the lazy-pages daemon reads all
+  #   the records a request has ready, not one per epoll round. FERRYMAN_PAGE_RATE (bytes/s) caps every page socket
   #   of that criu with SO_MAX_PACING_RATE (migrate --max-bandwidth).
   local p
   for p in "$HERE"/criu-patches/*.patch; do
