@@ -191,16 +191,21 @@ def _corrupt(pattern: str, offset: int) -> Callable[[Scenario], None]:
     return inject
 
 
-def _kill_restore(s: Scenario) -> None:
-    """criu restore, once it has forked the tree it restores (it starts once the paused
-    agent goes on)."""
+def _restore_forked(s: Scenario) -> int:
+    """Let the paused agent go on; criu restore's PID once it has forked the tree."""
     s.go_on()
     pid = faults.wait_criu_below(s.agent_pid, "restore", 30)
     deadline = time.monotonic() + 30
     while not faults.descendants(pid):
         assert time.monotonic() < deadline, "criu restore forked no task"
         time.sleep(0.001)
-    faults.kill(pid)
+    return pid
+
+
+def _kill_restore(s: Scenario) -> None:
+    """criu restore, once it has forked the tree it restores (it starts once the paused
+    agent goes on)."""
+    faults.kill(_restore_forked(s))
 
 
 def _kill_lazy_pages(s: Scenario) -> None:
@@ -209,12 +214,7 @@ def _kill_lazy_pages(s: Scenario) -> None:
     agent, and the move then succeeds: B, no fault at all to the workload); in the tail, at
     once."""
     if s.cell.phase == "dst:RESTORING":
-        s.go_on()
-        restore = faults.wait_criu_below(s.agent_pid, "restore", 30)
-        deadline = time.monotonic() + 30
-        while not faults.descendants(restore):
-            assert time.monotonic() < deadline, "criu restore forked no task"
-            time.sleep(0.001)
+        _restore_forked(s)
     faults.kill(faults.wait_criu_below(s.agent_pid, "lazy-pages", 5))
 
 
@@ -224,13 +224,8 @@ def _kill_restore_agent_held(s: Scenario) -> None:
     the daemon does whenever it is quicker than the agent's clean-up. The source's lazy dump
     then ends 'successfully' before any commit. (Killed before it has registered the tree's
     memory, the daemon sometimes waits on: after 5 s the agent goes on regardless.)"""
-    s.go_on()
-    restore = faults.wait_criu_below(s.agent_pid, "restore", 30)
+    restore = _restore_forked(s)
     daemon = faults.wait_criu_below(s.agent_pid, "lazy-pages", 30)
-    deadline = time.monotonic() + 30
-    while not faults.descendants(restore):
-        assert time.monotonic() < deadline, "criu restore forked no task"
-        time.sleep(0.001)
     faults.kill(s.agent_pid, signal.SIGSTOP)
     try:
         faults.kill(restore)

@@ -6,13 +6,18 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ferryman.cli.common import add_sync_option, parse_endpoint, synced_paths
 from ferryman.errors import PreflightFailed, UsageError
 from ferryman.migration.verdict import Status, Verdict
 from ferryman.mode import MODES, Mode
 from ferryman.safetext import printable
+
+if TYPE_CHECKING:
+    from ferryman.agent.role import SourceOptions
 
 DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
 _MARK = {Status.PASS: "pass", Status.WARN: "WARN", Status.FAIL: "FAIL"}
@@ -82,61 +87,57 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_runc(args: argparse.Namespace) -> int:
-    from ferryman.agent.role import SourceOptions
     from ferryman.agent.runc_check import run_runc_check
-    from ferryman.pki import load_node
     from ferryman.targets.runc import RuncTarget
 
-    if args.pid is not None:
-        raise UsageError("give either a PID or --runc ID, not both",
-                         hint="a container's processes move with it")
-    host, port = parse_endpoint(args.to)
-    creds = load_node(args.pki.resolve(), args.name)
-    source = SourceOptions(pid=0, host=host, port=port, creds=creds,
-                           state_dir=args.state_dir.resolve(), criu_bin=args.criu)
     target = RuncTarget(args.runc, args.runc_root.resolve())
-    result = asyncio.run(run_runc_check(target, source, args.mode))
-    v = result.verdict
-    if args.json:
-        json.dump({"container": args.runc, "destination": result.destination,
-                   "endpoint": args.to, **v.to_json()}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(printable(render(v, f"runc container {args.runc} -> {result.destination} "
-                               f"({args.to})"), keep_newlines=True))
-    if not v.can_move:
-        raise PreflightFailed(f"container {args.runc} cannot move to {result.destination}"
-                              + (f" in {v.requested} mode" if v.requested else ""),
-                              failed=[r.check for r in v.failures(v.requested)],
-                              hint="fix the FAIL rows above")
-    return 0
+    return _run_container(args, "--runc ID", args.runc, "runc container",
+                          lambda o: run_runc_check(target, o, args.mode))
 
 
 def _run_podman(args: argparse.Namespace) -> int:
     from ferryman.agent.podman_check import run_podman_check
-    from ferryman.agent.source import SourceOptions
-    from ferryman.pki import load_node
     from ferryman.targets.podman import PodmanTarget
 
+    target = PodmanTarget(args.podman, args.runc_root.resolve())
+    return _run_container(args, "--podman NAME", args.podman, "Podman container",
+                          lambda o: run_podman_check(target, o, args.mode))
+
+
+class _ContainerCheck(Protocol):
+    @property
+    def verdict(self) -> Verdict: ...
+
+    @property
+    def destination(self) -> str: ...
+
+
+def _run_container(args: argparse.Namespace, flag: str, name: str, kind: str,
+                   check: Callable[[SourceOptions], Coroutine[Any, Any, _ContainerCheck]]
+                   ) -> int:
+    """``check --runc`` / ``--podman``: the container's rows, printed; exit 40 if it cannot
+    move."""
+    from ferryman.agent.role import SourceOptions
+    from ferryman.pki import load_node
+
     if args.pid is not None:
-        raise UsageError("give either a PID or --podman NAME, not both",
+        raise UsageError(f"give either a PID or {flag}, not both",
                          hint="a container's processes move with it")
     host, port = parse_endpoint(args.to)
     creds = load_node(args.pki.resolve(), args.name)
     source = SourceOptions(pid=0, host=host, port=port, creds=creds,
                            state_dir=args.state_dir.resolve(), criu_bin=args.criu)
-    target = PodmanTarget(args.podman, args.runc_root.resolve())
-    result = asyncio.run(run_podman_check(target, source, args.mode))
+    result = asyncio.run(check(source))
     v = result.verdict
     if args.json:
-        json.dump({"container": args.podman, "destination": result.destination,
+        json.dump({"container": name, "destination": result.destination,
                    "endpoint": args.to, **v.to_json()}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(printable(render(v, f"Podman container {args.podman} -> {result.destination} "
-                               f"({args.to})"), keep_newlines=True))
+        print(printable(render(v, f"{kind} {name} -> {result.destination} ({args.to})"),
+                        keep_newlines=True))
     if not v.can_move:
-        raise PreflightFailed(f"container {args.podman} cannot move to {result.destination}"
+        raise PreflightFailed(f"container {name} cannot move to {result.destination}"
                               + (f" in {v.requested} mode" if v.requested else ""),
                               failed=[r.check for r in v.failures(v.requested)],
                               hint="fix the FAIL rows above")

@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass
 
 from ferryman.errors import RemoteProtocolError
-from ferryman.migration.verdict import LAZY_MODES, TRACKING_MODES, Row, Status
+from ferryman.migration.runc_checks import container_kernel_rows
+from ferryman.migration.verdict import Row, Status
 
 KEY = "podman"
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
@@ -93,22 +94,7 @@ def source_rows(here: str, facts: SourceFacts, *, postcopy_blocker: str | None,
                         f"runc dumps it (Podman's runtime {facts.runtime}; CRIU through "
                         f"runc checkpoint)"))
         rows.append(_cgroup_row("source", here, facts.cgroup_manager))
-    if dirty_tracking:
-        rows.append(Row("kernel.dirty-tracking", "source", Status.PASS,
-                        f"{here}: soft-dirty memory tracking (pre-copy): present",
-                        modes=TRACKING_MODES))
-    else:
-        rows.append(Row("kernel.dirty-tracking", "source", Status.FAIL,
-                        f"{here}: soft-dirty memory tracking (pre-copy): missing",
-                        f"use --mode cold or postcopy; pre-copy needs CONFIG_MEM_SOFT_DIRTY "
-                        f"on {here}", modes=TRACKING_MODES))
-    if postcopy_blocker is None:
-        rows.append(Row("lazy-pages", "destination", Status.PASS,
-                        "userfaultfd and 4 MiB pipes for post-copy", modes=LAZY_MODES))
-    else:
-        rows.append(Row("lazy-pages", "both", Status.FAIL, postcopy_blocker,
-                        "use --mode cold", modes=LAZY_MODES))
-    return rows
+    return rows + container_kernel_rows(here, dirty_tracking, postcopy_blocker)
 
 
 def _cgroup_row(side: str, node: str, manager: str) -> Row:

@@ -56,6 +56,14 @@ def runc_rows(*, here: str, there: str, local_tools: Mapping[str, bool],
     else:
         rows.append(Row("container", "source", Status.FAIL, container.problem,
                         container.fix or "start the container"))
+    return rows + container_kernel_rows(here, dirty_tracking, postcopy_blocker)
+
+
+def container_kernel_rows(here: str, dirty_tracking: bool,
+                          postcopy_blocker: str | None) -> list[Row]:
+    """What a container's modes need of the kernel, for runc's and Podman's checks alike:
+    soft-dirty on the source (runc pre-dumps it: no uffd-wp tracker) and lazy pages."""
+    rows = []
     if dirty_tracking:
         rows.append(Row("kernel.dirty-tracking", "source", Status.PASS,
                         f"{here}: soft-dirty memory tracking (pre-copy): present",
