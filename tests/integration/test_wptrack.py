@@ -308,6 +308,41 @@ def test_pre_dumps_leave_the_holes_of_a_sparse_mapping_alone(tmp_path: Path) -> 
         proc.wait()
 
 
+ZOMBIE_PARENT = r"""
+import os, sys, time
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+print(pid, flush=True)  # never reaped: a zombie until this process ends
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_a_zombie_in_the_tree_is_left_out() -> None:
+    """A zombie has no memory left (CRIU dumps it without any): the tracker skips it, where
+    it used to refuse the whole tree (zdtm's zombie00 and sigpending, pre-copy)."""
+    proc = subprocess.Popen([sys.executable, "-c", ZOMBIE_PARENT], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, start_new_session=True)
+    t = WriteTracker()
+    try:
+        assert proc.stdout is not None
+        kid = int(proc.stdout.readline())
+        deadline = time.monotonic() + 10
+        while not wptrack.zombie(kid):
+            assert time.monotonic() < deadline, "the child did not turn into a zombie"
+            time.sleep(0.02)
+        assert not wptrack.zombie(proc.pid)
+        stats = t.arm([proc.pid, kid])
+        assert stats.processes == 1
+        assert t.arm([proc.pid, kid]).processes == 1
+        assert wptrack.probe_dirty_rate([proc.pid, kid], 0.1) >= 0
+    finally:
+        t.close()
+        proc.kill()
+        proc.wait()
+
+
 def test_the_dirty_rate_probe_sees_the_workloads_writes(cluster: Cluster) -> None:
     """--mode auto's half-second probe, by uffd-wp where there is no soft-dirty."""
     w = cluster.workload(mib=64, seed="wptrack-rate", dirty_rate=1000)
