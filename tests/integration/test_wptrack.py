@@ -249,6 +249,100 @@ def test_criu_dumps_new_mappings_and_forked_children_whole(tmp_path: Path) -> No
 
 
 
+SPARSE = r"""
+import mmap, pathlib, sys, time
+m = mmap.mmap(-1, 64 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+m.madvise(mmap.MADV_NOHUGEPAGE)
+for off in range(0, 64 << 20, 2 << 20):  # one page per 2 MiB: a page table each, 511 holes
+    m[off] = 1
+pathlib.Path(sys.argv[1]).write_text("1")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+@pytest.mark.skipif(not HAS_TRACK_MEM_UFFD, reason="criu lacks the uffd-track-mem patch")
+def test_pre_dumps_leave_the_holes_of_a_sparse_mapping_alone(tmp_path: Path) -> None:
+    """A 64 MiB mapping with one page written in every 2 MiB: 32 pages, 32 page tables,
+    16352 holes in them. CRIU protects what it dumped; were the holes protected too (the
+    kernel's exclusive-WP fast path does that), each would turn into a uffd-wp marker that
+    reads as a swapped page, and every later dump would send it as zeroes (and populate it:
+    in the source, and on the restore) -- 64 MiB for 128 KiB of data."""
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", SPARSE, str(ready)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            start_new_session=True)
+    criu = Criu()
+    t = WriteTracker()
+
+    def pre_dump(n: int) -> dict[str, int]:
+        d = tmp_path / f"pre-{n}"
+        d.mkdir()
+        asyncio.run(criu.dump(proc.pid, d, pre_dump=True, track_mem_uffd=True,
+                              parent=f"../pre-{n - 1}" if n > 1 else None,
+                              log_file="pre-dump.log"))
+        return read_stats(d / DUMP_STATS)
+
+    try:
+        _wait_file(ready, proc)
+        t.arm([proc.pid])
+        first = pre_dump(1)
+        rss = _rss_kib(proc.pid)
+        second = pre_dump(2)
+        third = pre_dump(3)
+        assert second["pages_written"] < 1024, second  # the interpreter's own, not 16352 holes
+        assert third["pages_written"] < 1024, third
+        assert second["pages_scanned"] < first["pages_scanned"] + 1024, (first, second)
+        assert _rss_kib(proc.pid) < rss + 4096  # the holes were not populated
+        print("pages written:", [s["pages_written"] for s in (first, second, third)])
+    finally:
+        t.close()
+        proc.kill()
+        proc.wait()
+
+
+ZOMBIE_PARENT = r"""
+import os, sys, time
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+print(pid, flush=True)  # never reaped: a zombie until this process ends
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_a_zombie_in_the_tree_is_left_out() -> None:
+    """A zombie has no memory left (CRIU dumps it without any): the tracker skips it, where
+    it used to refuse the whole tree (zdtm's zombie00 and sigpending, pre-copy)."""
+    proc = subprocess.Popen([sys.executable, "-c", ZOMBIE_PARENT], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, start_new_session=True)
+    t = WriteTracker()
+    try:
+        assert proc.stdout is not None
+        kid = int(proc.stdout.readline())
+        deadline = time.monotonic() + 10
+        while not wptrack.zombie(kid):
+            assert time.monotonic() < deadline, "the child did not turn into a zombie"
+            time.sleep(0.02)
+        assert not wptrack.zombie(proc.pid)
+        stats = t.arm([proc.pid, kid])
+        assert stats.processes == 1
+        assert t.arm([proc.pid, kid]).processes == 1
+        assert wptrack.probe_dirty_rate([proc.pid, kid], 0.1) >= 0
+    finally:
+        t.close()
+        proc.kill()
+        proc.wait()
+
+
 def test_the_dirty_rate_probe_sees_the_workloads_writes(cluster: Cluster) -> None:
     """--mode auto's half-second probe, by uffd-wp where there is no soft-dirty."""
     w = cluster.workload(mib=64, seed="wptrack-rate", dirty_rate=1000)

@@ -1,9 +1,10 @@
 """Print (and write) the zdtm compatibility table: ``python -m tests.zdtm`` as root.
 
 Builds the curated tests (scripts/build-zdtm.sh), sets up two namespace nodes, a cluster PKI
-and B's agent of its own, runs every test in every mode by hand and under ferryman, and writes
-the markdown table (default docs/zdtm-table.md, which README's "What can move" quotes). Exits
-1 when a test passes by hand but fails under ferryman, other than a known failure.
+and B's agent of its own, runs every test in every mode by hand and under ferryman (pre-copy
+and hybrid: ferryman only, held to the test moved cold by hand), and writes the markdown table
+(default docs/zdtm-table.md, which README's "What can move" quotes). Exits 1 when a test passes
+by hand but fails under ferryman, other than a known failure.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tests.integration.conftest import run_cli
 from tests.support.netns import Topology
 from tests.zdtm.catalog import build, curated
 from tests.zdtm.known import KNOWN
-from tests.zdtm.movers import MODES
+from tests.zdtm.movers import MODES, PRECOPY_MODES, precopy_unavailable
 from tests.zdtm.suite import Lab, Verdict
 from tests.zdtm.table import render
 
@@ -51,6 +52,12 @@ def main() -> int:
         wanted = set(args.only.split(","))
         entries = [e for e in entries if e.name in wanted]
     modes = [m for m in args.modes.split(",") if m]
+    if unknown := set(modes) - set(MODES):
+        p.error(f"unknown modes {sorted(unknown)}: choose from {','.join(MODES)}")
+    no_tracker = precopy_unavailable()
+    if no_tracker and set(modes) & set(PRECOPY_MODES):
+        print(f"skipping pre-copy and hybrid: {no_tracker}", file=sys.stderr)
+        modes = [m for m in modes if m not in PRECOPY_MODES]
     static = build([e.name for e in entries])
     verdicts: list[Verdict] = []
     t0 = time.monotonic()
@@ -63,7 +70,8 @@ def main() -> int:
             for mode in modes:
                 v = lab.run(e, mode)
                 verdicts.append(v)
-                print(f"[zdtm {time.monotonic() - t0:6.1f} s] {e.name} {mode}: by hand "
+                hand = "by hand" + ("" if v.hand_mode == mode else f" ({v.hand_mode})")
+                print(f"[zdtm {time.monotonic() - t0:6.1f} s] {e.name} {mode}: {hand} "
                       f"{v.by_hand or 'pass'}; ferryman {v.ferryman or 'pass'}",
                       file=sys.stderr, flush=True)
     finally:

@@ -16,10 +16,11 @@ class Entry:
     name: str
     tcp: bool  # live TCP connections: --tcp-established, by hand and with ferryman
     what: str  # what it covers, for the table
+    sample: bool = False  # in the subset `make test` also moves pre-copy and hybrid
 
 
 def parse(text: str) -> list[Entry]:
-    """``NAME [tcp] # what`` lines; blank and comment lines skipped."""
+    """``NAME [tcp] [sample] # what`` lines; blank and comment lines skipped."""
     out = []
     for line in text.splitlines():
         body, _, what = line.partition("#")
@@ -27,9 +28,9 @@ def parse(text: str) -> list[Entry]:
         if not words:
             continue
         name, flags = words[0], set(words[1:])
-        if flags - {"tcp"}:
+        if flags - {"tcp", "sample"}:
             raise ValueError(f"unknown flag in {CURATED.name}: {line!r}")
-        out.append(Entry(name, "tcp" in flags, what.strip()))
+        out.append(Entry(name, "tcp" in flags, what.strip(), sample="sample" in flags))
     return out
 
 

@@ -5,10 +5,18 @@ By hand is the benchmarks' reference (bench/baseline.py: ``criu page-server`` or
 ``--tcp-established --network-lock nftables`` where the test has live connections, as its
 zdtm description asks). Ferryman is ``ferryman migrate`` to B's agent over mutual TLS, with
 the same ``--tcp-established`` and nothing else.
+
+Pre-copy and hybrid move by ferryman only. On this host's kernel (no soft-dirty) the dirty
+pages are tracked by one async write-protect userfaultfd per process, which must be held from
+the first ``criu pre-dump`` to the final ``criu dump --track-mem-uffd``: ferryman's agent
+holds them (ferryman.host.wptrack); CRIU typed by hand cannot (each command exits, and with
+the last reference the kernel drops every protection). Their reference is the test moved
+cold by hand (``REFERENCE``): what moves cold must move pre-copied too.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +26,25 @@ from bench.env import Env
 from bench.proc import BenchError
 
 from ferryman.criu.logs import first_error
+from ferryman.criu.rpc import HAS_TRACK_MEM_UFFD
+from ferryman.host import wptrack
 from tests.integration.conftest import Agent, Cluster
 from tests.support.workloads import Workload
 
-MODES = ("cold", "postcopy")
+MODES = ("cold", "postcopy", "precopy", "hybrid")
+HAND_MODES = ("cold", "postcopy")  # what CRIU typed by hand can do on this kernel
+REFERENCE = {"cold": "cold", "postcopy": "postcopy", "precopy": "cold", "hybrid": "cold"}
 TOOLS = ("by hand", "ferryman")
+PRECOPY_MODES = ("precopy", "hybrid")  # the dirty pages tracked between pre-dumps
+
+
+def precopy_unavailable() -> str | None:
+    """Why the uffd-wp tracker cannot run here (None when it can): pre-copy and hybrid need
+    the kernel's userfaultfd async write-protect and criu's --track-mem-uffd."""
+    if wptrack.kernel_supports() and HAS_TRACK_MEM_UFFD:
+        return None
+    return ("no uffd-wp dirty tracker here: needs Linux 6.7+ with userfaultfd async "
+            "write-protect (x86-64) and the criu scripts/install-criu.sh builds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +64,8 @@ def _hand_reason(run_dir: Path, exc: BenchError) -> str:
 
 
 def by_hand(env: Env, mode: str, *, tcp: bool) -> Mover:
+    if mode not in HAND_MODES:
+        raise ValueError(f"no {mode} by hand on this kernel: use one of {HAND_MODES}")
     migrate = baseline.cold if mode == "cold" else baseline.lazy
 
     def move(wl: Workload, run_dir: Path) -> Moved:
@@ -61,15 +85,29 @@ def _ferry_reason(report: dict[str, object], stderr: str) -> str:
     return str(report.get("error") or (lines[-1] if lines else "no error message"))
 
 
+def not_precopied(mode: str, report: dict[str, object]) -> str | None:
+    """Why a committed ``mode`` migration did not pre-copy as asked (None when it did): at
+    least one pre-dump, the pages tracked by a dirty tracker."""
+    if mode not in PRECOPY_MODES:
+        return None
+    iterations = report.get("iterations")
+    if not isinstance(iterations, list) or not iterations:
+        return f"--mode {mode} committed without a pre-dump"
+    if not report.get("dirty_tracker"):
+        return f"--mode {mode} committed without a dirty-page tracker"
+    return None
+
+
 def by_ferryman(cluster: Cluster, dest: Agent, mode: str, *, tcp: bool) -> Mover:
     extra = ("--mode", mode, *(("--tcp-established",) if tcp else ()))
 
     def move(wl: Workload, run_dir: Path) -> Moved:
         res, report = cluster.migrate(wl.pid, dest, *extra)
         (run_dir / "ferryman.stderr").write_text(res.stderr)
+        (run_dir / "ferryman.json").write_text(json.dumps(report, indent=1))
         pid = report.get("destination_pid")
         if res.returncode == 0 and isinstance(pid, int):
-            return Moved(pid)
+            return Moved(pid, not_precopied(mode, report))
         return Moved(pid if isinstance(pid, int) else None, _ferry_reason(report, res.stderr))
 
     return move

@@ -2,6 +2,8 @@
 ferryman, signalled there, their own PASS/FAIL read back.
 
 One ``Lab`` (two namespace nodes, the cluster PKI, B's agent) serves every test in turn.
+Pre-copy and hybrid have no by-hand run on this kernel (tests/zdtm/movers.py): their by-hand
+verdict is the reference's, the test moved cold by hand (run once per test, shared).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from bench.env import Env
 from tests.integration.conftest import Agent, Cluster
 from tests.support.netns import Topology
 from tests.zdtm.catalog import Entry
-from tests.zdtm.movers import Mover, by_ferryman, by_hand
+from tests.zdtm.movers import REFERENCE, Mover, by_ferryman, by_hand
 from tests.zdtm.zdtmtest import ZdtmError, ZdtmRun, kill_tree
 
 TIMEOUT = 60.0  # any one step: a start, a migration, a stop
@@ -23,7 +25,8 @@ TIMEOUT = 60.0  # any one step: a start, a migration, a stop
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """One test in one mode: None where it passed, else why not."""
+    """One test in one mode: None where it passed, else why not. ``by_hand`` is the test moved
+    by hand in ``REFERENCE[mode]`` (``mode`` itself where CRIU typed by hand can do it)."""
 
     entry: Entry
     mode: str
@@ -31,8 +34,13 @@ class Verdict:
     ferryman: str | None
 
     @property
+    def hand_mode(self) -> str:
+        """The mode of the by-hand reference."""
+        return REFERENCE[self.mode]
+
+    @property
     def regression(self) -> bool:
-        """Passes by hand, fails under ferryman."""
+        """Passes by hand (in the reference mode), fails under ferryman."""
         return self.by_hand is None and self.ferryman is not None
 
 
@@ -47,6 +55,7 @@ class Lab:
         self.env = Env(topo=topology, pki=pki, tmp=base, criu=criu, timeout=TIMEOUT,
                        ports=itertools.count(27100))
         self._dest: Agent | None = None
+        self._by_hand: dict[tuple[str, str], str | None] = {}
 
     @property
     def dest(self) -> Agent:
@@ -82,9 +91,17 @@ class Lab:
         """Paths in a reason relative to this lab's directory (the same in every run)."""
         return None if reason is None else reason.replace(f"{self.base}/", "")
 
+    def by_hand(self, entry: Entry, mode: str) -> str | None:
+        """The test moved by hand in ``mode``'s reference mode (once per test and mode)."""
+        key = (entry.name, REFERENCE[mode])
+        if key not in self._by_hand:
+            self._by_hand[key] = self._once(entry, key[1], "by hand",
+                                            by_hand(self.env, key[1], tcp=entry.tcp))
+        return self._by_hand[key]
+
     def run(self, entry: Entry, mode: str) -> Verdict:
-        """The test moved in ``mode`` by hand, then by ferryman."""
-        hand = self._once(entry, mode, "by hand", by_hand(self.env, mode, tcp=entry.tcp))
+        """The test moved by hand (``REFERENCE[mode]``), then by ferryman in ``mode``."""
+        hand = self.by_hand(entry, mode)
         ferry = self._once(entry, mode, "ferryman",
                            by_ferryman(self.cluster, self.dest, mode, tcp=entry.tcp))
         return Verdict(entry, mode, self._relative(hand), self._relative(ferry))

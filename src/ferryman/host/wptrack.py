@@ -82,6 +82,18 @@ def holds_userfaultfd(pid: int) -> bool:
     return False
 
 
+def zombie(pid: int) -> bool:
+    """Whether every thread of ``pid`` has exited (a zombie its parent has not reaped): it
+    has no memory left to track, and CRIU dumps it without any."""
+    try:
+        inject.live_thread(pid)
+    except inject.InjectError as exc:
+        return exc.errno == errno.ESRCH and (PROC / str(pid)).exists()
+    except FileNotFoundError:
+        return False
+    return False
+
+
 def seccomp_filtered(pid: int) -> bool:
     """Whether ``pid`` runs under a seccomp filter (``Seccomp: 2`` in its status)."""
     try:
@@ -122,8 +134,9 @@ class WriteTracker:
         ptrace and ioctls, milliseconds per process). Call it before each pre-dump, never
         while CRIU runs. Processes gone since the last call are dropped.
 
-        Raises TrackerUnavailable when a process holds a userfaultfd of its own (CRIU
-        cannot dump it) or cannot be made to create one (seccomp, another tracer).
+        Zombies are left out: they have no memory. Raises TrackerUnavailable when a process
+        holds a userfaultfd of its own (CRIU cannot dump it) or cannot be made to create one
+        (seccomp, another tracer).
         """
         if self._closed:
             raise FerrymanError("the write tracker is closed")
@@ -132,6 +145,10 @@ class WriteTracker:
             os.close(self._spaces.pop(pid).fd)
         new = new_maps = refused = 0
         for pid in wanted:
+            if zombie(pid):  # no memory: nothing to track (it may have exited since the last)
+                if pid in self._spaces:
+                    os.close(self._spaces.pop(pid).fd)
+                continue
             space = self._spaces.get(pid)
             if space is None:
                 try:
@@ -236,6 +253,7 @@ def probe_dirty_rate(pids: Sequence[int], window_s: float = 0.5, *,
     the uffd-wp tracker (blocking): :func:`ferryman.host.dirty.probe_dirty_rate` for
     kernels without soft-dirty. The tracker is released afterwards."""
     tracker = WriteTracker()
+    pids = [pid for pid in pids if not zombie(pid)]
     try:
         tracker.arm(pids)
         for pid in pids:
