@@ -137,7 +137,8 @@ async def _next_set(m: SourceRole, msg: wire.Iterate) -> wire.Ready:
     """Ask the destination for the page server of the next image set (port 0: lazy).
 
     Before a lazy final set the destination sends back the page maps of its sets, as
-    ``pre-K.NAME``: they go into our ``pre-K`` (see :meth:`DestinationSession._send_page_maps`).
+    ``pre-K.NAME``: they go into our ``pre-K`` (see
+    :func:`ferryman.agent.destination_pages.send_page_maps`).
     """
     assert m.ch is not None
     await m.ch.send(msg)

@@ -26,17 +26,19 @@ from ferryman.agent.container import (
     source_open,
     source_presync,
 )
-from ferryman.agent.files import file_messages, image_files, remove_images
+from ferryman.agent.files import file_messages, image_files
 from ferryman.agent.gate import check_before_plan, plan_migration
 from ferryman.agent.postcopy import announce_restore, run_postcopy
 from ferryman.agent.precopy import run_iterations
 from ferryman.agent.role import ProgressFn, SourceOptions
 from ferryman.agent.session import abort, greet
+from ferryman.agent.source_freeze import CgroupFreeze
+from ferryman.agent.source_network import Handover
+from ferryman.agent.source_report import collect_dump_stats, finish_report
 from ferryman.criu import unix_images
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
 from ferryman.criu.pacing import bytes_per_s, criu_env
 from ferryman.criu.page_server import free_port
-from ferryman.criu.stats import DUMP_STATS, read_stats
 from ferryman.errors import (
     FerrymanError,
     MigrationRolledBack,
@@ -45,19 +47,15 @@ from ferryman.errors import (
 )
 from ferryman.host import (
     addresses,
-    cgroups,
-    inflight,
     netlock,
     sourcecopy,
     unix_names,
 )
 from ferryman.host.fifos import boot_id
-from ferryman.host.inflight import InFlight
-from ferryman.host.pages import PAGE_SIZE
 from ferryman.host.wptrack import WriteTracker
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.plan import Plan
-from ferryman.migration.report import MigrationReport, PhaseTiming, Result
+from ferryman.migration.report import MigrationReport, Result
 from ferryman.targets.process import ProcessTree
 from ferryman.targets.runc_checkpoint import Dumper
 
@@ -88,8 +86,7 @@ class SourceMigration:
         self.ps_port = 0
         self.address_moved = False
         self.commit_error: PeerLost | None = None
-        self.freezer: cgroups.Freezer | None = None  # the cgroup we froze
-        self.freeze_target: cgroups.Freezer | None = None  # to freeze at CRIU's pre-dump
+        self.cgroup = CgroupFreeze(self.report, opts.progress)  # the one we freeze, if any
         self.stopped_source: list[int] = []
         self.serving = asyncio.Event()
         self.shipped = (0, 0)
@@ -100,10 +97,9 @@ class SourceMigration:
         self.box: SourceContainer | None = None
         self.plan: Plan | None = None  # decided once after Hello (migration/plan.py)
         self.sync_port = 0
-        self.lock: asyncio.Future[netlock.NetworkLock] | None = None  # CRIU's, on this node
-        self.lock_release: asyncio.Future[list[str]] | None = None  # alongside the commit
         self.committed: asyncio.Future[wire.Committed] | None = None
-        self.inflight: InFlight | None = None  # segments that reach us frozen (--move-address)
+        # CRIU's network lock and the segments that reach us frozen (--move-address)
+        self.net = Handover(self.workdir, opts.move_address, opts.tcp_established, self.report)
         self.fifo_devices: dict[str, int] = {}  # FIFOs with data the frozen tree holds
         self.parked: list[unix_names.ParkedName] = []  # its unix socket names, kept
 
@@ -121,21 +117,20 @@ class SourceMigration:
         try:
             await self._run()
         except BaseException:
-            self._thaw_cgroup()
+            self.cgroup.thaw()
             if self.tracker.phase in (S.HELLO, S.PLANNED, S.PRESYNC):
                 self.tracker.advance(S.FAILED)  # nothing was frozen; the error says why
             raise
         finally:
-            self._thaw_cgroup()
+            self.cgroup.thaw()
             unix_names.discard(self.parked)  # a rollback gave them back already
             sourcecopy.clear(self.workdir)  # settled here: nothing for the guard to do
-            if self.inflight is not None:
-                self.inflight.close()
+            self.net.drop_inflight()
             if self.write_tracker is not None:  # the kernel unprotects the workload's pages
                 self.write_tracker.close()
-            if self.lock_release is not None:
-                await asyncio.gather(self.lock_release, return_exceptions=True)
-            self._finish_report()
+            await self.net.settle()
+            finish_report(self.report, self.workdir, self.t0, self.freeze_at,
+                          self.tracker.durations())
             if self.ch is not None:
                 await self.ch.close()
         return self.report
@@ -211,7 +206,7 @@ class SourceMigration:
                                  tcp_established=o.tcp_established,
                                  track_mem=self.parent is not None, parent=self.parent,
                                  track_mem_uffd=self.write_tracker is not None)
-            self._thaw_cgroup()  # empty now, or holding the restored tree on a shared host
+            self.cgroup.thaw()  # empty now, or holding the restored tree on a shared host
         except (FerrymanError, OSError) as exc:
             if self.tracker.phase == S.COMMITTED:
                 log.warning("criu reported an error after the point of no return: %s", exc)
@@ -237,40 +232,18 @@ class SourceMigration:
         sourcecopy.mark_commit(self.workdir)
 
     def find_freezer(self) -> str | None:
-        """The workload's own cgroup, for CRIU to reuse frozen: we freeze it ourselves (tight
-        polling; CRIU polls in 100 ms steps) at CRIU's pre-dump notification, so that CRIU's
-        (and runc's) start-up is not in the frozen window. None: CRIU seizes the tasks one
-        by one with ptrace."""
+        """The workload's own cgroup, for CRIU to reuse frozen (agent/source_freeze.py)."""
         assert self.tree is not None
-        self.freeze_target = cgroups.find_freezer(self.tree.pid, self.tree.pids())
-        return None if self.freeze_target is None else str(self.freeze_target.path)
-
-    def _freeze_now(self) -> None:
-        freezer, self.freeze_target = self.freeze_target, None
-        if freezer is None:
-            return
-        self.freeze_at = time.monotonic()
-        took = cgroups.freeze(freezer)
-        self.freezer = freezer
-        self.report.freeze_method = "cgroup-v2" if freezer.v2 else "cgroup-v1"
-        self.report.freeze_ms = took * 1000
-        self.o.progress("FREEZING", f"cgroup {freezer.path} frozen in {took * 1000:.2f} ms")
-
-    def _thaw_cgroup(self) -> None:
-        """CRIU leaves a cgroup that was frozen before it frozen again: thaw it (idempotent)."""
-        if self.freezer is not None:
-            with contextlib.suppress(OSError):
-                cgroups.thaw(self.freezer)
-            self.freezer = None
+        return self.cgroup.find_freezer(self.tree)
 
     async def on_notify(self, script: str, _pid: int) -> bool:
         if script == "pre-dump":
             # CRIU runs this right before it seizes (freezes) the tree: downtime starts here,
             # not when we started criu; with a cgroup, we freeze it now.
-            self.hold_inflight()
-            if self.freeze_target is not None:
-                self._freeze_now()
-            elif self.freezer is None:
+            self.net.hold_inflight()
+            if (frozen_at := self.cgroup.freeze_now()) is not None:
+                self.freeze_at = frozen_at
+            elif self.cgroup.freezer is None:
                 self.freeze_at = time.monotonic()
             return True
         if script == "status-ready" and self.lazy:
@@ -369,55 +342,14 @@ class SourceMigration:
         return done
 
     def find_network_lock(self) -> None:
-        """While the destination restores: look up CRIU's lock tables here (host/netlock.py;
-        a lazy dump leaves one even without live connections)."""
-        self.lock = asyncio.ensure_future(asyncio.to_thread(netlock.inspect, self.workdir))
+        """While the destination restores: look up CRIU's lock tables here."""
+        self.net.find_network_lock()
 
     async def release_network_lock(self) -> None:
-        """Past the point of no return: drop CRIU's lock on the moved connections here.
-
-        A connection with an end on this node (a client here, ``--probe``) needs that before
-        the destination resumes, or its first answers to that client are dropped here. Any
-        other locked packet no longer comes here (the address left with the workload), so
-        then the removal, one nftables commit of 10-40 ms, runs alongside the commit.
-        """
-        if self.lock is None:
-            return
-        lock = await self.lock
-        if addresses.any_present(lock.addresses):
-            netlock.remove(lock.tables)
-        elif lock.tables:
-            self.lock_release = asyncio.ensure_future(asyncio.to_thread(netlock.remove,
-                                                                        lock.tables))
-
-    def hold_inflight(self) -> None:
-        """Freezing with live connections and a moving address: keep copies of the segments
-        that reach this node for it until the destination has restored (host/inflight.py)."""
-        a = self.o.move_address
-        if a is None or not self.o.tcp_established or self.inflight is not None:
-            return
-        try:
-            self.inflight = InFlight(a.ip, (a.dev, "lo"))
-        except OSError as exc:
-            log.warning("cannot hold the segments that reach %s while frozen (%s): a request "
-                        "sent into the frozen window waits for the client's retransmission",
-                        a.ip, exc)
+        await self.net.release_network_lock()
 
     def forward_inflight(self) -> None:
-        """After the commit: the held segments go on to the destination, which owns the
-        address now; the report counts them."""
-        held, self.inflight = self.inflight, None
-        if held is None or self.o.move_address is None:
-            return
-        try:
-            sent = held.forward(inflight.mtu(self.o.move_address.dev))
-        except OSError as exc:
-            held.close()
-            log.warning("could not forward the segments held while frozen: %s", exc)
-            return
-        self.report.forwarded_packets = sent.sent
-        log.info("forwarded %d segments that reached this node while frozen (%d held, %d "
-                 "skipped)", sent.sent, sent.captured, sent.skipped)
+        self.net.forward_inflight()
 
     async def roll_back(self, exc: BaseException) -> None:
         assert self.tree is not None
@@ -428,10 +360,8 @@ class SourceMigration:
             with contextlib.suppress(FerrymanError):
                 addresses.add(self.o.move_address)  # the service address comes back here
             self.address_moved = False
-        self._thaw_cgroup()
-        if self.inflight is not None:  # the client resends to the source what it dropped
-            self.inflight.close()
-            self.inflight = None
+        self.cgroup.thaw()
+        self.net.drop_inflight()  # the client resends to the source what it dropped
         # A CRIU that failed unlocks the network itself; one we killed (post-copy) cannot.
         await asyncio.to_thread(netlock.release, self.workdir)
         for pid in self.stopped_source:  # a post-copy commit that never reached the peer
@@ -451,22 +381,4 @@ class SourceMigration:
         raise MigrationRolledBack(getattr(exc, "message", str(exc)), hint=hint) from exc
 
     def collect_dump_stats(self, *, lazy: bool = False) -> None:
-        stats = read_stats(self.workdir / DUMP_STATS)
-        if stats and not lazy:  # lazy stats-dump is garbage (docs/ARCHITECTURE.md, "CRIU facts")
-            self.report.criu["dump"] = stats
-            self.report.final_pages = stats.get("pages_written", 0)
-            self.report.count_pages(stats.get("pages_written", 0) * PAGE_SIZE)
-        for p in self.workdir.glob("*.log"):
-            self.report.logs[p.stem] = str(p)
-
-    def _finish_report(self) -> None:
-        r = self.report
-        r.total_ms = (time.monotonic() - self.t0) * 1000
-        if self.freeze_at is not None:
-            r.freeze_start_ms = (self.freeze_at - self.t0) * 1000
-        r.bytes_transferred = r.image_bytes + r.page_bytes
-        r.phases = [PhaseTiming(p, (s - self.t0) * 1000, d * 1000)
-                    for p, s, d in self.tracker.durations()]
-        # Images are gone to the destination (or useless after a rollback); logs stay.
-        if self.workdir.exists():
-            remove_images(self.workdir, keep=(DUMP_STATS,))
+        collect_dump_stats(self.report, self.workdir, lazy=lazy)

@@ -1,0 +1,164 @@
+"""How a DESTINATION session ends when it does not end DONE, and what it leaves.
+
+Clean-up (page server, guards, daemons, address, a partial or uncommitted tree, container,
+images; the logs kept for the operator), Failed and Abort answered, a source lost after
+RESTORED (ORPHANED, or KILLED for a lazy restore), and at agent start the images of sessions
+that died without an outcome record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from ferryman import wire
+from ferryman.agent import failedlogs
+from ferryman.agent.destination_role import DestinationRole
+from ferryman.agent.files import image_sets, remove_images
+from ferryman.agent.orphans import has_outcome, write_outcome
+from ferryman.errors import CriuError, FerrymanError
+from ferryman.host import addresses, procfs
+from ferryman.migration.phases import DestinationPhase
+
+log = logging.getLogger(__name__)
+D = DestinationPhase
+
+
+def remove_incomplete(state_dir: Path) -> list[str]:
+    """At agent start: delete the images of sessions that died without an outcome (those
+    that died holding a restored tree have one: see orphans.settle_records)."""
+    removed = []
+    root = state_dir / "migrations"
+    if root.is_dir():
+        for d in root.iterdir():
+            if d.is_dir() and not has_outcome(state_dir, d.name):
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(d.name)
+    return removed
+
+
+async def orphan(s: DestinationRole, exc: BaseException) -> None:
+    """Source lost after RESTORED, before COMMIT: keep the tree stopped for an operator.
+
+    Not a lazily restored one: its memory is on the source, with the page server that
+    went with the source; it can never run, whichever copy the source kept."""
+    assert s.tree is not None
+    assert s.workdir is not None
+    if s.ch.conn.lazy:
+        log.error("source lost after a post-copy restore, before commit: PID %d cannot "
+                  "run without the source's pages; killed (%s)", s.tree.pid, exc)
+        s.tracker.advance(D.KILLED)
+        await cleanup(s)
+        return
+    s.tracker.advance(D.ORPHANED)
+    if s.box is not None:  # runc keeps the container, stopped, in its slot
+        s.box.slot.release(remove=False)
+    # The ORPHANED record, with the address, was written at the restore (an operator may
+    # have acted on it since); the source copy may run on: it needs the address back.
+    if s.address_added and s.moving is not None:
+        with contextlib.suppress(FerrymanError):
+            addresses.delete(s.moving)
+        s.address_added = False
+    log.error("source lost after restore, before commit: PID %d kept STOPPED; check the "
+              "source, then 'ferryman orphans resume|kill %s' (%s)",
+              s.tree.pid, s.workdir.name, exc)
+
+
+async def send_failed(s: DestinationRole, code: str, message: str, log_tail: str,
+                      log_path: str | None = None) -> None:
+    log.warning("migration failed here (%s): %s", code, message)
+    kept = await cleanup(s)
+    if log_path is not None and Path(log_path) in kept:  # name it where it is now
+        message = message.replace(log_path, str(kept[Path(log_path)]))
+    s.tracker.advance(D.CLEANED)
+    await s.ch.send(wire.Failed(code=code, message=message, log_tail=log_tail[-60000:]))
+    # The source answers with Abort (or just goes away). After a bad file it may have
+    # sent more files and its Restore before it read the Failed: those are discarded.
+    deadline = time.monotonic() + s.cfg.timeouts.commit
+    try:
+        while not isinstance(await s.ch.expect(
+                (wire.Abort, wire.FileChunk, wire.FileEnd, wire.Restore),
+                max(0.0, deadline - time.monotonic())), wire.Abort):
+            pass
+        await s.ch.send(wire.Aborted())
+    except FerrymanError:
+        pass
+
+
+async def abort(s: DestinationRole, reason: str) -> None:
+    log.warning("source aborted the migration: %s", reason)
+    killed = s.tree is not None
+    await cleanup(s)
+    s.tracker.advance(D.KILLED if killed else D.CLEANED)
+    await s.ch.send(wire.Aborted())
+
+
+async def fail(s: DestinationRole, exc: BaseException) -> None:
+    if s.tracker.phase in (D.DONE, D.REFUSED, D.CLEANED, D.KILLED, D.ORPHANED, D.LOST):
+        return
+    log.warning("migration failed in %s: %s", s.tracker.phase, exc)
+    if s.tracker.phase == D.RESTORED:
+        await orphan(s, exc)
+        return
+    await cleanup(s)
+    target = s.tracker.failure_target()
+    if target is not None:
+        s.tracker.advance(target)
+
+
+async def remove_guards(s: DestinationRole) -> None:
+    guards, s.guards = s.guards, []
+    for guard in guards:
+        await asyncio.to_thread(guard.remove)
+
+
+async def cleanup(s: DestinationRole, *, keep_logs: bool = False) -> dict[Path, Path]:
+    """Stop and remove everything of this migration; returns where each log it kept for
+    the operator went (``STATE/failed/ID/``)."""
+    if s.page_server is not None:
+        await s.page_server.kill()
+    await remove_guards(s)
+    if s.early_lazy is not None:  # never used: the migration ended before Restore
+        early, s.early_lazy = s.early_lazy, None
+        with contextlib.suppress(CriuError, OSError):
+            await (await early).kill()
+    if s.lazy_pages is not None:
+        await s.lazy_pages.kill()
+    if s.address_added and s.moving is not None and \
+            s.tracker.phase not in (D.COMMITTED, D.DONE, D.FETCHING_PAGES):
+        with contextlib.suppress(FerrymanError):
+            addresses.delete(s.moving)  # the source takes its address back
+        s.address_added = False
+    if s.tree is None and s.workdir is not None:
+        # A criu restore that died without answering may have forked tasks that live on
+        # (still criu, or half restored) with no PID given to us: they hold the images.
+        for pid in procfs.holders(s.workdir):
+            log.warning("killing PID %d, left in %s by a failed restore", pid,
+                        s.workdir)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    if s.tree is not None and s.tracker.phase not in (D.COMMITTED, D.DONE):
+        s.tree.kill()
+        if s.held and s.workdir is not None:
+            write_outcome(s.cfg.state_dir, s.workdir.name,
+                          f"KILLED {s.tree.pid}\n")
+            s.held = False
+    if s.box is not None:
+        await s.box.cleanup(delete=s.tracker.phase not in (D.COMMITTED, D.DONE))
+    kept: dict[Path, Path] = {}
+    if s.workdir is not None and s.workdir.exists():
+        if keep_logs:
+            remove_images(s.workdir)
+        else:
+            # Failed migrations leave no images, only the agent's logs for the operator.
+            kept = failedlogs.keep(s.workdir, image_sets(s.workdir)[1:],
+                                   s.cfg.state_dir / "failed")
+            shutil.rmtree(s.workdir, ignore_errors=True)
+    return kept
+

@@ -1,0 +1,103 @@
+"""The DESTINATION's lazy-pages daemon: started early, handed to the restore, and the
+post-copy tail (the workload runs here while its remaining pages arrive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from ferryman import wire
+from ferryman.agent.destination_end import cleanup
+from ferryman.agent.destination_role import DestinationRole
+from ferryman.agent.orphans import write_outcome
+from ferryman.criu.page_server import (
+    CriuDaemon,
+    lazy_fault_waits,
+    lazy_pages_transferred,
+    start_lazy_pages,
+)
+from ferryman.errors import CriuError, FerrymanError, PeerLost
+from ferryman.host.pages import PAGE_SIZE
+from ferryman.migration.phases import DestinationPhase
+
+log = logging.getLogger(__name__)
+D = DestinationPhase
+
+
+def start_lazy_early(s: DestinationRole) -> None:
+    """Post-copy: the images CRIU's lazy-pages daemon reads when it starts are here (the
+    source sends them first); start it while the rest arrive, on the Plan's port."""
+    plan = s.plan
+    if plan is None or not plan.lazy or not plan.page_server_port or \
+            s.early_lazy is not None:
+        return
+    assert s.workdir is not None
+    s.early_lazy = asyncio.ensure_future(start_lazy_pages(
+        s.criu.binary, s.workdir, address=s.ch.peer_ip,
+        port=plan.page_server_port, tls=s.tls))
+
+
+async def lazy_daemon(s: DestinationRole, port: int) -> CriuDaemon:
+    """The lazy-pages daemon for the source's page server at ``port``: the one started
+    early if it runs on that port, else a new one."""
+    assert s.workdir is not None
+    early, s.early_lazy = s.early_lazy, None
+    if early is not None:
+        try:
+            daemon = await early
+        except (CriuError, OSError) as exc:
+            log.info("the lazy-pages daemon started early failed (%s): starting again",
+                     exc)
+        else:
+            if daemon.running and s.plan is not None and \
+                    s.plan.page_server_port == port:
+                return daemon
+            await daemon.kill()
+    return await start_lazy_pages(s.criu.binary, s.workdir, address=s.ch.peer_ip,
+                                  port=port, tls=s.tls)
+
+
+async def fetch_remaining_pages(s: DestinationRole, daemon: CriuDaemon, resumed_at: float) -> None:
+    """Post-copy tail: the lazy-pages daemon exits once it has every page.
+
+    The control channel is watched at the same time: losing the source now loses the
+    workload (its memory is split between the nodes), so the tree is killed, never left
+    hanging on a fault that cannot be served.
+    """
+    assert s.tree is not None
+    done = asyncio.ensure_future(daemon.wait(s.cfg.timeouts.page_tail))
+    watch = asyncio.ensure_future(s.ch.receive(s.cfg.timeouts.page_tail))
+    try:
+        await asyncio.wait({done, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if not done.done():
+            exc = watch.exception() if not watch.cancelled() else None
+            raise PeerLost(s.ch.peer, f"control connection lost during the page tail: "
+                           f"{exc or 'unexpected message'}")
+        done.result()  # raises CriuError when the daemon failed
+    except (FerrymanError, OSError) as exc:
+        s.tracker.advance(D.LOST)
+        log.error("workload PID %d LOST during the post-copy tail: %s",  # noqa: TRY400
+                  s.tree.pid, exc)
+        await daemon.kill()
+        s.tree.kill()
+        with contextlib.suppress(FerrymanError):
+            await s.ch.send(wire.Error(code="lost", message=str(exc)[:4000]))
+        assert s.workdir is not None
+        write_outcome(s.cfg.state_dir, s.workdir.name, f"LOST {s.tree.pid}\n")
+        await cleanup(s, keep_logs=True)  # its images cannot serve anything now
+        raise
+    finally:
+        for task in (done, watch):
+            task.cancel()
+        await asyncio.gather(done, watch, return_exceptions=True)
+    copied, _total, faults = lazy_pages_transferred(daemon.log_path)
+    waited, longest = lazy_fault_waits(daemon.log_path)
+    elapsed = int((time.monotonic() - resumed_at) * 1000)
+    log.info("all %d lazy pages arrived in %d ms (%d faults, %.0f ms waited on them, "
+             "%.0f ms the longest)", copied, elapsed, faults, waited, longest)
+    await s.ch.send(wire.PagesComplete(pages=copied, bytes=copied * PAGE_SIZE, faults=faults,
+                                       elapsed_ms=elapsed, fault_wait_ms=round(waited),
+                                       fault_max_ms=round(longest)))

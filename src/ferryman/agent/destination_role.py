@@ -1,0 +1,51 @@
+"""What the DESTINATION session's helpers may use of it: a narrow port.
+
+:class:`DestinationRole` is the part of :class:`ferryman.agent.destination.DestinationSession`
+that the modules carrying out one part of a received migration use (destination_pages.py,
+destination_lazy.py, destination_restore.py, destination_end.py): they are given the session
+as a ``DestinationRole`` and never import agent/destination.py, so the imports run one way
+(destination.py -> them -> this module), as for the SOURCE role (agent/role.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Protocol
+
+from ferryman import wire
+from ferryman.agent.channel import Channel
+from ferryman.agent.config import AgentConfig
+from ferryman.agent.container import DestinationContainer
+from ferryman.criu.client import Criu, TlsFiles
+from ferryman.criu.page_server import CriuDaemon
+from ferryman.host import addresses, portguard
+from ferryman.migration.phases import DestinationPhase, PhaseTracker
+from ferryman.targets.process import ProcessTree
+
+__all__ = ["DestinationRole"]
+
+
+class DestinationRole(Protocol):
+    """The DESTINATION session as its helpers see it (implemented by ``DestinationSession``)."""
+
+    ch: Channel
+    cfg: AgentConfig
+    criu: Criu
+    tracker: PhaseTracker[DestinationPhase]
+    workdir: Path | None
+    page_server: CriuDaemon | None
+    lazy_pages: CriuDaemon | None
+    early_lazy: asyncio.Future[CriuDaemon] | None  # started on pstree.img
+    moving: addresses.MoveAddress | None
+    address_added: bool
+    tree: ProcessTree | None
+    plan: wire.Plan | None
+    sets: int  # pre-copy: image sets pre-1 .. pre-N received so far (their pages)
+    guards: list[portguard.PortGuard]  # page-server ports only the source reaches
+    box: DestinationContainer | None  # a runc or Podman container arriving
+    held: bool  # an ORPHANED record names our restored, uncommitted tree
+
+    @property
+    def tls(self) -> TlsFiles:
+        """This agent's TLS files, for CRIU's page server and lazy-pages daemon."""

@@ -1,0 +1,40 @@
+"""The SOURCE's report filled from what one migration left: CRIU's dump statistics and log
+paths, the phase timings, and the images removed once the report is complete."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from ferryman.agent.files import remove_images
+from ferryman.criu.stats import DUMP_STATS, read_stats
+from ferryman.host.pages import PAGE_SIZE
+from ferryman.migration.report import MigrationReport, PhaseTiming
+
+__all__ = ["collect_dump_stats", "finish_report"]
+
+
+def collect_dump_stats(report: MigrationReport, workdir: Path, *, lazy: bool = False) -> None:
+    """CRIU's dump statistics and log paths into the report."""
+    stats = read_stats(workdir / DUMP_STATS)
+    if stats and not lazy:  # lazy stats-dump is garbage (docs/ARCHITECTURE.md, "CRIU facts")
+        report.criu["dump"] = stats
+        report.final_pages = stats.get("pages_written", 0)
+        report.count_pages(stats.get("pages_written", 0) * PAGE_SIZE)
+    for p in workdir.glob("*.log"):
+        report.logs[p.stem] = str(p)
+
+
+def finish_report(r: MigrationReport, workdir: Path, t0: float, freeze_at: float | None,
+                  durations: Iterable[tuple[str, float, float]]) -> None:
+    """Totals and phase timings (measured from ``t0``); the images removed, the logs kept."""
+    r.total_ms = (time.monotonic() - t0) * 1000
+    if freeze_at is not None:
+        r.freeze_start_ms = (freeze_at - t0) * 1000
+    r.bytes_transferred = r.image_bytes + r.page_bytes
+    r.phases = [PhaseTiming(p, (s - t0) * 1000, d * 1000)
+                for p, s, d in durations]
+    # Images are gone to the destination (or useless after a rollback); logs stay.
+    if workdir.exists():
+        remove_images(workdir, keep=(DUMP_STATS,))
