@@ -103,9 +103,12 @@ class PodBox:
         return self.a.node.argv(*self._env(self.a), *cmd)
 
     def on_b(self, *cmd: str) -> list[str]:
-        """``cmd`` on B: B's network and mount namespaces, B's cgroups, B's Podman."""
+        """``cmd`` on B: B's network and mount namespaces, B's cgroups (the holder's, joined
+        by one shell's ``echo $$ >`` builtins: a few ms, so that by hand's commands pay no
+        more for being "on B" than the agent's do), B's Podman."""
+        joins = "; ".join(f'echo $$ > "{f}"' for f in _cgroup_procs(self.holder.pid))
         return ["nsenter", "-t", str(self.holder.pid), "-m", "-n", f"--wd={REPO}", "--",
-                *cgroup_jail_argv(self.jail), *self._env(self.b), *cmd]
+                "sh", "-c", f'{joins}; exec "$@"', "sh", *self._env(self.b), *cmd]
 
     def pid_on_b(self) -> int:
         res = subprocess.run(self.on_b("podman", "container", "inspect", self.name),
@@ -127,6 +130,21 @@ class PodBox:
         shutil.rmtree(self.run, ignore_errors=True)
         time.sleep(0.1)  # the jail's cgroups empty once the holder has gone
         remove_cgroup_jail(self.jail)
+
+
+def _cgroup_procs(pid: int) -> list[str]:
+    """The ``cgroup.procs`` files of ``pid``'s cgroups in every v1 hierarchy."""
+    own: dict[str, str] = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        for c in ctrls.split(","):
+            own[c] = path
+    out = []
+    for d in sorted(Path("/sys/fs/cgroup").iterdir()):
+        key = "name=systemd" if d.name == "systemd" else d.name
+        if d.name != "unified" and key in own and (d / "cgroup.procs").exists():
+            out.append(str(d / own[key].lstrip("/") / "cgroup.procs"))
+    return out
 
 
 def _holder(env: Env, jail: str) -> subprocess.Popen[bytes]:
