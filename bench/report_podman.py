@@ -129,5 +129,5 @@ def section(result: dict[str, Any]) -> list[str]:
                 f"{_f(f['freezing'])} / {_f(f['transfer'])} / {_f(f['await_restore'])} / "
                 f"{_f(f['beyond'])} | {_f(f['p_dump'])} / {_f(f['p_copy'])} / "
                 f"{_f(f['p_hold'])} / {_f(f['p_restore'])} / {_f(f['p_unhold'])} / "
-                f"{'-' if archive is None else f'{archive / (1 << 20):.1f}'} |")
+                f"{'-' if archive is None else f'{archive / (1 << 20):.2f}'} |")
     return out

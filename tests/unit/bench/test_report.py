@@ -144,7 +144,7 @@ def test_podman_section_compares_with_podmans_own_and_splits_ferrymans_gap() -> 
     md = markdown(_result([cell]))
     assert "## S2, Podman: redis-server" in md
     assert ("| cold | 1/1 1/1 | 500 | 1000 | 0.50x ✗ | 2000 | 1100 | 480 | "
-            "150 / 14 / 320 / 20 | 400 / 5 / 4 / 500 / 3 / 3.0 |") in md
+            "150 / 14 / 320 / 20 | 400 / 5 / 4 / 500 / 3 / 3.00 |") in md
     assert ("| podman-redis (ferryman cold): client gap ≤ 0.3x Podman's own export/import "
             "| 0.50x ✗ |") in md
     assert "podman container checkpoint --export ARCHIVE --tcp-established NAME" in md
