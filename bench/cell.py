@@ -74,7 +74,8 @@ class RunResult:
         say(f"  !! {self.mode} {self.label} run {self.rep} {self.tool} FAILED: {self.error}")
 
 
-TCP_MODES = ("echo", "runc-echo", "redis")  # live connections and a moving service address
+# live connections and a moving service address
+TCP_MODES = ("echo", "runc-echo", "redis", "podman-echo", "podman-redis")
 BY_HAND_MIGRATIONS = ("cold", "postcopy")
 
 

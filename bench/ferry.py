@@ -43,10 +43,11 @@ def movable_args(env: Env) -> list[str]:
 
 
 def run(env: Env, run_dir: Path, restored: list[int], target: list[str], mode_args: list[str],
-        *, on_b: Callable[..., list[str]] | None = None, agent_args: tuple[str, ...] = ()
-        ) -> Outcome:
-    """``ferryman migrate TARGET… MODE_ARGS…`` in A, to an agent started in B for this run
-    (its command line made by ``on_b``, default B's network namespace, with ``agent_args``)."""
+        *, on_b: Callable[..., list[str]] | None = None, agent_args: tuple[str, ...] = (),
+        on_a: Callable[..., list[str]] | None = None) -> Outcome:
+    """``ferryman migrate TARGET… MODE_ARGS…`` in A (its command line made by ``on_a``,
+    default A's network namespace), to an agent started in B for this run (its command line
+    made by ``on_b``, default B's network namespace, with ``agent_args``)."""
     b = env.topo["b"]
     state_b = run_dir / "agent-b"
     state_b.mkdir()
@@ -61,7 +62,7 @@ def run(env: Env, run_dir: Path, restored: list[int], target: list[str], mode_ar
         b.wait_listening(AGENT_PORT, timeout=min(env.timeout, 60), proc=agent)
         report_path = run_dir / "report.json"
         wall0 = time.time()
-        res = run_timed(env.topo["a"].argv(
+        res = run_timed((on_a or env.topo["a"].argv)(
             PY, "-m", "ferryman", "migrate", *target, "--to", f"{b.ip}:{AGENT_PORT}", "--pki",
             str(env.pki), "--name", "a", "--state-dir", str(run_dir / "state-a"), "--report",
             str(report_path), *mode_args), env.timeout)

@@ -111,6 +111,22 @@ def _check(node: Node, ip: str, env: Env) -> dict[str, object]:
     return out
 
 
+def prepare(env: Env, ip: str, server: Server) -> Server:
+    """Load the keys into the started ``server`` (``DBSIZE`` checked) and measure
+    redis-benchmark's GET rate; ``server`` is stopped if that fails."""
+    try:
+        c = env.topo["c"]
+        load_ms = _load(c, ip, env)
+        if (n := _cli(c, ip, "DBSIZE", timeout=60)) != str(env.redis_keys):
+            raise BenchError(f"DBSIZE {n} after loading {env.redis_keys} keys")
+        server.details = {"keys_loaded_ms": load_ms,
+                          "rb_get_rps_before": _benchmark(c, ip, env)}
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 class Redis:
     """S2's service: redis-server loaded with ``env.redis_keys`` keys, the load client."""
 
@@ -123,18 +139,7 @@ class Redis:
         del rep
         conf = run_dir / "redis.conf"  # its path in argv marks the server ours (cleanup sweep)
         conf.write_text(CONF.format(ip=ip, port=PORT, dir=run_dir))
-        server = launch(env, ["redis-server", str(conf)], PORT, self.what)
-        try:
-            c = env.topo["c"]
-            load_ms = _load(c, ip, env)
-            if (n := _cli(c, ip, "DBSIZE", timeout=60)) != str(env.redis_keys):
-                raise BenchError(f"DBSIZE {n} after loading {env.redis_keys} keys")
-            server.details = {"keys_loaded_ms": load_ms,
-                              "rb_get_rps_before": _benchmark(c, ip, env)}
-        except BaseException:
-            server.stop()
-            raise
-        return server
+        return prepare(env, ip, launch(env, ["redis-server", str(conf)], PORT, self.what))
 
     def client_argv(self, env: Env, ip: str, out: Path, rep: int) -> list[str]:
         return [PY, "-m", "bench.redisclient", "run", "--to", f"{ip}:{PORT}", "--keys",

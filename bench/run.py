@@ -166,9 +166,9 @@ def _mem_available() -> int:
 
 def _cell_mib(cell: Cell) -> int:
     """About what a cell's workload holds (tree: ~10 MiB of Python per process on top)."""
-    if cell.mode in ("echo", "runc-echo"):
+    if cell.mode in ("echo", "runc-echo", "podman-echo"):
         return 16
-    if cell.mode == "redis":
+    if cell.mode in ("redis", "podman-redis"):
         return REDIS_MIB
     size = cell.size_mib or 0
     if cell.mode == "tree":
@@ -226,7 +226,7 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
             env.garp = ensure_arping()
             result["environment"]["garp"] = env.garp
             result["environment"]["service"] = env.service
-        if "redis" in args.modes:
+        if "redis" in args.modes or "podman-redis" in args.modes:
             result["environment"]["redis"] = ensure_redis()
             result["environment"]["redis_keys"] = env.redis_keys = args.redis_keys
         say(f"floor: memcpy {args.memcpy_mib} MiB")

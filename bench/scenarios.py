@@ -24,6 +24,8 @@ from tests.support.workloads import Workload, alive, start_workload
 from bench import service, tree
 from bench.cell import TCP_MODES, Cell, RunResult, int_field, migrator
 from bench.env import Env
+from bench.podmanbox import TOOLS as PODMAN_TOOLS
+from bench.podmanbox import PodmanEcho, PodmanRedis
 from bench.proc import (
     BenchError,
     kill_pid,
@@ -79,6 +81,14 @@ MODES: dict[str, Mode] = {
     "runc-echo": Mode("runc-echo", "S3, container: the echo server as a runc container, "
                       "client every 10 ms: client-observed downtime", "runc-echo", (),
                       ("cold", "postcopy"), scenario="S3", tools=RUNC_TOOLS),
+    "podman-echo": Mode("podman-echo", "S3, Podman: the echo server as a Podman container, "
+                        "client every 10 ms: client-observed gap vs Podman's own "
+                        "export/import", "echo", (), ("cold", "postcopy"), scenario="S3",
+                        tools=PODMAN_TOOLS),
+    "podman-redis": Mode("podman-redis", "S2, Podman: redis-server with 10^6 keys as a Podman "
+                         "container under load from node C: client-observed gap vs Podman's "
+                         "own export/import", "redis", (), ("cold", "postcopy"),
+                         scenario="S2", tools=PODMAN_TOOLS),
     "tree": Mode("tree", "S4: process trees of 1, 10 and 100 processes: freeze time and "
                  "downtime", "tree", (64,), ("cold",), (1, 10, 100), scenario="S4"),
 }
@@ -173,12 +183,16 @@ MEASURE: dict[str, Measure] = {
     "echo": functools.partial(service.measure, svc=EchoProcess()),
     "runc-echo": functools.partial(service.measure, svc=RuncEcho()),
     "redis": functools.partial(service.measure, svc=Redis())}
+# Podman's modes share their kind's cells and reports but start a container.
+MEASURE_BY_MODE: dict[str, Measure] = {
+    "podman-echo": functools.partial(service.measure, svc=PodmanEcho()),
+    "podman-redis": functools.partial(service.measure, svc=PodmanRedis())}
 
 
 def run_cell(env: Env, cell: Cell, runs: int, tools: tuple[str, ...]) -> list[RunResult]:
     """``runs`` repetitions of each tool, rotating which goes first (noise is shared)."""
     mode = MODES[cell.mode]
-    how = MEASURE[mode.kind]
+    how = MEASURE_BY_MODE.get(mode.name) or MEASURE[mode.kind]
     tools = tuple(t for t in tools if t in mode.tools)
     results: list[RunResult] = []
     for rep in range(1, runs + 1):

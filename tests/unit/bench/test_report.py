@@ -129,3 +129,25 @@ def test_a_results_file_renders_again(tmp_path: Path, capsys: pytest.CaptureFixt
     path.write_text("{}")
     assert report_main([str(path)]) == 1
     assert "cannot render" in capsys.readouterr().err
+
+
+def test_podman_section_compares_with_podmans_own_and_splits_ferrymans_gap() -> None:
+    phases = [{"phase": "FREEZING", "start_ms": 0.0, "duration_ms": 150.0},
+              {"phase": "DUMPED", "start_ms": 150.0, "duration_ms": 4.0},
+              {"phase": "TRANSFERRING", "start_ms": 154.0, "duration_ms": 10.0},
+              {"phase": "AWAIT_RESTORE", "start_ms": 164.0, "duration_ms": 320.0}]
+    fm = _run("ferryman", 500.0, 2000.0, report_downtime_ms=480.0)
+    fm["details"]["phases"] = phases
+    bh = _run("by-hand", 1000.0, 1100.0, dump_ms=400.0, copy_ms=5.0, hold_ms=4.0,
+              restore_ms=500.0, unhold_ms=3.0, archive_bytes=float(3 << 20))
+    cell = _cell("podman-redis", "cold", [fm, bh], migration="cold")
+    md = markdown(_result([cell]))
+    assert "## S2, Podman: redis-server" in md
+    assert ("| cold | 1/1 1/1 | 500 | 1000 | 0.50x ✗ | 2000 | 1100 | 480 | "
+            "150 / 14 / 320 / 20 | 400 / 5 / 4 / 500 / 3 / 3.00 |") in md
+    assert ("| podman-redis (ferryman cold): client gap ≤ 0.3x Podman's own export/import "
+            "| 0.50x ✗ |") in md
+    assert "podman container checkpoint --export ARCHIVE --tcp-established NAME" in md
+    header = next(ln for ln in md.splitlines() if ln.startswith("| ferryman mode |"))
+    rule = md.splitlines()[md.splitlines().index(header) + 1]
+    assert rule.count("---") == header.count("|") - 1

@@ -38,20 +38,23 @@ def test_cells_of_each_mode() -> None:
 def test_default_runs_everything_and_scenarios_select_modes() -> None:
     args = parse_args([])
     # no precopy here
-    assert args.modes == ["cold", "postcopy", "redis", "echo", "runc-echo", "tree"]
+    assert args.modes == ["cold", "postcopy", "redis", "echo", "runc-echo", "podman-echo",
+                          "podman-redis", "tree"]
     assert args.runs == 3
-    assert len(cells(args)) == 9 + 9 + 2 + 2 + 2 + 3
-    assert parse_args(["--scenarios", "S3,s4"]).modes == ["echo", "runc-echo", "tree"]
+    assert len(cells(args)) == 9 + 9 + 2 + 2 + 2 + 2 + 2 + 3
+    assert parse_args(["--scenarios", "S3,s4"]).modes == ["echo", "runc-echo", "podman-echo",
+                                                           "tree"]
     assert parse_args(["--scenarios", "S1"]).modes == ["cold", "postcopy"]
-    assert parse_args(["--scenarios", "S2"]).modes == ["redis"]
+    assert parse_args(["--scenarios", "S2"]).modes == ["redis", "podman-redis"]
     assert parse_args(["--modes", "precopy,cold"]).modes == ["cold", "precopy"]
     s1 = cells(parse_args(["--scenarios", "S1", "--sizes", "64", "--rates", "0,100"]))
     assert [(c.mode, c.size_mib, c.dirty_rate) for c in s1] == [
         ("cold", 64, 0), ("cold", 64, 100), ("postcopy", 64, 0), ("postcopy", 64, 100)]
     s2 = cells(parse_args(["--scenarios", "S2", "--redis-modes", "postcopy"]))
-    assert [(c.mode, c.migration) for c in s2] == [("redis", "postcopy")]
+    assert [(c.mode, c.migration) for c in s2] == [("redis", "postcopy"),
+                                                   ("podman-redis", "postcopy")]
     assert parse_args(["--modes", "tree", "--scenarios", "S3"]).modes == [
-        "echo", "runc-echo", "tree"]
+        "echo", "runc-echo", "podman-echo", "tree"]
     boxes = cells(parse_args(["--modes", "runc-echo", "--echo-modes", "postcopy"]))
     assert [(c.mode, c.migration) for c in boxes] == [("runc-echo", "postcopy")]
     picked = cells(parse_args(["--modes", "echo,tree", "--echo-modes", "postcopy",
