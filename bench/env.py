@@ -30,6 +30,7 @@ class Env:
     garp: str = "arping"
     redis_keys: int = 10**6  # S2: keys loaded into redis-server before each migration
     keep_images: bool = False  # --keep-tmp: leave every run's CRIU images on disk
+    warm_state: bool = False  # --warm-state: ferryman's state dir on A shared by every run
 
 
 @dataclass

@@ -64,7 +64,8 @@ def run(env: Env, run_dir: Path, restored: list[int], target: list[str], mode_ar
         wall0 = time.time()
         res = run_timed((on_a or env.topo["a"].argv)(
             PY, "-m", "ferryman", "migrate", *target, "--to", f"{b.ip}:{AGENT_PORT}", "--pki",
-            str(env.pki), "--name", "a", "--state-dir", str(run_dir / "state-a"), "--report",
+            str(env.pki), "--name", "a", "--state-dir", str(env.tmp / "state-a" if env.warm_state
+                                              else run_dir / "state-a"), "--report",
             str(report_path), *mode_args), env.timeout)
         report: dict[str, Any] = (json.loads(report_path.read_text())
                                   if report_path.exists() else {})
@@ -95,6 +96,7 @@ def run(env: Env, run_dir: Path, restored: list[int], target: list[str], mode_ar
                 "criu_dump": criu.get("dump", {}),
                 "criu_restore": criu.get("restore", {}),
                 "phases": report.get("phases", []),
+                "steps": report.get("steps") or {},  # before the freeze, ms per step
                 "sync": report.get("sync") or {},  # containers: rsync times and bytes
             })
     finally:

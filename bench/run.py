@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--memcpy-mib", type=int, default=256, help="memcpy floor size (256)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     ap.add_argument("--criu", default=shutil.which("criu") or "criu", help="criu binary")
+    ap.add_argument("--warm-state", action="store_true",
+                    help="ferryman: one state dir on A for every run, as a node's "
+                         "/var/lib/ferryman (CRIU's facts cached by the first run)")
     ap.add_argument("--keep-tmp", action="store_true",
                     help="keep the temp dir (logs, and every run's CRIU images: mind the disk)")
     args = ap.parse_args(argv)
@@ -220,7 +223,8 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
         pki = tmp / "pki"
         _make_pki(topo, pki)
         env = Env(topo=topo, pki=pki, tmp=tmp, criu=args.criu, timeout=args.timeout,
-                  keep_images=args.keep_tmp)
+                  keep_images=args.keep_tmp, warm_state=args.warm_state)
+        result["environment"]["warm_state"] = args.warm_state
         if clients:
             env.service = f"10.{topo.net}.0.100/24"
             env.garp = ensure_arping()

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.link import measure_link
+from ferryman.agent.steps import timed
 from ferryman.criu.client import Criu
 from ferryman.criu.dryrun import DryRun, dry_run_dump, transient
-from ferryman.criu.probe import probe_features
 from ferryman.errors import FerrymanError, PreflightFailed
 from ferryman.host import wptrack
 from ferryman.host.dirty import probe_dirty_rate
@@ -84,22 +84,37 @@ async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wir
                           pid: int, workdir: Path, requested: Mode | None,
                           synced: Sequence[str] = (), timeout: float = 120.0,
                           dry_run_unless_refused: bool = False, moved: Sequence[str] = (),
-                          tcp_established: bool = False) -> CheckResult:
+                          tcp_established: bool = False,
+                          steps: dict[str, float] | None = None) -> CheckResult:
     """Ask the destination and check here; the connection is back in GREETED afterwards.
 
     With ``dry_run_unless_refused`` (migrate) the dry-run dump is skipped when the
     destination's rows already rule ``requested`` out: nothing is frozen for nothing.
+    The ``criu check --feature`` probes run while the destination answers. ``steps`` gets
+    ``destination_rows``, ``feature_probes`` and ``dry_run`` (agent/steps.py).
     """
+    steps = {} if steps is None else steps
+
+    async def probes() -> dict[str, bool]:
+        with timed(steps, "feature_probes"):
+            return await criu.probes()
+
     workload = inspect_workload(pid)
     if moved:  # those addresses come along with the workload (--move-address)
         workload = replace(workload, sockets=tuple(s for s in workload.sockets
                                                    if s.local_ip not in moved))
     query = encode_query(workload, synced, budget=MAX_CHECK_JSON_BYTES)
-    await ch.send(wire.CheckRequest(query))
-    report = await ch.expect((wire.CheckReport,), timeout)
+    probing = asyncio.ensure_future(probes())  # local, while the destination answers
+    try:
+        with timed(steps, "destination_rows"):
+            await ch.send(wire.CheckRequest(query))
+            report = await ch.expect((wire.CheckReport,), timeout)
+    finally:
+        if not probing.done():
+            await asyncio.wait({probing})
     dest_node, dest_modes, dest_rows = rows_from_json(report.result)
     features = dict(ours.features)
-    features.update(await probe_features(criu.binary))
+    features.update(probing.result())
     here = NodeFacts(ours.node, ours.criu_version, features)
     supported = [m for m in SOURCE_MODES if m in dest_modes]
     dry_dir = workdir / "dry-run"
@@ -113,11 +128,13 @@ async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wir
     if dry_run_unless_refused and requested is not None and not refused.can_move:
         dump = skipped
     else:
-        result = await dry_run_dump(criu, pid, dry_dir, tcp_established=tcp_established)
-        if transient(result):
-            log.info("dry-run dump of PID %d raced with its connections' traffic (%s): once "
-                     "more", pid, result.reason)
+        with timed(steps, "dry_run"):
             result = await dry_run_dump(criu, pid, dry_dir, tcp_established=tcp_established)
+            if transient(result):
+                log.info("dry-run dump of PID %d raced with its connections' traffic (%s): "
+                         "once more", pid, result.reason)
+                result = await dry_run_dump(criu, pid, dry_dir,
+                                            tcp_established=tcp_established)
         log.info("dry-run dump of PID %d: ok=%s, frozen <= %s ms", pid, result.ok,
                  f"{result.freeze_ms:.1f}" if result.freeze_ms is not None else "?")
         dump = dump_row(result.ok, result.freeze_ms, result.reason, str(result.log_path),
@@ -162,7 +179,8 @@ async def check_before_plan(m: SourceRole, ours: wire.Hello, theirs: wire.Hello
     result = await collect_verdict(m.ch, m.criu, ours, theirs, pid=m.pid, workdir=m.workdir,
                                    requested=requested, synced=policy.synced,
                                    timeout=o.timeouts.plan, dry_run_unless_refused=True,
-                                   moved=policy.moved, tcp_established=o.tcp_established)
+                                   moved=policy.moved, tcp_established=o.tcp_established,
+                                   steps=m.report.steps)
     v = result.verdict
     m.report.logs["dry-run"] = str(result.dump_log)
     if result.dry_run is not None and result.dry_run.ok:
@@ -224,8 +242,9 @@ async def choose_auto_mode(m: SourceRole, v: Verdict, features: Mapping[str, boo
     rate = None
     if tracking and m.tree is not None:
         uffd_wp = dirty_tracker(features, container=m.o.in_container) == wptrack.TRACKER
-        rate = await asyncio.to_thread(wptrack.probe_dirty_rate if uffd_wp
-                                       else probe_dirty_rate, m.tree.pids())
+        with timed(m.report.steps, "dirty_rate"):
+            rate = await asyncio.to_thread(wptrack.probe_dirty_rate if uffd_wp
+                                           else probe_dirty_rate, m.tree.pids())
     link, how = await _link(m)
     cap = m.report.max_bandwidth_bytes_per_s
     if cap is not None and cap < link:
@@ -248,7 +267,8 @@ async def _link(m: SourceRole) -> tuple[float, str]:
         return pc.link_mbps * 125_000, "assumed"
     assert m.ch is not None
     m.o.progress("CHECKING", "timing the link")
-    rate = await measure_link(m.ch, m.o.timeouts.plan)
+    with timed(m.report.steps, "link_test"):
+        rate = await measure_link(m.ch, m.o.timeouts.plan)
     m.report.link_bytes_per_s = rate
     if rate is None:  # too fast for a 4 MiB test to tell apart from its round trip
         return UNMEASURABLE_LINK_MBPS * 125_000, "faster than this test tells, taken as"

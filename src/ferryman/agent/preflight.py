@@ -12,6 +12,7 @@ Plan (``ferryman migrate``) or an Abort (``ferryman check``): :func:`serve_check
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -24,7 +25,6 @@ from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.hello import node_features
 from ferryman.criu.client import Criu
-from ferryman.criu.probe import probe_features
 from ferryman.errors import PidControlError, RemoteProtocolError
 from ferryman.host import netinfo, pidctl, procfs
 from ferryman.host.exposure import answerable
@@ -48,7 +48,7 @@ async def node_facts(criu: Criu, node: str, state_dir: Path,
                      hidden: Iterable[str] = ()) -> NodeFacts:
     """This node's CRIU version and every feature the checks ask about."""
     facts, features = await node_features(criu, state_dir)
-    features.update(await probe_features(criu.binary))
+    features.update(await criu.probes())
     for name in hidden:  # test-only: pretend CRIU lacks it (serve --test-hide-feature)
         features[name] = False
     return NodeFacts(node=node, criu_version=str(facts.version), features=features)
@@ -79,9 +79,12 @@ async def destination_facts(q: CheckQuery, source_hello: wire.Hello, cfg: AgentC
                             criu: Criu) -> DestinationFacts:
     net = procfs.PROC / "self" / "net"
     w = q.workload
+    node, cpu = await asyncio.gather(  # two criu runs, independent: together
+        node_facts(criu, cfg.name, cfg.state_dir, cfg.hidden_features),
+        cpu_problem(criu, source_hello.cpuinfo, cfg.state_dir))
     return DestinationFacts(
-        criu=await node_facts(criu, cfg.name, cfg.state_dir, cfg.hidden_features),
-        cpu_problem=await cpu_problem(criu, source_hello.cpuinfo, cfg.state_dir),
+        criu=node,
+        cpu_problem=cpu,
         taken_ids=() if w.own_pid_ns else taken_ids(w.ids),
         networks=frozenset(netinfo.local_networks(net)),
         bound=tuple(s for s in netinfo.read_inet_sockets(net) if s.binds),

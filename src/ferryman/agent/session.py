@@ -17,6 +17,7 @@ from pathlib import Path
 from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.hello import exchange_hello, local_hello
+from ferryman.agent.steps import timed
 from ferryman.criu.client import Criu
 from ferryman.errors import FerrymanError, PeerRejected, PeerUnreachable
 from ferryman.pki import NodeCredentials, tls
@@ -59,20 +60,29 @@ async def connect(host: str, port: int, creds: NodeCredentials, timeout: float) 
 
 
 async def greet(criu: Criu, creds: NodeCredentials, state_dir: Path, *, host: str, port: int,
-                timeout: float) -> Greeted:
+                timeout: float, steps: dict[str, float] | None = None) -> Greeted:
     """Connect while CRIU describes this node (our Hello), then exchange Hellos.
 
-    The connection is closed again if the Hello exchange fails.
+    The connection is closed again if the Hello exchange fails. ``steps`` gets the timings
+    of ``hello_facts``, ``connect`` and ``hello_exchange`` (agent/steps.py).
     """
-    ours_task = asyncio.ensure_future(local_hello(criu, creds.name, state_dir))
+    steps = {} if steps is None else steps
+
+    async def ours_timed() -> wire.Hello:
+        with timed(steps, "hello_facts"):
+            return await local_hello(criu, creds.name, state_dir)
+
+    ours_task = asyncio.ensure_future(ours_timed())
     try:
-        ch = await connect(host, port, creds, timeout)
+        with timed(steps, "connect"):
+            ch = await connect(host, port, creds, timeout)
     finally:
         if not ours_task.done():
             await asyncio.wait({ours_task})
     try:
         ours = ours_task.result()
-        theirs = await exchange_hello(ch, ours, timeout)
+        with timed(steps, "hello_exchange"):
+            theirs = await exchange_hello(ch, ours, timeout)
     except BaseException:
         await ch.close()
         raise

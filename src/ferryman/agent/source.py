@@ -35,6 +35,7 @@ from ferryman.agent.session import abort, greet
 from ferryman.agent.source_freeze import CgroupFreeze
 from ferryman.agent.source_network import Handover
 from ferryman.agent.source_report import collect_dump_stats, finish_report
+from ferryman.agent.steps import timed
 from ferryman.criu import unix_images
 from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
 from ferryman.criu.pacing import bytes_per_s, criu_env
@@ -150,7 +151,8 @@ class SourceMigration:
         lockguard.start(os.getpid(), self.workdir)  # CRIU's network lock, should we die
         self.o.progress("HELLO", f"connecting to {o.host}:{o.port}")
         greeted = await greet(self.criu, o.creds, o.state_dir, host=o.host, port=o.port,
-                              timeout=o.timeouts.hello)  # criu describes us meanwhile
+                              timeout=o.timeouts.hello,  # criu describes us meanwhile
+                              steps=self.report.steps)
         self.ch = ch = greeted.ch
         hello, theirs = greeted.ours, greeted.theirs
         self.report.destination_node = theirs.node
@@ -168,7 +170,8 @@ class SourceMigration:
                                 move_address=str(o.move_address or ""),
                                 target=self.box.planned().to_json() if self.box else "",
                                 page_server_port=self.ps_port))
-        answer = await ch.expect((wire.Ready, wire.Refused), o.timeouts.plan)
+        with timed(self.report.steps, "plan_ready"):  # the destination's CPU check, page server
+            answer = await ch.expect((wire.Ready, wire.Refused), o.timeouts.plan)
         if isinstance(answer, wire.Refused):
             raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
         self.sync_port = answer.sync_port

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ferryman.criu import requests, rpc
+from ferryman.criu import factcache, probe, requests, rpc
 from ferryman.criu.logs import first_error
 from ferryman.criu.requests import PageServerAddress, TlsFiles
 from ferryman.criu.swrk import NotifyHandler, SwrkSession
@@ -67,19 +69,50 @@ class Criu:
         self.log_level = log_level
         self.env = env
         self._facts: CriuFacts | None = None
+        self._probes: dict[str, bool] | None = None
+        self._probed_at = 0.0  # time.monotonic() of the probes
+        self._cpu_ok: set[bytes] = set()  # sha256 of cpuinfo.img bytes CRIU accepted
 
     async def facts(self, scratch_parent: Path) -> CriuFacts:
-        """Version, features and cpuinfo, asked once (three criu runs) and then remembered.
+        """Version, features and cpuinfo, asked once (three criu runs, concurrently, with the
+        ``check --feature`` probes) and then remembered: in this process, and in
+        ``scratch_parent/criu-facts.json`` for the next one while the binary, the boot and
+        the kernel are the same (:mod:`ferryman.criu.factcache`).
 
         ``cpuinfo.img`` is written to a temporary directory under ``scratch_parent``.
         """
         if self._facts is None:
-            version = await self.check_version()
-            features = await self.features()
+            _, asked = requests.feature_check()
+            key = factcache.host_key(self.binary, [*asked, *probe.PROBES])
+            cached = None if key is None else factcache.load(scratch_parent, key)
+            if cached is not None:
+                (major, minor, sub), features, cpuinfo, probes = cached
+                version = CriuVersion(major, minor, sub)
+                if (major, minor) < MIN_VERSION:  # as check_version says it
+                    version = await self.check_version()
+                self._facts = CriuFacts(version, features, cpuinfo)
+                self._probes, self._probed_at = probes, time.monotonic()
+                log.debug("criu facts reused from %s", scratch_parent / factcache.FILE_NAME)
+                return self._facts
             with tempfile.TemporaryDirectory(dir=scratch_parent, prefix="cpuinfo-") as tmp:
-                cpuinfo = await self.cpuinfo_dump(Path(tmp))
+                version, features, cpuinfo, probes = await asyncio.gather(
+                    self.check_version(), self.features(), self.cpuinfo_dump(Path(tmp)),
+                    probe.probe_features(self.binary))
             self._facts = CriuFacts(version, features, cpuinfo)
+            self._probes, self._probed_at = probes, time.monotonic()
+            if key is not None:
+                factcache.save(scratch_parent, factcache.encode(
+                    key, (version.major, version.minor, version.sublevel), features, cpuinfo,
+                    probes, now=time.time()))
         return self._facts
+
+    async def probes(self) -> dict[str, bool]:
+        """The ``criu check --feature`` probes (:mod:`ferryman.criu.probe`): those asked with
+        :meth:`facts` (and cached with them), else asked now."""
+        if self._probes is None or time.monotonic() - self._probed_at > factcache.MAX_AGE_S:
+            self._probes = await probe.probe_features(self.binary)
+            self._probed_at = time.monotonic()
+        return dict(self._probes)
 
     async def _call(self, req: Any, action: str, *, pass_fds: tuple[int, ...] = (),
                     on_notify: NotifyHandler | None = None, log_path: Path | None = None) -> Any:
@@ -137,7 +170,13 @@ class Criu:
         return (images_dir / "cpuinfo.img").read_bytes()
 
     async def cpuinfo_check(self, images_dir: Path) -> str | None:
-        """None when a dump described by ``images_dir/cpuinfo.img`` can run here, else why not."""
+        """None when a dump described by ``images_dir/cpuinfo.img`` can run here, else why not.
+
+        A compatible answer is remembered for those exact bytes (the source's CPU), so the
+        destination's pre-flight and its Plan ask CRIU once; a refusal is asked again."""
+        digest = hashlib.sha256((images_dir / "cpuinfo.img").read_bytes()).digest()
+        if digest in self._cpu_ok:
+            return None
         with _dir_fd(images_dir) as fd:
             req = requests.images_only(rpc.CPUINFO_CHECK, fd, "cpuinfo-check.log",
                                        self.log_level)
@@ -146,6 +185,7 @@ class Criu:
                                  log_path=images_dir / "cpuinfo-check.log")
             except CriuError as exc:
                 return exc.reason or "CPU features differ"
+        self._cpu_ok.add(digest)
         return None
 
     async def dump(

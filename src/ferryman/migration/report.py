@@ -74,6 +74,11 @@ class MigrationReport:
     max_bandwidth_bytes_per_s: float | None = None  # --max-bandwidth: the pages' cap on the wire
     criu: dict[str, dict[str, int]] = field(default_factory=dict)
     phases: list[PhaseTiming] = field(default_factory=list)
+    # before the freeze, each step's own wall time in ms (agent/steps.py): hello_facts (CRIU's
+    # version, features and cpuinfo; cached, see criu/factcache.py), connect, hello_exchange,
+    # destination_rows, feature_probes, dry_run, dirty_rate, link_test, plan_ready (the
+    # destination's CPU check and page server start); overlapping steps each count their own
+    steps: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     logs: dict[str, str] = field(default_factory=dict)
     destination_log_tail: str = ""

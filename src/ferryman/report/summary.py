@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from ferryman.host.pages import PAGE_SIZE
 from ferryman.migration.report import MigrationReport
@@ -104,6 +104,8 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
     if r.forwarded_packets:
         lines.append(f"  held back    {r.forwarded_packets} segments reached the source while it "
                      "was frozen; sent on to the destination after its restore")
+    if r.steps:
+        lines.append(f"  before freeze {step_line(r.steps)}")
     criu = [f"{name} {_us(stats, key)}" for name, stats, key in (
         ("freezing", dump, "freezing_time"), ("frozen", dump, "frozen_time"),
         ("memdump", dump, "memdump_time"), ("restore", restore, "restore_time"))
@@ -126,6 +128,21 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
         tail = r.destination_log_tail.rstrip().splitlines()[-LOG_TAIL_LINES:]
         lines += ["", "destination log (last lines)"] + [f"  {line}" for line in tail]
     return "\n".join(lines)
+
+
+STEP_NAMES: Final = {  # the report's steps (agent/steps.py), in the order they run
+    "hello_facts": "criu facts", "connect": "connect", "hello_exchange": "hello",
+    "destination_rows": "destination check", "feature_probes": "criu probes",
+    "dry_run": "dry run", "dirty_rate": "dirty rate", "link_test": "link test",
+    "plan_ready": "plan→ready",
+}
+
+
+def step_line(steps: Mapping[str, float]) -> str:
+    """What each step before the freeze cost, in the order they run (overlapping ones: criu
+    facts with connect, criu probes with the destination's check)."""
+    known = [k for k in STEP_NAMES if k in steps] + sorted(set(steps) - set(STEP_NAMES))
+    return ", ".join(f"{STEP_NAMES.get(k, k)} {ms(steps[k])}" for k in known)
 
 
 def phase_table(t: Timeline) -> list[str]:
