@@ -27,8 +27,11 @@ def beats(log: Path) -> list[tuple[int, int]]:
     return out
 
 
-@pytest.mark.parametrize("mode", ["cold", "postcopy"])
+@pytest.mark.parametrize("mode", ["cold", "postcopy", "precopy", "hybrid"])
 def test_workload_writing_shared_files_moves_without_force(cluster: Cluster, mode: str) -> None:
+    """A log appender and an in-place heartbeat on storage both nodes see, in every mode
+    (pre-copy and hybrid with the uffd-wp tracker on this kernel: the file keeps changing
+    while the pre-dumps run, and the final dump's size check holds)."""
     b = cluster.start_agent("b", *check_roots(cluster))  # pytest's tmp_path is private
     log, hb = cluster.base / "access.log", cluster.base / "hb"
     w = cluster.workload(mib=16, seed=f"written-{mode}", log_file=str(log),
