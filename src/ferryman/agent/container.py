@@ -37,7 +37,6 @@ from ferryman.errors import (
 )
 from ferryman.fs import rsync, snapshot
 from ferryman.fs.server import SyncServer
-from ferryman.migration.phases import SourcePhase
 from ferryman.migration.runc_checks import RSYNC_FEATURE, RUNC_FEATURE
 from ferryman.pki import NodeCredentials, tls
 from ferryman.targets import runc_checkpoint
@@ -289,7 +288,8 @@ async def source_open(m: SourceRole, target: RuncTarget) -> SourceContainer:
 
 
 async def source_presync(m: SourceRole, box: SourceContainer, sync_port: int) -> None:
-    """PRESYNC: the bundle and rootfs while the container runs (nothing frozen yet); once.
+    """PRESYNC (the driver entered it): the bundle and rootfs while the container runs
+    (nothing frozen yet); once.
 
     Pre-copy runs it before its first pre-dump, so that the dirty pages the rsync causes
     are still copied while the container runs; the final dump then finds it done.
@@ -297,7 +297,6 @@ async def source_presync(m: SourceRole, box: SourceContainer, sync_port: int) ->
     assert m.ch is not None
     if box.presynced:
         return
-    m.phase(SourcePhase.PRESYNC, f"rsync while running to {m.ch.peer_ip}")
     try:
         detail = await box.sync(1, m.ch.peer_ip, sync_port, m.o.creds)
     except FerrymanError:

@@ -9,7 +9,9 @@ convergence policy (pure, :mod:`ferryman.migration.convergence`) says ITERATE, F
 SWITCH_TO_POSTCOPY; then the source asks for the final set (an ``Iterate(final=True)``,
 lazy when switching or in hybrid mode) and the usual final dump follows, with ``pre-N`` as
 its parent. Nothing is frozen between iterations: a failure here is rolled back by telling
-the destination to drop its image sets; the workload never stopped running.
+the destination to drop its image sets; the workload never stopped running. The loop and
+its decisions are the SOURCE driver's (migration/source_driver.py, with the policy's
+history in migration/iterations.py); this module sends, reads and pre-dumps for it.
 
 The dirty pages come from the kernel's soft-dirty bits, or, on kernels without them, from
 userfaultfd async write-protect (``report.dirty_tracker == "uffd-wp"``): then the agent holds
@@ -23,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from ferryman import wire
@@ -31,109 +33,20 @@ from ferryman.agent.files import SET_PREFIX, Receiver, set_name
 from ferryman.agent.session import abort
 from ferryman.criu.client import PageServerAddress, TlsFiles
 from ferryman.criu.stats import DUMP_STATS, read_stats
-from ferryman.errors import (
-    FerrymanError,
-    MigrationRolledBack,
-    RemoteError,
-    TransferError,
-)
+from ferryman.errors import FerrymanError, TransferError
 from ferryman.host import wptrack
 from ferryman.host.wptrack import WriteTracker
-from ferryman.migration.convergence import (
-    BudgetPolicy,
-    Decision,
-    IterationStats,
-    Ruling,
-    fit_transfer,
-    from_criu_stats,
-)
-from ferryman.migration.phases import SourcePhase
-from ferryman.migration.precopy_plan import (
-    POLICIES,
-    PrecopyOptions,
-    container_objects_ms,
-    environment,
-    fixed_cost_ms,
-)
-from ferryman.migration.report import Result
-from ferryman.mode import Mode
+from ferryman.migration.convergence import IterationStats, from_criu_stats
 
 if TYPE_CHECKING:
     from ferryman.agent.role import SourceRole
 
-# The options and their model live in migration/precopy_plan.py; importable from here too.
-__all__ = ["POLICIES", "FinalStep", "PrecopyOptions", "container_objects_ms", "environment",
-           "fixed_cost_ms", "run_iterations"]
+__all__ = ["abandon", "next_set", "pre_dump"]
 
 log = logging.getLogger(__name__)
-S = SourcePhase
 
 
-@dataclass(frozen=True, slots=True)
-class FinalStep:
-    """What the iterations ended with: the final set's page-server port (0 when lazy)."""
-
-    port: int
-    lazy: bool
-    parent: str
-    verdict: Ruling
-
-
-async def run_iterations(m: SourceRole, first_port: int, *, hybrid: bool,
-                         postcopy_allowed: bool) -> FinalStep:
-    """Pre-dump until the policy stops; returns the final set's page server (see module doc).
-
-    Raises MigrationRolledBack (the destination dropped its sets; the workload ran on).
-    """
-    opts = m.o.precopy
-    policy = opts.make_policy(postcopy_allowed=postcopy_allowed)
-    predictor = BudgetPolicy(postcopy_allowed=False, max_downtime_ms=opts.max_downtime_ms)
-    fixed = fixed_cost_ms(m.report.dry_run_freeze_ms, opts.fixed_cost_ms)
-    history: list[IterationStats] = []
-    cap = m.report.max_bandwidth_bytes_per_s
-    env = environment(fixed, None, cap_bytes_per_s=cap)
-    port, restore_rate = first_port, 0
-    try:
-        while (verdict := policy.decide(history, env)).decision is Decision.ITERATE:
-            index = len(history) + 1
-            if index > 1:
-                ready = await _next_set(m, wire.Iterate(index))
-                port, restore_rate = ready.page_server_port, \
-                    ready.restore_bytes_per_s or restore_rate
-            history.append(await _pre_dump(m, index, port))
-            restore_ms = m.report.rss_bytes / restore_rate * 1000 if restore_rate else 0.0
-            fit = fit_transfer(history)
-            if m.o.container is not None and m.report.dry_run_freeze_ms is None:
-                fixed = container_objects_ms(fit, m.report.sync.get("presync_ms"),
-                                             opts.fixed_cost_ms)
-            env = environment(fixed, fit, restore_ms, cap)
-            predicted = predictor.predict_ms(history, env)
-            m.report.iterations[-1]["predicted_downtime_ms"] = predicted
-        lazy = hybrid or verdict.decision is Decision.SWITCH_TO_POSTCOPY
-        ready = await _next_set(m, wire.Iterate(len(history) + 1, final=True, lazy=lazy))
-        port = ready.page_server_port
-    except (FerrymanError, OSError) as exc:
-        await _abandon(m, exc)
-        raise AssertionError("unreachable") from exc  # _abandon always raises
-    r = m.report
-    r.policy = opts.policy
-    r.convergence = f"{verdict.decision}: {verdict.reason}"
-    r.predicted_downtime_ms = (verdict.predicted_downtime_ms
-                               if verdict.predicted_downtime_ms is not None
-                               else predictor.predict_ms(history, env))
-    r.over_budget = verdict.over_budget
-    r.fixed_cost_ms = env.fixed_cost_ms
-    r.restore_bytes_per_s = restore_rate or None
-    r.bandwidth_bytes_per_s = env.bandwidth_bytes_per_s
-    r.switched_to_postcopy = verdict.decision is Decision.SWITCH_TO_POSTCOPY
-    if r.switched_to_postcopy:
-        r.mode = Mode.HYBRID
-    m.o.progress("ITERATING", f"{len(history)} pre-dumps; {verdict.reason}"
-                 + ("; final step lazy" if lazy else ""))
-    return FinalStep(port, lazy, set_name(len(history)), verdict)
-
-
-async def _next_set(m: SourceRole, msg: wire.Iterate) -> wire.Ready:
+async def next_set(m: SourceRole, msg: wire.Iterate) -> wire.Ready:
     """Ask the destination for the page server of the next image set (port 0: lazy).
 
     Before a lazy final set the destination sends back the page maps of its sets, as
@@ -166,14 +79,13 @@ async def _next_set(m: SourceRole, msg: wire.Iterate) -> wire.Ready:
     return got
 
 
-async def _pre_dump(m: SourceRole, index: int, port: int) -> IterationStats:
-    m.tracker.advance(S.ITERATING)
+async def pre_dump(m: SourceRole, index: int, port: int) -> IterationStats:
     c = m.o.creds
     images = m.workdir / set_name(index)
     images.mkdir()
     m.o.progress("ITERATING", f"pre-dump {index} while the workload runs")
     t0 = time.monotonic()
-    armed = await _arm_tracker(m)
+    armed = await arm_tracker(m)
     await m.dumper.dump(m.pid, images, pre_dump=True, track_mem=True,
                       track_mem_uffd=armed,
                       parent=f"../{set_name(index - 1)}" if index > 1 else None,
@@ -193,7 +105,7 @@ async def _pre_dump(m: SourceRole, index: int, port: int) -> IterationStats:
     return it
 
 
-async def _arm_tracker(m: SourceRole) -> bool:
+async def arm_tracker(m: SourceRole) -> bool:
     """uffd-wp tracking: make every process of the tree tracked before a pre-dump (the
     first call creates the tracker). False with soft-dirty, which needs no arming."""
     if m.report.dirty_tracker != wptrack.TRACKER:
@@ -212,13 +124,8 @@ async def _arm_tracker(m: SourceRole) -> bool:
     return True
 
 
-async def _abandon(m: SourceRole, exc: BaseException) -> None:
+async def abandon(m: SourceRole, exc: BaseException) -> None:
     """A failed iteration: the workload runs on; the destination drops its sets."""
     ch = m.ch
     if ch is not None and ch.conn.state in wire.ABORTABLE_STATES:
         await abort(ch, str(exc))
-    m.tracker.advance(S.ROLLED_BACK)
-    m.report.result = Result.ROLLED_BACK
-    code = exc.code if isinstance(exc, RemoteError) else ""
-    raise MigrationRolledBack(getattr(exc, "message", str(exc)),
-                              hint=getattr(exc, "hint", None), cause_code=code) from exc

@@ -9,7 +9,6 @@ agent/source.py, so the imports run one way (source.py -> them -> this module).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,6 @@ from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import Timeouts
 from ferryman.criu.client import Criu
-from ferryman.errors import PeerLost
 from ferryman.host.addresses import MoveAddress
 from ferryman.host.wptrack import WriteTracker
 from ferryman.migration.phases import PhaseTracker, SourcePhase
@@ -73,14 +71,9 @@ class SourceRole(Protocol):
     tree: ProcessTree | None
     dumper: Dumper
     sync_port: int
-    ps_port: int
-    parent: str | None  # the last pre-dump's set, parent of the final dump
+    ps_port: int  # lazy: CRIU's page server here (the Plan names it)
     write_tracker: WriteTracker | None  # pre-copy without soft-dirty (host/wptrack.py)
     freeze_at: float | None
-    serving: asyncio.Event  # post-copy: CRIU's page server listens
-    lazy: bool  # the final dump keeps the memory here, served on demand
-    commit_error: PeerLost | None  # cold: the Commit may not have arrived
-    committed: asyncio.Future[wire.Committed] | None  # cold: Committed, read meanwhile
 
     @property
     def pid(self) -> int:
@@ -92,17 +85,30 @@ class SourceRole(Protocol):
     def find_freezer(self) -> str | None:
         """The cgroup to hand CRIU as ``freeze_cgroup`` (we freeze it at pre-dump), or None."""
 
-    async def on_notify(self, script: str, pid: int) -> bool:
-        """CRIU's notifications during the final dump (pre-dump, post-dump, status-ready)."""
+    def freeze_window(self) -> None:
+        """CRIU's pre-dump: hold in-flight segments, freeze our cgroup, note the freeze."""
+
+    def thaw(self) -> None:
+        """Thaw the cgroup we froze, if any."""
+
+    def move_address_away(self) -> None:
+        """Frozen and network-locked: delete the service address here."""
+
+    async def ship_images(self) -> None:
+        """Send the final dump's image files to the destination."""
+
+    def keep_what_the_restore_shares(self) -> None:
+        """A process tree on one host: its FIFOs' data and unix socket names, kept."""
 
     async def await_committed(self) -> wire.Committed:
         """Wait for Committed (the destination resumed the workload: downtime ends)."""
 
-    async def await_restored(self) -> bool:
+    async def await_restored(self) -> wire.Restored:
         """Wait for the destination's Restored (RemoteError on Failed)."""
 
-    async def roll_back(self, exc: BaseException) -> None:
-        """Before the point of no return: resume the workload here, Abort; always raises."""
+    async def roll_back(self, exc: BaseException) -> bool:
+        """Before the point of no return: resume the workload here, Abort; whether its tree
+        survived."""
 
     def collect_dump_stats(self, *, lazy: bool = False) -> None:
         """CRIU's dump statistics and log paths into the report."""

@@ -19,31 +19,22 @@ import uuid
 from ferryman import testhooks, wire
 from ferryman.agent import fifos, lockguard, podman
 from ferryman.agent.channel import Channel
-from ferryman.agent.commit import point_of_no_return
-from ferryman.agent.container import (
-    SourceContainer,
-    source_final_sync,
-    source_open,
-    source_presync,
-)
+from ferryman.agent.container import SourceContainer, source_open
 from ferryman.agent.files import file_messages, image_files
 from ferryman.agent.gate import check_before_plan, plan_migration
-from ferryman.agent.postcopy import announce_restore, run_postcopy
-from ferryman.agent.precopy import run_iterations
 from ferryman.agent.role import ProgressFn, SourceOptions
 from ferryman.agent.session import abort, greet
+from ferryman.agent.source_drive import SourceDrive
 from ferryman.agent.source_freeze import CgroupFreeze
 from ferryman.agent.source_network import Handover
 from ferryman.agent.source_report import collect_dump_stats, finish_report
 from ferryman.agent.steps import timed
 from ferryman.criu import unix_images
-from ferryman.criu.client import Criu, PageServerAddress, TlsFiles
+from ferryman.criu.client import Criu
 from ferryman.criu.pacing import bytes_per_s, criu_env
 from ferryman.criu.page_server import free_port
 from ferryman.errors import (
     FerrymanError,
-    MigrationRolledBack,
-    PeerLost,
     RemoteError,
 )
 from ferryman.host import (
@@ -54,9 +45,11 @@ from ferryman.host import (
 )
 from ferryman.host.fifos import boot_id
 from ferryman.host.wptrack import WriteTracker
+from ferryman.migration.iterations import Convergence
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.plan import Plan
-from ferryman.migration.report import MigrationReport, Result
+from ferryman.migration.report import MigrationReport
+from ferryman.migration.source_driver import SourceDriver
 from ferryman.targets.process import ProcessTree
 from ferryman.targets.runc_checkpoint import Dumper
 
@@ -82,23 +75,17 @@ class SourceMigration:
             self.report.max_bandwidth_bytes_per_s = bytes_per_s(opts.max_bandwidth_mbit)
         self.ch: Channel | None = None
         self.tree: ProcessTree | None = None
-        self.restored: wire.Restored | None = None
         self.freeze_at: float | None = None
         self.ps_port = 0
         self.address_moved = False
-        self.commit_error: PeerLost | None = None
         self.cgroup = CgroupFreeze(self.report, opts.progress)  # the one we freeze, if any
         self.stopped_source: list[int] = []
-        self.serving = asyncio.Event()
         self.shipped = (0, 0)
-        self.lazy = False  # the final dump keeps the memory here, served on demand
-        self.parent: str | None = None  # the last pre-dump's set, parent of the final dump
         self.dumper: Dumper = self.criu  # runc's checkpoint for a container
         self.write_tracker: WriteTracker | None = None  # pre-copy without soft-dirty
         self.box: SourceContainer | None = None
         self.plan: Plan | None = None  # decided once after Hello (migration/plan.py)
         self.sync_port = 0
-        self.committed: asyncio.Future[wire.Committed] | None = None
         # CRIU's network lock and the segments that reach us frozen (--move-address)
         self.net = Handover(self.workdir, opts.move_address, opts.tcp_established, self.report)
         self.fifo_devices: dict[str, int] = {}  # FIFOs with data the frozen tree holds
@@ -175,49 +162,16 @@ class SourceMigration:
         if isinstance(answer, wire.Refused):
             raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
         self.sync_port = answer.sync_port
-        port = answer.page_server_port
-        if plan.pre_copies:
-            self.phase(S.PLANNED, f"pre-copy into page servers on {theirs.node}")
-            if self.box is not None:  # the container's files first, while it runs
-                await source_presync(self, self.box, self.sync_port)
-            final = await run_iterations(self, port, hybrid=plan.mode.lazy,
-                                         postcopy_allowed=plan.postcopy_allowed)
-            lazy, port, self.parent = final.lazy, final.port, final.parent
-        else:
-            self.phase(S.PLANNED, "post-copy: pages will follow on demand" if lazy
-                        else f"page server on port {port}")
-        self.lazy = lazy
-        if self.box is not None:  # the container's files while it runs (once: pre-copy's
-            await source_presync(self, self.box, self.sync_port)  # pre-sync counts)
-        if lazy:
-            await run_postcopy(self)
-        else:
-            await self._cold(port)
-
-    async def _cold(self, ps_port: int) -> None:
-        o = self.o
-        assert self.ch is not None
-        c = o.creds
-        self.phase(S.FREEZING, f"dumping PID {self.pid}")
-        self.freeze_at = time.monotonic()
-        cgroup = self.find_freezer()
-        try:
-            await self.dumper.dump(self.pid, self.workdir,
-                                 page_server=PageServerAddress(o.host, ps_port),
-                                 tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
-                                 on_notify=self.on_notify, freeze_cgroup=cgroup,
-                                 tcp_established=o.tcp_established,
-                                 track_mem=self.parent is not None, parent=self.parent,
-                                 track_mem_uffd=self.write_tracker is not None)
-            self.cgroup.thaw()  # empty now, or holding the restored tree on a shared host
-        except (FerrymanError, OSError) as exc:
-            if self.tracker.phase == S.COMMITTED:
-                log.warning("criu reported an error after the point of no return: %s", exc)
-            else:
-                await self.roll_back(exc)
-                return
-        self.collect_dump_stats()
-        await self._commit()
+        driver = SourceDriver(
+            lazy=lazy, container=self.box is not None,
+            move_address=o.move_address is not None, hybrid=plan.mode.lazy,
+            convergence=Convergence(
+                o.precopy, postcopy_allowed=plan.postcopy_allowed,
+                rss_bytes=self.report.rss_bytes,
+                dry_run_freeze_ms=self.report.dry_run_freeze_ms,
+                cap_bytes_per_s=self.report.max_bandwidth_bytes_per_s,
+                container=o.container is not None) if plan.pre_copies else None)
+        await SourceDrive(self, driver, self.box).run(answer.page_server_port)
 
     def queue_stop_source(self) -> None:
         """Queue a SIGSTOP to every source task (they are frozen by CRIU; it waits there)."""
@@ -239,27 +193,27 @@ class SourceMigration:
         assert self.tree is not None
         return self.cgroup.find_freezer(self.tree)
 
-    async def on_notify(self, script: str, _pid: int) -> bool:
-        if script == "pre-dump":
-            # CRIU runs this right before it seizes (freezes) the tree: downtime starts here,
-            # not when we started criu; with a cgroup, we freeze it now.
-            self.net.hold_inflight()
-            if (frozen_at := self.cgroup.freeze_now()) is not None:
-                self.freeze_at = frozen_at
-            elif self.cgroup.freezer is None:
-                self.freeze_at = time.monotonic()
-            return True
-        if script == "status-ready" and self.lazy:
-            return await announce_restore(self)
-        if script != "post-dump":
-            return True
+    def freeze_window(self) -> None:
+        """CRIU's pre-dump: it seizes (freezes) the tree right after, so the downtime starts
+        here, not when we started criu; with a cgroup of its own, we freeze it now."""
+        self.net.hold_inflight()
+        if (frozen_at := self.cgroup.freeze_now()) is not None:
+            self.freeze_at = frozen_at
+        elif self.cgroup.freezer is None:
+            self.freeze_at = time.monotonic()
+
+    def thaw(self) -> None:
+        self.cgroup.thaw()
+
+    def move_address_away(self) -> None:
+        """Frozen and network-locked: hand the service address over."""
+        assert self.o.move_address is not None
+        addresses.delete(self.o.move_address)
+        self.address_moved = True
+        sourcecopy.record_address(self.workdir, self.o.move_address)  # for the guard
+
+    async def ship_images(self) -> None:
         assert self.ch is not None
-        self.phase(S.DUMPED)
-        if self.o.move_address is not None:  # frozen and network-locked: hand it over
-            addresses.delete(self.o.move_address)
-            self.address_moved = True
-            sourcecopy.record_address(self.workdir, self.o.move_address)  # for the guard
-        self.phase(S.TRANSFERRING)
         files = image_files(self.workdir)
         total = 0
         for path in files:
@@ -269,26 +223,13 @@ class SourceMigration:
                 await self.ch.send(msg)
         self.report.image_bytes = total
         self.o.progress("TRANSFERRING", f"{len(files)} image files, {total >> 10} KiB")
-        if self.box is not None:  # frozen: the container's files, final state
-            await source_final_sync(self, self.box, self.sync_port)
         self.shipped = (len(files), total)
-        self._keep_what_the_restore_shares()
-        if self.lazy:
-            return True  # CRIU now opens its page server and says status-ready
-        await self.ch.send(self.restore_message())
-        self.find_network_lock()
-        await self.await_restored()
-        # Point of no return (migration/commit.py). The commit goes out before CRIU is told
-        # to destroy the source copy, so the destination resumes while CRIU cleans up here.
-        await point_of_no_return(self)
-        return True
 
-    def _keep_what_the_restore_shares(self) -> None:
+    def keep_what_the_restore_shares(self) -> None:
         """Frozen, before the destination restores: what its restore would take from this
         frozen tree where both nodes see one kernel or one filesystem: the data of its FIFOs
         (agent/fifos.py) and the names of its unix sockets (host/unix_names.py)."""
-        if self.box is not None or self.tree is None:
-            return
+        assert self.tree is not None
         self.fifo_devices = fifos.held_with_data(self.workdir, self.tree.pids())
         self.parked = unix_names.park(unix_images.bound_paths(self.workdir), self.id)
 
@@ -301,40 +242,18 @@ class SourceMigration:
                             kernel=boot_id() if self.fifo_devices else "",
                             fifo_devices=self.fifo_devices)
 
-    async def await_restored(self) -> bool:
+    async def await_restored(self) -> wire.Restored:
         assert self.ch is not None
-        self.phase(S.AWAIT_RESTORE)
         answer = await self.ch.expect((wire.Restored, wire.Failed), self.o.timeouts.restore)
         if isinstance(answer, wire.Failed):
             self.report.destination_log_tail = answer.log_tail
             what = "restore" if answer.code == "restore" else f"image transfer ({answer.code})"
             raise RemoteError(self.report.destination_node or self.ch.peer, answer.code,
                               f"{what} failed: {answer.message}")
-        self.restored = answer
         self.report.destination_pid = answer.pid
         self.report.criu["restore"] = dict(answer.stats)
         self.o.progress("RESTORED", f"as PID {answer.pid} on the destination (stopped)")
-        return True
-
-    async def _commit(self) -> None:
-        assert self.ch is not None
-        assert self.tree is not None
-        if self.tree.alive():  # CRIU reported success but left the tree: never run twice
-            self.tree.kill()
-        where = ("the workload is on the destination, running or kept stopped: see "
-                 "'ferryman orphans' there")
-        if self.commit_error is not None:
-            raise PeerLost(self.ch.peer, f"the commit may not have reached "
-                           f"{self.report.destination_node}: {self.commit_error.message}",
-                           hint=where)
-        try:
-            done = await (self.committed or self.await_committed())
-        except PeerLost as exc:  # it may have resumed the workload, or never had the commit
-            raise PeerLost(self.ch.peer, f"{self.report.destination_node} did not confirm the "
-                           f"commit: {exc.message}", hint=where) from exc
-        self.report.destination_pid = done.pid
-        self.report.result = Result.COMMITTED
-        self.phase(S.DONE, f"running on {self.report.destination_node} as PID {done.pid}")
+        return answer
 
     async def await_committed(self) -> wire.Committed:
         """The destination resumed the workload: the downtime ends here."""
@@ -342,6 +261,7 @@ class SourceMigration:
         done = await self.ch.expect((wire.Committed,), self.o.timeouts.commit)
         if self.freeze_at is not None:
             self.report.downtime_ms = (time.monotonic() - self.freeze_at) * 1000
+        self.report.destination_pid = done.pid
         return done
 
     def find_network_lock(self) -> None:
@@ -354,9 +274,10 @@ class SourceMigration:
     def forward_inflight(self) -> None:
         self.net.forward_inflight()
 
-    async def roll_back(self, exc: BaseException) -> None:
+    async def roll_back(self, exc: BaseException) -> bool:
+        """Before the point of no return: resume the workload here and Abort; whether its
+        tree survived (the driver enters RESUMING before, ROLLED_BACK or LOST after)."""
         assert self.tree is not None
-        self.phase(S.RESUMING, str(exc))
         unix_names.give_back(self.parked)
         self.parked = []
         if self.address_moved and self.o.move_address is not None:
@@ -373,15 +294,7 @@ class SourceMigration:
         if self.ch is not None and self.ch.conn.state not in wire.FINAL_STATES:
             await abort(self.ch, str(exc))
         self.collect_dump_stats()
-        if not self.tree.alive():
-            self.phase(S.LOST)
-            self.report.result = Result.LOST
-            raise FerrymanError(f"workload PID {self.pid} did not survive the failed "
-                                f"migration: {exc}") from exc
-        self.phase(S.ROLLED_BACK)
-        self.report.result = Result.ROLLED_BACK
-        hint = getattr(exc, "hint", None)
-        raise MigrationRolledBack(getattr(exc, "message", str(exc)), hint=hint) from exc
+        return self.tree.alive()
 
     def collect_dump_stats(self, *, lazy: bool = False) -> None:
         collect_dump_stats(self.report, self.workdir, lazy=lazy)

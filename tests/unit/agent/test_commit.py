@@ -1,4 +1,5 @@
-"""agent/commit.point_of_no_return replayed without I/O: a recording SourceRole, cold and lazy.
+"""The point of no return replayed without I/O: the SOURCE driver's commit walk carried out
+by agent/commit.py on a recording SourceRole, cold and lazy.
 
 What the executor does with migration/commit.py's table, call by call, on the happy path and
 on each way the point of no return can fail before or at the send of Commit.
@@ -7,15 +8,32 @@ on each way the point of no return can fail before or at the send of Commit.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from ferryman import wire
-from ferryman.agent.commit import point_of_no_return
+from ferryman.agent.commit import carry_out
 from ferryman.errors import FerrymanError, PeerLost
+from ferryman.migration.commit import Step
 from ferryman.migration.phases import SourcePhase as S
+from ferryman.migration.source_driver import SourceDriver
+from ferryman.migration.source_events import (
+    Action,
+    AnswerNotify,
+    AwaitPagesComplete,
+    CommitSent,
+    CommitStep,
+    Committed,
+    Enter,
+    Failed,
+    Notified,
+    Restored,
+    RollBack,
+    Started,
+)
 
 DEST_PID = 4242
 
@@ -53,7 +71,7 @@ class Role:
     send_fails: bool = False
     calls: list[str] = field(default_factory=list)
     commit_error: PeerLost | None = None
-    committed: asyncio.Future[wire.Committed] | None = None
+    actions: list[tuple[Action, ...]] = field(default_factory=list)  # the driver's others
     report: Report = field(default_factory=Report)
     ch: Any = None
 
@@ -86,10 +104,45 @@ class Role:
 
 
 def run(role: Role) -> Role:
+    """The point of no return as agent/source_drive.py carries it out: the driver's actions
+    from Restored on, each CommitStep done by agent/commit.py on the recording role, the
+    reads of Committed when the batch is done (they are tasks), a raise ending it all."""
+    driver = SourceDriver(lazy=role.lazy)
+    notify = (Notified("pre-dump"), Notified("post-dump"))
+    lazy = (*notify, Notified("status-ready"))
+    for event in (Started(0 if role.lazy else 7001), *(lazy if role.lazy else notify)):
+        driver.handle(event)
+
     async def go() -> None:
-        await point_of_no_return(role)  # type: ignore[arg-type]
-        if role.committed is not None:
-            await role.committed
+        pending = deque(driver.handle(Restored(DEST_PID)))
+        reads = 0
+        while pending or reads:
+            if not pending:
+                reads -= 1
+                msg = await role.await_committed()
+                role.report.destination_pid = msg.pid
+                pending.extend(driver.handle(Committed(msg.pid)))
+                continue
+            act = pending.popleft()
+            match act:
+                case Enter(phase):
+                    role.phase(phase)
+                case CommitStep(Step.WATCH_COMMITTED | Step.AWAIT_COMMITTED):
+                    reads += 1
+                case CommitStep(Step.SEND_COMMIT_ANYWAY):
+                    try:
+                        await carry_out(role, Step.SEND_COMMIT)  # type: ignore[arg-type]
+                    except PeerLost as exc:
+                        role.commit_error = exc
+                    pending.extend(driver.handle(CommitSent(role.commit_error is None)))
+                case CommitStep(step):
+                    try:
+                        await carry_out(role, step)  # type: ignore[arg-type]
+                    except FerrymanError:
+                        role.actions.append(driver.handle(Failed("boom", during=act)))
+                        raise
+                case _:
+                    role.actions.append((act,))  # the rest of the migration: not commit steps
 
     asyncio.run(go())
     return role
@@ -100,8 +153,8 @@ def test_cold_happy_path() -> None:
     assert role.calls == ["queue SIGSTOP", "criu holds tree?", "release lock", "phase COMMITTED",
                           "mark commit", "send Commit", "forward segments", "expect Committed"]
     assert role.commit_error is None
-    assert role.committed is not None
-    assert role.committed.result().pid == DEST_PID
+    assert role.report.destination_pid == DEST_PID
+    assert role.actions == [(AnswerNotify(ok=True),)]  # then CRIU destroys the source copy
 
 
 def test_lazy_happy_path() -> None:
@@ -110,7 +163,7 @@ def test_lazy_happy_path() -> None:
                           "forward segments", "phase COMMITTED", "expect Committed",
                           "phase SERVING_PAGES"]
     assert role.report.destination_pid == DEST_PID
-    assert role.committed is None  # awaited in line, not watched
+    assert role.actions == [(AwaitPagesComplete(),)]  # awaited in line, then the page tail
 
 
 def test_cold_criu_died_is_caught_before_anything_commits() -> None:
@@ -118,6 +171,7 @@ def test_cold_criu_died_is_caught_before_anything_commits() -> None:
     with pytest.raises(FerrymanError, match="ran on after its dump"):
         run(role)
     assert role.calls == ["queue SIGSTOP", "criu holds tree?"]  # no lock released, no Commit
+    assert role.actions == [(AnswerNotify(ok=False),)]  # CRIU resumes the tree: roll back
 
 
 def test_cold_commit_send_failure_commits_anyway_and_remembers() -> None:
@@ -125,13 +179,15 @@ def test_cold_commit_send_failure_commits_anyway_and_remembers() -> None:
     assert role.calls == ["queue SIGSTOP", "criu holds tree?", "release lock", "phase COMMITTED",
                           "mark commit", "send Commit", "forward segments"]
     assert isinstance(role.commit_error, PeerLost)
-    assert role.committed is None  # nothing to read: source._commit raises PeerLost
+    assert "expect Committed" not in role.calls  # nothing to read: the outcome is PeerLost
+    assert role.actions == [(AnswerNotify(ok=True),)]  # the source copy goes all the same
 
 
 def test_lazy_commit_send_failure_stops_before_committed() -> None:
-    """The caller (postcopy.run_postcopy) is still before COMMITTED, so it rolls back."""
+    """The driver is still before COMMITTED, so it rolls back."""
     role = Role(lazy=True, send_fails=True)
     with pytest.raises(PeerLost):
         run(role)
     assert role.calls == ["queue SIGSTOP", "release lock", "mark commit", "send Commit"]
     assert "phase COMMITTED" not in role.calls
+    assert RollBack() in role.actions[-1]

@@ -1,0 +1,411 @@
+"""The SOURCE driver's actions, carried out: the thin shell around migration/source_driver.py.
+
+:class:`SourceDrive` feeds the driver events and does what it answers, one action after the
+other. What happens meanwhile (CRIU's notifications and the dump's end, the destination's
+Restored, Committed, PagesComplete, a read that fails) arrives from tasks through a queue
+and is fed in only once the current batch is done. An action that raises becomes a
+``Failed`` event naming it; the driver says what follows (docs/ARCHITECTURE.md, section 4).
+Every event fed is logged at debug level: a migration's log replays it.
+
+The decisions (what comes next, what a failure leads to) are all the driver's; this module
+only knows how: CRIU, the channel, the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from ferryman import wire
+from ferryman.agent import commit, precopy
+from ferryman.agent.container import SourceContainer, source_final_sync, source_presync
+from ferryman.agent.files import set_name
+from ferryman.agent.postcopy import continue_left_stopped
+from ferryman.agent.role import SourceRole
+from ferryman.criu.client import PageServerAddress, TlsFiles
+from ferryman.criu.page_server import free_port
+from ferryman.errors import (
+    FerrymanError,
+    MigrationRolledBack,
+    PeerLost,
+    RemoteError,
+    WorkloadLost,
+)
+from ferryman.migration.commit import Step
+from ferryman.migration.phases import SourcePhase
+from ferryman.migration.report import Result
+from ferryman.migration.source_driver import SourceDriver
+from ferryman.migration.source_events import (
+    Abandon,
+    Action,
+    AnswerNotify,
+    AskSet,
+    AwaitPagesComplete,
+    AwaitRestored,
+    CollectDumpStats,
+    CommitSent,
+    CommitStep,
+    Committed,
+    ContinueLeftStopped,
+    DumpEnded,
+    Enter,
+    Event,
+    Failed,
+    FinalSync,
+    FindNetworkLock,
+    Finish,
+    FreezeWindow,
+    KeepShared,
+    KillSurvivors,
+    KillTree,
+    MoveAddressAway,
+    Notified,
+    Outcome,
+    PagesComplete,
+    PreDumpDone,
+    PresyncDone,
+    RecordIterations,
+    RecordPages,
+    RecordPrediction,
+    Restored,
+    RollBack,
+    RolledBack,
+    RunDump,
+    RunPreDump,
+    RunPresync,
+    SendRestore,
+    SetReady,
+    ShipImages,
+    Started,
+    StopDump,
+    ThawCgroup,
+)
+from ferryman.mode import Mode
+
+__all__ = ["SourceDrive"]
+
+log = logging.getLogger(__name__)
+S = SourcePhase
+T = TypeVar("T")
+# Their errors end the migration as they are: the driver has nothing left to decide.
+_LAST_WORDS = (RollBack, Abandon, StopDump, ContinueLeftStopped, KillTree)
+WHERE = "the workload is on the destination, running or kept stopped: see 'ferryman orphans' there"
+
+
+class SourceDrive:
+    def __init__(self, m: SourceRole, driver: SourceDriver,
+                 box: SourceContainer | None = None) -> None:
+        self.m = m
+        self.driver = driver
+        self.box = box
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.failure: BaseException | None = None  # the first: what a roll-back says
+        self.answer: asyncio.Future[bool] | None = None  # CRIU waits for it (a notification)
+        self.dump: asyncio.Future[None] | None = None
+        self.reads: set[asyncio.Future[None]] = set()
+        self.commit_error: PeerLost | None = None  # cold: the Commit may not have arrived
+        self.confirm_error: FerrymanError | None = None  # cold: no Committed
+        self.tail: wire.PagesComplete | None = None
+        self.outcome: Outcome | None = None
+
+    async def run(self, port: int) -> None:
+        """From the destination's Ready (the first page server's ``port``) to the end."""
+        pending: deque[Action] = deque(self._feed(Started(port)))
+        try:
+            while pending or not self.driver.done:
+                if not pending:
+                    pending.extend(self._feed(await self.events.get()))
+                    continue
+                action = pending.popleft()
+                try:
+                    event = await self._do(action)
+                except (FerrymanError, OSError) as exc:
+                    if isinstance(action, _LAST_WORDS):
+                        raise
+                    self._fail(exc)
+                    pending.clear()
+                    pending.extend(self._feed(Failed(_cause(exc), during=action)))
+                    continue
+                if event is not None:
+                    pending.extend(self._feed(event))
+        finally:
+            await self._stop(cancel_dump=True)
+        self._conclude()
+
+    def _feed(self, event: Event) -> tuple[Action, ...]:
+        actions = self.driver.handle(event)
+        log.debug("driver: %s -> %s", event, actions)
+        return actions
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+
+    def _watch(self, wait: Awaitable[T], event_of: Callable[[T], Event]) -> None:
+        """Read in a task; what it read (or how it failed) comes back as an event."""
+        async def read() -> None:
+            try:
+                value = await wait
+            except (FerrymanError, OSError) as exc:
+                self._on_read_failure(exc)
+                self.events.put_nowait(Failed(_cause(exc)))
+                return
+            self.events.put_nowait(event_of(value))
+
+        task = asyncio.ensure_future(read())
+        self.reads.add(task)
+        task.add_done_callback(self.reads.discard)
+
+    def _on_read_failure(self, exc: BaseException) -> None:
+        if self.m.tracker.phase == S.COMMITTED and not self.driver.lazy and \
+                isinstance(exc, FerrymanError):
+            self.confirm_error = exc  # cold: the destination did not confirm
+        else:
+            self._fail(exc)
+
+    async def _stop(self, *, cancel_dump: bool) -> None:
+        tasks = [*self.reads, *((self.dump,) if cancel_dump and self.dump else ())]
+        for task in tasks:
+            task.cancel()  # a dump cancelled kills criu: the tasks it held continue
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.reads.clear()
+
+    # -- the final dump and CRIU's notifications ------------------------------------------
+
+    async def _run_dump(self, act: RunDump) -> None:
+        m = self.m
+        c = m.o.creds
+        try:
+            await m.dumper.dump(
+                m.pid, m.workdir,
+                page_server=PageServerAddress(m.ch.local_ip if act.lazy and m.ch else m.o.host,
+                                              m.ps_port if act.lazy else act.port),
+                tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key), lazy=act.lazy,
+                on_notify=self._on_notify, freeze_cgroup=m.find_freezer(),
+                tcp_established=m.o.tcp_established, track_mem=act.parent > 0,
+                parent=set_name(act.parent) if act.parent else None,
+                track_mem_uffd=m.write_tracker is not None)
+        except (FerrymanError, OSError) as exc:
+            if m.tracker.phase == S.COMMITTED and not act.lazy:
+                log.warning("criu reported an error after the point of no return: %s", exc)
+            else:
+                self._fail(exc)
+            self.events.put_nowait(DumpEnded(ok=False))
+            return
+        self.events.put_nowait(DumpEnded(ok=True))
+
+    async def _on_notify(self, script: str, _pid: int) -> bool:
+        answer = self.answer = asyncio.get_running_loop().create_future()
+        self.events.put_nowait(Notified(script))
+        return bool(await answer)  # a failure raised here is CRIU's answer (criu/swrk.py)
+
+    def _answer(self, ok: bool) -> None:
+        answer, self.answer = self.answer, None
+        assert answer is not None, "answering a notification nobody asked"
+        if ok:
+            answer.set_result(True)
+        else:
+            answer.set_exception(self.failure or FerrymanError("the migration failed"))
+
+    # -- one action ---------------------------------------------------------------------
+
+    async def _do(self, action: Action) -> Event | None:
+        m = self.m
+        match action:
+            case Enter(phase, quiet):
+                self._enter(phase, quiet)
+            case RunPresync():
+                assert self.box is not None
+                await source_presync(m, self.box, m.sync_port)
+                return PresyncDone(m.report.sync.get("presync_ms"))
+            case AskSet(index, final, lazy):
+                ready = await precopy.next_set(m, wire.Iterate(index, final=final, lazy=lazy))
+                return SetReady(ready.page_server_port, ready.restore_bytes_per_s or 0)
+            case RunPreDump(index, port):
+                return PreDumpDone(await precopy.pre_dump(m, index, port))
+            case RecordPrediction(ms):
+                m.report.iterations[-1]["predicted_downtime_ms"] = ms
+            case RecordIterations():
+                self._record_iterations(action)
+            case RunDump():
+                if action.lazy:
+                    assert m.ch is not None
+                    m.ps_port = m.ps_port or free_port(m.ch.local_ip)  # the Plan named it
+                self.dump = asyncio.ensure_future(self._run_dump(action))
+            case FreezeWindow():
+                m.freeze_window()
+            case AnswerNotify(ok):
+                self._answer(ok)
+            case MoveAddressAway():
+                m.move_address_away()
+            case ShipImages():
+                await m.ship_images()
+            case FinalSync():
+                assert self.box is not None
+                await source_final_sync(m, self.box, m.sync_port)
+            case KeepShared():
+                m.keep_what_the_restore_shares()
+            case SendRestore(lazy):
+                assert m.ch is not None
+                await m.ch.send(m.restore_message(m.ps_port if lazy else 0))
+            case FindNetworkLock():
+                m.find_network_lock()
+            case AwaitRestored():
+                self._watch(m.await_restored(), lambda msg: Restored(msg.pid))
+            case CommitStep(step):
+                return await self._commit_step(step)
+            case ThawCgroup():
+                m.thaw()  # empty now, or holding the restored tree on a shared host
+            case CollectDumpStats(lazy):
+                m.collect_dump_stats(lazy=lazy)
+            case KillSurvivors():
+                assert m.tree is not None
+                if m.tree.alive():  # CRIU reported success but left the tree: never twice
+                    m.tree.kill()
+            case AwaitPagesComplete():
+                assert m.ch is not None
+                self._watch(m.ch.expect((wire.PagesComplete,), m.o.timeouts.page_tail),
+                            self._pages_complete)
+            case StopDump():
+                await self._stop(cancel_dump=True)
+            case ContinueLeftStopped():
+                continue_left_stopped(m)
+            case RollBack(reason):
+                await self._stop(cancel_dump=False)  # a read may wait: the roll-back reads
+                self._fail(FerrymanError(reason or "the migration failed"))
+                assert self.failure is not None
+                return RolledBack(await m.roll_back(self.failure))
+            case Abandon():
+                assert self.failure is not None
+                await precopy.abandon(m, self.failure)
+            case KillTree():
+                assert m.tree is not None
+                await asyncio.to_thread(m.tree.kill)  # CRIU left the served copy stopped
+            case RecordPages():
+                self._record_pages()
+            case Finish(outcome):
+                self.outcome = outcome
+        return None
+
+    def _enter(self, phase: SourcePhase, quiet: bool) -> None:
+        m = self.m
+        if quiet:
+            m.tracker.advance(phase)
+            return
+        lazy, node = self.driver.lazy, m.report.destination_node
+        detail = ""
+        if phase == S.PLANNED:
+            detail = (f"pre-copy into page servers on {node}" if self.driver.convergence
+                      else "post-copy: pages will follow on demand" if lazy
+                      else f"page server on port {self.driver.port}")
+        elif phase == S.PRESYNC:
+            detail = f"rsync while running to {m.ch.peer_ip if m.ch else ''}"
+        elif phase == S.FREEZING:
+            m.freeze_at = time.monotonic()
+            detail = f"dumping PID {m.pid}" + (" (memory stays here, served lazily)"
+                                               if lazy else "")
+        elif phase == S.COMMITTED:
+            detail = "destination resumes the workload" + ("" if lazy else
+                                                           "; the source copy goes")
+        elif phase == S.SERVING_PAGES:
+            detail = (f"running on {node} as PID {m.report.destination_pid}; "
+                      "serving its memory")
+        elif phase == S.DONE:
+            detail = (f"all {self.tail.pages} pages arrived in {self.tail.elapsed_ms} ms"
+                      if self.tail is not None
+                      else f"running on {node} as PID {m.report.destination_pid}")
+        elif phase == S.RESUMING or (phase == S.LOST and m.tracker.phase != S.RESUMING):
+            detail = str(self.failure)
+        m.phase(phase, detail)
+
+    async def _commit_step(self, step: Step) -> Event | None:
+        m = self.m
+        if step is Step.SEND_COMMIT_ANYWAY:
+            try:
+                await commit.carry_out(m, Step.SEND_COMMIT)
+            except PeerLost as exc:
+                # It may or may not have arrived; without it the destination keeps its
+                # copy stopped (an orphan), so destroying ours is still the only safe choice.
+                self.commit_error = exc
+                return CommitSent(ok=False)
+            return CommitSent(ok=True)
+        if step in (Step.WATCH_COMMITTED, Step.AWAIT_COMMITTED):
+            # cold: read at once, CRIU's clean-up is not downtime
+            self._watch(m.await_committed(), lambda msg: Committed(msg.pid))
+            return None
+        await commit.carry_out(m, step)
+        return None
+
+    def _pages_complete(self, msg: wire.PagesComplete) -> Event:
+        self.tail = msg
+        return PagesComplete(msg.pages)
+
+    def _record_iterations(self, act: RecordIterations) -> None:
+        r, s = self.m.report, act.summary
+        r.policy = s.policy
+        r.convergence = s.convergence
+        r.predicted_downtime_ms = s.predicted_downtime_ms
+        r.over_budget = s.over_budget
+        r.fixed_cost_ms = s.fixed_cost_ms
+        r.restore_bytes_per_s = s.restore_bytes_per_s
+        r.bandwidth_bytes_per_s = s.bandwidth_bytes_per_s
+        r.switched_to_postcopy = s.switched_to_postcopy
+        if s.switched_to_postcopy:
+            r.mode = Mode.HYBRID
+        reason = s.convergence.partition(": ")[2]
+        self.m.o.progress("ITERATING", f"{act.pre_dumps} pre-dumps; {reason}"
+                          + ("; final step lazy" if act.lazy else ""))
+
+    def _record_pages(self) -> None:
+        msg, r = self.tail, self.m.report
+        assert msg is not None
+        r.memory_complete_ms = float(msg.elapsed_ms)
+        r.lazy_pages = msg.pages
+        r.lazy_faults = msg.faults
+        r.lazy_fault_wait_ms = float(msg.fault_wait_ms)
+        r.lazy_fault_max_ms = float(msg.fault_max_ms)
+        r.count_pages(msg.bytes)
+        r.result = Result.COMMITTED
+
+    # -- the outcome, as the caller knows it ------------------------------------------
+
+    def _conclude(self) -> None:
+        m, exc, outcome = self.m, self.failure, self.outcome
+        reason = getattr(exc, "message", str(exc))
+        hint = getattr(exc, "hint", None)
+        if outcome is Outcome.DONE:
+            m.report.result = Result.COMMITTED
+        elif outcome is Outcome.ROLLED_BACK:
+            m.report.result = Result.ROLLED_BACK
+            raise MigrationRolledBack(reason, hint=hint) from exc
+        elif outcome is Outcome.ABANDONED:
+            m.report.result = Result.ROLLED_BACK
+            code = exc.code if isinstance(exc, RemoteError) else ""
+            raise MigrationRolledBack(reason, hint=hint, cause_code=code) from exc
+        elif outcome is Outcome.NOT_SURVIVED:
+            m.report.result = Result.LOST
+            raise FerrymanError(f"workload PID {m.pid} did not survive the failed "
+                                f"migration: {exc}") from exc
+        elif outcome is Outcome.LOST:
+            m.report.result = Result.LOST
+            raise WorkloadLost(m.pid, reason) from exc
+        elif outcome is Outcome.UNCONFIRMED:
+            peer, node = (m.ch.peer if m.ch else ""), m.report.destination_node
+            if self.commit_error is not None:
+                raise PeerLost(peer, f"the commit may not have reached {node}: "
+                               f"{self.commit_error.message}", hint=WHERE)
+            err = self.confirm_error
+            if isinstance(err, PeerLost):
+                raise PeerLost(peer, f"{node} did not confirm the commit: {err.message}",
+                               hint=WHERE) from err
+            raise err or PeerLost(peer, f"{node} did not confirm the commit", hint=WHERE)
+        elif exc is not None:  # FAILED: before anything was frozen
+            raise exc
+
+
+def _cause(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
