@@ -26,6 +26,7 @@ from ferryman.agent.container import SourceContainer, source_final_sync, source_
 from ferryman.agent.files import set_name
 from ferryman.agent.postcopy import continue_left_stopped
 from ferryman.agent.role import SourceRole
+from ferryman.agent.source_report import record_iterations, record_pages
 from ferryman.criu.client import PageServerAddress, TlsFiles
 from ferryman.criu.page_server import free_port
 from ferryman.errors import (
@@ -84,7 +85,6 @@ from ferryman.migration.source_events import (
     StopDump,
     ThawCgroup,
 )
-from ferryman.mode import Mode
 
 __all__ = ["SourceDrive"]
 
@@ -229,8 +229,11 @@ class SourceDrive:
                 return PreDumpDone(await precopy.pre_dump(m, index, port))
             case RecordPrediction(ms):
                 m.report.iterations[-1]["predicted_downtime_ms"] = ms
-            case RecordIterations():
-                self._record_iterations(action)
+            case RecordIterations(summary, pre_dumps, lazy):
+                record_iterations(m.report, summary)
+                m.o.progress("ITERATING", f"{pre_dumps} pre-dumps; "
+                             f"{summary.convergence.partition(': ')[2]}"
+                             + ("; final step lazy" if lazy else ""))
             case RunDump():
                 if action.lazy:
                     assert m.ch is not None
@@ -286,7 +289,8 @@ class SourceDrive:
                 assert m.tree is not None
                 await asyncio.to_thread(m.tree.kill)  # CRIU left the served copy stopped
             case RecordPages():
-                self._record_pages()
+                assert self.tail is not None
+                record_pages(m.report, self.tail)
             case Finish(outcome):
                 self.outcome = outcome
         return None
@@ -343,33 +347,6 @@ class SourceDrive:
     def _pages_complete(self, msg: wire.PagesComplete) -> Event:
         self.tail = msg
         return PagesComplete(msg.pages)
-
-    def _record_iterations(self, act: RecordIterations) -> None:
-        r, s = self.m.report, act.summary
-        r.policy = s.policy
-        r.convergence = s.convergence
-        r.predicted_downtime_ms = s.predicted_downtime_ms
-        r.over_budget = s.over_budget
-        r.fixed_cost_ms = s.fixed_cost_ms
-        r.restore_bytes_per_s = s.restore_bytes_per_s
-        r.bandwidth_bytes_per_s = s.bandwidth_bytes_per_s
-        r.switched_to_postcopy = s.switched_to_postcopy
-        if s.switched_to_postcopy:
-            r.mode = Mode.HYBRID
-        reason = s.convergence.partition(": ")[2]
-        self.m.o.progress("ITERATING", f"{act.pre_dumps} pre-dumps; {reason}"
-                          + ("; final step lazy" if act.lazy else ""))
-
-    def _record_pages(self) -> None:
-        msg, r = self.tail, self.m.report
-        assert msg is not None
-        r.memory_complete_ms = float(msg.elapsed_ms)
-        r.lazy_pages = msg.pages
-        r.lazy_faults = msg.faults
-        r.lazy_fault_wait_ms = float(msg.fault_wait_ms)
-        r.lazy_fault_max_ms = float(msg.fault_max_ms)
-        r.count_pages(msg.bytes)
-        r.result = Result.COMMITTED
 
     # -- the outcome, as the caller knows it ------------------------------------------
 

@@ -1,5 +1,6 @@
 """The SOURCE's report filled from what one migration left: CRIU's dump statistics and log
-paths, the phase timings, and the images removed once the report is complete."""
+paths, pre-copy's iterations, the post-copy tail, the phase timings, and the images removed
+once the report is complete."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from ferryman import wire
 from ferryman.agent.files import remove_images
 from ferryman.criu.stats import DUMP_STATS, read_stats
 from ferryman.host.pages import PAGE_SIZE
-from ferryman.migration.report import MigrationReport, PhaseTiming
+from ferryman.migration.iterations import Summary
+from ferryman.migration.report import MigrationReport, PhaseTiming, Result
+from ferryman.mode import Mode
 
-__all__ = ["collect_dump_stats", "finish_report"]
+__all__ = ["collect_dump_stats", "finish_report", "record_iterations", "record_pages"]
 
 
 def collect_dump_stats(report: MigrationReport, workdir: Path, *, lazy: bool = False) -> None:
@@ -38,3 +42,28 @@ def finish_report(r: MigrationReport, workdir: Path, t0: float, freeze_at: float
     # Images are gone to the destination (or useless after a rollback); logs stay.
     if workdir.exists():
         remove_images(workdir, keep=(DUMP_STATS,))
+
+
+def record_iterations(r: MigrationReport, s: Summary) -> None:
+    """Pre-copy's iterations, once the policy stopped them."""
+    r.policy = s.policy
+    r.convergence = s.convergence
+    r.predicted_downtime_ms = s.predicted_downtime_ms
+    r.over_budget = s.over_budget
+    r.fixed_cost_ms = s.fixed_cost_ms
+    r.restore_bytes_per_s = s.restore_bytes_per_s
+    r.bandwidth_bytes_per_s = s.bandwidth_bytes_per_s
+    r.switched_to_postcopy = s.switched_to_postcopy
+    if s.switched_to_postcopy:
+        r.mode = Mode.HYBRID
+
+
+def record_pages(r: MigrationReport, msg: wire.PagesComplete) -> None:
+    """The post-copy tail, as the destination's PagesComplete measured it."""
+    r.memory_complete_ms = float(msg.elapsed_ms)
+    r.lazy_pages = msg.pages
+    r.lazy_faults = msg.faults
+    r.lazy_fault_wait_ms = float(msg.fault_wait_ms)
+    r.lazy_fault_max_ms = float(msg.fault_max_ms)
+    r.count_pages(msg.bytes)
+    r.result = Result.COMMITTED
