@@ -18,30 +18,23 @@ from ferryman import testhooks, wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.container import DestinationContainer, with_tools
-from ferryman.agent.destination_end import (
-    abort,
-    cleanup,
-    fail,
-    remove_incomplete,
-    send_failed,
-)
-from ferryman.agent.destination_lazy import start_lazy_early
-from ferryman.agent.destination_pages import (
-    answer_iterate,
-    lazy_blocker,
-    open_set,
-    start_page_server,
-)
-from ferryman.agent.destination_restore import restore_and_resume
-from ferryman.agent.files import Receiver
+from ferryman.agent.destination_drive import DestinationDrive
+from ferryman.agent.destination_end import fail, remove_incomplete
+from ferryman.agent.destination_pages import lazy_blocker, open_set, start_page_server
 from ferryman.agent.hello import identity_mismatch, local_hello
 from ferryman.agent.limits import Slots
 from ferryman.agent.podman import destination_prepare
 from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.page_server import CriuDaemon
-from ferryman.errors import FerrymanError, PeerLost, Refusal, TransferError
+from ferryman.errors import FerrymanError, PeerLost, Refusal
 from ferryman.host import addresses, portguard
+from ferryman.migration.destination_driver import (
+    LAZY_START_AFTER,
+    DestinationDriver,
+    PlanRefused,
+    Prepared,
+)
 from ferryman.migration.phases import DESTINATION_TABLE, DestinationPhase, PhaseTracker
 from ferryman.mode import MODES
 from ferryman.targets.process import ProcessTree
@@ -50,7 +43,6 @@ from ferryman.targets.process import ProcessTree
 __all__ = ["LAZY_START_AFTER", "SUPPORTED_MODES", "DestinationSession", "remove_incomplete"]
 
 log = logging.getLogger(__name__)
-LAZY_START_AFTER = "pstree.img"  # agent/files.py sends the lazy-pages daemon's images first
 D = DestinationPhase
 SUPPORTED_MODES = MODES  # every mode: this agent implements them all
 
@@ -98,17 +90,15 @@ class DestinationSession:
             if plan is None:
                 return  # pre-flight check only (ferryman check): nothing was planned
             self.plan = plan
+            driver = DestinationDriver(lazy=plan.lazy)
             try:
                 port = await self._prepare(hello, plan)
             except Refusal as exc:
                 log.warning("refused migration %s: %s", plan.migration_id, exc)
-                await cleanup(self)  # first: the peer may be gone, and the send fail
-                self.tracker.advance(D.REFUSED)
-                await self.ch.send(wire.Refused(code=exc.code, message=str(exc)))
+                # cleaned up first: the peer may be gone, and the send fail
+                await DestinationDrive(self, driver, refusal=exc).run(PlanRefused(exc.code))
                 return
-            self.tracker.advance(D.READY)
-            await self.ch.send(wire.Ready(page_server_port=port, sync_port=self.sync_port))
-            await self._receive_and_restore()
+            await DestinationDrive(self, driver, port=port).run(Prepared())
         except (FerrymanError, OSError) as exc:
             await fail(self, exc)
         except asyncio.CancelledError:
@@ -177,37 +167,3 @@ class DestinationSession:
             return await start_page_server(self, workdir, None)
         except FerrymanError as exc:  # CRIU's or the guard's: this node cannot receive now
             raise Refusal("page-server", exc.one_line()) from exc
-
-
-    async def _receive_and_restore(self) -> None:
-        t = self.cfg.timeouts
-        assert self.workdir is not None
-        receiver = Receiver(self.workdir)
-        self.tracker.advance(D.RECEIVING)
-        failure: TransferError | None = None
-        try:
-            while True:
-                msg = await self.ch.expect((wire.FileChunk, wire.FileEnd, wire.Restore,
-                                            wire.Abort, wire.Iterate),
-                                           t.iteration if self.sets else t.transfer)
-                if isinstance(msg, wire.Iterate):
-                    await answer_iterate(self, msg)
-                elif isinstance(msg, wire.FileChunk | wire.FileEnd):
-                    receiver.take(msg)
-                    if isinstance(msg, wire.FileEnd) and msg.name == LAZY_START_AFTER:
-                        start_lazy_early(self)
-                elif isinstance(msg, wire.Abort):
-                    await abort(self, msg.reason)
-                    return
-                else:
-                    receiver.check_complete(msg.file_count)
-                    restore_msg = msg
-                    break
-        except TransferError as exc:
-            failure = exc
-        finally:  # however the session ends: a file being written keeps its fd otherwise
-            receiver.close()
-        if failure is not None:  # the source may still be sending: it learns why all the same
-            await send_failed(self, failure.code, str(failure), "")
-            return
-        await restore_and_resume(self, restore_msg)

@@ -43,20 +43,12 @@ def remove_incomplete(state_dir: Path) -> list[str]:
     return removed
 
 
-async def orphan(s: DestinationRole, exc: BaseException) -> None:
-    """Source lost after RESTORED, before COMMIT: keep the tree stopped for an operator.
-
-    Not a lazily restored one: its memory is on the source, with the page server that
-    went with the source; it can never run, whichever copy the source kept."""
+def keep_orphan(s: DestinationRole, exc: BaseException) -> None:
+    """Source lost after RESTORED, before COMMIT (the driver entered ORPHANED): keep the
+    tree stopped for an operator. (Not a lazily restored one: its memory is on the source,
+    with the page server that went with the source; the driver has it KILLED.)"""
     assert s.tree is not None
     assert s.workdir is not None
-    if s.ch.conn.lazy:
-        log.error("source lost after a post-copy restore, before commit: PID %d cannot "
-                  "run without the source's pages; killed (%s)", s.tree.pid, exc)
-        s.tracker.advance(D.KILLED)
-        await cleanup(s)
-        return
-    s.tracker.advance(D.ORPHANED)
     if s.box is not None:  # runc keeps the container, stopped, in its slot
         s.box.slot.release(remove=False)
     # The ORPHANED record, with the address, was written at the restore (an operator may
@@ -70,16 +62,27 @@ async def orphan(s: DestinationRole, exc: BaseException) -> None:
               s.tree.pid, s.workdir.name, exc)
 
 
-async def send_failed(s: DestinationRole, code: str, message: str, log_tail: str,
-                      log_path: str | None = None) -> None:
-    log.warning("migration failed here (%s): %s", code, message)
-    kept = await cleanup(s)
+async def orphan(s: DestinationRole, exc: BaseException) -> None:
+    """:func:`fail` in RESTORED, outside the driver (a bug, the agent's shutdown)."""
+    if s.ch.conn.lazy:
+        s.tracker.advance(D.KILLED)
+        await cleanup(s)
+        return
+    s.tracker.advance(D.ORPHANED)
+    keep_orphan(s, exc)
+
+
+async def send_failed(s: DestinationRole, code: str, message: str, log_tail: str, *,
+                      kept: dict[Path, Path], log_path: str | None = None) -> None:
+    """Failed(code) to the source, once cleaned up (``kept``: where the logs went)."""
     if log_path is not None and Path(log_path) in kept:  # name it where it is now
         message = message.replace(log_path, str(kept[Path(log_path)]))
-    s.tracker.advance(D.CLEANED)
     await s.ch.send(wire.Failed(code=code, message=message, log_tail=log_tail[-60000:]))
-    # The source answers with Abort (or just goes away). After a bad file it may have
-    # sent more files and its Restore before it read the Failed: those are discarded.
+
+
+async def await_abort(s: DestinationRole) -> None:
+    """After our Failed the source answers with Abort (or just goes away). After a bad file
+    it may have sent more files and its Restore before it read the Failed: discarded."""
     deadline = time.monotonic() + s.cfg.timeouts.commit
     try:
         while not isinstance(await s.ch.expect(
@@ -89,14 +92,6 @@ async def send_failed(s: DestinationRole, code: str, message: str, log_tail: str
         await s.ch.send(wire.Aborted())
     except FerrymanError:
         pass
-
-
-async def abort(s: DestinationRole, reason: str) -> None:
-    log.warning("source aborted the migration: %s", reason)
-    killed = s.tree is not None
-    await cleanup(s)
-    s.tracker.advance(D.KILLED if killed else D.CLEANED)
-    await s.ch.send(wire.Aborted())
 
 
 async def fail(s: DestinationRole, exc: BaseException) -> None:

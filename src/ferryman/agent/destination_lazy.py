@@ -10,7 +10,6 @@ import logging
 import time
 
 from ferryman import wire
-from ferryman.agent.destination_end import cleanup
 from ferryman.agent.destination_role import DestinationRole
 from ferryman.agent.orphans import write_outcome
 from ferryman.criu.page_server import (
@@ -21,10 +20,8 @@ from ferryman.criu.page_server import (
 )
 from ferryman.errors import CriuError, FerrymanError, PeerLost
 from ferryman.host.pages import PAGE_SIZE
-from ferryman.migration.phases import DestinationPhase
 
 log = logging.getLogger(__name__)
-D = DestinationPhase
 
 
 def start_lazy_early(s: DestinationRole) -> None:
@@ -60,14 +57,13 @@ async def lazy_daemon(s: DestinationRole, port: int) -> CriuDaemon:
                                   port=port, tls=s.tls)
 
 
-async def fetch_remaining_pages(s: DestinationRole, daemon: CriuDaemon, resumed_at: float) -> None:
+async def wait_for_pages(s: DestinationRole, daemon: CriuDaemon) -> None:
     """Post-copy tail: the lazy-pages daemon exits once it has every page.
 
     The control channel is watched at the same time: losing the source now loses the
-    workload (its memory is split between the nodes), so the tree is killed, never left
-    hanging on a fault that cannot be served.
+    workload (its memory is split between the nodes), so the driver has the tree killed
+    (:func:`kill_tail`), never left hanging on a fault that cannot be served.
     """
-    assert s.tree is not None
     done = asyncio.ensure_future(daemon.wait(s.cfg.timeouts.page_tail))
     watch = asyncio.ensure_future(s.ch.receive(s.cfg.timeouts.page_tail))
     try:
@@ -77,22 +73,27 @@ async def fetch_remaining_pages(s: DestinationRole, daemon: CriuDaemon, resumed_
             raise PeerLost(s.ch.peer, f"control connection lost during the page tail: "
                            f"{exc or 'unexpected message'}")
         done.result()  # raises CriuError when the daemon failed
-    except (FerrymanError, OSError) as exc:
-        s.tracker.advance(D.LOST)
-        log.error("workload PID %d LOST during the post-copy tail: %s",  # noqa: TRY400
-                  s.tree.pid, exc)
-        await daemon.kill()
-        s.tree.kill()
-        with contextlib.suppress(FerrymanError):
-            await s.ch.send(wire.Error(code="lost", message=str(exc)[:4000]))
-        assert s.workdir is not None
-        write_outcome(s.cfg.state_dir, s.workdir.name, f"LOST {s.tree.pid}\n")
-        await cleanup(s, keep_logs=True)  # its images cannot serve anything now
-        raise
     finally:
         for task in (done, watch):
             task.cancel()
         await asyncio.gather(done, watch, return_exceptions=True)
+
+
+async def kill_tail(s: DestinationRole, daemon: CriuDaemon, exc: BaseException) -> None:
+    """A broken page tail: the workload is LOST (the driver entered it): kill the daemon and
+    the tree, tell the source, record it."""
+    assert s.tree is not None
+    assert s.workdir is not None
+    log.error("workload PID %d LOST during the post-copy tail: %s", s.tree.pid, exc)
+    await daemon.kill()
+    s.tree.kill()
+    with contextlib.suppress(FerrymanError):
+        await s.ch.send(wire.Error(code="lost", message=str(exc)[:4000]))
+    write_outcome(s.cfg.state_dir, s.workdir.name, f"LOST {s.tree.pid}\n")
+
+
+async def send_pages_complete(s: DestinationRole, daemon: CriuDaemon,
+                              resumed_at: float) -> None:
     copied, _total, faults = lazy_pages_transferred(daemon.log_path)
     waited, longest = lazy_fault_waits(daemon.log_path)
     elapsed = int((time.monotonic() - resumed_at) * 1000)

@@ -1,5 +1,6 @@
-"""The DESTINATION's restore and resume: every image here, the tree restored stopped, then
-resumed on the source's Commit (and, post-copy, its remaining pages fetched).
+"""The DESTINATION's restore and resume: every image here, the tree restored stopped, held,
+then resumed on the source's Commit; the steps, in the order the DESTINATION driver
+(migration/destination_driver.py) asks them of agent/destination_drive.py.
 
 Never runs a workload that the source may still resume: the tree is restored with
 ``--leave-stopped`` and continued only after the Commit.
@@ -9,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from pathlib import Path
 
 from ferryman import wire
-from ferryman.agent.destination_end import abort, cleanup, orphan, send_failed
-from ferryman.agent.destination_lazy import fetch_remaining_pages, lazy_daemon
+from ferryman.agent.destination_lazy import lazy_daemon
 from ferryman.agent.destination_pages import page_server_exit
 from ferryman.agent.destination_role import DestinationRole
 from ferryman.agent.fifos import keep_shared_fifo_data
@@ -23,91 +22,85 @@ from ferryman.agent.podman import PodmanDestination
 from ferryman.criu.logs import tail
 from ferryman.criu.stats import RESTORE_STATS, read_stats
 from ferryman.criu.taskstate import stopped_pids
-from ferryman.errors import CriuError, PeerLost, RemoteError, RuncError
 from ferryman.host import addresses
-from ferryman.migration.phases import DestinationPhase
 from ferryman.targets.process import ProcessTree
 
 log = logging.getLogger(__name__)
-D = DestinationPhase
 
 
-async def restore_and_resume(s: DestinationRole, restore_msg: wire.Restore) -> None:
-    """Every image is here (``restore_msg`` says so): restore the tree stopped, tell the
-    source, and resume it on its Commit; Abort, a failed restore or a lost source clean up."""
-    t = s.cfg.timeouts
+async def restore(s: DestinationRole, restore_msg: wire.Restore) -> int:
+    """Every image is here (``restore_msg`` says so): restore the tree stopped; its PID.
+    CriuError, RuncError or OSError when the restore failed (answered with Failed)."""
     assert s.workdir is not None
-    s.tracker.advance(D.RESTORING)
     lazy = s.ch.conn.lazy
-    try:
-        if s.page_server is not None:
-            await page_server_exit(s)
-        if lazy:
-            s.lazy_pages = await lazy_daemon(s, restore_msg.page_server_port)
-        if s.moving is not None:  # the sockets to restore need the address
-            addresses.add(s.moving)
-            s.address_added = True
-        tcp = s.plan is not None and s.plan.tcp_established
-        if s.box is None and restore_msg.fifo_devices:
-            await asyncio.to_thread(keep_shared_fifo_data, s.workdir,
-                                    restore_msg.kernel, restore_msg.fifo_devices)
-        if isinstance(s.box, PodmanDestination) and tcp:
-            await s.box.before_restore(s.workdir)  # connections behind its DNAT
-        if s.box is not None:
-            pid = await s.box.restore(s.workdir, lazy=lazy, tcp_established=tcp)
-        else:
-            pid = await s.criu.restore(s.workdir, leave_stopped=True, lazy=lazy,
-                                       tcp_established=tcp)
-        if isinstance(s.box, PodmanDestination) and s.moving is not None:
-            s.box.nat_arrives(s.moving.ip)
-        if s.moving is not None:  # in a thread: closing the raw socket waits for an
-            # RCU grace period (tens of ms) that the frozen window need not include
-            announcing = asyncio.ensure_future(asyncio.to_thread(addresses.announce,
-                                                                 s.moving))
-            announcing.add_done_callback(_announced)
-    except (CriuError, RuncError, OSError) as exc:
-        log_path = getattr(exc, "log_path", None)
-        log_tail = tail(Path(log_path)) if log_path else ""
-        await send_failed(s, "restore", getattr(exc, "message", str(exc)), log_tail,
-                          log_path)
-        return
+    if s.page_server is not None:
+        await page_server_exit(s)
+    if lazy:
+        s.lazy_pages = await lazy_daemon(s, restore_msg.page_server_port)
+    if s.moving is not None:  # the sockets to restore need the address
+        addresses.add(s.moving)
+        s.address_added = True
+    tcp = s.plan is not None and s.plan.tcp_established
+    if s.box is None and restore_msg.fifo_devices:
+        await asyncio.to_thread(keep_shared_fifo_data, s.workdir,
+                                restore_msg.kernel, restore_msg.fifo_devices)
+    if isinstance(s.box, PodmanDestination) and tcp:
+        await s.box.before_restore(s.workdir)  # connections behind its DNAT
+    if s.box is not None:
+        pid = await s.box.restore(s.workdir, lazy=lazy, tcp_established=tcp)
+    else:
+        pid = await s.criu.restore(s.workdir, leave_stopped=True, lazy=lazy,
+                                   tcp_established=tcp)
+    if isinstance(s.box, PodmanDestination) and s.moving is not None:
+        s.box.nat_arrives(s.moving.ip)
+    if s.moving is not None:  # in a thread: closing the raw socket waits for an
+        # RCU grace period (tens of ms) that the frozen window need not include
+        announcing = asyncio.ensure_future(asyncio.to_thread(addresses.announce, s.moving))
+        announcing.add_done_callback(_announced)
+    return pid
+
+
+def failure_details(exc: BaseException) -> tuple[str, str, str | None]:
+    """A failed restore's message, the tail of its log and the log's path."""
+    log_path = getattr(exc, "log_path", None)
+    log_tail = tail(Path(log_path)) if log_path else ""
+    return getattr(exc, "message", str(exc)), log_tail, log_path
+
+
+def hold(s: DestinationRole, pid: int) -> asyncio.Future[frozenset[int]]:
+    """Restored, stopped: held from here until the commit, kept so should this agent die
+    meanwhile (a restarted agent lists it, agent/orphans.py settle_records, never loses
+    it); returns the tasks to leave stopped at the resume (read while the commit comes)."""
+    assert s.workdir is not None
     s.tree = ProcessTree.of(pid)
-    # Read while the commit is on its way: the processes to leave stopped at the resume.
     keep_stopped = asyncio.ensure_future(asyncio.to_thread(stopped_pids, s.workdir))
-    # Held from here until the commit, kept so should this agent die meanwhile: a
-    # restarted agent lists it (agent/orphans.py settle_records), never loses it.
     write_outcome(s.cfg.state_dir, s.workdir.name, orphan_record(
         s.tree.root, s.moving if s.address_added else None))
     s.held = True
-    s.tracker.advance(D.RESTORED)
+    return keep_stopped
+
+
+async def send_restored(s: DestinationRole) -> None:
+    assert s.workdir is not None
+    assert s.tree is not None
+    pid = s.tree.pid
     stats = read_stats(s.workdir / RESTORE_STATS)
     log.info("restored migration %s as PID %d (stopped)", s.workdir.name, pid)
     if s.cfg.test_pause_after_restore:
         await asyncio.sleep(s.cfg.test_pause_after_restore)
     await s.ch.send(wire.Restored(pid=pid, stats=stats))
-    try:
-        decision = await s.ch.expect((wire.Commit, wire.Abort), t.commit)
-    except (PeerLost, RemoteError) as exc:
-        await orphan(s, exc)
-        return
-    if isinstance(decision, wire.Abort):
-        await abort(s, decision.reason)
-        return
+
+
+async def resume(s: DestinationRole, keep_stopped: asyncio.Future[frozenset[int]]) -> None:
+    """The source's Commit: resume the tree (tasks stopped at the source stay stopped)."""
+    assert s.workdir is not None
+    assert s.tree is not None
+    pid = s.tree.pid
     s.tree.resume(keep_stopped=await keep_stopped)
     # the workload's clock starts here: its post-resume stall is measured from this line
     log.info("migration %s: PID %d resumed", s.workdir.name, pid)
     write_outcome(s.cfg.state_dir, s.workdir.name, f"COMMITTED {pid}\n")
     s.held = False
-    s.tracker.advance(D.COMMITTED)
-    resumed_at = time.monotonic()
-    await s.ch.send(wire.Committed(pid=pid))
-    if s.lazy_pages is not None:
-        s.tracker.advance(D.FETCHING_PAGES)
-        await fetch_remaining_pages(s, s.lazy_pages, resumed_at)
-    s.tracker.advance(D.DONE)
-    log.info("migration %s committed: PID %d runs here", s.workdir.name, pid)
-    await cleanup(s, keep_logs=True)
-    write_outcome(s.cfg.state_dir, s.workdir.name, f"DONE {pid}\n")
 
 
 def _announced(task: asyncio.Future[None]) -> None:

@@ -45,6 +45,7 @@ class DestinationRole(Protocol):
     guards: list[portguard.PortGuard]  # page-server ports only the source reaches
     box: DestinationContainer | None  # a runc or Podman container arriving
     held: bool  # an ORPHANED record names our restored, uncommitted tree
+    sync_port: int  # a runc container's sync listener (Ready names it)
 
     @property
     def tls(self) -> TlsFiles:
