@@ -3,9 +3,9 @@
 Pure. Both final dumps end here once the destination reported ``Restored``: the cold dump
 (CRIU holds the frozen tree at ``post-dump`` and destroys it when told so) and the lazy one
 (post-copy, hybrid: CRIU keeps serving the memory). :func:`commit_steps` says which steps run
-and in which order; agent/source.py (``SourceMigration.point_of_no_return``) carries them out,
-for both. The order differs in two places, on purpose, and the table says so instead of two
-copies of the code:
+and in which order; the SOURCE driver (migration/source_driver.py) walks them the same way for
+every mode and agent/commit.py and agent/source_drive.py carry them out. The order differs
+in two places, on purpose, and the table says so instead of two copies of the code:
 
 * **cold** checks that CRIU still holds the tree (``CHECK_HELD``): a CRIU that died let it run
   on after its dump, and committing would run it twice. A lazy dump's tree is held by the
@@ -20,7 +20,8 @@ Invariants (tests/unit/migration/test_commit.py): every source task has a SIGSTO
 the guard knows the commit (``MARK_COMMIT``) before Commit leaves; CRIU's network lock is gone
 before the destination may resume (``RELEASE_LOCK`` before ``SEND_COMMIT``); held segments are
 forwarded only after Commit (the destination owns the address then). The executor is replayed
-call by call without I/O, cold and lazy, happy and failing, in tests/unit/agent/test_commit.py.
+call by call without I/O, cold and lazy, happy and failing, in tests/unit/agent/test_commit.py,
+and the driver's walk in tests/unit/migration/test_source_driver.py.
 """
 
 from __future__ import annotations
