@@ -37,18 +37,18 @@ class CheckOptions:
 async def run_check(opts: CheckOptions) -> CheckResult:
     """Ask the destination agent and check here; the workload is frozen only for the
     dry-run dump (tens of ms). Keeps the dry-run log only when that dump failed."""
-    o = opts.source
-    identity(o.pid)  # NoSuchProcess before anything else
-    criu = Criu(o.criu_bin)
-    workdir = o.state_dir / "checks" / (time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8])
+    source = opts.source
+    identity(source.pid)  # NoSuchProcess before anything else
+    criu = Criu(source.criu_bin)
+    workdir = source.state_dir / "checks" / (time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8])
     workdir.mkdir(parents=True, mode=0o700)
-    g = await greet(criu, o.creds, o.state_dir, host=o.host, port=o.port,
-                    timeout=o.timeouts.hello)
+    g = await greet(criu, source.creds, source.state_dir, host=source.host, port=source.port,
+                    timeout=source.timeouts.hello)
     ch = g.ch
     try:
-        result = await collect_verdict(ch, criu, g.ours, g.theirs, pid=o.pid, workdir=workdir,
+        result = await collect_verdict(ch, criu, g.ours, g.theirs, pid=source.pid, workdir=workdir,
                                        requested=opts.requested, synced=opts.synced,
-                                       timeout=o.timeouts.plan)
+                                       timeout=source.timeouts.plan)
         await end_check(ch, "pre-flight check only")
     finally:
         await ch.close()

@@ -20,27 +20,27 @@ if TYPE_CHECKING:
 __all__ = ["carry_out"]
 
 
-async def carry_out(m: SourceRole, step: Step) -> None:
+async def carry_out(role: SourceRole, step: Step) -> None:
     """Do ``step`` (QUEUE_STOP, CHECK_HELD, RELEASE_LOCK, MARK_COMMIT, SEND_COMMIT,
     FORWARD_INFLIGHT); the errors are the step's own (a failed send raises PeerLost)."""
     match step:
         case Step.QUEUE_STOP:
             # Should CRIU fail to kill the source tasks (cold), or resume them after a
             # broken page tail (lazy), the queued SIGSTOP stops them before they run.
-            m.queue_stop_source()
+            role.queue_stop_source()
         case Step.CHECK_HELD:
-            if not m.criu_holds_tree():  # CRIU died: they ran on after the dump
+            if not role.criu_holds_tree():  # CRIU died: they ran on after the dump
                 raise FerrymanError("criu let the workload go before the commit, so it "
                                     "ran on after its dump",
                                     hint="check why criu died (its log)")
         case Step.RELEASE_LOCK:
-            await m.release_network_lock()
+            await role.release_network_lock()
         case Step.MARK_COMMIT:
-            m.mark_commit()
+            role.mark_commit()
         case Step.SEND_COMMIT | Step.SEND_COMMIT_ANYWAY:
-            assert m.ch is not None
-            await m.ch.send(wire.Commit())
+            assert role.ch is not None
+            await role.ch.send(wire.Commit())
         case Step.FORWARD_INFLIGHT:
-            m.forward_inflight()
+            role.forward_inflight()
         case _:
             raise ValueError(f"{step.name} is the driver's or the executor's, not a step here")

@@ -275,47 +275,47 @@ class DestinationContainer:
 # -- hooks: the few lines agent/source.py and agent/destination.py call --------------------
 
 
-async def source_open(m: SourceRole, target: RuncTarget) -> SourceContainer:
+async def source_open(role: SourceRole, target: RuncTarget) -> SourceContainer:
     """Before anything else: the container must be running; its init PID is the workload."""
     box = await SourceContainer.open(target)
-    m.report.container = target.id
-    m.dumper = box.dumper(m.workdir / "runc-hold", on_frozen=lambda: box.start_final_sync(
-        m.ch.peer_ip if m.ch else "", m.sync_port, m.o.creds), timings=m.report.sync,
-        env=m.criu.env)
-    m.o.progress("HELLO", f"runc container {target.id}: PID {box.pid}, bundle "
+    role.report.container = target.id
+    role.dumper = box.dumper(role.workdir / "runc-hold", on_frozen=lambda: box.start_final_sync(
+        role.ch.peer_ip if role.ch else "", role.sync_port, role.opts.creds),
+        timings=role.report.sync, env=role.criu.env)
+    role.opts.progress("HELLO", f"runc container {target.id}: PID {box.pid}, bundle "
                  f"{box.config.bundle}")
     return box
 
 
-async def source_presync(m: SourceRole, box: SourceContainer, sync_port: int) -> None:
+async def source_presync(role: SourceRole, box: SourceContainer, sync_port: int) -> None:
     """PRESYNC (the driver entered it): the bundle and rootfs while the container runs
     (nothing frozen yet); once.
 
     Pre-copy runs it before its first pre-dump, so that the dirty pages the rsync causes
     are still copied while the container runs; the final dump then finds it done.
     """
-    assert m.ch is not None
+    assert role.ch is not None
     if box.presynced:
         return
     try:
-        detail = await box.sync(1, m.ch.peer_ip, sync_port, m.o.creds)
+        detail = await box.sync(1, role.ch.peer_ip, sync_port, role.opts.creds)
     except FerrymanError:
-        await end_check(m.ch, "the pre-sync failed")
+        await end_check(role.ch, "the pre-sync failed")
         raise
     finally:
-        m.report.sync.update(box.synced)
+        role.report.sync.update(box.synced)
     box.presynced = True
-    m.o.progress("PRESYNC", detail)
+    role.opts.progress("PRESYNC", detail)
 
 
-async def source_final_sync(m: SourceRole, box: SourceContainer, sync_port: int) -> None:
+async def source_final_sync(role: SourceRole, box: SourceContainer, sync_port: int) -> None:
     """While frozen (post-dump): what changed since the pre-sync, with --delete."""
-    assert m.ch is not None
+    assert role.ch is not None
     try:
-        detail = await box.final_sync(m.ch.peer_ip, sync_port, m.o.creds)
+        detail = await box.final_sync(role.ch.peer_ip, sync_port, role.opts.creds)
     finally:
-        m.report.sync.update(box.synced)
-    m.o.progress("TRANSFERRING", f"final rsync while frozen: {detail}")
+        role.report.sync.update(box.synced)
+    role.opts.progress("TRANSFERRING", f"final rsync while frozen: {detail}")
 
 
 async def destination_prepare(cfg: AgentConfig, target: str, peer: str

@@ -73,8 +73,8 @@ class DestinationSession:
 
     @property
     def tls(self) -> TlsFiles:
-        c = self.cfg.creds
-        return TlsFiles(cacert=c.ca, cert=c.cert, key=c.key)
+        creds = self.cfg.creds
+        return TlsFiles(cacert=creds.ca, cert=creds.cert, key=creds.key)
 
     async def run(self) -> None:
         t = self.cfg.timeouts

@@ -163,113 +163,114 @@ class Preflight:
     measured: str = ""
 
 
-async def check_before_plan(m: SourceRole, ours: wire.Hello, theirs: wire.Hello
+async def check_before_plan(role: SourceRole, ours: wire.Hello, theirs: wire.Hello
                             ) -> Preflight | None:
     """``ferryman migrate``'s pre-flight, between Hello and Plan: the verdict (and auto's
     measurements). None when skipped (test-only). Nothing is decided here: see
     :func:`plan_migration`."""
-    assert m.ch is not None
-    o = m.o
-    policy = preflight_policy(m)
+    assert role.ch is not None
+    opts = role.opts
+    policy = preflight_policy(role)
     if policy.skip:
         log.warning("pre-flight check skipped (test-only option)")
         return None
-    o.progress("CHECKING", "pre-flight checks on both nodes")
-    requested = o.mode if o.mode.decided else None
-    result = await collect_verdict(m.ch, m.criu, ours, theirs, pid=m.pid, workdir=m.workdir,
+    opts.progress("CHECKING", "pre-flight checks on both nodes")
+    requested = opts.mode if opts.mode.decided else None
+    result = await collect_verdict(role.ch, role.criu, ours, theirs, pid=role.pid,
+                                   workdir=role.workdir,
                                    requested=requested, synced=policy.synced,
-                                   timeout=o.timeouts.plan, dry_run_unless_refused=True,
-                                   moved=policy.moved, tcp_established=o.tcp_established,
-                                   steps=m.report.steps)
+                                   timeout=opts.timeouts.plan, dry_run_unless_refused=True,
+                                   moved=policy.moved, tcp_established=opts.tcp_established,
+                                   steps=role.report.steps)
     v = result.verdict
-    m.report.logs["dry-run"] = str(result.dump_log)
+    role.report.logs["dry-run"] = str(result.dump_log)
     if result.dry_run is not None and result.dry_run.ok:
-        m.report.dry_run_freeze_ms = result.dry_run.freeze_ms
+        role.report.dry_run_freeze_ms = result.dry_run.freeze_ms
     if requested is not None:
         return Preflight(v)
-    auto = await choose_auto_mode(m, v, ours.features)
+    auto = await choose_auto_mode(role, v, ours.features)
     return Preflight(v) if auto is None else Preflight(v, *auto)
 
 
-def preflight_policy(m: SourceRole) -> PreflightPolicy:
-    o = m.o
-    return o.preflight if isinstance(o, HasPreflightPolicy) else PreflightPolicy()
+def preflight_policy(role: SourceRole) -> PreflightPolicy:
+    opts = role.opts
+    return opts.preflight if isinstance(opts, HasPreflightPolicy) else PreflightPolicy()
 
 
-async def plan_migration(m: SourceRole, ours: wire.Hello, theirs: wire.Hello,
+async def plan_migration(role: SourceRole, ours: wire.Hello, theirs: wire.Hello,
                          pre: Preflight | None) -> Plan:
     """:func:`ferryman.migration.plan.decide`, once. A refusal by the pre-flight ends the
     conversation cleanly (Abort) before PreflightFailed is raised; nothing was frozen."""
-    assert m.ch is not None
-    o = m.o
+    assert role.ch is not None
+    opts = role.opts
     try:
-        plan = decide(o.mode, verdict=pre.verdict if pre else None,
+        plan = decide(opts.mode, verdict=pre.verdict if pre else None,
                       source=Node(ours.node, ours.features, ours.free_disk),
                       destination=Node(theirs.node, theirs.features, theirs.free_disk),
-                      rss_bytes=m.report.rss_bytes,
-                      options=PlanOptions(no_postcopy=o.precopy.no_postcopy,
-                                          force=preflight_policy(m).force),
-                      auto=pre.auto if pre else None, container=o.in_container)
+                      rss_bytes=role.report.rss_bytes,
+                      options=PlanOptions(no_postcopy=opts.precopy.no_postcopy,
+                                          force=preflight_policy(role).force),
+                      auto=pre.auto if pre else None, container=opts.in_container)
     except PreflightFailed:
-        await end_check(m.ch, "pre-flight check failed")
+        await end_check(role.ch, "pre-flight check failed")
         raise
     if pre is None:
         return plan
     v = pre.verdict
-    if not o.mode.decided:
-        m.report.mode_reason = f"{plan.reason} {pre.measured}"
-        o.progress("CHECKING", f"--mode auto chose {plan.mode} (allowed: "
-                   f"{', '.join(v.allowed_modes)}): {m.report.mode_reason}")
+    if not opts.mode.decided:
+        role.report.mode_reason = f"{plan.reason} {pre.measured}"
+        opts.progress("CHECKING", f"--mode auto chose {plan.mode} (allowed: "
+                   f"{', '.join(v.allowed_modes)}): {role.report.mode_reason}")
     warned = v.warnings(plan.mode)
-    o.progress("CHECKING", f"passed ({len(warned)} warnings accepted with --force)" if warned
+    opts.progress("CHECKING", f"passed ({len(warned)} warnings accepted with --force)" if warned
                else "passed")
     return plan
 
 
-async def choose_auto_mode(m: SourceRole, v: Verdict, features: Mapping[str, bool]
+async def choose_auto_mode(role: SourceRole, v: Verdict, features: Mapping[str, bool]
                            ) -> tuple[ModeChoice, str] | None:
     """``--mode auto``'s measurements: :func:`ferryman.migration.modes.choose_mode` over
     what the verdict allows, with the workload's dirty rate measured (half a second, by the
     tracker pre-copy would use: soft-dirty, or uffd-wp where ``features`` have no
     soft-dirty) when the source can track it, and the link. The choice, and the facts it was
     made on as the report says them; None if no mode is allowed (nothing measured)."""
-    pc = m.o.precopy
-    candidates = v.auto_candidates(no_postcopy=pc.no_postcopy)
+    precopy = role.opts.precopy
+    candidates = v.auto_candidates(no_postcopy=precopy.no_postcopy)
     if not candidates:
         return None
     tracking = any(c.pre_copies for c in candidates)
     lazy = any(c.lazy for c in candidates)
     rate = None
-    if tracking and m.tree is not None:
-        uffd_wp = dirty_tracker(features, container=m.o.in_container) == wptrack.TRACKER
-        with timed(m.report.steps, "dirty_rate"):
+    if tracking and role.tree is not None:
+        uffd_wp = dirty_tracker(features, container=role.opts.in_container) == wptrack.TRACKER
+        with timed(role.report.steps, "dirty_rate"):
             rate = await asyncio.to_thread(wptrack.probe_dirty_rate if uffd_wp
-                                           else probe_dirty_rate, m.tree.pids())
-    link, how = await _link(m)
-    cap = m.report.max_bandwidth_bytes_per_s
+                                           else probe_dirty_rate, role.tree.pids())
+    link, how = await _link(role)
+    cap = role.report.max_bandwidth_bytes_per_s
     if cap is not None and cap < link:
         link, how = cap, "capped by --max-bandwidth at"
-    choice = choose_mode(mem_track=tracking, lazy_pages=lazy, no_postcopy=pc.no_postcopy,
-                         rss_bytes=m.report.rss_bytes, dirty_pages_per_s=rate,
+    choice = choose_mode(mem_track=tracking, lazy_pages=lazy, no_postcopy=precopy.no_postcopy,
+                         rss_bytes=role.report.rss_bytes, dirty_pages_per_s=rate,
                          bandwidth_bytes_per_s=link,
-                         max_downtime_ms=pc.max_downtime_ms,
-                         fixed_cost_ms=fixed_cost_ms(m.report.dry_run_freeze_ms,
-                                                     pc.fixed_cost_ms))
+                         max_downtime_ms=precopy.max_downtime_ms,
+                         fixed_cost_ms=fixed_cost_ms(role.report.dry_run_freeze_ms,
+                                                     precopy.fixed_cost_ms))
     measured = f"(link {how} {link / 125_000:.0f} Mbit/s" + (
         f", dirty rate measured {rate:.0f} pages/s)" if rate is not None else ")")
     return choice, measured
 
 
-async def _link(m: SourceRole) -> tuple[float, str]:
+async def _link(role: SourceRole) -> tuple[float, str]:
     """The link rate for the choice (bytes/s), and whether it was 'assumed' or 'measured'."""
-    pc = m.o.precopy
-    if pc.link_mbps is not None:
-        return pc.link_mbps * 125_000, "assumed"
-    assert m.ch is not None
-    m.o.progress("CHECKING", "timing the link")
-    with timed(m.report.steps, "link_test"):
-        rate = await measure_link(m.ch, m.o.timeouts.plan)
-    m.report.link_bytes_per_s = rate
+    precopy = role.opts.precopy
+    if precopy.link_mbps is not None:
+        return precopy.link_mbps * 125_000, "assumed"
+    assert role.ch is not None
+    role.opts.progress("CHECKING", "timing the link")
+    with timed(role.report.steps, "link_test"):
+        rate = await measure_link(role.ch, role.opts.timeouts.plan)
+    role.report.link_bytes_per_s = rate
     if rate is None:  # too fast for a 4 MiB test to tell apart from its round trip
         return UNMEASURABLE_LINK_MBPS * 125_000, "faster than this test tells, taken as"
     return rate, "measured"

@@ -401,13 +401,13 @@ def _restore_error(name: str, reason: str, log_path: str | None) -> FerrymanErro
 # -- hooks ---------------------------------------------------------------------------------
 
 
-async def source_open(m: SourceRole, target: PodmanTarget) -> PodmanSource:
+async def source_open(role: SourceRole, target: PodmanTarget) -> PodmanSource:
     """Before anything else: Podman's container, running under runc; its init is the PID."""
-    box = await PodmanSource.open_podman(target, m.report.sync)
-    box.committed = lambda: m.tracker.phase in PAST_COMMIT
-    m.report.container = box.ctr.name  # the source's PID: box.pid (source.py resolves it)
-    m.dumper = box.podman_dumper(m.workdir / "runc-hold", m.workdir, env=m.criu.env)
-    m.o.progress("HELLO", f"Podman container {box.ctr.name} ({box.ctr.id[:12]}): PID "
+    box = await PodmanSource.open_podman(target, role.report.sync)
+    box.committed = lambda: role.tracker.phase in PAST_COMMIT
+    role.report.container = box.ctr.name  # the source's PID: box.pid (source.py resolves it)
+    role.dumper = box.podman_dumper(role.workdir / "runc-hold", role.workdir, env=role.criu.env)
+    role.opts.progress("HELLO", f"Podman container {box.ctr.name} ({box.ctr.id[:12]}): PID "
                  f"{box.pid}, image {box.ctr.image_name}")
     return box
 

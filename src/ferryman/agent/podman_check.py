@@ -35,7 +35,7 @@ class PodmanCheckResult:
     destination: str
 
 
-async def run_podman_check(target: PodmanTarget, o: SourceOptions, requested: str | None
+async def run_podman_check(target: PodmanTarget, opts: SourceOptions, requested: str | None
                            ) -> PodmanCheckResult:
     query: PodmanQuery | None = None
     try:
@@ -45,21 +45,21 @@ async def run_podman_check(target: PodmanTarget, o: SourceOptions, requested: st
         query = PodmanQuery(box.ctr.id, box.ctr.name, box.ctr.image_id)
     except RuncError as exc:
         facts = SourceFacts(target.name, problem=exc.message, fix=exc.hint or "")
-    g = await greet(Criu(o.criu_bin), o.creds, o.state_dir, host=o.host, port=o.port,
-                    timeout=o.timeouts.hello)
+    g = await greet(Criu(opts.criu_bin), opts.creds, opts.state_dir, host=opts.host, port=opts.port,
+                    timeout=opts.timeouts.hello)
     ch, ours, theirs = g.ch, g.ours, g.theirs
     try:
         dest_rows: tuple[Row, ...] = ()
         if query is not None:
             await ch.send(wire.CheckRequest(encode_query(query)))
-            report = await ch.expect((wire.CheckReport,), o.timeouts.hello)
+            report = await ch.expect((wire.CheckReport,), opts.timeouts.hello)
             _, _, dest_rows = rows_from_json(report.result)
         await end_check(ch, "pre-flight check only")
     finally:
         await ch.close()
-    blocker = postcopy_blocker(ours.features, o.creds.name) or \
+    blocker = postcopy_blocker(ours.features, opts.creds.name) or \
         postcopy_blocker(theirs.features, theirs.node)
-    rows = source_rows(o.creds.name, facts, postcopy_blocker=blocker,
+    rows = source_rows(opts.creds.name, facts, postcopy_blocker=blocker,
                        dirty_tracking=ours.features.get("mem_track", False))
     return PodmanCheckResult(merge(rows, dest_rows, list(MODES), requested), facts,
                              theirs.node)

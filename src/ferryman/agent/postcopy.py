@@ -28,14 +28,14 @@ __all__ = ["continue_left_stopped"]
 log = logging.getLogger(__name__)
 
 
-def continue_left_stopped(m: SourceRole) -> None:
+def continue_left_stopped(role: SourceRole) -> None:
     """Before the commit: a lazy dump that ended on its own (the destination's lazy-pages
     daemon closed the session after its restore failed) left the tree stopped
     (criu/client.py); continue it, except the tasks that were stopped when dumped."""
-    assert m.tree is not None
-    stopped = [p for p in m.tree.pids() if _stopped(p)]
+    assert role.tree is not None
+    stopped = [p for p in role.tree.pids() if _stopped(p)]
     if stopped:
-        n = m.tree.resume(keep_stopped=stopped_pids(m.workdir), only=stopped)
+        n = role.tree.resume(keep_stopped=stopped_pids(role.workdir), only=stopped)
         log.info("continued %d source tasks the lazy dump left stopped", n)
 
 

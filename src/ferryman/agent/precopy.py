@@ -46,22 +46,22 @@ __all__ = ["abandon", "next_set", "pre_dump"]
 log = logging.getLogger(__name__)
 
 
-async def next_set(m: SourceRole, msg: wire.Iterate) -> wire.Ready:
+async def next_set(role: SourceRole, msg: wire.Iterate) -> wire.Ready:
     """Ask the destination for the page server of the next image set (port 0: lazy).
 
     Before a lazy final set the destination sends back the page maps of its sets, as
     ``pre-K.NAME``: they go into our ``pre-K`` (see
     :func:`ferryman.agent.destination_pages.send_page_maps`).
     """
-    assert m.ch is not None
-    await m.ch.send(msg)
-    staging = m.workdir / "page-maps"
+    assert role.ch is not None
+    await role.ch.send(msg)
+    staging = role.workdir / "page-maps"
     staging.mkdir(exist_ok=True)
     receiver = Receiver(staging)
     try:
         while True:
-            got = await m.ch.expect((wire.Ready, wire.FileChunk, wire.FileEnd),
-                                    m.o.timeouts.plan)
+            got = await role.ch.expect((wire.Ready, wire.FileChunk, wire.FileEnd),
+                                    role.opts.timeouts.plan)
             if isinstance(got, wire.Ready):
                 break
             receiver.take(got)
@@ -71,7 +71,7 @@ async def next_set(m: SourceRole, msg: wire.Iterate) -> wire.Ready:
         receiver.close()
     for name in receiver.done:
         set_dir, _, file = name.partition(".")
-        target = m.workdir / set_dir
+        target = role.workdir / set_dir
         if not (set_dir.startswith(SET_PREFIX) and target.is_dir() and file):
             raise FerrymanError(f"page maps from the destination: unexpected file {name!r}")
         (staging / name).rename(target / file)
@@ -79,42 +79,42 @@ async def next_set(m: SourceRole, msg: wire.Iterate) -> wire.Ready:
     return got
 
 
-async def pre_dump(m: SourceRole, index: int, port: int) -> IterationStats:
-    c = m.o.creds
-    images = m.workdir / set_name(index)
+async def pre_dump(role: SourceRole, index: int, port: int) -> IterationStats:
+    creds = role.opts.creds
+    images = role.workdir / set_name(index)
     images.mkdir()
-    m.o.progress("ITERATING", f"pre-dump {index} while the workload runs")
+    role.opts.progress("ITERATING", f"pre-dump {index} while the workload runs")
     t0 = time.monotonic()
-    armed = await arm_tracker(m)
-    await m.dumper.dump(m.pid, images, pre_dump=True, track_mem=True,
+    armed = await arm_tracker(role)
+    await role.dumper.dump(role.pid, images, pre_dump=True, track_mem=True,
                       track_mem_uffd=armed,
                       parent=f"../{set_name(index - 1)}" if index > 1 else None,
-                      page_server=PageServerAddress(m.o.host, port),
-                      tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
+                      page_server=PageServerAddress(role.opts.host, port),
+                      tls=TlsFiles(cacert=creds.ca, cert=creds.cert, key=creds.key),
                       log_file="pre-dump.log")
     seconds = time.monotonic() - t0
     stats = read_stats(images / DUMP_STATS)
     it = from_criu_stats(index, stats, seconds)
-    m.report.iterations.append({**asdict(it), "frozen_ms": stats.get("frozen_time", 0) / 1000,
+    role.report.iterations.append({**asdict(it), "frozen_ms": stats.get("frozen_time", 0) / 1000,
                                 "predicted_downtime_ms": None})
-    m.report.count_pages()
-    m.o.progress("ITERATING", f"pre-dump {index}: {it.pages_written} pages written, "
+    role.report.count_pages()
+    role.opts.progress("ITERATING", f"pre-dump {index}: {it.pages_written} pages written, "
                  f"{it.pages_skipped} unchanged, {seconds:.2f} s")
     log.info("pre-dump %d: %d pages written, %d skipped, %.3f s", index, it.pages_written,
              it.pages_skipped, seconds)
     return it
 
 
-async def arm_tracker(m: SourceRole) -> bool:
+async def arm_tracker(role: SourceRole) -> bool:
     """uffd-wp tracking: make every process of the tree tracked before a pre-dump (the
     first call creates the tracker). False with soft-dirty, which needs no arming."""
-    if m.report.dirty_tracker != wptrack.TRACKER:
+    if role.report.dirty_tracker != wptrack.TRACKER:
         return False
-    if m.write_tracker is None:
-        m.write_tracker = WriteTracker()
-    tracker = m.write_tracker
-    assert m.tree is not None
-    pids = m.tree.pids()
+    if role.write_tracker is None:
+        role.write_tracker = WriteTracker()
+    tracker = role.write_tracker
+    assert role.tree is not None
+    pids = role.tree.pids()
     t0 = time.monotonic()
     stats = await asyncio.to_thread(tracker.arm, pids)
     log.info("uffd-wp tracker armed on %d processes in %.1f ms (%d new, %d mappings "
@@ -124,8 +124,8 @@ async def arm_tracker(m: SourceRole) -> bool:
     return True
 
 
-async def abandon(m: SourceRole, exc: BaseException) -> None:
+async def abandon(role: SourceRole, exc: BaseException) -> None:
     """A failed iteration: the workload runs on; the destination drops its sets."""
-    ch = m.ch
+    ch = role.ch
     if ch is not None and ch.conn.state in wire.ABORTABLE_STATES:
         await abort(ch, str(exc))

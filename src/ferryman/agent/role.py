@@ -62,7 +62,7 @@ class SourceOptions:
 class SourceRole(Protocol):
     """The SOURCE role as its helpers see it (implemented by ``SourceMigration``)."""
 
-    o: SourceOptions
+    opts: SourceOptions
     criu: Criu
     report: MigrationReport
     tracker: PhaseTracker[SourcePhase]

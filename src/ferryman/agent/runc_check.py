@@ -29,23 +29,23 @@ class RuncCheckResult:
     destination: str
 
 
-async def run_runc_check(target: RuncTarget, o: SourceOptions, requested: Mode | None
+async def run_runc_check(target: RuncTarget, opts: SourceOptions, requested: Mode | None
                          ) -> RuncCheckResult:
     try:
         box = await SourceContainer.open(target)
         facts = ContainerFacts(target.id, box.pid, str(box.config.bundle))
     except RuncError as exc:
         facts = ContainerFacts(target.id, problem=exc.message, fix=exc.hint or "")
-    g = await greet(Criu(o.criu_bin), o.creds, o.state_dir, host=o.host, port=o.port,
-                    timeout=o.timeouts.hello)
+    g = await greet(Criu(opts.criu_bin), opts.creds, opts.state_dir, host=opts.host, port=opts.port,
+                    timeout=opts.timeouts.hello)
     ours, theirs = g.ours, g.theirs
     try:
         await end_check(g.ch, "pre-flight check only")
     finally:
         await g.ch.close()
-    blocker = postcopy_blocker(ours.features, o.creds.name) or \
+    blocker = postcopy_blocker(ours.features, opts.creds.name) or \
         postcopy_blocker(theirs.features, theirs.node)
-    rows = runc_rows(here=o.creds.name, there=theirs.node,
+    rows = runc_rows(here=opts.creds.name, there=theirs.node,
                      local_tools=tools_present(target.binary), dest_features=theirs.features,
                      container=facts, postcopy_blocker=blocker,
                      dirty_tracking=ours.features.get("mem_track", False))

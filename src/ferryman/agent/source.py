@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 S = SourcePhase
 class SourceMigration:
     def __init__(self, opts: SourceOptions) -> None:
-        self.o = opts
+        self.opts = opts
         self.criu = Criu(opts.criu_bin, env=criu_env(opts.max_bandwidth_mbit, os.environ))
         self.t0 = time.monotonic()
         self.tracker = PhaseTracker(SOURCE_TABLE, S.HELLO, time.monotonic,
@@ -99,7 +99,7 @@ class SourceMigration:
 
     def phase(self, phase: SourcePhase, detail: str = "") -> None:
         self.tracker.advance(phase)
-        self.o.progress(str(phase), detail)
+        self.opts.progress(str(phase), detail)
 
     async def run(self) -> MigrationReport:
         try:
@@ -124,21 +124,21 @@ class SourceMigration:
         return self.report
 
     async def _run(self) -> None:
-        o = self.o
-        if o.container is not None:  # NoSuchContainer, RuncMissing before anything else
-            self.box = await source_open(self, o.container)
-        elif o.podman is not None:  # Podman's container, dumped by runc (agent/podman.py)
-            self.box = await podman.source_open(self, o.podman)
+        opts = self.opts
+        if opts.container is not None:  # NoSuchContainer, RuncMissing before anything else
+            self.box = await source_open(self, opts.container)
+        elif opts.podman is not None:  # Podman's container, dumped by runc (agent/podman.py)
+            self.box = await podman.source_open(self, opts.podman)
         # The workload's identity, resolved once (NoSuchProcess before anything else): the
         # PID asked for, or the container's init; everything after uses self.pid.
-        self.tree = ProcessTree.of(self.box.pid if self.box is not None else o.pid)
+        self.tree = ProcessTree.of(self.box.pid if self.box is not None else opts.pid)
         self.report.source_pid = self.tree.pid
         self.report.rss_bytes = self.tree.rss_bytes()
         self.workdir.mkdir(parents=True, mode=0o700)
         lockguard.start(os.getpid(), self.workdir)  # CRIU's network lock, should we die
-        self.o.progress("HELLO", f"connecting to {o.host}:{o.port}")
-        greeted = await greet(self.criu, o.creds, o.state_dir, host=o.host, port=o.port,
-                              timeout=o.timeouts.hello,  # criu describes us meanwhile
+        self.opts.progress("HELLO", f"connecting to {opts.host}:{opts.port}")
+        greeted = await greet(self.criu, opts.creds, opts.state_dir, host=opts.host, port=opts.port,
+                              timeout=opts.timeouts.hello,  # criu describes us meanwhile
                               steps=self.report.steps)
         self.ch = ch = greeted.ch
         hello, theirs = greeted.ours, greeted.theirs
@@ -153,24 +153,24 @@ class SourceMigration:
         if lazy:  # known now, the destination can start its lazy-pages daemon early
             self.ps_port = free_port(ch.local_ip)
         await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=self.pid, lazy=lazy,
-                                tcp_established=o.tcp_established,
-                                move_address=str(o.move_address or ""),
+                                tcp_established=opts.tcp_established,
+                                move_address=str(opts.move_address or ""),
                                 target=self.box.planned().to_json() if self.box else "",
                                 page_server_port=self.ps_port))
         with timed(self.report.steps, "plan_ready"):  # the destination's CPU check, page server
-            answer = await ch.expect((wire.Ready, wire.Refused), o.timeouts.plan)
+            answer = await ch.expect((wire.Ready, wire.Refused), opts.timeouts.plan)
         if isinstance(answer, wire.Refused):
             raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
         self.sync_port = answer.sync_port
         driver = SourceDriver(
             lazy=lazy, container=self.box is not None,
-            move_address=o.move_address is not None, hybrid=plan.mode.lazy,
+            move_address=opts.move_address is not None, hybrid=plan.mode.lazy,
             convergence=Convergence(
-                o.precopy, postcopy_allowed=plan.postcopy_allowed,
+                opts.precopy, postcopy_allowed=plan.postcopy_allowed,
                 rss_bytes=self.report.rss_bytes,
                 dry_run_freeze_ms=self.report.dry_run_freeze_ms,
                 cap_bytes_per_s=self.report.max_bandwidth_bytes_per_s,
-                container=o.container is not None) if plan.pre_copies else None)
+                container=opts.container is not None) if plan.pre_copies else None)
         await SourceDrive(self, driver, self.box).run(answer.page_server_port)
 
     def queue_stop_source(self) -> None:
@@ -207,10 +207,10 @@ class SourceMigration:
 
     def move_address_away(self) -> None:
         """Frozen and network-locked: hand the service address over."""
-        assert self.o.move_address is not None
-        addresses.delete(self.o.move_address)
+        assert self.opts.move_address is not None
+        addresses.delete(self.opts.move_address)
         self.address_moved = True
-        sourcecopy.record_address(self.workdir, self.o.move_address)  # for the guard
+        sourcecopy.record_address(self.workdir, self.opts.move_address)  # for the guard
 
     async def ship_images(self) -> None:
         assert self.ch is not None
@@ -222,7 +222,7 @@ class SourceMigration:
                     total += len(msg.data)
                 await self.ch.send(msg)
         self.report.image_bytes = total
-        self.o.progress("TRANSFERRING", f"{len(files)} image files, {total >> 10} KiB")
+        self.opts.progress("TRANSFERRING", f"{len(files)} image files, {total >> 10} KiB")
         self.shipped = (len(files), total)
 
     def keep_what_the_restore_shares(self) -> None:
@@ -244,7 +244,7 @@ class SourceMigration:
 
     async def await_restored(self) -> wire.Restored:
         assert self.ch is not None
-        answer = await self.ch.expect((wire.Restored, wire.Failed), self.o.timeouts.restore)
+        answer = await self.ch.expect((wire.Restored, wire.Failed), self.opts.timeouts.restore)
         if isinstance(answer, wire.Failed):
             self.report.destination_log_tail = answer.log_tail
             what = "restore" if answer.code == "restore" else f"image transfer ({answer.code})"
@@ -252,13 +252,13 @@ class SourceMigration:
                               f"{what} failed: {answer.message}")
         self.report.destination_pid = answer.pid
         self.report.criu["restore"] = dict(answer.stats)
-        self.o.progress("RESTORED", f"as PID {answer.pid} on the destination (stopped)")
+        self.opts.progress("RESTORED", f"as PID {answer.pid} on the destination (stopped)")
         return answer
 
     async def await_committed(self) -> wire.Committed:
         """The destination resumed the workload: the downtime ends here."""
         assert self.ch is not None
-        done = await self.ch.expect((wire.Committed,), self.o.timeouts.commit)
+        done = await self.ch.expect((wire.Committed,), self.opts.timeouts.commit)
         if self.freeze_at is not None:
             self.report.downtime_ms = (time.monotonic() - self.freeze_at) * 1000
         self.report.destination_pid = done.pid
@@ -280,9 +280,9 @@ class SourceMigration:
         assert self.tree is not None
         unix_names.give_back(self.parked)
         self.parked = []
-        if self.address_moved and self.o.move_address is not None:
+        if self.address_moved and self.opts.move_address is not None:
             with contextlib.suppress(FerrymanError):
-                addresses.add(self.o.move_address)  # the service address comes back here
+                addresses.add(self.opts.move_address)  # the service address comes back here
             self.address_moved = False
         self.cgroup.thaw()
         self.net.drop_inflight()  # the client resends to the source what it dropped

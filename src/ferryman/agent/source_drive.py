@@ -97,9 +97,9 @@ WHERE = "the workload is on the destination, running or kept stopped: see 'ferry
 
 
 class SourceDrive:
-    def __init__(self, m: SourceRole, driver: SourceDriver,
+    def __init__(self, role: SourceRole, driver: SourceDriver,
                  box: SourceContainer | None = None) -> None:
-        self.m = m
+        self.role = role
         self.driver = driver
         self.box = box
         self.events: asyncio.Queue[Event] = asyncio.Queue()
@@ -161,7 +161,7 @@ class SourceDrive:
         task.add_done_callback(self.reads.discard)
 
     def _on_read_failure(self, exc: BaseException) -> None:
-        if self.m.tracker.phase == S.COMMITTED and not self.driver.lazy and \
+        if self.role.tracker.phase == S.COMMITTED and not self.driver.lazy and \
                 isinstance(exc, FerrymanError):
             self.confirm_error = exc  # cold: the destination did not confirm
         else:
@@ -177,20 +177,21 @@ class SourceDrive:
     # -- the final dump and CRIU's notifications ------------------------------------------
 
     async def _run_dump(self, act: RunDump) -> None:
-        m = self.m
-        c = m.o.creds
+        role = self.role
+        creds = role.opts.creds
         try:
-            await m.dumper.dump(
-                m.pid, m.workdir,
-                page_server=PageServerAddress(m.ch.local_ip if act.lazy and m.ch else m.o.host,
-                                              m.ps_port if act.lazy else act.port),
-                tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key), lazy=act.lazy,
-                on_notify=self._on_notify, freeze_cgroup=m.find_freezer(),
-                tcp_established=m.o.tcp_established, track_mem=act.parent > 0,
+            await role.dumper.dump(
+                role.pid, role.workdir,
+                page_server=PageServerAddress(
+                    role.ch.local_ip if act.lazy and role.ch else role.opts.host,
+                    role.ps_port if act.lazy else act.port),
+                tls=TlsFiles(cacert=creds.ca, cert=creds.cert, key=creds.key), lazy=act.lazy,
+                on_notify=self._on_notify, freeze_cgroup=role.find_freezer(),
+                tcp_established=role.opts.tcp_established, track_mem=act.parent > 0,
                 parent=set_name(act.parent) if act.parent else None,
-                track_mem_uffd=m.write_tracker is not None)
+                track_mem_uffd=role.write_tracker is not None)
         except (FerrymanError, OSError) as exc:
-            if m.tracker.phase == S.COMMITTED and not act.lazy:
+            if role.tracker.phase == S.COMMITTED and not act.lazy:
                 log.warning("criu reported an error after the point of no return: %s", exc)
             else:
                 self._fail(exc)
@@ -214,123 +215,123 @@ class SourceDrive:
     # -- one action ---------------------------------------------------------------------
 
     async def _do(self, action: Action) -> Event | None:
-        m = self.m
+        role = self.role
         match action:
             case Enter(phase, quiet):
                 self._enter(phase, quiet)
             case RunPresync():
                 assert self.box is not None
-                await source_presync(m, self.box, m.sync_port)
-                return PresyncDone(m.report.sync.get("presync_ms"))
+                await source_presync(role, self.box, role.sync_port)
+                return PresyncDone(role.report.sync.get("presync_ms"))
             case AskSet(index, final, lazy):
-                ready = await precopy.next_set(m, wire.Iterate(index, final=final, lazy=lazy))
+                ready = await precopy.next_set(role, wire.Iterate(index, final=final, lazy=lazy))
                 return SetReady(ready.page_server_port, ready.restore_bytes_per_s or 0)
             case RunPreDump(index, port):
-                return PreDumpDone(await precopy.pre_dump(m, index, port))
+                return PreDumpDone(await precopy.pre_dump(role, index, port))
             case RecordPrediction(ms):
-                m.report.iterations[-1]["predicted_downtime_ms"] = ms
+                role.report.iterations[-1]["predicted_downtime_ms"] = ms
             case RecordIterations(summary, pre_dumps, lazy):
-                record_iterations(m.report, summary)
-                m.o.progress("ITERATING", f"{pre_dumps} pre-dumps; "
+                record_iterations(role.report, summary)
+                role.opts.progress("ITERATING", f"{pre_dumps} pre-dumps; "
                              f"{summary.convergence.partition(': ')[2]}"
                              + ("; final step lazy" if lazy else ""))
             case RunDump():
                 if action.lazy:
-                    assert m.ch is not None
-                    m.ps_port = m.ps_port or free_port(m.ch.local_ip)  # the Plan named it
+                    assert role.ch is not None
+                    role.ps_port = role.ps_port or free_port(role.ch.local_ip)  # the Plan named it
                 self.dump = asyncio.ensure_future(self._run_dump(action))
             case FreezeWindow():
-                m.freeze_window()
+                role.freeze_window()
             case AnswerNotify(ok):
                 self._answer(ok)
             case MoveAddressAway():
-                m.move_address_away()
+                role.move_address_away()
             case ShipImages():
-                await m.ship_images()
+                await role.ship_images()
             case FinalSync():
                 assert self.box is not None
-                await source_final_sync(m, self.box, m.sync_port)
+                await source_final_sync(role, self.box, role.sync_port)
             case KeepShared():
-                m.keep_what_the_restore_shares()
+                role.keep_what_the_restore_shares()
             case SendRestore(lazy):
-                assert m.ch is not None
-                await m.ch.send(m.restore_message(m.ps_port if lazy else 0))
+                assert role.ch is not None
+                await role.ch.send(role.restore_message(role.ps_port if lazy else 0))
             case FindNetworkLock():
-                m.find_network_lock()
+                role.find_network_lock()
             case AwaitRestored():
-                self._watch(m.await_restored(), lambda msg: Restored(msg.pid))
+                self._watch(role.await_restored(), lambda msg: Restored(msg.pid))
             case CommitStep(step):
                 return await self._commit_step(step)
             case ThawCgroup():
-                m.thaw()  # empty now, or holding the restored tree on a shared host
+                role.thaw()  # empty now, or holding the restored tree on a shared host
             case CollectDumpStats(lazy):
-                m.collect_dump_stats(lazy=lazy)
+                role.collect_dump_stats(lazy=lazy)
             case KillSurvivors():
-                assert m.tree is not None
-                if m.tree.alive():  # CRIU reported success but left the tree: never twice
-                    m.tree.kill()
+                assert role.tree is not None
+                if role.tree.alive():  # CRIU reported success but left the tree: never twice
+                    role.tree.kill()
             case AwaitPagesComplete():
-                assert m.ch is not None
-                self._watch(m.ch.expect((wire.PagesComplete,), m.o.timeouts.page_tail),
+                assert role.ch is not None
+                self._watch(role.ch.expect((wire.PagesComplete,), role.opts.timeouts.page_tail),
                             self._pages_complete)
             case StopDump():
                 await self._stop(cancel_dump=True)
             case ContinueLeftStopped():
-                continue_left_stopped(m)
+                continue_left_stopped(role)
             case RollBack(reason):
                 await self._stop(cancel_dump=False)  # a read may wait: the roll-back reads
                 self._fail(FerrymanError(reason or "the migration failed"))
                 assert self.failure is not None
-                return RolledBack(await m.roll_back(self.failure))
+                return RolledBack(await role.roll_back(self.failure))
             case Abandon():
                 assert self.failure is not None
-                await precopy.abandon(m, self.failure)
+                await precopy.abandon(role, self.failure)
             case KillTree():
-                assert m.tree is not None
-                await asyncio.to_thread(m.tree.kill)  # CRIU left the served copy stopped
+                assert role.tree is not None
+                await asyncio.to_thread(role.tree.kill)  # CRIU left the served copy stopped
             case RecordPages():
                 assert self.tail is not None
-                record_pages(m.report, self.tail)
+                record_pages(role.report, self.tail)
             case Finish(outcome):
                 self.outcome = outcome
         return None
 
     def _enter(self, phase: SourcePhase, quiet: bool) -> None:
-        m = self.m
+        role = self.role
         if quiet:
-            m.tracker.advance(phase)
+            role.tracker.advance(phase)
             return
-        lazy, node = self.driver.lazy, m.report.destination_node
+        lazy, node = self.driver.lazy, role.report.destination_node
         detail = ""
         if phase == S.PLANNED:
             detail = (f"pre-copy into page servers on {node}" if self.driver.convergence
                       else "post-copy: pages will follow on demand" if lazy
                       else f"page server on port {self.driver.port}")
         elif phase == S.PRESYNC:
-            detail = f"rsync while running to {m.ch.peer_ip if m.ch else ''}"
+            detail = f"rsync while running to {role.ch.peer_ip if role.ch else ''}"
         elif phase == S.FREEZING:
-            m.freeze_at = time.monotonic()
-            detail = f"dumping PID {m.pid}" + (" (memory stays here, served lazily)"
+            role.freeze_at = time.monotonic()
+            detail = f"dumping PID {role.pid}" + (" (memory stays here, served lazily)"
                                                if lazy else "")
         elif phase == S.COMMITTED:
             detail = "destination resumes the workload" + ("" if lazy else
                                                            "; the source copy goes")
         elif phase == S.SERVING_PAGES:
-            detail = (f"running on {node} as PID {m.report.destination_pid}; "
+            detail = (f"running on {node} as PID {role.report.destination_pid}; "
                       "serving its memory")
         elif phase == S.DONE:
             detail = (f"all {self.tail.pages} pages arrived in {self.tail.elapsed_ms} ms"
                       if self.tail is not None
-                      else f"running on {node} as PID {m.report.destination_pid}")
-        elif phase == S.RESUMING or (phase == S.LOST and m.tracker.phase != S.RESUMING):
+                      else f"running on {node} as PID {role.report.destination_pid}")
+        elif phase == S.RESUMING or (phase == S.LOST and role.tracker.phase != S.RESUMING):
             detail = str(self.failure)
-        m.phase(phase, detail)
+        role.phase(phase, detail)
 
     async def _commit_step(self, step: Step) -> Event | None:
-        m = self.m
+        role = self.role
         if step is Step.SEND_COMMIT_ANYWAY:
             try:
-                await commit.carry_out(m, Step.SEND_COMMIT)
+                await commit.carry_out(role, Step.SEND_COMMIT)
             except PeerLost as exc:
                 # It may or may not have arrived; without it the destination keeps its
                 # copy stopped (an orphan), so destroying ours is still the only safe choice.
@@ -339,9 +340,9 @@ class SourceDrive:
             return CommitSent(ok=True)
         if step in (Step.WATCH_COMMITTED, Step.AWAIT_COMMITTED):
             # cold: read at once, CRIU's clean-up is not downtime
-            self._watch(m.await_committed(), lambda msg: Committed(msg.pid))
+            self._watch(role.await_committed(), lambda msg: Committed(msg.pid))
             return None
-        await commit.carry_out(m, step)
+        await commit.carry_out(role, step)
         return None
 
     def _pages_complete(self, msg: wire.PagesComplete) -> Event:
@@ -351,27 +352,27 @@ class SourceDrive:
     # -- the outcome, as the caller knows it ------------------------------------------
 
     def _conclude(self) -> None:
-        m, exc, outcome = self.m, self.failure, self.outcome
+        role, exc, outcome = self.role, self.failure, self.outcome
         reason = getattr(exc, "message", str(exc))
         hint = getattr(exc, "hint", None)
         if outcome is Outcome.DONE:
-            m.report.result = Result.COMMITTED
+            role.report.result = Result.COMMITTED
         elif outcome is Outcome.ROLLED_BACK:
-            m.report.result = Result.ROLLED_BACK
+            role.report.result = Result.ROLLED_BACK
             raise MigrationRolledBack(reason, hint=hint) from exc
         elif outcome is Outcome.ABANDONED:
-            m.report.result = Result.ROLLED_BACK
+            role.report.result = Result.ROLLED_BACK
             code = exc.code if isinstance(exc, RemoteError) else ""
             raise MigrationRolledBack(reason, hint=hint, cause_code=code) from exc
         elif outcome is Outcome.NOT_SURVIVED:
-            m.report.result = Result.LOST
-            raise FerrymanError(f"workload PID {m.pid} did not survive the failed "
+            role.report.result = Result.LOST
+            raise FerrymanError(f"workload PID {role.pid} did not survive the failed "
                                 f"migration: {exc}") from exc
         elif outcome is Outcome.LOST:
-            m.report.result = Result.LOST
-            raise WorkloadLost(m.pid, reason) from exc
+            role.report.result = Result.LOST
+            raise WorkloadLost(role.pid, reason) from exc
         elif outcome is Outcome.UNCONFIRMED:
-            peer, node = (m.ch.peer if m.ch else ""), m.report.destination_node
+            peer, node = (role.ch.peer if role.ch else ""), role.report.destination_node
             if self.commit_error is not None:
                 raise PeerLost(peer, f"the commit may not have reached {node}: "
                                f"{self.commit_error.message}", hint=WHERE)

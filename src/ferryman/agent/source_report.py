@@ -30,40 +30,40 @@ def collect_dump_stats(report: MigrationReport, workdir: Path, *, lazy: bool = F
         report.logs[p.stem] = str(p)
 
 
-def finish_report(r: MigrationReport, workdir: Path, t0: float, freeze_at: float | None,
+def finish_report(report: MigrationReport, workdir: Path, t0: float, freeze_at: float | None,
                   durations: Iterable[tuple[str, float, float]]) -> None:
     """Totals and phase timings (measured from ``t0``); the images removed, the logs kept."""
-    r.total_ms = (time.monotonic() - t0) * 1000
+    report.total_ms = (time.monotonic() - t0) * 1000
     if freeze_at is not None:
-        r.freeze_start_ms = (freeze_at - t0) * 1000
-    r.bytes_transferred = r.image_bytes + r.page_bytes
-    r.phases = [PhaseTiming(p, (s - t0) * 1000, d * 1000)
+        report.freeze_start_ms = (freeze_at - t0) * 1000
+    report.bytes_transferred = report.image_bytes + report.page_bytes
+    report.phases = [PhaseTiming(p, (s - t0) * 1000, d * 1000)
                 for p, s, d in durations]
     # Images are gone to the destination (or useless after a rollback); logs stay.
     if workdir.exists():
         remove_images(workdir, keep=(DUMP_STATS,))
 
 
-def record_iterations(r: MigrationReport, s: Summary) -> None:
+def record_iterations(report: MigrationReport, summary: Summary) -> None:
     """Pre-copy's iterations, once the policy stopped them."""
-    r.policy = s.policy
-    r.convergence = s.convergence
-    r.predicted_downtime_ms = s.predicted_downtime_ms
-    r.over_budget = s.over_budget
-    r.fixed_cost_ms = s.fixed_cost_ms
-    r.restore_bytes_per_s = s.restore_bytes_per_s
-    r.bandwidth_bytes_per_s = s.bandwidth_bytes_per_s
-    r.switched_to_postcopy = s.switched_to_postcopy
-    if s.switched_to_postcopy:
-        r.mode = Mode.HYBRID
+    report.policy = summary.policy
+    report.convergence = summary.convergence
+    report.predicted_downtime_ms = summary.predicted_downtime_ms
+    report.over_budget = summary.over_budget
+    report.fixed_cost_ms = summary.fixed_cost_ms
+    report.restore_bytes_per_s = summary.restore_bytes_per_s
+    report.bandwidth_bytes_per_s = summary.bandwidth_bytes_per_s
+    report.switched_to_postcopy = summary.switched_to_postcopy
+    if summary.switched_to_postcopy:
+        report.mode = Mode.HYBRID
 
 
-def record_pages(r: MigrationReport, msg: wire.PagesComplete) -> None:
+def record_pages(report: MigrationReport, msg: wire.PagesComplete) -> None:
     """The post-copy tail, as the destination's PagesComplete measured it."""
-    r.memory_complete_ms = float(msg.elapsed_ms)
-    r.lazy_pages = msg.pages
-    r.lazy_faults = msg.faults
-    r.lazy_fault_wait_ms = float(msg.fault_wait_ms)
-    r.lazy_fault_max_ms = float(msg.fault_max_ms)
-    r.count_pages(msg.bytes)
-    r.result = Result.COMMITTED
+    report.memory_complete_ms = float(msg.elapsed_ms)
+    report.lazy_pages = msg.pages
+    report.lazy_faults = msg.faults
+    report.lazy_fault_wait_ms = float(msg.fault_wait_ms)
+    report.lazy_fault_max_ms = float(msg.fault_max_ms)
+    report.count_pages(msg.bytes)
+    report.result = Result.COMMITTED
