@@ -283,7 +283,7 @@ async def source_open(role: SourceRole, target: RuncTarget) -> SourceContainer:
         role.ch.peer_ip if role.ch else "", role.sync_port, role.opts.creds),
         timings=role.report.sync, env=role.criu.env)
     role.opts.progress("HELLO", f"runc container {target.id}: PID {box.pid}, bundle "
-                 f"{box.config.bundle}")
+                       f"{box.config.bundle}")
     return box
 
 

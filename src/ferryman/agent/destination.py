@@ -23,7 +23,7 @@ from ferryman.agent.destination_end import fail, remove_incomplete
 from ferryman.agent.destination_pages import lazy_blocker, open_set, start_page_server
 from ferryman.agent.hello import identity_mismatch, local_hello
 from ferryman.agent.limits import Slots
-from ferryman.agent.podman import destination_prepare
+from ferryman.agent.podman_destination import destination_prepare
 from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.page_server import CriuDaemon

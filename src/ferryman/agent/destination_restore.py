@@ -18,7 +18,7 @@ from ferryman.agent.destination_pages import page_server_exit
 from ferryman.agent.destination_role import DestinationRole
 from ferryman.agent.fifos import keep_shared_fifo_data
 from ferryman.agent.orphans import orphan_record, write_outcome
-from ferryman.agent.podman import PodmanDestination
+from ferryman.agent.podman_destination import PodmanDestination
 from ferryman.criu.logs import tail
 from ferryman.criu.stats import RESTORE_STATS, read_stats
 from ferryman.criu.taskstate import stopped_pids

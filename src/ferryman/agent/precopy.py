@@ -87,11 +87,11 @@ async def pre_dump(role: SourceRole, index: int, port: int) -> IterationStats:
     t0 = time.monotonic()
     armed = await arm_tracker(role)
     await role.dumper.dump(role.pid, images, pre_dump=True, track_mem=True,
-                      track_mem_uffd=armed,
-                      parent=f"../{set_name(index - 1)}" if index > 1 else None,
-                      page_server=PageServerAddress(role.opts.host, port),
-                      tls=TlsFiles(cacert=creds.ca, cert=creds.cert, key=creds.key),
-                      log_file="pre-dump.log")
+                           track_mem_uffd=armed,
+                           parent=f"../{set_name(index - 1)}" if index > 1 else None,
+                           page_server=PageServerAddress(role.opts.host, port),
+                           tls=TlsFiles(cacert=creds.ca, cert=creds.cert, key=creds.key),
+                           log_file="pre-dump.log")
     seconds = time.monotonic() - t0
     stats = read_stats(images / DUMP_STATS)
     it = from_criu_stats(index, stats, seconds)
@@ -99,7 +99,7 @@ async def pre_dump(role: SourceRole, index: int, port: int) -> IterationStats:
                                 "predicted_downtime_ms": None})
     role.report.count_pages()
     role.opts.progress("ITERATING", f"pre-dump {index}: {it.pages_written} pages written, "
-                 f"{it.pages_skipped} unchanged, {seconds:.2f} s")
+                       f"{it.pages_skipped} unchanged, {seconds:.2f} s")
     log.info("pre-dump %d: %d pages written, %d skipped, %.3f s", index, it.pages_written,
              it.pages_skipped, seconds)
     return it

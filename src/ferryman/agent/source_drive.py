@@ -233,8 +233,8 @@ class SourceDrive:
             case RecordIterations(summary, pre_dumps, lazy):
                 record_iterations(role.report, summary)
                 role.opts.progress("ITERATING", f"{pre_dumps} pre-dumps; "
-                             f"{summary.convergence.partition(': ')[2]}"
-                             + ("; final step lazy" if lazy else ""))
+                                   f"{summary.convergence.partition(': ')[2]}"
+                                   + ("; final step lazy" if lazy else ""))
             case RunDump():
                 if action.lazy:
                     assert role.ch is not None

@@ -12,6 +12,7 @@ import pytest
 from ferryman.agent.podman import PlannedPodman, plan_kind
 from ferryman.errors import RemoteProtocolError
 from ferryman.targets import podman as pm
+from ferryman.targets import podman_nat as nat
 from ferryman.targets.boltdb import (
     BRANCH_PAGE,
     BUCKET_LEAF,
@@ -150,21 +151,21 @@ def test_podman_message_is_its_error_line() -> None:
 
 
 def test_inet_addresses_of_criu_images_and_published_ports() -> None:
-    assert pm._v4([0, 0, 0xFFFF0000, 0x1E00580A]) == "10.88.0.30"  # ::ffff:10.88.0.30
-    assert pm._v4([0x1E00580A]) == "10.88.0.30"
-    assert pm._v4([1, 2, 3, 4]) == ""  # IPv6, not mapped
-    assert pm._v4("10.0.0.1") == ""
-    ports = pm.published_ports({"newPortMappings": [
+    assert nat._v4([0, 0, 0xFFFF0000, 0x1E00580A]) == "10.88.0.30"  # ::ffff:10.88.0.30
+    assert nat._v4([0x1E00580A]) == "10.88.0.30"
+    assert nat._v4([1, 2, 3, 4]) == ""  # IPv6, not mapped
+    assert nat._v4("10.0.0.1") == ""
+    ports = nat.published_ports({"newPortMappings": [
         {"container_port": 5000, "host_port": 8080, "protocol": "tcp", "range": 2},
         {"container_port": 53, "host_port": 53, "protocol": "udp"}]})
     assert ports == {5000: 8080, 5001: 8081}
 
 
 def test_hold_drops_exactly_the_restored_connections() -> None:
-    c = pm.Connection("10.88.0.30", 7000, "10.77.0.3", 40000)
-    rules = pm.hold_ruleset("ferryman-pm-abc", [c])
+    c = nat.Connection("10.88.0.30", 7000, "10.77.0.3", 40000)
+    rules = nat.hold_ruleset("ferryman-pm-abc", [c])
     assert "hook forward" in rules
     assert ("ip saddr 10.88.0.30 tcp sport 7000 ip daddr 10.77.0.3 tcp dport 40000 drop"
             in rules)
-    assert pm.conntrack_get_argv(c, "10.77.0.100", 8080)[-4:] == [
+    assert nat.conntrack_get_argv(c, "10.77.0.100", 8080)[-4:] == [
         "--sport", "40000", "--dport", "8080"]
