@@ -40,6 +40,7 @@ from ferryman.fs.server import SyncServer
 from ferryman.migration.runc_checks import RSYNC_FEATURE, RUNC_FEATURE
 from ferryman.pki import NodeCredentials, tls
 from ferryman.targets import runc_checkpoint
+from ferryman.targets.process import ProcessTree
 from ferryman.targets.runc import (
     BundleConfig,
     ContainerState,
@@ -52,6 +53,7 @@ from ferryman.targets.runc import (
     sync_targets,
 )
 from ferryman.targets.runc_checkpoint import RuncDumper
+from ferryman.targets.workload import Workload
 
 if TYPE_CHECKING:
     from ferryman.agent.role import SourceRole
@@ -104,7 +106,13 @@ class PlannedContainer:
 
 
 class SourceContainer:
-    """A running container on this node, about to move."""
+    """A running container on this node, about to move: a ``targets.workload.Workload``."""
+
+    kind = "runc"
+    process_preflight = False  # checked by runc and the destination's Plan
+    presyncs = True  # its bundle and rootfs, by rsync while it runs
+    syncs_frozen = True  # and what changed since, while frozen
+    keeps_shared = False  # runc restores its own FIFOs and sockets
 
     def __init__(self, target: RuncTarget, runc: Runc, state: ContainerState,
                  config: BundleConfig) -> None:
@@ -112,6 +120,7 @@ class SourceContainer:
         self.runc = runc
         self.state = state
         self.config = config
+        self.tree = ProcessTree.of(state.pid)  # its identity, resolved once: its init
         self.synced: dict[str, float] = {}
         self.presynced = False
         self._final: asyncio.Future[str] | None = None
@@ -135,6 +144,9 @@ class SourceContainer:
 
     def planned(self) -> PlannedContainer:
         return PlannedContainer(self.target.id, rootfs_in_bundle(self.config))
+
+    def planned_target(self) -> str:
+        return self.planned().to_json()
 
     def dumper(self, ctl_dir: Path, on_frozen: Callable[[], None] | None = None,
                timings: dict[str, float] | None = None,
@@ -287,7 +299,7 @@ async def source_open(role: SourceRole, target: RuncTarget) -> SourceContainer:
     return box
 
 
-async def source_presync(role: SourceRole, box: SourceContainer, sync_port: int) -> None:
+async def source_presync(role: SourceRole, box: Workload, sync_port: int) -> None:
     """PRESYNC (the driver entered it): the bundle and rootfs while the container runs
     (nothing frozen yet); once.
 
@@ -308,7 +320,7 @@ async def source_presync(role: SourceRole, box: SourceContainer, sync_port: int)
     role.opts.progress("PRESYNC", detail)
 
 
-async def source_final_sync(role: SourceRole, box: SourceContainer, sync_port: int) -> None:
+async def source_final_sync(role: SourceRole, box: Workload, sync_port: int) -> None:
     """While frozen (post-dump): what changed since the pre-sync, with --delete."""
     assert role.ch is not None
     try:

@@ -136,6 +136,9 @@ class PodmanDumper(RuncDumper):
 class PodmanSource(SourceContainer):
     """A running Podman container on this node, about to move."""
 
+    kind = "podman"
+    presyncs = False  # nothing to rsync: Podman makes the rootfs from the image
+
     def __init__(self, target: PodmanTarget, podman: pm.Podman, info: pm.PodmanInfo, *,
                  ctr: pm.PodmanContainer, runc_target: RuncTarget,
                  timings: dict[str, float]) -> None:

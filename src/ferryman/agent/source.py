@@ -19,7 +19,7 @@ import uuid
 from ferryman import testhooks, wire
 from ferryman.agent import fifos, lockguard, podman
 from ferryman.agent.channel import Channel
-from ferryman.agent.container import SourceContainer, source_open
+from ferryman.agent.container import source_open
 from ferryman.agent.files import file_messages, image_files
 from ferryman.agent.gate import check_before_plan, plan_migration
 from ferryman.agent.role import ProgressFn, SourceOptions
@@ -52,6 +52,7 @@ from ferryman.migration.report import MigrationReport
 from ferryman.migration.source_driver import SourceDriver
 from ferryman.targets.process import ProcessTree
 from ferryman.targets.runc_checkpoint import Dumper
+from ferryman.targets.workload import ProcessWorkload, Workload
 
 # SourceOptions and ProgressFn live in agent/role.py; importable from here too.
 __all__ = ["ProgressFn", "SourceMigration", "SourceOptions"]
@@ -83,7 +84,7 @@ class SourceMigration:
         self.shipped = (0, 0)
         self.dumper: Dumper = self.criu  # runc's checkpoint for a container
         self.write_tracker: WriteTracker | None = None  # pre-copy without soft-dirty
-        self.box: SourceContainer | None = None
+        self.workload: Workload | None = None  # opened first (targets/workload.py)
         self.plan: Plan | None = None  # decided once after Hello (migration/plan.py)
         self.sync_port = 0
         # CRIU's network lock and the segments that reach us frozen (--move-address)
@@ -125,13 +126,11 @@ class SourceMigration:
 
     async def _run(self) -> None:
         opts = self.opts
-        if opts.container is not None:  # NoSuchContainer, RuncMissing before anything else
-            self.box = await source_open(self, opts.container)
-        elif opts.podman is not None:  # Podman's container, dumped by runc (agent/podman.py)
-            self.box = await podman.source_open(self, opts.podman)
-        # The workload's identity, resolved once (NoSuchProcess before anything else): the
-        # PID asked for, or the container's init; everything after uses self.pid.
-        self.tree = ProcessTree.of(self.box.pid if self.box is not None else opts.pid)
+        # The workload and its identity, resolved once (NoSuchContainer, RuncMissing,
+        # NoSuchProcess before anything else): the tree of the PID asked for, or the
+        # container's init; everything after asks the workload, or uses self.pid.
+        self.workload = await self._open_workload()
+        self.tree = self.workload.tree
         self.report.source_pid = self.tree.pid
         self.report.rss_bytes = self.tree.rss_bytes()
         self.workdir.mkdir(parents=True, mode=0o700)
@@ -144,7 +143,7 @@ class SourceMigration:
         hello, theirs = greeted.ours, greeted.theirs
         self.report.destination_node = theirs.node
         pre = None
-        if self.box is None:  # a container is checked by runc and the destination's plan
+        if self.workload.process_preflight:  # a container: by runc and the destination
             pre = await check_before_plan(self, hello, theirs)  # no freeze before the verdict
         self.plan = plan = await plan_migration(self, hello, theirs, pre)  # once; frozen
         self.report.mode = plan.mode
@@ -155,7 +154,7 @@ class SourceMigration:
         await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=self.pid, lazy=lazy,
                                 tcp_established=opts.tcp_established,
                                 move_address=str(opts.move_address or ""),
-                                target=self.box.planned().to_json() if self.box else "",
+                                target=self.workload.planned_target(),
                                 page_server_port=self.ps_port))
         with timed(self.report.steps, "plan_ready"):  # the destination's CPU check, page server
             answer = await ch.expect((wire.Ready, wire.Refused), opts.timeouts.plan)
@@ -163,7 +162,8 @@ class SourceMigration:
             raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
         self.sync_port = answer.sync_port
         driver = SourceDriver(
-            lazy=lazy, container=self.box is not None,
+            lazy=lazy, container=self.workload.syncs_frozen,
+            presync=self.workload.presyncs,
             move_address=opts.move_address is not None, hybrid=plan.mode.lazy,
             convergence=Convergence(
                 opts.precopy, postcopy_allowed=plan.postcopy_allowed,
@@ -171,7 +171,17 @@ class SourceMigration:
                 dry_run_freeze_ms=self.report.dry_run_freeze_ms,
                 cap_bytes_per_s=self.report.max_bandwidth_bytes_per_s,
                 container=opts.container is not None) if plan.pre_copies else None)
-        await SourceDrive(self, driver, self.box).run(answer.page_server_port)
+        await SourceDrive(self, driver, self.workload).run(answer.page_server_port)
+
+    async def _open_workload(self) -> Workload:
+        """What was asked to move: a runc container, a Podman one (dumped by runc,
+        agent/podman.py), or a process tree."""
+        opts = self.opts
+        if opts.container is not None:
+            return await source_open(self, opts.container)
+        if opts.podman is not None:
+            return await podman.source_open(self, opts.podman)
+        return ProcessWorkload(ProcessTree.of(opts.pid))
 
     def queue_stop_source(self) -> None:
         """Queue a SIGSTOP to every source task (they are frozen by CRIU; it waits there)."""

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from ferryman import wire
 from ferryman.agent import commit, precopy
-from ferryman.agent.container import SourceContainer, source_final_sync, source_presync
+from ferryman.agent.container import source_final_sync, source_presync
 from ferryman.agent.files import set_name
 from ferryman.agent.postcopy import continue_left_stopped
 from ferryman.agent.role import SourceRole
@@ -85,6 +85,7 @@ from ferryman.migration.source_events import (
     StopDump,
     ThawCgroup,
 )
+from ferryman.targets.workload import Workload
 
 __all__ = ["SourceDrive"]
 
@@ -98,10 +99,10 @@ WHERE = "the workload is on the destination, running or kept stopped: see 'ferry
 
 class SourceDrive:
     def __init__(self, role: SourceRole, driver: SourceDriver,
-                 box: SourceContainer | None = None) -> None:
+                 workload: Workload | None = None) -> None:
         self.role = role
         self.driver = driver
-        self.box = box
+        self.workload = workload
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.failure: BaseException | None = None  # the first: what a roll-back says
         self.answer: asyncio.Future[bool] | None = None  # CRIU waits for it (a notification)
@@ -220,8 +221,8 @@ class SourceDrive:
             case Enter(phase, quiet):
                 self._enter(phase, quiet)
             case RunPresync():
-                assert self.box is not None
-                await source_presync(role, self.box, role.sync_port)
+                assert self.workload is not None
+                await source_presync(role, self.workload, role.sync_port)
                 return PresyncDone(role.report.sync.get("presync_ms"))
             case AskSet(index, final, lazy):
                 ready = await precopy.next_set(role, wire.Iterate(index, final=final, lazy=lazy))
@@ -249,8 +250,8 @@ class SourceDrive:
             case ShipImages():
                 await role.ship_images()
             case FinalSync():
-                assert self.box is not None
-                await source_final_sync(role, self.box, role.sync_port)
+                assert self.workload is not None
+                await source_final_sync(role, self.workload, role.sync_port)
             case KeepShared():
                 role.keep_what_the_restore_shares()
             case SendRestore(lazy):

@@ -96,10 +96,12 @@ UNSERVED_END = "criu ended the dump before the commit"
 class SourceDriver:
     """One migration's SOURCE steps after Ready (see the module docstring)."""
 
-    def __init__(self, *, lazy: bool, container: bool = False, move_address: bool = False,
-                 hybrid: bool = False, convergence: Convergence | None = None) -> None:
+    def __init__(self, *, lazy: bool, container: bool = False, presync: bool | None = None,
+                 move_address: bool = False, hybrid: bool = False,
+                 convergence: Convergence | None = None) -> None:
         self.lazy = lazy  # the final dump's; pre-copy decides it at the final set
-        self.container = container
+        self.container = container  # synced while frozen, not a same-host process tree
+        self.presync = container if presync is None else presync  # files synced first
         self.move_address = move_address
         self.hybrid = hybrid
         self.convergence = convergence  # pre-copy: the policy and its history
@@ -196,7 +198,7 @@ class SourceDriver:
     def _start(self, port: int) -> Actions:
         self.port = port
         first = (self._enter(S.PLANNED),)
-        if self.container:
+        if self.presync:
             return (*first, self._enter(S.PRESYNC), RunPresync())
         return first + (self._iterate() if self.convergence is not None else self._freeze())
 
@@ -335,7 +337,7 @@ class SourceDriver:
         phase = self.phase
         if phase in (S.HELLO, S.PLANNED, S.PRESYNC) and not self.dump_running:
             failed = self._enter(S.FAILED, quiet=True)
-            if self.convergence is not None and (self.presynced or not self.container):
+            if self.convergence is not None and (self.presynced or not self.presync):
                 return self._finish(Outcome.FAILED, Abandon(), failed)  # the Iterate went
             return self._finish(Outcome.FAILED, failed)  # the pre-sync ended the conversation
         if phase is S.ITERATING:

@@ -173,6 +173,19 @@ def test_cold_container_is_presynced_then_synced_while_frozen() -> None:
     assert d.outcome is Outcome.DONE
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+def test_podman_container_has_no_presync_but_its_rootfs_changes_go_while_frozen(
+        lazy: bool) -> None:
+    d = SourceDriver(lazy=lazy, container=True, presync=False)
+    acts = replay(d, [Started(0 if lazy else PORT)])
+    assert acts == [Enter(S.PLANNED), Enter(S.FREEZING),
+                    RunDump(lazy=lazy, port=0 if lazy else PORT, parent=0)]
+    acts = replay(d, [*LAZY_FREEZE, *LAZY_TAIL] if lazy else [*FREEZE, *COLD_TAIL])
+    assert FinalSync() in acts
+    assert KeepShared() not in acts
+    assert d.outcome is Outcome.DONE
+
+
 def test_postcopy_process() -> None:
     d = SourceDriver(lazy=True)
     acts = replay(d, [Started(0), *LAZY_FREEZE, *LAZY_TAIL])
