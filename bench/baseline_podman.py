@@ -18,14 +18,25 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from bench.baseline import _addr, _announce, _announced
 from bench.env import Env, Outcome
 from bench.proc import run_timed, stop
 
-if TYPE_CHECKING:
-    from bench.podmanbox import PodBox
+
+class PodBox(Protocol):
+    """The container as this baseline uses it (bench/podmanbox.py's PodBox; named here so
+    that module, which calls this one, is not imported back)."""
+
+    name: str
+
+    def on_a(self, *cmd: str) -> list[str]: ...
+
+    def on_b(self, *cmd: str) -> list[str]: ...
+
+    def pid_on_b(self) -> int: ...
+
 
 HOLD = "fmhand"  # B's nftables table that drops the port until the restore returned
 
