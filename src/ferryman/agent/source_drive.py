@@ -7,8 +7,8 @@ and is fed in only once the current batch is done. An action that raises becomes
 ``Failed`` event naming it; the driver says what follows (docs/ARCHITECTURE.md, section 4).
 Every event fed is logged at debug level: a migration's log replays it.
 
-The decisions (what comes next, what a failure leads to) are all the driver's; this module
-only knows how: CRIU, the channel, the report.
+The decisions are all the driver's; this module only knows how (CRIU, the channel, the
+report). A task of its own that breaks (a bug) ends the migration with that error.
 """
 
 from __future__ import annotations
@@ -26,19 +26,16 @@ from ferryman.agent.container import source_final_sync, source_presync
 from ferryman.agent.files import set_name
 from ferryman.agent.postcopy import continue_left_stopped
 from ferryman.agent.role import SourceRole
+from ferryman.agent.source_outcome import conclude
 from ferryman.agent.source_report import record_iterations, record_pages
 from ferryman.criu.client import PageServerAddress, TlsFiles
 from ferryman.criu.page_server import free_port
 from ferryman.errors import (
     FerrymanError,
-    MigrationRolledBack,
     PeerLost,
-    RemoteError,
-    WorkloadLost,
 )
 from ferryman.migration.commit import Step
 from ferryman.migration.phases import SourcePhase
-from ferryman.migration.report import Result
 from ferryman.migration.source_driver import SourceDriver
 from ferryman.migration.source_events import (
     Abandon,
@@ -94,7 +91,6 @@ S = SourcePhase
 T = TypeVar("T")
 # Their errors end the migration as they are: the driver has nothing left to decide.
 _LAST_WORDS = (RollBack, Abandon, StopDump, ContinueLeftStopped, KillTree)
-WHERE = "the workload is on the destination, running or kept stopped: see 'ferryman orphans' there"
 
 
 class SourceDrive:
@@ -112,6 +108,7 @@ class SourceDrive:
         self.confirm_error: FerrymanError | None = None  # cold: no Committed
         self.tail: wire.PagesComplete | None = None
         self.outcome: Outcome | None = None
+        self.bug: Exception | None = None
 
     async def run(self, port: int) -> None:
         """From the destination's Ready (the first page server's ``port``) to the end."""
@@ -119,7 +116,10 @@ class SourceDrive:
         try:
             while pending or not self.driver.done:
                 if not pending:
-                    pending.extend(self._feed(await self.events.get()))
+                    observed = await self.events.get()
+                    if self.bug is not None:  # a task of ours broke: let it show
+                        raise self.bug
+                    pending.extend(self._feed(observed))
                     continue
                 action = pending.popleft()
                 try:
@@ -135,7 +135,8 @@ class SourceDrive:
                     pending.extend(self._feed(event))
         finally:
             await self._stop(cancel_dump=True)
-        self._conclude()
+        conclude(self.role, self.outcome, self.failure, commit_error=self.commit_error,
+                 confirm_error=self.confirm_error)
 
     def _feed(self, event: Event) -> tuple[Action, ...]:
         actions = self.driver.handle(event)
@@ -155,11 +156,19 @@ class SourceDrive:
                 self._on_read_failure(exc)
                 self.events.put_nowait(Failed(_cause(exc)))
                 return
+            except Exception as exc:
+                self._broke(exc)
+                raise
             self.events.put_nowait(event_of(value))
 
         task = asyncio.ensure_future(read())
         self.reads.add(task)
         task.add_done_callback(self.reads.discard)
+
+    def _broke(self, exc: Exception) -> None:
+        """A bug in a task: wake the loop, which raises it (never a silent hang)."""
+        self.bug = exc
+        self.events.put_nowait(Failed(_cause(exc)))
 
     def _on_read_failure(self, exc: BaseException) -> None:
         if self.role.tracker.phase == S.COMMITTED and not self.driver.lazy and \
@@ -191,7 +200,10 @@ class SourceDrive:
                 tcp_established=role.opts.tcp_established, track_mem=act.parent > 0,
                 parent=set_name(act.parent) if act.parent else None,
                 track_mem_uffd=role.write_tracker is not None)
-        except (FerrymanError, OSError) as exc:
+        except Exception as exc:
+            if not isinstance(exc, FerrymanError | OSError):
+                self._broke(exc)
+                raise
             if role.tracker.phase == S.COMMITTED and not act.lazy:
                 log.warning("criu reported an error after the point of no return: %s", exc)
             else:
@@ -349,42 +361,6 @@ class SourceDrive:
     def _pages_complete(self, msg: wire.PagesComplete) -> Event:
         self.tail = msg
         return PagesComplete(msg.pages)
-
-    # -- the outcome, as the caller knows it ------------------------------------------
-
-    def _conclude(self) -> None:
-        role, exc, outcome = self.role, self.failure, self.outcome
-        reason = getattr(exc, "message", str(exc))
-        hint = getattr(exc, "hint", None)
-        if outcome is Outcome.DONE:
-            role.report.result = Result.COMMITTED
-        elif outcome is Outcome.ROLLED_BACK:
-            role.report.result = Result.ROLLED_BACK
-            raise MigrationRolledBack(reason, hint=hint) from exc
-        elif outcome is Outcome.ABANDONED:
-            role.report.result = Result.ROLLED_BACK
-            code = exc.code if isinstance(exc, RemoteError) else ""
-            raise MigrationRolledBack(reason, hint=hint, cause_code=code) from exc
-        elif outcome is Outcome.NOT_SURVIVED:
-            role.report.result = Result.LOST
-            raise FerrymanError(f"workload PID {role.pid} did not survive the failed "
-                                f"migration: {exc}") from exc
-        elif outcome is Outcome.LOST:
-            role.report.result = Result.LOST
-            raise WorkloadLost(role.pid, reason) from exc
-        elif outcome is Outcome.UNCONFIRMED:
-            peer, node = (role.ch.peer if role.ch else ""), role.report.destination_node
-            if self.commit_error is not None:
-                raise PeerLost(peer, f"the commit may not have reached {node}: "
-                               f"{self.commit_error.message}", hint=WHERE)
-            err = self.confirm_error
-            if isinstance(err, PeerLost):
-                raise PeerLost(peer, f"{node} did not confirm the commit: {err.message}",
-                               hint=WHERE) from err
-            raise err or PeerLost(peer, f"{node} did not confirm the commit", hint=WHERE)
-        elif exc is not None:  # FAILED: before anything was frozen
-            raise exc
-
 
 def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
