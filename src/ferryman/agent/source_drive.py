@@ -5,7 +5,8 @@ other. What happens meanwhile (CRIU's notifications and the dump's end, the dest
 Restored, Committed, PagesComplete, a read that fails) arrives from tasks through a queue
 and is fed in only once the current batch is done. An action that raises becomes a
 ``Failed`` event naming it; the driver says what follows (docs/ARCHITECTURE.md, section 4).
-Every event fed is logged at debug level: a migration's log replays it.
+Every event fed is logged at debug level: a migration's log lists the events a unit test
+feeds the driver to replay it (tests/unit/migration/test_source_driver.py).
 
 The decisions are all the driver's; this module only knows how (CRIU, the channel, the
 report). A task of its own that breaks (a bug) ends the migration with that error.
