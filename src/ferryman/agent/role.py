@@ -22,6 +22,7 @@ from ferryman.criu.client import Criu
 from ferryman.errors import PeerLost
 from ferryman.host.addresses import MoveAddress
 from ferryman.host.wptrack import WriteTracker
+from ferryman.migration.compress import Compress
 from ferryman.migration.phases import PhaseTracker, SourcePhase
 from ferryman.migration.precopy_plan import PrecopyOptions
 from ferryman.migration.report import MigrationReport
@@ -54,6 +55,7 @@ class SourceOptions:
     container: RuncTarget | None = None  # a runc container instead of ``pid``
     max_bandwidth_mbit: float | None = None  # the pages' cap on the wire (every mode)
     podman: PodmanTarget | None = None  # a Podman container instead of ``pid``
+    compress: Compress = Compress.AUTO  # --compress (migration/compress.py)
 
     @property
     def in_container(self) -> bool:

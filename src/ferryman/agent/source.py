@@ -15,11 +15,13 @@ import os
 import signal
 import time
 import uuid
+from typing import Any
 
 from ferryman import testhooks, wire
 from ferryman.agent import fifos, lockguard, podman
 from ferryman.agent.channel import Channel
 from ferryman.agent.commit import point_of_no_return
+from ferryman.agent.compression import choose_compression, describe, dump_through_relay
 from ferryman.agent.container import (
     SourceContainer,
     source_final_sync,
@@ -98,6 +100,7 @@ class SourceMigration:
         self.box: SourceContainer | None = None
         self.plan: Plan | None = None  # decided once after Hello (migration/plan.py)
         self.sync_port = 0
+        self.compressed = False  # --compress: the pages go through the page relay
         self.committed: asyncio.Future[wire.Committed] | None = None
         # CRIU's network lock and the segments that reach us frozen (--move-address)
         self.net = Handover(self.workdir, opts.move_address, opts.tcp_established, self.report)
@@ -165,11 +168,13 @@ class SourceMigration:
         self.report.dirty_tracker = plan.tracker
         if lazy:  # known now, the destination can start its lazy-pages daemon early
             self.ps_port = free_port(ch.local_ip)
+        choice = await choose_compression(self, plan, o.compress)  # --compress
+        self.report.compression, self.compressed = describe(choice), choice.on
         await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=self.pid, lazy=lazy,
                                 tcp_established=o.tcp_established,
                                 move_address=str(o.move_address or ""),
                                 target=self.box.planned().to_json() if self.box else "",
-                                page_server_port=self.ps_port))
+                                page_server_port=self.ps_port, compress=self.compressed))
         with timed(self.report.steps, "plan_ready"):  # the destination's CPU check, page server
             answer = await ch.expect((wire.Ready, wire.Refused), o.timeouts.plan)
         if isinstance(answer, wire.Refused):
@@ -201,14 +206,19 @@ class SourceMigration:
         self.phase(S.FREEZING, f"dumping PID {self.pid}")
         self.freeze_at = time.monotonic()
         cgroup = self.find_freezer()
+        kw: dict[str, Any] = {
+            "on_notify": self.on_notify, "freeze_cgroup": cgroup,
+            "tcp_established": o.tcp_established, "track_mem": self.parent is not None,
+            "parent": self.parent, "track_mem_uffd": self.write_tracker is not None}
         try:
-            await self.dumper.dump(self.pid, self.workdir,
-                                 page_server=PageServerAddress(o.host, ps_port),
-                                 tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
-                                 on_notify=self.on_notify, freeze_cgroup=cgroup,
-                                 tcp_established=o.tcp_established,
-                                 track_mem=self.parent is not None, parent=self.parent,
-                                 track_mem_uffd=self.write_tracker is not None)
+            if self.compressed:  # criu -> socket pair -> our compressing TLS relay
+                await dump_through_relay(self, ps_port, lambda fd: self.criu.dump(
+                    self.pid, self.workdir, page_server_fd=fd, **kw))
+            else:
+                await self.dumper.dump(self.pid, self.workdir,
+                                       page_server=PageServerAddress(o.host, ps_port),
+                                       tls=TlsFiles(cacert=c.ca, cert=c.cert, key=c.key),
+                                       **kw)
             self.cgroup.thaw()  # empty now, or holding the restored tree on a shared host
         except (FerrymanError, OSError) as exc:
             if self.tracker.phase == S.COMMITTED:
