@@ -30,6 +30,19 @@ def _link(c: dict[str, Any]) -> str:
     return "-" if not bps else f"{bps * 8 / 1e6:.0f}"
 
 
+def compression(c: dict[str, Any]) -> str:
+    """ferryman's --compress choice in each run: ``on 5.1x`` / ``off``."""
+    out = []
+    for r in c.get("runs", []):
+        if r.get("tool") != FERRYMAN or not r.get("ok"):
+            continue
+        comp = (r.get("details") or {}).get("compression") or {}
+        ratio = comp.get("ratio")
+        out.append("?" if not comp else "off" if not comp.get("on")
+                   else f"on {ratio:.1f}x" if isinstance(ratio, int | float) else "on")
+    return ", ".join(out) or "-"
+
+
 def section(result: dict[str, Any]) -> list[str]:
     cells = [c for c in result["cells"] if c["mode"] in SHAPED]
     capped = [c for c in result["cells"] if c["mode"] == "max-bandwidth"]
@@ -41,8 +54,8 @@ def section(result: dict[str, Any]) -> list[str]:
         out += ["", f"## Shaped link (median [min-max], ms; ratio vs {b1} / vs {b2})", "",
                 f"| cell | link Mbit/s (TCP floor) | ok | RSS MiB | downtime ferryman | {b1} | "
                 f"{b2} | ratio | total ferryman | {b1} | {b2} | ratio | wire MiB ferryman | "
-                f"{b1} | {b2} |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                f"{b1} | {b2} | ferryman --compress auto chose |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for c in cells:
             s = c["summary"]
             t, r = s["tools"], s["ratios"]
@@ -51,14 +64,16 @@ def section(result: dict[str, Any]) -> list[str]:
             out.append(f"| {c['mode']} {c['label']} | {_link(c)} | {ok_counts(s)} | "
                        f"{mib(s['rss_bytes'])} | {triple(t, 'downtime_ms')} | "
                        f"{ratios(r, 'downtime')} | {triple(t, 'total_ms')} | "
-                       f"{ratios(r, 'total')} | {wire} |")
+                       f"{ratios(r, 'total')} | {wire} | {compression(c)} |")
     for c in capped:
         s = c["summary"]
         t = s["tools"][FERRYMAN]
         out += ["", f"## {c['mode']}: {c['label']}", "",
-                "| ok | rate on the wire, Mbit/s | downtime ms | total ms | wire MiB |",
-                "|---|---|---|---|---|",
+                "| ok | rate on the wire, Mbit/s | downtime ms | total ms | wire MiB | "
+                "--compress auto chose |",
+                "|---|---|---|---|---|---|",
                 f"| {s['n_ok'][FERRYMAN]}/{s['n_runs'][FERRYMAN]} | "
                 f"{ms(t.get('wire_mbit'))} | {ms(t.get('downtime_ms'))} | "
-                f"{ms(t.get('total_ms'))} | {mib((t.get('wire_bytes') or {}).get('median'))} |"]
+                f"{ms(t.get('total_ms'))} | {mib((t.get('wire_bytes') or {}).get('median'))} | "
+                f"{compression(c)} |"]
     return out

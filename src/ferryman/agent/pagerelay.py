@@ -38,6 +38,8 @@ CHUNK = 1 << 20
 MAX_RAW = 4 << 20  # a frame's raw length at most (the receiver's buffer bound)
 HEADER = struct.Struct("<II")
 SO_MAX_PACING_RATE = 47  # <asm-generic/socket.h>; not in Python's socket module
+SO_SNDBUFFORCE = 32  # likewise
+PAIR_BUFFER = 4 << 20
 
 
 class RelayError(FerrymanError):
@@ -90,8 +92,15 @@ def check_header(raw_len: int, wire_len: int) -> None:
 
 
 def socket_pair() -> tuple[socket.socket, socket.socket]:
-    """(criu's end, ours): criu's is inheritable, ours non-blocking for asyncio."""
+    """(criu's end, ours): criu's is inheritable, ours non-blocking for asyncio. Each end
+    queues up to ``PAIR_BUFFER`` bytes, so that the relay reads large chunks (they compress
+    better and cost fewer frames) while criu writes on."""
     theirs, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    for sk in (theirs, ours):
+        try:  # root may go past net.core.wmem_max
+            sk.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, PAIR_BUFFER)
+        except OSError:
+            sk.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PAIR_BUFFER)
     theirs.set_inheritable(True)
     ours.setblocking(False)
     return theirs, ours
