@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.conftest import Cluster
-from tests.integration.test_page_path import pattern, wiretap
+from tests.integration.test_page_path import CAP, CAP_MBIT, pattern, rates, wiretap
 
 MIB = 64
 
@@ -61,5 +61,29 @@ def test_random_memory_goes_through_the_relay_whole(cluster: Cluster) -> None:
         c = report["compression"]
         assert c["on"]
         assert 0.95 < c["ratio"] < 1.2, c
+    finally:
+        w.kill(new_pid)
+
+
+def test_the_relay_holds_the_bandwidth_cap(cluster: Cluster) -> None:
+    """``--max-bandwidth`` paces the relay's TLS socket as CRIU paces its own (random
+    pages: the frames are as large as the pages)."""
+    mib, seed = 32, "compress-capped"
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=mib, seed=seed, fill="random")
+    new_pid = None
+    try:
+        with wiretap(cluster, "b", cluster.topology["a"].ip, pattern(seed)) as seen:
+            res, report = cluster.migrate(w.pid, b, "--mode", "cold", "--compress", "on",
+                                          "--max-bandwidth", str(CAP_MBIT))
+            assert res.returncode == 0, res.stderr
+            new_pid = report["destination_pid"]
+            assert isinstance(new_pid, int)
+            assert w.status(new_pid)["bad_pages"] == 0
+        assert report["compression"]["on"]
+        assert seen["total"] >= mib << 20, seen["total"]
+        peak, mean = rates(seen)
+        assert peak <= 1.10 * CAP, f"{peak / 125_000:.0f} Mbit/s over a {CAP_MBIT} cap"
+        assert mean >= 0.5 * CAP, f"only {mean / 125_000:.0f} Mbit/s under a {CAP_MBIT} cap"
     finally:
         w.kill(new_pid)
