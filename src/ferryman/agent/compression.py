@@ -105,4 +105,5 @@ async def dump_through_relay(m: SourceRole, port: int,
         finally:
             ours.close()
             m.report.compression.update(raw_bytes=stats.raw_bytes,
-                                        wire_bytes=stats.wire_bytes, ratio=stats.ratio)
+                                        wire_bytes=stats.wire_bytes, ratio=stats.ratio,
+                                        frames=stats.frames)
