@@ -40,6 +40,9 @@ HEADER = struct.Struct("<II")
 SO_MAX_PACING_RATE = 47  # <asm-generic/socket.h>; not in Python's socket module
 SO_SNDBUFFORCE = 32  # likewise
 PAIR_BUFFER = 4 << 20
+# asyncio's stream defaults (64 KiB reader limit, 64 KiB write high-water mark) would stop
+# the relay after every frame until the last one was through: a deeper pipeline instead
+STREAM_BUFFER = 8 << 20
 
 
 class RelayError(FerrymanError):
@@ -172,9 +175,11 @@ async def send_pages(host: str, port: int, ctx: ssl.SSLContext, ours: socket.soc
     TLS socket (CRIU paces only sockets it opens)."""
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=ctx, server_hostname=host), timeout)
+            asyncio.open_connection(host, port, ssl=ctx, server_hostname=host,
+                                    limit=STREAM_BUFFER), timeout)
     except (OSError, ssl.SSLError, TimeoutError) as exc:
         raise RelayError(f"page relay: cannot reach {host}:{port}: {exc}") from exc
+    writer.transport.set_write_buffer_limits(high=STREAM_BUFFER)
     sock = writer.get_extra_info("socket")
     if pacing_bytes_per_s is not None and sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, pacing_bytes_per_s)
@@ -208,11 +213,13 @@ class RelayServer:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def start(self, host: str, port: int) -> None:
-        self.server = await asyncio.start_server(self._handle, host, port, ssl=self.ctx)
+        self.server = await asyncio.start_server(self._handle, host, port, ssl=self.ctx,
+                                                 limit=STREAM_BUFFER)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.server is not None:
             self.server.close()  # one connection only
+        writer.transport.set_write_buffer_limits(high=STREAM_BUFFER)
         try:
             try:
                 who = tls.peer_name(writer.get_extra_info("ssl_object"))
