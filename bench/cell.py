@@ -26,6 +26,9 @@ class Cell:
     size_mib: int | None = None  # workload memory (echo: none, the server is tiny)
     procs: int = 1  # processes in the tree (tree: the root and procs - 1 children)
     dirty_rate: int = 0  # memory (S1): pages the workload rewrites per second
+    link_mbit: int | None = None  # A's link shaped to this rate (bench/shape.py); None: not
+    fill: str = "pattern"  # memory: the workload's pages, "pattern" or "random" (incompressible)
+    ferryman_args: tuple[str, ...] = ()  # more `ferryman migrate` flags ("--max-bandwidth", …)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +78,7 @@ class RunResult:
 
 
 # live connections and a moving service address
-TCP_MODES = ("echo", "runc-echo", "redis", "podman-echo", "podman-redis")
+TCP_MODES = ("echo", "runc-echo", "redis", "podman-echo", "podman-redis", "shaped-redis")
 BY_HAND_MIGRATIONS = ("cold", "postcopy")
 
 
@@ -96,10 +99,10 @@ def ferryman_args(env: Env, migration: str, *, tcp: bool) -> list[str]:
             f"{env.service}@{env.dev}"]
 
 
-def _ferryman(migration: str, tcp: bool) -> Migrator:
+def _ferryman(migration: str, tcp: bool, extra: tuple[str, ...] = ()) -> Migrator:
     def migrate(env: Env, wl: Workload, run_dir: Path, restored: list[int]) -> Outcome:
         return ferry.migrate(env, wl, run_dir, restored,
-                             *ferryman_args(env, migration, tcp=tcp))
+                             *ferryman_args(env, migration, tcp=tcp), *extra)
     return migrate
 
 
@@ -111,7 +114,7 @@ def migrator(cell: Cell, tool: str) -> Migrator:
     """
     tcp = cell.mode in TCP_MODES
     if tool == FERRYMAN:
-        return _ferryman(cell.migration, tcp)
+        return _ferryman(cell.migration, tcp, cell.ferryman_args)
     if cell.migration not in BY_HAND_MIGRATIONS:
         raise BenchError(f"no by-hand baseline for {cell.migration!r} migrations (by hand "
                          f"knows {', '.join(BY_HAND_MIGRATIONS)}): run it with --tools "

@@ -31,6 +31,7 @@ class Env:
     redis_keys: int = 10**6  # S2: keys loaded into redis-server before each migration
     keep_images: bool = False  # --keep-tmp: leave every run's CRIU images on disk
     warm_state: bool = False  # --warm-state: ferryman's state dir on A shared by every run
+    a_pid: int = 0  # a process living in A's network namespace (its /proc/PID/net/dev)
 
 
 @dataclass

@@ -98,6 +98,7 @@ def run(env: Env, run_dir: Path, restored: list[int], target: list[str], mode_ar
                 "phases": report.get("phases", []),
                 "steps": report.get("steps") or {},  # before the freeze, ms per step
                 "sync": report.get("sync") or {},  # containers: rsync times and bytes
+                "compression": report.get("compression") or {},  # --compress: chosen, ratio
             })
     finally:
         stop(agent)

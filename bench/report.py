@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import report_podman, report_s1, report_s2
+from bench import report_podman, report_s1, report_s2, report_shaped
 from bench.fmt import LABEL, mib, ms, multiples, ok_counts, ratios, triple, x
 from bench.runcbox import TOOLS as RUNC_TOOLS
 from bench.stats import BASELINES, BY_HAND, BY_HAND_TLS, FERRYMAN, TOOLS, goal_table, growth
@@ -213,7 +213,7 @@ def markdown(result: dict[str, Any]) -> str:
     out += _goals(result)
     out += [*report_s1.section(result), *report_s2.section(result), *_echo(result, "echo"),
             *_echo(result, "runc-echo", RUNC_TOOLS), *report_podman.section(result),
-            *_tree(result)]
+            *report_shaped.section(result), *_tree(result)]
     errors = [f"- {c['mode']} {c.get('label') or c.get('size_mib')}: {e}"
               for c in result["cells"] for e in c["summary"]["errors"]]
     errors += [f"- {e}" for e in result.get("errors", [])]
@@ -233,6 +233,8 @@ def markdown(result: dict[str, Any]) -> str:
         notes += report_podman.NOTES
     if "tree" in modes:
         notes += TREE_NOTES
+    if modes & {*report_shaped.SHAPED, "max-bandwidth"}:
+        notes += report_shaped.NOTES
     out += ["", "## Notes", "", *[f"- {n}" for n in notes], ""]
     return "\n".join(out)
 

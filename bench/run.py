@@ -20,7 +20,7 @@ from typing import Any
 
 from tests.support.netns import Topology
 
-from bench import floors, report
+from bench import floors, report, shape
 from bench.cell import TCP_MODES
 from bench.env import Env
 from bench.install import ensure_arping, ensure_redis, first_line
@@ -171,7 +171,7 @@ def _cell_mib(cell: Cell) -> int:
     """About what a cell's workload holds (tree: ~10 MiB of Python per process on top)."""
     if cell.mode in ("echo", "runc-echo", "podman-echo"):
         return 16
-    if cell.mode in ("redis", "podman-redis"):
+    if cell.mode in ("redis", "podman-redis", "shaped-redis"):
         return REDIS_MIB
     size = cell.size_mib or 0
     if cell.mode == "tree":
@@ -208,6 +208,19 @@ def _make_pki(topo: Topology, d: Path) -> None:
             raise BenchError(f"ferryman {' '.join(argv)} failed: {res.stderr.strip()}")
 
 
+def _shape(topo: Topology, mbit: int, links: dict[int, floors.Floor],
+           args: argparse.Namespace) -> float | None:
+    """A's link shaped to ``mbit``; the TCP floor through it (measured once per rate, with
+    at most 2 s of data at that rate) in ``links``, its bytes/s returned."""
+    shape.shape(topo, mbit)
+    if mbit not in links:
+        mib = max(16, min(args.tcp_mib, mbit * 2 // 8))
+        say(f"floor: TCP through A's link shaped to {mbit} Mbit/s, {mib} MiB")
+        f = links[mbit] = floors.tcp(topo["a"], topo["b"], mib, timeout=args.timeout)
+        say(f"  {(f.bytes_per_s or 0) * 8 / 1e6:.0f} Mbit/s achieved")
+    return links[mbit].bytes_per_s
+
+
 def _on_sigterm(_sig: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -230,7 +243,7 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
             env.garp = ensure_arping()
             result["environment"]["garp"] = env.garp
             result["environment"]["service"] = env.service
-        if "redis" in args.modes or "podman-redis" in args.modes:
+        if {"redis", "podman-redis", "shaped-redis"} & set(args.modes):
             result["environment"]["redis"] = ensure_redis()
             result["environment"]["redis_keys"] = env.redis_keys = args.redis_keys
         say(f"floor: memcpy {args.memcpy_mib} MiB")
@@ -240,20 +253,29 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
         result["floors"] = {"memcpy": mem.to_json(), "tcp": tcp.to_json()}
         say(f"  memcpy {(mem.bytes_per_s or 0) / 1e9:.2f} GB/s, "
             f"TCP {(tcp.bytes_per_s or 0) / 1e9:.2f} GB/s")
+        # A process in A's network namespace for the wire-rate sampler (bench/wire.py).
+        env.a_pid = topo["a"].popen("sleep", "infinity", stdin=subprocess.DEVNULL).pid
+        links: dict[int, floors.Floor] = {}  # the TCP floor under each shaping
         for cell in cells(args):
             mode = MODES[cell.mode]
             entry: dict[str, Any] = {**cell.to_json(), "title": mode.title, "kind": mode.kind,
                                      "runs": []}
             result["cells"].append(entry)
+            bps = tcp.bytes_per_s
             try:
+                if cell.link_mbit:
+                    bps = _shape(topo, cell.link_mbit, links, args)
+                    entry["link_floor"] = links[cell.link_mbit].to_json()
                 _check_memory(_cell_mib(cell), tmp)
                 runs = run_cell(env, cell, args.runs, args.tools)
                 entry["runs"] = [r.to_json() for r in runs]
             except Exception as exc:  # a broken cell must not stop the others
                 say(f"  !! cell {cell.mode} {cell.label} failed: {exc}")
                 result["errors"].append(f"{cell.mode} {cell.label}: {exc}")
-            entry["summary"] = summarize_cell(entry["runs"], tcp.bytes_per_s,
-                                              mem.bytes_per_s, cell.mode)
+            finally:
+                if cell.link_mbit:
+                    shape.unshape(topo)
+            entry["summary"] = summarize_cell(entry["runs"], bps, mem.bytes_per_s, cell.mode)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop cleanup
         killed = sweep(str(tmp))

@@ -40,7 +40,7 @@ from bench.runcbox import TOOLS as RUNC_TOOLS
 from bench.runcbox import RuncEcho
 from bench.stats import BASELINES, BY_HAND, BY_HAND_TLS, FERRYMAN, TOOLS
 from bench.tcpecho import EchoProcess
-from bench.wire import tx_bytes
+from bench.wire import TxSampler, steady_rate, tx_bytes
 
 __all__ = ["BASELINES", "BY_HAND", "BY_HAND_TLS", "FERRYMAN", "MODES", "SCENARIOS", "TOOLS",
            "Cell", "Mode", "RunResult", "cells_for", "measure", "run_cell"]
@@ -60,10 +60,15 @@ class Mode:
     default_rates: tuple[int, ...] = ()  # memory: dirty pages/s, one cell per size and rate
     default: bool = True  # part of a plain `make bench` (pre-copy: only in the QEMU guests)
     tools: tuple[str, ...] = TOOLS  # who can migrate it (runc has no TLS flags for by hand)
+    links: tuple[int, ...] = ()  # A's link shaped to each rate, Mbit/s: one cell each
+    fill: str = "pattern"  # memory: the workload's pages ("random": incompressible)
+    ferryman_args: tuple[str, ...] = ()  # more `ferryman migrate` flags for every cell
 
 
 S1_SIZES = (256, 1024, 4096)
 S1_RATES = (0, 1000, 10000)
+SHAPED_LINKS = (1000, 10000)  # Mbit/s
+MAX_BANDWIDTH_MBIT = 200
 
 MODES: dict[str, Mode] = {
     "cold": Mode("cold", "S1: memory writer, cold", "memory", S1_SIZES, ("cold",),
@@ -89,6 +94,20 @@ MODES: dict[str, Mode] = {
                          "container under load from node C: client-observed gap vs Podman's "
                          "own export/import", "redis", (), ("cold", "postcopy"),
                          scenario="S2", tools=PODMAN_TOOLS),
+    # Issue 17: A's link shaped with tc (bench/shape.py), compressible and incompressible
+    # memory; and the page transfer's own cap measured on the wire.
+    "shaped-redis": Mode("shaped-redis", "Shaped link: redis-server with 10^6 keys under load "
+                         "from node C over a tc-shaped link, cold: client-observed downtime",
+                         "redis", (), ("cold",), scenario="SHAPED", links=SHAPED_LINKS),
+    "shaped-random": Mode("shaped-random", "Shaped link: memory writer of pseudo-random "
+                          "(incompressible) pages over a tc-shaped link, cold", "memory",
+                          (256,), ("cold",), scenario="SHAPED", default_rates=(0,),
+                          links=SHAPED_LINKS, fill="random"),
+    "max-bandwidth": Mode("max-bandwidth", "ferryman --max-bandwidth 200: the rate on the "
+                          "wire while the pages go (random pages, cold, link not shaped)",
+                          "memory", (128,), ("cold",), scenario="SHAPED", default_rates=(0,),
+                          tools=(FERRYMAN,), fill="random",
+                          ferryman_args=("--max-bandwidth", str(MAX_BANDWIDTH_MBIT))),
     "tree": Mode("tree", "S4: process trees of 1, 10 and 100 processes: freeze time and "
                  "downtime", "tree", (64,), ("cold",), (1, 10, 100), scenario="S4"),
 }
@@ -103,17 +122,28 @@ def memory_label(size_mib: int, rate: int) -> str:
     return f"{size_mib} MiB, {rate} pages/s"
 
 
+def link_label(mbit: int | None) -> str:
+    if mbit is None:
+        return ""
+    return f", {mbit // 1000} Gbit/s" if mbit % 1000 == 0 else f", {mbit} Mbit/s"
+
+
 def cells_for(mode: Mode, sizes: list[int] | None = None, procs: list[int] | None = None,
               migrations: list[str] | None = None, rates: list[int] | None = None
               ) -> list[Cell]:
     """The cells of ``mode``; ``sizes`` x ``rates`` (memory), ``procs`` / ``sizes[0]``
     (tree) and ``migrations`` (echo, redis) override its defaults."""
+    links: tuple[int | None, ...] = mode.links or (None,)
+    extra = {"fill": mode.fill, "ferryman_args": mode.ferryman_args}
     if mode.kind == "memory":
-        return [Cell(mode.name, memory_label(s, r), mode.migrations[0], s, dirty_rate=r)
+        return [Cell(mode.name, memory_label(s, r) + link_label(k), mode.migrations[0], s,
+                     dirty_rate=r, link_mbit=k, **extra)
                 for s in (sizes or mode.default_sizes)
-                for r in (rates if rates is not None else mode.default_rates or (0,))]
+                for r in (rates if rates is not None else mode.default_rates or (0,))
+                for k in links]
     if mode.kind in ("echo", "runc-echo", "redis"):
-        return [Cell(mode.name, m, m) for m in (migrations or mode.migrations)]
+        return [Cell(mode.name, m + link_label(k), m, link_mbit=k)
+                for m in (migrations or mode.migrations) for k in links]
     mib = (sizes or mode.default_sizes)[0]
     return [Cell(mode.name, f"{n} process{'es' if n != 1 else ''}", "cold", mib, n)
             for n in (procs or mode.default_procs)]
@@ -130,14 +160,14 @@ def measure(env: Env, cell: Cell, tool: str, rep: int) -> RunResult:
     size_mib = cell.size_mib or 0
     rate = cell.dirty_rate
     r = RunResult(cell.mode, size_mib, tool, rep, cell.label)
-    run_dir = env.tmp / f"{cell.mode}-{size_mib}-{rate}-{rep}-{tool}"
+    run_dir = env.tmp / f"{cell.mode}-{size_mib}-{rate}-{cell.link_mbit or 0}-{rep}-{tool}"
     run_dir.mkdir()
     restored: list[int] = []
     wl: Workload | None = None
     try:
         wl = start_workload(env.topo["a"], run_dir / "status.json", mib=size_mib,
                             seed=f"bench-{size_mib}-{rate}-{rep}", dirty_rate=rate,
-                            timeout=env.timeout)
+                            fill=cell.fill, timeout=env.timeout)
         # The workload verified its memory once it was ready; a second pass here would only
         # cost time (~2 s per GiB in Python).
         before = json.loads(wl.status_path.read_text())
@@ -148,8 +178,13 @@ def measure(env: Env, cell: Cell, tool: str, rep: int) -> RunResult:
         wl.reset_gap()
         time.sleep(0.05)  # the reset takes effect at the next 1 ms heartbeat
         tx0 = tx_bytes(env.topo["a"], env.dev)
-        out = migrator(cell, tool)(env, wl, run_dir, restored)
+        sampler = TxSampler(env.a_pid, env.dev).start() if env.a_pid else None
+        try:
+            out = migrator(cell, tool)(env, wl, run_dir, restored)
+        finally:
+            samples = sampler.stop() if sampler else []
         wire = tx_bytes(env.topo["a"], env.dev) - tx0
+        rate_bps = steady_rate(samples)
         new_pid = restored[-1]
         if not alive(new_pid):
             raise BenchError(f"restored workload PID {new_pid} is not running")
@@ -166,6 +201,7 @@ def measure(env: Env, cell: Cell, tool: str, rep: int) -> RunResult:
         r.succeed(out, float(gap), {
             "workload_max_gap_ms": float(gap), "timens_jump_ms": jump, "dirty_rate": rate,
             "writes": after.get("writes"), "wire_bytes": wire,
+            "wire_mbit": rate_bps * 8 / 1e6 if rate_bps else None,
             "moved_bytes": wire + (copied if isinstance(copied, int) else 0)}, cell.migration)
     except Exception as exc:
         r.fail(exc)

@@ -154,7 +154,7 @@ def _stop_client(proc: subprocess.Popen[bytes], out: Path, what: str) -> dict[st
 def measure(env: Env, cell: Cell, tool: str, rep: int, svc: Service) -> RunResult:
     """One migration of a fresh server, with its client in C talking to it, from A to B."""
     r = RunResult(cell.mode, None, tool, rep, cell.label)
-    run_dir = env.tmp / f"{cell.mode}-{cell.migration}-{rep}-{tool}"
+    run_dir = env.tmp / f"{cell.mode}-{cell.migration}-{cell.link_mbit or 0}-{rep}-{tool}"
     run_dir.mkdir()
     if env.service is None:
         raise BenchError("no service address configured")

@@ -93,6 +93,13 @@ POSTCOPY_GAP_MS = 200.0
 # (the "by-hand" tool of these modes), each migration mode, same run.
 PODMAN_MODES = ("podman-echo", "podman-redis")
 PODMAN_GAP_GOAL = 0.3  # S3's echo server, as a process and as a container
+# Issue 17, on A's link shaped to SHAPED_GOAL_MBIT: ferryman's downtime / by hand's, per
+# shaped mode (redis compresses, random pages do not); --max-bandwidth's rate on the wire
+# within BANDWIDTH_TOLERANCE of the cap.
+SHAPED_GOAL_MBIT = 1000
+SHAPED_GOALS = {"shaped-redis": 0.5, "shaped-random": 1.05}
+BANDWIDTH_MODE = "max-bandwidth"
+BANDWIDTH_TOLERANCE = 0.1
 
 # Per tool: the metrics summarized, as (name in the summary, key in a run, key in its details).
 _COMMON: list[tuple[str, str | None, str | None]] = [
@@ -104,7 +111,8 @@ _COMMON: list[tuple[str, str | None, str | None]] = [
     *((k, None, k) for k in ("freezing_time_ms", "frozen_time_ms", "memdump_time_ms",
                              "client_gap_end_ms", "children_max_gap_ms")),
     # S1: A's interface bytes (+ by hand's cp), S2: the load client's throughput
-    *((k, None, k) for k in ("moved_bytes", "wire_bytes", "rps_before", "rps_during",
+    *((k, None, k) for k in ("moved_bytes", "wire_bytes", "wire_mbit", "rps_before",
+                             "rps_during",
                              "rps_after", "rb_get_rps_before", "rb_get_rps_after"))]
 _BY_HAND: list[tuple[str, str | None, str | None]] = [
     *_COMMON, *((k, None, k) for k in ("dump_ms", "copy_ms", "lazy_start_ms", "restore_ms",
@@ -247,7 +255,38 @@ def goal_table(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "goal": f"postcopy downtime at {size} MiB ≤ {POSTCOPY_VS_COLD_GOAL}x "
                              f"cold downtime at {size} MiB",
                      "limit": POSTCOPY_VS_COLD_GOAL, "values": values})
-    return rows + service_goals(cells)
+    return rows + service_goals(cells) + shaped_goals(cells)
+
+
+def shaped_goals(cells: list[dict[str, Any]], cap_mbit: float = 200.0
+                 ) -> list[dict[str, Any]]:
+    """Issue 17's: on the link shaped to ``SHAPED_GOAL_MBIT``, ferryman's downtime ≤
+    ``SHAPED_GOALS[mode]`` x each baseline's; with ``--max-bandwidth`` (``cap_mbit``), the
+    median rate on the wire while the pages went ÷ the cap within 1 ± ``BANDWIDTH_TOLERANCE``
+    (by hand's own, uncapped, unmarked)."""
+    rows: list[dict[str, Any]] = []
+    for c in cells:
+        limit = SHAPED_GOALS.get(c["mode"])
+        if limit is not None and c.get("link_mbit") == SHAPED_GOAL_MBIT:
+            ratios = (c.get("summary") or {}).get("ratios") or {}
+            rows.append({"id": f"{c['mode']}-{SHAPED_GOAL_MBIT}-downtime",
+                         "goal": f"{c['mode']} at {SHAPED_GOAL_MBIT} Mbit/s: downtime ≤ "
+                                 f"{limit}x by hand",
+                         "limit": limit,
+                         "values": {b: _mark((ratios.get(b) or {}).get("downtime"), limit)
+                                    for b in BASELINES}})
+        if c["mode"] == BANDWIDTH_MODE:
+            rate = _median(c, FERRYMAN, "wire_mbit")
+            share = _div(rate, cap_mbit)
+            ok = None if share is None else abs(share - 1) <= BANDWIDTH_TOLERANCE
+            rows.append({"id": f"{BANDWIDTH_MODE}-{cap_mbit:.0f}",
+                         "goal": f"--max-bandwidth {cap_mbit:.0f}: rate on the wire within "
+                                 f"{BANDWIDTH_TOLERANCE:.0%} of {cap_mbit:.0f} Mbit/s "
+                                 f"(rate ÷ cap)",
+                         "limit": 1 + BANDWIDTH_TOLERANCE,
+                         "values": {FERRYMAN: {"value": share, "ok": ok,
+                                               "reference": False}}})
+    return rows
 
 
 def service_goals(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ import hashlib
 import json
 import mmap
 import os
+import random
 import signal
 import struct
 import sys
@@ -77,11 +78,26 @@ def _buffer(kind: str, data: bytes) -> bytearray | mmap.mmap:
     return m
 
 
+def random_pages(seed: str, pages: int) -> bytes:
+    """--fill random: ``pages`` pages of pseudo-random bytes from ``seed`` (incompressible,
+    and the same every time, so the workload can check them), the first 8 of each zero."""
+    rng = random.Random(seed)
+    data = bytearray(b"".join(rng.randbytes(min(256, pages - i) * PAGE)
+                              for i in range(0, pages, 256)))
+    for p in range(pages):
+        data[p * PAGE : p * PAGE + 8] = bytes(8)
+    return bytes(data)
+
+
 class Memory:
-    def __init__(self, mib: int, seed: str, kind: str = "heap") -> None:
+    def __init__(self, mib: int, seed: str, kind: str = "heap", fill: str = "pattern") -> None:
         self.pages = mib * 256
         tail = page_pattern(seed)
-        self.buf = _buffer(kind, (b"\0" * 8 + tail) * self.pages)
+        self.seed = seed
+        self.random = fill == "random"
+        data = random_pages(seed, self.pages) if self.random else (b"\0" * 8 + tail) * self.pages
+        self.buf = _buffer(kind, data)
+        del data
         self.seq = array.array("Q", bytes(8 * self.pages))
         self.tail = tail
         self.next_page = 0
@@ -101,9 +117,12 @@ class Memory:
         bad = 0
         view = memoryview(self.buf)
         tail = self.tail
+        expected = memoryview(random_pages(self.seed, self.pages)) if self.random else None
         for p in range(self.pages):
             off = p * PAGE
             seq_ok = struct.unpack_from("<Q", view, off)[0] == self.seq[p]
+            if expected is not None:
+                tail = expected[off + 8 : off + PAGE]
             if not seq_ok or view[off + 8 : off + PAGE] != tail:
                 bad += 1
         return bad
@@ -293,6 +312,9 @@ def main() -> None:
                     help="3: pipe writer, pipe reader, memory holder; other N: memory holders")
     ap.add_argument("--memory", default="heap", choices=("heap", "thp", "shared", "memfd"),
                     help="where the main process's pages live (default heap)")
+    ap.add_argument("--fill", default="pattern", choices=("pattern", "random"),
+                    help="the main process's pages: a repeated pattern (compresses well) or "
+                         "pseudo-random bytes (incompressible); default pattern")
     ap.add_argument("--churn", type=int, default=0, metavar="N",
                     help="N mmap()ed 1 MiB blocks, the oldest replaced every 100 ms")
     ap.add_argument("--beat-file", help="write the heartbeat count here every 20 beats")
@@ -328,7 +350,7 @@ def main() -> None:
         os.close(w)
     elif args.children:
         fork_holders(args)
-    run(args, "main", args.status, Memory(args.mib, args.seed, args.memory))
+    run(args, "main", args.status, Memory(args.mib, args.seed, args.memory, args.fill))
     if held is not None:
         held.close()
 

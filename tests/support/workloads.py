@@ -88,7 +88,7 @@ def start_workload(node: Node, status_path: Path, *, mib: int = 64, seed: str = 
                    dirty_rate: float = 0.0, children_: int = 0, heartbeat_ms: float = 1.0,
                    hold_file: str | None = None, beat_file: str | None = None,
                    log_file: str | None = None, write_file: str | None = None,
-                   churn: int = 0, memory: str = "heap",
+                   churn: int = 0, memory: str = "heap", fill: str = "pattern",
                    python: str = sys.executable, timeout: float = 120.0) -> Workload:
     """Run the workload in ``node`` in its own PID namespace; wait until its memory is ready."""
     argv = ["unshare", "-p", "-f", "setsid", python, str(WORKLOAD), "--mib", str(mib),
@@ -108,6 +108,8 @@ def start_workload(node: Node, status_path: Path, *, mib: int = 64, seed: str = 
         argv += ["--churn", str(churn)]
     if memory != "heap":
         argv += ["--memory", memory]
+    if fill != "pattern":
+        argv += ["--fill", fill]
     return _launch(node, argv, status_path, timeout)
 
 

@@ -23,6 +23,7 @@ from ferryman.agent.destination_end import fail, remove_incomplete
 from ferryman.agent.destination_pages import lazy_blocker, open_set, start_page_server
 from ferryman.agent.hello import identity_mismatch, local_hello
 from ferryman.agent.limits import Slots
+from ferryman.agent.pagerelay import RelayServer
 from ferryman.agent.podman_destination import destination_prepare
 from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
@@ -59,6 +60,7 @@ class DestinationSession:
                                     on_enter=testhooks.pause_hook())
         self.workdir: Path | None = None
         self.page_server: CriuDaemon | None = None
+        self.relay: RelayServer | None = None  # --compress: feeds page_server
         self.lazy_pages: CriuDaemon | None = None
         self.early_lazy: asyncio.Future[CriuDaemon] | None = None  # started on pstree.img
         self.moving: addresses.MoveAddress | None = None

@@ -118,6 +118,9 @@ async def cleanup(s: DestinationRole, *, keep_logs: bool = False) -> dict[Path, 
     the operator went (``STATE/failed/ID/``)."""
     if s.page_server is not None:
         await s.page_server.kill()
+    if s.relay is not None:
+        await s.relay.close()
+        s.relay = None
     await remove_guards(s)
     if s.early_lazy is not None:  # never used: the migration ended before Restore
         early, s.early_lazy = s.early_lazy, None

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ferryman import wire
+from ferryman.agent import pagerelay
 from ferryman.agent.destination_end import remove_guards
 from ferryman.agent.destination_role import DestinationRole
 from ferryman.agent.files import EMPTY_SHA256, file_messages, set_name
@@ -22,6 +23,7 @@ from ferryman.criu.page_server import free_port
 from ferryman.errors import CriuFeatureMissing, FerrymanError, PeerLost
 from ferryman.host import portguard
 from ferryman.migration.plan import postcopy_blocker
+from ferryman.pki import tls
 
 
 def read_rate(images: Path, chunk: int = 4 << 20) -> int:
@@ -49,11 +51,23 @@ async def lazy_blocker(s: DestinationRole) -> str | None:
 
 async def start_page_server(s: DestinationRole, images: Path, parent: str | None) -> int:
     """CRIU's page server for one dump, behind a guard that lets only the source (the
-    control connection's address) reach it: it serves the first connection it gets."""
+    control connection's address) reach it: it serves the first connection it gets.
+    A cold Plan with ``compress``: the port is the page relay's (agent/pagerelay.py), which
+    feeds the page server through a socket pair."""
     port = free_port(s.cfg.listen_host)
     guard = portguard.PortGuard(s.cfg.listen_port, port, s.ch.peer_ip)
     await asyncio.to_thread(guard.install)
     s.guards.append(guard)
+    if s.plan is not None and s.plan.compress and parent is None and not s.plan.lazy:
+        theirs, ours = pagerelay.socket_pair()
+        try:
+            s.page_server = await page_server.start_socket_page_server(
+                s.criu.binary, images, theirs.fileno())
+        finally:
+            theirs.close()  # the page server's now: its exit is the relay's end of stream
+        s.relay = pagerelay.RelayServer(tls.server_context(s.cfg.creds), s.ch.peer, ours)
+        await s.relay.start(s.cfg.listen_host, port)
+        return port
     s.page_server = await page_server.start_page_server(s.criu.binary, images,
                                                         s.cfg.listen_host, port, s.tls,
                                                         parent=parent)

@@ -17,6 +17,7 @@ from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.container import DestinationContainer
+from ferryman.agent.pagerelay import RelayServer
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.page_server import CriuDaemon
 from ferryman.host import addresses, portguard
@@ -35,6 +36,7 @@ class DestinationRole(Protocol):
     tracker: PhaseTracker[DestinationPhase]
     workdir: Path | None
     page_server: CriuDaemon | None
+    relay: RelayServer | None  # --compress: the page relay feeding page_server
     lazy_pages: CriuDaemon | None
     early_lazy: asyncio.Future[CriuDaemon] | None  # started on pstree.img
     moving: addresses.MoveAddress | None

@@ -20,6 +20,7 @@ from ferryman.agent.config import Timeouts
 from ferryman.criu.client import Criu
 from ferryman.host.addresses import MoveAddress
 from ferryman.host.wptrack import WriteTracker
+from ferryman.migration.compress import Compress
 from ferryman.migration.phases import PhaseTracker, SourcePhase
 from ferryman.migration.precopy_plan import PrecopyOptions
 from ferryman.migration.report import MigrationReport
@@ -52,6 +53,7 @@ class SourceOptions:
     container: RuncTarget | None = None  # a runc container instead of ``pid``
     max_bandwidth_mbit: float | None = None  # the pages' cap on the wire (every mode)
     podman: PodmanTarget | None = None  # a Podman container instead of ``pid``
+    compress: Compress = Compress.AUTO  # --compress (migration/compress.py)
 
     @property
     def in_container(self) -> bool:
@@ -74,6 +76,7 @@ class SourceRole(Protocol):
     ps_port: int  # lazy: CRIU's page server here (the Plan names it)
     write_tracker: WriteTracker | None  # pre-copy without soft-dirty (host/wptrack.py)
     freeze_at: float | None
+    compressed: bool  # --compress: a cold dump's pages go through the page relay
 
     @property
     def pid(self) -> int:

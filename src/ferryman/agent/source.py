@@ -19,6 +19,7 @@ import uuid
 from ferryman import testhooks, wire
 from ferryman.agent import fifos, lockguard, podman
 from ferryman.agent.channel import Channel
+from ferryman.agent.compression import choose_compression, describe
 from ferryman.agent.container import source_open
 from ferryman.agent.files import file_messages, image_files
 from ferryman.agent.gate import check_before_plan, plan_migration
@@ -87,6 +88,7 @@ class SourceMigration:
         self.workload: Workload | None = None  # opened first (targets/workload.py)
         self.plan: Plan | None = None  # decided once after Hello (migration/plan.py)
         self.sync_port = 0
+        self.compressed = False  # --compress: the pages go through the page relay
         # CRIU's network lock and the segments that reach us frozen (--move-address)
         self.net = Handover(self.workdir, opts.move_address, opts.tcp_established, self.report)
         self.fifo_devices: dict[str, int] = {}  # FIFOs with data the frozen tree holds
@@ -151,11 +153,13 @@ class SourceMigration:
         self.report.dirty_tracker = plan.tracker
         if lazy:  # known now, the destination can start its lazy-pages daemon early
             self.ps_port = free_port(ch.local_ip)
+        choice = await choose_compression(self, plan, opts.compress)  # --compress
+        self.report.compression, self.compressed = describe(choice), choice.on
         await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=self.pid, lazy=lazy,
                                 tcp_established=opts.tcp_established,
                                 move_address=str(opts.move_address or ""),
                                 target=self.workload.planned_target(),
-                                page_server_port=self.ps_port))
+                                page_server_port=self.ps_port, compress=self.compressed))
         with timed(self.report.steps, "plan_ready"):  # the destination's CPU check, page server
             answer = await ch.expect((wire.Ready, wire.Refused), opts.timeouts.plan)
         if isinstance(answer, wire.Refused):

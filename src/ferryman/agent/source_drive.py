@@ -19,10 +19,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ferryman import wire
 from ferryman.agent import commit, precopy
+from ferryman.agent.compression import dump_through_relay
 from ferryman.agent.container import source_final_sync, source_presync
 from ferryman.agent.files import set_name
 from ferryman.agent.postcopy import continue_left_stopped
@@ -190,17 +191,23 @@ class SourceDrive:
     async def _run_dump(self, act: RunDump) -> None:
         role = self.role
         creds = role.opts.creds
+        kw: dict[str, Any] = {
+            "on_notify": self._on_notify, "freeze_cgroup": role.find_freezer(),
+            "tcp_established": role.opts.tcp_established, "track_mem": act.parent > 0,
+            "parent": set_name(act.parent) if act.parent else None,
+            "track_mem_uffd": role.write_tracker is not None}
         try:
-            await role.dumper.dump(
-                role.pid, role.workdir,
-                page_server=PageServerAddress(
-                    role.ch.local_ip if act.lazy and role.ch else role.opts.host,
-                    role.ps_port if act.lazy else act.port),
-                tls=TlsFiles(cacert=creds.ca, cert=creds.cert, key=creds.key), lazy=act.lazy,
-                on_notify=self._on_notify, freeze_cgroup=role.find_freezer(),
-                tcp_established=role.opts.tcp_established, track_mem=act.parent > 0,
-                parent=set_name(act.parent) if act.parent else None,
-                track_mem_uffd=role.write_tracker is not None)
+            if role.compressed and not act.lazy:  # criu -> socket pair -> compressing relay
+                await dump_through_relay(role, act.port, lambda fd: role.criu.dump(
+                    role.pid, role.workdir, page_server_fd=fd, **kw))
+            else:
+                await role.dumper.dump(
+                    role.pid, role.workdir,
+                    page_server=PageServerAddress(
+                        role.ch.local_ip if act.lazy and role.ch else role.opts.host,
+                        role.ps_port if act.lazy else act.port),
+                    tls=TlsFiles(cacert=creds.ca, cert=creds.cert, key=creds.key),
+                    lazy=act.lazy, **kw)
         except Exception as exc:
             if not isinstance(exc, FerrymanError | OSError):
                 self._broke(exc)

@@ -13,6 +13,7 @@ from ferryman.cli.common import add_sync_option, parse_endpoint, synced_paths
 from ferryman.criu.pacing import check_max_bandwidth, require_pacing
 from ferryman.errors import FerrymanError, UsageError
 from ferryman.host.addresses import MoveAddress, parse_move_address
+from ferryman.migration.compress import Compress, parse_compress
 from ferryman.migration.precopy_plan import POLICIES, PrecopyOptions
 from ferryman.migration.report import MigrationReport
 from ferryman.mode import Mode
@@ -75,6 +76,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "(post-copy's background push too; the kernel paces CRIU's page "
                         "socket); the pre-copy budget and --mode auto predict with it "
                         "(default: no cap)")
+    p.add_argument("--compress", type=parse_compress, default=Compress.AUTO,
+                   metavar="auto|on|off",
+                   help="cold: send the pages LZ4-compressed through ferryman's own TLS "
+                        "stream; auto (default) does when the link is slower than "
+                        "compressing a sample of the workload's memory and it compresses")
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
@@ -132,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
                               tcp_established=args.tcp_established, move_address=moving,
                               precopy=precopy,
                               max_bandwidth_mbit=args.max_bandwidth,
+                              compress=args.compress,
                               preflight=PreflightPolicy(
                                   force=args.force, skip=args.test_skip_preflight,
                                   synced=synced_paths(args),

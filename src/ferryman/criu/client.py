@@ -207,6 +207,7 @@ class Criu:
         log_file: str = "dump.log",
         network_lock: bool = True,
         action: str | None = None,
+        page_server_fd: int | None = None,
     ) -> None:
         """Dump (or pre-dump) the tree at ``pid``; notifications go to ``on_notify``.
 
@@ -225,9 +226,11 @@ class Criu:
                                 track_mem_uffd=track_mem_uffd,
                                 parent=parent, leave_running=leave_running,
                                 tcp_established=tcp_established, pre_dump=pre_dump,
-                                freeze_cgroup=freeze_cgroup, network_lock=network_lock)
+                                freeze_cgroup=freeze_cgroup, network_lock=network_lock,
+                                page_server_fd=page_server_fd)
+            fds = (fd,) if page_server_fd is None else (fd, page_server_fd)
             await self._call(req, action or ("pre-dump" if pre_dump else "dump"),
-                             pass_fds=(fd,), on_notify=on_notify,
+                             pass_fds=fds, on_notify=on_notify,
                              log_path=images_dir / log_file)
 
     async def restore(

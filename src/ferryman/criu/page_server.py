@@ -44,14 +44,14 @@ class CriuDaemon:
 
     @classmethod
     async def spawn(cls, criu_bin: str, action: str, args: list[str], log_path: Path,
-                    verbosity: int = 2) -> CriuDaemon:
+                    verbosity: int = 2, *, pass_fds: tuple[int, ...] = ()) -> CriuDaemon:
         argv = [criu_bin, action, *args, "-o", log_path.name, f"-v{verbosity}"]
         log.debug("spawn %s", " ".join(argv))
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, cwd=log_path.parent, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-                preexec_fn=die_with_parent)  # never outlive the agent
+                preexec_fn=die_with_parent, pass_fds=pass_fds)  # never outlive the agent
         except FileNotFoundError as exc:
             raise CriuMissing(f"{criu_bin} not found") from exc
         return cls(action, proc, log_path)
@@ -97,6 +97,15 @@ async def start_page_server(criu_bin: str, images_dir: Path, address: str, port:
     daemon = await CriuDaemon.spawn(criu_bin, "page-server", args, images_dir / "page-server.log")
     await wait_listening(daemon, address, port)
     return daemon
+
+
+async def start_socket_page_server(criu_bin: str, images_dir: Path, sock_fd: int
+                                   ) -> CriuDaemon:
+    """``criu page-server --ps-socket`` on a connected socket (ferryman's page relay's;
+    no TLS: the relay carries the stream between the nodes in its own)."""
+    args = ["--images-dir", str(images_dir), "--ps-socket", str(sock_fd)]
+    return await CriuDaemon.spawn(criu_bin, "page-server", args,
+                                  images_dir / "page-server.log", pass_fds=(sock_fd,))
 
 
 async def wait_listening(daemon: CriuDaemon, address: str, port: int,

@@ -72,8 +72,12 @@ def dump(pid: int, images_fd: int, *, log_file: str, log_level: int,
          notify: bool = False, lazy: bool = False, track_mem: bool = False,
          track_mem_uffd: bool = False, parent: str | None = None, leave_running: bool = False,
          tcp_established: bool = False, pre_dump: bool = False,
-         freeze_cgroup: str | None = None, network_lock: bool = True) -> Any:
+         freeze_cgroup: str | None = None, network_lock: bool = True,
+         page_server_fd: int | None = None) -> Any:
     """DUMP (or PRE_DUMP) of the tree at ``pid``.
+
+    ``page_server_fd``: a connected socket (inherited by criu swrk) to write the page-server
+    protocol into instead of connecting (ferryman's page relay; CRIU then uses no TLS on it).
 
     ``network_lock`` False skips CRIU's lock (the dry run: nothing leaves the node, and
     nftables costs ~15 ms of freeze); otherwise the lock is nftables (the RPC default is
@@ -103,6 +107,8 @@ def dump(pid: int, images_fd: int, *, log_file: str, log_level: int,
     if page_server is not None:
         o.ps.address = page_server.address
         o.ps.port = page_server.port
+    if page_server_fd is not None:
+        o.ps.fd = page_server_fd
     if tls is not None:
         _set_tls(o, tls)
         # In lazy mode the dump *serves* pages, and CRIU's server side checks the

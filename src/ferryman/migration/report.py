@@ -72,6 +72,10 @@ class MigrationReport:
     bandwidth_bytes_per_s: float | None = None  # pre-copy: fitted from the pre-dumps
     restore_bytes_per_s: int | None = None  # pre-copy: the destination's page read rate
     max_bandwidth_bytes_per_s: float | None = None  # --max-bandwidth: the pages' cap on the wire
+    # --compress: {"setting", "on", "reason", "sample_ratio", "compress_bytes_per_s",
+    # "link_bytes_per_s"} and, compressed, "raw_bytes" (CRIU's page stream), "wire_bytes"
+    # (the relay's frames on the TLS stream) and "ratio" (raw / wire)
+    compression: dict[str, Any] = field(default_factory=dict)
     criu: dict[str, dict[str, int]] = field(default_factory=dict)
     phases: list[PhaseTiming] = field(default_factory=list)
     # before the freeze, each step's own wall time in ms (agent/steps.py): hello_facts (CRIU's

@@ -21,6 +21,16 @@ WIDTH = 100
 LOG_TAIL_LINES = 12
 
 
+def compression_line(c: dict[str, Any]) -> str:
+    """``--compress``: what was chosen and why, and the bytes before and after."""
+    text = f"{'on' if c.get('on') else 'off'} ({c.get('setting')}: {c.get('reason')})"
+    raw, wire = c.get("raw_bytes"), c.get("wire_bytes")
+    if isinstance(raw, int) and isinstance(wire, int) and wire:
+        text += f"; {raw / (1 << 20):.1f} MiB of pages as {wire / (1 << 20):.1f} MiB " \
+                f"on the wire, ratio {raw / wire:.2f}"
+    return text
+
+
 def ms(value: float | None) -> str:
     """Milliseconds for people: '-' when unknown, a decimal only below 10 ms."""
     if value is None:
@@ -96,6 +106,8 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
     if r.max_bandwidth_bytes_per_s:
         lines.append(f"  bandwidth    pages capped at {r.max_bandwidth_bytes_per_s / 125_000:g} "
                      "Mbit/s on the wire (--max-bandwidth)")
+    if r.compression:
+        lines.append("  compression  " + compression_line(r.compression))
     if r.probe is not None:
         p = r.probe
         broke = f"; {p.error}" if p.error else ""

@@ -190,6 +190,9 @@ class Plan(Message):
     # lazy: the port the source's page server will listen on (the destination may start its
     # lazy-pages daemon as soon as the images it reads first have arrived); 0: told at Restore
     page_server_port: int = 0
+    # cold: the pages come LZ4-compressed through ferryman's page relay (agent/pagerelay.py);
+    # Ready's page_server_port is then the relay's TLS port
+    compress: bool = False
 
     def __post_init__(self) -> None:
         check_str("Plan", "migration_id", self.migration_id, max_chars=64,
@@ -203,6 +206,7 @@ class Plan(Message):
         check_int("Plan", "pid", self.pid, lo=1, hi=PID_MAX)
         check_bool("Plan", "lazy", self.lazy)
         check_bool("Plan", "tcp_established", self.tcp_established)
+        check_bool("Plan", "compress", self.compress)
         check_str("Plan", "move_address", self.move_address, max_chars=64)
         check_int("Plan", "page_server_port", self.page_server_port, hi=PORT_MAX)
         _json_text("Plan", "target", self.target)

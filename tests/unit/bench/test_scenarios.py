@@ -29,6 +29,15 @@ def test_cells_of_each_mode() -> None:
         ("cold", "cold"), ("postcopy", "postcopy")]
     assert [(c.label, c.migration) for c in cells_for(MODES["redis"])] == [
         ("cold", "cold"), ("postcopy", "postcopy")]
+    assert [(c.label, c.migration, c.link_mbit) for c in cells_for(MODES["shaped-redis"])] == [
+        ("cold, 1 Gbit/s", "cold", 1000), ("cold, 10 Gbit/s", "cold", 10000)]
+    rnd = cells_for(MODES["shaped-random"])
+    assert [(c.label, c.fill, c.link_mbit) for c in rnd] == [
+        ("256 MiB, 0 pages/s, 1 Gbit/s", "random", 1000),
+        ("256 MiB, 0 pages/s, 10 Gbit/s", "random", 10000)]
+    (cap,) = cells_for(MODES["max-bandwidth"])
+    assert (cap.link_mbit, cap.fill, cap.ferryman_args) == (None, "random",
+                                                            ("--max-bandwidth", "200"))
     tree = cells_for(MODES["tree"])
     assert [(c.label, c.procs, c.size_mib, c.migration) for c in tree] == [
         ("1 process", 1, 64, "cold"), ("10 processes", 10, 64, "cold"),
@@ -39,9 +48,12 @@ def test_default_runs_everything_and_scenarios_select_modes() -> None:
     args = parse_args([])
     # no precopy here
     assert args.modes == ["cold", "postcopy", "redis", "echo", "runc-echo", "podman-echo",
-                          "podman-redis", "tree"]
+                          "podman-redis", "shaped-redis", "shaped-random", "max-bandwidth",
+                          "tree"]
     assert args.runs == 3
-    assert len(cells(args)) == 9 + 9 + 2 + 2 + 2 + 2 + 2 + 3
+    assert len(cells(args)) == 9 + 9 + 2 + 2 + 2 + 2 + 2 + 2 + 2 + 1 + 3
+    assert parse_args(["--scenarios", "shaped"]).modes == ["shaped-redis", "shaped-random",
+                                                           "max-bandwidth"]
     assert parse_args(["--scenarios", "S3,s4"]).modes == ["echo", "runc-echo", "podman-echo",
                                                            "tree"]
     assert parse_args(["--scenarios", "S1"]).modes == ["cold", "postcopy"]

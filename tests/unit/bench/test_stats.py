@@ -216,3 +216,30 @@ def test_goal_table_counts_only_idle_cells() -> None:
     rows = goal_table([idle, dirty])
     assert [r["id"] for r in rows] == ["cold-256-downtime", "cold-256-total"]
     assert rows[0]["values"]["by-hand"]["value"] == pytest.approx(1.0)
+
+
+def test_shaped_goals_at_one_gbit_and_the_bandwidth_cap_on_the_wire() -> None:
+    def shaped(mode: str, link: int, down: dict[str, float]) -> dict[str, Any]:
+        return {**_cell(mode, 256, down), "link_mbit": link}
+
+    capped = _cell("max-bandwidth", 128, {"ferryman": 3000.0})
+    capped["summary"]["tools"]["ferryman"]["wire_mbit"] = {"n": 3, "median": 215.0,
+                                                           "min": 210.0, "max": 230.0}
+    cells = [shaped("shaped-redis", 1000, {"ferryman": 400.0, "by-hand": 1000.0,
+                                           "by-hand-tls": 1100.0}),
+             shaped("shaped-redis", 10000, {"ferryman": 400.0, "by-hand": 300.0,
+                                            "by-hand-tls": 500.0}),
+             shaped("shaped-random", 1000, {"ferryman": 1100.0, "by-hand": 1000.0,
+                                            "by-hand-tls": 1100.0}),
+             capped]
+    rows = {r["id"]: r for r in goal_table(cells)}
+    assert list(rows) == ["shaped-redis-1000-downtime", "shaped-random-1000-downtime",
+                          "max-bandwidth-200"]  # no goal at 10 Gbit/s
+    redis = rows["shaped-redis-1000-downtime"]["values"]
+    assert redis["by-hand"] == {"value": pytest.approx(0.4), "ok": True, "reference": False}
+    rnd = rows["shaped-random-1000-downtime"]["values"]
+    assert (rnd["by-hand"]["ok"], rnd["by-hand-tls"]["ok"]) == (False, True)  # 1.1 > 1.05
+    cap = rows["max-bandwidth-200"]["values"]["ferryman"]
+    assert cap == {"value": pytest.approx(1.075), "ok": True, "reference": False}
+    capped["summary"]["tools"]["ferryman"]["wire_mbit"]["median"] = 179.0
+    assert goal_table([capped])[0]["values"]["ferryman"]["ok"] is False  # 10.5% under
