@@ -193,6 +193,8 @@ class SourceMigration:
             await run_postcopy(self)
         else:
             await self._cold(port)
+        if self.box is not None and self.report.result == Result.COMMITTED:
+            await self.box.after_commit()  # e.g. Podman's record of it goes
 
     async def _cold(self, ps_port: int) -> None:
         o = self.o
