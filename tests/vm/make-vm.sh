@@ -171,6 +171,8 @@ if [[ "$(cat "$ROOTFS/.ferryman-custom" 2>/dev/null)" != "$custom_id" ]]; then
   # the same rootfs as an image tarball for `podman import`, identical bytes on every build
   tar -C "$tmpl" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
     -cf "$ROOTFS/opt/ferryman/busybox-image.tar" .
+  # Podman's units stay off: under run-vm.sh -S they would run podman at boot (TCG: seconds)
+  rm -f "$ROOTFS"/etc/systemd/system/{default,sockets,timers}.target.wants/podman*
   mkdir -p "$ROOTFS/etc/containers"
   printf '%s\n' '[engine]' 'runtime = "runc"' 'cgroup_manager = "cgroupfs"' \
     'events_logger = "file"' >"$ROOTFS/etc/containers/containers.conf"
