@@ -3,9 +3,10 @@
 
 server: echoes every line on every connection (--ballast-mib: and holds that much memory, which
 makes a cold migration's frozen window longer).
-client: one connection; sends a numbered line every --interval-ms and waits for its answer;
-writes JSON: sent, answered, lost, duplicated or out-of-order answers, the longest gap between
-two answers, and the error if the connection broke.
+client: one connection; sends a numbered line every --interval-ms and waits for its answer
+(for --duration seconds, or until --stop-file exists); writes JSON: sent, answered, lost,
+duplicated or out-of-order answers, the longest gap between two answers, and the error if the
+connection broke.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def serve(bind: str, ballast_mib: int = 0) -> None:
             sock.sendall(data)
 
 
-def client(to: str, interval_ms: float, duration: float, out: str) -> None:
+def client(to: str, interval_ms: float, duration: float, out: str,
+           stop_file: str | None = None) -> None:
     host, port = to.rsplit(":", 1)
     result: dict[str, object] = {"sent": 0, "answered": 0, "bad": 0, "max_gap_ms": 0.0,
                                  "error": None}
@@ -60,7 +62,7 @@ def client(to: str, interval_ms: float, duration: float, out: str) -> None:
     end = time.monotonic() + duration
     n = 0
     try:
-        while time.monotonic() < end:
+        while time.monotonic() < end and not (stop_file and os.path.exists(stop_file)):
             n += 1
             sock.sendall(f"{n}\n".encode())
             result["sent"] = n
@@ -122,13 +124,14 @@ def main() -> None:
     c.add_argument("--interval-ms", type=float, default=10)
     c.add_argument("--duration", type=float, default=5)
     c.add_argument("--out", required=True)
+    c.add_argument("--stop-file")
     args = ap.parse_args()
     if args.cmd == "serve":
         serve(args.bind, args.ballast_mib)
     elif args.cmd == "late":
         late(args.to)
     else:
-        client(args.to, args.interval_ms, args.duration, args.out)
+        client(args.to, args.interval_ms, args.duration, args.out, args.stop_file)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@
 # pycriu, python3 (criu 4.2 and its pycriu replace them from the host: see step 3), and what ferryman itself imports: Debian's python3-protobuf and python3-rich,
 # and cryptography from PyPI (bookworm's python3-cryptography 38 is older than the >= 42 that
 # ferryman needs). For runc containers: Debian's runc and rsync, and a busybox-static rootfs
-# template at /opt/ferryman/busybox-rootfs (copied into a bundle per container).
+# template at /opt/ferryman/busybox-rootfs (copied into a bundle per container). For Podman
+# containers: Debian's podman 4.3 on runc with cgroupfs and a file events log
+# (/etc/containers/containers.conf: vm-init is no systemd), and the same busybox rootfs as a
+# tarball with fixed times at /opt/ferryman/busybox-image.tar: `podman import` of it gives the
+# same image id on both guests (ferryman's destination checks the image by id).
 # Its PID 1 is tests/vm/guest/vm-init, or systemd (run-vm.sh -S: tests/vm/guest/ferryman-vm.service
 # runs the command); run guests with tests/vm/run-vm.sh.
 #
@@ -31,7 +35,9 @@ ROOTFS=$WORK/rootfs
 OUT=$WORK/images
 PKGS=(linux-image-amd64 initramfs-tools udev kmod iproute2 iptables procps psmisc
   netcat-openbsd tini criu python3 python3-protobuf python3-rich runc rsync busybox-static nftables
-  systemd)  # systemd: not PID 1 unless run-vm.sh -S (the agent's unit, tests/vm/test_vm_service.py)
+  systemd  # systemd: not PID 1 unless run-vm.sh -S (the agent's unit, tests/vm/test_vm_service.py)
+  podman netavark)  # Podman 4.3 (tests/vm/scenarios/podman_migrations.py); netavark: debootstrap
+                    # cannot resolve containers-common's virtual container-network-stack
 BUSYBOX_APPLETS=(sh cat echo nc usleep sleep ls tail head tr sort)  # tests/vm/scenarios
 # Not from Debian: ferryman needs cryptography >= 42 (pyproject.toml); bookworm has 38.
 PIP_REQS=("cryptography>=42")
@@ -162,6 +168,14 @@ if [[ "$(cat "$ROOTFS/.ferryman-custom" 2>/dev/null)" != "$custom_id" ]]; then
   rm -rf "$tmpl"; mkdir -p "$tmpl/bin" "$tmpl/data"
   cp "$ROOTFS/bin/busybox" "$tmpl/bin/busybox"
   for a in "${BUSYBOX_APPLETS[@]}"; do ln -s busybox "$tmpl/bin/$a"; done
+  # the same rootfs as an image tarball for `podman import`, identical bytes on every build
+  tar -C "$tmpl" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+    -cf "$ROOTFS/opt/ferryman/busybox-image.tar" .
+  # Podman's units stay off: under run-vm.sh -S they would run podman at boot (TCG: seconds)
+  rm -f "$ROOTFS"/etc/systemd/system/{default,sockets,timers}.target.wants/podman*
+  mkdir -p "$ROOTFS/etc/containers"
+  printf '%s\n' '[engine]' 'runtime = "runc"' 'cgroup_manager = "cgroupfs"' \
+    'events_logger = "file"' >"$ROOTFS/etc/containers/containers.conf"
   echo "$custom_id" >"$ROOTFS/.ferryman-custom"
 else
   log "3/4 customisation cached ($custom_id)"
@@ -187,4 +201,5 @@ criu_v=$(chroot "$ROOTFS" /usr/local/sbin/criu --version | sed -n 's/^Version: *
 crypto_v=$(find "$ROOTFS/usr/local/lib/python$GUEST_PY/dist-packages" -maxdepth 1 \
   -name 'cryptography-*.dist-info' -printf '%f' | sed 's/^cryptography-//; s/\.dist-info$//')
 runc_v=$(chroot "$ROOTFS" runc --version | sed -n 's/^runc version //p')
-log "ready: $OUT (kernel $kver, criu $criu_v, runc $runc_v, cryptography $crypto_v)"
+podman_v=$(chroot "$ROOTFS" dpkg-query -W -f='${Version}' podman)
+log "ready: $OUT (kernel $kver, criu $criu_v, runc $runc_v, podman $podman_v, cryptography $crypto_v)"

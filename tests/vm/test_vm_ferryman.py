@@ -17,6 +17,12 @@ rate, then vm2 has the moved workload verify every page. The scenarios:
 * ``runc-hybrid``: the same container, --mode hybrid (a lazy final ``runc checkpoint``);
 * ``runc-rollback``: pre-copy to an agent whose runc fails at restore: after the pre-dumps
   and the final dump the container resumes on vm1 with every write, and vm2 has none.
+* ``podman-precopy``, ``podman-hybrid``: a Podman container (an echo service in Podman's host
+  network, a counter, 8 MiB held still) moved with pre-copy and with hybrid while a client in
+  a third network namespace talks to it through its service address, which moves too
+  (tests/vm/scenarios/podman_guest.py); ``podman ps`` on both guests after;
+* ``podman-rollback``: the same to an agent whose Podman runtime fails at restore: it resumes
+  on vm1, ``podman ps -a`` there as before, the address back, the client still talking.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 MIB = 128
 RATE = 100
 CONTAINER_MIB = 32  # held by a sort in the container, never written again: 8192 pages
+PODMAN_MIB = 8  # the same in the Podman containers (2048 pages): they move in less time
 EXIT_ROLLED_BACK = 8
 SCENARIOS: list[dict[str, Any]] = [
     # TCG runs CRIU some 20x slower than hardware: a final dump with no memory at all takes
@@ -57,7 +64,14 @@ SCENARIOS: list[dict[str, Any]] = [
     # vm2's second agent (port 7071) has a runc that fails every restore
     {"name": "runc-rollback", "runc": True, "mib": CONTAINER_MIB, "port": 7071,
      "args": ["--mode", "precopy", "--max-downtime", "5000"]},
+    {"name": "podman-precopy", "podman": True, "check": True, "mib": PODMAN_MIB,
+     "args": ["--mode", "precopy", "--max-downtime", "5000"]},
+    {"name": "podman-hybrid", "podman": True, "mib": PODMAN_MIB, "args": ["--mode", "hybrid"]},
+    # vm2's second agent (port 7071) runs Podman with a runtime that fails every restore
+    {"name": "podman-rollback", "podman": True, "mib": PODMAN_MIB, "port": 7071,
+     "args": ["--mode", "precopy", "--max-downtime", "5000"]},
 ]
+PODMAN_LABELS = {"app": "echo", "ferryman.test": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -291,3 +305,94 @@ def test_container_precopy_rolls_back_when_the_restore_fails(guests: Run) -> Non
     assert src["log_later"]["sequential"], src  # nothing lost or doubled
     assert src["log_later"]["lines"] > src["log"]["lines"] + 5, src  # it runs on vm1 again
     assert r["destination"]["state"] is None, r["destination"]
+
+
+def client_talked(r: dict[str, Any]) -> dict[str, Any]:
+    """The echo client (a third network namespace, through the service address) talked
+    throughout the migration and after it: no error, nothing lost, doubled or out of order."""
+    assert r["client_alive"], "the client must still be talking after the migration"
+    c: dict[str, Any] = r["client"]
+    assert c["error"] is None, c
+    assert c["bad"] == 0, c
+    assert c["answered"] == c["sent"], c
+    assert c["answered"] > 100, c
+    return c
+
+
+def moved_podman(run: Run, name: str) -> dict[str, Any]:
+    """A Podman scenario that committed: `podman ps` on vm2 lists the container running as it
+    ran on vm1 (id, name, image, labels), under the PID ferryman resumed, writing on; `podman
+    ps -a` on vm1 no longer has it; the service address is on vm2 only; the client talked."""
+    r: dict[str, Any] = run.result(name)
+    assert r["rc"] == 0, f"{name} failed:\n" + "\n".join(r["stderr"]) + "\n" + run.describe()
+    rep = r["report"]
+    assert rep["result"] == "committed", rep
+    assert rep["container"] == name
+    src, dst = r["source"], r["destination"]
+    [before] = src["before"]
+    assert before["State"] == "running", before
+    assert src["after"] == [], f"vm1's Podman still has {name}: {src['after']}"
+    [after] = dst["ps"]
+    assert after["State"] == "running", after
+    for key in ("Id", "Names", "Image", "ImageID", "Labels", "Command"):
+        assert after[key] == before[key], key
+    assert after["Labels"] == PODMAN_LABELS
+    assert after["Pid"] == rep["destination_pid"], "the PID ferryman resumed is Podman's"
+    assert dst["log"]["sequential"], dst["log"]  # nothing lost or doubled
+    assert dst["log_later"]["sequential"], dst["log_later"]
+    assert dst["log_later"]["lines"] > dst["log"]["lines"] + 5, dst  # it writes on, on vm2
+    assert dst["address"] is True, "the service address is on vm2"
+    assert src["address"] is False, "and gone from vm1"
+    c = client_talked(r)
+    # the client's longest wait is the frozen window, not a retransmission timer's backoff
+    assert c["max_gap_ms"] < rep["downtime_ms"] + 3000, (c, rep["downtime_ms"])
+    return r
+
+
+def test_podman_precopy_moves_it_with_its_client_and_address(guests: Run) -> None:
+    rep = moved_podman(guests, "podman-precopy")["report"]
+    assert rep["mode"] == "precopy"
+    its = rep["iterations"]
+    assert its, rep
+    assert its[0]["pages_written"] >= PODMAN_MIB * 256, its
+    assert rep["final_pages"] * 10 < its[0]["pages_written"], rep
+    assert rep["convergence"].startswith("FINAL"), rep["convergence"]
+    assert not rep["switched_to_postcopy"]
+
+
+def test_check_podman_allows_precopy_with_soft_dirty(guests: Run) -> None:
+    chk = guests.result("podman-precopy")["check"]
+    assert chk["rc"] == 0, chk
+    v = chk["verdict"]
+    rows = {(r["side"], r["check"]): r["status"] for r in v["rows"]}
+    assert rows[("source", "kernel.dirty-tracking")] == "pass", v["rows"]
+    assert rows[("destination", "podman.image")] == "pass", v["rows"]
+    assert set(v["allowed_modes"]) == {"cold", "postcopy", "precopy", "hybrid"}, v
+
+
+def test_podman_hybrid_precopies_then_fetches_the_rest_lazily(guests: Run) -> None:
+    rep = moved_podman(guests, "podman-hybrid")["report"]
+    assert rep["mode"] == "hybrid"
+    its = rep["iterations"]
+    assert its, rep
+    assert its[0]["pages_written"] >= PODMAN_MIB * 256, its
+    assert rep["lazy_pages"] is not None
+    assert rep["lazy_pages"] * 4 < its[0]["pages_written"], rep
+
+
+def test_podman_precopy_rolls_back_leaving_podmans_view_on_vm1_unchanged(guests: Run) -> None:
+    r = guests.result("podman-rollback")
+    assert r["rc"] == EXIT_ROLLED_BACK, "\n".join(r["stderr"])
+    assert "podman restore podman-rollback" in "\n".join(r["stderr"]), r["stderr"]
+    rep = r["report"]
+    assert rep["result"] == "rolled_back"
+    assert rep["iterations"], rep  # it failed after pre-copy, at the final step
+    src, dst = r["source"], r["destination"]
+    assert src["after"] == src["before"], "podman ps -a on vm1 is what it was"
+    assert src["log"]["sequential"], src
+    assert src["log_later"]["sequential"], src  # nothing lost or doubled
+    assert src["log_later"]["lines"] > src["log"]["lines"] + 5, src  # it runs on vm1 again
+    assert src["address"] is True, "the service address is back on vm1"
+    assert dst["ps"] == [], f"vm2's Podman keeps a record: {dst['ps']}"
+    assert dst["address"] is False
+    client_talked(r)

@@ -153,6 +153,10 @@ class SourceContainer:
                env: Mapping[str, str] | None = None) -> RuncDumper:
         return RuncDumper(self.runc, self.target.id, ctl_dir, on_frozen, timings, env=env)
 
+    async def after_commit(self) -> None:
+        """The migration committed and the source copy is gone: what else goes here (runc
+        removed its container with the dump; Podman's record stays until this)."""
+
     def start_final_sync(self, host: str, port: int, creds: NodeCredentials) -> None:
         """The container's cgroup is frozen (by us, at CRIU's pre-dump): its files are final,
         so the last rsync, if one is needed, runs while CRIU dumps, not after it."""

@@ -32,7 +32,6 @@ from ferryman.agent.container import (
 from ferryman.criu.client import PageServerAddress, TlsFiles
 from ferryman.criu.swrk import NotifyHandler
 from ferryman.errors import FerrymanError, PodmanError, RemoteProtocolError, RuncError
-from ferryman.migration.phases import SourcePhase
 from ferryman.pki import NodeCredentials
 from ferryman.targets import podman as pm
 from ferryman.targets.podman import PodmanTarget
@@ -45,8 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 KIND = "podman"
 MAX_TARGET_CHARS = 4096
-PAST_COMMIT = frozenset({SourcePhase.COMMITTED, SourcePhase.SERVING_PAGES, SourcePhase.DONE,
-                         SourcePhase.LOST})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +88,7 @@ def plan_kind(text: str) -> str:
 
 class PodmanDumper(RuncDumper):
     """runc's checkpoint, plus Podman's files: the export files before the freeze, the
-    rootfs changes while frozen (shipped with the images at ``post-dump``), and the source's
-    record removed once the dump committed."""
+    rootfs changes while frozen (shipped with the images at ``post-dump``)."""
 
     def __init__(self, box: PodmanSource, runc: Runc, ctl_dir: Path, workdir: Path, *,
                  on_frozen: Callable[[], None] | None, timings: dict[str, float],
@@ -126,11 +122,6 @@ class PodmanDumper(RuncDumper):
                            track_mem=track_mem, track_mem_uffd=track_mem_uffd,
                            parent=parent, tcp_established=tcp_established, pre_dump=pre_dump,
                            freeze_cgroup=freeze_cgroup, log_file=log_file)
-        if not pre_dump and self.box.committed():  # the container is the destination's
-            try:
-                await self.box.podman.remove(self.box.ctr.id)
-            except FerrymanError as exc:
-                log.warning("the moved container's record stays here (stopped): %s", exc)
 
 
 class PodmanSource(SourceContainer):
@@ -148,9 +139,6 @@ class PodmanSource(SourceContainer):
         self.podman_target = target
         self.timings = timings
         self._diff: asyncio.Future[None] | None = None
-        # past the point of no return (a lazy dump may end in order before the destination
-        # answered, and a roll-back follow: then the record stays, its container runs on)
-        self.committed: Callable[[], bool] = lambda: False
         self.workdir: Path | None = None
         self._runc_target = runc_target
 
@@ -188,6 +176,15 @@ class PodmanSource(SourceContainer):
         SourceContainer.__init__(box, runc_target, runc, state, runc.config_of(state))
         box.presynced = True  # nothing to rsync: Podman makes the rootfs from the image
         return box
+
+    async def after_commit(self) -> None:
+        """The container is the destination's: its (exited) record here goes. Not at the
+        end of the dump: a lazy dump may end before the commit (every page went), and the
+        served copy lives, stopped, until its page tail is over."""
+        try:
+            await self.podman.remove(self.ctr.id)
+        except FerrymanError as exc:
+            log.warning("the moved container's record stays here (stopped): %s", exc)
 
     def planned(self) -> PlannedPodman:  # type: ignore[override]
         return PlannedPodman(self.ctr.id, self.ctr.name, self.ctr.image_id)
@@ -231,7 +228,6 @@ class PodmanSource(SourceContainer):
 async def source_open(role: SourceRole, target: PodmanTarget) -> PodmanSource:
     """Before anything else: Podman's container, running under runc; its init is the PID."""
     box = await PodmanSource.open_podman(target, role.report.sync)
-    box.committed = lambda: role.tracker.phase in PAST_COMMIT
     role.report.container = box.ctr.name  # the source's PID: box.pid (source.py resolves it)
     role.dumper = box.podman_dumper(role.workdir / "runc-hold", role.workdir, env=role.criu.env)
     role.opts.progress("HELLO", f"Podman container {box.ctr.name} ({box.ctr.id[:12]}): PID "

@@ -49,7 +49,7 @@ from ferryman.host.wptrack import WriteTracker
 from ferryman.migration.iterations import Convergence
 from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.plan import Plan
-from ferryman.migration.report import MigrationReport
+from ferryman.migration.report import MigrationReport, Result
 from ferryman.migration.source_driver import SourceDriver
 from ferryman.targets.process import ProcessTree
 from ferryman.targets.runc_checkpoint import Dumper
@@ -176,6 +176,8 @@ class SourceMigration:
                 cap_bytes_per_s=self.report.max_bandwidth_bytes_per_s,
                 container=opts.container is not None) if plan.pre_copies else None)
         await SourceDrive(self, driver, self.workload).run(answer.page_server_port)
+        if self.report.result == Result.COMMITTED:
+            await self.workload.after_commit()  # e.g. Podman's record of it goes
 
     async def _open_workload(self) -> Workload:
         """What was asked to move: a runc container, a Podman one (dumped by runc,

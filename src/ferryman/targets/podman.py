@@ -46,6 +46,7 @@ NETWORK_STATUS = "network.status"
 ROOTFS_DIFF = "rootfs-diff.tar"
 DELETED_FILES = "deleted.files"
 EXPORT_FILES = (CONFIG_DUMP, SPEC_DUMP, NETWORK_STATUS, ROOTFS_DIFF, DELETED_FILES)
+PARENT = "parent"  # CRIU's link from an image set to the one it was dumped on top of
 CRIU_CONFIG_ANNOTATION = "org.criu.config"
 DB_NAME = "libpod/bolt_state.db"
 
@@ -168,8 +169,9 @@ class Podman:
         return rc == 0
 
     async def remove(self, name: str) -> None:
-        """``podman rm --force``: quiet when it is gone."""
-        rc, _, err = await self.run("rm", "--force", "--", name)
+        """``podman rm --force --time 0`` (no stop timeout: what runs is stopped or gone):
+        quiet when it is gone."""
+        rc, _, err = await self.run("rm", "--force", "--time", "0", "--", name)
         if rc != 0 and "no such" not in err.lower():
             raise PodmanError("rm", name, podman_message(err))
 
@@ -332,7 +334,10 @@ def with_criu_config(spec_text: bytes, conf: Path) -> bytes:
 def build_archive(images: Path, archive: Path, conf: Path,
                   skip: Sequence[str] = ()) -> None:
     """Podman's import layout: the export files at the top (spec.dump naming ``conf``), the
-    CRIU images under ``checkpoint/``."""
+    CRIU images under ``checkpoint/``, and after a pre-copy the pre-dumps' image sets that
+    ``parent`` links chain (CRIU reads the pages a pagemap marks in-parent there) as real
+    directories ``checkpoint/parent``, ``checkpoint/parent/parent``... (Podman's untar
+    refuses links out of the archive; CRIU opens ``parent`` whatever it is)."""
     with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
         for name in EXPORT_FILES:
             path = images / name
@@ -353,6 +358,23 @@ def build_archive(images: Path, archive: Path, conf: Path,
                     or path.is_symlink() or path.name.endswith(".log") or path == archive:
                 continue
             tar.add(path, arcname=f"checkpoint/{path.name}")
+        _add_parents(tar, images)
+
+
+def _add_parents(tar: tarfile.TarFile, images: Path) -> None:
+    """The image sets ``images/parent`` chains, each as the next ``parent`` directory."""
+    seen: set[Path] = set()
+    level, prefix = images / PARENT, f"checkpoint/{PARENT}"
+    while level.is_dir() and level.resolve() not in seen:
+        seen.add(level.resolve())
+        d = tarfile.TarInfo(prefix)
+        d.type = tarfile.DIRTYPE
+        d.mode = 0o700
+        tar.addfile(d)
+        for path in sorted(level.iterdir()):
+            if path.is_file() and not path.is_symlink() and path.name.endswith(".img"):
+                tar.add(path, arcname=f"{prefix}/{path.name}")
+        level, prefix = level / PARENT, f"{prefix}/{PARENT}"
 
 
 @dataclass(frozen=True, slots=True)

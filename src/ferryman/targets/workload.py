@@ -51,6 +51,10 @@ class Workload(Protocol):
     async def final_sync(self, host: str, port: int, creds: NodeCredentials) -> str:
         """The last file sync, while frozen; a progress line."""
 
+    async def after_commit(self) -> None:
+        """The migration committed (the source copy is gone): what else goes here, e.g.
+        Podman's record of the container."""
+
 
 @dataclass
 class ProcessWorkload:
@@ -73,3 +77,6 @@ class ProcessWorkload:
 
     async def final_sync(self, host: str, port: int, creds: NodeCredentials) -> str:
         raise TypeError("a process tree has no files to sync")
+
+    async def after_commit(self) -> None:
+        return None

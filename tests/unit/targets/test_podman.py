@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,39 @@ def test_restore_configuration_and_the_spec_annotation() -> None:
     assert spec["annotations"] == {"a": "b", "org.criu.config": "/c.conf"}
     with pytest.raises(pm.PodmanError):
         pm.with_criu_config(b"[]", Path("/c.conf"))
+
+
+def test_import_archive_carries_the_pre_dumps_as_parent_directories(tmp_path: Path) -> None:
+    """After pre-copy the final set links to the last pre-dump's, which links to the one
+    before: the archive has them as real directories (no links), every image, no logs."""
+    for i, files in ((1, ("pagemap-1.img", "pages-1.img")), (2, ("pagemap-1.img",
+                                                                 "pages-2.img"))):
+        d = tmp_path / f"set-{i}"
+        d.mkdir()
+        for f in (*files, "dump.log"):
+            (d / f).write_text(f"{i}{f}")
+    (tmp_path / "set-2" / "parent").symlink_to("../set-1")
+    (tmp_path / "parent").symlink_to("set-2")
+    (tmp_path / pm.SPEC_DUMP).write_text("{}")
+    (tmp_path / pm.CONFIG_DUMP).write_text("{}")
+    for f in ("pagemap-1.img", "core-1.img", "restore.log"):
+        (tmp_path / f).write_text(f)
+    archive = tmp_path / "a.tar"
+    pm.build_archive(tmp_path, archive, Path("/c.conf"))
+    with tarfile.open(archive) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert not any(m.issym() or m.islnk() for m in members.values())
+        assert members["checkpoint/parent"].isdir()
+        assert members["checkpoint/parent/parent"].isdir()
+        assert "checkpoint/parent/parent/parent" not in members
+        pages = tar.extractfile("checkpoint/parent/parent/pages-1.img")
+        assert pages is not None
+        assert pages.read() == b"1pages-1.img"
+    assert sorted(n for n in members if n.startswith("checkpoint/")) == [
+        "checkpoint/core-1.img", "checkpoint/pagemap-1.img", "checkpoint/parent",
+        "checkpoint/parent/pagemap-1.img", "checkpoint/parent/pages-2.img",
+        "checkpoint/parent/parent", "checkpoint/parent/parent/pagemap-1.img",
+        "checkpoint/parent/parent/pages-1.img"]
 
 
 def test_podman_message_is_its_error_line() -> None:

@@ -20,6 +20,8 @@ from its ``src/``, with the guest's own python3 and the host-built criu 4.2 the 
   ``"check": true``, vm1 first runs ``ferryman check --runc NAME --json`` and reports it.
   vm2 runs a second agent on port 7071 whose runc fails every restore (``"port": 7071``):
   the container must roll back to vm1 and keep writing there.
+* A scenario with ``"podman": true`` moves a Podman container with a live client connection
+  and its service address (``migrate --podman NAME``): tests/vm/scenarios/podman_guest.py.
 
 Environment: PKI (a directory with ca.pem and vm1/vm2 credentials), SCENARIOS, STEP_TMO.
 """
@@ -47,6 +49,7 @@ FAILING_PORT = 7071  # vm2's second agent, whose runc fails every restore
 FAILING_RUNC = Path("/tmp/failing-runc")
 STATE = Path("/var/lib/ferryman")
 AGENT_LOG = "/tmp/agent.log"
+MOVABLE = "10.99.0.0/24@eth1"  # service addresses on the guests' link (Podman scenarios)
 
 
 def emit(key: str, value: object) -> None:
@@ -84,12 +87,15 @@ def status_after(path: str, after: float) -> dict[str, object]:
 # ----------------------------------------------------------------------------- vm2
 
 def destination() -> None:
+    import podman_guest  # here: it imports this module
+
     STATE.mkdir(parents=True, exist_ok=True)
     log = open(AGENT_LOG, "wb")  # noqa: SIM115 - lives as long as the agent
     ip = os.environ["VM_IP"].split("/")[0]
     agent = subprocess.Popen([*PY, "-m", "ferryman", "-v", "serve", "--listen",
                               f"{ip}:{AGENT_PORT}",
-                              "--pki", PKI, "--name", "vm2", "--state-dir", str(STATE)],
+                              "--pki", PKI, "--name", "vm2", "--state-dir", str(STATE),
+                              "--movable-addresses", MOVABLE],
                              env=ENV, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     # The same node, but its runc fails at restore: a migration to it must roll back.
     FAILING_RUNC.write_text('#!/bin/sh\ncase " $* " in *" restore "*) exit 1 ;; esac\n'
@@ -98,8 +104,10 @@ def destination() -> None:
     failing = subprocess.Popen([*PY, "-m", "ferryman", "serve", "--listen",
                                 f"{ip}:{FAILING_PORT}", "--pki", PKI, "--name", "vm2",
                                 "--state-dir", f"{STATE}-failing", "--runc",
-                                str(FAILING_RUNC)],
-                               env=ENV, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                str(FAILING_RUNC), "--movable-addresses", MOVABLE],
+                               env=podman_guest.failing_env()
+                               if podman_guest.FAILING_CONF.exists() else ENV,
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     srv = socket.create_server(("0.0.0.0", CTL_PORT))
     srv.settimeout(STEP_TMO * 4)
     say("agent and control server up")
@@ -114,6 +122,10 @@ def destination() -> None:
                 if req.get("cmd") == "ping":
                     fh.write(json.dumps({"agent": agent.poll() is None
                                          and failing.poll() is None}) + "\n")
+                    continue
+                if req.get("cmd") == "podman":
+                    fh.write(json.dumps(podman_guest.container_here(
+                        str(req["name"]), str(req["address"]))) + "\n")
                     continue
                 if req.get("cmd") == "container":
                     fh.write(json.dumps(container_here(str(req["id"]))) + "\n")
@@ -234,7 +246,7 @@ def source(scenarios: list[dict[str, object]]) -> None:
     try:
         for n, sc in enumerate(scenarios):
             # a fresh PID range per scenario, below the guests' pid_max (32768)
-            run_scenario(sc, 3000 + 1500 * (n % 19))
+            run_scenario(sc, 3000 + 1500 * (n % 19), n)
     finally:
         ask({"cmd": "quit"})
 
@@ -342,7 +354,12 @@ def run_container_scenario(sc: dict[str, object]) -> None:
     emit(name, data)
 
 
-def run_scenario(sc: dict[str, object], pid_base: int) -> None:
+def run_scenario(sc: dict[str, object], pid_base: int, n: int) -> None:
+    if sc.get("podman"):
+        import podman_guest  # here: it imports this module
+
+        podman_guest.run_scenario(sc, n)
+        return
     if sc.get("runc"):
         run_container_scenario(sc)
         return
@@ -386,6 +403,10 @@ def run_scenario(sc: dict[str, object], pid_base: int) -> None:
 
 def main() -> int:
     setup_kernel()
+    if any(sc.get("podman") for sc in json.loads(os.environ.get("SCENARIOS", "[]"))):
+        import podman_guest  # here: it imports this module
+
+        podman_guest.setup()
     if os.environ["VM_NAME"] == "vm2":
         destination()
     else:
