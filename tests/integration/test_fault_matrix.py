@@ -312,14 +312,10 @@ FAULTS: dict[str, Callable[[Scenario], None]] = {
                                                         "state-b"),
     "image corrupted on B (core-*.img)": _corrupt("core-*.img", 0),
     "image corrupted on B (pages-*.img)": _corrupt("pages-*.img", 32 << 20),
+    "image corrupted on B (pre-1/pages-*.img)": _corrupt("pre-1/pages-*.img", 32 << 20),
     "restore fails": lambda s: None,  # the workload's file is missing on B
     "agent restarted while holding a copy": _restart_while_held,
 }
-
-PAGES_NOT_CHECKED = ("CRIU's page server writes the pages it receives unchecked and the "
-                     "restore reads them unchecked: a page file damaged on B's disk "
-                     "between arrival and restore is restored as it is")
-
 
 def _cells() -> list[Cell]:
     c, p, r, h = MODES
@@ -355,11 +351,12 @@ def _cells() -> list[Cell]:
         ("destination disk full", "src:ITERATING#1", {r: "A"}),
         ("destination disk full", "dst:READY", {c: "A", p: "A"}),
         ("image corrupted on B (core-*.img)", "dst:RESTORING", {c: "A", p: "A"}),
-        ("image corrupted on B (pages-*.img)", "dst:RESTORING", {c: "B"}),
+        ("image corrupted on B (pages-*.img)", "dst:RESTORING", {c: "A", r: "A"}),
+        ("image corrupted on B (pre-1/pages-*.img)", "dst:RESTORING", {r: "A"}),
         ("restore fails", "", {c: "A", p: "A", r: "A"}),
         ("agent restarted while holding a copy", "dst:RESTORED", {c: "A", p: "A"}),
     ]
-    breaks = {("image corrupted on B (pages-*.img)", "dst:RESTORING", c): PAGES_NOT_CHECKED}
+    breaks: dict[tuple[str, str, str], str] = {}
     sometimes: set[tuple[str, str, str]] = set()
     return [Cell(fault, phase, mode, expect, breaks.get((fault, phase, mode), ""),
                  (fault, phase, mode) in sometimes)
@@ -421,9 +418,14 @@ MATRIX.notes = [
     "run in 3). Lazy dumps now leave the tree stopped and the source continues it on the "
     "roll-back (criu/client.py); the cell with B's agent held makes the in-order close "
     "happen in most runs.",
-    f"image corrupted on B (pages-*.img): {PAGES_NOT_CHECKED}; the workload then runs on "
-    "B with the damaged pages (it found 2 bad pages). Control images (core-*.img) are "
-    "checked by CRIU's own parsing and fail the restore.",
+    "image corrupted on B: CRIU's page server writes the pages it receives unchecked and "
+    "the restore reads them unchecked, so B seals every image file as it arrives (those "
+    "of the control channel with the SHA-256 checked on arrival; those a page server "
+    "writes hashed while it writes them, agent/imageseal.py) and checks them all again "
+    "at the restore: the page files while CRIU restores the tree stopped, which is then "
+    "killed. Before the seal, a page file damaged between arrival and restore was restored "
+    "as it was (the workload ran on B with 2 bad pages). pre-1/pages-*.img: the first "
+    "pre-dump's pages, which the final restore reads through the parent chain.",
 ]
 
 

@@ -35,6 +35,7 @@ from ferryman.agent.destination_pages import (
 from ferryman.agent.destination_restore import restore_and_resume
 from ferryman.agent.files import Receiver
 from ferryman.agent.hello import identity_mismatch, local_hello
+from ferryman.agent.imageseal import ImageSeal, sha256_sums
 from ferryman.agent.limits import Slots
 from ferryman.agent.podman import destination_prepare
 from ferryman.agent.preflight import serve_checks
@@ -78,6 +79,7 @@ class DestinationSession:
         self.box: DestinationContainer | None = None  # a runc container arriving
         self.held = False  # an ORPHANED record names our restored, uncommitted tree
         self.sync_port = 0
+        self.seal: ImageSeal | None = None  # each image file as it arrived
 
     @property
     def tls(self) -> TlsFiles:
@@ -156,6 +158,7 @@ class DestinationSession:
         except FileExistsError as exc:
             raise Refusal("duplicate", f"migration {plan.migration_id} exists here") from exc
         self.workdir = workdir
+        self.seal = ImageSeal(workdir)
         (workdir / "cpuinfo.img").write_bytes(hello.cpuinfo)
         why = await self.criu.cpuinfo_check(workdir)
         (workdir / "cpuinfo.img").unlink()
@@ -201,6 +204,8 @@ class DestinationSession:
                     return
                 else:
                     receiver.check_complete(msg.file_count)
+                    assert self.seal is not None
+                    self.seal.add(self.workdir, sha256_sums(receiver.sums()))
                     restore_msg = msg
                     break
         except TransferError as exc:

@@ -123,6 +123,8 @@ async def cleanup(s: DestinationRole, *, keep_logs: bool = False) -> dict[Path, 
     the operator went (``STATE/failed/ID/``)."""
     if s.page_server is not None:
         await s.page_server.kill()
+    if s.seal is not None:
+        await asyncio.to_thread(s.seal.close)
     await remove_guards(s)
     if s.early_lazy is not None:  # never used: the migration ended before Restore
         early, s.early_lazy = s.early_lazy, None

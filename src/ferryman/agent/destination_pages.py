@@ -54,6 +54,8 @@ async def start_page_server(s: DestinationRole, images: Path, parent: str | None
     guard = portguard.PortGuard(s.cfg.listen_port, port, s.ch.peer_ip)
     await asyncio.to_thread(guard.install)
     s.guards.append(guard)
+    if s.seal is not None:  # each file it writes, hashed while it writes it
+        s.seal.follow(images)
     s.page_server = await page_server.start_page_server(s.criu.binary, images,
                                                         s.cfg.listen_host, port, s.tls,
                                                         parent=parent)
@@ -111,6 +113,8 @@ async def page_server_exit(s: DestinationRole) -> None:
         raise PeerLost(s.ch.peer, f"{s.ch.peer} closed the connection while its "
                        "page server was waiting for pages")
     exited.result()
+    if s.seal is not None:  # every page it received is written: sealed as written
+        await asyncio.to_thread(s.seal.settle)
 
 
 async def send_page_maps(s: DestinationRole) -> None:

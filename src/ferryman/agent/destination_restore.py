@@ -39,9 +39,16 @@ async def restore_and_resume(s: DestinationRole, restore_msg: wire.Restore) -> N
     assert s.workdir is not None
     s.tracker.advance(D.RESTORING)
     lazy = s.ch.conn.lazy
+    pages_checked: asyncio.Future[list[str]] | None = None
     try:
         if s.page_server is not None:
             await page_server_exit(s)
+        if damage := await _damaged(s, other=True):  # small files: checked before use
+            await send_failed(s, DAMAGED, _damage_message(s, damage), "")
+            return
+        # The page files, the bulk, are checked while CRIU restores the tree: it stays
+        # stopped, and is killed if they changed since they arrived.
+        pages_checked = asyncio.ensure_future(_damaged(s, other=False))
         if lazy:
             s.lazy_pages = await lazy_daemon(s, restore_msg.page_server_port)
         if s.moving is not None:  # the sockets to restore need the address
@@ -58,6 +65,10 @@ async def restore_and_resume(s: DestinationRole, restore_msg: wire.Restore) -> N
         else:
             pid = await s.criu.restore(s.workdir, leave_stopped=True, lazy=lazy,
                                        tcp_established=tcp)
+        if damage := await pages_checked:  # restored from damaged pages: never resumed
+            s.tree = ProcessTree.of(pid)  # (the clean-up kills it)
+            await send_failed(s, DAMAGED, _damage_message(s, damage), "")
+            return
         if isinstance(s.box, PodmanDestination) and s.moving is not None:
             s.box.nat_arrives(s.moving.ip)
         if s.moving is not None:  # in a thread: closing the raw socket waits for an
@@ -66,6 +77,9 @@ async def restore_and_resume(s: DestinationRole, restore_msg: wire.Restore) -> N
                                                                  s.moving))
             announcing.add_done_callback(_announced)
     except (CriuError, RuncError, OSError) as exc:
+        if pages_checked is not None and (damage := await pages_checked):
+            await send_failed(s, DAMAGED, _damage_message(s, damage), "")  # the cause
+            return
         log_path = getattr(exc, "log_path", None)
         log_tail = tail(Path(log_path)) if log_path else ""
         await send_failed(s, "restore", getattr(exc, "message", str(exc)), log_tail,
@@ -108,6 +122,24 @@ async def restore_and_resume(s: DestinationRole, restore_msg: wire.Restore) -> N
     log.info("migration %s committed: PID %d runs here", s.workdir.name, pid)
     await cleanup(s, keep_logs=True)
     write_outcome(s.cfg.state_dir, s.workdir.name, f"DONE {pid}\n")
+
+
+DAMAGED = "image-damaged"
+
+
+async def _damaged(s: DestinationRole, *, other: bool) -> list[str]:
+    """The image files (page files, or ``other`` than those) that changed on this node's
+    disk since they arrived (agent/imageseal.py)."""
+    if s.seal is None:
+        return []
+    which = s.seal.other_files() if other else s.seal.page_files()
+    return await asyncio.to_thread(s.seal.verify, which)
+
+
+def _damage_message(s: DestinationRole, damage: list[str]) -> str:
+    more = f" and {len(damage) - 3} more" if len(damage) > 3 else ""
+    return (f"{', '.join(damage[:3])}{more} changed on {s.cfg.name}'s disk since it arrived: "
+            "not restored; check that node's disk and try again")
 
 
 def _announced(task: asyncio.Future[None]) -> None:

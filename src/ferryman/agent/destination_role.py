@@ -17,6 +17,7 @@ from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.container import DestinationContainer
+from ferryman.agent.imageseal import ImageSeal
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.page_server import CriuDaemon
 from ferryman.host import addresses, portguard
@@ -45,6 +46,7 @@ class DestinationRole(Protocol):
     guards: list[portguard.PortGuard]  # page-server ports only the source reaches
     box: DestinationContainer | None  # a runc or Podman container arriving
     held: bool  # an ORPHANED record names our restored, uncommitted tree
+    seal: ImageSeal | None  # each image file's size and SHA-256 as it arrived
 
     @property
     def tls(self) -> TlsFiles:
