@@ -62,6 +62,7 @@ class Cell:
     expect: str  # A, B, held or lost (see tests/support/matrix.py); "B or lost": either
     breaks: str = ""  # why this cell breaks the invariant (a strict xfail)
     sometimes: bool = False  # ... in some runs only (an xfail that may pass)
+    within: float = 0.0  # if set: the controller ends within this many s of the fault
 
 
 @dataclass
@@ -76,6 +77,7 @@ class Scenario:
     controller_killed: bool = False
     agent_killed: bool = False
     held_daemon: int | None = None  # the lazy-pages daemon held with SIGSTOP (tail)
+    ended_at: float = 0.0  # time.monotonic() once the controller had ended
     flags: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -236,17 +238,6 @@ def _kill_restore_agent_held(s: Scenario) -> None:
         faults.kill(s.agent_pid, signal.SIGCONT)
 
 
-SYN_RETRIES = "net.ipv4.tcp_syn_retries"  # per network namespace
-
-
-def _cut_before_connect(s: Scenario) -> None:
-    """The link cut both ways just before a pre-dump, which connects to B's page server
-    anew: CRIU's connect has no timeout of its own, the kernel's SYN retries bound it (127 s
-    at the default 6). A's namespace retries twice only (7 s), to keep the cell short."""
-    s.a_node.run("sysctl", "-qw", f"{SYN_RETRIES}=2")
-    faults.cut_link(s.b_node, s.a_node.ip)
-
-
 def _kill_pre_dump(s: Scenario) -> None:
     """The source's criu pre-dump (the controller paused before it starts), killed while it
     holds the workload seized (tasks in tracing stop), or, if that window was missed, once
@@ -303,7 +294,6 @@ FAULTS: dict[str, Callable[[Scenario], None]] = {
     "SIGKILL destination criu restore": _kill_restore,
     "SIGKILL destination criu restore, B's agent held": _kill_restore_agent_held,
     "link cut (both directions)": lambda s: faults.cut_link(s.b_node, s.a_node.ip),
-    "link cut (both directions), SYN retries 2": _cut_before_connect,
     "link cut (A to B only)": lambda s: faults.cut_link(s.b_node, s.a_node.ip,
                                                         outbound=False),
     "link cut (B to A only)": lambda s: faults.cut_link(s.b_node, s.a_node.ip,
@@ -340,7 +330,7 @@ def _cells() -> list[Cell]:
         ("SIGKILL destination criu lazy-pages", TAIL, {p: "lost"}),
         ("SIGKILL destination criu restore", "dst:RESTORING", {c: "A", p: "A"}),
         ("SIGKILL destination criu restore, B's agent held", "dst:RESTORING", {p: "A"}),
-        ("link cut (both directions), SYN retries 2", "src:ITERATING#2", {r: "A"}),
+        ("link cut (both directions)", "src:ITERATING#2", {r: "A"}),
         ("link cut (both directions)", "src:TRANSFERRING", {c: "A", p: "A", r: "A"}),
         ("link cut (both directions)", "dst:RESTORED", {c: "A", p: "A"}),
         ("link cut (both directions)", "src:COMMITTED", {c: "held", p: "lost"}),
@@ -358,9 +348,18 @@ def _cells() -> list[Cell]:
     ]
     breaks: dict[tuple[str, str, str], str] = {}
     sometimes: set[tuple[str, str, str]] = set()
+    # The roll-back's time bound: a cut link is seen within the page connection's and the
+    # control connection's 5 s TCP_USER_TIMEOUT (criu/pacing.py, agent/channel.py).
+    within = {("link cut (both directions)", "src:ITERATING#2", r): CUT_ROLLBACK_S,
+              ("link cut (both directions)", "src:TRANSFERRING", c): CUT_ROLLBACK_S,
+              ("link cut (both directions)", "src:TRANSFERRING", p): CUT_ROLLBACK_S,
+              ("link cut (both directions)", "src:TRANSFERRING", r): CUT_ROLLBACK_S}
     return [Cell(fault, phase, mode, expect, breaks.get((fault, phase, mode), ""),
-                 (fault, phase, mode) in sometimes)
+                 (fault, phase, mode) in sometimes, within.get((fault, phase, mode), 0.0))
             for fault, phase, by_mode in spec for mode, expect in by_mode.items()]
+
+
+CUT_ROLLBACK_S = 15.0
 
 
 CELLS = _cells()
@@ -387,13 +386,14 @@ MATRIX.notes = [
     "seized (tracing stop; 50 ms at most is waited for that window): the kernel detaches "
     "the tree, which runs on intact and unprotected.",
     "link cut (both directions) at src:ITERATING#2, pre-copy: each pre-dump connects to B's "
-    "page server anew, before it seizes the tree; CRIU's connect has no timeout of its own, "
-    "so the kernel's SYN retries bound it: with the default (6) the roll-back came after "
-    "138 s (the workload ran on meanwhile, nothing frozen); the cell sets A's "
-    "net.ipv4.tcp_syn_retries to 2 (7 s). The controller does not watch the control "
-    "connection while a pre-dump runs. Its message then names CRIU's only error line, "
-    "'Unable to detach from PID: No such process' (the failed pre-dump's clean-up detaching "
-    "a tree it never seized), not the connect failure, which CRIU logs at info level.",
+    "page server anew, before it seizes the tree. CRIU's connect had no timeout of its own: "
+    "the kernel's SYN retries bounded it (the roll-back came after 127-138 s at the default "
+    "6, the workload running on meanwhile). Our CRIU build bounds every stall of a page "
+    "connection it opens at FERRYMAN_PAGE_TIMEOUT_MS (5 s: TCP_USER_TIMEOUT, which ends the "
+    "SYN retries too, and keepalive probes every second; criu/pacing.py), and logs a failed "
+    "connect as an error, which the one-line message now names ('criu pre-dump failed: "
+    "Can't connect to server 10.77.0.2:PORT: Connection timed out'). The cells with a time "
+    "show when the controller had ended, from the fault (bound: 15 s).",
     "Hybrid, controller killed at src:COMMITTED (the Commit just sent): B resumes and its "
     "lazy-pages daemon fetches the pages dirtied since the last pre-dump (about 1,200) from "
     "the source's lazy dump; when it has them all before the controller's death takes that "
@@ -473,6 +473,7 @@ def _settle(s: Scenario) -> tuple[int | None, str]:
         s.proc.kill()
         _, err = s.proc.communicate()
         err += "\n(the controller hung: killed after 150 s)"
+    s.ended_at = time.monotonic()
     _wait_gone(str(s.src_state))  # the controller's guard (agent/lockguard.py) is done
     faults.mend_link(s.b_node)
     if s.agent_killed:  # the operator starts it again (it cleans up what it can)
@@ -597,7 +598,6 @@ def _violations(s: Scenario, rc: int | None, err: str, outcome: str, copies: Cop
 def _clean_up(s: Scenario) -> None:
     s.go_on()
     faults.mend_link(s.b_node)
-    s.a_node.run("sysctl", "-qw", f"{SYN_RETRIES}=6")
     if s.proc is not None and s.proc.poll() is None:
         s.proc.kill()
         s.proc.communicate()
@@ -625,6 +625,7 @@ def test_fault_matrix_cell(cluster: Cluster, cell: Cell) -> None:
             assert _protected(s.w.pid) > 0, "not write-protected after the first pre-dump"
         FAULTS[cell.fault](s)
         s.go_on()
+        faulted = time.monotonic()
         rc, err = _settle(s)
         assert s.w is not None
         assert s.b is not None
@@ -634,7 +635,12 @@ def test_fault_matrix_cell(cluster: Cluster, cell: Cell) -> None:
         bad = _violations(s, rc, err, outcome, copies, listed)
         if outcome not in cell.expect.split(" or "):
             bad.append(f"expected {cell.expect}")
+        took = s.ended_at - faulted
+        if cell.within and took > cell.within:
+            bad.append(f"ended {took:.0f} s after the fault (bound: {cell.within:.0f} s)")
         code = "killed" if rc is None else f"exit {rc}"
+        if cell.within:
+            code += f" after {took:.1f} s"
         extra = " + orphan held on B" if outcome == "A" and listed else ""
         text = f"{outcome}{extra} ({code})"
         MATRIX.record(cell.fault, cell.phase or "RESTORING (criu fails)", cell.mode,
