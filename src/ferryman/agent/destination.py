@@ -22,6 +22,7 @@ from ferryman.agent.destination_drive import DestinationDrive
 from ferryman.agent.destination_end import fail, remove_incomplete
 from ferryman.agent.destination_pages import lazy_blocker, open_set, start_page_server
 from ferryman.agent.hello import identity_mismatch, local_hello
+from ferryman.agent.imageseal import ImageSeal
 from ferryman.agent.limits import Slots
 from ferryman.agent.pagerelay import RelayServer
 from ferryman.agent.podman_destination import destination_prepare
@@ -72,6 +73,7 @@ class DestinationSession:
         self.box: DestinationContainer | None = None  # a runc container arriving
         self.held = False  # an ORPHANED record names our restored, uncommitted tree
         self.sync_port = 0
+        self.seal: ImageSeal | None = None  # each image file as it arrived
 
     @property
     def tls(self) -> TlsFiles:
@@ -148,6 +150,7 @@ class DestinationSession:
         except FileExistsError as exc:
             raise Refusal("duplicate", f"migration {plan.migration_id} exists here") from exc
         self.workdir = workdir
+        self.seal = ImageSeal(workdir)
         (workdir / "cpuinfo.img").write_bytes(hello.cpuinfo)
         why = await self.criu.cpuinfo_check(workdir)
         (workdir / "cpuinfo.img").unlink()

@@ -35,6 +35,7 @@ from ferryman.agent.destination_restore import (
 )
 from ferryman.agent.destination_role import DestinationRole
 from ferryman.agent.files import Receiver
+from ferryman.agent.imageseal import sha256_sums
 from ferryman.agent.orphans import write_outcome
 from ferryman.errors import (
     CriuError,
@@ -149,6 +150,10 @@ class DestinationDrive:
                 assert self.restore_msg is not None
                 try:
                     pid = await restore(s, self.restore_msg)
+                except TransferError as exc:  # an image damaged on this disk since arrival
+                    self.failed_at = (str(exc), "", None)
+                    log.warning("migration failed here (%s): %s", exc.code, exc)
+                    return RestoreFailed(exc.code)
                 except (CriuError, RuncError, OSError) as exc:
                     self.failed_at = failure_details(exc)
                     log.warning("migration failed here (restore): %s", self.failed_at[0])
@@ -213,6 +218,8 @@ class DestinationDrive:
                     log.warning("source aborted the migration: %s", msg.reason)
                     return AbortAsked()
             self.receiver.check_complete(msg.file_count)
+            if s.seal is not None:  # re-checked at the restore (agent/imageseal.py)
+                s.seal.add(s.workdir, sha256_sums(self.receiver.sums()))
         except TransferError as exc:
             # the source may still be sending: it learns why all the same
             self.failed_at = (str(exc), "", None)

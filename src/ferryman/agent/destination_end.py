@@ -121,6 +121,8 @@ async def cleanup(s: DestinationRole, *, keep_logs: bool = False) -> dict[Path, 
     if s.relay is not None:
         await s.relay.close()
         s.relay = None
+    if s.seal is not None:
+        await asyncio.to_thread(s.seal.close)
     await remove_guards(s)
     if s.early_lazy is not None:  # never used: the migration ended before Restore
         early, s.early_lazy = s.early_lazy, None

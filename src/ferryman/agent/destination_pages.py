@@ -58,6 +58,8 @@ async def start_page_server(s: DestinationRole, images: Path, parent: str | None
     guard = portguard.PortGuard(s.cfg.listen_port, port, s.ch.peer_ip)
     await asyncio.to_thread(guard.install)
     s.guards.append(guard)
+    if s.seal is not None:  # each file it writes, hashed while it writes it
+        s.seal.follow(images)
     if s.plan is not None and s.plan.compress and parent is None and not s.plan.lazy:
         theirs, ours = pagerelay.socket_pair()
         try:
@@ -125,6 +127,8 @@ async def page_server_exit(s: DestinationRole) -> None:
         raise PeerLost(s.ch.peer, f"{s.ch.peer} closed the connection while its "
                        "page server was waiting for pages")
     exited.result()
+    if s.seal is not None:  # every page it received is written: sealed as written
+        await asyncio.to_thread(s.seal.settle)
 
 
 async def send_page_maps(s: DestinationRole) -> None:

@@ -22,6 +22,7 @@ from ferryman.agent.podman_destination import PodmanDestination
 from ferryman.criu.logs import tail
 from ferryman.criu.stats import RESTORE_STATS, read_stats
 from ferryman.criu.taskstate import stopped_pids
+from ferryman.errors import CriuError, RuncError, TransferError
 from ferryman.host import addresses
 from ferryman.targets.process import ProcessTree
 
@@ -30,27 +31,41 @@ log = logging.getLogger(__name__)
 
 async def restore(s: DestinationRole, restore_msg: wire.Restore) -> int:
     """Every image is here (``restore_msg`` says so): restore the tree stopped; its PID.
-    CriuError, RuncError or OSError when the restore failed (answered with Failed)."""
+    CriuError, RuncError or OSError when the restore failed (answered with Failed), or
+    ImagesDamaged when an image file changed on this disk since it arrived."""
     assert s.workdir is not None
     lazy = s.ch.conn.lazy
     if s.page_server is not None:
         await page_server_exit(s)
-    if lazy:
-        s.lazy_pages = await lazy_daemon(s, restore_msg.page_server_port)
-    if s.moving is not None:  # the sockets to restore need the address
-        addresses.add(s.moving)
-        s.address_added = True
-    tcp = s.plan is not None and s.plan.tcp_established
-    if s.box is None and restore_msg.fifo_devices:
-        await asyncio.to_thread(keep_shared_fifo_data, s.workdir,
-                                restore_msg.kernel, restore_msg.fifo_devices)
-    if isinstance(s.box, PodmanDestination) and tcp:
-        await s.box.before_restore(s.workdir)  # connections behind its DNAT
-    if s.box is not None:
-        pid = await s.box.restore(s.workdir, lazy=lazy, tcp_established=tcp)
-    else:
-        pid = await s.criu.restore(s.workdir, leave_stopped=True, lazy=lazy,
-                                   tcp_established=tcp)
+    if damage := await _damaged(s, other=True):  # small files: checked before use
+        raise ImagesDamaged(_damage_message(s, damage))
+    # The page files, the bulk, are checked while CRIU restores the tree: it stays stopped,
+    # and is killed (the clean-up kills s.tree) if they changed since they arrived.
+    pages_checked = asyncio.ensure_future(_damaged(s, other=False))
+    try:
+        if lazy:
+            s.lazy_pages = await lazy_daemon(s, restore_msg.page_server_port)
+        if s.moving is not None:  # the sockets to restore need the address
+            addresses.add(s.moving)
+            s.address_added = True
+        tcp = s.plan is not None and s.plan.tcp_established
+        if s.box is None and restore_msg.fifo_devices:
+            await asyncio.to_thread(keep_shared_fifo_data, s.workdir,
+                                    restore_msg.kernel, restore_msg.fifo_devices)
+        if isinstance(s.box, PodmanDestination) and tcp:
+            await s.box.before_restore(s.workdir)  # connections behind its DNAT
+        if s.box is not None:
+            pid = await s.box.restore(s.workdir, lazy=lazy, tcp_established=tcp)
+        else:
+            pid = await s.criu.restore(s.workdir, leave_stopped=True, lazy=lazy,
+                                       tcp_established=tcp)
+    except (CriuError, RuncError, OSError) as exc:
+        if damage := await pages_checked:  # the cause, rather than what it made CRIU do
+            raise ImagesDamaged(_damage_message(s, damage)) from exc
+        raise
+    if damage := await pages_checked:  # restored from damaged pages: never resumed
+        s.tree = ProcessTree.of(pid)  # (the clean-up kills it)
+        raise ImagesDamaged(_damage_message(s, damage))
     if isinstance(s.box, PodmanDestination) and s.moving is not None:
         s.box.nat_arrives(s.moving.ip)
     if s.moving is not None:  # in a thread: closing the raw socket waits for an
@@ -101,6 +116,32 @@ async def resume(s: DestinationRole, keep_stopped: asyncio.Future[frozenset[int]
     log.info("migration %s: PID %d resumed", s.workdir.name, pid)
     write_outcome(s.cfg.state_dir, s.workdir.name, f"COMMITTED {pid}\n")
     s.held = False
+
+
+DAMAGED = "image-damaged"
+
+
+class ImagesDamaged(TransferError):
+    """An image file changed on this node's disk since it arrived: the restore is refused
+    (answered with ``Failed(image-damaged)``), the source resumes."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(DAMAGED, message)
+
+
+async def _damaged(s: DestinationRole, *, other: bool) -> list[str]:
+    """The image files (page files, or ``other`` than those) that changed on this node's
+    disk since they arrived (agent/imageseal.py)."""
+    if s.seal is None:
+        return []
+    which = s.seal.other_files() if other else s.seal.page_files()
+    return await asyncio.to_thread(s.seal.verify, which)
+
+
+def _damage_message(s: DestinationRole, damage: list[str]) -> str:
+    more = f" and {len(damage) - 3} more" if len(damage) > 3 else ""
+    return (f"{', '.join(damage[:3])}{more} changed on {s.cfg.name}'s disk since it arrived: "
+            "not restored; check that node's disk and try again")
 
 
 def _announced(task: asyncio.Future[None]) -> None:

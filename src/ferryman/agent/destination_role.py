@@ -17,6 +17,7 @@ from ferryman import wire
 from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.container import DestinationContainer
+from ferryman.agent.imageseal import ImageSeal
 from ferryman.agent.pagerelay import RelayServer
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.page_server import CriuDaemon
@@ -48,6 +49,7 @@ class DestinationRole(Protocol):
     box: DestinationContainer | None  # a runc or Podman container arriving
     held: bool  # an ORPHANED record names our restored, uncommitted tree
     sync_port: int  # a runc container's sync listener (Ready names it)
+    seal: ImageSeal | None  # each image file's size and SHA-256 as it arrived
 
     @property
     def tls(self) -> TlsFiles:

@@ -88,6 +88,7 @@ class Receiver:
     directory: Path
     _open: dict[str, tuple[int, int, hashlib._Hash]] = field(default_factory=dict)
     done: dict[str, int] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)  # of each whole file
     total_bytes: int = 0
 
     def chunk(self, msg: wire.FileChunk) -> None:
@@ -135,11 +136,16 @@ class Receiver:
         if offset != msg.size or digest.hexdigest() != msg.sha256:
             raise TransferError("checksum", f"{msg.name}: size or SHA-256 mismatch")
         self.done[msg.name] = offset
+        self.sha256[msg.name] = msg.sha256
 
     def check_complete(self, file_count: int) -> None:
         if self._open or file_count != len(self.done):
             raise TransferError("order", f"got {len(self.done)} whole files, "
                                 f"the source sent {file_count}")
+
+    def sums(self) -> dict[str, tuple[int, str]]:
+        """Each whole file's size and SHA-256, as checked on arrival (agent/imageseal.py)."""
+        return {name: (size, self.sha256[name]) for name, size in self.done.items()}
 
     def close(self) -> None:
         for fd, _, _ in self._open.values():

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 from ferryman.criu.client import TlsFiles
 from ferryman.criu.logs import first_error
+from ferryman.criu.pacing import criu_env
 from ferryman.errors import CriuError, CriuMissing
 from ferryman.host.pages import PAGE_SIZE
 from ferryman.host.prctl import die_with_parent
@@ -44,13 +47,15 @@ class CriuDaemon:
 
     @classmethod
     async def spawn(cls, criu_bin: str, action: str, args: list[str], log_path: Path,
-                    verbosity: int = 2, *, pass_fds: tuple[int, ...] = ()) -> CriuDaemon:
+                    verbosity: int = 2, *, pass_fds: tuple[int, ...] = (),
+                    env: Mapping[str, str] | None = None) -> CriuDaemon:
         argv = [criu_bin, action, *args, "-o", log_path.name, f"-v{verbosity}"]
         log.debug("spawn %s", " ".join(argv))
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, cwd=log_path.parent, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                env=None if env is None else dict(env),
                 preexec_fn=die_with_parent, pass_fds=pass_fds)  # never outlive the agent
         except FileNotFoundError as exc:
             raise CriuMissing(f"{criu_bin} not found") from exc
@@ -145,7 +150,7 @@ async def start_lazy_pages(criu_bin: str, images_dir: Path, *, address: str, por
             "--port", str(port), *tls_args(tls)]
     # -v4: the per-task "UFFD transferred pages" summary is a debug message.
     daemon = await CriuDaemon.spawn(criu_bin, "lazy-pages", args, images_dir / "lazy-pages.log",
-                                    verbosity=4)
+                                    verbosity=4, env=criu_env(None, os.environ))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not (images_dir / LAZY_SOCKET).exists():

@@ -88,7 +88,9 @@ class RestoreDone:
 
 @dataclass(frozen=True, slots=True)
 class RestoreFailed:
-    pass
+    """The restore failed (``restore``), or was refused (``image-damaged``)."""
+
+    code: str = "restore"
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,8 +234,8 @@ class DestinationDriver:
                 return (self._enter(D.RESTORING), Do(Act.RESTORE))
             case TransferFailed(code):
                 return self._report_failure(code)
-            case RestoreFailed():
-                return self._report_failure("restore")
+            case RestoreFailed(code):
+                return self._report_failure(code)
             case RestoreDone():
                 self.restored = True
                 return (Do(Act.HOLD), self._enter(D.RESTORED), Do(Act.SEND_RESTORED),

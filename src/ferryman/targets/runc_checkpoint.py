@@ -27,7 +27,8 @@ from typing import Protocol
 from ferryman.criu.client import PageServerAddress, TlsFiles
 from ferryman.criu.logs import first_error
 from ferryman.criu.swrk import NotifyHandler
-from ferryman.errors import CriuError, RuncError, RuncMissing, UsageError
+from ferryman.errors import CriuError, NoSuchProcess, RuncError, RuncMissing, UsageError
+from ferryman.host import procfs
 from ferryman.host.prctl import die_with_parent
 from ferryman.targets.runc import (
     Runc,
@@ -294,6 +295,35 @@ def _freezer_control(cgroup: str | None) -> Path | None:
     return v2 if v2.exists() else Path(cgroup) / "freezer.state"
 
 
+async def wait_runc(proc: asyncio.subprocess.Process, poll_s: float = 0.05) -> int:
+    """runc's exit status. runc reads its criu's answer from a socket until that socket
+    closes: a criu restore killed mid-way leaves tasks it had forked holding the other end,
+    and runc waits for ever (the fault matrix's runc cells). So once runc's criu is dead (a
+    zombie runc has not reaped: it is still reading), runc is killed; the caller's clean-up
+    kills what the dead criu left (destination_end.py, procfs.holders)."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(asyncio.shield(proc.wait()), poll_s)
+        if dead := _dead_criu(proc.pid):
+            log.warning("runc's criu (PID %d) died without answering: killing runc %d",
+                        dead, proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            return -signal.SIGKILL
+
+
+def _dead_criu(pid: int) -> int:
+    """A criu child of ``pid`` that died and was not reaped yet, or 0."""
+    with contextlib.suppress(NoSuchProcess):
+        for kid in procfs.children(pid):
+            with contextlib.suppress(NoSuchProcess, OSError):
+                if procfs.state(kid) == "Z" and \
+                        Path(f"/proc/{kid}/comm").read_text().strip() == "criu":
+                    return kid
+    return 0
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(errors="replace")
@@ -330,7 +360,7 @@ async def restore(runc: Runc, container: str, *, bundle: Path, images_dir: Path,
     finally:
         os.close(read_end)
         os.close(write_end)
-    if await proc.wait() != 0:
+    if await wait_runc(proc) != 0:
         log_path = images_dir / "restore.log"
         reason = first_error(log_path) or runc_message(_read(runc_log))
         raise CriuError("restore", log_path=str(log_path) if log_path.exists() else None,

@@ -6,6 +6,7 @@ import pytest
 
 from ferryman.criu.pacing import (
     PAGE_RATE_ENV,
+    PAGE_TIMEOUT_ENV,
     bytes_per_s,
     check_max_bandwidth,
     criu_env,
@@ -32,12 +33,13 @@ def test_caps_in_range_pass() -> None:
     assert bytes_per_s(34_000) < 2**32 - 1  # SO_MAX_PACING_RATE as CRIU passes it
 
 
-def test_no_cap_leaves_criu_our_environment() -> None:
-    assert criu_env(None, {"PATH": "/bin"}) is None
+def test_no_cap_gives_criu_our_environment_and_the_stall_bound() -> None:
+    assert criu_env(None, {"PATH": "/bin"}) == {"PATH": "/bin", PAGE_TIMEOUT_ENV: "5000"}
 
 
 def test_a_cap_adds_the_rate_to_the_base_environment() -> None:
     base = {"PATH": "/bin", "HOME": "/root"}
     env = criu_env(200, base)
-    assert env == {"PATH": "/bin", "HOME": "/root", PAGE_RATE_ENV: "25000000"}
+    assert env == {"PATH": "/bin", "HOME": "/root", PAGE_RATE_ENV: "25000000",
+                   PAGE_TIMEOUT_ENV: "5000"}
     assert PAGE_RATE_ENV not in base  # the caller's environment is not touched
