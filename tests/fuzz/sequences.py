@@ -97,7 +97,7 @@ def _conversation(draw: Draw, ctx: FuzzContext) -> list[wire.Message]:
     if kind == "abort":
         return [hello, abort]
     if kind == "link":
-        sizes = draw(st.lists(st.sampled_from((0, 1, 1024, 65536, wire.messages.MAX_CHUNK_BYTES)),
+        sizes = draw(st.lists(st.sampled_from((0, 1, 1024, 65536, wire.limits.MAX_CHUNK_BYTES)),
                               min_size=1, max_size=3))
         return [hello, *(wire.LinkTest(bytes(n)) for n in sizes), abort]
     if kind == "check":

@@ -24,7 +24,7 @@ from pathlib import Path
 from ferryman.criu import fifo_images
 from ferryman.criu.decode import own_mount_namespace
 from ferryman.host import fifos
-from ferryman.wire.messages import MAX_FIFO_DEVICES
+from ferryman.wire.limits import MAX_FIFO_DEVICES
 
 log = logging.getLogger(__name__)
 Identity = Callable[[str], tuple[int, int] | None]

@@ -40,7 +40,7 @@ from ferryman.migration.verdict import (
     rows_from_json,
 )
 from ferryman.mode import MODES, Mode
-from ferryman.wire.messages import MAX_CHECK_JSON_BYTES
+from ferryman.wire.limits import MAX_CHECK_JSON_BYTES
 
 if TYPE_CHECKING:
     from ferryman.agent.role import SourceRole

@@ -15,7 +15,7 @@ import time
 from ferryman import wire
 from ferryman.agent.channel import READ_SIZE, Channel
 from ferryman.errors import RemoteProtocolError
-from ferryman.wire.messages import MAX_CHUNK_BYTES
+from ferryman.wire.limits import MAX_CHUNK_BYTES
 
 SMALL = 1 << 10
 LARGE = MAX_CHUNK_BYTES  # the largest LinkTest the wire allows

@@ -12,8 +12,6 @@ read-only views (so ``Hello`` and ``Restored`` are not hashable). Bytes fields a
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -22,7 +20,6 @@ from typing import Final
 from ferryman.errors import LocalProtocolError
 from ferryman.mode import MODES, Mode
 from ferryman.wire._checks import (
-    MAX_MAPPING_ITEMS,
     bool_mapping,
     check_bool,
     check_bytes,
@@ -32,72 +29,34 @@ from ferryman.wire._checks import (
     check_text_bytes,
     int_mapping,
 )
+from ferryman.wire.limits import (
+    BOOT_ID_RE,
+    MAX_CHUNK_BYTES,
+    MAX_CPUINFO_BYTES,
+    MAX_CRIU_VERSION_CHARS,
+    MAX_ITERATIONS,
+    MAX_LOG_TAIL_BYTES,
+    MAX_NODE_CHARS,
+    MAX_PROTOCOL_VERSION,
+    MIGRATION_ID_RE,
+    PID_MAX,
+    PORT_MAX,
+    SHA256_RE,
+    check_code,
+    check_json_text,
+    check_text,
+)
 
 __all__ = [
-    "MESSAGE_TYPES",
-    "MODES",
-    "Abort",
-    "Aborted",
-    "CheckReport",
-    "CheckRequest",
-    "Commit",
-    "Committed",
-    "Error",
-    "Failed",
-    "FileChunk",
-    "FileEnd",
-    "Hello",
-    "Iterate",
-    "LinkReport",
-    "LinkTest",
-    "Message",
-    "PagesComplete",
-    "Plan",
-    "Ready",
-    "Refused",
-    "Restore",
-    "Restored",
+    "MESSAGE_TYPES", "MODES", "Abort", "Aborted", "CheckReport", "CheckRequest", "Commit",
+    "Committed", "Error", "Failed", "FileChunk", "FileEnd", "Hello", "Iterate", "LinkReport",
+    "LinkTest", "Message", "PagesComplete", "Plan", "Ready", "Refused", "Restore", "Restored",
 ]
-
-MAX_PROTOCOL_VERSION: Final = 0xFFFF
-MAX_NODE_CHARS: Final = 255
-MAX_CRIU_VERSION_CHARS: Final = 64
-MAX_CPUINFO_BYTES: Final = 1 << 20
-MAX_CHUNK_BYTES: Final = 4 << 20
-MAX_TEXT_CHARS: Final = 4096
-MAX_LOG_TAIL_BYTES: Final = 64 << 10
-MAX_CHECK_JSON_BYTES: Final = 60000  # JSON-escaped, so that the frame header stays < 64 KiB
-MAX_ITERATIONS: Final = 1000  # pre-dumps in one migration
-PID_MAX: Final = 1 << 22  # PID_MAX_LIMIT on 64-bit Linux
-PORT_MAX: Final = 0xFFFF
-CODE_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-MIGRATION_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
-SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
-MAX_FIFO_DEVICES: Final = MAX_MAPPING_ITEMS  # Restore.fifo_devices
-BOOT_ID_RE: Final = re.compile(r"[0-9a-f-]{0,36}")  # /proc/sys/kernel/random/boot_id
-
 
 class Message:
     """Base class of the control messages. Don't subclass the concrete messages."""
 
     __slots__ = ()
-
-
-def _code(owner: str, value: object) -> None:
-    check_str(owner, "code", value, max_chars=64, pattern=CODE_RE)
-
-
-def _text(owner: str, name: str, value: object) -> None:
-    check_str(owner, name, value, max_chars=MAX_TEXT_CHARS)
-
-
-def _json_text(owner: str, name: str, value: object) -> None:
-    """Text (meant to be JSON, checked by its reader) that fits the frame header escaped."""
-    check_text_bytes(owner, name, value, max_bytes=MAX_CHECK_JSON_BYTES)
-    escaped = json.dumps(value, ensure_ascii=False).encode("utf-8")
-    if len(escaped) > MAX_CHECK_JSON_BYTES:
-        raise LocalProtocolError(
-            f"{owner}.{name} must be at most {MAX_CHECK_JSON_BYTES} bytes once JSON-escaped")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +96,7 @@ class CheckRequest(Message):
     query: str
 
     def __post_init__(self) -> None:
-        _json_text("CheckRequest", "query", self.query)
+        check_json_text("CheckRequest", "query", self.query)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +106,7 @@ class CheckReport(Message):
     result: str
 
     def __post_init__(self) -> None:
-        _json_text("CheckReport", "result", self.result)
+        check_json_text("CheckReport", "result", self.result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +168,7 @@ class Plan(Message):
         check_bool("Plan", "compress", self.compress)
         check_str("Plan", "move_address", self.move_address, max_chars=64)
         check_int("Plan", "page_server_port", self.page_server_port, hi=PORT_MAX)
-        _json_text("Plan", "target", self.target)
+        check_json_text("Plan", "target", self.target)
         if self.lazy is not self.mode.lazy_from_start:
             raise LocalProtocolError(f"Plan.lazy must be {self.mode.lazy_from_start} in "
                                      f"{self.mode} mode")
@@ -264,8 +223,8 @@ class Refused(Message):
     message: str
 
     def __post_init__(self) -> None:
-        _code("Refused", self.code)
-        _text("Refused", "message", self.message)
+        check_code("Refused", self.code)
+        check_text("Refused", "message", self.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,8 +304,8 @@ class Failed(Message):
     log_tail: str
 
     def __post_init__(self) -> None:
-        _code("Failed", self.code)
-        _text("Failed", "message", self.message)
+        check_code("Failed", self.code)
+        check_text("Failed", "message", self.message)
         check_text_bytes("Failed", "log_tail", self.log_tail, max_bytes=MAX_LOG_TAIL_BYTES)
 
 
@@ -362,7 +321,7 @@ class Abort(Message):
     reason: str
 
     def __post_init__(self) -> None:
-        _text("Abort", "reason", self.reason)
+        check_text("Abort", "reason", self.reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,8 +373,8 @@ class Error(Message):
     message: str
 
     def __post_init__(self) -> None:
-        _code("Error", self.code)
-        _text("Error", "message", self.message)
+        check_code("Error", self.code)
+        check_text("Error", "message", self.message)
 
 
 MESSAGE_TYPES: Final[Mapping[str, type[Message]]] = MappingProxyType({

@@ -14,7 +14,7 @@ from ferryman.host.inspect import FileRef, FileStat, WorkloadFacts
 from ferryman.host.netinfo import InetSocket
 from ferryman.migration.query import CheckQuery, decode_query, encode_query
 from ferryman.wire import CheckRequest
-from ferryman.wire.messages import MAX_CHECK_JSON_BYTES
+from ferryman.wire.limits import MAX_CHECK_JSON_BYTES
 
 BIG = 1 << 20
 

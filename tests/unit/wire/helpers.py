@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 
 from hypothesis import strategies as st
 
+from ferryman.mode import MODES
 from ferryman.wire import (
     LAZY_TRANSITIONS,
     MESSAGE_TYPES,
@@ -40,7 +41,7 @@ from ferryman.wire import (
     next_state,
 )
 from ferryman.wire._checks import KEY_RE, MAX_INT
-from ferryman.wire.messages import CODE_RE, MIGRATION_ID_RE, MODES, PID_MAX
+from ferryman.wire.limits import CODE_RE, MIGRATION_ID_RE, PID_MAX
 
 Step = tuple[Role, type[Message]]
 Key = tuple[State, Role, type[Message]]

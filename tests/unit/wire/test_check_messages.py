@@ -7,7 +7,7 @@ import pytest
 from ferryman.errors import LocalProtocolError
 from ferryman.wire import CheckReport, CheckRequest, encode
 from ferryman.wire.framing import FrameDecoder
-from ferryman.wire.messages import MAX_CHECK_JSON_BYTES
+from ferryman.wire.limits import MAX_CHECK_JSON_BYTES
 
 
 @pytest.mark.parametrize("cls", [CheckRequest, CheckReport])

@@ -29,7 +29,7 @@ from ferryman.wire import (
 )
 from ferryman.wire._checks import MAX_MAPPING_ITEMS
 from ferryman.wire.framing import BODY_FIELDS
-from ferryman.wire.messages import MAX_CHUNK_BYTES, MAX_LOG_TAIL_BYTES, MAX_TEXT_CHARS
+from ferryman.wire.limits import MAX_CHUNK_BYTES, MAX_LOG_TAIL_BYTES, MAX_TEXT_CHARS
 
 from .helpers import MESSAGE_STRATEGIES, SAMPLES, any_message
 
