@@ -18,12 +18,19 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from tests.support.netns import Node
 from tests.support.workloads import Workload
 
 LAUNCH = Path(__file__).resolve().parent / "launch.py"
 PIDFILE = "init.pid"
+
+
+class Starter(Protocol):
+    """Where a test starts: a namespace node (tests.support.netns.Node), or the local host
+    (a QEMU guest, tests/vm/scenarios/zdtm_guest.py)."""
+
+    def popen(self, *cmd: str, **kw: object) -> subprocess.Popen[bytes]: ...
 
 
 class ZdtmError(Exception):
@@ -63,20 +70,22 @@ def kill_tree(pid: int | None) -> None:
 
 @dataclass
 class ZdtmRun:
-    """One test in its run directory (on storage both nodes see)."""
+    """One test in its run directory (on storage both nodes see). ``argv``: its command line
+    when known already (``command`` needs make, which the QEMU guests lack)."""
 
     static_dir: Path
     name: str
     run_dir: Path
+    argv: tuple[str, ...] | None = None
 
     @property
     def out(self) -> Path:
         return self.run_dir / f"{self.name}.out"
 
-    def start(self, node: Node, timeout: float = 30.0) -> Workload:
+    def start(self, node: Starter, timeout: float = 30.0) -> Workload:
         """Start the test on ``node``; returns once the test runs, with its init's PID."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        argv = command(self.static_dir, self.name)
+        argv = self.argv or command(self.static_dir, self.name)
         err = self.run_dir / "launch.stderr"
         with err.open("wb") as errf:
             proc = node.popen(sys.executable, str(LAUNCH), "--pidfile", PIDFILE, "--", *argv,
