@@ -5,7 +5,8 @@ and hybrid, by hand and by ferryman, in one two-guest boot (soft-dirty: ``criu p
 
 Runs in both guests of ``run-vm.sh -2``, the repository, the built static tests and the PKI
 shared read-only, ``$RUNS`` shared read-write at the same path in both (the storage both nodes
-see: each test's files, and the by-hand images).
+see: each test's files, and the by-hand images; remounted with ``cache=mmap`` so that tests can
+map their files).
 
 * vm2 runs ``ferryman serve`` and a control server (port 29, one JSON request and answer per
   connection) through which vm1 runs commands on vm2: ``run`` (wait for it), ``spawn`` and
@@ -72,6 +73,20 @@ def emit(key: str, value: object) -> None:
 
 def say(text: str) -> None:
     print(f"[{os.environ.get('VM_NAME')} {time.strftime('%T')}] {text}", flush=True)
+
+
+def remount_runs() -> None:
+    """The run share again with ``cache=mmap``: 9p without a cache cannot map files
+    (``mmap`` fails with EINVAL), and zdtm tests map their files (maps00, unlink_mmap00...).
+    Reads and writes stay uncached, so what one guest writes the other sees."""
+    for line in Path("/run/ctl/shares").read_text().splitlines():
+        tag, _, path = line.split(maxsplit=2)
+        if Path(path) == RUNS:
+            subprocess.run(["umount", str(RUNS)], check=True)
+            subprocess.run(["mount", "-t", "9p", "-o", "trans=virtio,version=9p2000.L,"
+                            "msize=262144,cache=mmap", tag, str(RUNS)], check=True)
+            return
+    raise RuntimeError(f"{RUNS} is not a share of this guest")
 
 
 def setup_kernel() -> None:
@@ -419,6 +434,7 @@ def source() -> None:
 
 def main() -> int:
     setup_kernel()
+    remount_runs()
     if os.environ["VM_NAME"] == "vm2":
         destination()
     else:
