@@ -29,7 +29,7 @@ from tests.zdtm.table import render
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(3 * 3600)]
 
-CI_TESTS = ("pipe01", "socket-tcp-local", "unlink_fstat00", "maps00")
+CI_TESTS = ("pipe01", "socket-tcp-local", "file_shared", "maps00")
 ALL = os.environ.get("FERRYMAN_ZDTM_ALL") == "1"
 ENTRIES = [e for e in curated() if e.guest and (ALL or e.name in CI_TESTS)]
 

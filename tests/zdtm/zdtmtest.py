@@ -98,8 +98,10 @@ class ZdtmRun:
             proc.wait()
         pidfile = self.run_dir / PIDFILE
         if proc.returncode != 0 or not pidfile.exists():
-            raise ZdtmError(f"{self.name} did not start: {self.last_line(err)} "
-                            f"{self.last_line(self.run_dir / (self.name + '.out.inprogress'))}")
+            why = (self.first_err(self.out)
+                   or self.last_line(self.run_dir / (self.name + ".out.inprogress"))
+                   or self.last_line(err))
+            raise ZdtmError(f"{self.name} did not start: {why}")
         return Workload(pid=int(pidfile.read_text()), status_path=self.out, launcher=proc)
 
     def stop(self, pid: int, timeout: float = 30.0) -> str | None:
@@ -119,6 +121,20 @@ class ZdtmRun:
                 self.run_dir / (self.name + ".out.inprogress"))
         words = self.out.read_text(errors="replace").split()
         return None if "PASS" in words else "the test says: " + self.last_line(self.out)
+
+    @staticmethod
+    def first_err(path: Path) -> str:
+        """The test's first ``FAIL:`` or ``ERR:`` line in ``path``, from that word on (no
+        timestamp, no PID)."""
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return ""
+        for line in lines:
+            for word in ("FAIL:", "ERR:"):
+                if word in line:
+                    return line[line.index(word):].strip()
+        return ""
 
     @staticmethod
     def last_line(path: Path) -> str:
