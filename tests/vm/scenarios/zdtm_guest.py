@@ -12,7 +12,8 @@ map their files).
   connection) through which vm1 runs commands on vm2: ``run`` (wait for it), ``spawn`` and
   ``wait`` (in the background), ``gone`` (a daemon's PID exited), ``exists``, ``stop`` (SIGTERM
   the moved test and read its PASS/FAIL, tests/zdtm/zdtmtest.py), ``kill``, ``quit``.
-* vm1 takes ``$TESTS`` (JSON: ``[{"name", "tcp", "argv"}]``, argv from the host's ``make -n``)
+* vm1 takes ``$TESTS`` (JSON: ``[{"name", "tcp", "local", "argv"}]``, argv from the host's
+  ``make -n``; ``local``: the test works in a directory of each guest's tmpfs, local_cwd)
   and ``$MODES`` (precopy,hybrid); for each test, mode and tool it starts the test in PID/IPC/UTS
   namespaces of its own (tests/zdtm/launch.py), moves it, has vm2 stop it and reports
   ``@@ zdtm {"name", "mode", "tool", "reason", "report"}`` (reason None: PASS there).
@@ -60,6 +61,7 @@ STEP_TMO = float(os.environ.get("STEP_TMO", "120"))
 CTL_PORT, AGENT_PORT, PS_PORT, LAZY_PORT = 29, 7070, 27100, 27200
 STATE = Path("/var/lib/ferryman")
 LAZY_WORK = Path("/run/zdtm-lazy")  # lazy-pages' socket: not on the 9p share
+LOCAL_CWD = Path("/run/zdtm-local")  # ``local`` tests' working directories (local_cwd)
 PRE_DUMPS = 2
 TCP_ARGS = ["--tcp-established", "--network-lock", "nftables"]
 PID_MAX = 4194304
@@ -383,10 +385,36 @@ def by_ferryman(pid: int, run_dir: Path, mode: str, tcp: bool) -> tuple[int, dic
     return moved, summary
 
 
+def local_cwd(test: dict[str, Any], shared: Path) -> tuple[Path, tuple[str, ...]]:
+    """The test's working directory and command line. Normally its run directory on the
+    share; for a ``local`` test a directory on each guest's own tmpfs (the same path in both,
+    vm2's made empty before the move, local_to_vm2), with only its ``.out`` log on the share:
+    9p cannot hold what these tests make (a unix socket bound to a file, an unlinked file
+    chmod-ed or truncated), and CRIU carries those itself (socket names, ghost files)."""
+    argv = tuple(test["argv"])
+    if not test.get("local"):
+        return shared, argv
+    cwd = LOCAL_CWD / shared.relative_to(RUNS)
+    return cwd, tuple(f"--outfile={shared / a.split('=', 1)[1]}"
+                      if a.startswith("--outfile=") else a for a in argv)
+
+
+def local_to_vm2(name: str, cwd: Path, shared: Path) -> None:
+    """vm2's copy of a ``local`` test's directory: empty, but for zdtm's pidfiles (its
+    PID-namespace init reads ``NAME.pidns`` as it exits; the lib renames them into place from
+    its working directory, so they cannot be on the share), copied over the share."""
+    ask({"cmd": "run", "argv": ["mkdir", "-p", str(cwd)]})
+    for f in sorted(cwd.glob(f"{name}.pid*")):
+        shutil.copy2(f, shared / f.name)
+        ask({"cmd": "run", "argv": ["cp", str(shared / f.name), str(cwd / f.name)]})
+
+
 def one(test: dict[str, Any], mode: str, tool: str, n: int) -> None:
     name = test["name"]
-    run = ZdtmRun(STATIC, name, RUNS / name / f"{mode}-{tool.replace(' ', '-')}",
-                  tuple(test["argv"]))
+    shared = RUNS / name / f"{mode}-{tool.replace(' ', '-')}"
+    shared.mkdir(parents=True, exist_ok=True)
+    cwd, argv = local_cwd(test, shared)
+    run = ZdtmRun(STATIC, name, cwd, argv)
     Path("/proc/sys/kernel/ns_last_pid").write_text(f"{FIRST_TEST_PID + 1000 * n}\n")
     t0 = time.monotonic()
     report: dict[str, Any] = {}
@@ -394,16 +422,20 @@ def one(test: dict[str, Any], mode: str, tool: str, n: int) -> None:
     try:
         wl = run.start(Local(), timeout=STEP_TMO)
     except ZdtmError as exc:
-        emit("zdtm", {"name": name, "mode": mode, "tool": tool, "reason": f"start: {exc}",
+        why = ZdtmRun.first_err(shared / f"{name}.out") if cwd != shared else ""
+        emit("zdtm", {"name": name, "mode": mode, "tool": tool,
+                      "reason": f"start: {name} did not start: {why}" if why else f"start: {exc}",
                       "report": report, "s": round(time.monotonic() - t0, 1)})
         return
     moved: int | None = None
     try:
+        if cwd != shared:
+            local_to_vm2(name, cwd, shared)
         if tool == "by hand":
-            moved = by_hand(wl.pid, run.run_dir, mode, bool(test["tcp"]), n)
+            moved = by_hand(wl.pid, shared, mode, bool(test["tcp"]), n)
         else:
-            moved, report = by_ferryman(wl.pid, run.run_dir, mode, bool(test["tcp"]))
-        reason = ask({"cmd": "stop", "name": name, "run_dir": str(run.run_dir),
+            moved, report = by_ferryman(wl.pid, shared, mode, bool(test["tcp"]))
+        reason = ask({"cmd": "stop", "name": name, "run_dir": str(shared),
                       "pid": moved})["reason"]
     except (Failed, OSError, subprocess.SubprocessError, ValueError) as exc:
         reason = str(exc) or type(exc).__name__
