@@ -38,7 +38,8 @@ clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
 # QEMU test guests (soft-dirty kernel, real two-kernel runs): builds the image once (cached in
-# /var/cache/ferryman/vm, ~2 min cold), then boots guests (~7-8 min). Not part of `make test`;
+# /var/cache/ferryman/vm, ~2 min cold), then boots guests (~11-13 min, 4.5 of them CRIU's zdtm
+# tests pre-copied by hand and by ferryman). Not part of `make test`;
 # CI runs it after `make test`.
 .PHONY: test-vm
 test-vm: setup

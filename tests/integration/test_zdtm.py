@@ -11,6 +11,8 @@ printed at the end and written to $FERRYMAN_ZDTM_TABLE, else to pytest's temp di
 Every test moves cold and post-copy. Pre-copy and hybrid (the uffd-wp dirty tracker on this
 kernel; no by-hand run is possible, the reference is the test moved cold by hand) move the
 tests marked ``sample`` in tests/zdtm/curated.txt, or all of them with FERRYMAN_ZDTM_ALL=1.
+Pre-copy and hybrid by hand need soft-dirty: tests/vm/test_vm_zdtm.py moves the tests marked
+``guest`` both ways between two QEMU guests whose kernel has it (``make test-vm``).
 """
 
 from __future__ import annotations

@@ -94,19 +94,22 @@ def make_pki(d: Path) -> Path:
 
 def run_vm(cmd: list[str], *, outdir: Path, pair: bool = False, env: dict[str, str] | None = None,
            mem_mib: int = 1024, cpus: int = 2, timeout: int = 600,
-           shares: tuple[Path, ...] = (), systemd: bool = False) -> Run:
+           shares: tuple[Path, ...] = (), systemd: bool = False,
+           rw_shares: tuple[Path, ...] = ()) -> Run:
     """Boot one guest (or two with ``pair``) and run ``cmd`` in the repository, as root.
 
     ``env`` is set for ``cmd``; ``timeout`` bounds each guest, boot included. Per-guest
     output, status and console log are kept in ``outdir``. ``shares``: more host directories
-    the guests see read-only at the same paths. ``systemd``: systemd is the guests' PID 1
-    (run-vm.sh -S), not tests/vm/guest/vm-init.
+    the guests see read-only at the same paths, ``rw_shares`` read-write. ``systemd``:
+    systemd is the guests' PID 1 (run-vm.sh -S), not tests/vm/guest/vm-init.
     """
     assignments = [f"{k}={shlex.quote(v)}" for k, v in (env or {}).items()]
     args = [str(VM_DIR / "run-vm.sh"), "-r", str(REPO), "-C", str(REPO), "-o", str(outdir),
             "-m", str(mem_mib), "-c", str(cpus), "-t", str(timeout)]
     for share in shares:
         args += ["-r", str(share)]
+    for share in rw_shares:
+        args += ["-s", str(share)]
     if pair:
         args.append("-2")
     if systemd:

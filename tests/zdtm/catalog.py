@@ -17,10 +17,11 @@ class Entry:
     tcp: bool  # live TCP connections: --tcp-established, by hand and with ferryman
     what: str  # what it covers, for the table
     sample: bool = False  # in the subset `make test` also moves pre-copy and hybrid
+    guest: bool = False  # moved pre-copy and hybrid in the QEMU guests too (tests/zdtm/guests.py)
 
 
 def parse(text: str) -> list[Entry]:
-    """``NAME [tcp] [sample] # what`` lines; blank and comment lines skipped."""
+    """``NAME [tcp] [sample] [guest] # what`` lines; blank and comment lines skipped."""
     out = []
     for line in text.splitlines():
         body, _, what = line.partition("#")
@@ -28,9 +29,10 @@ def parse(text: str) -> list[Entry]:
         if not words:
             continue
         name, flags = words[0], set(words[1:])
-        if flags - {"tcp", "sample"}:
+        if flags - {"tcp", "sample", "guest"}:
             raise ValueError(f"unknown flag in {CURATED.name}: {line!r}")
-        out.append(Entry(name, "tcp" in flags, what.strip(), sample="sample" in flags))
+        out.append(Entry(name, "tcp" in flags, what.strip(), sample="sample" in flags,
+                         guest="guest" in flags))
     return out
 
 

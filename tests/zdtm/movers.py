@@ -6,12 +6,13 @@ By hand is the benchmarks' reference (bench/baseline.py: ``criu page-server`` or
 zdtm description asks). Ferryman is ``ferryman migrate`` to B's agent over mutual TLS, with
 the same ``--tcp-established`` and nothing else.
 
-Pre-copy and hybrid move by ferryman only. On this host's kernel (no soft-dirty) the dirty
-pages are tracked by one async write-protect userfaultfd per process, which must be held from
+On the host, pre-copy and hybrid move by ferryman only. On its kernel (no soft-dirty) the
+dirty pages are tracked by one async write-protect userfaultfd per process, which must be held from
 the first ``criu pre-dump`` to the final ``criu dump --track-mem-uffd``: ferryman's agent
 holds them (ferryman.host.wptrack); CRIU typed by hand cannot (each command exits, and with
 the last reference the kernel drops every protection). Their reference is the test moved
-cold by hand (``REFERENCE``): what moves cold must move pre-copied too.
+cold by hand (``REFERENCE``): what moves cold must move pre-copied too. The QEMU guests
+(Debian's kernel, soft-dirty) move them by hand as well (``GUEST_MODES``, tests/zdtm/guests.py).
 """
 
 from __future__ import annotations
@@ -31,9 +32,13 @@ from ferryman.host import wptrack
 from tests.integration.conftest import Agent, Cluster
 from tests.support.workloads import Workload
 
-MODES = ("cold", "postcopy", "precopy", "hybrid")
-HAND_MODES = ("cold", "postcopy")  # what CRIU typed by hand can do on this kernel
-REFERENCE = {"cold": "cold", "postcopy": "postcopy", "precopy": "cold", "hybrid": "cold"}
+MODES = ("cold", "postcopy", "precopy", "hybrid")  # on this host (namespace nodes)
+# in the QEMU guests (tests/zdtm/guests.py): soft-dirty, so by hand too
+GUEST_MODES = ("vm-precopy", "vm-hybrid")
+ALL_MODES = (*MODES, *GUEST_MODES)
+HAND_MODES = ("cold", "postcopy", *GUEST_MODES)  # what CRIU typed by hand can do there
+REFERENCE = {"cold": "cold", "postcopy": "postcopy", "precopy": "cold", "hybrid": "cold",
+             "vm-precopy": "vm-precopy", "vm-hybrid": "vm-hybrid"}
 TOOLS = ("by hand", "ferryman")
 PRECOPY_MODES = ("precopy", "hybrid")  # the dirty pages tracked between pre-dumps
 
@@ -64,8 +69,8 @@ def _hand_reason(run_dir: Path, exc: BenchError) -> str:
 
 
 def by_hand(env: Env, mode: str, *, tcp: bool) -> Mover:
-    if mode not in HAND_MODES:
-        raise ValueError(f"no {mode} by hand on this kernel: use one of {HAND_MODES}")
+    if mode not in ("cold", "postcopy"):
+        raise ValueError(f"no {mode} by hand on this kernel: use cold or postcopy")
     migrate = baseline.cold if mode == "cold" else baseline.lazy
 
     def move(wl: Workload, run_dir: Path) -> Moved:
@@ -88,6 +93,7 @@ def _ferry_reason(report: dict[str, object], stderr: str) -> str:
 def not_precopied(mode: str, report: dict[str, object]) -> str | None:
     """Why a committed ``mode`` migration did not pre-copy as asked (None when it did): at
     least one pre-dump, the pages tracked by a dirty tracker."""
+    mode = mode.removeprefix("vm-")
     if mode not in PRECOPY_MODES:
         return None
     iterations = report.get("iterations")

@@ -18,12 +18,19 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from tests.support.netns import Node
 from tests.support.workloads import Workload
 
 LAUNCH = Path(__file__).resolve().parent / "launch.py"
 PIDFILE = "init.pid"
+
+
+class Starter(Protocol):
+    """Where a test starts: a namespace node (tests.support.netns.Node), or the local host
+    (a QEMU guest, tests/vm/scenarios/zdtm_guest.py)."""
+
+    def popen(self, *cmd: str, **kw: object) -> subprocess.Popen[bytes]: ...
 
 
 class ZdtmError(Exception):
@@ -63,20 +70,22 @@ def kill_tree(pid: int | None) -> None:
 
 @dataclass
 class ZdtmRun:
-    """One test in its run directory (on storage both nodes see)."""
+    """One test in its run directory (on storage both nodes see). ``argv``: its command line
+    when known already (``command`` needs make, which the QEMU guests lack)."""
 
     static_dir: Path
     name: str
     run_dir: Path
+    argv: tuple[str, ...] | None = None
 
     @property
     def out(self) -> Path:
         return self.run_dir / f"{self.name}.out"
 
-    def start(self, node: Node, timeout: float = 30.0) -> Workload:
+    def start(self, node: Starter, timeout: float = 30.0) -> Workload:
         """Start the test on ``node``; returns once the test runs, with its init's PID."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        argv = command(self.static_dir, self.name)
+        argv = self.argv or command(self.static_dir, self.name)
         err = self.run_dir / "launch.stderr"
         with err.open("wb") as errf:
             proc = node.popen(sys.executable, str(LAUNCH), "--pidfile", PIDFILE, "--", *argv,
@@ -89,8 +98,10 @@ class ZdtmRun:
             proc.wait()
         pidfile = self.run_dir / PIDFILE
         if proc.returncode != 0 or not pidfile.exists():
-            raise ZdtmError(f"{self.name} did not start: {self.last_line(err)} "
-                            f"{self.last_line(self.run_dir / (self.name + '.out.inprogress'))}")
+            why = (self.first_err(self.out)
+                   or self.last_line(self.run_dir / (self.name + ".out.inprogress"))
+                   or self.last_line(err))
+            raise ZdtmError(f"{self.name} did not start: {why}")
         return Workload(pid=int(pidfile.read_text()), status_path=self.out, launcher=proc)
 
     def stop(self, pid: int, timeout: float = 30.0) -> str | None:
@@ -110,6 +121,20 @@ class ZdtmRun:
                 self.run_dir / (self.name + ".out.inprogress"))
         words = self.out.read_text(errors="replace").split()
         return None if "PASS" in words else "the test says: " + self.last_line(self.out)
+
+    @staticmethod
+    def first_err(path: Path) -> str:
+        """The test's first ``FAIL:`` or ``ERR:`` line in ``path``, from that word on (no
+        timestamp, no PID)."""
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return ""
+        for line in lines:
+            for word in ("FAIL:", "ERR:"):
+                if word in line:
+                    return line[line.index(word):].strip()
+        return ""
 
     @staticmethod
     def last_line(path: Path) -> str:
