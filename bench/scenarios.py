@@ -98,11 +98,13 @@ MODES: dict[str, Mode] = {
     # memory; and the page transfer's own cap measured on the wire.
     "shaped-redis": Mode("shaped-redis", "Shaped link: redis-server with 10^6 keys under load "
                          "from node C over a tc-shaped link, cold: client-observed downtime",
-                         "redis", (), ("cold",), scenario="SHAPED", links=SHAPED_LINKS),
+                         "redis", (), ("cold",), scenario="SHAPED", links=SHAPED_LINKS,
+                         ferryman_args=("--compress", "auto")),
     "shaped-random": Mode("shaped-random", "Shaped link: memory writer of pseudo-random "
                           "(incompressible) pages over a tc-shaped link, cold", "memory",
                           (256,), ("cold",), scenario="SHAPED", default_rates=(0,),
-                          links=SHAPED_LINKS, fill="random"),
+                          links=SHAPED_LINKS, fill="random",
+                          ferryman_args=("--compress", "auto")),
     "max-bandwidth": Mode("max-bandwidth", "ferryman --max-bandwidth 200: the rate on the "
                           "wire while the pages go (random pages, cold, link not shaped)",
                           "memory", (128,), ("cold",), scenario="SHAPED", default_rates=(0,),
