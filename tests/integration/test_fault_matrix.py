@@ -653,6 +653,23 @@ def _record_error(cell: Cell, exc: Exception) -> None:
         MATRIX.record(cell.fault, phase, cell.mode, f"**BREAKS** no outcome: {first}")
 
 
+def _verdict(cell: Cell, outcome: str, bad: list[str], rc: int | None, err: str,
+             listed: list[int], took: float) -> None:
+    """The cell's line in the matrix (its outcome, exit code, and what broke), asserted."""
+    if outcome not in cell.expect.split(" or "):
+        bad.append(f"expected {cell.expect}")
+    if cell.within and took > cell.within:
+        bad.append(f"ended {took:.0f} s after the fault (bound: {cell.within:.0f} s)")
+    code = "killed" if rc is None else f"exit {rc}"
+    if cell.within:
+        code += f" after {took:.1f} s"
+    extra = " + orphan held on B" if outcome == "A" and listed else ""
+    text = f"{outcome}{extra} ({code})"
+    MATRIX.record(cell.fault, cell.phase or "RESTORING (criu fails)", cell.mode,
+                  f"**BREAKS** {text}: {'; '.join(bad)}" if bad else text)
+    assert not bad, f"{text}: {bad}\n{err}"
+
+
 @pytest.mark.parametrize("cell", [_param(c) for c in CELLS])
 def test_fault_matrix_cell(cluster: Cluster, cell: Cell) -> None:
     s = Scenario(cluster, cell)
@@ -672,19 +689,7 @@ def test_fault_matrix_cell(cluster: Cluster, cell: Cell) -> None:
         copies = _copies(s.w, listed)
         outcome = _classify(s, copies, listed)
         bad = _violations(s, rc, err, outcome, copies, listed)
-        if outcome not in cell.expect.split(" or "):
-            bad.append(f"expected {cell.expect}")
-        took = s.ended_at - faulted
-        if cell.within and took > cell.within:
-            bad.append(f"ended {took:.0f} s after the fault (bound: {cell.within:.0f} s)")
-        code = "killed" if rc is None else f"exit {rc}"
-        if cell.within:
-            code += f" after {took:.1f} s"
-        extra = " + orphan held on B" if outcome == "A" and listed else ""
-        text = f"{outcome}{extra} ({code})"
-        MATRIX.record(cell.fault, cell.phase or "RESTORING (criu fails)", cell.mode,
-                      f"**BREAKS** {text}: {'; '.join(bad)}" if bad else text)
-        assert not bad, f"{text}: {bad}\n{err}"
+        _verdict(cell, outcome, bad, rc, err, listed, s.ended_at - faulted)
     except Exception as exc:
         _record_error(cell, exc)
         raise
@@ -925,19 +930,7 @@ def test_fault_matrix_runc_cell(runc_nodes: RuncNodes, cell: Cell) -> None:  # n
         listed = _listed(s.b)
         outcome = _runc_classify(s, listed)
         bad = _runc_violations(s, rc, err, outcome, listed)
-        if outcome not in cell.expect.split(" or "):
-            bad.append(f"expected {cell.expect}")
-        took = s.ended_at - faulted
-        if cell.within and took > cell.within:
-            bad.append(f"ended {took:.0f} s after the fault (bound: {cell.within:.0f} s)")
-        code = "killed" if rc is None else f"exit {rc}"
-        if cell.within:
-            code += f" after {took:.1f} s"
-        extra = " + orphan held on B" if outcome == "A" and listed else ""
-        text = f"{outcome}{extra} ({code})"
-        MATRIX.record(cell.fault, cell.phase or "RESTORING (criu fails)", cell.mode,
-                      f"**BREAKS** {text}: {'; '.join(bad)}" if bad else text)
-        assert not bad, f"{text}: {bad}\n{err}"
+        _verdict(cell, outcome, bad, rc, err, listed, s.ended_at - faulted)
     except Exception as exc:
         _record_error(cell, exc)
         raise
