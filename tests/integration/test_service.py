@@ -114,6 +114,7 @@ def test_an_agent_configured_by_its_file_checks_and_moves_a_workload(
     agent = Agent(b, proc, state, log_path)
     cluster.agents.append(agent)  # stopped by the fixture
     w = cluster.workload(mib=32, seed="service")
+    moved: int | None = None
     try:
         res = run_cli("check", str(w.pid), "--to", agent.endpoint, "--pki", str(cluster.pki),
                       "--name", "a", "--state-dir", str(tmp_path / "state-src-a"), "--json",
@@ -125,7 +126,7 @@ def test_an_agent_configured_by_its_file_checks_and_moves_a_workload(
         moved = cluster.moved(w, agent, "--mode", "cold")
         assert moved > 0
     finally:
-        w.kill()
+        w.kill(moved)  # the moved copy on B too (it outlived the test before)
     assert f"agent b listening on {b.ip}:{AGENT_PORT}" in agent.log()
     assert f"state {state}" in agent.log()  # the file's state-dir, not the default
 
