@@ -3,7 +3,7 @@
 #
 # The guest is Debian bookworm (minbase) with Debian's 6.1 kernel, which has soft-dirty page
 # tracking (CRIU's pre-dump --track-mem needs it; the host kernel lacks it), criu 3.17 with crit and
-# pycriu, python3 (criu 4.2 and its pycriu replace them from the host: see step 3), and what ferryman itself imports: Debian's python3-protobuf and python3-rich,
+# pycriu, python3 (criu 4.2 and its pycriu replace them from the host: see step 3), and what ferryman itself imports: Debian's python3-protobuf, python3-rich and python3-lz4 (4.0.2, for --compress),
 # and cryptography from PyPI (bookworm's python3-cryptography 38 is older than the >= 42 that
 # ferryman needs). For runc containers: Debian's runc and rsync, and a busybox-static rootfs
 # template at /opt/ferryman/busybox-rootfs (copied into a bundle per container). For Podman
@@ -34,7 +34,7 @@ IMG_SIZE=${FERRYMAN_VM_IMG_SIZE:-2G}
 ROOTFS=$WORK/rootfs
 OUT=$WORK/images
 PKGS=(linux-image-amd64 initramfs-tools udev kmod iproute2 iptables procps psmisc
-  netcat-openbsd tini criu python3 python3-protobuf python3-rich runc rsync busybox-static nftables
+  netcat-openbsd tini criu python3 python3-protobuf python3-rich python3-lz4 runc rsync busybox-static nftables
   systemd  # systemd: not PID 1 unless run-vm.sh -S (the agent's unit, tests/vm/test_vm_service.py)
   podman netavark)  # Podman 4.3 (tests/vm/scenarios/podman_migrations.py); netavark: debootstrap
                     # cannot resolve containers-common's virtual container-network-stack
