@@ -63,6 +63,9 @@ async def restore(s: DestinationRole, restore_msg: wire.Restore) -> int:
         if damage := await pages_checked:  # the cause, rather than what it made CRIU do
             raise ImagesDamaged(_damage_message(s, damage)) from exc
         raise
+    except BaseException:  # any other end of the restore: the page check is not awaited
+        pages_checked.cancel()
+        raise
     if damage := await pages_checked:  # restored from damaged pages: never resumed
         s.tree = ProcessTree.of(pid)  # (the clean-up kills it)
         raise ImagesDamaged(_damage_message(s, damage))

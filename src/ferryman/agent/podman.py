@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ferryman.agent.container import (
     RuncTarget,
@@ -233,8 +233,3 @@ async def source_open(role: SourceRole, target: PodmanTarget) -> PodmanSource:
     role.opts.progress("HELLO", f"Podman container {box.ctr.name} ({box.ctr.id[:12]}): PID "
                        f"{box.pid}, image {box.ctr.image_name}")
     return box
-
-
-def podman_facts(ctr: pm.PodmanContainer) -> dict[str, Any]:
-    """What a report says of the container (name, image, labels)."""
-    return {"id": ctr.id, "name": ctr.name, "image": ctr.image_name, "labels": ctr.labels}
