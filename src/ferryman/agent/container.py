@@ -154,8 +154,22 @@ class SourceContainer:
         return RuncDumper(self.runc, self.target.id, ctl_dir, on_frozen, timings, env=env)
 
     async def after_commit(self) -> None:
-        """The migration committed and the source copy is gone: what else goes here (runc
-        removed its container with the dump; Podman's record stays until this)."""
+        """The migration committed and the source copy is gone: its runc record goes (a
+        cold dump's runc removed it already; a lazy one's stays, its tasks killed after the
+        page tail, targets/runc.py:checkpoint_argv)."""
+        try:
+            await self.runc.delete(self.target.id)
+        except FerrymanError as exc:
+            log.warning("the moved container's runc record stays here: %s", exc)
+
+    async def after_loss(self) -> None:
+        """Lost in post-copy: its tasks are killed; runc cannot start a stopped container
+        again, so its record goes too."""
+        await self.after_commit()
+
+    def forget_argv(self) -> list[str]:
+        return [self.runc.binary, "--root", str(self.runc.root), "delete", "--force",
+                check_id(self.target.id)]
 
     def start_final_sync(self, host: str, port: int, creds: NodeCredentials) -> None:
         """The container's cgroup is frozen (by us, at CRIU's pre-dump): its files are final,

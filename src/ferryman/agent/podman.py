@@ -186,6 +186,13 @@ class PodmanSource(SourceContainer):
         except FerrymanError as exc:
             log.warning("the moved container's record stays here (stopped): %s", exc)
 
+    async def after_loss(self) -> None:
+        """Lost in post-copy: Podman's record stays ('exited'): ``podman start`` runs the
+        container again from its image, the way to restart it from its own state."""
+
+    def forget_argv(self) -> list[str]:
+        return []  # its record stays ('exited') after a controller died: 'podman rm' by hand
+
     def planned(self) -> PlannedPodman:  # type: ignore[override]
         return PlannedPodman(self.ctr.id, self.ctr.name, self.ctr.image_id)
 

@@ -125,6 +125,10 @@ class SourceRole(Protocol):
     def queue_stop_source(self) -> None:
         """Queue a SIGSTOP to every source task (point of no return)."""
 
+    def guard_left_stopped(self) -> None:
+        """Name the tree a lazy dump left stopped (and the cgroup it left frozen) to the
+        guard (agent/lockguard.py)."""
+
     def restore_message(self, page_server_port: int = 0) -> wire.Restore:
         """The Restore to send once the images are shipped."""
 

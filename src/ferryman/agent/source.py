@@ -175,7 +175,11 @@ class SourceMigration:
                 dry_run_freeze_ms=self.report.dry_run_freeze_ms,
                 cap_bytes_per_s=self.report.max_bandwidth_bytes_per_s,
                 container=opts.container is not None) if plan.pre_copies else None)
-        await SourceDrive(self, driver, self.workload).run(answer.page_server_port)
+        try:
+            await SourceDrive(self, driver, self.workload).run(answer.page_server_port)
+        finally:  # a loss is raised (WorkloadLost)
+            if self.report.result == Result.LOST:
+                await self.workload.after_loss()
         if self.report.result == Result.COMMITTED:
             await self.workload.after_commit()  # e.g. Podman's record of it goes
 
@@ -198,6 +202,16 @@ class SourceMigration:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
 
+    def guard_left_stopped(self) -> None:
+        """The tree, stopped or frozen until the commit, and the cgroup we froze, for the
+        guard: a runc container's CRIU outlives a killed controller (it is runc's child)."""
+        assert self.tree is not None
+        sourcecopy.record_stopped(self.workdir, self.tree.pids())
+        if self.workload is not None and (argv := self.workload.forget_argv()):
+            sourcecopy.record_forget(self.workdir, argv)
+        if self.cgroup.freezer is not None:
+            sourcecopy.record_frozen(self.workdir, self.cgroup.freezer)
+
     def criu_holds_tree(self) -> bool:
         return sourcecopy.traced(self.pid)
 
@@ -215,6 +229,7 @@ class SourceMigration:
         self.net.hold_inflight()
         if (frozen_at := self.cgroup.freeze_now()) is not None:
             self.freeze_at = frozen_at
+            self.guard_left_stopped()  # CRIU puts the cgroup back frozen, even if we die
         elif self.cgroup.freezer is None:
             self.freeze_at = time.monotonic()
 

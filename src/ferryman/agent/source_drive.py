@@ -59,6 +59,7 @@ from ferryman.migration.source_events import (
     FindNetworkLock,
     Finish,
     FreezeWindow,
+    GuardLeftStopped,
     KeepShared,
     KillSurvivors,
     KillTree,
@@ -297,6 +298,8 @@ class SourceDrive:
                             self._pages_complete)
             case StopDump():
                 await self._stop(cancel_dump=True)
+            case GuardLeftStopped():
+                role.guard_left_stopped()
             case ContinueLeftStopped():
                 continue_left_stopped(role)
             case RollBack(reason):
@@ -309,7 +312,11 @@ class SourceDrive:
                 await precopy.abandon(role, self.failure)
             case KillTree():
                 assert role.tree is not None
-                await asyncio.to_thread(role.tree.kill)  # CRIU left the served copy stopped
+                # CRIU left the served copy stopped, or (runc) in the cgroup we froze, where
+                # a SIGKILL waits for the thaw
+                role.tree.kill(timeout=0)
+                role.thaw()
+                await asyncio.to_thread(role.tree.kill)
             case RecordPages():
                 assert self.tail is not None
                 record_pages(role.report, self.tail)

@@ -10,23 +10,31 @@ destination never had the commit: the source copy is the workload, and is contin
 destination keeps its own copy stopped, for the operator to kill). With it, the destination
 may run the workload, or keep the only copy stopped: the source copy is killed. A controller
 ``ADDRESS`` names the service address (``--move-address``) taken down on this node at the
-dump: without ``COMMIT`` it comes back with the continued copy. A controller that ends by
+dump: without ``COMMIT`` it comes back with the continued copy. A lazy dump that ended before
+the commit (every page went, or the destination's restore failed) left the tree stopped, CRIU
+gone: ``STOPPED`` names it then too, and ``FROZEN`` the freezer cgroup the controller froze
+(CRIU puts it back frozen), which the guard thaws. ``FORGET`` is the command the guard runs
+after it killed a committed copy (a runc container's record). A controller that ends by
 itself removes these files (it settled the copy itself).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 from ferryman.errors import FerrymanError, NoSuchProcess
-from ferryman.host import addresses, procfs
+from ferryman.host import addresses, cgroups, procfs
 from ferryman.host.procfs import ProcessIdentity
 
 STOPPED = "source-stopped"
+FROZEN = "source-frozen"
+FORGET = "source-forget"
 COMMIT = "commit-sent"
 ADDRESS = "address-moved"
 
@@ -39,6 +47,14 @@ def record_stopped(workdir: Path, pids: list[int]) -> None:
     (workdir / STOPPED).write_text("".join(f"{i.pid} {i.start_time}\n" for i in idents))
 
 
+def record_frozen(workdir: Path, freezer: cgroups.Freezer) -> None:
+    (workdir / FROZEN).write_text(f"{'v2' if freezer.v2 else 'v1'} {freezer.path}\n")
+
+
+def record_forget(workdir: Path, argv: list[str]) -> None:
+    (workdir / FORGET).write_text(json.dumps(argv))
+
+
 def record_address(workdir: Path, addr: addresses.MoveAddress) -> None:
     (workdir / ADDRESS).write_text(f"{addr}\n")
 
@@ -48,7 +64,7 @@ def mark_commit(workdir: Path) -> None:
 
 
 def clear(workdir: Path) -> None:
-    for name in (STOPPED, COMMIT, ADDRESS):
+    for name in (STOPPED, COMMIT, ADDRESS, FROZEN, FORGET):
         (workdir / name).unlink(missing_ok=True)
 
 
@@ -75,12 +91,15 @@ def settle(workdir: Path, wait: float = 10.0) -> str | None:
     deadline = time.monotonic() + wait
     while any(traced(i.pid) for i in idents) and time.monotonic() < deadline:
         time.sleep(0.02)
+    _thaw(workdir)  # stopped by a signal, they stay stopped until the SIGCONT
     for ident in idents:
         if procfs.is_alive(ident):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(ident.pid, sig)
     if not committed:
         _take_address_back(workdir)
+    else:
+        _forget(workdir)
     clear(workdir)
     return "killed" if committed else "continued"
 
@@ -93,6 +112,27 @@ def _stopped(workdir: Path) -> list[ProcessIdentity]:
     return [ProcessIdentity(pid=int(w[0]), start_time=int(w[1]))
             for w in (ln.split() for ln in lines)
             if len(w) == 2 and all(x.isdigit() for x in w)]
+
+
+def _forget(workdir: Path) -> None:
+    try:
+        argv = json.loads((workdir / FORGET).read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    if isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=30, check=False)
+
+
+def _thaw(workdir: Path) -> None:
+    try:
+        kind, _, path = (workdir / FROZEN).read_text().strip().partition(" ")
+    except FileNotFoundError:
+        return
+    if kind in ("v1", "v2") and path.startswith("/sys/fs/cgroup/"):
+        with contextlib.suppress(OSError):
+            cgroups.thaw(cgroups.Freezer(Path(path), kind == "v2"))
 
 
 def _take_address_back(workdir: Path) -> None:

@@ -57,6 +57,7 @@ from ferryman.migration.source_events import (
     FindNetworkLock,
     Finish,
     FreezeWindow,
+    GuardLeftStopped,
     KeepShared,
     KillSurvivors,
     KillTree,
@@ -311,7 +312,7 @@ class SourceDriver:
         if self.lazy:
             # The client closed the session in order: every page went, or the restore
             # failed; the destination's answer decides (docs/ARCHITECTURE.md, section 10).
-            return () if self.serving else self._roll_back(EARLY_END)
+            return (GuardLeftStopped(),) if self.serving else self._roll_back(EARLY_END)
         return self._roll_back(UNSERVED_END)
 
     def _cold_end(self) -> Actions:

@@ -249,6 +249,13 @@ class StopDump:
 
 
 @dataclass(frozen=True, slots=True)
+class GuardLeftStopped:
+    """A lazy dump ended before the commit (every page went, or the restore failed) and
+    left the tree stopped, CRIU gone: tell the controller's guard, which continues it should
+    the controller die before it decides (host/sourcecopy.py)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ContinueLeftStopped:
     """A lazy dump that ended by itself left the tree stopped: continue it."""
 
@@ -285,4 +292,5 @@ Action = (Enter | RunPresync | AskSet | RunPreDump | RecordPrediction | RecordIt
           | RunDump | FreezeWindow | AnswerNotify | MoveAddressAway | ShipImages | FinalSync
           | KeepShared | SendRestore | FindNetworkLock | AwaitRestored | CommitStep
           | ThawCgroup | CollectDumpStats | KillSurvivors | AwaitPagesComplete | StopDump
-          | ContinueLeftStopped | RollBack | Abandon | KillTree | RecordPages | Finish)
+          | GuardLeftStopped | ContinueLeftStopped | RollBack | Abandon | KillTree | RecordPages
+          | Finish)

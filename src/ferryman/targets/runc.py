@@ -178,8 +178,19 @@ def runc_message(stderr: str) -> str:
 def checkpoint_argv(runc: str, root: Path, container: str, *, images: Path, log_file: Path,
                     page_server: PageServerAddress | None = None, lazy: bool = False,
                     status_fd: int | None = None, tcp_established: bool = False,
-                    parent: str | None = None, pre_dump: bool = False) -> list[str]:
-    """``runc checkpoint`` for a migration (never ``--leave-running``: one copy at a time).
+                    parent: str | None = None, pre_dump: bool = False,
+                    leave_running: bool = False) -> list[str]:
+    """``runc checkpoint`` for a migration.
+
+    ``lazy``: the dump serves the memory from here (post-copy). ``leave_running``: runc is
+    told ``--leave-running``, so that it never destroys the container when CRIU reports
+    success: a lazy dump "succeeds" whenever the destination's lazy-pages daemon closes the
+    session in order, which it also does when every page went before the commit, or when
+    the restore it served failed (docs/ARCHITECTURE.md, section 10). Only for a container
+    whose cgroup the caller froze before CRIU seized it: CRIU lets the tasks go "running"
+    into the cgroup it puts back frozen, one copy at a time, until the source decides
+    (thawed on a roll-back, ``runc delete`` after the commit). CRIU's configuration file
+    cannot say ``leave-stopped`` instead: runc's RPC options win over CRIU_CONFIG_FILE.
 
     ``pre_dump``: one pre-copy iteration (``--pre-dump``: memory only, the container keeps
     running; runc asks CRIU for ``mem_track`` first). ``parent``: the previous pre-dump's
@@ -197,6 +208,10 @@ def checkpoint_argv(runc: str, root: Path, container: str, *, images: Path, log_
         argv += ["--page-server", f"{page_server.address}:{page_server.port}"]
     if lazy:
         argv.append("--lazy-pages")
+    if leave_running:
+        if not lazy:
+            raise RuncError("checkpoint", container, "only a lazy dump leaves it running")
+        argv.append("--leave-running")
     if status_fd is not None:
         argv += ["--status-fd", str(status_fd)]
     if tcp_established:

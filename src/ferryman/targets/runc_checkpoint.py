@@ -103,6 +103,7 @@ class RuncDumper:
                                       freeze_lock))
         script.chmod(0o700)
         conf.write_text(criu_conf(tls=tls, serves_pages=lazy, action_script=script))
+        keep = lazy and freeze_cgroup is not None  # see checkpoint_argv: frozen, not destroyed
         lock_fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         freezing = _Freezing(freeze_lock, self.on_frozen)
@@ -115,7 +116,8 @@ class RuncDumper:
                                    images=images_dir, log_file=runc_log,
                                    page_server=page_server, lazy=lazy,
                                    status_fd=status_w if lazy else None,
-                                   tcp_established=tcp_established, parent=parent)
+                                   tcp_established=tcp_established, parent=parent,
+                                   leave_running=keep)
             proc = await _spawn(argv, {**self.env, CONFIG_ENV: str(conf)},
                                 (status_w,) if lazy else (), self.runc.binary)
             if lazy:
@@ -133,8 +135,8 @@ class RuncDumper:
         if hold.went_at is not None and not lazy and self.timings is not None:
             self.timings["runc_after_commit_ms"] = (time.monotonic() - hold.went_at) * 1000
         err = _read(runc_log)
-        if rc != 0:
-            self.runc.forget_checkpoint_marker(self.container)  # it still runs here
+        if rc != 0 or keep:  # it still runs here (kept: frozen, for the source to decide)
+            self.runc.forget_checkpoint_marker(self.container)
         if pending is not None:
             raise pending
         if rc != 0:

@@ -16,7 +16,11 @@ A workload owns:
 * how it is **dumped** (the ``Dumper`` the role is given when it is opened: CRIU itself for a
   process tree, ``runc checkpoint`` for a container, agent/container.py and agent/podman.py)
   and whether the data its restore takes from this frozen tree stays on the host
-  (``keeps_shared``: FIFO data and unix socket names, a process tree only).
+  (``keeps_shared``: FIFO data and unix socket names, a process tree only);
+* what of it stays here once it is **gone** from this node: :meth:`after_commit` (Podman's
+  record, a lazy dump's runc record), :meth:`after_loss` (post-copy lost it), and
+  :meth:`forget_argv`, the command the controller's guard runs when the controller died
+  after the commit (agent/lockguard.py).
 
 The restore side stays the DESTINATION's (agent/container.py ``DestinationContainer``).
 """
@@ -55,6 +59,12 @@ class Workload(Protocol):
         """The migration committed (the source copy is gone): what else goes here, e.g.
         Podman's record of the container."""
 
+    async def after_loss(self) -> None:
+        """Post-copy lost the workload (no copy runs): what of it goes here."""
+
+    def forget_argv(self) -> list[str]:
+        """What the guard runs here after a commit when the controller died ([]: nothing)."""
+
 
 @dataclass
 class ProcessWorkload:
@@ -80,3 +90,9 @@ class ProcessWorkload:
 
     async def after_commit(self) -> None:
         return None
+
+    async def after_loss(self) -> None:
+        return None
+
+    def forget_argv(self) -> list[str]:
+        return []

@@ -38,6 +38,7 @@ from ferryman.migration.source_events import (
     FindNetworkLock,
     Finish,
     FreezeWindow,
+    GuardLeftStopped,
     KeepShared,
     KillSurvivors,
     KillTree,
@@ -197,7 +198,8 @@ def test_postcopy_process() -> None:
 def test_postcopy_dump_may_end_before_restored_when_every_page_went() -> None:
     d = SourceDriver(lazy=True)
     replay(d, [Started(0), *LAZY_FREEZE])
-    assert replay(d, [DumpEnded(ok=True)]) == []  # the destination's answer decides
+    # the destination's answer decides; meanwhile the guard knows the tree waits stopped
+    assert replay(d, [DumpEnded(ok=True)]) == [GuardLeftStopped()]
     acts = replay(d, [Restored(DEST), Committed(DEST), PagesComplete(3)])
     assert acts[-5:] == LAZY_END_ACTIONS
 

@@ -130,6 +130,13 @@ def test_checkpoint_argv_cold_and_lazy() -> None:
     assert lazy[-8:] == ["--page-server", "10.0.0.1:5000", "--lazy-pages", "--status-fd",
                          "7", "--parent-path", "../pre", "c1"]
     assert "--leave-running" not in cold + lazy  # one copy at a time
+    # ... unless the caller froze its cgroup: then runc must not destroy the container
+    # when a lazy dump ends (CRIU lets the tasks go into the cgroup it puts back frozen)
+    kept = checkpoint_argv("runc", ROOT, "c1", images=IMG, log_file=LOG, lazy=True,
+                           leave_running=True)
+    assert kept[-3:] == ["--lazy-pages", "--leave-running", "c1"]
+    with pytest.raises(RuncError, match="only a lazy dump"):
+        checkpoint_argv("runc", ROOT, "c1", images=IMG, log_file=LOG, leave_running=True)
 
 
 def test_checkpoint_argv_pre_dump_streams_into_a_page_server_with_its_parent() -> None:
