@@ -190,7 +190,9 @@ def checkpoint_argv(runc: str, root: Path, container: str, *, images: Path, log_
     whose cgroup the caller froze before CRIU seized it: CRIU lets the tasks go "running"
     into the cgroup it puts back frozen, one copy at a time, until the source decides
     (thawed on a roll-back, ``runc delete`` after the commit). CRIU's configuration file
-    cannot say ``leave-stopped`` instead: runc's RPC options win over CRIU_CONFIG_FILE.
+    cannot say ``leave-stopped`` instead: runc's RPC options win over CRIU_CONFIG_FILE. Not
+    with ``tcp_established``: CRIU lifts a left-running dump's network lock at once, and the
+    frozen copy's kernel sockets would take the client's bytes meant for the destination.
 
     ``pre_dump``: one pre-copy iteration (``--pre-dump``: memory only, the container keeps
     running; runc asks CRIU for ``mem_track`` first). ``parent``: the previous pre-dump's

@@ -103,7 +103,9 @@ class RuncDumper:
                                       freeze_lock))
         script.chmod(0o700)
         conf.write_text(criu_conf(tls=tls, serves_pages=lazy, action_script=script))
-        keep = lazy and freeze_cgroup is not None  # see checkpoint_argv: frozen, not destroyed
+        # see checkpoint_argv: frozen, not destroyed; not with live TCP connections, whose
+        # lock CRIU would lift at once (a client's bytes then land in the frozen copy)
+        keep = lazy and freeze_cgroup is not None and not tcp_established
         lock_fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         freezing = _Freezing(freeze_lock, self.on_frozen)
