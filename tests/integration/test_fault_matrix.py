@@ -871,13 +871,11 @@ def _runc_cells() -> list[Cell]:
     breaks = {("SIGKILL destination criu restore, B's agent held", "dst:RESTORING", p):
               RUNC_LOSES,
               ("SIGKILL destination agent", "src:TRANSFERRING", p): RUNC_LAZY_HANGS,
-              ("link cut (both directions)", "src:TRANSFERRING", p): RUNC_LAZY_HANGS,
               ("SIGKILL controller", "dst:RESTORED", p): RUNC_LOSES_UNCOMMITTED,
               ("SIGKILL controller", "src:COMMITTED", p): RUNC_RECORD_LEFT,
               ("SIGKILL destination agent", "dst:COMMITTED", p): RUNC_SAYS_LOST}
     sometimes = {("SIGKILL destination criu restore, B's agent held", "dst:RESTORING", p),
                  ("SIGKILL destination agent", "src:TRANSFERRING", p),
-                 ("link cut (both directions)", "src:TRANSFERRING", p),
                  ("SIGKILL controller", "dst:RESTORED", p),
                  ("SIGKILL destination agent", "dst:COMMITTED", p)}
     within = {("link cut (both directions)", "src:TRANSFERRING", m): CUT_ROLLBACK_S
