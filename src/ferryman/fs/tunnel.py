@@ -75,7 +75,10 @@ def _connect(host: str, port: int, ca: str, cert: str, key: str, *,
         _bound(raw, dead_link)
         raw.settimeout(30)  # the connect and the handshake, however slow the peer
         raw.connect(addr)
-        sock = ctx.wrap_socket(raw, server_hostname=host)
+        # a dead link (the bound's ETIMEDOUT) reaches Python as an EOF without TLS's
+        # close_notify: an error, not the end of rsync's stream (the listener always closes
+        # with close_notify)
+        sock = ctx.wrap_socket(raw, server_hostname=host, suppress_ragged_eofs=False)
     except BaseException:
         raw.close()
         raise
@@ -185,6 +188,11 @@ def main() -> int:
                   file=sys.stderr)
             return 12
         relay(sock, b"")
+    except ssl.SSLEOFError:
+        print(f"ferryman: sync connection to {args.host} broke: it ended without TLS's "
+              f"close (reset, or no answer within {args.dead_link[3] / 1000:g} s: a dead link)",
+              file=sys.stderr)
+        return 12
     except (OSError, ssl.SSLError) as exc:
         print(f"ferryman: sync connection to {args.host} broke: {exc}", file=sys.stderr)
         return 12
