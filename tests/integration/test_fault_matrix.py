@@ -709,13 +709,22 @@ RUNC_LOSES = ("runc checkpoint destroys the container whenever CRIU succeeds: wh
               "order, the lazy dump ends 'successfully' before any commit and the container "
               "is gone from A too (docs/ARCHITECTURE.md section 10; a process tree's lazy "
               "dump leaves it stopped instead)")
-RUNC_LAZY_HANGS = (
-    "a fault while the controller is in TRANSFERRING with a runc container (its images "
-    "sent, then the final rsync of the frozen container's files through fs/tunnel.py): "
-    "the controller hung until the cell killed it after 150 s (B's agent killed: 3 runs of "
-    "3, once ending but leaving criu and the hold script on A; link cut: 2 of 3 post-copy "
-    "runs, 1 of 2 cold), the container frozen on A meanwhile. Not diagnosed; first "
-    "suspect: the final rsync's tunnel has no dead-link bound of its own")
+RUNC_TRANSFERRING_FIXED = (
+    "fixed: a fault while the controller is in TRANSFERRING with a runc container (its "
+    "images sent, then the final rsync of the frozen container's files) hung the "
+    "controller until the cell killed it after 150 s, the container frozen on A, for two "
+    "reasons. (1) That rsync runs through fs/tunnel.py, whose TLS socket had no dead-link"
+    " bound: after a cut it waited in epoll for ever for the frames rsync --server had "
+    "sent into the cut (ss on A: ESTABLISHED, no timer, lastrcv 77 s; B: FIN-WAIT-1), "
+    "rsync waited on it and the controller on rsync (600 s). The tunnel and the sync "
+    "listener now have the control connection's bound (host/deadlink.py: keepalive, "
+    "TCP_USER_TIMEOUT 5 s), and an end without TLS's close is an error that names the "
+    "dead link. (2) runc post-copy: when the failure reached CRIU's post-dump as 'no', "
+    "CRIU's lazy dump started its page server anyway (cr_dump_finish) and waited for a "
+    "lazy-pages daemon that never came (criu and the hold script's thaw helper left on A;"
+    " B's agent killed: 2 of 2 baseline runs); a process tree's lazy dump gets 'no' at "
+    "status-ready over RPC, and the hold script now fails status-ready without a 'go', so"
+    " CRIU resumes the container and runc checkpoint fails")
 RUNC_LOSES_UNCOMMITTED = (
     "the controller killed before the commit: B kills its lazily restored copy (it cannot run "
     "without the source's pages) and its lazy-pages daemon closes the page-server session "
@@ -870,12 +879,10 @@ def _runc_cells() -> list[Cell]:
     ]
     breaks = {("SIGKILL destination criu restore, B's agent held", "dst:RESTORING", p):
               RUNC_LOSES,
-              ("SIGKILL destination agent", "src:TRANSFERRING", p): RUNC_LAZY_HANGS,
               ("SIGKILL controller", "dst:RESTORED", p): RUNC_LOSES_UNCOMMITTED,
               ("SIGKILL controller", "src:COMMITTED", p): RUNC_RECORD_LEFT,
               ("SIGKILL destination agent", "dst:COMMITTED", p): RUNC_SAYS_LOST}
     sometimes = {("SIGKILL destination criu restore, B's agent held", "dst:RESTORING", p),
-                 ("SIGKILL destination agent", "src:TRANSFERRING", p),
                  ("SIGKILL controller", "dst:RESTORED", p),
                  ("SIGKILL destination agent", "dst:COMMITTED", p)}
     within = {("link cut (both directions)", "src:TRANSFERRING", m): CUT_ROLLBACK_S
@@ -900,7 +907,7 @@ MATRIX.notes += [
     "(the tasks the killed criu had forked hold the socket's other end; the controller "
     "hung, B kept criu and the images); B's agent now kills runc once its criu is a zombie "
     "(targets/runc_checkpoint.py:wait_runc) and the clean-up kills what the criu left.",
-    f"runc, B's agent killed or the link cut at src:TRANSFERRING: {RUNC_LAZY_HANGS}.",
+    f"runc, B's agent killed or the link cut at src:TRANSFERRING: {RUNC_TRANSFERRING_FIXED}.",
     "SIGKILL destination criu restore (cold, runc post-copy): in some runs under load the "
     "fault comes too late (the restore of 64 MiB takes under a second): 'no criu restore "
     "below PID' or 'criu restore forked no task' is the cell's own timing, no outcome.",

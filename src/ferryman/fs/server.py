@@ -67,7 +67,8 @@ class SyncServer:
         assert task is not None
         self._tasks.add(task)
         try:
-            deadlink.bound(writer.get_extra_info("socket"))  # a cut link ends rsync --server
+            if (sock := writer.get_extra_info("socket")) is not None:
+                deadlink.bound(sock)  # a cut link ends rsync --server within ~5 s
             await self._serve(reader, writer)
         except (FerrymanError, OSError, ValueError, asyncio.IncompleteReadError) as exc:
             log.warning("sync connection from %s failed: %s", self.peer, exc)
