@@ -11,6 +11,7 @@ from typing import TypeVar, overload
 from ferryman import wire
 from ferryman.agent.limits import BufferBudget
 from ferryman.errors import PeerLost, PeerRejected, RemoteError
+from ferryman.host import deadlink
 
 M = TypeVar("M")
 A = TypeVar("A")
@@ -20,20 +21,13 @@ D = TypeVar("D")
 E = TypeVar("E")
 
 READ_SIZE = 256 * 1024
-# A dead link (cable cut, veth down) must not hang anyone: the kernel reports it within
-# about KEEPIDLE + KEEPINTVL * KEEPCNT seconds, or USER_TIMEOUT for unacknowledged data.
-KEEPIDLE, KEEPINTVL, KEEPCNT, USER_TIMEOUT_MS = 2, 1, 3, 5000
 
 
 def tune_socket(sock: socket.socket | None) -> None:
-    """TCP keepalive and user timeout on a control connection."""
+    """A control connection: the dead-link bound (host/deadlink.py) and no Nagle delay."""
     if sock is None:
         return
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPIDLE)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPINTVL)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPCNT)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
+    deadlink.bound(sock)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 

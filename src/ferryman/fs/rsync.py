@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ferryman.errors import SyncError
+from ferryman.host import deadlink
 from ferryman.host.prctl import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -73,9 +74,10 @@ def client_argv(src: Path, dest_host: str, *, dest: str, rsh: Sequence[str], del
 
 def tunnel_rsh(port: int, ca: Path, cert: Path, key: Path,
                python: str = sys.executable) -> list[str]:
-    """The ``--rsh`` command (no spaces allowed in its words: rsync splits it)."""
-    words = [python, "-I", "-S", str(TUNNEL), "--port", str(port), "--ca", str(ca),
-             "--cert", str(cert), "--key", str(key)]
+    """The ``--rsh`` command (no spaces allowed in its words: rsync splits it); its
+    connection has the control channel's dead-link bound (host/deadlink.py)."""
+    words = [python, "-I", "-S", str(TUNNEL), "--dead-link", deadlink.tunnel_argument(),
+             "--port", str(port), "--ca", str(ca), "--cert", str(cert), "--key", str(key)]
     for w in words:
         if not w or any(c.isspace() or c in "'\"\\" for c in w):
             raise SyncError(w, "a path with spaces or quotes cannot be used by rsync's --rsh")

@@ -23,6 +23,7 @@ from pathlib import Path
 from ferryman.errors import FerrymanError, PeerRejected, SyncError
 from ferryman.fs.rsync import server_argv
 from ferryman.fs.tunnel import FRAME
+from ferryman.host import deadlink
 from ferryman.pki import tls
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class SyncServer:
         assert task is not None
         self._tasks.add(task)
         try:
+            if (sock := writer.get_extra_info("socket")) is not None:
+                deadlink.bound(sock)  # a cut link ends rsync --server within ~5 s
             await self._serve(reader, writer)
         except (FerrymanError, OSError, ValueError, asyncio.IncompleteReadError) as exc:
             log.warning("sync connection from %s failed: %s", self.peer, exc)

@@ -1,9 +1,11 @@
 """rsync's "remote shell" for ferryman: relay rsync's protocol over mutual TLS.
 
 Run by rsync (``--rsh``), never by hand:
-``python -I -S tunnel.py --port P --ca CA --cert CERT --key KEY HOST rsync --server ...``.
-Connects to the destination agent's sync listener on HOST:P with this node's certificate
-(TLS 1.3, the server's certificate checked against HOST), sends the remote command rsync
+``python -I -S tunnel.py --dead-link I,I,C,MS --port P --ca CA --cert CERT --key KEY HOST
+rsync --server ...``. Connects to the destination agent's sync listener on HOST:P with this
+node's certificate (TLS 1.3, the server's certificate checked against HOST), its socket
+bounded like the control channel's (``--dead-link``, host/deadlink.py: a cut link ends this
+program within about 5 s, and with it our rsync), sends the remote command rsync
 asked for as one JSON line, then relays stdin to the connection and the connection to stdout
 until the destination closes it. What comes back is framed (a channel byte, 1 for rsync's
 stdout, 2 for its stderr, and a 4-byte length), so that the remote rsync's error messages
@@ -39,13 +41,47 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _connect(host: str, port: int, ca: str, cert: str, key: str) -> ssl.SSLSocket:
+def _dead_link(text: str) -> tuple[int, int, int, int]:
+    """``--dead-link IDLE,INTVL,CNT,USER_MS`` (host/deadlink.py's bound, which the caller
+    passes: this program imports nothing of ferryman's)."""
+    try:
+        idle, intvl, cnt, user_ms = (int(w) for w in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"want IDLE,INTVL,CNT,USER_MS, got {text!r}") from exc
+    return idle, intvl, cnt, user_ms
+
+
+def _bound(sock: socket.socket, dead_link: tuple[int, int, int, int]) -> None:
+    """Keepalive and TCP_USER_TIMEOUT, set before the connect: a cut link fails the connect,
+    the handshake and every later wait within the bound, not after the kernel's SYN retries
+    or retransmissions (or never, for a wait for data the peer had sent into the cut)."""
+    idle, intvl, cnt, user_ms = dead_link
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, intvl)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, cnt)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_ms)
+
+
+def _connect(host: str, port: int, ca: str, cert: str, key: str, *,
+             dead_link: tuple[int, int, int, int]) -> ssl.SSLSocket:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_verify_locations(ca)
     ctx.load_cert_chain(cert, key)
-    raw = socket.create_connection((host, port), timeout=30)
-    sock = ctx.wrap_socket(raw, server_hostname=host)
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    raw = socket.socket(family, kind, proto)
+    try:
+        _bound(raw, dead_link)
+        raw.settimeout(30)  # the connect and the handshake, however slow the peer
+        raw.connect(addr)
+        # a dead link (the bound's ETIMEDOUT) reaches Python as an EOF without TLS's
+        # close_notify: an error, not the end of rsync's stream (the listener always closes
+        # with close_notify)
+        sock = ctx.wrap_socket(raw, server_hostname=host, suppress_ragged_eofs=False)
+    except BaseException:
+        raw.close()
+        raise
     sock.settimeout(None)
     return sock
 
@@ -132,11 +168,13 @@ def main() -> int:
     ap.add_argument("--ca", required=True)
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
+    ap.add_argument("--dead-link", type=_dead_link, required=True)
     ap.add_argument("host")
     ap.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     try:
-        sock = _connect(args.host, args.port, args.ca, args.cert, args.key)
+        sock = _connect(args.host, args.port, args.ca, args.cert, args.key,
+                        dead_link=args.dead_link)
     except (OSError, ssl.SSLError) as exc:
         print(f"ferryman: cannot reach the sync listener at {args.host}:{args.port}: {exc}",
               file=sys.stderr)
@@ -150,6 +188,11 @@ def main() -> int:
                   file=sys.stderr)
             return 12
         relay(sock, b"")
+    except ssl.SSLEOFError:
+        print(f"ferryman: sync connection to {args.host} broke: it ended without TLS's "
+              f"close (reset, or no answer within {args.dead_link[3] / 1000:g} s: a dead link)",
+              file=sys.stderr)
+        return 12
     except (OSError, ssl.SSLError) as exc:
         print(f"ferryman: sync connection to {args.host} broke: {exc}", file=sys.stderr)
         return 12

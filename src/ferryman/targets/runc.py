@@ -276,7 +276,11 @@ def hold_script(events: Path, lock: Path, decision: Path, thaw: Path | None = No
     ``events`` FIFO (opened read-write, so it never blocks), then at post-dump waits for a
     shared lock on ``lock``, which ferryman holds exclusively until it has decided and
     written ``decision``; a ferryman that dies releases the lock without a decision. Any
-    answer but "go" fails the script, and CRIU resumes the container where it was.
+    answer but "go" fails the script, and CRIU resumes the container where it was. A lazy
+    dump (post-copy) goes on to serve its pages whatever post-dump said (CRIU's
+    cr_dump_finish): without a "go", ``status-ready`` fails too, which ends the page server
+    before it accepts anyone, so that CRIU resumes the container instead of serving a
+    refused migration for ever.
 
     With ``freeze_lock`` it also waits at pre-dump, for ferryman to freeze the container's
     cgroup (then CRIU finds it frozen); a ferryman that dies lets CRIU freeze it itself.
@@ -292,6 +296,7 @@ def hold_script(events: Path, lock: Path, decision: Path, thaw: Path | None = No
              "(CRIU_CONFIG_FILE).",
              'case "$CRTOOLS_SCRIPT_ACTION" in',
              f'pre-dump|post-dump) echo "$CRTOOLS_SCRIPT_ACTION" 1<>{e} || exit 1 ;;',
+             f'status-ready) [ "$(cat {d} 2>/dev/null)" = go ] && exit 0; exit 1 ;;',
              "*) exit 0 ;;",
              "esac"]
     if freeze_lock is not None:

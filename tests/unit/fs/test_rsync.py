@@ -68,6 +68,7 @@ def test_tunnel_rsh_refuses_words_rsync_would_split() -> None:
     rsh = tunnel_rsh(4000, Path("/pki/ca.pem"), Path("/pki/a.pem"), Path("/pki/a.key"),
                      python="/usr/bin/python3")
     assert rsh[:3] == ["/usr/bin/python3", "-I", "-S"]
+    assert rsh[4:6] == ["--dead-link", "2,1,3,5000"]  # the control channel's bound
     assert rsh[-8:] == ["--port", "4000", "--ca", "/pki/ca.pem", "--cert", "/pki/a.pem",
                         "--key", "/pki/a.key"]
     with pytest.raises(SyncError):

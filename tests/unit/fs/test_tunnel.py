@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from ferryman.fs import tunnel
 from ferryman.fs.tunnel import FRAME
+from ferryman.host import deadlink
 
 
 def _frames(*parts: tuple[int, bytes]) -> bytearray:
@@ -41,3 +44,11 @@ def test_once_rsync_is_gone_its_data_is_dropped_but_errors_still_arrive(
     tunnel._deliver(inbox)
     assert errors == [b"No space left on device (28)\n"]
     assert inbox == bytearray()
+
+
+def test_the_dead_link_bound_comes_from_the_command_line_as_host_deadlink_gives_it() -> None:
+    assert tunnel._dead_link(deadlink.tunnel_argument()) == (
+        deadlink.KEEPIDLE, deadlink.KEEPINTVL, deadlink.KEEPCNT, deadlink.USER_TIMEOUT_MS)
+    for bad in ("5000", "2,1,3", "2,1,3,five"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            tunnel._dead_link(bad)

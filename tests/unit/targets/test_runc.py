@@ -189,6 +189,9 @@ def test_hold_script_reports_and_waits_only_at_post_dump() -> None:
     assert text.startswith("#!/bin/sh\n")
     assert 'pre-dump|post-dump) echo "$CRTOOLS_SCRIPT_ACTION" 1<>/w/ev' in text
     assert "*) exit 0 ;;" in text  # every other action passes at once
+    # a lazy dump's page server starts only after a "go" (CRIU serves it whatever post-dump said)
+    assert ("status-ready) [ \"$(cat '/w/it'\"'\"'s' 2>/dev/null)\" = go ] && exit 0; exit 1 ;;"
+            in text)
     assert "flock -s /w/lock true\n" in text
     assert "[ \"$(cat '/w/it'\"'\"'s' 2>/dev/null)\" = go ] && exit 0\n" in text  # quoted
     assert text.endswith("exit 1\n")  # no "go", no dump
