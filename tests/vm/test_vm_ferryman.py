@@ -259,17 +259,33 @@ def moved_container(run: Run, name: str) -> dict[str, Any]:
     return r
 
 
-def test_container_precopy_moves_it_with_a_small_final_dump(guests: Run) -> None:
-    rep = moved_container(guests, "runc-precopy")["report"]
+def precopied(rep: dict[str, Any], mib: int) -> None:
+    """Pre-copy converged: the first pass wrote the whole memory (``mib``), the final dump
+    a tenth of it at most, and it never switched to post-copy."""
     assert rep["mode"] == "precopy"
-    assert rep["policy"] == "budget"
     its = rep["iterations"]
     assert its, rep
-    assert its[0]["pages_written"] >= CONTAINER_MIB * 256, its
+    assert its[0]["pages_written"] >= mib * 256, its
     assert rep["final_pages"] * 10 < its[0]["pages_written"], rep
     assert rep["convergence"].startswith("FINAL"), rep["convergence"]
     assert rep["downtime_ms"] is not None
     assert not rep["switched_to_postcopy"]
+
+
+def hybrid(rep: dict[str, Any], mib: int) -> None:
+    """Hybrid: a first pass of the whole memory (``mib``), then under a quarter of it lazily."""
+    assert rep["mode"] == "hybrid"
+    its = rep["iterations"]
+    assert its, rep
+    assert its[0]["pages_written"] >= mib * 256, its
+    assert rep["lazy_pages"] is not None
+    assert rep["lazy_pages"] * 4 < its[0]["pages_written"], rep
+
+
+def test_container_precopy_moves_it_with_a_small_final_dump(guests: Run) -> None:
+    rep = moved_container(guests, "runc-precopy")["report"]
+    precopied(rep, CONTAINER_MIB)
+    assert rep["policy"] == "budget"
 
 
 def test_check_runc_allows_container_precopy_with_soft_dirty(guests: Run) -> None:
@@ -282,13 +298,7 @@ def test_check_runc_allows_container_precopy_with_soft_dirty(guests: Run) -> Non
 
 
 def test_container_hybrid_precopies_then_fetches_the_rest_lazily(guests: Run) -> None:
-    rep = moved_container(guests, "runc-hybrid")["report"]
-    assert rep["mode"] == "hybrid"
-    its = rep["iterations"]
-    assert its, rep
-    assert its[0]["pages_written"] >= CONTAINER_MIB * 256, its
-    assert rep["lazy_pages"] is not None
-    assert rep["lazy_pages"] * 4 < its[0]["pages_written"], rep
+    hybrid(moved_container(guests, "runc-hybrid")["report"], CONTAINER_MIB)
 
 
 def test_container_precopy_rolls_back_when_the_restore_fails(guests: Run) -> None:
@@ -350,14 +360,7 @@ def moved_podman(run: Run, name: str) -> dict[str, Any]:
 
 
 def test_podman_precopy_moves_it_with_its_client_and_address(guests: Run) -> None:
-    rep = moved_podman(guests, "podman-precopy")["report"]
-    assert rep["mode"] == "precopy"
-    its = rep["iterations"]
-    assert its, rep
-    assert its[0]["pages_written"] >= PODMAN_MIB * 256, its
-    assert rep["final_pages"] * 10 < its[0]["pages_written"], rep
-    assert rep["convergence"].startswith("FINAL"), rep["convergence"]
-    assert not rep["switched_to_postcopy"]
+    precopied(moved_podman(guests, "podman-precopy")["report"], PODMAN_MIB)
 
 
 def test_check_podman_allows_precopy_with_soft_dirty(guests: Run) -> None:
@@ -371,13 +374,7 @@ def test_check_podman_allows_precopy_with_soft_dirty(guests: Run) -> None:
 
 
 def test_podman_hybrid_precopies_then_fetches_the_rest_lazily(guests: Run) -> None:
-    rep = moved_podman(guests, "podman-hybrid")["report"]
-    assert rep["mode"] == "hybrid"
-    its = rep["iterations"]
-    assert its, rep
-    assert its[0]["pages_written"] >= PODMAN_MIB * 256, its
-    assert rep["lazy_pages"] is not None
-    assert rep["lazy_pages"] * 4 < its[0]["pages_written"], rep
+    hybrid(moved_podman(guests, "podman-hybrid")["report"], PODMAN_MIB)
 
 
 def test_podman_precopy_rolls_back_leaving_podmans_view_on_vm1_unchanged(guests: Run) -> None:
