@@ -55,7 +55,13 @@ from tests.support.workloads import Workload
 SERVICE = "10.77.0.101"
 MOVABLE = ("--movable-addresses", "10.77.0.0/24@eth0")
 TAIL = "tail"  # post-copy's page tail (see the module's docstring)
-MODES = ("cold", "postcopy", "precopy", "hybrid")
+MODES = ("cold", "postcopy", "precopy", "hybrid", "cold relay")
+# ``cold`` keeps CRIU's own TLS page connection (--compress off, whatever the default);
+# ``cold relay`` sends the pages through ferryman's page relay (agent/pagerelay.py), in the
+# cells whose fault meets the page stream or what follows it. The other modes never use the
+# relay (migration/compress.py: lazy and pre-copy pages stay on CRIU's path).
+MODE_ARGS = {"cold": ("--mode", "cold", "--compress", "off"),
+             "cold relay": ("--mode", "cold", "--compress", "on")}
 TRACKED = ("precopy", "hybrid")  # modes whose pre-dumps write-protect the workload
 PRECOPY_ARGS = ("--policy", "lxd", "--max-iterations", "2")
 
@@ -123,7 +129,8 @@ class Scenario:
                             dirty_rate=200.0 if tracked else 0.0)
         self.a_node.run("ip", "addr", "add", f"{SERVICE}/24", "dev", "eth0")
         argv = [PY, "-m", "ferryman", "migrate", str(self.w.pid), "--to", self.b.endpoint,
-                "--mode", self.cell.mode, "--pki", str(c.pki), "--name", "a", "--state-dir",
+                *MODE_ARGS.get(self.cell.mode, ("--mode", self.cell.mode)),
+                "--pki", str(c.pki), "--name", "a", "--state-dir",
                 str(self.src_state), "--move-address", f"{SERVICE}/24@eth0",
                 "--test-skip-preflight", *(PRECOPY_ARGS if tracked else ())]
         env = self.env("src")
@@ -328,30 +335,31 @@ FAULTS: dict[str, Callable[[Scenario], None]] = {
 }
 
 def _cells() -> list[Cell]:
-    c, p, r, h = MODES
+    c, p, r, h, z = MODES
     spec: list[tuple[str, str, dict[str, str]]] = [
         ("SIGKILL controller", "src:ITERATING#2", {r: "A", h: "A"}),
-        ("SIGKILL controller", "src:DUMPED", {c: "A", p: "A", r: "A"}),
+        ("SIGKILL controller", "src:DUMPED", {c: "A", p: "A", r: "A", z: "A"}),
         ("SIGKILL controller", "dst:RESTORING", {c: "A", p: "A"}),
         ("SIGKILL controller", "dst:RESTORED", {c: "A", p: "A", r: "A", h: "A"}),
         ("SIGKILL controller", "src:COMMITTED", {c: "A", p: "lost", r: "A", h: "B or lost"}),
         ("SIGKILL controller", TAIL, {p: "lost"}),
         ("SIGKILL destination agent", "src:ITERATING#2", {r: "A"}),
-        ("SIGKILL destination agent", "dst:RECEIVING", {c: "A", p: "A"}),
+        ("SIGKILL destination agent", "dst:RECEIVING", {c: "A", p: "A", z: "A"}),
         ("SIGKILL destination agent", "dst:RESTORED", {c: "A", p: "A"}),
         ("SIGKILL destination agent", "dst:COMMITTED", {c: "B", p: "lost"}),
         ("SIGKILL destination agent", TAIL, {p: "lost"}),
         ("SIGKILL source criu pre-dump", "src:ITERATING#2", {r: "A"}),
-        ("SIGKILL source criu (dump / page server)", "src:DUMPED", {c: "A", p: "A", r: "A"}),
+        ("SIGKILL source criu (dump / page server)", "src:DUMPED",
+         {c: "A", p: "A", r: "A", z: "A"}),
         ("SIGKILL source criu (dump / page server)", TAIL, {p: "lost"}),
         ("SIGKILL destination criu page-server", "src:ITERATING#2", {r: "A"}),
-        ("SIGKILL destination criu page-server", "dst:READY", {c: "A"}),
+        ("SIGKILL destination criu page-server", "dst:READY", {c: "A", z: "A"}),
         ("SIGKILL destination criu lazy-pages", "dst:RESTORING", {p: "A"}),
         ("SIGKILL destination criu lazy-pages", TAIL, {p: "lost"}),
         ("SIGKILL destination criu restore", "dst:RESTORING", {c: "A", p: "A"}),
         ("SIGKILL destination criu restore, B's agent held", "dst:RESTORING", {p: "A"}),
         ("link cut (both directions)", "src:ITERATING#2", {r: "A"}),
-        ("link cut (both directions)", "src:TRANSFERRING", {c: "A", p: "A", r: "A"}),
+        ("link cut (both directions)", "src:TRANSFERRING", {c: "A", p: "A", r: "A", z: "A"}),
         ("link cut (both directions)", "dst:RESTORED", {c: "A", p: "A"}),
         ("link cut (both directions)", "src:COMMITTED", {c: "held", p: "lost"}),
         ("link cut (both directions)", TAIL, {p: "lost", h: "lost or B"}),
@@ -359,9 +367,9 @@ def _cells() -> list[Cell]:
         ("link cut (A to B only)", TAIL, {p: "lost"}),
         ("link cut (B to A only)", TAIL, {p: "lost"}),
         ("destination disk full", "src:ITERATING#1", {r: "A"}),
-        ("destination disk full", "dst:READY", {c: "A", p: "A"}),
+        ("destination disk full", "dst:READY", {c: "A", p: "A", z: "A"}),
         ("image corrupted on B (core-*.img)", "dst:RESTORING", {c: "A", p: "A"}),
-        ("image corrupted on B (pages-*.img)", "dst:RESTORING", {c: "A", r: "A"}),
+        ("image corrupted on B (pages-*.img)", "dst:RESTORING", {c: "A", r: "A", z: "A"}),
         ("image corrupted on B (pre-1/pages-*.img)", "dst:RESTORING", {r: "A"}),
         ("restore fails", "", {c: "A", p: "A", r: "A"}),
         ("agent restarted while holding a copy", "dst:RESTORED", {c: "A", p: "A"}),
@@ -373,7 +381,8 @@ def _cells() -> list[Cell]:
     within = {("link cut (both directions)", "src:ITERATING#2", r): CUT_ROLLBACK_S,
               ("link cut (both directions)", "src:TRANSFERRING", c): CUT_ROLLBACK_S,
               ("link cut (both directions)", "src:TRANSFERRING", p): CUT_ROLLBACK_S,
-              ("link cut (both directions)", "src:TRANSFERRING", r): CUT_ROLLBACK_S}
+              ("link cut (both directions)", "src:TRANSFERRING", r): CUT_ROLLBACK_S,
+              ("link cut (both directions)", "src:TRANSFERRING", z): CUT_ROLLBACK_S}
     return [Cell(fault, phase, mode, expect, breaks.get((fault, phase, mode), ""),
                  (fault, phase, mode) in sometimes, within.get((fault, phase, mode), 0.0))
             for fault, phase, by_mode in spec for mode, expect in by_mode.items()]
