@@ -286,6 +286,9 @@ class RelayServer:
     async def start(self, host: str, port: int) -> None:
         self.server = await asyncio.start_server(self._handle, host, port, ssl=self.ctx,
                                                  limit=STREAM_BUFFER)
+        if self.gone.done():  # exited already: refused, as a dead page server's port
+            self.server.close()
+            self.server = None
 
     async def _pass_answers(self, back: asyncio.Future[None],
                             writer: asyncio.StreamWriter) -> None:
@@ -357,3 +360,5 @@ class RelayServer:
         self.ours.close()
         if not self.done.done():
             self.done.cancel()
+        elif not self.done.cancelled():
+            self.done.exception()  # logged when it failed; nobody else reads it
