@@ -13,7 +13,9 @@ restore (``src:DUMPED``, ``src:TRANSFERRING``, ``dst:READY``, ``dst:RECEIVING``,
 source still frozen; ``src:COMMITTED``), after it (``dst:COMMITTED``) and, for post-copy,
 inside the page tail (``tail``: the destination's lazy-pages daemon is held with SIGSTOP
 from RESTORED on, so the tail cannot end before the fault; the controller is paused at
-SERVING_PAGES while the fault is injected).
+SERVING_PAGES while the fault is injected), and, for cold, while the dump's pages stream
+(``pages``: nobody paused; the fault comes once B's page server has written 8 MiB of the
+pages, the stream not yet over).
 
 Pre-copy and hybrid track the workload's writes with userfaultfd write-protect (the
 controller holds the userfaultfds, host/wptrack.py); their cells run exactly two pre-dumps
@@ -54,8 +56,17 @@ from tests.support.workloads import Workload
 
 SERVICE = "10.77.0.101"
 MOVABLE = ("--movable-addresses", "10.77.0.0/24@eth0")
+WORKLOAD_MIB = 64
 TAIL = "tail"  # post-copy's page tail (see the module's docstring)
-MODES = ("cold", "postcopy", "precopy", "hybrid")
+PAGES = "pages"  # cold: while the dump's pages stream into B (see the module's docstring)
+MID_STREAM = 8 << 20  # bytes of pages on B before a PAGES fault
+MODES = ("cold", "postcopy", "precopy", "hybrid", "cold relay")
+# ``cold`` keeps CRIU's own TLS page connection (--compress off, whatever the default);
+# ``cold relay`` sends the pages through ferryman's page relay (agent/pagerelay.py), in the
+# cells whose fault meets the page stream or what follows it. The other modes never use the
+# relay (migration/compress.py: lazy and pre-copy pages stay on CRIU's path).
+MODE_ARGS = {"cold": ("--mode", "cold", "--compress", "off"),
+             "cold relay": ("--mode", "cold", "--compress", "on")}
 TRACKED = ("precopy", "hybrid")  # modes whose pre-dumps write-protect the workload
 PRECOPY_ARGS = ("--policy", "lxd", "--max-iterations", "2")
 
@@ -63,7 +74,7 @@ PRECOPY_ARGS = ("--policy", "lxd", "--max-iterations", "2")
 @dataclass(frozen=True)
 class Cell:
     fault: str
-    phase: str  # "src:PHASE" / "dst:PHASE": who is paused there; TAIL; "" (no pause)
+    phase: str  # "src:PHASE" / "dst:PHASE": who is paused there; TAIL; PAGES; "" (no pause)
     mode: str
     expect: str  # A, B, held or lost (see tests/support/matrix.py); "B or lost": either
     breaks: str = ""  # why this cell breaks the invariant (a strict xfail)
@@ -118,12 +129,13 @@ class Scenario:
             held = c.hidden_dir / "data.txt"
             held.write_text("only on node A\n")
         tracked = self.cell.mode in TRACKED
-        self.w = c.workload(mib=64, seed=f"matrix-{self.cell.mode}",
+        self.w = c.workload(mib=WORKLOAD_MIB, seed=f"matrix-{self.cell.mode}",
                             hold_file=str(held) if held else None,
                             dirty_rate=200.0 if tracked else 0.0)
         self.a_node.run("ip", "addr", "add", f"{SERVICE}/24", "dev", "eth0")
         argv = [PY, "-m", "ferryman", "migrate", str(self.w.pid), "--to", self.b.endpoint,
-                "--mode", self.cell.mode, "--pki", str(c.pki), "--name", "a", "--state-dir",
+                *MODE_ARGS.get(self.cell.mode, ("--mode", self.cell.mode)),
+                "--pki", str(c.pki), "--name", "a", "--state-dir",
                 str(self.src_state), "--move-address", f"{SERVICE}/24@eth0",
                 "--test-skip-preflight", *(PRECOPY_ARGS if tracked else ())]
         env = self.env("src")
@@ -196,6 +208,32 @@ class Scenario:
     def restart_agent(self) -> Agent:
         """B's agent started again by the operator, as it was (it cleans up what it can)."""
         return self.cluster.start_agent("b", *MOVABLE)
+
+
+def _pages_on_b(s: Scenario) -> int:
+    assert s.b is not None
+    total = 0
+    for d in s.b.migration_dirs():
+        for p in d.glob("pages-*.img"):
+            with contextlib.suppress(FileNotFoundError):
+                total += p.stat().st_size
+    return total
+
+
+def _wait_mid_stream(s: Scenario) -> None:
+    """Until B's page server has written ``MID_STREAM`` bytes of the dump's pages. If all
+    of the workload's were there by then, the fault came too late: the cell has no outcome
+    and is skipped, saying so."""
+    deadline = time.monotonic() + 60
+    while (got := _pages_on_b(s)) < MID_STREAM:
+        assert s.proc is not None
+        if s.proc.poll() is not None:
+            raise AssertionError(f"migration ended before its pages streamed: "
+                                 f"{s.proc.communicate()[1]}")
+        assert time.monotonic() < deadline, f"only {got} bytes of pages on B after 60 s"
+        time.sleep(0.0005)
+    if got >= WORKLOAD_MIB << 20:
+        pytest.skip(f"the fault came too late (no outcome): {got >> 20} MiB of pages on B")
 
 
 def _corrupt(pattern: str, offset: int) -> Callable[[Scenario], None]:
@@ -328,30 +366,33 @@ FAULTS: dict[str, Callable[[Scenario], None]] = {
 }
 
 def _cells() -> list[Cell]:
-    c, p, r, h = MODES
+    c, p, r, h, z = MODES
     spec: list[tuple[str, str, dict[str, str]]] = [
         ("SIGKILL controller", "src:ITERATING#2", {r: "A", h: "A"}),
-        ("SIGKILL controller", "src:DUMPED", {c: "A", p: "A", r: "A"}),
+        ("SIGKILL controller", "src:DUMPED", {c: "A", p: "A", r: "A", z: "A"}),
         ("SIGKILL controller", "dst:RESTORING", {c: "A", p: "A"}),
         ("SIGKILL controller", "dst:RESTORED", {c: "A", p: "A", r: "A", h: "A"}),
         ("SIGKILL controller", "src:COMMITTED", {c: "A", p: "lost", r: "A", h: "B or lost"}),
         ("SIGKILL controller", TAIL, {p: "lost"}),
         ("SIGKILL destination agent", "src:ITERATING#2", {r: "A"}),
-        ("SIGKILL destination agent", "dst:RECEIVING", {c: "A", p: "A"}),
+        ("SIGKILL destination agent", "dst:RECEIVING", {c: "A", p: "A", z: "A"}),
         ("SIGKILL destination agent", "dst:RESTORED", {c: "A", p: "A"}),
         ("SIGKILL destination agent", "dst:COMMITTED", {c: "B", p: "lost"}),
         ("SIGKILL destination agent", TAIL, {p: "lost"}),
         ("SIGKILL source criu pre-dump", "src:ITERATING#2", {r: "A"}),
-        ("SIGKILL source criu (dump / page server)", "src:DUMPED", {c: "A", p: "A", r: "A"}),
+        ("SIGKILL source criu (dump / page server)", "src:DUMPED",
+         {c: "A", p: "A", r: "A", z: "A"}),
         ("SIGKILL source criu (dump / page server)", TAIL, {p: "lost"}),
         ("SIGKILL destination criu page-server", "src:ITERATING#2", {r: "A"}),
-        ("SIGKILL destination criu page-server", "dst:READY", {c: "A"}),
+        ("SIGKILL destination criu page-server", "dst:READY", {c: "A", z: "A"}),
+        ("SIGKILL destination criu page-server", PAGES, {c: "A", z: "A"}),
         ("SIGKILL destination criu lazy-pages", "dst:RESTORING", {p: "A"}),
         ("SIGKILL destination criu lazy-pages", TAIL, {p: "lost"}),
         ("SIGKILL destination criu restore", "dst:RESTORING", {c: "A", p: "A"}),
         ("SIGKILL destination criu restore, B's agent held", "dst:RESTORING", {p: "A"}),
         ("link cut (both directions)", "src:ITERATING#2", {r: "A"}),
-        ("link cut (both directions)", "src:TRANSFERRING", {c: "A", p: "A", r: "A"}),
+        ("link cut (both directions)", PAGES, {c: "A", z: "A"}),
+        ("link cut (both directions)", "src:TRANSFERRING", {c: "A", p: "A", r: "A", z: "A"}),
         ("link cut (both directions)", "dst:RESTORED", {c: "A", p: "A"}),
         ("link cut (both directions)", "src:COMMITTED", {c: "held", p: "lost"}),
         ("link cut (both directions)", TAIL, {p: "lost", h: "lost or B"}),
@@ -359,9 +400,9 @@ def _cells() -> list[Cell]:
         ("link cut (A to B only)", TAIL, {p: "lost"}),
         ("link cut (B to A only)", TAIL, {p: "lost"}),
         ("destination disk full", "src:ITERATING#1", {r: "A"}),
-        ("destination disk full", "dst:READY", {c: "A", p: "A"}),
+        ("destination disk full", "dst:READY", {c: "A", p: "A", z: "A"}),
         ("image corrupted on B (core-*.img)", "dst:RESTORING", {c: "A", p: "A"}),
-        ("image corrupted on B (pages-*.img)", "dst:RESTORING", {c: "A", r: "A"}),
+        ("image corrupted on B (pages-*.img)", "dst:RESTORING", {c: "A", r: "A", z: "A"}),
         ("image corrupted on B (pre-1/pages-*.img)", "dst:RESTORING", {r: "A"}),
         ("restore fails", "", {c: "A", p: "A", r: "A"}),
         ("agent restarted while holding a copy", "dst:RESTORED", {c: "A", p: "A"}),
@@ -373,7 +414,10 @@ def _cells() -> list[Cell]:
     within = {("link cut (both directions)", "src:ITERATING#2", r): CUT_ROLLBACK_S,
               ("link cut (both directions)", "src:TRANSFERRING", c): CUT_ROLLBACK_S,
               ("link cut (both directions)", "src:TRANSFERRING", p): CUT_ROLLBACK_S,
-              ("link cut (both directions)", "src:TRANSFERRING", r): CUT_ROLLBACK_S}
+              ("link cut (both directions)", "src:TRANSFERRING", r): CUT_ROLLBACK_S,
+              ("link cut (both directions)", "src:TRANSFERRING", z): CUT_ROLLBACK_S,
+              ("link cut (both directions)", PAGES, c): CUT_ROLLBACK_S,
+              ("link cut (both directions)", PAGES, z): CUT_ROLLBACK_S}
     return [Cell(fault, phase, mode, expect, breaks.get((fault, phase, mode), ""),
                  (fault, phase, mode) in sometimes, within.get((fault, phase, mode), 0.0))
             for fault, phase, by_mode in spec for mode, expect in by_mode.items()]
@@ -406,6 +450,24 @@ MATRIX.notes = [
     "(the kernel drops the protection with the controller's userfaultfds). The final-dump "
     "cells are those where pre-copy differs from cold: the final dump has a parent image "
     "chain on both nodes and runs with the tracker armed.",
+    "cold relay: cold with --compress on, the pages LZ4-compressed through ferryman's page "
+    "relay (agent/pagerelay.py: criu's page stream in a socket pair, ferryman's own TLS "
+    "between the nodes, `criu page-server --ps-socket` on B); the cold column pins "
+    "--compress off (CRIU's own TLS page connection). Only the cells whose fault meets the "
+    "page stream or follows it closely are run with the relay; the other modes never use it "
+    "(post-copy's and pre-copy's pages stay on CRIU's path). Before the relay held them: B's "
+    "page server killed at dst:READY left the controller hung in FREEZING until the cell "
+    "killed it after 150 s (2 runs of 4; a criu helper child, orphaned by the kill during "
+    "criu's start-up, held the page server's socket open, and A's relay took B's orderly "
+    "TLS close for nothing); a link cut at src:TRANSFERRING rolled back after 35.5 s (no "
+    "TCP_USER_TIMEOUT on the relay's socket, asyncio's 30 s TLS shutdown); at pages, both "
+    "faults hung the controller 150 s. The relay's sockets now bound their stalls as CRIU's "
+    "page sockets (5 s TCP_USER_TIMEOUT, keepalive every second), B's relay ends with its "
+    "page server's process, A's with B's close, and B's socket page server counts as "
+    "started only once criu says it is ready (--status-fd).",
+    "pages (cold): nobody is paused; the fault comes once B's page server has written 8 MiB "
+    "of the dump's pages (of 64 MiB; a run where all had arrived first is skipped as 'too "
+    "late'). The workload is frozen: the dump must fail and the tree be resumed.",
     "SIGKILL source criu pre-dump (src:ITERATING#2): killed while it holds the workload "
     "seized (tracing stop; 50 ms at most is waited for that window): the kernel detaches "
     "the tree, which runs on intact and unprotected.",
@@ -679,6 +741,8 @@ def test_fault_matrix_cell(cluster: Cluster, cell: Cell) -> None:
         if cell.phase == "src:ITERATING#2":  # the check of _violations can see protection
             assert s.w is not None
             assert _protected(s.w.pid) > 0, "not write-protected after the first pre-dump"
+        if cell.phase == PAGES:
+            _wait_mid_stream(s)
         FAULTS[cell.fault](s)
         s.go_on()
         faulted = time.monotonic()

@@ -21,9 +21,10 @@ UNIX_WORKLOAD = Path(__file__).with_name("unix_workload.py")
 
 def children(pid: int) -> list[int]:
     out: list[int] = []
-    with contextlib.suppress(FileNotFoundError):
+    # a task that exits meanwhile: ENOENT, or ESRCH once its directory was listed
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
         for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 text = Path(f"/proc/{pid}/task/{tid}/children").read_text()
                 out += [int(c) for c in text.split()]
     return out

@@ -21,6 +21,7 @@ from ferryman.agent.link import measure_link
 from ferryman.agent.pagerelay import RelayError
 from ferryman.agent.role import SourceRole
 from ferryman.agent.steps import timed
+from ferryman.errors import FerrymanError
 from ferryman.host import memsample
 from ferryman.migration.compress import MIN_RATIO, Compress, CompressChoice, choose
 from ferryman.migration.plan import Plan
@@ -77,7 +78,8 @@ async def dump_through_relay(m: SourceRole, port: int,
                              dump: Callable[[int], Awaitable[None]]) -> None:
     """``dump(fd)`` with criu writing its page stream into ``fd``, which the page relay
     carries, compressed, to the destination's relay at ``port`` (agent/pagerelay.py).
-    The report's ``compression`` gets the bytes before and after."""
+    A relay that breaks closes criu's socket (its dump fails at once) and its error is the
+    dump's. The report's ``compression`` gets the bytes before and after."""
     theirs, ours = pagerelay.socket_pair()
     stats = pagerelay.RelayStats()
     cap = m.report.max_bandwidth_bytes_per_s
@@ -93,6 +95,11 @@ async def dump_through_relay(m: SourceRole, port: int,
     try:
         await dump(theirs.fileno())
         ok = True
+    except (FerrymanError, OSError) as exc:
+        if relay.done() and not relay.cancelled() and \
+                isinstance(broke := relay.exception(), RelayError):
+            raise broke from exc  # the relay broke first: criu's error is only its echo
+        raise
     finally:
         theirs.close()  # criu exited: its end is closed, the relay sees the end
         if not ok:

@@ -67,7 +67,8 @@ async def start_page_server(s: DestinationRole, images: Path, parent: str | None
                 s.criu.binary, images, theirs.fileno())
         finally:
             theirs.close()  # the page server's now: its exit is the relay's end of stream
-        s.relay = pagerelay.RelayServer(tls.server_context(s.cfg.creds), s.ch.peer, ours)
+        s.relay = pagerelay.RelayServer(tls.server_context(s.cfg.creds), s.ch.peer, ours,
+                                        s.page_server.proc.wait)
         await s.relay.start(s.cfg.listen_host, port)
         return port
     s.page_server = await page_server.start_page_server(s.criu.binary, images,

@@ -25,10 +25,12 @@ import logging
 import socket
 import ssl
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import lz4.block  # type: ignore[import-untyped]
 
+from ferryman.criu.pacing import PAGE_TIMEOUT_MS
 from ferryman.errors import FerrymanError, PeerRejected
 from ferryman.pki import tls
 
@@ -109,6 +111,18 @@ def socket_pair() -> tuple[socket.socket, socket.socket]:
     return theirs, ours
 
 
+def bound_stalls(sock: socket.socket) -> None:
+    """A relay socket's stalls bounded as CRIU's own page sockets are (our CRIU patch,
+    ``usertimeout-page-sockets.patch``; ``criu/pacing.py``): TCP_USER_TIMEOUT for data the
+    peer does not acknowledge (the SYN retries of a connect too), and keepalive probes every
+    second, so that an idle relay over a cut link also fails within ``PAGE_TIMEOUT_MS``."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, PAGE_TIMEOUT_MS)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, PAGE_TIMEOUT_MS // 1000)
+
+
 async def _criu_to_peer(ours: socket.socket, writer: asyncio.StreamWriter,
                         stats: RelayStats, compress: bool) -> None:
     loop = asyncio.get_running_loop()
@@ -152,74 +166,158 @@ async def _criu_to_peer_raw(ours: socket.socket, writer: asyncio.StreamWriter) -
         await writer.drain()
 
 
-async def _both(a: asyncio.Future[None], b: asyncio.Future[None]) -> None:
-    """Until ``a`` ends (the main direction); ``b`` is then cancelled; errors of either
-    are raised."""
+async def _first_to_end(main: asyncio.Future[None], back: asyncio.Future[None]) -> bool:
+    """Until either direction ends: True if ``main`` did (it wins a tie). An error of
+    either is raised; the caller cancels what is left."""
+    done, _ = await asyncio.wait({main, back}, return_when=asyncio.FIRST_COMPLETED)
+    for t in done:
+        t.result()
+    return main in done
+
+
+async def _cancel(*tasks: asyncio.Future[None]) -> None:
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _shutdown(ours: socket.socket, how: int) -> None:
+    with contextlib.suppress(OSError):  # closed already, or criu's end gone
+        ours.shutdown(how)
+
+
+async def _close(writer: asyncio.StreamWriter, ok: bool) -> None:
+    """The TLS connection closed: in order after a clean end (its close_notify, bounded
+    like the socket's stalls), at once (abort) after an error or a cancellation. asyncio's
+    orderly close over a dead link would wait its own 30 s; and until it ends, data the
+    peer still writes is taken and dropped."""
+    if ok:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), PAGE_TIMEOUT_MS / 1000)
+            return
+    writer.transport.abort()
+
+
+async def _connect(host: str, port: int, ctx: ssl.SSLContext, timeout: float
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TLS connection to the destination's relay, its socket's stalls bounded before the
+    connect (a cut link fails the connect within ``PAGE_TIMEOUT_MS``, as CRIU's does)."""
+    loop = asyncio.get_running_loop()
+    family, kind, proto, _, addr = (await loop.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM))[0]
+    sock = socket.socket(family, kind, proto)
     try:
-        done, _ = await asyncio.wait({a, b}, return_when=asyncio.FIRST_EXCEPTION)
-        for t in done:
-            t.result()
-        await a
-    finally:
-        for t in (a, b):
-            t.cancel()
-        await asyncio.gather(a, b, return_exceptions=True)
+        bound_stalls(sock)
+        sock.setblocking(False)
+        await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
+        return await asyncio.wait_for(asyncio.open_connection(
+            sock=sock, ssl=ctx, server_hostname=host, limit=STREAM_BUFFER), timeout)
+    except BaseException:
+        sock.close()
+        raise
 
 
 async def send_pages(host: str, port: int, ctx: ssl.SSLContext, ours: socket.socket,
                      stats: RelayStats, *, compress: bool = True,
                      pacing_bytes_per_s: int | None = None, timeout: float = 30.0) -> None:
     """The source's relay: criu's page stream from ``ours`` to the destination's relay at
-    ``host:port`` in frames, its answers back. Ends when criu closed its end (the dump is
-    over) and the answers are through. ``pacing_bytes_per_s``: ``--max-bandwidth`` on the
-    TLS socket (CRIU paces only sockets it opens)."""
+    ``host:port`` in frames, its answers back. ``pacing_bytes_per_s``: ``--max-bandwidth``
+    on the TLS socket (CRIU paces only sockets it opens).
+
+    Ends when the destination closes (its page server exited: after answering criu's last
+    request, or killed), and ``ours`` is then shut down, so that a criu still writing or
+    waiting for an answer fails at once rather than into a void; or when criu's end is
+    closed (the dump is over), the answers still coming until the destination closes.
+    Every stall is bounded (``bound_stalls``); any break is a RelayError."""
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=ctx, server_hostname=host,
-                                    limit=STREAM_BUFFER), timeout)
+        reader, writer = await _connect(host, port, ctx, timeout)
     except (OSError, ssl.SSLError, TimeoutError) as exc:
         raise RelayError(f"page relay: cannot reach {host}:{port}: {exc}") from exc
     writer.transport.set_write_buffer_limits(high=STREAM_BUFFER)
     sock = writer.get_extra_info("socket")
     if pacing_bytes_per_s is not None and sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, pacing_bytes_per_s)
+    main = asyncio.ensure_future(_criu_to_peer(ours, writer, stats, compress))
+    back = asyncio.ensure_future(_peer_to_criu_raw(reader, ours))
+    ok = False
     try:
-        await _both(asyncio.ensure_future(_criu_to_peer(ours, writer, stats, compress)),
-                    asyncio.ensure_future(_peer_to_criu_raw(reader, ours)))
-        # the answers to criu's last request come after its stream ended: wait for the
-        # destination to close (its page server exited)
-        with contextlib.suppress(OSError, ssl.SSLError, asyncio.IncompleteReadError):
-            while data := await reader.read(CHUNK):
-                with contextlib.suppress(OSError):
-                    await asyncio.get_running_loop().sock_sendall(ours, data)
+        if await _first_to_end(main, back):
+            await back  # the answers to criu's last request, until the destination closes
+        ok = True
     except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
         raise RelayError(f"page relay to {host}:{port} broke: {exc}") from exc
     finally:
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await writer.wait_closed()
+        _shutdown(ours, socket.SHUT_RDWR)
+        await _cancel(main, back)
+        await _close(writer, ok)
 
 
 class RelayServer:
     """The destination's relay: one TLS connection from ``peer`` (its certificate's node
-    name), its frames into ``ours`` (the page server's socket), the answers back."""
+    name), its frames into ``ours`` (the page server's socket), the answers back.
 
-    def __init__(self, ctx: ssl.SSLContext, peer: str, ours: socket.socket) -> None:
+    ``exited``: the page server's exit (``criu page-server`` itself, our child). The relay
+    ends with it, whatever the socket says: a criu killed early can leave a helper child
+    of its own that holds the socket open (seen: SIGKILLed during its start, an orphaned
+    criu sleeping with the socket), and the source's criu would then write into a void
+    and wait for an answer for ever. Once it exited, the answers it wrote are passed on
+    and the connection is closed (the source's relay ends its criu's socket); a page
+    server gone before the source connected closes the listening socket (its connect is
+    refused, as CRIU's to a dead page server)."""
+
+    def __init__(self, ctx: ssl.SSLContext, peer: str, ours: socket.socket,
+                 exited: Callable[[], Awaitable[object]]) -> None:
         self.ctx = ctx
         self.peer = peer
         self.ours = ours
         self.stats = RelayStats()
         self.server: asyncio.Server | None = None
+        self.connected = False
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.gone = asyncio.ensure_future(self._watch(exited))
+
+    async def _watch(self, exited: Callable[[], Awaitable[object]]) -> None:
+        await exited()
+        if self.server is not None and not self.connected:
+            self.server.close()  # nobody will be served: the source's connect fails
+            self.server = None
 
     async def start(self, host: str, port: int) -> None:
         self.server = await asyncio.start_server(self._handle, host, port, ssl=self.ctx,
                                                  limit=STREAM_BUFFER)
+        if self.gone.done():  # exited already: refused, as a dead page server's port
+            self.server.close()
+            self.server = None
+
+    async def _pass_answers(self, back: asyncio.Future[None],
+                            writer: asyncio.StreamWriter) -> None:
+        """Until the page server's answers have ended (its end closed) or it exited: then
+        what it wrote before its exit goes on."""
+        done, _ = await asyncio.wait({back, self.gone}, return_when=asyncio.FIRST_COMPLETED)
+        if back in done:
+            back.result()
+            return
+        await _cancel(back)
+        while True:
+            try:
+                data = self.ours.recv(CHUNK)
+            except BlockingIOError:
+                return  # all it wrote (a child of its may hold the socket open)
+            if not data:
+                return
+            writer.write(data)
+            await writer.drain()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connected = True
         if self.server is not None:
             self.server.close()  # one connection only
         writer.transport.set_write_buffer_limits(high=STREAM_BUFFER)
+        if (sock := writer.get_extra_info("socket")) is not None:
+            bound_stalls(sock)
+        tasks: tuple[asyncio.Future[None], ...] = ()
+        ok = False
         try:
             try:
                 who = tls.peer_name(writer.get_extra_info("ssl_object"))
@@ -227,10 +325,21 @@ class RelayServer:
                 who = "?"
             if who != self.peer or self.done.done():
                 raise RelayError(f"page relay connection from {who}, expected {self.peer}")
-            await _both(asyncio.ensure_future(_frames_to_criu(reader, self.ours, self.stats)),
-                        asyncio.ensure_future(_criu_to_peer_raw(self.ours, writer)))
-            # criu's answers after the last frame, until it closes its end (it exited)
-            await _criu_to_peer_raw(self.ours, writer)
+            main = asyncio.ensure_future(_frames_to_criu(reader, self.ours, self.stats))
+            back = asyncio.ensure_future(_criu_to_peer_raw(self.ours, writer))
+            tasks = (main, back)
+            done, _ = await asyncio.wait({main, back, self.gone},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if main in done:
+                main.result()
+                # the end of the stream: the page server sees it, answers criu's last
+                # request and exits
+                _shutdown(self.ours, socket.SHUT_WR)
+            # else the page server closed its end or exited, answering criu's last
+            # request or not (killed): the source's relay sees this connection close and
+            # closes its criu's page socket
+            await self._pass_answers(back, writer)
+            ok = True
             if not self.done.done():
                 self.done.set_result(None)
         except (FerrymanError, OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
@@ -238,14 +347,18 @@ class RelayServer:
             if not self.done.done():
                 self.done.set_exception(RelayError(f"page relay from {self.peer}: {exc}"))
         finally:
-            writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
-                await writer.wait_closed()
+            if tasks:  # the page server's stream is over, whichever way it ended
+                _shutdown(self.ours, socket.SHUT_RDWR)
+                await _cancel(*tasks)
+            await _close(writer, ok)
 
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
             self.server = None
+        await _cancel(self.gone)
         self.ours.close()
         if not self.done.done():
             self.done.cancel()
+        elif not self.done.cancelled():
+            self.done.exception()  # logged when it failed; nobody else reads it

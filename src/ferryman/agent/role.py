@@ -53,7 +53,7 @@ class SourceOptions:
     container: RuncTarget | None = None  # a runc container instead of ``pid``
     max_bandwidth_mbit: float | None = None  # the pages' cap on the wire (every mode)
     podman: PodmanTarget | None = None  # a Podman container instead of ``pid``
-    compress: Compress = Compress.OFF  # --compress (migration/compress.py); off by default
+    compress: Compress = Compress.AUTO  # --compress (migration/compress.py)
 
     @property
     def in_container(self) -> bool:

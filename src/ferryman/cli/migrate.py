@@ -76,12 +76,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "(post-copy's background push too; the kernel paces CRIU's page "
                         "socket); the pre-copy budget and --mode auto predict with it "
                         "(default: no cap)")
-    p.add_argument("--compress", type=parse_compress, default=Compress.OFF,
+    p.add_argument("--compress", type=parse_compress, default=Compress.AUTO,
                    metavar="auto|on|off",
                    help="cold: send the pages LZ4-compressed through ferryman's own TLS "
-                        "stream; auto does when the link is slower than compressing a "
-                        "sample of the workload's memory and it compresses (default: off, "
-                        "until the relay holds the fault matrix; see README)")
+                        "stream; auto (default) does when the link is slower than "
+                        "compressing a sample of the workload's memory and it compresses")
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,

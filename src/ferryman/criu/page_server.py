@@ -104,13 +104,53 @@ async def start_page_server(criu_bin: str, images_dir: Path, address: str, port:
     return daemon
 
 
-async def start_socket_page_server(criu_bin: str, images_dir: Path, sock_fd: int
-                                   ) -> CriuDaemon:
+async def _read_byte(fd: int) -> bytes:
+    """One byte from the pipe ``fd`` once it is readable (b"" at its end)."""
+    loop = asyncio.get_running_loop()
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not readable.done():
+            readable.set_result(None)
+    loop.add_reader(fd, ready)
+    try:
+        await readable
+    finally:
+        loop.remove_reader(fd)
+    return os.read(fd, 1)
+
+
+async def start_socket_page_server(criu_bin: str, images_dir: Path, sock_fd: int,
+                                   timeout: float = 10.0) -> CriuDaemon:
     """``criu page-server --ps-socket`` on a connected socket (ferryman's page relay's;
-    no TLS: the relay carries the stream between the nodes in its own)."""
-    args = ["--images-dir", str(images_dir), "--ps-socket", str(sock_fd)]
-    return await CriuDaemon.spawn(criu_bin, "page-server", args,
-                                  images_dir / "page-server.log", pass_fds=(sock_fd,))
+    no TLS: the relay carries the stream between the nodes in its own), once it is ready to
+    serve (``--status-fd``), as ``start_page_server`` waits until it listens: until then
+    criu runs its start-up checks, whose helper children, orphaned by a SIGKILL then,
+    would hold the socket open and sleep on."""
+    ready_r, ready_w = os.pipe()
+    try:
+        args = ["--images-dir", str(images_dir), "--ps-socket", str(sock_fd),
+                "--status-fd", str(ready_w)]
+        daemon = await CriuDaemon.spawn(criu_bin, "page-server", args,
+                                        images_dir / "page-server.log",
+                                        pass_fds=(sock_fd, ready_w))
+        os.close(ready_w)
+        ready_w = -1
+        try:  # a byte once ready; end of file if it exited first
+            ready = await asyncio.wait_for(_read_byte(ready_r), timeout)
+        except TimeoutError:
+            await daemon.kill()
+            raise CriuError(daemon.action, log_path=str(daemon.log_path),
+                            reason=f"not ready after {timeout:.0f} s") from None
+        if not ready:
+            await daemon.kill()
+            raise CriuError(daemon.action, log_path=str(daemon.log_path),
+                            reason=first_error(daemon.log_path) or "exited at start")
+        return daemon
+    finally:
+        os.close(ready_r)
+        if ready_w >= 0:
+            os.close(ready_w)
 
 
 async def wait_listening(daemon: CriuDaemon, address: str, port: int,
