@@ -174,13 +174,22 @@ class WorkloadLost(FerrymanError):
 
     exit_code = 9
 
-    def __init__(self, pid: int, reason: str) -> None:
+    def __init__(self, pid: int, reason: str, *, served_all: bool = False) -> None:
+        """``served_all``: the destination's lazy-pages daemon had closed its session in
+        order before the failure, which it does once every page went (or once its restored
+        tasks died): the copy there may run whole, and the operator should look first."""
+        hint = ("the destination's lazy-pages daemon had closed its session in order (every "
+                "page it asked for was sent), so the copy there may run whole: look there "
+                "first ('ferryman orphans', 'ps'), else restart it from its own state"
+                if served_all else
+                "its memory was split between the nodes; restart it from its own state")
         super().__init__(
             f"workload (source PID {pid}) LOST during the post-copy page transfer: {reason}",
-            hint="its memory was split between the nodes; restart it from its own state",
+            hint=hint,
         )
         self.pid = pid
         self.reason = reason
+        self.served_all = served_all
 
 
 class PkiError(FerrymanError):

@@ -139,7 +139,8 @@ class SourceDrive:
         finally:
             await self._stop(cancel_dump=True)
         conclude(self.role, self.outcome, self.failure, commit_error=self.commit_error,
-                 confirm_error=self.confirm_error)
+                 confirm_error=self.confirm_error,
+                 served_all=self.driver.lazy and self.driver.dump_ok is True)
 
     def _feed(self, event: Event) -> tuple[Action, ...]:
         actions = self.driver.handle(event)

@@ -21,8 +21,10 @@ WHERE = "the workload is on the destination, running or kept stopped: see 'ferry
 
 
 def conclude(role: SourceRole, outcome: Outcome | None, exc: BaseException | None, *,
-             commit_error: PeerLost | None, confirm_error: FerrymanError | None) -> None:
-    """Set the report's result; raise unless the workload runs on the destination."""
+             commit_error: PeerLost | None, confirm_error: FerrymanError | None,
+             served_all: bool = False) -> None:
+    """Set the report's result; raise unless the workload runs on the destination.
+    ``served_all``: a lazy dump had ended in order (WorkloadLost says what it may mean)."""
     reason = getattr(exc, "message", str(exc))
     hint = getattr(exc, "hint", None)
     if outcome is Outcome.DONE:
@@ -40,7 +42,7 @@ def conclude(role: SourceRole, outcome: Outcome | None, exc: BaseException | Non
                             f"migration: {exc}") from exc
     elif outcome is Outcome.LOST:
         role.report.result = Result.LOST
-        raise WorkloadLost(role.pid, reason) from exc
+        raise WorkloadLost(role.pid, reason, served_all=served_all) from exc
     elif outcome is Outcome.UNCONFIRMED:
         peer, node = (role.ch.peer if role.ch else ""), role.report.destination_node
         if commit_error is not None:
