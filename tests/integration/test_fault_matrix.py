@@ -427,7 +427,9 @@ CUT_ROLLBACK_S = 15.0
 HYBRID_SAYS_LOST = (
     "hybrid's tail is small (54 pages in one run): B's lazy-pages daemon, continued after "
     "the cut, may find every page already in its socket and the workload runs on B intact, "
-    "while the controller, which cannot tell, reports it LOST (exit 9)")
+    "while the controller, which cannot tell, reports it LOST (exit 9; as for runc "
+    "post-copy, B's agent killed at dst:COMMITTED, the error sends the operator to B "
+    "first when the lazy dump's in-order end came first)")
 
 
 CELLS = _cells()
@@ -787,7 +789,10 @@ RUNC_TRANSFERRING_FIXED = (
 RUNC_SAYS_LOST = (
     "B's agent killed after the commit: the container's memory (a shell, a few pages) had "
     "all reached B, which runs it on intact, but the controller cannot tell and reports it "
-    "LOST (exit 9, 'restart it from its own state')")
+    "LOST (exit 9, 'restart it from its own state'); when the lazy dump's in-order end "
+    "reaches it before the broken connection does (1 run of 3), the error sends the "
+    "operator to B first ('ferryman orphans'), which the cell accepts. Waiting for the "
+    "dump's end after such a failure needs a bound of its own in the driver (not done)")
 
 
 @dataclass
