@@ -44,6 +44,7 @@ from ferryman.migration.source_events import (
     Action,
     AnswerNotify,
     AskSet,
+    AwaitDumpEnd,
     AwaitPagesComplete,
     AwaitRestored,
     CollectDumpStats,
@@ -52,6 +53,7 @@ from ferryman.migration.source_events import (
     Committed,
     ContinueLeftStopped,
     DumpEnded,
+    DumpGraceOver,
     Enter,
     Event,
     Failed,
@@ -297,6 +299,8 @@ class SourceDrive:
                 assert role.ch is not None
                 self._watch(role.ch.expect((wire.PagesComplete,), role.opts.timeouts.page_tail),
                             self._pages_complete)
+            case AwaitDumpEnd(seconds):
+                self._watch(asyncio.sleep(seconds), lambda _: DumpGraceOver())
             case StopDump():
                 await self._stop(cancel_dump=True)
             case GuardLeftStopped():

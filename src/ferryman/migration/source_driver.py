@@ -42,6 +42,7 @@ from ferryman.migration.source_events import (
     Action,
     AnswerNotify,
     AskSet,
+    AwaitDumpEnd,
     AwaitPagesComplete,
     AwaitRestored,
     CollectDumpStats,
@@ -50,6 +51,7 @@ from ferryman.migration.source_events import (
     Committed,
     ContinueLeftStopped,
     DumpEnded,
+    DumpGraceOver,
     Enter,
     Event,
     Failed,
@@ -92,6 +94,9 @@ Actions = tuple[Action, ...]
 _ANSWERED = {Step.SEND_COMMIT_ANYWAY: CommitSent, Step.AWAIT_COMMITTED: Committed}
 EARLY_END = "criu ended the lazy dump before serving any page"
 UNSERVED_END = "criu ended the dump before the commit"
+# After a failure past a lazy commit, how long the dump may take to end: CRIU's page
+# sockets see a dead link within 5 s (scripts/criu-patches/usertimeout-page-sockets.patch)
+DUMP_END_GRACE_S = 7.0
 
 
 class SourceDriver:
@@ -192,6 +197,8 @@ class SourceDriver:
                 return self._finish(Outcome.NOT_SURVIVED, self._enter(S.LOST))
             case Failed():
                 return self._failed()
+            case DumpGraceOver():
+                return self._lost() if self.failing else ()
         raise TypeError(f"not a SOURCE event: {event!r}")
 
     # -- the way there ---------------------------------------------------------------
@@ -303,7 +310,7 @@ class SourceDriver:
         self.dump_ok = ok
         if self.phase in (S.COMMITTED, S.SERVING_PAGES):
             if self.lazy:
-                return self._lost() if not ok else self._tail_end()
+                return self._lost() if not ok or self.failing else self._tail_end()
             # cold: CRIU answered after the commit; an error of its is only logged
             return (*((ThawCgroup(),) if ok else ()), CollectDumpStats(lazy=False),
                     KillSurvivors(), *self._cold_end())
@@ -349,6 +356,9 @@ class SourceDriver:
             return self._answer(ok=False)
         if phase in (S.COMMITTED, S.SERVING_PAGES):
             if self.lazy:
+                if self.dump_running and not self.failing:
+                    self.failing = True  # lost; how the dump ends says whether B has it all
+                    return (AwaitDumpEnd(DUMP_END_GRACE_S),)
                 return self._lost()
             self.confirm_failed = True  # cold: CRIU is told, or was; nothing more to do
             return self._cold_end()

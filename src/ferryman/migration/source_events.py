@@ -100,8 +100,13 @@ class Failed:
     during: Action | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DumpGraceOver:
+    """The lazy dump did not end within the grace after a failure past the commit."""
+
+
 Event = (Started | PresyncDone | SetReady | PreDumpDone | Notified | DumpEnded | Restored
-         | CommitSent | Committed | PagesComplete | RolledBack | Failed)
+         | CommitSent | Committed | PagesComplete | RolledBack | Failed | DumpGraceOver)
 
 
 # -- actions ----------------------------------------------------------------------------
@@ -244,6 +249,15 @@ class AwaitPagesComplete:
 
 
 @dataclass(frozen=True, slots=True)
+class AwaitDumpEnd:
+    """Past the commit something broke while the lazy dump still serves: wait ``seconds``
+    at most (answered: DumpEnded, or DumpGraceOver) for how it ends, which says whether
+    every page went (an in-order end) before the workload is reported lost."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class StopDump:
     """Kill CRIU (post-copy); stop reading the channel. Its frozen tasks continue."""
 
@@ -291,6 +305,7 @@ class Finish:
 Action = (Enter | RunPresync | AskSet | RunPreDump | RecordPrediction | RecordIterations
           | RunDump | FreezeWindow | AnswerNotify | MoveAddressAway | ShipImages | FinalSync
           | KeepShared | SendRestore | FindNetworkLock | AwaitRestored | CommitStep
-          | ThawCgroup | CollectDumpStats | KillSurvivors | AwaitPagesComplete | StopDump
+          | ThawCgroup | CollectDumpStats | KillSurvivors | AwaitPagesComplete | AwaitDumpEnd
+          | StopDump
           | GuardLeftStopped | ContinueLeftStopped | RollBack | Abandon | KillTree | RecordPages
           | Finish)

@@ -17,12 +17,13 @@ from ferryman.migration.convergence import IterationStats
 from ferryman.migration.iterations import Convergence
 from ferryman.migration.phases import SOURCE_TABLE, SourcePhase
 from ferryman.migration.precopy_plan import PrecopyOptions
-from ferryman.migration.source_driver import EARLY_END, SourceDriver
+from ferryman.migration.source_driver import DUMP_END_GRACE_S, EARLY_END, SourceDriver
 from ferryman.migration.source_events import (
     Abandon,
     Action,
     AnswerNotify,
     AskSet,
+    AwaitDumpEnd,
     AwaitPagesComplete,
     AwaitRestored,
     CollectDumpStats,
@@ -31,6 +32,7 @@ from ferryman.migration.source_events import (
     Committed,
     ContinueLeftStopped,
     DumpEnded,
+    DumpGraceOver,
     Enter,
     Event,
     Failed,
@@ -420,19 +422,39 @@ def test_lazy_restore_failed_or_commit_unsent_rolls_back(during: Action | None) 
     assert d.phase is S.RESUMING
 
 
-def test_lazy_committed_never_read_loses_the_workload() -> None:
+def test_lazy_committed_never_read_loses_the_workload_once_the_dump_ended() -> None:
     d = SourceDriver(lazy=True)
     replay(d, [Started(0), *LAZY_FREEZE, Restored(DEST)])
     assert d.phase is S.COMMITTED
-    assert replay(d, [failed()]) == LOST
+    # how the lazy dump ends says whether every page went: waited for, within a bound
+    assert replay(d, [failed()]) == [AwaitDumpEnd(DUMP_END_GRACE_S)]
+    assert d.outcome is None
+    assert replay(d, [DumpGraceOver()]) == LOST
+    assert d.dump_ok is None  # no in-order end: the memory was split
 
 
-@pytest.mark.parametrize("event", [DumpEnded(ok=False), failed()])
-def test_broken_page_tail_loses_the_workload(event: Event) -> None:
+@pytest.mark.parametrize("ok", [True, False])
+def test_a_failure_in_the_page_tail_waits_for_the_dumps_end(ok: bool) -> None:
     d = SourceDriver(lazy=True)
     replay(d, [Started(0), *LAZY_FREEZE, Restored(DEST), Committed(DEST)])
     assert d.phase is S.SERVING_PAGES
-    assert replay(d, [event]) == LOST
+    assert replay(d, [failed()]) == [AwaitDumpEnd(DUMP_END_GRACE_S)]
+    assert replay(d, [DumpEnded(ok=ok)]) == LOST  # lost all the same: B's answer never came
+    assert d.dump_ok is ok  # ... but an in-order end says every page went (errors.py)
+    assert replay(d, [DumpGraceOver()]) == []  # too late: the outcome is known
+
+
+def test_a_broken_page_tail_loses_the_workload() -> None:
+    d = SourceDriver(lazy=True)
+    replay(d, [Started(0), *LAZY_FREEZE, Restored(DEST), Committed(DEST)])
+    assert replay(d, [DumpEnded(ok=False)]) == LOST
+
+
+def test_a_failure_after_the_dump_ended_in_order_loses_the_workload_at_once() -> None:
+    d = SourceDriver(lazy=True)
+    replay(d, [Started(0), *LAZY_FREEZE, DumpEnded(ok=True), Restored(DEST), Committed(DEST)])
+    assert replay(d, [failed()]) == LOST
+    assert d.dump_ok is True
 
 
 def test_cold_check_held_failure_rolls_back_although_committed_came_next() -> None:
@@ -467,9 +489,10 @@ FAILURES: list[tuple[str, SourceDriver, list[Event]]] = [
       RolledBack(survived=True)]),
     ("await-restore", SourceDriver(lazy=True),
      [Started(0), *LAZY_FREEZE, failed(), RolledBack(survived=True)]),
-    ("committed", SourceDriver(lazy=True), [Started(0), *LAZY_FREEZE, Restored(DEST), failed()]),
+    ("committed", SourceDriver(lazy=True),
+     [Started(0), *LAZY_FREEZE, Restored(DEST), failed(), DumpGraceOver()]),
     ("serving", SourceDriver(lazy=True),
-     [Started(0), *LAZY_FREEZE, Restored(DEST), Committed(DEST), failed()]),
+     [Started(0), *LAZY_FREEZE, Restored(DEST), Committed(DEST), failed(), DumpEnded(False)]),
 ]
 
 
