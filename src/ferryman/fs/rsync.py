@@ -52,6 +52,10 @@ _FLAGS_RE = re.compile(r"-[rlptgoDH]+(?:e\.[A-Za-z]+)?")
 _SERVER_LONG_OPTIONS = frozenset({"--delete", "--numeric-ids", "--stats"})
 _NAME_RE = re.compile(r"[a-z]{1,32}")
 _STATS_RE = re.compile(r"Total bytes sent: ([\d,.]+)")
+# CRIU's dump makes a directory /cr-tmpfs.XXXXXX (mkdtemp) in the container's root for a
+# moment (criu/mount.c:get_clean_fd) while the frozen sync runs: never part of the container
+CRIU_TEMP_DIR = "cr-tmpfs.??????/"
+VANISHED = 24  # rsync: "some files vanished before they could be transferred"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,8 @@ def client_argv(src: Path, dest_host: str, *, dest: str, rsh: Sequence[str], del
                 rsync: str = "rsync") -> list[str]:
     """The rsync client: ``src``'s contents into the destination's directory named ``dest``."""
     path = check_path(str(src))
-    argv = [rsync, *CLIENT_OPTIONS, "--stats", "-e", " ".join(rsh)]
+    argv = [rsync, *CLIENT_OPTIONS, "--stats", f"--exclude={CRIU_TEMP_DIR}", "-e",
+            " ".join(rsh)]
     if delete:
         argv.append("--delete")
     return [*argv, f"{path}/", f"{dest_host}:{check_name(dest)}/"]
@@ -162,7 +167,11 @@ async def sync(src: Path, dest_host: str, *, dest: str, rsh: Sequence[str], phas
         if isinstance(exc, asyncio.CancelledError):
             raise
         raise SyncError(str(src), f"rsync did not finish within {timeout:.0f} s") from exc
-    if proc.returncode != 0:
+    if proc.returncode == VANISHED and phase == 2:
+        # frozen: only CRIU's own temporaries come and go (the copy is complete otherwise)
+        log.warning("sync phase 2 of %s: %s", src,
+                    rsync_reason(err.decode(errors="replace"), VANISHED))
+    elif proc.returncode != 0:
         assert proc.returncode is not None
         raise SyncError(str(src), rsync_reason(err.decode(errors="replace"), proc.returncode),
                         exit_status=proc.returncode)

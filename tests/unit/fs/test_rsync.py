@@ -23,8 +23,8 @@ FLAGS = "-lHogDtpre.iLsfxCIvu"
 def test_client_argv_phase_one_and_two() -> None:
     one = client_argv(Path("/srv/b/c1"), "10.0.0.2", dest="bundle", rsh=["py", "tunnel"],
                       delete=False)
-    assert one == ["rsync", "-aH", "--numeric-ids", "--stats", "-e", "py tunnel",
-                   "/srv/b/c1/", "10.0.0.2:bundle/"]
+    assert one == ["rsync", "-aH", "--numeric-ids", "--stats", "--exclude=cr-tmpfs.??????/",
+                   "-e", "py tunnel", "/srv/b/c1/", "10.0.0.2:bundle/"]
     two = client_argv(Path("/srv/b/c1/"), "10.0.0.2", dest="rootfs", rsh=["py"], delete=True)
     assert "--delete" in two
     assert two[-2:] == ["/srv/b/c1/", "10.0.0.2:rootfs/"]
