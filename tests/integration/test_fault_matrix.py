@@ -157,15 +157,21 @@ class Scenario:
     def src_state(self) -> Path:
         return self.cluster.base / "state-src"
 
-    def wait_paused(self, who: str) -> None:
-        deadline = time.monotonic() + 90
-        while not self.flags[who].exists():
+    def wait_for(self, done: Callable[[], bool], what: str, seconds: float,
+                 step: float) -> None:
+        """Until ``done()``, checked every ``step`` s: the migration must not end first
+        (no outcome: its stderr says why), nor ``seconds`` pass."""
+        deadline = time.monotonic() + seconds
+        while not done():
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise AssertionError(f"migration ended before {who} reached "
-                                     f"{self.pauses()[who]}: {self.proc.communicate()[1]}")
-            assert time.monotonic() < deadline, f"{who} never reached {self.pauses()[who]}"
-            time.sleep(0.002)
+                raise AssertionError(f"migration ended before {what}: "
+                                     f"{self.proc.communicate()[1]}")
+            assert time.monotonic() < deadline, f"not {what} within {seconds:.0f} s"
+            time.sleep(step)
+
+    def wait_paused(self, who: str) -> None:
+        self.wait_for(self.flags[who].exists, f"{who} reached {self.pauses()[who]}", 90, 0.002)
 
     def release(self, who: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -224,14 +230,14 @@ def _wait_mid_stream(s: Scenario) -> None:
     """Until B's page server has written ``MID_STREAM`` bytes of the dump's pages. If all
     of the workload's were there by then, the fault came too late: the cell has no outcome
     and is skipped, saying so."""
-    deadline = time.monotonic() + 60
-    while (got := _pages_on_b(s)) < MID_STREAM:
-        assert s.proc is not None
-        if s.proc.poll() is not None:
-            raise AssertionError(f"migration ended before its pages streamed: "
-                                 f"{s.proc.communicate()[1]}")
-        assert time.monotonic() < deadline, f"only {got} bytes of pages on B after 60 s"
-        time.sleep(0.0005)
+    got = 0
+
+    def streamed() -> bool:
+        nonlocal got
+        got = _pages_on_b(s)
+        return got >= MID_STREAM
+
+    s.wait_for(streamed, "its pages streamed (B had MID_STREAM bytes)", 60, 0.0005)
     if got >= WORKLOAD_MIB << 20:
         pytest.skip(f"the fault came too late (no outcome): {got >> 20} MiB of pages on B")
 
