@@ -32,6 +32,7 @@ import lz4.block  # type: ignore[import-untyped]
 
 from ferryman.criu.pacing import PAGE_TIMEOUT_MS
 from ferryman.errors import FerrymanError, PeerRejected
+from ferryman.host import deadlink
 from ferryman.pki import tls
 
 log = logging.getLogger(__name__)
@@ -111,16 +112,12 @@ def socket_pair() -> tuple[socket.socket, socket.socket]:
     return theirs, ours
 
 
-def bound_stalls(sock: socket.socket) -> None:
-    """A relay socket's stalls bounded as CRIU's own page sockets are (our CRIU patch,
-    ``usertimeout-page-sockets.patch``; ``criu/pacing.py``): TCP_USER_TIMEOUT for data the
-    peer does not acknowledge (the SYN retries of a connect too), and keepalive probes every
-    second, so that an idle relay over a cut link also fails within ``PAGE_TIMEOUT_MS``."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, PAGE_TIMEOUT_MS)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, PAGE_TIMEOUT_MS // 1000)
+# A relay socket's stalls bounded as CRIU's own page sockets are (our CRIU patch,
+# ``usertimeout-page-sockets.patch``; ``criu/pacing.py``): TCP_USER_TIMEOUT for data the
+# peer does not acknowledge (the SYN retries of a connect too), and keepalive probes every
+# second, so that an idle relay over a cut link also fails within ``PAGE_TIMEOUT_MS``.
+PAGE_BOUND = deadlink.Bound(idle=1, interval=1, count=PAGE_TIMEOUT_MS // 1000,
+                            user_timeout_ms=PAGE_TIMEOUT_MS)
 
 
 async def _criu_to_peer(ours: socket.socket, writer: asyncio.StreamWriter,
@@ -208,7 +205,7 @@ async def _connect(host: str, port: int, ctx: ssl.SSLContext, timeout: float
         host, port, type=socket.SOCK_STREAM))[0]
     sock = socket.socket(family, kind, proto)
     try:
-        bound_stalls(sock)
+        deadlink.bound(sock, PAGE_BOUND)
         sock.setblocking(False)
         await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
         return await asyncio.wait_for(asyncio.open_connection(
@@ -229,7 +226,7 @@ async def send_pages(host: str, port: int, ctx: ssl.SSLContext, ours: socket.soc
     request, or killed), and ``ours`` is then shut down, so that a criu still writing or
     waiting for an answer fails at once rather than into a void; or when criu's end is
     closed (the dump is over), the answers still coming until the destination closes.
-    Every stall is bounded (``bound_stalls``); any break is a RelayError."""
+    Every stall is bounded (``PAGE_BOUND``); any break is a RelayError."""
     try:
         reader, writer = await _connect(host, port, ctx, timeout)
     except (OSError, ssl.SSLError, TimeoutError) as exc:
@@ -315,7 +312,7 @@ class RelayServer:
             self.server.close()  # one connection only
         writer.transport.set_write_buffer_limits(high=STREAM_BUFFER)
         if (sock := writer.get_extra_info("socket")) is not None:
-            bound_stalls(sock)
+            deadlink.bound(sock, PAGE_BOUND)
         tasks: tuple[asyncio.Future[None], ...] = ()
         ok = False
         try:

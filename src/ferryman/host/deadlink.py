@@ -14,17 +14,32 @@ fails with ETIMEDOUT, instead of waiting for ever or for the kernel's retransmis
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 
 KEEPIDLE, KEEPINTVL, KEEPCNT, USER_TIMEOUT_MS = 2, 1, 3, 5000
 
 
-def bound(sock: socket.socket) -> None:
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """Keepalive (first probe after ``idle`` s, then every ``interval`` s, ``count`` of
+    them) and TCP_USER_TIMEOUT (``user_timeout_ms``)."""
+
+    idle: int
+    interval: int
+    count: int
+    user_timeout_ms: int
+
+
+CONTROL = Bound(KEEPIDLE, KEEPINTVL, KEEPCNT, USER_TIMEOUT_MS)
+
+
+def bound(sock: socket.socket, limits: Bound = CONTROL) -> None:
     """Keepalive and a user timeout on ``sock`` (a TCP socket, connected or not yet)."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPIDLE)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPINTVL)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPCNT)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, limits.idle)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, limits.interval)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, limits.count)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, limits.user_timeout_ms)
 
 
 def tunnel_argument() -> str:
