@@ -168,8 +168,7 @@ class SourceContainer:
         await self.after_commit()
 
     def forget_argv(self) -> list[str]:
-        return [self.runc.binary, "--root", str(self.runc.root), "delete", "--force",
-                check_id(self.target.id)]
+        return self.runc.argv("delete", "--force", check_id(self.target.id))
 
     def start_final_sync(self, host: str, port: int, creds: NodeCredentials) -> None:
         """The container's cgroup is frozen (by us, at CRIU's pre-dump): its files are final,

@@ -320,10 +320,14 @@ class Runc:
         self.binary = binary
         self.root = root
 
+    def argv(self, *args: str) -> list[str]:
+        """runc with this state root and ``args``."""
+        return [self.binary, "--root", str(self.root), *args]
+
     async def run(self, *args: str, timeout: float = 60.0) -> tuple[int, str, str]:
         try:
             proc = await asyncio.create_subprocess_exec(
-                self.binary, "--root", str(self.root), *args,
+                *self.argv(*args),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, preexec_fn=die_with_parent)
         except FileNotFoundError as exc:
