@@ -288,13 +288,37 @@ def test_container_precopy_moves_it_with_a_small_final_dump(guests: Run) -> None
     assert rep["policy"] == "budget"
 
 
-def test_check_runc_allows_container_precopy_with_soft_dirty(guests: Run) -> None:
-    chk = guests.result("runc-precopy")["check"]
+def allows_precopy(run: Run, name: str) -> dict[tuple[str, str], str]:
+    """``ferryman check`` before scenario ``name`` passed, found soft-dirty tracking on vm1
+    and allows every mode; its rows' statuses by (side, check)."""
+    chk = run.result(name)["check"]
     assert chk["rc"] == 0, chk
     v = chk["verdict"]
     rows = {(r["side"], r["check"]): r["status"] for r in v["rows"]}
     assert rows[("source", "kernel.dirty-tracking")] == "pass", v["rows"]
     assert set(v["allowed_modes"]) == {"cold", "postcopy", "precopy", "hybrid"}, v
+    return rows
+
+
+def rolled_back_at_the_final_step(run: Run, name: str, restorer: str) -> dict[str, Any]:
+    """Scenario ``name`` pre-copied, then ``restorer``'s restore failed on vm2: rolled back
+    (exit 8, the error naming that restore), and the workload writes on, on vm1, with
+    nothing lost or doubled."""
+    r: dict[str, Any] = run.result(name)
+    assert r["rc"] == EXIT_ROLLED_BACK, "\n".join(r["stderr"])
+    assert f"{restorer} restore {name}" in "\n".join(r["stderr"]), r["stderr"]
+    rep = r["report"]
+    assert rep["result"] == "rolled_back"
+    assert rep["iterations"], rep  # it failed after pre-copy, at the final step
+    src = r["source"]
+    assert src["log"]["sequential"], src
+    assert src["log_later"]["sequential"], src  # nothing lost or doubled
+    assert src["log_later"]["lines"] > src["log"]["lines"] + 5, src  # it runs on vm1 again
+    return r
+
+
+def test_check_runc_allows_container_precopy_with_soft_dirty(guests: Run) -> None:
+    allows_precopy(guests, "runc-precopy")
 
 
 def test_container_hybrid_precopies_then_fetches_the_rest_lazily(guests: Run) -> None:
@@ -302,18 +326,10 @@ def test_container_hybrid_precopies_then_fetches_the_rest_lazily(guests: Run) ->
 
 
 def test_container_precopy_rolls_back_when_the_restore_fails(guests: Run) -> None:
-    r = guests.result("runc-rollback")
-    assert r["rc"] == EXIT_ROLLED_BACK, "\n".join(r["stderr"])
-    assert "runc restore runc-rollback" in "\n".join(r["stderr"]), r["stderr"]
-    rep = r["report"]
-    assert rep["result"] == "rolled_back"
-    assert rep["iterations"], rep  # it failed after pre-copy, at the final step
+    r = rolled_back_at_the_final_step(guests, "runc-rollback", "runc")
     src = r["source"]
     assert src["state"] is not None
     assert src["state"]["status"] == "running", src["state"]
-    assert src["log"]["sequential"], src
-    assert src["log_later"]["sequential"], src  # nothing lost or doubled
-    assert src["log_later"]["lines"] > src["log"]["lines"] + 5, src  # it runs on vm1 again
     assert r["destination"]["state"] is None, r["destination"]
 
 
@@ -364,13 +380,8 @@ def test_podman_precopy_moves_it_with_its_client_and_address(guests: Run) -> Non
 
 
 def test_check_podman_allows_precopy_with_soft_dirty(guests: Run) -> None:
-    chk = guests.result("podman-precopy")["check"]
-    assert chk["rc"] == 0, chk
-    v = chk["verdict"]
-    rows = {(r["side"], r["check"]): r["status"] for r in v["rows"]}
-    assert rows[("source", "kernel.dirty-tracking")] == "pass", v["rows"]
-    assert rows[("destination", "podman.image")] == "pass", v["rows"]
-    assert set(v["allowed_modes"]) == {"cold", "postcopy", "precopy", "hybrid"}, v
+    rows = allows_precopy(guests, "podman-precopy")
+    assert rows[("destination", "podman.image")] == "pass", rows
 
 
 def test_podman_hybrid_precopies_then_fetches_the_rest_lazily(guests: Run) -> None:
@@ -378,17 +389,9 @@ def test_podman_hybrid_precopies_then_fetches_the_rest_lazily(guests: Run) -> No
 
 
 def test_podman_precopy_rolls_back_leaving_podmans_view_on_vm1_unchanged(guests: Run) -> None:
-    r = guests.result("podman-rollback")
-    assert r["rc"] == EXIT_ROLLED_BACK, "\n".join(r["stderr"])
-    assert "podman restore podman-rollback" in "\n".join(r["stderr"]), r["stderr"]
-    rep = r["report"]
-    assert rep["result"] == "rolled_back"
-    assert rep["iterations"], rep  # it failed after pre-copy, at the final step
+    r = rolled_back_at_the_final_step(guests, "podman-rollback", "podman")
     src, dst = r["source"], r["destination"]
     assert src["after"] == src["before"], "podman ps -a on vm1 is what it was"
-    assert src["log"]["sequential"], src
-    assert src["log_later"]["sequential"], src  # nothing lost or doubled
-    assert src["log_later"]["lines"] > src["log"]["lines"] + 5, src  # it runs on vm1 again
     assert src["address"] is True, "the service address is back on vm1"
     assert dst["ps"] == [], f"vm2's Podman keeps a record: {dst['ps']}"
     assert dst["address"] is False
