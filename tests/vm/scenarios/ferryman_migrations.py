@@ -37,7 +37,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[3]
 PY = [sys.executable]
@@ -58,6 +60,19 @@ def emit(key: str, value: object) -> None:
 
 def say(text: str) -> None:
     print(f"[{os.environ.get('VM_NAME')} {time.strftime('%T')}] {text}", flush=True)
+
+
+def serve_requests(srv: socket.socket, answer: Callable[[dict[str, Any]], object]) -> None:
+    """vm2's control server: one JSON request a connection, ``answer(request)`` as the JSON
+    reply, until vm1 says ``quit`` (or ``srv``'s accept times out)."""
+    while True:
+        conn, _ = srv.accept()
+        with conn, conn.makefile("rw") as fh:
+            req = json.loads(fh.readline() or "{}")
+            if req.get("cmd") == "quit":
+                fh.write("{}\n")
+                return
+            fh.write(json.dumps(answer(req)) + "\n")
 
 
 def setup_kernel() -> None:
@@ -111,26 +126,18 @@ def destination() -> None:
     srv = socket.create_server(("0.0.0.0", CTL_PORT))
     srv.settimeout(STEP_TMO * 4)
     say("agent and control server up")
+
+    def answer(req: dict[str, Any]) -> object:
+        if req.get("cmd") == "ping":
+            return {"agent": agent.poll() is None and failing.poll() is None}
+        if req.get("cmd") == "podman":
+            return podman_guest.container_here(str(req["name"]), str(req["address"]))
+        if req.get("cmd") == "container":
+            return container_here(str(req["id"]))
+        return verify(int(req["pid"]), str(req["status"]))
+
     try:
-        while True:
-            conn, _ = srv.accept()
-            with conn, conn.makefile("rw") as fh:
-                req = json.loads(fh.readline() or "{}")
-                if req.get("cmd") == "quit":
-                    fh.write("{}\n")
-                    return
-                if req.get("cmd") == "ping":
-                    fh.write(json.dumps({"agent": agent.poll() is None
-                                         and failing.poll() is None}) + "\n")
-                    continue
-                if req.get("cmd") == "podman":
-                    fh.write(json.dumps(podman_guest.container_here(
-                        str(req["name"]), str(req["address"]))) + "\n")
-                    continue
-                if req.get("cmd") == "container":
-                    fh.write(json.dumps(container_here(str(req["id"]))) + "\n")
-                    continue
-                fh.write(json.dumps(verify(int(req["pid"]), str(req["status"]))) + "\n")
+        serve_requests(srv, answer)
     finally:
         for a in (agent, failing):
             a.send_signal(signal.SIGTERM)

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import ferryman_migrations as fm  # tests/vm/scenarios: the shared guest helpers
 
@@ -129,20 +130,16 @@ def serve_control() -> None:
     """vm1's requests: ping (is the unit active), verify (the moved workload), quit."""
     srv = socket.create_server(("0.0.0.0", fm.CTL_PORT))
     srv.settimeout(fm.STEP_TMO * 4)
-    while True:
-        conn, _ = srv.accept()
-        with conn, conn.makefile("rw") as fh:
-            req = json.loads(fh.readline() or "{}")
-            if req.get("cmd") == "quit":
-                fh.write("{}\n")
-                return
-            if req.get("cmd") == "ping":
-                active = sh("systemctl", "is-active", "ferryman").stdout.strip() == "active"
-                fh.write(json.dumps({"agent": active}) + "\n")
-                continue
-            # fm.verify reads the agent's log lines (here: its journal) for the resume time
-            Path(fm.AGENT_LOG).write_text("\n".join(journal()) + "\n")
-            fh.write(json.dumps(fm.verify(int(req["pid"]), str(req["status"]))) + "\n")
+
+    def answer(req: dict[str, Any]) -> object:
+        if req.get("cmd") == "ping":
+            return {"agent": sh("systemctl", "is-active", "ferryman").stdout.strip()
+                    == "active"}
+        # fm.verify reads the agent's log lines (here: its journal) for the resume time
+        Path(fm.AGENT_LOG).write_text("\n".join(journal()) + "\n")
+        return fm.verify(int(req["pid"]), str(req["status"]))
+
+    fm.serve_requests(srv, answer)
 
 
 def source() -> None:

@@ -48,6 +48,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path[:0] = [str(REPO), str(REPO / "src")]
+from ferryman_migrations import serve_requests  # noqa: E402  (tests/vm/scenarios)
 from tests.zdtm.zdtmtest import ZdtmError, ZdtmRun, kill_tree  # noqa: E402
 
 from ferryman.criu.logs import first_error  # noqa: E402
@@ -185,22 +186,17 @@ def destination() -> None:
     srv = socket.create_server(("0.0.0.0", CTL_PORT))
     srv.settimeout(STEP_TMO * 10)
     say("agent and control server up")
+
+    def answer(req: dict[str, Any]) -> object:
+        if req.get("cmd") == "ping" and agent.poll() is not None:
+            return {"ok": False}
+        try:
+            return dest.handle(req)
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
     try:
-        while True:
-            conn, _ = srv.accept()
-            with conn, conn.makefile("rw") as fh:
-                req = json.loads(fh.readline() or "{}")
-                if req.get("cmd") == "quit":
-                    fh.write("{}\n")
-                    return
-                if req.get("cmd") == "ping" and agent.poll() is not None:
-                    fh.write(json.dumps({"ok": False}) + "\n")
-                    continue
-                try:
-                    answer = dest.handle(req)
-                except Exception as exc:
-                    answer = {"error": f"{type(exc).__name__}: {exc}"}
-                fh.write(json.dumps(answer) + "\n")
+        serve_requests(srv, answer)
     finally:
         agent.send_signal(signal.SIGTERM)
         try:
