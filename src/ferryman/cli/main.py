@@ -16,7 +16,8 @@ from ferryman import __version__
 from ferryman.errors import FerrymanError
 from ferryman.safetext import PrintableFormatter
 
-# Subcommand modules, in the order they appear in --help.
+# Subcommand modules, in the order they appear in --help; each registers the command its
+# module is named after.
 _COMMANDS = (
     "ferryman.cli.migrate",
     "ferryman.cli.check",
@@ -29,7 +30,16 @@ _COMMANDS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_named(argv: Sequence[str]) -> str | None:
+    """The module of the subcommand ``argv`` names (its first word that is not an option:
+    the top-level options take no value), or None (no command, an unknown one, --help)."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return next((m for m in _COMMANDS if m.rsplit(".", 1)[1] == word), None)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``only`` (a module of ``_COMMANDS``) just that
+    subcommand: a migration starts without importing every other command's code."""
     parser = argparse.ArgumentParser(
         prog="ferryman",
         description="Live-migrate Linux process trees and containers between machines with CRIU.",
@@ -38,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more log output on stderr (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in _COMMANDS:
+    for name in _COMMANDS if only is None else (only,):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -50,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(command_named(words))
+    args = parser.parse_args(words)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     handler = logging.StreamHandler()  # peer text in a log line stays in that one line
     handler.setFormatter(PrintableFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
