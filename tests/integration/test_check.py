@@ -169,6 +169,45 @@ def test_pid_taken_on_destination_fails_and_migrate_refuses_before_freezing(
         assert b.migration_dirs() == []
 
 
+def pty_of(pid: int) -> int | None:
+    """The index of the first /dev/pts terminal ``pid`` holds open, if any."""
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                head, _, tail = os.readlink(f"/proc/{pid}/fd/{fd}").rpartition("/")
+                if head == "/dev/pts" and tail.isdigit():
+                    return int(tail)
+    return None
+
+
+def test_a_terminal_taken_on_destination_fails_and_migrate_refuses_before_freezing(
+        cluster: Cluster) -> None:
+    """CRIU restores a terminal at its index in the destination's /dev/pts. On this one
+    machine the source's own terminal holds that index there, as a login session would on
+    another node; hand-typed CRIU would fail at the restore, ferryman refuses before."""
+    b = cluster.start_agent("b")
+    hold = "import os, time; m, s = os.openpty(); time.sleep(1000)"
+    with program(cluster, sys.executable, "-c", hold) as pid:
+        deadline = time.monotonic() + 20
+        while (index := pty_of(pid)) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert index is not None, "the program opened no terminal"
+        res, v = check(cluster, pid, b)
+        assert res.returncode == EXIT_PREFLIGHT, res.stderr
+        fail = fails(v)
+        assert set(fail) == {"ptys"}, fail
+        assert f"/dev/pts/{index}" in str(fail["ptys"]["detail"])
+        assert "/dev/pts of its own" in str(fail["ptys"]["fix"])
+        mig, report = cluster.migrate(pid, b)
+        assert mig.returncode == EXIT_PREFLIGHT, mig.stderr
+        assert "pre-flight check refused cold migration: ptys:" in mig.stderr
+        assert alive(pid)
+        assert not stopped(pid)
+        assert pty_of(pid) == index
+        assert report["result"] == "failed"
+        assert b.migration_dirs() == []
+
+
 def test_address_missing_on_destination(cluster: Cluster) -> None:
     b = cluster.start_agent("b")
     a_ip = cluster.topology["a"].ip

@@ -28,7 +28,7 @@ from ferryman.criu.client import Criu
 from ferryman.errors import PidControlError, RemoteProtocolError
 from ferryman.host import netinfo, pidctl, procfs
 from ferryman.host.exposure import answerable
-from ferryman.host.inspect import FileRef, stat_path
+from ferryman.host.inspect import PTS, FileRef, stat_path
 from ferryman.migration import podman_checks
 from ferryman.migration.checks import (
     NOTE,
@@ -67,6 +67,11 @@ def taken_ids(ids: Sequence[int], proc: Path = procfs.PROC) -> tuple[int, ...]:
     return tuple(taken)
 
 
+def taken_ptys(ptys: Sequence[int], pts: Path = Path(PTS)) -> tuple[int, ...]:
+    """The terminal indexes in use in this node's /dev/pts (CRIU needs each one free)."""
+    return tuple(n for n in ptys if (pts / str(n)).exists())
+
+
 async def cpu_problem(criu: Criu, cpuinfo: bytes, state_dir: Path) -> str | None:
     """None when a dump from the CPU ``cpuinfo`` describes can be restored here."""
     state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one local mkdir
@@ -86,6 +91,7 @@ async def destination_facts(q: CheckQuery, source_hello: wire.Hello, cfg: AgentC
         criu=node,
         cpu_problem=cpu,
         taken_ids=() if w.own_pid_ns else taken_ids(w.ids),
+        taken_ptys=taken_ptys(w.ptys),
         networks=frozenset(netinfo.local_networks(net)),
         bound=tuple(s for s in netinfo.read_inet_sockets(net) if s.binds),
         files={f.path: stat_path(f.path) for f in w.files},

@@ -4,9 +4,10 @@
 has PID/time/network namespaces of its own, its resident memory, the files it uses (open file
 descriptors, working directories, executables and file mappings) with their type, size,
 mtime and identity, whether the workload itself is changing them (open for writing, a shared
-writable mapping, or a stat that moved between two reads), and its inet sockets (matched by
-inode against ``/proc/PID/net/*`` of its own network namespace). Reading /proc never stops
-the workload.
+writable mapping, or a stat that moved between two reads), its inet sockets (matched by
+inode against ``/proc/PID/net/*`` of its own network namespace) and the terminals it holds in
+this node's /dev/pts (CRIU restores each at the same index, which must be free there).
+Reading /proc never stops the workload.
 
 :func:`stat_path` is the other side of the file check: what the same path is on this node.
 The procfs root is injectable; parsers are pure.
@@ -32,6 +33,9 @@ FILE_KINDS: Final = ("exe", "cwd", "fd", "map")  # by priority when one path is 
 FILE_TYPES: Final = ("f", "d", "c", "b", "p", "s", "l", "o")
 SKIPPED_PREFIXES: Final = ("/proc/", "/sys/", "/dev/pts/", "/dev/ptmx")
 DELETED: Final = " (deleted)"
+PTS: Final = "/dev/pts"
+PTY_MASTERS: Final = ("/dev/ptmx", "/dev/pts/ptmx")
+MAX_PTY: Final = 1 << 20  # the kernel's devpts indexes stay below this
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,7 @@ class WorkloadFacts:
     files: tuple[FileRef, ...]
     sockets: tuple[InetSocket, ...]
     deleted_files: int = 0  # open but unlinked: CRIU carries them in the images (ghost files)
+    ptys: tuple[int, ...] = ()  # indexes of the terminals it holds in this node's /dev/pts
 
 
 def file_type(mode: int) -> str:
@@ -132,6 +137,23 @@ def parse_map_paths(maps_text: str) -> dict[str, bool]:
     return seen
 
 
+def parse_tty_index(fdinfo_text: str) -> int | None:
+    """The ``tty-index:`` of a pty master's /proc/PID/fdinfo/FD, else None."""
+    for line in fdinfo_text.splitlines():
+        if line.startswith("tty-index:"):
+            with contextlib.suppress(ValueError, IndexError):
+                return int(line.split()[1])
+    return None
+
+
+def pts_index(link: str) -> int | None:
+    """N of a pty slave's fd link ``/dev/pts/N``, else None."""
+    head, _, tail = link.rpartition("/")
+    if head == PTS and tail.isdigit():
+        return int(tail)
+    return None
+
+
 def socket_inode(link: str) -> int | None:
     """The inode in a ``socket:[12345]`` fd link, else None."""
     if link.startswith("socket:[") and link.endswith("]"):
@@ -153,6 +175,11 @@ class _Collector:
         self.written: set[str] = set()
         self.inodes: set[int] = set()
         self.deleted = 0
+        self.ptys: set[int] = set()
+        try:
+            self.pts_dev: int | None = Path(PTS).stat().st_dev  # this node's devpts instance
+        except OSError:
+            self.pts_dev = None
 
     def add(self, path: str, kind: str, target: Path, *, writes: bool = False) -> None:
         if writes:
@@ -186,12 +213,30 @@ class _Collector:
                     self.inodes.add(inode)
                 elif target.endswith(DELETED) and target.startswith("/"):
                     self.deleted += 1
+                elif target.startswith(PTS) or target in PTY_MASTERS:
+                    self.pty(base, fd, target)
                 elif wanted_path(target):
                     self.add(target, "fd", fd, writes=self.fd_writes(base, fd.name))
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             for path, writes in parse_map_paths((base / "maps").read_text()).items():
                 if wanted_path(path):
                     self.add(path, "map", base / "root" / path.lstrip("/"), writes=writes)
+
+    def pty(self, base: Path, fd: Path, target: str) -> None:
+        """A terminal the tree holds, when it is one of this node's /dev/pts: a slave by its
+        device's filesystem, a master by the /dev/pts its process sees (a container's own
+        devpts has indexes of its own, which nothing here can take)."""
+        index = pts_index(target)
+        try:
+            if index is not None:
+                here = fd.stat().st_dev == self.pts_dev
+            else:
+                index = parse_tty_index((base / "fdinfo" / fd.name).read_text())
+                here = (base / "root" / PTS.lstrip("/")).stat().st_dev == self.pts_dev
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            return
+        if here and index is not None and index < MAX_PTY:
+            self.ptys.add(index)
 
     def fd_writes(self, base: Path, fd: str) -> bool:
         try:
@@ -254,4 +299,5 @@ def inspect_workload(pid: int, proc: Path = PROC) -> WorkloadFacts:
         files=collector.refs(),
         sockets=tuple(sorted(set(sockets), key=lambda s: (s.proto, s.local_port))),
         deleted_files=collector.deleted,
+        ptys=tuple(sorted(collector.ptys)),
     )

@@ -51,6 +51,7 @@ class DestinationFacts:
     criu: NodeFacts
     cpu_problem: str | None  # None: the source's CPU description passed CRIU's cpuinfo check
     taken_ids: tuple[int, ...]  # the queried PIDs in use here
+    taken_ptys: tuple[int, ...]  # the queried terminal indexes in use in /dev/pts here
     networks: frozenset[str]  # local addresses, as networks (see host.netinfo.local_networks)
     bound: tuple[InetSocket, ...]  # sockets holding ports here
     files: Mapping[str, FileStat | None]  # the queried paths as they are here
@@ -194,6 +195,20 @@ def pid_row(w: WorkloadFacts, taken: Sequence[int], omitted: int, node: str) -> 
                    "not checked (too many)", "free them on the destination, or run it in its "
                    "own PID namespace")
     return Row("pids", "destination", P, f"all {len(w.ids)} PIDs are free on {node}")
+
+
+def pty_row(w: WorkloadFacts, taken: Sequence[int], node: str) -> Row:
+    if taken:
+        return Row("ptys", "destination", F,
+                   f"terminals taken on {node}: "
+                   f"{_some([f'/dev/pts/{n}' for n in taken])}; CRIU restores each of the "
+                   f"{len(w.ptys)} terminals the workload holds at the same index",
+                   f"close those terminals on {node} (a login session there holds one), or "
+                   "run the workload with a /dev/pts of its own (a container)")
+    if w.ptys:
+        return Row("ptys", "destination", P,
+                   f"{_n(len(w.ptys), 'terminal')}: the same indexes are free on {node}")
+    return Row("ptys", "destination", P, "no terminals in this node's /dev/pts")
 
 
 def _sock(s: InetSocket) -> str:
@@ -376,6 +391,7 @@ def destination_rows(q: CheckQuery, d: DestinationFacts, source_node: str) -> li
         *kernel_rows("destination", node, d.criu.features, w),
         cpu_row(d.cpu_problem, source_node, node),
         pid_row(w, d.taken_ids, q.omitted_ids, node),
+        pty_row(w, d.taken_ptys, node),
         *network_rows(w, d.networks, d.bound, node),
         *file_rows(q, d.files, node),
         memory_row(w.rss_bytes, d.memory_available, node),

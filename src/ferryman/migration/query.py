@@ -15,10 +15,17 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from ferryman.errors import RemoteProtocolError
-from ferryman.host.inspect import FILE_KINDS, FILE_TYPES, FileRef, FileStat, WorkloadFacts
+from ferryman.host.inspect import (
+    FILE_KINDS,
+    FILE_TYPES,
+    MAX_PTY,
+    FileRef,
+    FileStat,
+    WorkloadFacts,
+)
 from ferryman.host.netinfo import TCP_STATES, InetSocket
 
-QUERY_VERSION: Final = 2  # 2: files carry identity and liveness
+QUERY_VERSION: Final = 3  # 2: files carry identity and liveness; 3: the workload's ptys
 MAX_PATH_CHARS: Final = 4096
 MAX_ITEMS: Final = 100_000
 MAX_INT: Final = 2**63 - 1
@@ -28,7 +35,7 @@ _STATES: Final = frozenset({*TCP_STATES.values(), "BOUND"})
 _WORKLOAD_KEYS: Final = ("pid", "comm", "processes", "own_pid_ns", "own_net_ns", "own_time_ns",
                          "rss", "deleted_files")
 _KEYS: Final = {"v", "workload", "ids", "files", "sockets", "synced", "omitted_files",
-                "omitted_ids"}
+                "omitted_ids", "ptys"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,7 @@ def _to_obj(q: CheckQuery) -> dict[str, object]:
                      "own_time_ns": w.own_time_ns, "rss": w.rss_bytes,
                      "deleted_files": w.deleted_files},
         "ids": list(w.ids),
+        "ptys": list(w.ptys),
         "files": [[f.path, f.kind, f.stat.ftype, f.stat.size, f.stat.mtime_ns, f.stat.fsid,
                    f.stat.dev, f.stat.ino, f.live] for f in w.files],
         "sockets": [[s.proto, s.local_ip, s.local_port, s.remote_ip, s.remote_port, s.state]
@@ -182,6 +190,7 @@ def decode_query(text: str) -> CheckQuery:
         files=tuple(_file(f) for f in _list(obj["files"], "files")),
         sockets=tuple(_socket(s) for s in _list(obj["sockets"], "sockets")),
         deleted_files=_int(w["deleted_files"], "deleted_files"),
+        ptys=tuple(_int(n, "pty", MAX_PTY - 1) for n in _list(obj["ptys"], "ptys")),
     )
     synced = tuple(_path(p, "synced path") for p in _list(obj["synced"], "synced"))
     return CheckQuery(facts, synced, _int(obj["omitted_files"], "omitted_files"),

@@ -121,3 +121,32 @@ def test_this_process_as_a_workload(tmp_path: Path) -> None:
 def test_missing_process() -> None:
     with pytest.raises(NoSuchProcess):
         inspect.inspect_workload(4_000_000)
+
+
+@pytest.mark.parametrize(("text", "index"), [
+    ("pos:\t0\nflags:\t0100002\nmnt_id:\t27\nino:\t5\ntty-index:\t7\n", 7),
+    ("pos:\t0\nflags:\t0100002\n", None),
+    ("tty-index:\tseven\n", None),
+])
+def test_a_pty_masters_index_is_its_fdinfo_tty_index(text: str, index: int | None) -> None:
+    assert inspect.parse_tty_index(text) == index
+
+
+@pytest.mark.parametrize(("link", "index"), [
+    ("/dev/pts/0", 0), ("/dev/pts/12", 12), ("/dev/pts/ptmx", None), ("/dev/ptmx", None),
+    ("/dev/pts/1/x", None), ("/dev/tty1", None), ("/srv/dev/pts/3", None),
+])
+def test_a_pty_slaves_index_is_its_name_in_dev_pts(link: str, index: int | None) -> None:
+    assert inspect.pts_index(link) == index
+
+
+def test_this_process_holding_a_pty_pair_names_its_index_once() -> None:
+    master, slave = os.openpty()
+    try:
+        index = inspect.pts_index(os.readlink(f"/proc/self/fd/{slave}"))
+        assert index is not None
+        assert inspect.inspect_workload(os.getpid()).ptys == (index,)  # master and slave
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert index not in inspect.inspect_workload(os.getpid()).ptys

@@ -39,6 +39,7 @@ def listener(ip: str = "0.0.0.0", port: int = 80, proto: str = "tcp") -> InetSoc
 def dest(**changes: object) -> DestinationFacts:
     d = DestinationFacts(
         criu=NodeFacts("b", "4.2.1", ALL_FEATURES), cpu_problem=None, taken_ids=(),
+        taken_ptys=(),
         networks=frozenset({"127.0.0.0/8", "10.0.0.2/32"}), bound=(),
         files={"/usr/bin/app": FileStat("f", 10, 5), "/srv": FileStat("d", 0, 99)},
         memory_available=4 << 30, disk_free=100 << 30)
@@ -304,3 +305,13 @@ def test_the_dirty_tracking_row_names_the_tracker(soft_dirty: bool, uffd_wp: boo
         assert row.modes == frozenset({"precopy", "hybrid"})
         assert "CONFIG_MEM_SOFT_DIRTY" in row.fix
         assert "userfaultfd" in row.fix
+
+
+def test_a_terminal_index_taken_on_the_destination_fails_naming_it() -> None:
+    q = CheckQuery(workload(ptys=(0, 5)))
+    row = by_check(checks.destination_rows(q, dest(taken_ptys=(5,)), "a"))["ptys"]
+    assert row.status == F
+    assert "/dev/pts/5" in row.detail and "/dev/pts/0" not in row.detail
+    assert "of its own" in row.fix
+    ok = by_check(checks.destination_rows(q, dest(), "a"))["ptys"]
+    assert ok.status == P and "2 terminals" in ok.detail

@@ -73,6 +73,11 @@ def test_any_paths_round_trip(paths: list[str]) -> None:
     assert decode_query(encode_query(w, paths, budget=BIG)).workload == w
 
 
+def test_terminals_round_trip() -> None:
+    w = replace(facts(n_files=0), ptys=(0, 3, 17))
+    assert decode_query(encode_query(w, [], budget=BIG)).workload.ptys == (0, 3, 17)
+
+
 def _query(**changes: object) -> str:
     obj = json.loads(encode_query(facts(), [], budget=BIG))
     for key, value in changes.items():
@@ -85,7 +90,8 @@ def _query(**changes: object) -> str:
 
 @pytest.mark.parametrize("text", [
     "", "nope", "[]", "{}", "NaN",
-    _query(v=1), _query(v=3), _query(extra=1), _query(w_pid=-1), _query(w_pid=True),
+    _query(v=2), _query(v=4), _query(extra=1),
+    _query(ptys=[-1]), _query(ptys=[1 << 20]), _query(ptys="0"), _query(ptys=[True]), _query(w_pid=-1), _query(w_pid=True),
     _query(w_pid=1.5),
     _query(w_pid=1 << 23), _query(w_comm=7), _query(w_comm="x" * 65), _query(w_rss=-1),
     _query(w_own_pid_ns=1), _query(w_extra=1), _query(workload=[]), _query(ids="1"),
