@@ -91,7 +91,8 @@ def _query(**changes: object) -> str:
 @pytest.mark.parametrize("text", [
     "", "nope", "[]", "{}", "NaN",
     _query(v=2), _query(v=4), _query(extra=1),
-    _query(ptys=[-1]), _query(ptys=[1 << 20]), _query(ptys="0"), _query(ptys=[True]), _query(w_pid=-1), _query(w_pid=True),
+    _query(ptys=[-1]), _query(ptys=[1 << 20]), _query(ptys="0"),
+    _query(ptys=[True]), _query(w_pid=-1), _query(w_pid=True),
     _query(w_pid=1.5),
     _query(w_pid=1 << 23), _query(w_comm=7), _query(w_comm="x" * 65), _query(w_rss=-1),
     _query(w_own_pid_ns=1), _query(w_extra=1), _query(workload=[]), _query(ids="1"),
