@@ -13,9 +13,10 @@ log() { echo "[setup] $*" >&2; }
 # 1. system tools: nsenter/unshare (util-linux), ip (iproute2), nft/iptables for CRIU's network lock,
 #    runc (containers), rsync (their files), busybox-static (the tests' container rootfs),
 #    podman, netavark and conntrack (Podman containers: Debian 12's 4.3, its bridge network,
-#    the NAT state of their published connections)
+#    the NAT state of their published connections); redis-server, nginx-light and memcached
+#    (real services the tests move: tests/integration/test_real_services.py)
 need=()
-for p in util-linux iproute2 procps nftables iptables python3-venv runc rsync busybox-static podman netavark conntrack; do
+for p in util-linux iproute2 procps nftables iptables python3-venv runc rsync busybox-static podman netavark conntrack redis-server nginx-light memcached; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 if ((${#need[@]})); then
