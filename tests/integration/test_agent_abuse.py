@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import ssl
 import struct
@@ -19,11 +20,12 @@ from collections.abc import Callable
 
 import pytest
 
-from ferryman import wire
+from ferryman import testhooks, wire
 from ferryman.agent.limits import Limits
+from ferryman.host import netinfo
 from ferryman.host.inspect import FileRef, FileStat, WorkloadFacts
 from ferryman.migration.query import encode_query
-from tests.integration.conftest import AGENT_PORT, Agent, Cluster
+from tests.integration.conftest import AGENT_PORT, PY, Agent, Cluster
 from tests.support.peer import (
     Peer,
     client_context,
@@ -334,6 +336,57 @@ def test_only_the_source_reaches_a_migrations_page_server(cluster: Cluster) -> N
         p.close()
     tables = b.node.run("nft", "list", "tables").stdout
     assert "ferryman-ps-" not in tables, "the page server's guard outlived the migration"
+
+
+def _criu_listening(node_name: str) -> list[int]:
+    """The TCP ports a criu process listens on in network namespace ``node_name``."""
+    out = subprocess.run(["nsenter", f"--net=/var/run/netns/{node_name}", "--", "ss", "-Hltnp"],
+                         capture_output=True, text=True, check=False).stdout
+    return [int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines()
+            if '(("criu"' in line]
+
+
+@pytest.mark.timeout(180)
+def test_only_the_destination_reaches_the_sources_lazy_page_server(cluster: Cluster) -> None:
+    """The source's lazy dump (post-copy) is a page server too, and CRIU's serves the first
+    connection it accepts: a stranger's plain connect+close there, before the destination's,
+    ended the dump and the migration with it. The source now admits only the address the
+    destination's Ready names (its route's source toward the source). Held as CRIU says its
+    page server listens (before it accepts), node C is reset; then the migration commits with
+    every page, and the guard goes with it."""
+    a, c = cluster.topology["a"], cluster.topology["c"]
+    assert netinfo.route_source("127.0.0.1") == "127.0.0.1"  # what B's agent asks its kernel
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=32, seed="lazy-guard")
+    flag = cluster.base / "paused-at-await-restore"
+    report = cluster.base / "lazy-guard.json"
+    argv = a.argv(PY, "-m", "ferryman", "migrate", str(w.pid), "--to", b.endpoint, "--pki",
+                  str(cluster.pki), "--name", "a", "--state-dir", str(cluster.base / "src"),
+                  "--mode", "postcopy", "--report", str(report))
+    proc = subprocess.Popen(argv, env={**os.environ, testhooks.ENV: f"AWAIT_RESTORE:{flag}"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(flag.exists, 60), "the migration never reached AWAIT_RESTORE"
+        ports = _criu_listening(a.name)
+        assert len(ports) == 1, ports
+        assert "ferryman-ps-0-" in a.run("nft", "list", "tables").stdout
+        for _ in range(3):
+            with pytest.raises(ConnectionRefusedError):
+                connect(c.name, a.ip, ports[0]).close()
+        flag.unlink()
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        moved = json.loads(report.read_text())["destination_pid"]
+        assert w.status(moved)["bad_pages"] == 0
+    finally:
+        flag.unlink(missing_ok=True)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if report.exists():  # the copy B restored is no child of ours
+            with contextlib.suppress(ProcessLookupError, TypeError):
+                os.kill(json.loads(report.read_text())["destination_pid"], 9)
+    assert "ferryman-ps-" not in a.run("nft", "list", "tables").stdout, "the guard outlived it"
 
 
 @pytest.mark.timeout(120)

@@ -46,6 +46,7 @@ from ferryman.errors import (
     RuncError,
     TransferError,
 )
+from ferryman.host import netinfo
 from ferryman.migration.destination_driver import (
     AbortAsked,
     Act,
@@ -135,7 +136,8 @@ class DestinationDrive:
             case Finish():
                 pass
             case Do(Act.SEND_READY):
-                await s.ch.send(wire.Ready(page_server_port=self.port, sync_port=s.sync_port))
+                await s.ch.send(wire.Ready(page_server_port=self.port, sync_port=s.sync_port,
+                                           pages_from=netinfo.route_source(s.ch.peer_ip)))
             case Do(Act.SEND_REFUSED):
                 assert self.refusal is not None
                 await s.ch.send(wire.Refused(code=self.refusal.code, message=str(self.refusal)))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ferryman.agent.files import remove_images
 from ferryman.criu.stats import DUMP_STATS
-from ferryman.host import netlock, sourcecopy
+from ferryman.host import netlock, portguard, sourcecopy
 
 _RUN_ID = re.compile(r"CRIU run id = ([0-9a-f-]{8,})")
 
@@ -85,6 +85,7 @@ def main(argv: list[str]) -> int:
     wait_exit(pid)
     time.sleep(0.2)  # CRIU, its child, goes a moment later
     netlock.remove(netlock.tables_of(sorted(run_ids(workdir))))
+    portguard.remove_recorded(workdir)  # the lazy page server's guard
     sourcecopy.settle(workdir)
     if workdir.is_dir():
         remove_images(workdir, keep=(DUMP_STATS,))

@@ -74,6 +74,7 @@ class SourceRole(Protocol):
     dumper: Dumper
     sync_port: int
     ps_port: int  # lazy: CRIU's page server here (the Plan names it)
+    pages_from: str  # lazy: the only address that may reach it (the Ready names it)
     write_tracker: WriteTracker | None  # pre-copy without soft-dirty (host/wptrack.py)
     freeze_at: float | None
     compressed: bool  # --compress: a cold dump's pages go through the page relay

@@ -41,6 +41,7 @@ from ferryman.errors import (
 from ferryman.host import (
     addresses,
     netlock,
+    portguard,
     sourcecopy,
     unix_names,
 )
@@ -79,6 +80,7 @@ class SourceMigration:
         self.tree: ProcessTree | None = None
         self.freeze_at: float | None = None
         self.ps_port = 0
+        self.pages_from = ""
         self.address_moved = False
         self.cgroup = CgroupFreeze(self.report, opts.progress)  # the one we freeze, if any
         self.stopped_source: list[int] = []
@@ -117,6 +119,7 @@ class SourceMigration:
             unix_names.discard(self.parked)  # a rollback gave them back already
             sourcecopy.clear(self.workdir)  # settled here: nothing for the guard to do
             self.net.drop_inflight()
+            portguard.remove_recorded(self.workdir)  # the lazy page server's, if any
             if self.write_tracker is not None:  # the kernel unprotects the workload's pages
                 self.write_tracker.close()
             await self.net.settle()
@@ -165,6 +168,7 @@ class SourceMigration:
         if isinstance(answer, wire.Refused):
             raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
         self.sync_port = answer.sync_port
+        self.pages_from = answer.pages_from
         driver = SourceDriver(
             lazy=lazy, container=self.workload.syncs_frozen,
             presync=self.workload.presyncs,

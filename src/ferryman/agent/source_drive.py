@@ -36,6 +36,7 @@ from ferryman.errors import (
     FerrymanError,
     PeerLost,
 )
+from ferryman.host import portguard
 from ferryman.migration.commit import Step
 from ferryman.migration.phases import SourcePhase
 from ferryman.migration.source_driver import SourceDriver
@@ -264,6 +265,8 @@ class SourceDrive:
                 if action.lazy:
                     assert role.ch is not None
                     role.ps_port = role.ps_port or free_port(role.ch.local_ip)  # the Plan named it
+                    if role.pages_from:  # only the destination's lazy-pages daemon gets in
+                        portguard.source_guard(role.workdir, role.ps_port, role.pages_from)
                 self.dump = asyncio.ensure_future(self._run_dump(action))
             case FreezeWindow():
                 role.freeze_window()

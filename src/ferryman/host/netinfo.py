@@ -143,6 +143,18 @@ def local_networks(net: Path) -> set[str]:
     return found
 
 
+def route_source(peer: str) -> str:
+    """The source address this node's connections to ``peer`` leave from (its route's
+    choice, asked of the kernel with an unsent UDP connect), or "" when there is no route."""
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(peer).version == 6 else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((peer, 9))
+            return str(s.getsockname()[0])
+    except (OSError, ValueError):
+        return ""
+
+
 def is_local(ip: str, networks: Iterable[str]) -> bool:
     """``ip`` is an address of the namespace whose :func:`local_networks` are given."""
     addr = ipaddress.ip_address(ip)

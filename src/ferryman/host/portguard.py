@@ -8,6 +8,12 @@ front of it that resets every connection to that port except the migration's sou
 (``tcp reset``: a scanner learns nothing more than from a closed port). One table per guarded
 port, ``ferryman-ps-<agent port>-<port>``: installed before the page server starts (one nft
 run, ~10 ms, before the Ready, never in the frozen window) and removed with the migration.
+
+The source's lazy dump is such a page server too (post-copy, hybrid's final step): the source
+guards its port the same way for the address the destination's Ready says its lazy-pages
+daemon connects from (table ``ferryman-ps-0-<port>``: no agent port), records the table in the
+migration's directory, and the controller's guard process removes it should the controller
+be killed (agent/lockguard.py).
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ import json
 import logging
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from ferryman.errors import FerrymanError
 
 log = logging.getLogger(__name__)
 PREFIX = "ferryman-ps-"
+SOURCE_AGENT_PORT = 0  # the source's guard: a controller, no agent port
+RECORD = "page-server-guard"  # in a source migration's directory: its guard's table
 
 
 def peer_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -67,6 +76,30 @@ class PortGuard:
         res = _nft(["delete", "table", "inet", self.table])
         if res.returncode != 0:
             log.warning("cannot remove nftables table %s: %s", self.table, res.stderr.strip())
+
+
+def source_guard(workdir: Path, port: int, allowed: str) -> PortGuard:
+    """The source's lazy page server on ``port``, for ``allowed`` only: installed and
+    recorded in ``workdir`` (FerrymanError when nftables refuses: the dump must not start)."""
+    guard = PortGuard(SOURCE_AGENT_PORT, port, allowed)
+    (workdir / RECORD).write_text(guard.table + "\n")
+    guard.install()
+    return guard
+
+
+def remove_recorded(workdir: Path) -> None:
+    """The guard recorded in ``workdir``, if any, goes (by whoever ends the migration)."""
+    record = workdir / RECORD
+    try:
+        table = record.read_text().strip()
+    except FileNotFoundError:
+        return
+    if table.startswith(f"{PREFIX}{SOURCE_AGENT_PORT}-") and \
+            _nft(["list", "table", "inet", table]).returncode == 0:
+        res = _nft(["delete", "table", "inet", table])
+        if res.returncode != 0:
+            log.warning("cannot remove nftables table %s: %s", table, res.stderr.strip())
+    record.unlink(missing_ok=True)
 
 
 def stale_tables(tables_json: str, agent_port: int) -> list[str]:

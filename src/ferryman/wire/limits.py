@@ -28,6 +28,7 @@ PORT_MAX: Final = 0xFFFF
 CODE_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MIGRATION_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
+IP_TEXT_RE: Final = re.compile(r"[0-9A-Fa-f.:]*")  # an IPv4 or IPv6 address, or ""
 MAX_FIFO_DEVICES: Final = MAX_MAPPING_ITEMS  # Restore.fifo_devices
 BOOT_ID_RE: Final = re.compile(r"[0-9a-f-]{0,36}")  # /proc/sys/kernel/random/boot_id
 

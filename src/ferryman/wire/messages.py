@@ -31,6 +31,7 @@ from ferryman.wire._checks import (
 )
 from ferryman.wire.limits import (
     BOOT_ID_RE,
+    IP_TEXT_RE,
     MAX_CHUNK_BYTES,
     MAX_CPUINFO_BYTES,
     MAX_CRIU_VERSION_CHARS,
@@ -181,17 +182,21 @@ class Ready(Message):
     ``page_server_port`` 0 means no page server. ``restore_bytes_per_s`` (pre-copy, once the
     first set is in, else 0): how fast this node reads that set's pages back, which is what
     the final restore spends most of its time on. ``sync_port``: its directory-sync listener
-    for a container's files (0: none).
+    for a container's files (0: none). ``pages_from``: the address this node's lazy-pages
+    daemon connects from (its route's source address toward the source; "" unknown): the
+    source admits only that one to its lazy page server.
     """
 
     page_server_port: int
     restore_bytes_per_s: int = 0
     sync_port: int = 0
+    pages_from: str = ""
 
     def __post_init__(self) -> None:
         check_int("Ready", "page_server_port", self.page_server_port, hi=PORT_MAX)
         check_int("Ready", "restore_bytes_per_s", self.restore_bytes_per_s)
         check_int("Ready", "sync_port", self.sync_port, hi=PORT_MAX)
+        check_str("Ready", "pages_from", self.pages_from, max_chars=45, pattern=IP_TEXT_RE)
 
 
 @dataclass(frozen=True, slots=True)

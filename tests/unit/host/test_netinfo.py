@@ -114,3 +114,4 @@ def test_conflicts() -> None:
     assert netinfo.conflicts(ours, there) == there[:1]
     connected = InetSocket("tcp", "10.0.0.2", 80, "1.1.1.1", 5, "ESTABLISHED")
     assert netinfo.conflicts(connected, there) == []
+

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from ferryman.host.portguard import PortGuard, peer_address, stale_tables
+from ferryman.host.portguard import (
+    RECORD,
+    SOURCE_AGENT_PORT,
+    PortGuard,
+    peer_address,
+    remove_recorded,
+    stale_tables,
+)
 
 
 def test_only_the_source_passes_everyone_else_is_reset() -> None:
@@ -29,3 +37,10 @@ def test_stale_tables_are_only_this_agents_guards() -> None:
         {"table": {"family": "ip", "name": "ferryman-ps-7070-1", "handle": 4}},
     ]})
     assert stale_tables(listing, 7070) == ["ferryman-ps-7070-40123"]
+
+
+def test_the_sources_guard_has_no_agent_port_and_a_missing_record_is_nothing(
+        tmp_path: Path) -> None:
+    assert PortGuard(SOURCE_AGENT_PORT, 40123, "10.0.0.2").table == "ferryman-ps-0-40123"
+    remove_recorded(tmp_path)  # no record: nothing to do, no nft run needed
+    assert not (tmp_path / RECORD).exists()

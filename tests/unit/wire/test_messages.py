@@ -230,3 +230,17 @@ def test_link_test_carries_at_most_a_chunk() -> None:
         LinkTest(b"\x00" * ((4 << 20) + 1))
     with pytest.raises(LocalProtocolError):
         LinkReport(-1)
+
+
+@pytest.mark.parametrize("address", ["", "10.0.0.2", "fd00::2", "::ffff:10.0.0.2"])
+def test_a_ready_names_where_lazy_pages_come_from(address: str) -> None:
+    msg = Ready(page_server_port=0, pages_from=address)
+    dec = FrameDecoder()
+    dec.receive_data(encode(msg))
+    assert dec.maybe_message() == msg
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.2; flush ruleset", "host.example", "1" * 46, 7])
+def test_a_ready_with_anything_but_an_address_there_is_refused(bad: object) -> None:
+    with pytest.raises(LocalProtocolError, match="pages_from"):
+        Ready(page_server_port=0, pages_from=bad)  # type: ignore[arg-type]
