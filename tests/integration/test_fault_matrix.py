@@ -929,7 +929,7 @@ def _runc_cells() -> list[Cell]:
     c, p = RUNC_MODES
     spec: list[tuple[str, str, dict[str, str]]] = [
         ("SIGKILL controller", "dst:RESTORED", {c: "A", p: "A"}),
-        ("SIGKILL controller", "src:COMMITTED", {c: "A", p: "lost"}),
+        ("SIGKILL controller", "src:COMMITTED", {c: "A", p: "B or lost"}),
         ("SIGKILL destination agent", "src:TRANSFERRING", {c: "A", p: "A"}),
         ("SIGKILL destination agent", "dst:RESTORED", {c: "A", p: "A"}),
         ("SIGKILL destination agent", "dst:COMMITTED", {c: "B", p: "B or lost"}),
@@ -980,6 +980,11 @@ MATRIX.notes += [
     "host/sourcecopy.py). Not with live TCP connections (--tcp-established): CRIU would "
     "lift their lock at once (docs/ARCHITECTURE.md section 10).",
     f"runc postcopy, B's agent killed at dst:COMMITTED: {RUNC_SAYS_LOST}.",
+    "runc postcopy, controller killed at src:COMMITTED (the Commit just sent): B resumes "
+    "the container and its lazy-pages daemon fetches the few pages a shell has from the "
+    "source's lazy dump; when it has them all before the controller's death takes that dump "
+    "down, the container runs on B intact (B), otherwise it is lost (both seen: B in 1 full "
+    "run of 2026-12-05, on a loaded machine; hence 'B or lost', as for hybrid).",
     f"hybrid, link cut (both directions) in the tail: {HYBRID_SAYS_LOST}.",
 ]
 
