@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from ferryman import testhooks
 from ferryman.criu.rpc import HAS_TRACK_MEM_UFFD
 from ferryman.host import wptrack
 from tests.integration.conftest import PY, Agent, Cluster, run_cli
-from tests.support.workloads import alive, children
+from tests.support.workloads import alive, children, kill_launched
 
 EXIT_PREFLIGHT = 40
 TRACKING = {"precopy", "hybrid"}  # need a dirty-page tracker: uffd-wp on this kernel
@@ -71,6 +70,16 @@ def fails(verdict: Verdict) -> dict[str, dict[str, object]]:
             if supported & set(r["modes"])}  # type: ignore[call-overload]
 
 
+def only_failure(cluster: Cluster, pid: int, dest: Agent, name: str
+                 ) -> tuple[Verdict, dict[str, object]]:
+    """``check`` refuses ``pid`` for the one row ``name``: the verdict and that row."""
+    res, v = check(cluster, pid, dest)
+    assert res.returncode == EXIT_PREFLIGHT, res.stderr
+    fail = fails(v)
+    assert set(fail) == {name}, fail
+    return v, fail[name]
+
+
 def stopped(pid: int) -> bool:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat[stat.rindex(")") + 2] in "tT"
@@ -96,10 +105,7 @@ def program(cluster: Cluster, *argv: str, own_pid_ns: bool = True) -> Iterator[i
         assert pid, "the program did not start"
         yield pid
     finally:
-        for p in {pid, launcher.pid} - {0}:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, signal.SIGKILL)
-        launcher.wait(10)
+        kill_launched(pid, launcher)
 
 
 def test_passing_case_allows_every_implemented_mode_and_measures_the_freeze(
@@ -180,6 +186,15 @@ def pty_of(pid: int) -> int | None:
     return None
 
 
+def held_pty(pid: int, timeout: float = 20.0) -> int:
+    """The /dev/pts index ``pid`` holds, once it has opened one."""
+    deadline = time.monotonic() + timeout
+    while (index := pty_of(pid)) is None:
+        assert time.monotonic() < deadline, "the program opened no terminal"
+        time.sleep(0.02)
+    return index
+
+
 def test_a_terminal_taken_on_destination_fails_and_migrate_refuses_before_freezing(
         cluster: Cluster) -> None:
     """CRIU restores a terminal at its index in the destination's /dev/pts. On this one
@@ -188,16 +203,10 @@ def test_a_terminal_taken_on_destination_fails_and_migrate_refuses_before_freezi
     b = cluster.start_agent("b")
     hold = "import os, time; m, s = os.openpty(); time.sleep(1000)"
     with program(cluster, sys.executable, "-c", hold) as pid:
-        deadline = time.monotonic() + 20
-        while (index := pty_of(pid)) is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert index is not None, "the program opened no terminal"
-        res, v = check(cluster, pid, b)
-        assert res.returncode == EXIT_PREFLIGHT, res.stderr
-        fail = fails(v)
-        assert set(fail) == {"ptys"}, fail
-        assert f"/dev/pts/{index}" in str(fail["ptys"]["detail"])
-        assert "/dev/pts of its own" in str(fail["ptys"]["fix"])
+        index = held_pty(pid)
+        _, row = only_failure(cluster, pid, b, "ptys")
+        assert f"/dev/pts/{index}" in str(row["detail"])
+        assert "/dev/pts of its own" in str(row["fix"])
         mig, report = cluster.migrate(pid, b)
         assert mig.returncode == EXIT_PREFLIGHT, mig.stderr
         assert "pre-flight check refused cold migration: ptys:" in mig.stderr
@@ -221,12 +230,9 @@ def test_address_missing_on_destination(cluster: Cluster) -> None:
         while not cluster.topology["a"].listening(9099):
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        res, v = check(cluster, pid, b)
-        assert res.returncode == EXIT_PREFLIGHT, res.stderr
-        fail = fails(v)
-        assert set(fail) == {"addresses"}, fail
-        assert f"lacks {a_ip}" in str(fail["addresses"]["detail"])
-        assert "tcp" in str(fail["addresses"]["detail"])
+        v, row = only_failure(cluster, pid, b, "addresses")
+        assert f"lacks {a_ip}" in str(row["detail"])
+        assert "tcp" in str(row["detail"])
         assert "ports" in rows(v, "pass")
         assert "dump" in rows(v, "pass"), "a listening socket itself is dumpable"
 

@@ -28,7 +28,7 @@ from ferryman.criu.rpc import HAS_TRACK_MEM_UFFD
 from ferryman.host import wptrack
 from tests.integration.conftest import Cluster
 from tests.support.netns import Node
-from tests.support.workloads import alive, children
+from tests.support.workloads import alive, children, kill_launched
 
 MODES = ["cold", "postcopy"] + (
     ["precopy", "hybrid"] if wptrack.kernel_supports() and HAS_TRACK_MEM_UFFD else [])
@@ -132,10 +132,7 @@ def running(node: Node, svc: Service, tmp: Path) -> Iterator[int]:
         pid = kids[0]
         yield pid
     finally:
-        for p in {pid, launcher.pid} - {0}:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, signal.SIGKILL)
-        launcher.wait(10)
+        kill_launched(pid, launcher)
 
 
 @pytest.mark.parametrize("mode", MODES)

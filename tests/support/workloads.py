@@ -30,6 +30,14 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def kill_launched(pid: int, launcher: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a program (``pid``, 0: none found) and the launcher that started it; reap it."""
+    for p in {pid, launcher.pid} - {0}:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+    launcher.wait(10)
+
+
 def alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
