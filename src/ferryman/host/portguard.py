@@ -73,18 +73,28 @@ class PortGuard:
                                 hint="install nftables ('make setup') and run the agent as root")
 
     def remove(self) -> None:
-        res = _nft(["delete", "table", "inet", self.table])
-        if res.returncode != 0:
-            log.warning("cannot remove nftables table %s: %s", self.table, res.stderr.strip())
+        _remove_table(self.table)
 
 
-def source_guard(workdir: Path, port: int, allowed: str) -> PortGuard:
-    """The source's lazy page server on ``port``, for ``allowed`` only: installed and
-    recorded in ``workdir`` (FerrymanError when nftables refuses: the dump must not start)."""
+def _remove_table(table: str) -> None:
+    res = _nft(["delete", "table", "inet", table])
+    if res.returncode != 0:
+        log.warning("cannot remove nftables table %s: %s", table, res.stderr.strip())
+
+
+def source_guard(workdir: Path, port: int, allowed: str) -> None:
+    """The source's lazy page server on ``port``, for ``allowed`` only: recorded in
+    ``workdir`` first (a controller killed meanwhile leaves its guard process a name to
+    remove), then installed (FerrymanError when nftables refuses: the dump must not start,
+    and there is no table to record)."""
     guard = PortGuard(SOURCE_AGENT_PORT, port, allowed)
-    (workdir / RECORD).write_text(guard.table + "\n")
-    guard.install()
-    return guard
+    record = workdir / RECORD
+    record.write_text(guard.table + "\n")
+    try:
+        guard.install()
+    except FerrymanError:
+        record.unlink(missing_ok=True)
+        raise
 
 
 def remove_recorded(workdir: Path) -> None:
@@ -94,12 +104,9 @@ def remove_recorded(workdir: Path) -> None:
         table = record.read_text().strip()
     except FileNotFoundError:
         return
-    if table.startswith(f"{PREFIX}{SOURCE_AGENT_PORT}-") and \
-            _nft(["list", "table", "inet", table]).returncode == 0:
-        res = _nft(["delete", "table", "inet", table])
-        if res.returncode != 0:
-            log.warning("cannot remove nftables table %s: %s", table, res.stderr.strip())
-    record.unlink(missing_ok=True)
+    record.unlink()
+    if table.startswith(f"{PREFIX}{SOURCE_AGENT_PORT}-"):
+        _remove_table(table)
 
 
 def stale_tables(tables_json: str, agent_port: int) -> list[str]:
