@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from ferryman.cli.main import entry
 
-from ferryman.cli.main import main
-
-sys.exit(main())
+entry()

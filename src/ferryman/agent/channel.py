@@ -138,6 +138,12 @@ class Channel:
             raise RemoteError(self.peer, "protocol", f"unexpected {type(msg).__name__}")
         return msg
 
+    def hang_up(self) -> None:
+        """Say goodbye (TLS close_notify, then FIN) without waiting for the peer's:
+        :meth:`close` still waits for it, later."""
+        with contextlib.suppress(OSError, ssl.SSLError):
+            self.writer.close()
+
     async def close(self) -> None:
         if self.budget is not None:
             self.budget.release(self)

@@ -198,6 +198,8 @@ class DestinationDrive:
                 log.info("migration %s committed: PID %d runs here", s.workdir.name,
                          s.tree.pid)
                 write_outcome(s.cfg.state_dir, s.workdir.name, f"DONE {s.tree.pid}\n")
+            case Do(Act.HANG_UP):
+                s.ch.hang_up()
         return None
 
     async def _read_next(self) -> Event:

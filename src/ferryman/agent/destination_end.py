@@ -21,7 +21,7 @@ from ferryman import wire
 from ferryman.agent import failedlogs
 from ferryman.agent.destination_role import DestinationRole
 from ferryman.agent.files import image_sets, remove_images
-from ferryman.agent.orphans import has_outcome, write_outcome
+from ferryman.agent.orphans import has_outcome, outcome_of, write_outcome
 from ferryman.errors import CriuError, FerrymanError
 from ferryman.host import addresses, procfs
 from ferryman.migration.phases import DestinationPhase
@@ -32,15 +32,26 @@ D = DestinationPhase
 
 def remove_incomplete(state_dir: Path) -> list[str]:
     """At agent start: delete the images of sessions that died without an outcome (those
-    that died holding a restored tree have one: see orphans.settle_records)."""
+    that died holding a restored tree have one: see orphans.settle_records), and those a
+    committed migration still had when its agent died cleaning up (its logs stay)."""
     removed = []
     root = state_dir / "migrations"
     if root.is_dir():
         for d in root.iterdir():
-            if d.is_dir() and not has_outcome(state_dir, d.name):
+            if not d.is_dir():
+                continue
+            if not has_outcome(state_dir, d.name):
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d.name)
+            elif outcome_of(state_dir, d.name).startswith("DONE") and image_files_left(d):
+                remove_images(d)
+                removed.append(d.name)
     return removed
+
+
+def image_files_left(workdir: Path) -> bool:
+    return any(p.is_file() and p.name.endswith(".img") for d in image_sets(workdir)
+               for p in d.iterdir())
 
 
 def keep_orphan(s: DestinationRole, exc: BaseException) -> None:

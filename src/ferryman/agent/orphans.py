@@ -69,6 +69,14 @@ def has_outcome(state_dir: Path, migration_id: str) -> bool:
     return (state_dir / OUTCOMES / migration_id).is_file()
 
 
+def outcome_of(state_dir: Path, migration_id: str) -> str:
+    """The record of ``migration_id`` ("" when there is none or it cannot be read)."""
+    try:
+        return (state_dir / OUTCOMES / migration_id).read_text()
+    except OSError:
+        return ""
+
+
 def list_orphans(state_dir: Path) -> list[Orphan]:
     out: list[Orphan] = []
     root = state_dir / OUTCOMES

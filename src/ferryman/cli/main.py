@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ferryman import __version__
 from ferryman.errors import FerrymanError
@@ -78,5 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def entry() -> NoReturn:
+    """The ``ferryman`` command (and ``python -m ferryman``): :func:`main`, then the exit
+    without the interpreter's teardown (cli/exit.py)."""
+    from ferryman.cli.exit import exit_now
+
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

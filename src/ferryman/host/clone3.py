@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import gc
 import os
 import signal
@@ -50,7 +49,7 @@ _CLONE_ARGS = struct.Struct("=10Q")
 _EXEC_FAILED_CODE = 127
 _SIGNALS_TO_RESTORE = (signal.SIGPIPE, signal.SIGXFSZ)  # Python ignores these; exec keeps that
 
-_libc = ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.PyDLL(None, use_errno=True)  # the C library this process already has
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 _syscall.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_size_t]

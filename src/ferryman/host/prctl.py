@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import signal
 
 PR_SET_PDEATHSIG = 1
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# the C library this process already has (find_library would run ldconfig on every start)
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def die_with_parent() -> None:

@@ -143,6 +143,7 @@ class Act(enum.Enum):
     AWAIT_ABORT = "read the source's Abort after our Failed, then send Aborted"
     KEEP_ORPHAN = "keep the tree stopped for an operator (its address given back)"
     RECORD_DONE = "record the outcome DONE"
+    HANG_UP = "close the connection: nothing more is said (the clean-up follows)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +259,11 @@ class DestinationDriver:
         raise TypeError(f"not a DESTINATION event: {event!r}")
 
     def _done(self) -> tuple[Action, ...]:
-        return self._end(self._enter(D.DONE), CleanUp(keep_logs=True), Do(Act.RECORD_DONE))
+        # recorded before the hang-up, so that the source returns with the record right here;
+        # cleaned up after it: the source does not wait for this node's housekeeping (the
+        # images of a DONE migration that an agent dies cleaning are removed at its start)
+        return self._end(self._enter(D.DONE), Do(Act.RECORD_DONE), Do(Act.HANG_UP),
+                         CleanUp(keep_logs=True))
 
     def _report_failure(self, code: str) -> tuple[Action, ...]:
         return self._end(CleanUp(), self._enter(D.CLEANED), SendFailed(code),

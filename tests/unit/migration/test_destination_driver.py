@@ -46,8 +46,8 @@ RESTORE: list[Action] = [Enter(D.RESTORING), Do(Act.RESTORE)]
 HOLD: list[Action] = [Do(Act.HOLD), Enter(D.RESTORED), Do(Act.SEND_RESTORED),
                       Do(Act.AWAIT_DECISION)]
 COMMIT: list[Action] = [Do(Act.RESUME), Enter(D.COMMITTED), Do(Act.SEND_COMMITTED)]
-DONE: list[Action] = [Enter(D.DONE), CleanUp(keep_logs=True), Do(Act.RECORD_DONE),
-                      Finish(D.DONE)]
+DONE: list[Action] = [Enter(D.DONE), Do(Act.RECORD_DONE), Do(Act.HANG_UP),
+                      CleanUp(keep_logs=True), Finish(D.DONE)]
 TAIL: list[Action] = [Enter(D.FETCHING_PAGES), Do(Act.FETCH_PAGES)]
 
 
@@ -89,7 +89,7 @@ def test_hybrid_lazy_final_set_fetches_pages_without_the_early_daemon() -> None:
     acts = replay(d, [Prepared(), IterateAsked(2, final=True, lazy=True), *FILES,
                       RestoreAsked(), RestoreDone(7), CommitAsked(), PagesFetched()])
     assert Do(Act.START_LAZY_EARLY) not in acts  # the Plan named no page server
-    assert acts[-7:] == [*TAIL, Do(Act.SEND_PAGES_COMPLETE), *DONE]
+    assert acts[-(3 + len(DONE)):] == [*TAIL, Do(Act.SEND_PAGES_COMPLETE), *DONE]
 
 
 # -- failures ---------------------------------------------------------------------------
