@@ -4,7 +4,9 @@
 link test over the control connection, or ``--mode auto``'s if it ran; capped by
 ``--max-bandwidth``), and how a sample of the workload's memory compresses with LZ4 on this
 node's CPU, and how fast (``host/memsample.py``: 32 x 256 KiB from its private writable
-mappings). ``on`` and ``off`` measure nothing.
+mappings). ``on`` and ``off`` measure nothing. With a mode given (not ``--mode auto``),
+both are measured while the pre-flight's dry run dumps (:func:`measure`, gate.py's
+``alongside``): neither needs the verdict, and the connection is idle meanwhile.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ferryman.errors import FerrymanError
 from ferryman.host import memsample
 from ferryman.migration.compress import MIN_RATIO, Compress, CompressChoice, choose
 from ferryman.migration.plan import Plan
+from ferryman.mode import Mode
 from ferryman.pki import tls
 
 
@@ -39,8 +42,42 @@ def lz4_rate(pieces: list[bytes]) -> tuple[float, float] | None:
     return raw / max(packed, 1), raw / took
 
 
-async def choose_compression(m: SourceRole, plan: Plan, setting: Compress) -> CompressChoice:
-    """The choice for this migration (see the module doc); measures only for ``auto``."""
+class Ahead:
+    """What :func:`measure` found while the pre-flight's dry run dumped (gate.py), for
+    :func:`choose_compression`: (ratio, rate) of the sample, once ``done``."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.sample: tuple[float, float] | None = None
+
+
+def measures_ahead(m: SourceRole, mode: Mode, setting: Compress) -> bool:
+    """``auto`` with a mode given that could compress: what it needs can be measured
+    during the dry run (nothing of it depends on the verdict)."""
+    return (setting is Compress.AUTO and mode.decided and not mode.lazy
+            and not mode.pre_copies and not m.opts.in_container and m.tree is not None)
+
+
+async def measure(m: SourceRole, ahead: Ahead) -> None:
+    """The sample of the workload's memory, and the link when the sample compresses at all
+    (unless ``--mode auto`` timed it already)."""
+    assert m.tree is not None
+    with timed(m.report.steps, "compress_sample"):
+        pieces = await asyncio.to_thread(memsample.sample, m.tree.pids())
+        ahead.sample = await asyncio.to_thread(lz4_rate, pieces)
+    ratio = ahead.sample[0] if ahead.sample is not None else None
+    if m.report.link_bytes_per_s is None and ratio is not None and ratio >= MIN_RATIO:
+        assert m.ch is not None
+        m.opts.progress("CHECKING", "timing the link (--compress auto)")
+        with timed(m.report.steps, "link_test"):
+            m.report.link_bytes_per_s = await measure_link(m.ch, m.opts.timeouts.plan)
+    ahead.done = True
+
+
+async def choose_compression(m: SourceRole, plan: Plan, setting: Compress,
+                             ahead: Ahead | None = None) -> CompressChoice:
+    """The choice for this migration (see the module doc); measures only for ``auto``,
+    unless ``ahead`` has it measured already."""
     if m.opts.in_container:  # runc dumps a container, into CRIU's own page connection
         return CompressChoice(False, setting, "containers' pages are not compressed")
     if setting is not Compress.AUTO or plan.mode.lazy or plan.mode.pre_copies \
@@ -48,17 +85,11 @@ async def choose_compression(m: SourceRole, plan: Plan, setting: Compress) -> Co
         return choose(setting, link_bytes_per_s=None, sample_ratio=None,
                       compress_bytes_per_s=None, lazy=plan.mode.lazy,
                       pre_copies=plan.mode.pre_copies)
-    with timed(m.report.steps, "compress_sample"):
-        pieces = await asyncio.to_thread(memsample.sample, m.tree.pids())
-        measured = await asyncio.to_thread(lz4_rate, pieces)
-    ratio, rate = measured if measured is not None else (None, None)
+    if ahead is None or not ahead.done:
+        ahead = Ahead()
+        await measure(m, ahead)
+    ratio, rate = ahead.sample if ahead.sample is not None else (None, None)
     link = m.report.link_bytes_per_s
-    if link is None and ratio is not None and ratio >= MIN_RATIO:  # else: no need to know
-        assert m.ch is not None
-        m.opts.progress("CHECKING", "timing the link (--compress auto)")
-        with timed(m.report.steps, "link_test"):
-            link = await measure_link(m.ch, m.opts.timeouts.plan)
-        m.report.link_bytes_per_s = link
     cap = m.report.max_bandwidth_bytes_per_s
     if cap is not None and (link is None or cap < link):
         link = cap

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
@@ -85,12 +85,16 @@ async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wir
                           synced: Sequence[str] = (), timeout: float = 120.0,
                           dry_run_unless_refused: bool = False, moved: Sequence[str] = (),
                           tcp_established: bool = False,
-                          steps: dict[str, float] | None = None) -> CheckResult:
+                          steps: dict[str, float] | None = None,
+                          alongside: Callable[[], Awaitable[None]] | None = None
+                          ) -> CheckResult:
     """Ask the destination and check here; the connection is back in GREETED afterwards.
 
     With ``dry_run_unless_refused`` (migrate) the dry-run dump is skipped when the
     destination's rows already rule ``requested`` out: nothing is frozen for nothing.
-    The ``criu check --feature`` probes run while the destination answers. ``steps`` gets
+    The ``criu check --feature`` probes run while the destination answers; ``alongside``
+    (migrate's measurements for ``--compress auto``, which may use the connection) while
+    the dry run dumps, and it is over when this returns. ``steps`` gets
     ``destination_rows``, ``feature_probes`` and ``dry_run`` (agent/steps.py).
     """
     steps = {} if steps is None else steps
@@ -128,13 +132,22 @@ async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wir
     if dry_run_unless_refused and requested is not None and not refused.can_move:
         dump = skipped
     else:
-        with timed(steps, "dry_run"):
-            result = await dry_run_dump(criu, pid, dry_dir, tcp_established=tcp_established)
-            if transient(result):
-                log.info("dry-run dump of PID %d raced with its connections' traffic (%s): "
-                         "once more", pid, result.reason)
+        side = asyncio.ensure_future(alongside()) if alongside is not None else None
+        try:
+            with timed(steps, "dry_run"):
                 result = await dry_run_dump(criu, pid, dry_dir,
                                             tcp_established=tcp_established)
+                if transient(result):
+                    log.info("dry-run dump of PID %d raced with its connections' traffic "
+                             "(%s): once more", pid, result.reason)
+                    result = await dry_run_dump(criu, pid, dry_dir,
+                                                tcp_established=tcp_established)
+        except BaseException:
+            if side is not None:  # the connection is in use until it ends
+                await asyncio.gather(side, return_exceptions=True)
+            raise
+        if side is not None:
+            await side
         log.info("dry-run dump of PID %d: ok=%s, frozen <= %s ms", pid, result.ok,
                  f"{result.freeze_ms:.1f}" if result.freeze_ms is not None else "?")
         dump = dump_row(result.ok, result.freeze_ms, result.reason, str(result.log_path),
@@ -163,11 +176,12 @@ class Preflight:
     measured: str = ""
 
 
-async def check_before_plan(role: SourceRole, ours: wire.Hello, theirs: wire.Hello
+async def check_before_plan(role: SourceRole, ours: wire.Hello, theirs: wire.Hello,
+                            alongside: Callable[[], Awaitable[None]] | None = None
                             ) -> Preflight | None:
     """``ferryman migrate``'s pre-flight, between Hello and Plan: the verdict (and auto's
     measurements). None when skipped (test-only). Nothing is decided here: see
-    :func:`plan_migration`."""
+    :func:`plan_migration`. ``alongside`` runs while the dry run dumps (collect_verdict)."""
     assert role.ch is not None
     opts = role.opts
     policy = preflight_policy(role)
@@ -181,7 +195,7 @@ async def check_before_plan(role: SourceRole, ours: wire.Hello, theirs: wire.Hel
                                    requested=requested, synced=policy.synced,
                                    timeout=opts.timeouts.plan, dry_run_unless_refused=True,
                                    moved=policy.moved, tcp_established=opts.tcp_established,
-                                   steps=role.report.steps)
+                                   steps=role.report.steps, alongside=alongside)
     v = result.verdict
     role.report.logs["dry-run"] = str(result.dump_log)
     if result.dry_run is not None and result.dry_run.ok:

@@ -19,7 +19,7 @@ import uuid
 from ferryman import testhooks, wire
 from ferryman.agent import fifos, lockguard, podman
 from ferryman.agent.channel import Channel
-from ferryman.agent.compression import choose_compression, describe
+from ferryman.agent.compression import Ahead, choose_compression, describe, measure, measures_ahead
 from ferryman.agent.container import source_open
 from ferryman.agent.files import file_messages, image_files
 from ferryman.agent.gate import check_before_plan, plan_migration
@@ -148,15 +148,18 @@ class SourceMigration:
         hello, theirs = greeted.ours, greeted.theirs
         self.report.destination_node = theirs.node
         pre = None
+        ahead = Ahead()  # --compress auto's measurements, made while the dry run dumps
         if self.workload.process_preflight:  # a container: by runc and the destination
-            pre = await check_before_plan(self, hello, theirs)  # no freeze before the verdict
+            pre = await check_before_plan(  # no freeze before the verdict
+                self, hello, theirs, (lambda: measure(self, ahead))
+                if measures_ahead(self, opts.mode, opts.compress) else None)
         self.plan = plan = await plan_migration(self, hello, theirs, pre)  # once; frozen
         self.report.mode = plan.mode
         lazy = plan.lazy
         self.report.dirty_tracker = plan.tracker
         if lazy:  # known now, the destination can start its lazy-pages daemon early
             self.ps_port = free_port(ch.local_ip)
-        choice = await choose_compression(self, plan, opts.compress)  # --compress
+        choice = await choose_compression(self, plan, opts.compress, ahead)  # --compress
         self.report.compression, self.compressed = describe(choice), choice.on
         await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=self.pid, lazy=lazy,
                                 tcp_established=opts.tcp_established,
