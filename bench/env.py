@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,9 @@ class Env:
     redis_keys: int = 10**6  # S2: keys loaded into redis-server before each migration
     keep_images: bool = False  # --keep-tmp: leave every run's CRIU images on disk
     warm_state: bool = False  # --warm-state: ferryman's state dir on A shared by every run
+    # --source-agent: an agent on A (started once) whose launcher runs every ferryman command
+    source_agent: bool = False
+    a_agent: subprocess.Popen[bytes] | None = None
     a_pid: int = 0  # a process living in A's network namespace (its /proc/PID/net/dev)
 
 

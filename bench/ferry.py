@@ -34,6 +34,29 @@ def migrate(env: Env, wl: Workload, run_dir: Path, restored: list[int], *mode_ar
     return run(env, run_dir, restored, [str(wl.pid)], list(mode_args))
 
 
+def _state_a(env: Env, run_dir: Path) -> Path:
+    """ferryman's state dir on A: its agent's (--source-agent, the agent started once, its
+    launcher listening there), one for every run (--warm-state), or the run's own."""
+    if env.source_agent:
+        state = env.tmp / "agent-a"
+        if env.a_agent is None:
+            state.mkdir(exist_ok=True)
+            a = env.topo["a"]
+            with (env.tmp / "agent-a.log").open("ab") as logf:
+                env.a_agent = subprocess.Popen(
+                    a.argv(PY, "-m", "ferryman", "serve", "--listen", f"{a.ip}:{AGENT_PORT}",
+                           "--pki", str(env.pki), "--name", "a", "--state-dir", str(state)),
+                    cwd=REPO, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+            deadline = time.monotonic() + env.timeout
+            while not (state / "launcher.sock").is_socket():
+                if env.a_agent.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError(f"A's agent and its launcher did not start: "
+                                     f"{_tail(env.tmp / 'agent-a.log')}")
+                time.sleep(0.05)
+        return state
+    return env.tmp / "state-a" if env.warm_state else run_dir / "state-a"
+
+
 def movable_args(env: Env) -> list[str]:
     """B's agent may take up the service address (``--move-address`` in TCP runs)."""
     if not env.service:
@@ -54,6 +77,7 @@ def run(env: Env, run_dir: Path, restored: list[int], target: list[str], mode_ar
     log_path = run_dir / "agent-b.log"
     argv = (on_b or b.argv)(PY, "-m", "ferryman", "serve", "--listen", f"{b.ip}:{AGENT_PORT}",
                             "--pki", str(env.pki), "--name", "b", "--state-dir", str(state_b),
+                            "--no-launcher",  # B runs no command: its warm-up would only load
                             *movable_args(env), *agent_args)
     with log_path.open("ab") as logf:
         agent = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=logf,
@@ -64,8 +88,7 @@ def run(env: Env, run_dir: Path, restored: list[int], target: list[str], mode_ar
         wall0 = time.time()
         res = run_timed((on_a or env.topo["a"].argv)(
             PY, "-m", "ferryman", "migrate", *target, "--to", f"{b.ip}:{AGENT_PORT}", "--pki",
-            str(env.pki), "--name", "a", "--state-dir", str(env.tmp / "state-a" if env.warm_state
-                                              else run_dir / "state-a"), "--report",
+            str(env.pki), "--name", "a", "--state-dir", str(_state_a(env, run_dir)), "--report",
             str(report_path), *mode_args), env.timeout)
         report: dict[str, Any] = (json.loads(report_path.read_text())
                                   if report_path.exists() else {})

@@ -202,6 +202,10 @@ def markdown(result: dict[str, Any]) -> str:
                f"load average {env.get('load_start')} -> {env.get('load_end')}, "
                f"{result['runs']} runs per tool and cell, commit {env.get('commit')}, "
                f"fs.pipe-max-size {env.get('pipe_max_size', '?')}"
+               + ("; ferryman's state dir on A: one for every run (--warm-state)"
+                  if env.get("warm_state") else "")
+               + ("; ferryman started through an agent on A, its launcher (--source-agent)"
+                  if env.get("source_agent") else "")
                + (f", S3 service address {env['service']}, by hand's gratuitous ARP: "
                   f"{GARP.get(env.get('garp', ''), env.get('garp'))}"
                   if env.get("service") else ""))

@@ -76,6 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--memcpy-mib", type=int, default=256, help="memcpy floor size (256)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     ap.add_argument("--criu", default=shutil.which("criu") or "criu", help="criu binary")
+    ap.add_argument("--source-agent", action="store_true",
+                    help="ferryman's commands go through an agent on A (started once), its "
+                         "launcher starting them warm, as on a node running 'ferryman serve' "
+                         "(default: no agent on A, every command starts cold)")
     ap.add_argument("--warm-state", action="store_true",
                     help="ferryman: one state dir on A for every run, as a node's "
                          "/var/lib/ferryman (CRIU's facts cached by the first run)")
@@ -236,8 +240,10 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
         pki = tmp / "pki"
         _make_pki(topo, pki)
         env = Env(topo=topo, pki=pki, tmp=tmp, criu=args.criu, timeout=args.timeout,
-                  keep_images=args.keep_tmp, warm_state=args.warm_state)
+                  keep_images=args.keep_tmp, warm_state=args.warm_state,
+                  source_agent=args.source_agent)
         result["environment"]["warm_state"] = args.warm_state
+        result["environment"]["source_agent"] = args.source_agent
         if clients:
             env.service = f"10.{topo.net}.0.100/24"
             env.garp = ensure_arping()

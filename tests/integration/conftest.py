@@ -124,13 +124,17 @@ class Cluster:
     def start_agent(self, name: str, *extra: str, hide_dir: bool = False,
                     cgroup: str | None = None, cwd: Path | None = None,
                     env: dict[str, str] | None = None,
-                    state_size: str | None = None, private: tuple[Path, ...] = ()) -> Agent:
+                    state_size: str | None = None, private: tuple[Path, ...] = (),
+                    launcher: bool = False) -> Agent:
+        """An agent on node ``name``; without its launcher unless asked (test_launcher.py):
+        no test's commands use it, and its warm-up would only load the machine."""
         node = self.topology[name]
         state = self.base / f"state-{name}"
         state.mkdir(exist_ok=True)
         log_path = self.base / f"agent-{name}.log"
         cmd = [PY, "-m", "ferryman", "-v", "serve", "--listen", f"{node.ip}:{AGENT_PORT}",
-               "--pki", str(self.pki), "--name", name, "--state-dir", str(state), *extra]
+               "--pki", str(self.pki), "--name", name, "--state-dir", str(state),
+               *(() if launcher else ("--no-launcher",)), *extra]
         if hide_dir:
             # A private mount namespace in which hidden_dir is empty: files there "do not
             # exist" on this node, as on a real second machine.

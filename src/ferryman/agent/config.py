@@ -40,6 +40,7 @@ class AgentConfig:
     movable: tuple[MovableNetwork, ...] = ()  # what peers may move here (--movable-addresses)
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
+    launcher: bool = True  # STATE_DIR/launcher.sock starts this node's commands warm
     hidden_features: frozenset[str] = frozenset()  # test-only: pretend CRIU lacks these
     test_pause_after_restore: float = 0.0  # test-only: widen the RESTORED window
 

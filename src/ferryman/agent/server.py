@@ -16,6 +16,7 @@ import logging
 import signal
 import socket
 import ssl
+import sys
 
 from ferryman import wire
 from ferryman.agent import bundles, orphans
@@ -27,8 +28,11 @@ from ferryman.criu import stats
 from ferryman.criu.client import Criu
 from ferryman.errors import FerrymanError, PeerRejected
 from ferryman.host import portguard
+from ferryman.host.prctl import die_with_parent
 from ferryman.host.sdnotify import Notifier
 from ferryman.pki import tls
+
+LAUNCHER_SOCKET = "launcher.sock"  # cli/launcher.py serves it; cli/launch.py finds it
 
 log = logging.getLogger(__name__)
 OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -150,6 +154,7 @@ class Agent:
         for line in orphans.settle_records(self.cfg.state_dir):
             log.warning("held copy %s", line)
         listener = self._listen()
+        launcher = await start_launcher(self.cfg) if self.cfg.launcher else None
         accepting = asyncio.ensure_future(self._accept(listener, ctx))
         log.info("agent %s listening on %s:%d (criu %s, state %s)", self.cfg.name,
                  self.cfg.listen_host, self.cfg.listen_port, version, self.cfg.state_dir)
@@ -167,6 +172,8 @@ class Agent:
             log.info("agent %s stopping", self.cfg.name)
             self.notifier.stopping("stopping: no new connections, ending sessions")
         finally:
+            if launcher is not None:
+                await stop_launcher(self.cfg, launcher)
             accepting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await accepting
@@ -175,3 +182,29 @@ class Agent:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def start_launcher(cfg: AgentConfig) -> asyncio.subprocess.Process | None:
+    """This node's launcher (cli/launcher.py) on ``STATE_DIR/launcher.sock``; None when it
+    cannot start (the commands then run by themselves, as without an agent)."""
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ferryman.cli.launcher",
+            str(cfg.state_dir / LAUNCHER_SOCKET), "--state-dir", str(cfg.state_dir),
+            "--criu", cfg.criu_bin, stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent)
+    except OSError as exc:
+        log.warning("the launcher did not start: %s (commands here start cold)", exc)
+        return None
+
+
+async def stop_launcher(cfg: AgentConfig, launcher: asyncio.subprocess.Process) -> None:
+    """The launcher ends with the agent; commands it started run on to their end."""
+    (cfg.state_dir / LAUNCHER_SOCKET).unlink(missing_ok=True)
+    if launcher.returncode is None:
+        launcher.terminate()
+    try:
+        await asyncio.wait_for(launcher.wait(), 5)
+    except TimeoutError:
+        launcher.kill()
+        await launcher.wait()

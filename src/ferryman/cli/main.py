@@ -80,11 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> NoReturn:
-    """The ``ferryman`` command (and ``python -m ferryman``): :func:`main`, then the exit
-    without the interpreter's teardown (cli/exit.py)."""
+    """The ``ferryman`` command (and ``python -m ferryman``): run by the agent's launcher
+    when one answers (cli/launch.py), else :func:`main` here; then the exit without the
+    interpreter's teardown (cli/exit.py)."""
     from ferryman.cli.exit import exit_now
+    from ferryman.cli.launch import via_launcher
 
-    exit_now(main())
+    launched = via_launcher(sys.argv[1:])
+    exit_now(main() if launched is None else launched)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ferryman.cli import launch
 from ferryman.cli.common import add_sync_option, parse_endpoint, synced_paths
 from ferryman.criu.pacing import check_max_bandwidth, require_pacing
 from ferryman.errors import FerrymanError, UsageError
@@ -155,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 progress.update("PROBE", "waiting for the service to answer again")
                 migration.report.probe = probe.stop(migration.t0)
     report = migration.report
+    report.launched = bool(launch.launched)
     _write_report(report, args.report, migration.workdir / "report.json")
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)

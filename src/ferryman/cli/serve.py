@@ -66,6 +66,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-migrations", type=int, metavar="N",
                    help="migrations received at once; more are refused as busy "
                         f"(default {Limits().migrations})")
+    p.add_argument("--no-launcher", dest="launcher", action="store_false", default=None,
+                   help="no launcher on STATE_DIR/launcher.sock: this node's 'ferryman "
+                        "migrate' and 'check' start cold (default: they start warm)")
     p.add_argument("--test-hide-feature", action="append", default=[], metavar="FEATURE",
                    help=argparse.SUPPRESS)  # test-only: pretend CRIU lacks FEATURE
     p.add_argument("--test-pause-after-restore", type=float, default=0.0,
@@ -98,6 +101,7 @@ class Settings:
     movable: tuple[MovableNetwork, ...]
     check_roots: tuple[Path, ...]
     max_migrations: int
+    launcher: bool = True
 
 
 def merge(args: argparse.Namespace, file: serveconfig.FileOptions) -> Settings:
@@ -123,7 +127,8 @@ def merge(args: argparse.Namespace, file: serveconfig.FileOptions) -> Settings:
         runc_root=args.runc_root or file.runc_root or DEFAULT_RUNC_ROOT,
         bundle_root=args.bundle_root or file.bundle_root, movable=movable,
         check_roots=check_roots,
-        max_migrations=args.max_migrations or file.max_migrations or Limits().migrations)
+        max_migrations=args.max_migrations or file.max_migrations or Limits().migrations,
+        launcher=next((v for v in (args.launcher, file.launcher) if v is not None), True))
 
 
 def agent_config(args: argparse.Namespace, s: Settings) -> AgentConfig:
@@ -137,7 +142,7 @@ def agent_config(args: argparse.Namespace, s: Settings) -> AgentConfig:
                        runc_root=s.runc_root.resolve(),
                        bundle_root=s.bundle_root.resolve() if s.bundle_root else None,
                        movable=s.movable, check_roots=tuple(d.resolve() for d in s.check_roots),
-                       limits=Limits(migrations=s.max_migrations),
+                       limits=Limits(migrations=s.max_migrations), launcher=s.launcher,
                        hidden_features=frozenset(args.test_hide_feature),
                        test_pause_after_restore=args.test_pause_after_restore)
 

@@ -49,6 +49,7 @@ class FileOptions:
     movable_addresses: tuple[MovableNetwork, ...] | None = None
     check_roots: tuple[Path, ...] | None = None
     max_migrations: int | None = None
+    launcher: bool | None = None
 
 
 class BadValue(ValueError):
@@ -94,6 +95,12 @@ def _positive(value: object) -> int:
     return value
 
 
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise BadValue("give true or false")
+    return value
+
+
 def _converters(base: Path) -> dict[str, Callable[[object], Any]]:
     path = _path(base)
     return {
@@ -108,6 +115,7 @@ def _converters(base: Path) -> dict[str, Callable[[object], Any]]:
         "movable-addresses": _movable,
         "check-roots": lambda v: tuple(path(p) for p in _strings(v)),
         "max-migrations": _positive,
+        "launcher": _bool,
     }
 
 

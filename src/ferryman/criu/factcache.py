@@ -80,17 +80,38 @@ def decode(text: str, key: Mapping[str, Any], now: float, max_age_s: float = MAX
         return None
 
 
+# What this process saved last, once remember_in_process() was called: a process the agent's
+# launcher forks (cli/launcher.py) inherits the facts the launcher asked, whatever state
+# directory its command names.
+_remembered: list[str] = []
+_remembering: list[bool] = []
+
+
+def remember_in_process() -> None:
+    """From now on :func:`save` keeps its text in this process too, and :func:`load` falls
+    back to it (the launcher's, for the processes it forks)."""
+    _remembering[:] = [True]
+
+
 def load(state_dir: Path, key: Mapping[str, Any]
          ) -> tuple[tuple[int, int, int], dict[str, bool], bytes, dict[str, bool]] | None:
+    """The facts for ``key`` from ``state_dir``'s file, else from what this process (or
+    the launcher it was forked from) saved; None when neither holds them (module doc)."""
+    now = time.time()
     try:
-        text = (state_dir / FILE_NAME).read_text()
+        found = decode((state_dir / FILE_NAME).read_text(), key, now)
     except OSError:
-        return None
-    return decode(text, key, time.time())
+        found = None
+    if found is None and _remembered:
+        found = decode(_remembered[0], key, now)
+    return found
 
 
 def save(state_dir: Path, text: str) -> None:
-    """Write atomically (0600); a failure only means asking CRIU again next time."""
+    """Write atomically (0600); a failure only means asking CRIU again next time. The
+    text is remembered in this process as well when asked to (:func:`remember_in_process`)."""
+    if _remembering:
+        _remembered[:] = [text]
     tmp = state_dir / f".{FILE_NAME}.{os.getpid()}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

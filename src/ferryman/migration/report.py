@@ -94,6 +94,8 @@ class MigrationReport:
     # --move-address with live connections: segments that reached the source while it was
     # frozen (CRIU's lock dropped them), sent on to the destination after its restore
     forwarded_packets: int | None = None
+    # the command was run by the agent's launcher, already imported and warm (cli/launcher.py)
+    launched: bool = False
 
     def count_pages(self, final_bytes: int = 0) -> None:
         """``page_bytes``: the pre-dumps' pages plus those of the final (or lazy) step."""
