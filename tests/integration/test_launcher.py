@@ -58,6 +58,7 @@ def test_a_migration_started_warm_moves_the_workload(cluster: Cluster) -> None:
         assert "COMMITTED" in res.stdout  # its summary reached our stdout
         assert "FREEZING" in res.stderr  # and its progress our stderr
         assert report["steps"]["hello_facts"] < 20, "CRIU's facts were asked again"  # type: ignore[index]
+        assert os.getpriority(os.PRIO_PROCESS, _launcher(a)) == 19  # it yields to the agent
     finally:
         w.kill(new_pid)
 
@@ -96,6 +97,8 @@ def test_killing_the_command_kills_the_migration_it_runs(cluster: Cluster) -> No
             assert proc.poll() is None
             time.sleep(0.01)
         (running,) = children(launcher)
+        assert os.getpriority(os.PRIO_PROCESS, running) == os.getpriority(
+            os.PRIO_PROCESS, proc.pid), "the command's priority, not the launcher's"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         wait_for(lambda: not alive(running), timeout=10, what="the launched migration's end")

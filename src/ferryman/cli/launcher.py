@@ -16,6 +16,9 @@ namespaces and with its root directory is served: anything else is refused and t
 runs by itself, as without an agent. The child runs with the agent's resource limits,
 capabilities and security labels (as a daemon's work does), not the command's.
 
+The launcher runs at nice 19 (its warm-up yields to the agent's migrations); each child takes
+the command's priority back before anything else.
+
 Single-threaded on purpose (a fork copies only the calling thread): one ``accept`` loop,
 children reaped by the kernel (``SIGCHLD`` ignored here, restored in each child).
 
@@ -160,6 +163,8 @@ def _child(listener: socket.socket, conn: socket.socket, req: dict[str, Any],
             if isinstance(stream, io.TextIOWrapper):
                 stream.reconfigure(line_buffering=stream.isatty())
         _join_cgroups(client)
+        # the command's priority, not the launcher's (nice 19): root may raise it again
+        os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, client))
         _die_with(client)
         os.chdir(req["cwd"])
         os.umask(req["umask"])
@@ -256,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-dir", type=Path, required=True)
     ap.add_argument("--criu", default="criu")
     args = ap.parse_args(argv)
+    os.nice(19)  # its warm-up and its waiting yield to the agent's work (children: _child)
     _warm(args.criu, args.state_dir)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = args.socket.with_name(f".{args.socket.name}.{os.getpid()}")
