@@ -125,3 +125,25 @@ def test_another_user_or_namespace_runs_the_command_by_itself(cluster: Cluster) 
                                 env={**os.environ, "PYTHONPATH": str(Path.cwd() / "src")})
     assert other_user.stdout.strip() == "None", other_user.stderr
     assert oct((a.state_dir / "launcher.sock").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_launcher_that_does_not_answer_is_given_up_and_the_command_runs_here(
+        tmp_path: Path) -> None:
+    import socket
+
+    state = tmp_path / "state"
+    state.mkdir()
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(str(state / "launcher.sock"))
+    hung.listen(8)  # and never accepts: the connection waits in the backlog
+    try:
+        t0 = time.monotonic()
+        res = run_cli("migrate", "999999", "--to", "127.0.0.1:9", "--pki",
+                      str(tmp_path / "none"), "--name", "a", "--state-dir", str(state),
+                      timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        hung.close()
+    assert res.returncode not in (0, 1), res.stderr
+    assert res.stderr.startswith("ferryman: error:"), res.stderr  # run here, in the end
+    assert 10 <= took < 30, took

@@ -33,6 +33,8 @@ LENGTH = struct.Struct("!I")
 CODE = struct.Struct("!i")
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 DIED = 1  # the launched process ended without a code (killed): as a crash here would
+ANSWER_TIMEOUT_S = 10.0  # for the launched process's PID; then the command runs here
+GO = b"G"  # the launched process may run the command (cli/launcher.py)
 
 # Set in a process the launcher forked (cli/launcher.py): the report says so.
 launched: list[bool] = []
@@ -71,14 +73,24 @@ def via_launcher(argv: Sequence[str]) -> int | None:
         body = json.dumps({"argv": list(argv), "cwd": str(Path.cwd()), "env": dict(os.environ),
                            "umask": umask}).encode()
         try:
-            socket.send_fds(conn, [LENGTH.pack(len(body)) + body], [0, 1, 2])
+            conn.settimeout(ANSWER_TIMEOUT_S)  # a launcher that hangs is no launcher
             reader = conn.makefile("rb")
+            # our streams go only to a launcher that has taken us: sent into a connection it
+            # never accepts, they would stay open there (and whoever reads our output wait)
+            hello = json.loads(reader.readline() or b"{}")
+            if not (isinstance(hello, dict) and hello.get("ready") is True):
+                return None  # refused: another user, namespace or root directory
+            socket.send_fds(conn, [LENGTH.pack(len(body)) + body], [0, 1, 2])
             answer = json.loads(reader.readline() or b"{}")
+            pid = answer.get("pid") if isinstance(answer, dict) else None
+            if not isinstance(pid, int) or pid <= 0:
+                return None  # refused: another user, namespace or root directory
+            # Only now does the child run the command: one that does not get this (we timed
+            # out, or died) ends without running it, so it never runs twice.
+            conn.sendall(GO)
+            conn.settimeout(None)
         except (OSError, ValueError):
-            return None  # refused before anything ran, or a stream of ours is closed
-        pid = answer.get("pid") if isinstance(answer, dict) else None
-        if not isinstance(pid, int) or pid <= 0:
-            return None  # refused: another user, namespace or root directory
+            return None  # refused or unanswered before anything ran, or a stream is closed
         for sig in FORWARDED:
             signal.signal(sig, _forwarder(pid))
         code = reader.read(CODE.size)

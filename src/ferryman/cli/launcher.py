@@ -48,6 +48,8 @@ SOCKET_NAME = "launcher.sock"
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 LENGTH = struct.Struct("!I")
 CODE = struct.Struct("!i")
+GO = b"G"  # cli/launch.py's: run the command now
+READY = b'{"ready": true}\n'  # to a client that may use this launcher
 MAX_REQUEST = 1 << 20  # argv and environment
 STREAMS = 3  # stdin, stdout, stderr
 
@@ -175,6 +177,8 @@ def _child(listener: socket.socket, conn: socket.socket, req: dict[str, Any],
 
         launch.launched[:] = [True]
         conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+        if conn.recv(len(GO)) != GO:  # the command gave up waiting (cli/launch.py): it runs
+            os._exit(0)               # the command itself, so this one must not
         code = _run(req["argv"])
     except BaseException:  # noqa: BLE001 - whatever happened, the command gets a code
         traceback.print_exc()
@@ -216,6 +220,7 @@ def _serve_one(listener: socket.socket, conn: socket.socket) -> None:
     if why is not None:
         _refuse(conn, why)
         return
+    conn.sendall(READY)  # the command sends its streams only now (cli/launch.py)
     try:
         req, fds = _request(conn)
     except (OSError, ValueError) as exc:
