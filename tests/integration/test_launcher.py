@@ -56,6 +56,7 @@ def test_a_migration_started_warm_moves_the_workload(cluster: Cluster) -> None:
         assert w.status(new_pid)["bad_pages"] == 0
         assert not alive(w.pid)
         assert "COMMITTED" in res.stdout  # its summary reached our stdout
+        assert "started      warm, by this node's agent" in res.stdout
         assert "FREEZING" in res.stderr  # and its progress our stderr
         assert report["steps"]["hello_facts"] < 20, "CRIU's facts were asked again"  # type: ignore[index]
         assert os.getpriority(os.PRIO_PROCESS, _launcher(a)) == 19  # it yields to the agent

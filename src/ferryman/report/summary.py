@@ -116,6 +116,9 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
     if r.forwarded_packets:
         lines.append(f"  held back    {r.forwarded_packets} segments reached the source while it "
                      "was frozen; sent on to the destination after its restore")
+    if r.launched:
+        lines.append("  started      warm, by this node's agent (its launcher, "
+                     "STATE_DIR/launcher.sock)")
     if r.steps:
         lines.append(f"  before freeze {step_line(r.steps)}")
     criu = [f"{name} {_us(stats, key)}" for name, stats, key in (
