@@ -154,14 +154,16 @@ async def cleanup(s: DestinationRole, *, keep_logs: bool = False) -> dict[Path, 
                         s.workdir)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    if s.tree is not None and s.tracker.phase not in (D.COMMITTED, D.DONE):
+    killed = s.tree is not None and s.tracker.phase not in (D.COMMITTED, D.DONE)
+    if s.tree is not None and killed:
         s.tree.kill()
-        if s.held and s.workdir is not None:
-            write_outcome(s.cfg.state_dir, s.workdir.name,
-                          f"KILLED {s.tree.pid}\n")
-            s.held = False
     if s.box is not None:
         await s.box.cleanup(delete=s.tracker.phase not in (D.COMMITTED, D.DONE))
+    # recorded once the container's record is gone too: whoever reads KILLED finds nothing
+    # of this migration's copy left here
+    if s.tree is not None and killed and s.held and s.workdir is not None:
+        write_outcome(s.cfg.state_dir, s.workdir.name, f"KILLED {s.tree.pid}\n")
+        s.held = False
     kept: dict[Path, Path] = {}
     if s.workdir is not None and s.workdir.exists():
         if keep_logs:
