@@ -575,9 +575,20 @@ def _settle(s: Scenario) -> tuple[int | None, str]:
         s.b = s.restart_agent()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (faults.criu_using(s.cluster.base) or any(
-            _concluding(s.b, d) for d in s.b.migration_dirs() if s.b)):
+            _concluding(s.b, d) for d in s.b.migration_dirs() if s.b) or (
+            s.b is not None and _sessions_open(s.b))):
         time.sleep(0.1)
     return (None if s.controller_killed else s.proc.returncode), err
+
+
+def _sessions_open(b: Agent) -> bool:
+    """B's current agent still serves a session: it may conclude on its own, later than the
+    source (a cut link: each side's own timeout), and must be looked at once it has."""
+    lines = b.log().splitlines()
+    start = max((i for i, ln in enumerate(lines) if " listening on " in ln), default=0)
+    lines = lines[start:]
+    opened = sum(1 for ln in lines if re.search(r" session from \S+ \(\S+\)$", ln))
+    return opened > sum(1 for ln in lines if re.search(r" session with \S+ \(\S+\) over$", ln))
 
 
 def _concluding(b: Agent, migration: Path) -> bool:

@@ -106,6 +106,8 @@ class Agent:
             await DestinationSession(channel, self.cfg, self.criu, self.migrations).run()
         except FerrymanError as exc:
             log.warning("session from %s ended: %s", channel.peer, exc.one_line())
+        finally:  # what it did is done: its copy held or killed, its address given back
+            log.info("session with %s (%s) over", channel.peer, addr)
 
     async def _accept(self, listener: socket.socket, ctx: ssl.SSLContext) -> None:
         loop = asyncio.get_running_loop()
