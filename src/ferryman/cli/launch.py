@@ -27,14 +27,14 @@ __all__ = ["COMMANDS", "DEFAULT_STATE_DIR", "launched", "state_dir_of", "via_lau
 
 COMMANDS = ("migrate", "check")
 DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
-SOCKET_NAME = "launcher.sock"  # cli/launcher.py's
+SOCKET_NAME = "launcher.sock"  # the launcher's socket in the state dir (cli/launcher.py)
 SKIP_ENV = "FERRYMAN_NO_LAUNCHER"
 LENGTH = struct.Struct("!I")
 CODE = struct.Struct("!i")
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 DIED = 1  # the launched process ended without a code (killed): as a crash here would
 ANSWER_TIMEOUT_S = 10.0  # for the launched process's PID; then the command runs here
-GO = b"G"  # the launched process may run the command (cli/launcher.py)
+GO = b"G"  # the launched process may run the command (cli/launcher.py waits for it)
 
 # Set in a process the launcher forked (cli/launcher.py): the report says so.
 launched: list[bool] = []

@@ -42,13 +42,11 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ferryman.cli.launch import CODE, GO, LENGTH, SOCKET_NAME  # one protocol, one place
+
 __all__ = ["NAMESPACES", "SOCKET_NAME", "main", "same_place"]
 
-SOCKET_NAME = "launcher.sock"
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
-LENGTH = struct.Struct("!I")
-CODE = struct.Struct("!i")
-GO = b"G"  # cli/launch.py's: run the command now
 READY = b'{"ready": true}\n'  # to a client that may use this launcher
 MAX_REQUEST = 1 << 20  # argv and environment
 STREAMS = 3  # stdin, stdout, stderr
