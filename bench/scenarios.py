@@ -75,6 +75,10 @@ MODES: dict[str, Mode] = {
                  scenario="S1", default_rates=S1_RATES),
     "postcopy": Mode("postcopy", "S1: memory writer, post-copy (lazy pages)", "memory",
                      S1_SIZES, ("postcopy",), scenario="S1", default_rates=S1_RATES),
+    # The page path without compression's help: pseudo-random pages, link not shaped.
+    "postcopy-random": Mode("postcopy-random", "S1 variant: memory writer of pseudo-random "
+                            "(incompressible) pages, post-copy", "memory", (1024,),
+                            ("postcopy",), default_rates=(0,), fill="random"),
     # Needs soft-dirty tracking (the QEMU guests, tests/vm); no by-hand baseline yet.
     "precopy": Mode("precopy", "S1: memory writer, pre-copy", "memory", S1_SIZES,
                     ("precopy",), scenario="S1", default_rates=S1_RATES, default=False),

@@ -12,7 +12,7 @@ set -euo pipefail
 
 MIN_MAJOR=4 MIN_MINOR=2
 # Our patches on top of Debian's source; a criu built without them is rebuilt.
-BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-2+tls-bulk-pace-4+ps-timeout-1+lazy-pipeline-2+tls-vec-push-1
+BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-2+tls-bulk-pace-4+ps-timeout-1+lazy-pipeline-2+tls-vec-push-1+lazy-ps-socket-2
 PREFIX=${CRIU_PREFIX:-/usr/local}
 STAMP=$PREFIX/share/ferryman/criu-build
 SRC_ROOT=${CRIU_SRC_ROOT:-/var/cache/ferryman/criu-src}
@@ -99,7 +99,10 @@ a\	setsockopt(sockfd, IPPROTO_TCP, TCP_NODELAY, \&(int){ 0 }, sizeof(int));
   #   size (at least 256 KiB), so two 4 MiB requests are in flight and the source sends one
   #   while this side copies the other (post-copy 1 GiB, every page there: 2.2 -> 0.87 s plain,
   #   3.6 -> 2.2 s TLS).
-  # The last two are diffs against the tree the earlier ones made: they sort after them.
+  # - xfer-relay-sockets: RPC's ps.fd in a lazy dump: the dump serves its lazy pages on that
+  #   connected socket (ferryman's page relay carries them) instead of listening on a port;
+  #   TCP options that a socket pair lacks are no warning.
+  # The last three are diffs against the tree the earlier ones made: they sort after them.
   local p
   for p in "$HERE"/criu-patches/*.patch; do
     patch -d "$1" -p1 --forward --quiet <"$p" || die "could not apply $(basename "$p") (CRIU changed?)"

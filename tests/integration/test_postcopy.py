@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ferryman import testhooks
 from tests.integration.conftest import PY, Cluster
 from tests.support.workloads import alive
 
@@ -47,6 +48,66 @@ def test_postcopy_moves_memory_on_demand(cluster: Cluster, mib: int) -> None:
         assert report["bytes_transferred"] >= mib << 20  # type: ignore[operator]
         assert b.outcomes()[b.migration_dirs()[0].name].startswith("DONE")
         assert criu_processes(cluster, w.pid) == []
+    finally:
+        w.kill(new_pid)
+
+
+@pytest.mark.parametrize(("fill", "compress"), [("pattern", "on"), ("random", "off")])
+def test_postcopy_pages_travel_through_ferrymans_relay(cluster: Cluster, fill: str,
+                                                       compress: str) -> None:
+    """The lazy pages go through the page relay (ferryman's TLS, LZ4 when on), not CRIU's
+    own page connection: the relay counted every page, the source's lazy dump listened on
+    no port, and the memory arrived whole, page by page."""
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=128, seed=f"relay-{fill}", fill=fill)
+    new_pid = None
+    try:
+        res, report = cluster.migrate(w.pid, b, "--mode", "postcopy", "--compress", compress)
+        assert res.returncode == 0, res.stderr
+        new_pid = report["destination_pid"]
+        assert isinstance(new_pid, int)
+        st = w.status(new_pid)
+        assert st["bad_pages"] == 0
+        assert st["pages"] == 128 * 256
+        comp = report["compression"]
+        assert isinstance(comp, dict)
+        assert comp["relay"] is True
+        assert comp["on"] is (compress == "on")
+        assert comp["raw_bytes"] >= 128 << 20  # every lazy page went through it
+        if compress == "on":  # the pattern compresses, random pages do not
+            assert comp["wire_bytes"] * 4 < comp["raw_bytes"]
+        else:
+            assert comp["wire_bytes"] >= comp["raw_bytes"]
+        # the destination's lazy-pages daemon read the relay's socket pair, not a connection
+        lazy_log = (b.migration_dirs()[0] / "lazy-pages.log").read_text()
+        assert "Reusing ps socket" in lazy_log
+        assert report["lazy_pages"] >= 128 * 256
+    finally:
+        w.kill(new_pid)
+
+
+def test_postcopy_without_the_relay_patch_uses_criu_s_own_page_path(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source whose CRIU cannot serve lazy pages on a handed socket (``lazy_relay``
+    hidden: ``criu check --feature lazy_ps_socket`` failing) never hands it one: the lazy
+    dump listens, CRIU's own TLS page connection carries the pages, and they all arrive."""
+    monkeypatch.setenv(testhooks.HIDE_ENV, "lazy_relay")
+    b = cluster.start_agent("b")
+    w = cluster.workload(mib=64, seed="no-relay")
+    new_pid = None
+    try:
+        res, report = cluster.migrate(w.pid, b, "--mode", "postcopy")
+        assert res.returncode == 0, res.stderr
+        new_pid = report["destination_pid"]
+        assert isinstance(new_pid, int)
+        assert w.status(new_pid)["bad_pages"] == 0
+        comp = report["compression"]
+        assert isinstance(comp, dict)
+        assert comp["relay"] is False
+        assert comp["on"] is False
+        assert "raw_bytes" not in comp
+        lazy_log = (b.migration_dirs()[0] / "lazy-pages.log").read_text()
+        assert "Reusing ps socket" not in lazy_log
     finally:
         w.kill(new_pid)
 

@@ -54,8 +54,8 @@ class Ahead:
 def measures_ahead(m: SourceRole, mode: Mode, setting: Compress) -> bool:
     """``auto`` with a mode given that could compress: what it needs can be measured
     during the dry run (nothing of it depends on the verdict)."""
-    return (setting is Compress.AUTO and mode.decided and not mode.lazy
-            and not mode.pre_copies and not m.opts.in_container and m.tree is not None)
+    return (setting is Compress.AUTO and mode.decided and not mode.pre_copies
+            and not m.opts.in_container and m.tree is not None)
 
 
 async def measure(m: SourceRole, ahead: Ahead) -> None:
@@ -80,11 +80,12 @@ async def choose_compression(m: SourceRole, plan: Plan, setting: Compress,
     unless ``ahead`` has it measured already."""
     if m.opts.in_container:  # runc dumps a container, into CRIU's own page connection
         return CompressChoice(False, setting, "containers' pages are not compressed")
-    if setting is not Compress.AUTO or plan.mode.lazy or plan.mode.pre_copies \
-            or m.tree is None:
+    if plan.lazy and not m.lazy_relay:  # decided first (agent/source.py)
+        return CompressChoice(False, setting, "post-copy pages take CRIU's own page path "
+                              "(this node's CRIU cannot hand them to the relay)")
+    if setting is not Compress.AUTO or plan.mode.pre_copies or m.tree is None:
         return choose(setting, link_bytes_per_s=None, sample_ratio=None,
-                      compress_bytes_per_s=None, lazy=plan.mode.lazy,
-                      pre_copies=plan.mode.pre_copies)
+                      compress_bytes_per_s=None, pre_copies=plan.mode.pre_copies)
     if ahead is None or not ahead.done:
         ahead = Ahead()
         await measure(m, ahead)
@@ -108,7 +109,9 @@ def describe(choice: CompressChoice) -> dict[str, Any]:
 async def dump_through_relay(m: SourceRole, port: int,
                              dump: Callable[[int], Awaitable[None]]) -> None:
     """``dump(fd)`` with criu writing its page stream into ``fd``, which the page relay
-    carries, compressed, to the destination's relay at ``port`` (agent/pagerelay.py).
+    carries (LZ4-compressed when ``m.compressed``) to the destination's relay at ``port``
+    (agent/pagerelay.py). A lazy dump serves its pages through it: the destination's
+    lazy-pages daemon asks, criu answers, and the dump ends once every page is served.
     A relay that breaks closes criu's socket (its dump fails at once) and its error is the
     dump's. The report's ``compression`` gets the bytes before and after."""
     theirs, ours = pagerelay.socket_pair()
@@ -116,6 +119,7 @@ async def dump_through_relay(m: SourceRole, port: int,
     cap = m.report.max_bandwidth_bytes_per_s
     relay = asyncio.ensure_future(pagerelay.send_pages(
         m.opts.host, port, tls.client_context(m.opts.creds), ours, stats,
+        compress=m.compressed,
         pacing_bytes_per_s=int(cap) if cap else None, timeout=m.opts.timeouts.plan))
 
     def broken(task: asyncio.Future[None]) -> None:

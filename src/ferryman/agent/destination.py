@@ -20,7 +20,9 @@ from ferryman.agent.config import AgentConfig
 from ferryman.agent.container import DestinationContainer, with_tools
 from ferryman.agent.destination_drive import DestinationDrive
 from ferryman.agent.destination_end import fail, remove_incomplete
+from ferryman.agent.destination_lazy import start_lazy_relay
 from ferryman.agent.destination_pages import lazy_blocker, open_set, start_page_server
+from ferryman.agent.destination_role import LazyRelayEnd
 from ferryman.agent.hello import identity_mismatch, local_hello
 from ferryman.agent.imageseal import ImageSeal
 from ferryman.agent.limits import Slots
@@ -64,6 +66,7 @@ class DestinationSession:
         self.relay: RelayServer | None = None  # --compress: feeds page_server
         self.lazy_pages: CriuDaemon | None = None
         self.early_lazy: asyncio.Future[CriuDaemon] | None = None  # started on pstree.img
+        self.lazy_end: LazyRelayEnd | None = None  # post-copy through the page relay
         self.moving: addresses.MoveAddress | None = None
         self.address_added = False
         self.tree: ProcessTree | None = None
@@ -162,11 +165,12 @@ class DestinationSession:
                                                                      self.ch.peer)
             except FerrymanError as exc:
                 raise Refusal("runc", exc.one_line()) from exc
-        if plan.lazy:
-            # Pages come from the source's page server, on demand. (The lazy-pages daemon
-            # cannot start earlier than the Restore: it reads the images when it starts.)
-            return 0
         try:
+            if plan.lazy:
+                # Pages come from the source's page server, on demand, through the page
+                # relay if the Plan says so. (The lazy-pages daemon starts once the images
+                # it reads first are here.)
+                return await start_lazy_relay(self) if plan.lazy_relay else 0
             if plan.mode.pre_copies:
                 return await open_set(self, None)
             return await start_page_server(self, workdir, None)

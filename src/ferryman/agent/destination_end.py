@@ -135,6 +135,10 @@ async def cleanup(s: DestinationRole, *, keep_logs: bool = False) -> dict[Path, 
     if s.seal is not None:
         await asyncio.to_thread(s.seal.close)
     await remove_guards(s)
+    if s.lazy_end is not None:  # the relay's socket pair, no daemon started on it
+        s.lazy_end.sock.close()
+        s.lazy_end.daemon.cancel()
+        s.lazy_end = None
     if s.early_lazy is not None:  # never used: the migration ended before Restore
         early, s.early_lazy = s.early_lazy, None
         with contextlib.suppress(CriuError, OSError):

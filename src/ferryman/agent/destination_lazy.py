@@ -8,39 +8,96 @@ import asyncio
 import contextlib
 import logging
 import time
+from pathlib import Path
 
 from ferryman import wire
-from ferryman.agent.destination_role import DestinationRole
+from ferryman.agent import pagerelay
+from ferryman.agent.destination_role import DestinationRole, LazyRelayEnd
 from ferryman.agent.orphans import write_outcome
 from ferryman.criu.page_server import (
     CriuDaemon,
+    free_port,
     lazy_fault_waits,
     lazy_pages_transferred,
     start_lazy_pages,
 )
 from ferryman.errors import CriuError, FerrymanError, PeerLost
+from ferryman.host import portguard
 from ferryman.host.pages import PAGE_SIZE
+from ferryman.pki import tls
 
 log = logging.getLogger(__name__)
 
 
+async def start_lazy_relay(s: DestinationRole) -> int:
+    """Post-copy through ferryman's page relay (a Plan with ``lazy_relay``): its TLS port,
+    behind a guard that lets only the source (the control connection's address) reach it.
+    The relay feeds one end of a socket pair; the lazy-pages daemon gets the other when it
+    starts (:func:`start_lazy_early`), and the relay ends when the daemon exits."""
+    port = free_port(s.cfg.listen_host)
+    guard = portguard.PortGuard(s.cfg.listen_port, port, s.ch.peer_ip)
+    await asyncio.to_thread(guard.install)
+    s.guards.append(guard)
+    theirs, ours = pagerelay.socket_pair()
+    end = s.lazy_end = LazyRelayEnd(theirs)
+
+    async def daemon_exited() -> None:
+        daemon = await asyncio.shield(end.daemon)  # until it starts, nothing reads pages
+        await daemon.proc.wait()
+
+    s.relay = pagerelay.RelayServer(tls.server_context(s.cfg.creds), s.ch.peer, ours,
+                                    daemon_exited)
+    await s.relay.start(s.cfg.listen_host, port)
+    return port
+
+
 def start_lazy_early(s: DestinationRole) -> None:
     """Post-copy: the images CRIU's lazy-pages daemon reads when it starts are here (the
-    source sends them first); start it while the rest arrive, on the Plan's port."""
+    source sends them first); start it while the rest arrive, on the Plan's port or on the
+    page relay's socket pair."""
     plan = s.plan
-    if plan is None or not plan.lazy or not plan.page_server_port or \
-            s.early_lazy is not None:
+    if plan is None or not plan.lazy or s.early_lazy is not None or \
+            not (plan.page_server_port or s.lazy_end is not None):
         return
     assert s.workdir is not None
+    if s.lazy_end is not None:
+        end, s.lazy_end = s.lazy_end, None
+        s.early_lazy = asyncio.ensure_future(_start_on_relay(s, s.workdir, end))
+        return
     s.early_lazy = asyncio.ensure_future(start_lazy_pages(
         s.criu.binary, s.workdir, address=s.ch.peer_ip,
         port=plan.page_server_port, tls=s.tls))
 
 
+async def _start_on_relay(s: DestinationRole, workdir: Path, end: LazyRelayEnd) -> CriuDaemon:
+    try:
+        daemon = await start_lazy_pages(s.criu.binary, workdir, sock_fd=end.sock.fileno())
+    except asyncio.CancelledError:
+        end.daemon.cancel()
+        raise
+    except Exception as exc:
+        if not end.daemon.done():
+            end.daemon.set_exception(exc)  # the relay ends: no daemon will read
+            end.daemon.exception()  # retrieved: the caller reports it
+        raise
+    finally:
+        end.sock.close()  # the daemon's now: its exit closes the relay's stream
+    end.daemon.set_result(daemon)
+    return daemon
+
+
 async def lazy_daemon(s: DestinationRole, port: int) -> CriuDaemon:
     """The lazy-pages daemon for the source's page server at ``port``: the one started
-    early if it runs on that port, else a new one."""
+    early if it runs on that port, else a new one. Through the page relay, only the one
+    started early: the relay's socket pair was its."""
     assert s.workdir is not None
+    if s.plan is not None and s.plan.lazy_relay:
+        if s.early_lazy is None:
+            start_lazy_early(s)  # the images arrived without a pstree.img first
+        early, s.early_lazy = s.early_lazy, None
+        if early is None:
+            raise FerrymanError("the lazy-pages daemon's relay socket is gone")
+        return await early
     early, s.early_lazy = s.early_lazy, None
     if early is not None:
         try:

@@ -10,6 +10,8 @@ as a ``DestinationRole`` and never import agent/destination.py, so the imports r
 from __future__ import annotations
 
 import asyncio
+import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -25,7 +27,18 @@ from ferryman.host import addresses, portguard
 from ferryman.migration.phases import DestinationPhase, PhaseTracker
 from ferryman.targets.process import ProcessTree
 
-__all__ = ["DestinationRole"]
+__all__ = ["DestinationRole", "LazyRelayEnd"]
+
+
+@dataclass
+class LazyRelayEnd:
+    """Post-copy through the page relay: the lazy-pages daemon's end of the relay's socket
+    pair until the daemon takes it, and the daemon once started (whose exit ends the
+    relay's stream)."""
+
+    sock: socket.socket
+    daemon: asyncio.Future[CriuDaemon] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class DestinationRole(Protocol):
@@ -40,6 +53,7 @@ class DestinationRole(Protocol):
     relay: RelayServer | None  # --compress: the page relay feeding page_server
     lazy_pages: CriuDaemon | None
     early_lazy: asyncio.Future[CriuDaemon] | None  # started on pstree.img
+    lazy_end: LazyRelayEnd | None  # post-copy through the page relay
     moving: addresses.MoveAddress | None
     address_added: bool
     tree: ProcessTree | None

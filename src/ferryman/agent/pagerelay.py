@@ -1,9 +1,12 @@
-"""The page relay: a cold dump's page stream, LZ4-compressed, over ferryman's own TLS.
+"""The page relay: a dump's page stream, LZ4-compressed where it pays, over ferryman's own TLS.
 
-With compression on (``--compress``, ``migration/compress.py``) CRIU does not open its own
-page connection: each side's criu gets one end of a socket pair (the source's dump as RPC
-``ps.fd``, the destination's ``criu page-server --ps-socket``) and speaks its page-server
-protocol, unencrypted, to ferryman only. Between the nodes the stream travels in a TLS 1.3
+A compressed cold dump (``--compress``, ``migration/compress.py``) and every post-copy of a
+process tree (``Plan.lazy_relay``) do not open CRIU's own page connection: each side's criu
+gets one end of a socket pair (the source's dump as RPC ``ps.fd``, the destination's
+``criu page-server --ps-socket`` or ``criu lazy-pages --ps-socket``) and speaks its
+page-server protocol, unencrypted, to ferryman only. (Post-copy: the lazy dump answers the
+lazy-pages daemon's requests, which travel back raw like a page server's answers.)
+Between the nodes the stream travels in a TLS 1.3
 connection with the cluster's certificates on both sides (the destination checks that the
 client is the control connection's peer; the port is behind the same nftables guard as
 CRIU's page server). Source → destination, the bytes go as frames::
@@ -32,7 +35,7 @@ import lz4.block  # type: ignore[import-untyped]
 
 from ferryman.criu.pacing import PAGE_TIMEOUT_MS
 from ferryman.errors import FerrymanError, PeerRejected
-from ferryman.host import deadlink
+from ferryman.host import deadlink, heap
 from ferryman.pki import tls
 
 log = logging.getLogger(__name__)
@@ -100,7 +103,9 @@ def check_header(raw_len: int, wire_len: int) -> None:
 def socket_pair() -> tuple[socket.socket, socket.socket]:
     """(criu's end, ours): criu's is inheritable, ours non-blocking for asyncio. Each end
     queues up to ``PAIR_BUFFER`` bytes, so that the relay reads large chunks (they compress
-    better and cost fewer frames) while criu writes on."""
+    better and cost fewer frames) while criu writes on. This process's heap keeps the
+    relay's chunk buffers from now on (host/heap.py)."""
+    heap.keep_large_buffers()
     theirs, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     for sk in (theirs, ours):
         try:  # root may go past net.core.wmem_max

@@ -77,7 +77,8 @@ class SourceRole(Protocol):
     pages_from: str  # lazy: the only address that may reach it (the Ready names it)
     write_tracker: WriteTracker | None  # pre-copy without soft-dirty (host/wptrack.py)
     freeze_at: float | None
-    compressed: bool  # --compress: a cold dump's pages go through the page relay
+    compressed: bool  # --compress: the dump's pages go through the page relay, LZ4
+    lazy_relay: bool  # post-copy: the lazy pages go through the page relay (LZ4 if compressed)
 
     @property
     def pid(self) -> int:

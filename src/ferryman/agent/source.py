@@ -91,6 +91,7 @@ class SourceMigration:
         self.plan: Plan | None = None  # decided once after Hello (migration/plan.py)
         self.sync_port = 0
         self.compressed = False  # --compress: the pages go through the page relay
+        self.lazy_relay = False  # post-copy: the lazy pages go through the page relay
         # CRIU's network lock and the segments that reach us frozen (--move-address)
         self.net = Handover(self.workdir, opts.move_address, opts.tcp_established, self.report)
         self.fifo_devices: dict[str, int] = {}  # FIFOs with data the frozen tree holds
@@ -157,15 +158,22 @@ class SourceMigration:
         self.report.mode = plan.mode
         lazy = plan.lazy
         self.report.dirty_tracker = plan.tracker
-        if lazy:  # known now, the destination can start its lazy-pages daemon early
+        # Post-copy of a process tree: the lazy pages through the page relay, if this node's
+        # CRIU can serve them there (runc dumps a container into CRIU's own page connection;
+        # hybrid's lazy step stays there too)
+        self.lazy_relay = lazy and not opts.in_container and \
+            hello.features.get("lazy_relay", False)
+        if lazy and not self.lazy_relay:  # the destination can start its daemon early
             self.ps_port = free_port(ch.local_ip)
         choice = await choose_compression(self, plan, opts.compress, ahead)  # --compress
         self.report.compression, self.compressed = describe(choice), choice.on
+        self.report.compression["relay"] = self.compressed or self.lazy_relay
         await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=self.pid, lazy=lazy,
                                 tcp_established=opts.tcp_established,
                                 move_address=str(opts.move_address or ""),
                                 target=self.workload.planned_target(),
-                                page_server_port=self.ps_port, compress=self.compressed))
+                                page_server_port=self.ps_port, compress=self.compressed,
+                                lazy_relay=self.lazy_relay))
         with timed(self.report.steps, "plan_ready"):  # the destination's CPU check, page server
             answer = await ch.expect((wire.Ready, wire.Refused), opts.timeouts.plan)
         if isinstance(answer, wire.Refused):

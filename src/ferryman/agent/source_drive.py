@@ -202,9 +202,11 @@ class SourceDrive:
             "parent": set_name(act.parent) if act.parent else None,
             "track_mem_uffd": role.write_tracker is not None}
         try:
-            if role.compressed and not act.lazy:  # criu -> socket pair -> compressing relay
+            if (role.compressed and not act.lazy) or (act.lazy and role.lazy_relay):
+                # criu -> socket pair -> the relay (compressing if role.compressed); a lazy
+                # dump serves the destination's lazy-pages daemon through it
                 await dump_through_relay(role, act.port, lambda fd: role.criu.dump(
-                    role.pid, role.workdir, page_server_fd=fd, **kw))
+                    role.pid, role.workdir, page_server_fd=fd, lazy=act.lazy, **kw))
             else:
                 await role.dumper.dump(
                     role.pid, role.workdir,
@@ -262,7 +264,7 @@ class SourceDrive:
                                    f"{summary.convergence.partition(': ')[2]}"
                                    + ("; final step lazy" if lazy else ""))
             case RunDump():
-                if action.lazy:
+                if action.lazy and not role.lazy_relay:
                     assert role.ch is not None
                     role.ps_port = role.ps_port or free_port(role.ch.local_ip)  # the Plan named it
                     if role.pages_from:  # only the destination's lazy-pages daemon gets in

@@ -79,7 +79,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "(default: no cap)")
     p.add_argument("--compress", type=parse_compress, default=Compress.AUTO,
                    metavar="auto|on|off",
-                   help="cold: send the pages LZ4-compressed through ferryman's own TLS "
+                   help="cold, post-copy: send the pages LZ4-compressed through "
+                        "ferryman's own TLS "
                         "stream; auto (default) does when the link is slower than "
                         "compressing a sample of the workload's memory and it compresses")
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")

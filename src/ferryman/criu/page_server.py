@@ -180,17 +180,24 @@ async def wait_listening(daemon: CriuDaemon, address: str, port: int,
 LAZY_SOCKET = "lazy-pages.socket"
 
 
-async def start_lazy_pages(criu_bin: str, images_dir: Path, *, address: str, port: int,
-                           tls: TlsFiles | None, timeout: float = 10.0) -> CriuDaemon:
-    """``criu lazy-pages`` fetching pages from the source's page server at address:port.
+async def start_lazy_pages(criu_bin: str, images_dir: Path, *, address: str = "",
+                           port: int = 0, tls: TlsFiles | None = None,
+                           sock_fd: int | None = None, timeout: float = 10.0) -> CriuDaemon:
+    """``criu lazy-pages`` fetching pages from the source's page server at address:port,
+    or, with ``sock_fd``, over that connected socket (ferryman's page relay's; no TLS: the
+    relay carries the stream between the nodes in its own).
 
     Restore connects to it through ``images_dir/lazy-pages.socket``; we wait for that socket.
     """
-    args = ["--images-dir", str(images_dir), "--page-server", "--address", address,
-            "--port", str(port), *tls_args(tls)]
+    if sock_fd is not None:
+        args = ["--images-dir", str(images_dir), "--page-server", "--ps-socket", str(sock_fd)]
+    else:
+        args = ["--images-dir", str(images_dir), "--page-server", "--address", address,
+                "--port", str(port), *tls_args(tls)]
     # -v4: the per-task "UFFD transferred pages" summary is a debug message.
     daemon = await CriuDaemon.spawn(criu_bin, "lazy-pages", args, images_dir / "lazy-pages.log",
-                                    verbosity=4, env=criu_env(None, os.environ))
+                                    verbosity=4, env=criu_env(None, os.environ),
+                                    pass_fds=() if sock_fd is None else (sock_fd,))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not (images_dir / LAZY_SOCKET).exists():

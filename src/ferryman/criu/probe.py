@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 PROBES: Final[Mapping[str, str]] = MappingProxyType({
     "network_lock": "network_lock_nftables",  # dump/restore lock the network with nftables
     "time_ns": "timens",  # restore keeps the workload's monotonic clocks in a time namespace
+    # not the kernel's: our CRIU patch (xfer-relay-sockets.patch) that lets a lazy dump serve
+    # its pages on a socket ferryman's page relay hands it
+    "lazy_relay": "lazy_ps_socket",
 })
 """Our feature name -> CRIU's ``check --feature`` name."""
 

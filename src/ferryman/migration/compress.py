@@ -60,15 +60,14 @@ def seconds_per_byte(link_bytes_per_s: float, ratio: float, compress_bytes_per_s
 
 
 def choose(setting: Compress, *, link_bytes_per_s: float | None, sample_ratio: float | None,
-           compress_bytes_per_s: float | None, lazy: bool = False,
-           pre_copies: bool = False) -> CompressChoice:
-    """Compress or not. ``on``/``off`` are obeyed for a cold dump; the relay carries no
-    lazy or pre-copy pages (those stay on CRIU's TLS path, and ``on`` says so)."""
+           compress_bytes_per_s: float | None, pre_copies: bool = False) -> CompressChoice:
+    """Compress or not. ``on``/``off`` are obeyed for a cold dump and for post-copy's lazy
+    pages (both go through the relay); the relay carries no pre-copied pages (pre-copy and
+    hybrid stay on CRIU's TLS path, and ``on`` says so)."""
     facts = {"sample_ratio": sample_ratio, "compress_bytes_per_s": compress_bytes_per_s,
              "link_bytes_per_s": link_bytes_per_s}
-    if lazy or pre_copies:
-        what = "post-copy" if lazy else "pre-copy"
-        return CompressChoice(False, setting, f"{what} pages are not compressed", **facts)
+    if pre_copies:
+        return CompressChoice(False, setting, "pre-copy pages are not compressed", **facts)
     if setting is Compress.OFF:
         return CompressChoice(False, setting, "--compress off", **facts)
     if setting is Compress.ON:

@@ -247,7 +247,7 @@ class SourceDriver:
     def _freeze(self) -> Actions:
         self.dump_running = True
         return (self._enter(S.FREEZING),
-                RunDump(self.lazy, 0 if self.lazy else self.port, self.parent))
+                RunDump(self.lazy, self.port, self.parent))
 
     def _notified(self, script: str) -> Actions:
         if self.failing:

@@ -165,7 +165,8 @@ class RecordIterations:
 @dataclass(frozen=True, slots=True)
 class RunDump:
     """Start the final dump (Notified and DumpEnded follow). ``parent``: the last
-    pre-dump's set index (0: none); ``port``: the destination's page server (cold)."""
+    pre-dump's set index (0: none); ``port``: the destination's page server (cold) or page
+    relay (Ready's port; a lazy dump without the relay gets 0: its own server listens)."""
 
     lazy: bool
     port: int

@@ -153,6 +153,10 @@ class Plan(Message):
     # cold: the pages come LZ4-compressed through ferryman's page relay (agent/pagerelay.py);
     # Ready's page_server_port is then the relay's TLS port
     compress: bool = False
+    # post-copy: the lazy pages come through ferryman's page relay (LZ4-compressed if
+    # ``compress``), not CRIU's own TLS: Ready's page_server_port is the relay's TLS port,
+    # which the source connects to; the source's lazy dump then listens on no port
+    lazy_relay: bool = False
 
     def __post_init__(self) -> None:
         check_str("Plan", "migration_id", self.migration_id, max_chars=64,
@@ -167,12 +171,15 @@ class Plan(Message):
         check_bool("Plan", "lazy", self.lazy)
         check_bool("Plan", "tcp_established", self.tcp_established)
         check_bool("Plan", "compress", self.compress)
+        check_bool("Plan", "lazy_relay", self.lazy_relay)
         check_str("Plan", "move_address", self.move_address, max_chars=64)
         check_int("Plan", "page_server_port", self.page_server_port, hi=PORT_MAX)
         check_json_text("Plan", "target", self.target)
         if self.lazy is not self.mode.lazy_from_start:
             raise LocalProtocolError(f"Plan.lazy must be {self.mode.lazy_from_start} in "
                                      f"{self.mode} mode")
+        if self.lazy_relay and not self.lazy:
+            raise LocalProtocolError("Plan.lazy_relay needs a lazy Plan")
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,11 +47,11 @@ def test_cells_of_each_mode() -> None:
 def test_default_runs_everything_and_scenarios_select_modes() -> None:
     args = parse_args([])
     # no precopy here
-    assert args.modes == ["cold", "postcopy", "redis", "echo", "runc-echo", "podman-echo",
-                          "podman-redis", "shaped-redis", "shaped-random", "max-bandwidth",
-                          "tree"]
+    assert args.modes == ["cold", "postcopy", "postcopy-random", "redis", "echo", "runc-echo",
+                          "podman-echo", "podman-redis", "shaped-redis", "shaped-random",
+                          "max-bandwidth", "tree"]
     assert args.runs == 3
-    assert len(cells(args)) == 9 + 9 + 2 + 2 + 2 + 2 + 2 + 2 + 2 + 1 + 3
+    assert len(cells(args)) == 9 + 9 + 1 + 2 + 2 + 2 + 2 + 2 + 2 + 2 + 1 + 3
     assert parse_args(["--scenarios", "shaped"]).modes == ["shaped-redis", "shaped-random",
                                                            "max-bandwidth"]
     assert parse_args(["--scenarios", "S3,s4"]).modes == ["echo", "runc-echo", "podman-echo",

@@ -49,11 +49,10 @@ def test_unmeasured_link_or_sample_means_off_and_on_off_are_obeyed() -> None:
     assert not choose(Compress.OFF, link_bytes_per_s=GBIT, **REDIS).on
 
 
-def test_lazy_and_pre_copied_pages_stay_on_criu_s_path_even_when_on() -> None:
-    for kw in ({"lazy": True}, {"pre_copies": True}):
-        c = choose(Compress.ON, link_bytes_per_s=GBIT, **REDIS, **kw)
-        assert not c.on
-        assert "not compressed" in c.reason
+def test_pre_copied_pages_stay_on_criu_s_path_even_when_on() -> None:
+    c = choose(Compress.ON, link_bytes_per_s=GBIT, **REDIS, pre_copies=True)
+    assert not c.on
+    assert "not compressed" in c.reason
 
 
 def test_seconds_per_byte_is_the_slower_stage_of_the_pipeline() -> None:

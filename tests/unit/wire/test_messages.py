@@ -154,6 +154,15 @@ def test_plan_mode_and_lazy() -> None:
         Plan("m", "cold", 1, 0)  # type: ignore[arg-type]
 
 
+def test_only_a_lazy_plan_takes_the_lazy_relay() -> None:
+    assert Plan("m", "postcopy", 1, True, lazy_relay=True).lazy_relay
+    for mode in ("cold", "precopy", "hybrid"):
+        with pytest.raises(LocalProtocolError, match="lazy_relay"):
+            Plan("m", mode, 1, False, lazy_relay=True)
+    with pytest.raises(LocalProtocolError, match="lazy_relay"):
+        Plan("m", "postcopy", 1, True, lazy_relay=1)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("bad", ["AB" * 32, "a" * 63, "g" * 64, "a" * 65, ""])
 def test_sha256_is_64_lowercase_hex(bad: str) -> None:
     with pytest.raises(LocalProtocolError, match="sha256"):
