@@ -130,6 +130,13 @@ class SourceMigration:
                 await self.ch.close()
         return self.report
 
+    async def _criu_relays_lazy(self, hello: wire.Hello) -> bool:
+        """This node's CRIU serves lazy pages on a socket it is handed (our patch, probed with
+        ``criu check``; asked during the pre-flight, so cached by now), and no test hid it."""
+        if not hello.features.get("lazy_relay", True):  # hidden: FERRYMAN_TEST_HIDE_FEATURES
+            return False
+        return (await self.criu.probes()).get("lazy_relay", False)
+
     async def _run(self) -> None:
         opts = self.opts
         # The workload and its identity, resolved once (NoSuchContainer, RuncMissing,
@@ -161,8 +168,7 @@ class SourceMigration:
         # Post-copy of a process tree: the lazy pages through the page relay, if this node's
         # CRIU can serve them there (runc dumps a container into CRIU's own page connection;
         # hybrid's lazy step stays there too)
-        self.lazy_relay = lazy and not opts.in_container and \
-            hello.features.get("lazy_relay", False)
+        self.lazy_relay = lazy and not opts.in_container and await self._criu_relays_lazy(hello)
         if lazy and not self.lazy_relay:  # the destination can start its daemon early
             self.ps_port = free_port(ch.local_ip)
         choice = await choose_compression(self, plan, opts.compress, ahead)  # --compress
