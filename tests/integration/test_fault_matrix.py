@@ -13,7 +13,9 @@ restore (``src:DUMPED``, ``src:TRANSFERRING``, ``dst:READY``, ``dst:RECEIVING``,
 source still frozen; ``src:COMMITTED``), after it (``dst:COMMITTED``) and, for post-copy,
 inside the page tail (``tail``: the destination's lazy-pages daemon is held with SIGSTOP
 from RESTORED on, so the tail cannot end before the fault; the controller is paused at
-SERVING_PAGES while the fault is injected), and, for cold, while the dump's pages stream
+SERVING_PAGES while the fault is injected; the pages go uncompressed at 100 Mbit/s
+(``TAIL_ARGS``), or ferryman's page relay would have moved all 64 MiB before RESTORED, the
+tail over before it could be held), and, for cold, while the dump's pages stream
 (``pages``: nobody paused; the fault comes once B's page server has written 8 MiB of the
 pages, the stream not yet over).
 
@@ -58,6 +60,7 @@ SERVICE = "10.77.0.101"
 MOVABLE = ("--movable-addresses", "10.77.0.0/24@eth0")
 WORKLOAD_MIB = 64
 TAIL = "tail"  # post-copy's page tail (see the module's docstring)
+TAIL_ARGS = ("--compress", "off", "--max-bandwidth", "100")  # the tail lasts ~5 s
 PAGES = "pages"  # cold: while the dump's pages stream into B (see the module's docstring)
 MID_STREAM = 8 << 20  # bytes of pages on B before a PAGES fault
 MODES = ("cold", "postcopy", "precopy", "hybrid", "cold relay")
@@ -137,7 +140,8 @@ class Scenario:
                 *MODE_ARGS.get(self.cell.mode, ("--mode", self.cell.mode)),
                 "--pki", str(c.pki), "--name", "a", "--state-dir",
                 str(self.src_state), "--move-address", f"{SERVICE}/24@eth0",
-                "--test-skip-preflight", *(PRECOPY_ARGS if tracked else ())]
+                "--test-skip-preflight", *(PRECOPY_ARGS if tracked else ()),
+                *(TAIL_ARGS if self.cell.phase == TAIL else ())]
         env = self.env("src")
         self.proc = self.a_node.popen(
             *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -264,6 +264,12 @@ class SourceDrive:
                                    f"{summary.convergence.partition(': ')[2]}"
                                    + ("; final step lazy" if lazy else ""))
             case RunDump():
+                if action.lazy:
+                    # A lazy dump that ends (every page went, or the destination's restore
+                    # failed) leaves the tree stopped, and the controller may die before it
+                    # hears of it: the guard knows the tree from the start, and continues it
+                    # (or, after the commit, kills it) whatever the moment.
+                    role.guard_left_stopped()
                 if action.lazy and not role.lazy_relay:
                     assert role.ch is not None
                     role.ps_port = role.ps_port or free_port(role.ch.local_ip)  # the Plan named it
