@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import ssl
 import struct
@@ -347,14 +348,27 @@ def _criu_listening(node_name: str) -> list[int]:
 
 
 @pytest.mark.timeout(180)
-def test_only_the_destination_reaches_the_sources_lazy_page_server(cluster: Cluster) -> None:
-    """The source's lazy dump (post-copy) is a page server too, and CRIU's serves the first
-    connection it accepts: a stranger's plain connect+close there, before the destination's,
-    ended the dump and the migration with it. The source now admits only the address the
-    destination's Ready names (its route's source toward the source). Held as CRIU says its
-    page server listens (before it accepts), node C is reset; then the migration commits with
-    every page, and the guard goes with it."""
-    a, c = cluster.topology["a"], cluster.topology["c"]
+@pytest.mark.parametrize("relay", [True, False], ids=["relay", "criu-page-server"])
+def test_only_the_destination_reaches_the_lazy_pages(cluster: Cluster,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     relay: bool) -> None:
+    """A post-copy's lazy pages are reachable by the destination alone.
+
+    Through ferryman's page relay (a process tree, the default): the source's lazy dump
+    listens on no port at all; its pages leave through the TLS connection the source opens to
+    the destination's relay port, which the destination guards for the source's address.
+
+    Where the source's CRIU lacks the relay patch (hidden here), the lazy dump is a page
+    server, and CRIU's serves the first connection it accepts: a stranger's plain
+    connect+close there, before the destination's, ended the dump and the migration with it.
+    The source admits only the address the destination's Ready names (its route's source
+    toward the source).
+
+    Held at AWAIT_RESTORE, node C is refused; then the migration commits with every page,
+    and the guards go with it."""
+    if not relay:
+        monkeypatch.setenv(testhooks.HIDE_ENV, "lazy_relay")
+    a, b_node, c = cluster.topology["a"], cluster.topology["b"], cluster.topology["c"]
     assert netinfo.route_source("127.0.0.1") == "127.0.0.1"  # what B's agent asks its kernel
     b = cluster.start_agent("b")
     w = cluster.workload(mib=32, seed="lazy-guard")
@@ -368,16 +382,25 @@ def test_only_the_destination_reaches_the_sources_lazy_page_server(cluster: Clus
     try:
         assert wait_for(flag.exists, 60), "the migration never reached AWAIT_RESTORE"
         ports = _criu_listening(a.name)
-        assert len(ports) == 1, ports
-        assert "ferryman-ps-0-" in a.run("nft", "list", "tables").stdout
+        if relay:
+            assert ports == []  # the lazy dump serves the relay's socket pair
+            guards = re.findall(rf"ferryman-ps-{AGENT_PORT}-(\d+)",
+                                b_node.run("nft", "list", "tables").stdout)
+            assert len(guards) == 1, guards  # the relay's port on B, guarded
+            host, port = b.endpoint.rsplit(":", 1)[0], int(guards[0])
+        else:
+            assert len(ports) == 1, ports
+            assert "ferryman-ps-0-" in a.run("nft", "list", "tables").stdout
+            host, port = a.ip, ports[0]
         for _ in range(3):
             with pytest.raises(ConnectionRefusedError):
-                connect(c.name, a.ip, ports[0]).close()
+                connect(c.name, host, port).close()
         flag.unlink()
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-        moved = json.loads(report.read_text())["destination_pid"]
-        assert w.status(moved)["bad_pages"] == 0
+        done = json.loads(report.read_text())
+        assert done["compression"]["relay"] is relay
+        assert w.status(done["destination_pid"])["bad_pages"] == 0
     finally:
         flag.unlink(missing_ok=True)
         if proc.poll() is None:
@@ -387,6 +410,8 @@ def test_only_the_destination_reaches_the_sources_lazy_page_server(cluster: Clus
             with contextlib.suppress(ProcessLookupError, TypeError):
                 os.kill(json.loads(report.read_text())["destination_pid"], 9)
     assert "ferryman-ps-" not in a.run("nft", "list", "tables").stdout, "the guard outlived it"
+    assert wait_for(lambda: f"ferryman-ps-{AGENT_PORT}-" not in
+                    b_node.run("nft", "list", "tables").stdout, 10), "B's guard outlived it"
 
 
 @pytest.mark.timeout(120)

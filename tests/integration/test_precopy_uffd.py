@@ -66,6 +66,14 @@ def test_a_writing_workload_moves_with_its_writes_tracked_by_uffd_wp(
         # then only what was written since: 500 pages/s, and the interpreter's own writes
         assert pages(report, 1) < pages(report, 0) // 10, its
         assert report["mode"] == mode
+        comp = report["compression"]
+        assert isinstance(comp, dict)
+        # hybrid's lazy final step goes through ferryman's page relay, a pre-copy's final
+        # dump into CRIU's page server
+        assert comp["relay"] is (mode == "hybrid"), comp
+        if mode == "hybrid":
+            assert comp["on"] is False  # pre-copying modes are not compressed
+            assert comp["raw_bytes"] > 0
         print(f"{mode}: pages per pre-dump {[int(i['pages_written']) for i in its]}, "
               f"downtime {report['downtime_ms']} ms")
     finally:

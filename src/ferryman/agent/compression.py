@@ -146,6 +146,6 @@ async def dump_through_relay(m: SourceRole, port: int,
                 raise RelayError(f"the page relay did not finish: {exc}") from exc
         finally:
             ours.close()
-            m.report.compression.update(raw_bytes=stats.raw_bytes,
+            m.report.compression.update(relay=True, raw_bytes=stats.raw_bytes,
                                         wire_bytes=stats.wire_bytes, ratio=stats.ratio,
                                         frames=stats.frames)

@@ -56,13 +56,14 @@ def start_lazy_early(s: DestinationRole) -> None:
     source sends them first); start it while the rest arrive, on the Plan's port or on the
     page relay's socket pair."""
     plan = s.plan
-    if plan is None or not plan.lazy or s.early_lazy is not None or \
-            not (plan.page_server_port or s.lazy_end is not None):
+    if plan is None or s.early_lazy is not None:
         return
     assert s.workdir is not None
-    if s.lazy_end is not None:
+    if s.lazy_end is not None:  # the relay's socket pair (post-copy, or hybrid's final step)
         end, s.lazy_end = s.lazy_end, None
         s.early_lazy = asyncio.ensure_future(_start_on_relay(s, s.workdir, end))
+        return
+    if not plan.lazy or not plan.page_server_port:
         return
     s.early_lazy = asyncio.ensure_future(start_lazy_pages(
         s.criu.binary, s.workdir, address=s.ch.peer_ip,

@@ -15,6 +15,7 @@ from pathlib import Path
 from ferryman import wire
 from ferryman.agent import pagerelay
 from ferryman.agent.destination_end import remove_guards
+from ferryman.agent.destination_lazy import start_lazy_relay
 from ferryman.agent.destination_role import DestinationRole
 from ferryman.agent.files import EMPTY_SHA256, file_messages, set_name
 from ferryman.agent.hello import node_features
@@ -107,7 +108,8 @@ async def open_set(s: DestinationRole, msg: wire.Iterate | None) -> int:
             raise CriuFeatureMissing("lazy pages", why)
         (s.workdir / "parent").symlink_to(parent)
         await send_page_maps(s)
-        return 0
+        # through the page relay, its port; else the source's lazy dump listens
+        return await start_lazy_relay(s) if s.plan is not None and s.plan.lazy_relay else 0
     return await start_page_server(s, s.workdir, parent)
 
 

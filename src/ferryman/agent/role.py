@@ -78,7 +78,7 @@ class SourceRole(Protocol):
     write_tracker: WriteTracker | None  # pre-copy without soft-dirty (host/wptrack.py)
     freeze_at: float | None
     compressed: bool  # --compress: the dump's pages go through the page relay, LZ4
-    lazy_relay: bool  # post-copy: the lazy pages go through the page relay (LZ4 if compressed)
+    lazy_relay: bool  # a lazy dump's pages go through the page relay (LZ4 if compressed)
 
     @property
     def pid(self) -> int:

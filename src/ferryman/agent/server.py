@@ -30,9 +30,8 @@ from ferryman.errors import FerrymanError, PeerRejected
 from ferryman.host import portguard
 from ferryman.host.prctl import die_with_parent
 from ferryman.host.sdnotify import Notifier
+from ferryman.paths import LAUNCHER_SOCKET
 from ferryman.pki import tls
-
-LAUNCHER_SOCKET = "launcher.sock"  # cli/launcher.py serves it; cli/launch.py finds it
 
 log = logging.getLogger(__name__)
 OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)

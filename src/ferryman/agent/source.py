@@ -91,7 +91,7 @@ class SourceMigration:
         self.plan: Plan | None = None  # decided once after Hello (migration/plan.py)
         self.sync_port = 0
         self.compressed = False  # --compress: the pages go through the page relay
-        self.lazy_relay = False  # post-copy: the lazy pages go through the page relay
+        self.lazy_relay = False  # a lazy dump's pages go through the page relay
         # CRIU's network lock and the segments that reach us frozen (--move-address)
         self.net = Handover(self.workdir, opts.move_address, opts.tcp_established, self.report)
         self.fifo_devices: dict[str, int] = {}  # FIFOs with data the frozen tree holds
@@ -165,15 +165,16 @@ class SourceMigration:
         self.report.mode = plan.mode
         lazy = plan.lazy
         self.report.dirty_tracker = plan.tracker
-        # Post-copy of a process tree: the lazy pages through the page relay, if this node's
-        # CRIU can serve them there (runc dumps a container into CRIU's own page connection;
-        # hybrid's lazy step stays there too)
-        self.lazy_relay = lazy and not opts.in_container and await self._criu_relays_lazy(hello)
+        # A process tree's lazy pages (post-copy, hybrid's lazy final step) through the page
+        # relay, if this node's CRIU can serve them there (runc dumps a container into
+        # CRIU's own page connection)
+        self.lazy_relay = plan.mode.lazy and not opts.in_container and \
+            await self._criu_relays_lazy(hello)
         if lazy and not self.lazy_relay:  # the destination can start its daemon early
             self.ps_port = free_port(ch.local_ip)
         choice = await choose_compression(self, plan, opts.compress, ahead)  # --compress
         self.report.compression, self.compressed = describe(choice), choice.on
-        self.report.compression["relay"] = self.compressed or self.lazy_relay
+        self.report.compression["relay"] = False  # the dump that goes through it says so
         await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=self.pid, lazy=lazy,
                                 tcp_established=opts.tcp_established,
                                 move_address=str(opts.move_address or ""),

@@ -14,12 +14,12 @@ from ferryman.cli.common import add_sync_option, parse_endpoint, synced_paths
 from ferryman.errors import PreflightFailed, UsageError
 from ferryman.migration.verdict import Status, Verdict
 from ferryman.mode import MODES, Mode
+from ferryman.paths import DEFAULT_STATE_DIR
 from ferryman.safetext import printable
 
 if TYPE_CHECKING:
     from ferryman.agent.role import SourceOptions
 
-DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
 _MARK = {Status.PASS: "pass", Status.WARN: "WARN", Status.FAIL: "FAIL"}
 
 

@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["COMMANDS", "DEFAULT_STATE_DIR", "launched", "state_dir_of", "via_launcher"]
+from ferryman.paths import DEFAULT_STATE_DIR, LAUNCHER_SOCKET
+
+__all__ = ["COMMANDS", "launched", "state_dir_of", "via_launcher"]
 
 COMMANDS = ("migrate", "check")
-DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
-SOCKET_NAME = "launcher.sock"  # the launcher's socket in the state dir (cli/launcher.py)
 SKIP_ENV = "FERRYMAN_NO_LAUNCHER"
 LENGTH = struct.Struct("!I")
 CODE = struct.Struct("!i")
@@ -59,7 +59,7 @@ def via_launcher(argv: Sequence[str]) -> int | None:
     """The exit code of ``argv`` run by the agent's launcher, or None (run it here)."""
     if _command(argv) not in COMMANDS or os.environ.get(SKIP_ENV):
         return None
-    path = state_dir_of(argv).absolute() / SOCKET_NAME
+    path = state_dir_of(argv).absolute() / LAUNCHER_SOCKET
     try:
         if not path.is_socket():
             return None

@@ -42,9 +42,9 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ferryman.cli.launch import CODE, GO, LENGTH, SOCKET_NAME  # one protocol, one place
+from ferryman.cli.launch import CODE, GO, LENGTH  # one protocol, one place
 
-__all__ = ["NAMESPACES", "SOCKET_NAME", "main", "same_place"]
+__all__ = ["NAMESPACES", "main", "same_place"]
 
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 READY = b'{"ready": true}\n'  # to a client that may use this launcher

@@ -18,6 +18,7 @@ from ferryman.migration.compress import Compress, parse_compress
 from ferryman.migration.precopy_plan import POLICIES, PrecopyOptions
 from ferryman.migration.report import MigrationReport
 from ferryman.mode import Mode
+from ferryman.paths import DEFAULT_STATE_DIR
 from ferryman.report.summary import summary
 from ferryman.safetext import printable
 
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from ferryman.targets.podman import PodmanTarget
     from ferryman.targets.runc import RuncTarget
 
-DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
 DEFAULT_RUNC_ROOT = Path("/run/runc")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
+from ferryman.paths import DEFAULT_STATE_DIR
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

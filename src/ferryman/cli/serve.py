@@ -20,12 +20,12 @@ from ferryman.cli import serveconfig
 from ferryman.cli.common import parse_endpoint
 from ferryman.errors import UsageError
 from ferryman.host.addresses import MovableNetwork, parse_movable
+from ferryman.paths import DEFAULT_STATE_DIR
 
 if TYPE_CHECKING:
     from ferryman.agent.config import AgentConfig
 
 T = TypeVar("T")
-DEFAULT_STATE_DIR = Path("/var/lib/ferryman")
 DEFAULT_RUNC_ROOT = Path("/run/runc")
 DEFAULT_CONFIG = Path("/etc/ferryman/agent.toml")
 DEFAULT_UNIT = Path("/etc/systemd/system/ferryman.service")

@@ -153,9 +153,10 @@ class Plan(Message):
     # cold: the pages come LZ4-compressed through ferryman's page relay (agent/pagerelay.py);
     # Ready's page_server_port is then the relay's TLS port
     compress: bool = False
-    # post-copy: the lazy pages come through ferryman's page relay (LZ4-compressed if
-    # ``compress``), not CRIU's own TLS: Ready's page_server_port is the relay's TLS port,
-    # which the source connects to; the source's lazy dump then listens on no port
+    # post-copy, and hybrid's final step if it turns lazy: the lazy pages come through
+    # ferryman's page relay (LZ4-compressed if ``compress``), not CRIU's own TLS: the Ready
+    # of the lazy dump (the Plan's, or the final Iterate's) names the relay's TLS port, which
+    # the source connects to; the source's lazy dump then listens on no port
     lazy_relay: bool = False
 
     def __post_init__(self) -> None:
@@ -178,8 +179,9 @@ class Plan(Message):
         if self.lazy is not self.mode.lazy_from_start:
             raise LocalProtocolError(f"Plan.lazy must be {self.mode.lazy_from_start} in "
                                      f"{self.mode} mode")
-        if self.lazy_relay and not self.lazy:
-            raise LocalProtocolError("Plan.lazy_relay needs a lazy Plan")
+        if self.lazy_relay and not self.mode.lazy:
+            raise LocalProtocolError(f"Plan.lazy_relay needs a mode that can turn lazy, "
+                                     f"not {self.mode}")
 
 
 @dataclass(frozen=True, slots=True)

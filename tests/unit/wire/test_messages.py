@@ -154,9 +154,10 @@ def test_plan_mode_and_lazy() -> None:
         Plan("m", "cold", 1, 0)  # type: ignore[arg-type]
 
 
-def test_only_a_lazy_plan_takes_the_lazy_relay() -> None:
+def test_only_a_plan_that_can_turn_lazy_takes_the_lazy_relay() -> None:
     assert Plan("m", "postcopy", 1, True, lazy_relay=True).lazy_relay
-    for mode in ("cold", "precopy", "hybrid"):
+    assert Plan("m", "hybrid", 1, False, lazy_relay=True).lazy_relay  # its final step
+    for mode in ("cold", "precopy"):
         with pytest.raises(LocalProtocolError, match="lazy_relay"):
             Plan("m", mode, 1, False, lazy_relay=True)
     with pytest.raises(LocalProtocolError, match="lazy_relay"):
