@@ -12,7 +12,7 @@ set -euo pipefail
 
 MIN_MAJOR=4 MIN_MINOR=2
 # Our patches on top of Debian's source; a criu built without them is rebuilt.
-BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-2+tls-bulk-pace-4+ps-timeout-1+lazy-pipeline-2+tls-vec-push-1+lazy-ps-socket-2
+BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-2+tls-bulk-pace-4+ps-timeout-1+lazy-pipeline-2+lazy-ps-socket-2
 PREFIX=${CRIU_PREFIX:-/usr/local}
 STAMP=$PREFIX/share/ferryman/criu-build
 SRC_ROOT=${CRIU_SRC_ROOT:-/var/cache/ferryman/criu-src}
@@ -92,9 +92,6 @@ a\	setsockopt(sockfd, IPPROTO_TCP, TCP_NODELAY, \&(int){ 0 }, sizeof(int));
   #   had no bound on its stalls: a link cut before a pre-dump held its connect for the
   #   kernel's SYN retries (127 s). FERRYMAN_PAGE_TIMEOUT_MS sets TCP_USER_TIMEOUT (the
   #   connect's SYNs too) and keepalive probes every second; a failed connect is an error.
-  # - vec-push-tls: a bulk TLS send is corked in GnuTLS and flushed with sendmsg() of many
-  #   records, not one send() per 16 KiB record (the network stack's per-packet work bounded
-  #   the TLS page stream: cold 256 MiB by hand over TLS 884 -> ~470 ms).
   # - window-pipeline-lazy: the lazy-pages daemon's background window is twice its request
   #   size (at least 256 KiB), so two 4 MiB requests are in flight and the source sends one
   #   while this side copies the other (post-copy 1 GiB, every page there: 2.2 -> 0.87 s plain,
@@ -102,7 +99,7 @@ a\	setsockopt(sockfd, IPPROTO_TCP, TCP_NODELAY, \&(int){ 0 }, sizeof(int));
   # - xfer-relay-sockets: RPC's ps.fd in a lazy dump: the dump serves its lazy pages on that
   #   connected socket (ferryman's page relay carries them) instead of listening on a port;
   #   TCP options that a socket pair lacks are no warning.
-  # The last three are diffs against the tree the earlier ones made: they sort after them.
+  # The last two are diffs against the tree the earlier ones made: they sort after them.
   local p
   for p in "$HERE"/criu-patches/*.patch; do
     patch -d "$1" -p1 --forward --quiet <"$p" || die "could not apply $(basename "$p") (CRIU changed?)"

@@ -170,12 +170,16 @@ class Cluster:
 
     def moved(self, w: Workload, dest: Agent, *extra: str) -> int:
         """Migrate ``w`` to ``dest``, which must commit; its PID there, every page verified."""
+        return self.moved_with_report(w, dest, *extra)[0]
+
+    def moved_with_report(self, w: Workload, dest: Agent, *extra: str) -> tuple[int, Report]:
+        """:meth:`moved`, and the migration's report."""
         res, report = self.migrate(w.pid, dest, *extra)
         assert res.returncode == 0, res.stderr
         moved = report["destination_pid"]
         assert isinstance(moved, int)
         assert w.status(moved)["bad_pages"] == 0
-        return moved
+        return moved, report
 
     def kill_controller_at_restored(self, w: Workload, dest: Agent) -> None:
         """Start ``migrate`` and SIGKILL it (and its criu) once ``dest`` has restored the
