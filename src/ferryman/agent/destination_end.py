@@ -22,8 +22,9 @@ from ferryman.agent import failedlogs
 from ferryman.agent.destination_role import DestinationRole
 from ferryman.agent.files import image_sets, remove_images
 from ferryman.agent.orphans import has_outcome, outcome_of, write_outcome
+from ferryman.criu.page_server import free_port
 from ferryman.errors import CriuError, FerrymanError
-from ferryman.host import addresses, procfs
+from ferryman.host import addresses, portguard, procfs
 from ferryman.migration.phases import DestinationPhase
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,17 @@ async def fail(s: DestinationRole, exc: BaseException) -> None:
     target = s.tracker.failure_target()
     if target is not None:
         s.tracker.advance(target)
+
+
+async def guarded_port(s: DestinationRole) -> int:
+    """A free port here that only the source (the control connection's address) reaches,
+    for a page server or the page relay; its guard goes with the migration's others
+    (:func:`remove_guards`)."""
+    port = free_port(s.cfg.listen_host)
+    guard = portguard.PortGuard(s.cfg.listen_port, port, s.ch.peer_ip)
+    await asyncio.to_thread(guard.install)
+    s.guards.append(guard)
+    return port
 
 
 async def remove_guards(s: DestinationRole) -> None:

@@ -12,17 +12,16 @@ from pathlib import Path
 
 from ferryman import wire
 from ferryman.agent import pagerelay
+from ferryman.agent.destination_end import guarded_port
 from ferryman.agent.destination_role import DestinationRole, LazyRelayEnd
 from ferryman.agent.orphans import write_outcome
 from ferryman.criu.page_server import (
     CriuDaemon,
-    free_port,
     lazy_fault_waits,
     lazy_pages_transferred,
     start_lazy_pages,
 )
 from ferryman.errors import CriuError, FerrymanError, PeerLost
-from ferryman.host import portguard
 from ferryman.host.pages import PAGE_SIZE
 from ferryman.pki import tls
 
@@ -34,10 +33,7 @@ async def start_lazy_relay(s: DestinationRole) -> int:
     behind a guard that lets only the source (the control connection's address) reach it.
     The relay feeds one end of a socket pair; the lazy-pages daemon gets the other when it
     starts (:func:`start_lazy_early`), and the relay ends when the daemon exits."""
-    port = free_port(s.cfg.listen_host)
-    guard = portguard.PortGuard(s.cfg.listen_port, port, s.ch.peer_ip)
-    await asyncio.to_thread(guard.install)
-    s.guards.append(guard)
+    port = await guarded_port(s)
     theirs, ours = pagerelay.socket_pair()
     end = s.lazy_end = LazyRelayEnd(theirs)
 

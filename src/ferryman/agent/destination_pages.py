@@ -14,15 +14,13 @@ from pathlib import Path
 
 from ferryman import wire
 from ferryman.agent import pagerelay
-from ferryman.agent.destination_end import remove_guards
+from ferryman.agent.destination_end import guarded_port, remove_guards
 from ferryman.agent.destination_lazy import start_lazy_relay
 from ferryman.agent.destination_role import DestinationRole
 from ferryman.agent.files import EMPTY_SHA256, file_messages, set_name
 from ferryman.agent.hello import node_features
 from ferryman.criu import page_server
-from ferryman.criu.page_server import free_port
 from ferryman.errors import CriuFeatureMissing, FerrymanError, PeerLost
-from ferryman.host import portguard
 from ferryman.migration.plan import postcopy_blocker
 from ferryman.pki import tls
 
@@ -55,10 +53,7 @@ async def start_page_server(s: DestinationRole, images: Path, parent: str | None
     control connection's address) reach it: it serves the first connection it gets.
     A cold Plan with ``compress``: the port is the page relay's (agent/pagerelay.py), which
     feeds the page server through a socket pair."""
-    port = free_port(s.cfg.listen_host)
-    guard = portguard.PortGuard(s.cfg.listen_port, port, s.ch.peer_ip)
-    await asyncio.to_thread(guard.install)
-    s.guards.append(guard)
+    port = await guarded_port(s)
     if s.seal is not None:  # each file it writes, hashed while it writes it
         s.seal.follow(images)
     if s.plan is not None and s.plan.compress and parent is None and not s.plan.lazy:

@@ -6,7 +6,7 @@ unmaps them when freed, or grows and trims its heap around them, so every chunk 
 set of zero-filled pages: a page fault per 4 KiB, ~15% of each relay's time moving 1 GiB of
 incompressible lazy pages (perf). With the mmap threshold above the relay's chunk sizes and a
 trim threshold above its working set, freed chunks stay in the heap and are reused: post-copy
-of 1 GiB of random pages, every page there, 1.8 -> 1.3 s (bench, postcopy-random).
+of 1 GiB of random pages, every page there, 1.8 -> 1.2 s (bench, postcopy-random).
 
 At most ``TRIM_THRESHOLD`` of free heap is kept from the kernel afterwards.
 """
@@ -23,6 +23,7 @@ M_TRIM_THRESHOLD = -1  # <malloc.h>
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 8 << 20  # above the relay's chunks (agent/pagerelay.py: MAX_RAW 4 MiB)
 TRIM_THRESHOLD = 32 << 20
+
 
 @functools.cache
 def keep_large_buffers() -> bool:
