@@ -29,7 +29,7 @@ class CgroupFreeze:
     def find_freezer(self, tree: ProcessTree) -> str | None:
         """The workload's own cgroup, for CRIU to reuse frozen: we freeze it ourselves at
         CRIU's pre-dump notification. None: CRIU seizes the tasks one by one with ptrace."""
-        self.freeze_target = cgroups.find_freezer(tree.pid, tree.pids())
+        self.freeze_target = cgroups.find_freezer(tree.pid, tree.pids)
         return None if self.freeze_target is None else str(self.freeze_target.path)
 
     def freeze_now(self) -> float | None:

@@ -17,6 +17,10 @@ from ferryman.migration.source_events import Outcome
 
 __all__ = ["conclude"]
 
+# a lazy dump that ended in order ends a runc container it could not leave frozen
+HELD_WHOLE = ("the destination's lazy-pages daemon had asked for its last page before the "
+              "failure, so the copy kept stopped there may be whole: see 'ferryman orphans' "
+              "there")
 WHERE = "the workload is on the destination, running or kept stopped: see 'ferryman orphans' there"
 
 
@@ -39,7 +43,7 @@ def conclude(role: SourceRole, outcome: Outcome | None, exc: BaseException | Non
     elif outcome is Outcome.NOT_SURVIVED:
         role.report.result = Result.LOST
         raise FerrymanError(f"workload PID {role.pid} did not survive the failed "
-                            f"migration: {exc}") from exc
+                            f"migration: {exc}", hint=HELD_WHOLE if served_all else None) from exc
     elif outcome is Outcome.LOST:
         role.report.result = Result.LOST
         raise WorkloadLost(role.pid, reason, served_all=served_all) from exc

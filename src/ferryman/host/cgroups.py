@@ -9,7 +9,7 @@ separated from the file system so it can be tested.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from ferryman.host import procfs
 from ferryman.host.procfs import PROC
 
 POLL_S = 0.0002
+SNAPSHOT_TRIES = 20  # find_freezer: a tree that forks or reaps between two reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,26 +62,36 @@ def parse_mountinfo(text: str) -> tuple[str | None, str | None]:
     return v1, v2
 
 
-def find_freezer(pid: int, tree_pids: Iterable[int], proc: Path = PROC) -> Freezer | None:
-    """The workload's own freezer cgroup: one holding exactly the tree's processes."""
+def find_freezer(pid: int, tree_pids: Callable[[], Iterable[int]], proc: Path = PROC,
+                 tries: int = SNAPSHOT_TRIES) -> Freezer | None:
+    """The workload's own freezer cgroup: one holding exactly the tree's processes.
+
+    ``tree_pids`` reads the tree anew. The cgroup's list and the tree are two reads: a child
+    forked or reaped between them (a shell running ``sleep`` in a loop) makes them differ for
+    an instant, so a mismatch is read again, ``tries`` times, 1 ms apart; a bystander in the
+    cgroup makes every read differ."""
     try:
         v1_path, v2_path = parse_cgroup_file((proc / str(pid) / "cgroup").read_text())
         v1_mnt, v2_mnt = parse_mountinfo((proc / "self" / "mountinfo").read_text())
     except procfs.GONE:
         return None
-    wanted = set(tree_pids)
     candidates = []
     if v1_path not in (None, "/") and v1_mnt:
         candidates.append(Freezer(Path(v1_mnt + str(v1_path)), v2=False))
     if v2_path not in (None, "/") and v2_mnt:
         candidates.append(Freezer(Path(v2_mnt + str(v2_path)), v2=True))
     for f in candidates:
-        try:
-            procs = {int(p) for p in (f.path / "cgroup.procs").read_text().split()}
-        except (FileNotFoundError, ValueError):
+        if not f.control.exists():
             continue
-        if procs == wanted and f.control.exists():
-            return f
+        for attempt in range(tries):
+            if attempt:
+                time.sleep(0.001)
+            try:
+                procs = {int(p) for p in (f.path / "cgroup.procs").read_text().split()}
+            except (FileNotFoundError, ValueError):
+                break
+            if procs == set(tree_pids()):
+                return f
     return None
 
 

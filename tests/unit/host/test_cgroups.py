@@ -42,12 +42,35 @@ def test_own_freezer_cgroup_is_used_only_when_it_holds_exactly_the_tree(tmp_path
     (cg / "cgroup.procs").write_text("42\n43\n")
     mi = MOUNTINFO.replace("/sys/fs/cgroup/freezer", str(tmp_path / "freezer"))
     proc = _fake_proc(tmp_path, "6:freezer:/w1\n0::/\n", mi)
-    assert find_freezer(42, [42, 43], proc) == Freezer(cg, v2=False)
+    assert find_freezer(42, lambda: [42, 43], proc) == Freezer(cg, v2=False)
     # Another process shares the cgroup: freezing it would freeze a bystander.
     (cg / "cgroup.procs").write_text("42\n43\n99\n")
-    assert find_freezer(42, [42, 43], proc) is None
+    assert find_freezer(42, lambda: [42, 43], proc) is None
 
 
 def test_root_cgroup_is_never_frozen(tmp_path: Path) -> None:
     proc = _fake_proc(tmp_path, "6:freezer:/\n0::/\n", MOUNTINFO)
-    assert find_freezer(42, [42], proc) is None
+    assert find_freezer(42, lambda: [42], proc) is None
+
+
+def test_a_child_forked_between_the_two_reads_is_read_again(tmp_path: Path) -> None:
+    """The cgroup was read before the shell forked its sleep, the tree after: the first
+    snapshot differs, the second matches (CI lost a runc post-copy to this race once)."""
+    cg = tmp_path / "freezer" / "w1"
+    cg.mkdir(parents=True)
+    (cg / "freezer.state").write_text("THAWED\n")
+    (cg / "cgroup.procs").write_text("42\n")
+    mi = MOUNTINFO.replace("/sys/fs/cgroup/freezer", str(tmp_path / "freezer"))
+    proc = _fake_proc(tmp_path, "6:freezer:/w1\n0::/\n", mi)
+    reads = []
+
+    def tree() -> list[int]:
+        reads.append(1)
+        (cg / "cgroup.procs").write_text("42\n43\n")  # the fork lands in the cgroup too
+        return [42, 43]
+
+    assert find_freezer(42, tree, proc) == Freezer(cg, v2=False)
+    assert len(reads) == 2
+    # A bystander never goes away: every try differs, and the cgroup is not used.
+    (cg / "cgroup.procs").write_text("42\n43\n99\n")
+    assert find_freezer(42, lambda: [42, 43], proc, tries=3) is None
