@@ -4,7 +4,7 @@
 # The guest is Debian bookworm (minbase) with Debian's 6.1 kernel, which has soft-dirty page
 # tracking (CRIU's pre-dump --track-mem needs it; the host kernel lacks it), criu 3.17 with crit and
 # pycriu, python3 (criu 4.2 and its pycriu replace them from the host: see step 3), and what ferryman itself imports: Debian's python3-protobuf, python3-rich and python3-lz4 (4.0.2, for --compress),
-# and cryptography from PyPI (bookworm's python3-cryptography 38 is older than the >= 42 that
+# and cryptography and xxhash from PyPI (bookworm's python3-cryptography 38 is older than the >= 42 that
 # ferryman needs). For runc containers: Debian's runc and rsync, and a busybox-static rootfs
 # template at /opt/ferryman/busybox-rootfs (copied into a bundle per container). For Podman
 # containers: Debian's podman 4.3 on runc with cgroupfs and a file events log
@@ -39,8 +39,9 @@ PKGS=(linux-image-amd64 initramfs-tools udev kmod iproute2 iptables procps psmis
   podman netavark)  # Podman 4.3 (tests/vm/scenarios/podman_migrations.py); netavark: debootstrap
                     # cannot resolve containers-common's virtual container-network-stack
 BUSYBOX_APPLETS=(sh cat echo nc usleep sleep ls tail head tr sort)  # tests/vm/scenarios
-# Not from Debian: ferryman needs cryptography >= 42 (pyproject.toml); bookworm has 38.
-PIP_REQS=("cryptography>=42")
+# Not from Debian: ferryman needs cryptography >= 42 (pyproject.toml); bookworm has 38. xxhash
+# (the destination's page-file seal) as a wheel too: a Debian package would redo the debootstrap.
+PIP_REQS=("cryptography>=42" "xxhash>=3")
 GUEST_PY=3.11 GUEST_GLIBC=36   # bookworm's python3 and glibc 2.36: the wheels must fit them
 
 log() { echo "[make-vm $(date +%T)] $*" >&2; }
