@@ -11,6 +11,9 @@ rate, then vm2 has the moved workload verify every page. The scenarios:
   final step turns lazy (hybrid);
 * ``hybrid``: --mode hybrid, pre-copy then a lazy final step;
 * ``cold``: the same workload as ``budget``, moved cold, for the downtime ratio;
+* ``shell-job``: a workload started by a shell that leads its session (``cmd &`` at a
+  prompt), moved cold without the shell: CRIU's ``--shell-job`` on both sides, and on vm2 it
+  is in no session of the agent's;
 * ``auto``: --mode auto measures the dirty rate and picks pre-copy (cold would miss 5 s).
 * ``runc-precopy``: a runc container (a counter writing its rootfs, 32 MiB held still) moved
   with pre-copy and the budget policy (``runc checkpoint --pre-dump`` per iteration);
@@ -48,6 +51,9 @@ SCENARIOS: list[dict[str, Any]] = [
     {"name": "budget", "mib": MIB, "rate": RATE,
      "args": ["--mode", "precopy", "--max-downtime", "5000"]},
     {"name": "cold", "mib": MIB, "rate": RATE, "args": ["--mode", "cold"]},
+    # started by a shell as `cmd &`: its session leader stays behind (CRIU's --shell-job)
+    {"name": "shell-job", "mib": 16, "rate": RATE, "shell_job": True,
+     "args": ["--mode", "cold"]},
     {"name": "lxd-max", "mib": 32, "rate": RATE,
      "args": ["--mode", "precopy", "--policy", "lxd", "--max-iterations", "3", "--goal", "100"]},
     {"name": "lxd-goal", "mib": 32, "rate": RATE,
@@ -396,3 +402,11 @@ def test_podman_precopy_rolls_back_leaving_podmans_view_on_vm1_unchanged(guests:
     assert dst["ps"] == [], f"vm2's Podman keeps a record: {dst['ps']}"
     assert dst["address"] is False
     client_talked(r)
+
+
+def test_a_shell_job_moves_and_leaves_the_agents_session_alone(guests: Run) -> None:
+    r = result(guests, "shell-job")
+    assert r["source_sid"] != r["source_pid"], r  # it was a shell job on vm1
+    st = r["status"]
+    assert st["sid"] != st["agent_sid"], st  # in the restoring criu's session, not the agent's
+    assert st["pgid"] == st["sid"], st  # and its process group

@@ -17,6 +17,7 @@ from typing import Any
 from ferryman.criu import factcache, probe, requests, rpc
 from ferryman.criu.logs import first_error
 from ferryman.criu.requests import PageServerAddress, TlsFiles
+from ferryman.criu.shelljob import dumped_as_shell_job, shell_job
 from ferryman.criu.swrk import NotifyHandler, SwrkSession
 from ferryman.errors import CriuError, CriuMissing
 
@@ -115,8 +116,10 @@ class Criu:
         return dict(self._probes)
 
     async def _call(self, req: Any, action: str, *, pass_fds: tuple[int, ...] = (),
-                    on_notify: NotifyHandler | None = None, log_path: Path | None = None) -> Any:
-        session = await SwrkSession.start(self.binary, pass_fds=pass_fds, env=self.env)
+                    on_notify: NotifyHandler | None = None, log_path: Path | None = None,
+                    new_session: bool = False) -> Any:
+        session = await SwrkSession.start(self.binary, pass_fds=pass_fds, env=self.env,
+                                          new_session=new_session)
         try:
             resp = await session.call(req, action, on_notify)
         except asyncio.CancelledError:
@@ -221,6 +224,7 @@ class Criu:
         """
         with _dir_fd(images_dir) as fd:
             req = requests.dump(pid, fd, log_file=log_file, log_level=self.log_level,
+                                shell_job=shell_job(pid),
                                 page_server=page_server, tls=tls,
                                 notify=on_notify is not None, lazy=lazy, track_mem=track_mem,
                                 track_mem_uffd=track_mem_uffd,
@@ -242,12 +246,17 @@ class Criu:
         tcp_established: bool = False,
         log_file: str = "restore.log",
     ) -> int:
-        """Restore the tree in ``images_dir``; returns the root's PID (as this host sees it)."""
+        """Restore the tree in ``images_dir``; returns the root's PID (as this host sees it).
+
+        A tree dumped as a shell job (:func:`shell_job`) joins the restoring criu's session
+        and process group: that criu runs in a session of its own, never the agent's (whose
+        terminal's signals, or whose group's, must not reach the workload)."""
+        job = dumped_as_shell_job(images_dir)
         with _dir_fd(images_dir) as fd:
             req = requests.restore(fd, log_file=log_file, log_level=self.log_level,
                                    leave_stopped=leave_stopped, lazy=lazy,
-                                   tcp_established=tcp_established)
+                                   tcp_established=tcp_established, shell_job=job)
             resp = await self._call(req, "restore", pass_fds=(fd,),
-                                    log_path=images_dir / log_file)
+                                    log_path=images_dir / log_file, new_session=job)
         return int(resp.restore.pid)
 

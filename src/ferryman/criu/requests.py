@@ -73,8 +73,12 @@ def dump(pid: int, images_fd: int, *, log_file: str, log_level: int,
          track_mem_uffd: bool = False, parent: str | None = None, leave_running: bool = False,
          tcp_established: bool = False, pre_dump: bool = False,
          freeze_cgroup: str | None = None, network_lock: bool = True,
-         page_server_fd: int | None = None) -> Any:
+         page_server_fd: int | None = None, shell_job: bool = False) -> Any:
     """DUMP (or PRE_DUMP) of the tree at ``pid``.
+
+    ``shell_job``: the tree's session (or process group) leader is not in it, as for
+    anything started from a shell without ``setsid``: CRIU's ``--shell-job``, without which
+    it refuses such a tree (the restore then gives it the restoring criu's session).
 
     ``page_server_fd``: a connected socket (inherited by criu swrk) to write the page-server
     protocol into instead of connecting (ferryman's page relay; CRIU then uses no TLS on it).
@@ -91,6 +95,8 @@ def dump(pid: int, images_fd: int, *, log_file: str, log_level: int,
     o.leave_running = leave_running
     o.tcp_established = tcp_established
     o.lazy_pages = lazy
+    if shell_job:
+        o.shell_job = True
     if lazy and not leave_running:
         # Stopped, never killed: a lazy dump's end says only that the lazy-pages client
         # closed the session, which it also does when the restore it served failed
@@ -118,10 +124,12 @@ def dump(pid: int, images_fd: int, *, log_file: str, log_level: int,
 
 
 def restore(images_fd: int, *, log_file: str, log_level: int, leave_stopped: bool = True,
-            lazy: bool = False, tcp_established: bool = False) -> Any:
-    """RESTORE of the tree in the images directory."""
+            lazy: bool = False, tcp_established: bool = False, shell_job: bool = False) -> Any:
+    """RESTORE of the tree in the images directory (``shell_job``: dumped as one)."""
     req = _base(rpc.RESTORE, images_fd, log_file, log_level)
     o = req.opts
+    if shell_job:
+        o.shell_job = True
     o.leave_stopped = leave_stopped
     o.lazy_pages = lazy
     o.tcp_established = tcp_established

@@ -33,8 +33,10 @@ class SwrkSession:
 
     @classmethod
     async def start(cls, criu_bin: str, *, pass_fds: Sequence[int] = (),
-                    env: Mapping[str, str] | None = None) -> SwrkSession:
-        """``env``: the whole environment of criu (None: ours)."""
+                    env: Mapping[str, str] | None = None,
+                    new_session: bool = False) -> SwrkSession:
+        """``env``: the whole environment of criu (None: ours); ``new_session``: criu runs
+        in a session of its own (setsid)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -45,6 +47,7 @@ class SwrkSession:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
                 preexec_fn=die_with_parent,
+                start_new_session=new_session,
             )
         except FileNotFoundError as exc:
             ours.close()

@@ -63,3 +63,10 @@ def test_restore_leaves_the_tree_stopped_under_an_nftables_lock() -> None:
     assert o.leave_stopped
     assert o.lazy_pages
     assert o.network_lock == rpc.NFTABLES
+
+
+def test_a_shell_job_is_dumped_and_restored_as_one_and_nothing_else_is() -> None:
+    assert requests.dump(42, 9, log_file="d.log", log_level=2, shell_job=True).opts.shell_job
+    assert not requests.dump(42, 9, log_file="d.log", log_level=2).opts.HasField("shell_job")
+    assert requests.restore(9, log_file="r.log", log_level=2, shell_job=True).opts.shell_job
+    assert not requests.restore(9, log_file="r.log", log_level=2).opts.HasField("shell_job")

@@ -163,9 +163,12 @@ def verify(pid: int, status: str) -> dict[str, object]:
     without a beat after vm2's agent resumed it, all on vm2's clock (from the resume to its
     first beat here, and between two beats here)."""
     try:
+        # its session: a shell job joins the restoring criu's own, never the agent's
+        ids = {"sid": os.getsid(pid), "pgid": os.getpgid(pid), "agent_sid": os.getsid(0)}
         t0 = time.time()
         os.kill(pid, signal.SIGUSR1)
         st = status_after(status, t0)
+        st.update(ids)
     except (OSError, TimeoutError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     finally:
@@ -234,15 +237,21 @@ def wait_for_destination() -> None:
     raise TimeoutError("vm2's agent did not come up")
 
 
-def start_workload(name: str, mib: int, rate: float, pid_base: int) -> tuple[int, str]:
+def start_workload(name: str, mib: int, rate: float, pid_base: int,
+                   shell_job: bool = False) -> tuple[int, str]:
+    """``shell_job``: started by a shell that leads its session, as ``cmd &`` at a prompt:
+    the workload stays in the shell's session, whose leader does not move with it."""
     # a PID that is free on vm2 too (criu restores the same PID there)
     Path("/proc/sys/kernel/ns_last_pid").write_text(f"{pid_base}\n")
     status = f"/tmp/wl-{name}.status"
     t0 = time.time()
-    subprocess.Popen(["setsid", *PY, str(REPO / "tests/support/workload.py"), "--mib", str(mib),
-                      "--dirty-rate", str(rate), "--heartbeat-ms", "10", "--status", status,
-                      "--seed", name], cwd="/tmp", stdin=subprocess.DEVNULL,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    argv = [*PY, str(REPO / "tests/support/workload.py"), "--mib", str(mib), "--dirty-rate",
+            str(rate), "--heartbeat-ms", "10", "--status", status, "--seed", name]
+    if shell_job:
+        argv = ["sh", "-c", '"$@" & wait', "sh", *argv]
+    subprocess.Popen(["setsid", *argv], cwd="/tmp", stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
     st = status_after(status, t0 - 1)
     return int(st["pid"]), status  # type: ignore[call-overload]
 
@@ -372,7 +381,8 @@ def run_scenario(sc: dict[str, object], pid_base: int, n: int) -> None:
         return
     name = str(sc["name"])
     pid, status = start_workload(name, int(sc["mib"]), float(sc["rate"]),  # type: ignore[call-overload]
-                                 pid_base)
+                                 pid_base, shell_job=bool(sc.get("shell_job")))
+    sid_here = os.getsid(pid)
     time.sleep(float(sc.get("settle", 2)))  # type: ignore[arg-type]
     os.kill(pid, signal.SIGUSR2)  # the heartbeat gap counts from here
     report = f"/tmp/{name}.json"
@@ -386,7 +396,8 @@ def run_scenario(sc: dict[str, object], pid_base: int, n: int) -> None:
                          timeout=STEP_TMO * 4)
     wall = time.monotonic() - t0
     data: dict[str, object] = {"rc": res.returncode, "wall_s": wall,
-                               "stderr": res.stderr.splitlines()[-30:]}
+                               "stderr": res.stderr.splitlines()[-30:],
+                               "source_sid": sid_here, "source_pid": pid}
     try:
         data["report"] = json.loads(Path(report).read_text())
     except (OSError, ValueError) as exc:
