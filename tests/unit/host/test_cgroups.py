@@ -35,13 +35,18 @@ def _fake_proc(tmp: Path, cgroup: str, mountinfo: str) -> Path:
     return proc
 
 
-def test_own_freezer_cgroup_is_used_only_when_it_holds_exactly_the_tree(tmp_path: Path) -> None:
+def _v1_cgroup(tmp_path: Path, procs: str) -> tuple[Path, Path]:
+    """A v1 freezer cgroup ``w1`` holding ``procs``, and a /proc whose PID 42 is in it."""
     cg = tmp_path / "freezer" / "w1"
     cg.mkdir(parents=True)
     (cg / "freezer.state").write_text("THAWED\n")
-    (cg / "cgroup.procs").write_text("42\n43\n")
+    (cg / "cgroup.procs").write_text(procs)
     mi = MOUNTINFO.replace("/sys/fs/cgroup/freezer", str(tmp_path / "freezer"))
-    proc = _fake_proc(tmp_path, "6:freezer:/w1\n0::/\n", mi)
+    return cg, _fake_proc(tmp_path, "6:freezer:/w1\n0::/\n", mi)
+
+
+def test_own_freezer_cgroup_is_used_only_when_it_holds_exactly_the_tree(tmp_path: Path) -> None:
+    cg, proc = _v1_cgroup(tmp_path, "42\n43\n")
     assert find_freezer(42, lambda: [42, 43], proc) == Freezer(cg, v2=False)
     # Another process shares the cgroup: freezing it would freeze a bystander.
     (cg / "cgroup.procs").write_text("42\n43\n99\n")
@@ -56,12 +61,7 @@ def test_root_cgroup_is_never_frozen(tmp_path: Path) -> None:
 def test_a_child_forked_between_the_two_reads_is_read_again(tmp_path: Path) -> None:
     """The cgroup was read before the shell forked its sleep, the tree after: the first
     snapshot differs, the second matches (CI lost a runc post-copy to this race once)."""
-    cg = tmp_path / "freezer" / "w1"
-    cg.mkdir(parents=True)
-    (cg / "freezer.state").write_text("THAWED\n")
-    (cg / "cgroup.procs").write_text("42\n")
-    mi = MOUNTINFO.replace("/sys/fs/cgroup/freezer", str(tmp_path / "freezer"))
-    proc = _fake_proc(tmp_path, "6:freezer:/w1\n0::/\n", mi)
+    cg, proc = _v1_cgroup(tmp_path, "42\n")
     reads = []
 
     def tree() -> list[int]:
