@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from ferryman import __version__
 from ferryman.errors import FerrymanError
-from ferryman.safetext import PrintableFormatter
+from ferryman.safetext import PrintableFormatter, printable
 
 # Subcommand modules, in the order they appear in --help; each registers the command its
 # module is named after.
@@ -76,7 +76,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ferryman: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback kept in a file
+        print(f"ferryman: error: {internal_error(exc)}", file=sys.stderr)
+        return INTERNAL_ERROR
     return code
+
+
+INTERNAL_ERROR = 70  # sysexits.h EX_SOFTWARE
+
+
+def internal_error(exc: Exception) -> str:
+    """The one line for an exception no code expected (a bug), its traceback written to a
+    file the line names. The migration's own clean-up ran on its way out: the workload is
+    where the command's progress last said."""
+    import tempfile
+    import traceback
+
+    kind = type(exc).__qualname__
+    if type(exc).__module__ != "builtins":
+        kind = f"{type(exc).__module__}.{kind}"
+    text = printable(f"{kind}: {exc}").replace("\n", " ")
+    try:
+        fd, path = tempfile.mkstemp(prefix="ferryman-crash-", suffix=".txt")
+        with open(fd, "w") as fh:
+            fh.write("".join(traceback.format_exception(exc)))
+    except OSError as err:
+        return f"internal error: {text} (the traceback could not be kept: {err})"
+    return (f"internal error: {text}: a bug in ferryman; its traceback is in {path}, "
+            f"please report it with that file")
 
 
 def entry() -> NoReturn:
