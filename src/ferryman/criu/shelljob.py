@@ -14,6 +14,9 @@ import logging
 import os
 from pathlib import Path
 
+from ferryman.criu.decode import image_entries
+from ferryman.errors import CriuError
+
 log = logging.getLogger(__name__)
 
 
@@ -34,15 +37,10 @@ def root_is_shell_job(entry: dict[str, object]) -> bool:
 def dumped_as_shell_job(images_dir: Path) -> bool:
     """Whether the tree in ``images_dir`` was dumped as a shell job (False when there is no
     pstree.img to read: a container's images live elsewhere)."""
-    from pycriu import images
-
     pstree = images_dir / "pstree.img"
     try:
-        with pstree.open("rb") as fh:
-            entries = images.load(fh).get("entries") or []
-    except FileNotFoundError:
-        return False
-    except (OSError, ValueError, images.MagicException) as exc:
+        root = next(image_entries(pstree, payload=False), None)
+    except (OSError, CriuError) as exc:
         log.warning("cannot read %s (%s): restoring it as no shell job", pstree, exc)
         return False
-    return bool(entries) and root_is_shell_job(entries[0])
+    return root is not None and root_is_shell_job(root)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-import struct
 from pathlib import Path
+
+from ferryman.criu.decode import load_image
+from ferryman.errors import CriuError
 
 DUMP_STATS = "stats-dump"
 RESTORE_STATS = "stats-restore"
@@ -23,13 +25,9 @@ def read_stats(path: Path) -> dict[str, int]:
     only inform the report."""
     if not path.exists():
         return {}
-    from google.protobuf.message import DecodeError
-    from pycriu import images
-
     try:
-        with path.open("rb") as fh:
-            img = images.load(fh)
-    except (OSError, ValueError, struct.error, DecodeError, images.MagicException) as exc:
+        img = load_image(path)
+    except (OSError, CriuError) as exc:
         log.warning("CRIU's statistics in %s are unreadable (%s): left out of the report",
                     path, exc)
         return {}
