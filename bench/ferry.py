@@ -57,6 +57,14 @@ def _state_a(env: Env, run_dir: Path) -> Path:
     return env.tmp / "state-a" if env.warm_state else run_dir / "state-a"
 
 
+def forget_links(env: Env) -> None:
+    """The link's rate ferryman remembers in A's shared state dir (--source-agent,
+    --warm-state; agent/linkmemo.py) is wrong once the bench reshapes the link: an operator
+    who changes a link runs ``ferryman check`` again, the bench forgets it."""
+    for state in (env.tmp / "agent-a", env.tmp / "state-a"):
+        (state / "links.json").unlink(missing_ok=True)
+
+
 def movable_args(env: Env) -> list[str]:
     """B's agent may take up the service address (``--move-address`` in TCP runs)."""
     if not env.service:

@@ -20,7 +20,7 @@ from typing import Any
 
 from tests.support.netns import Topology
 
-from bench import floors, report, shape
+from bench import ferry, floors, report, shape
 from bench.cell import TCP_MODES
 from bench.env import Env
 from bench.install import ensure_arping, ensure_redis, first_line
@@ -270,6 +270,7 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
             bps = tcp.bytes_per_s
             try:
                 if cell.link_mbit:
+                    ferry.forget_links(env)
                     bps = _shape(topo, cell.link_mbit, links, args)
                     entry["link_floor"] = links[cell.link_mbit].to_json()
                 _check_memory(_cell_mib(cell), tmp)
@@ -281,6 +282,7 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
             finally:
                 if cell.link_mbit:
                     shape.unshape(topo)
+                    ferry.forget_links(env)
             entry["summary"] = summarize_cell(entry["runs"], bps, mem.bytes_per_s, cell.mode)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop cleanup

@@ -148,6 +148,7 @@ def test_passing_case_allows_every_implemented_mode_and_measures_the_freeze(
         assert text.returncode == 0, text.stderr
         assert "verdict: CAN MOVE; allowed modes: cold, postcopy" in text.stdout
         assert "dry-run dump succeeded" in text.stdout
+        assert "link to b: " in text.stdout  # timed alongside the dry run, remembered
     finally:
         w.kill()
 
@@ -388,6 +389,54 @@ def test_auto_mode_times_the_link_and_chooses_by_it(cluster: Cluster,
         assert reason.startswith("cold downtime"), reason
         assert float(reason.split()[2]) > predicted
         assert report["mode"] == ("cold" if "fits budget 300 ms" in reason else "postcopy")
+        new_pid = report["destination_pid"]
+        assert isinstance(new_pid, int)
+        assert w.status(new_pid)["bad_pages"] == 0
+    finally:
+        w.kill(new_pid)
+
+
+def test_a_link_timed_by_check_is_what_the_next_migration_uses(cluster: Cluster) -> None:
+    """``check`` times the link alongside its dry run and remembers it in the state dir; a
+    migration there within ten minutes takes it instead of timing it before its freeze. A
+    memo it cannot read is no memo: the next migration times the link and writes it anew."""
+    b = cluster.start_agent("b")
+    memo_file = cluster.base / "state-src-a" / "links.json"
+    key = f"b@{b.endpoint}"
+    w = cluster.workload(mib=16, seed="link-memo")
+    new_pid = None
+    try:
+        res, v = check(cluster, w.pid, b)
+        assert res.returncode == 0, res.stderr
+        rate = v["link_bytes_per_s"]
+        assert isinstance(rate, float)
+        assert rate > 10e6, rate
+        memo = json.loads(memo_file.read_text())
+        assert memo[key]["bytes_per_s"] == rate
+        assert memo[key]["by"] == "check"
+        mig, report = cluster.migrate(w.pid, b)  # cold, --compress auto: needs the link
+        assert mig.returncode == 0, mig.stderr
+        assert report["link_bytes_per_s"] == rate
+        assert str(report["link_source"]).startswith("remembered: timed by check "), report
+        assert "link_test" not in report["steps"]  # type: ignore[operator]
+        assert "timing the link" not in mig.stderr
+        assert "link to b" not in mig.stderr
+        new_pid = report["destination_pid"]
+        assert isinstance(new_pid, int)
+        assert w.status(new_pid)["bad_pages"] == 0
+    finally:
+        w.kill(new_pid)
+    memo_file.write_text('{"' + key + '": {"bytes_per_s": "fast", "at": 1')  # damaged
+    w = cluster.workload(mib=16, seed="link-memo-2")
+    new_pid = None
+    try:
+        mig, report = cluster.migrate(w.pid, b)
+        assert mig.returncode == 0, mig.stderr
+        assert report["link_source"] == "measured"
+        assert "link_test" in report["steps"]  # type: ignore[operator]
+        memo = json.loads(memo_file.read_text())
+        assert memo[key]["by"] == "migrate"
+        assert memo[key]["bytes_per_s"] == report["link_bytes_per_s"]
         new_pid = report["destination_pid"]
         assert isinstance(new_pid, int)
         assert w.status(new_pid)["bad_pages"] == 0

@@ -1,12 +1,14 @@
 """``--compress``: the measurements behind the choice, made before the Plan is sent.
 
-``auto`` measures what ``migration/compress.py:choose`` needs: the link (the pre-flight's
-link test over the control connection, or ``--mode auto``'s if it ran; capped by
-``--max-bandwidth``), and how a sample of the workload's memory compresses with LZ4 on this
-node's CPU, and how fast (``host/memsample.py``: 32 x 256 KiB from its private writable
-mappings). ``on`` and ``off`` measure nothing. With a mode given (not ``--mode auto``),
-both are measured while the pre-flight's dry run dumps (:func:`measure`, gate.py's
-``alongside``): neither needs the verdict, and the connection is idle meanwhile.
+``auto`` measures what ``migration/compress.py:choose`` needs: the link (``--link-mbps``, a
+rate remembered from a recent check or migration to the same destination, or the
+pre-flight's link test over the control connection, or ``--mode auto``'s if it ran:
+agent/linkrate.py; capped by ``--max-bandwidth``), and how a sample of the workload's memory
+compresses with LZ4 on this node's CPU, and how fast (``host/memsample.py``: 32 x 256 KiB
+from its private writable mappings). ``on`` and ``off`` measure nothing. With a mode given
+(not ``--mode auto``), both are measured while the pre-flight's dry run dumps
+(:func:`measure`, gate.py's ``alongside``): neither needs the verdict, and the connection is
+idle meanwhile.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import lz4.block  # type: ignore[import-untyped]
 
 from ferryman.agent import pagerelay
-from ferryman.agent.link import measure_link
+from ferryman.agent.linkrate import link_rate
 from ferryman.agent.pagerelay import RelayError
 from ferryman.agent.role import SourceRole
 from ferryman.agent.steps import timed
@@ -66,11 +68,8 @@ async def measure(m: SourceRole, ahead: Ahead) -> None:
         pieces = await asyncio.to_thread(memsample.sample, m.tree.pids())
         ahead.sample = await asyncio.to_thread(lz4_rate, pieces)
     ratio = ahead.sample[0] if ahead.sample is not None else None
-    if m.report.link_bytes_per_s is None and ratio is not None and ratio >= MIN_RATIO:
-        assert m.ch is not None
-        m.opts.progress("CHECKING", "timing the link (--compress auto)")
-        with timed(m.report.steps, "link_test"):
-            m.report.link_bytes_per_s = await measure_link(m.ch, m.opts.timeouts.plan)
+    if m.report.link_source is None and ratio is not None and ratio >= MIN_RATIO:
+        await link_rate(m)  # --link-mbps, remembered, or timed now (agent/linkrate.py)
     ahead.done = True
 
 

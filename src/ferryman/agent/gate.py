@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 from ferryman import wire
 from ferryman.agent.channel import Channel
-from ferryman.agent.link import measure_link
+from ferryman.agent.linkrate import MEASURED, link_rate
 from ferryman.agent.steps import timed
 from ferryman.criu.client import Criu
 from ferryman.criu.dryrun import DryRun, dry_run_dump, transient
@@ -78,6 +78,8 @@ class CheckResult:
     destination: str
     dump_log: Path
     dry_run: DryRun | None  # None when skipped
+    link_timed: bool = False  # ferryman check: the link was timed alongside the dry run
+    link_bytes_per_s: float | None = None  # its rate (None: too fast for the test)
 
 
 async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wire.Hello, *,
@@ -276,15 +278,9 @@ async def choose_auto_mode(role: SourceRole, v: Verdict, features: Mapping[str, 
 
 
 async def _link(role: SourceRole) -> tuple[float, str]:
-    """The link rate for the choice (bytes/s), and whether it was 'assumed' or 'measured'."""
-    precopy = role.opts.precopy
-    if precopy.link_mbps is not None:
-        return precopy.link_mbps * 125_000, "assumed"
-    assert role.ch is not None
-    role.opts.progress("CHECKING", "timing the link")
-    with timed(role.report.steps, "link_test"):
-        rate = await measure_link(role.ch, role.opts.timeouts.plan)
-    role.report.link_bytes_per_s = rate
+    """The link rate for the choice (bytes/s), and how it is known (agent/linkrate.py)."""
+    rate = await link_rate(role)
+    how = role.report.link_source or MEASURED
     if rate is None:  # too fast for a 4 MiB test to tell apart from its round trip
-        return UNMEASURABLE_LINK_MBPS * 125_000, "faster than this test tells, taken as"
-    return rate, "measured"
+        return UNMEASURABLE_LINK_MBPS * 125_000, f"{how}: faster than this test tells, taken as"
+    return rate, how

@@ -72,18 +72,30 @@ def run(args: argparse.Namespace) -> int:
                "dry_run": None if dry is None else {
                    "ok": dry.ok, "freeze_ms": dry.freeze_ms, "reason": dry.reason,
                    "image_bytes": dry.image_bytes,
-                   "log": str(dry.log_path) if not dry.ok else None}}
+                   "log": str(dry.log_path) if not dry.ok else None},
+               "link_bytes_per_s": result.link_bytes_per_s if result.link_timed else None}
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print(printable(render(v, f"PID {args.pid} -> {result.destination} ({args.to})"),
                         keep_newlines=True))
+        if result.link_timed:
+            print(link_line(result.link_bytes_per_s, result.destination))
     if not v.can_move:
         failed = [r.check for r in v.failures(v.requested)]
         raise PreflightFailed(f"PID {args.pid} cannot move to {result.destination}"
                               + (f" in {v.requested} mode" if v.requested else ""),
                               failed=failed, hint="fix the FAIL rows above")
     return 0
+
+
+def link_line(rate: float | None, destination: str) -> str:
+    """The link test's line below the verdict."""
+    from ferryman.agent.linkmemo import MAX_AGE_S
+
+    said = f"{rate / 125_000:.0f} Mbit/s" if rate else "faster than the test can time"
+    return (f"link to {printable(destination)}: {said} (migrations there in the next "
+            f"{MAX_AGE_S / 60:.0f} minutes use it instead of timing it again)")
 
 
 def _run_runc(args: argparse.Namespace) -> int:

@@ -66,7 +66,8 @@ class MigrationReport:
     over_budget: bool = False  # the policy finished knowing the budget would be missed
     switched_to_postcopy: bool = False  # the budget policy made the final step lazy
     mode_reason: str | None = None  # --mode auto: why this mode
-    link_bytes_per_s: float | None = None  # --mode auto: the link rate it measured
+    link_bytes_per_s: float | None = None  # --mode auto, --compress auto: the link's rate
+    link_source: str | None = None  # how it was known: measured, assumed, remembered (when)
     dry_run_freeze_ms: float | None = None  # pre-flight: the dry-run dump's freeze
     fixed_cost_ms: float | None = None  # pre-copy: the prediction's downtime without memory
     bandwidth_bytes_per_s: float | None = None  # pre-copy: fitted from the pre-dumps

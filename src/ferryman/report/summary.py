@@ -106,6 +106,10 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
     if r.max_bandwidth_bytes_per_s:
         lines.append(f"  bandwidth    pages capped at {r.max_bandwidth_bytes_per_s / 125_000:g} "
                      "Mbit/s on the wire (--max-bandwidth)")
+    if r.link_source:
+        rate = (f"{r.link_bytes_per_s / 125_000:.0f} Mbit/s" if r.link_bytes_per_s
+                else "too fast to time")
+        lines.append(f"  link         {rate}, {r.link_source}")
     if r.compression:
         lines.append("  compression  " + compression_line(r.compression))
     if r.probe is not None:
@@ -148,8 +152,8 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
 STEP_NAMES: Final = {  # the report's steps (agent/steps.py), in the order they run
     "hello_facts": "criu facts", "connect": "connect", "hello_exchange": "hello",
     "destination_rows": "destination check", "feature_probes": "criu probes",
-    "dry_run": "dry run", "dirty_rate": "dirty rate", "link_test": "link test",
-    "plan_ready": "plan→ready",
+    "dry_run": "dry run", "dirty_rate": "dirty rate", "compress_sample": "memory sample",
+    "link_test": "link test", "plan_ready": "plan→ready",
 }
 
 
