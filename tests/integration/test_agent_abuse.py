@@ -27,6 +27,7 @@ from ferryman.host import netinfo
 from ferryman.host.inspect import FileRef, FileStat, WorkloadFacts
 from ferryman.migration.query import encode_query
 from tests.integration.conftest import AGENT_PORT, PY, Agent, Cluster
+from tests.support.faults import descendants
 from tests.support.peer import (
     Peer,
     client_context,
@@ -464,3 +465,23 @@ def test_sessions_past_the_cap_are_told_busy(cluster: Cluster) -> None:
     finally:
         for p in held:
             p.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_cpu_this_node_cannot_run_refuses_the_plan_and_leaves_nothing(cluster: Cluster) -> None:
+    """CRIU's CPU check runs while the page server starts: its refusal stops both, and the
+    migration's directory, page server and port guard are gone."""
+    b = cluster.start_agent("b")
+    with peer(cluster, b) as p:
+        p.hello(cpuinfo=b"\x08\x01not a cpuinfo image")
+        p.send(wire.Plan(migration_id=f"abuse-{uuid.uuid4().hex[:8]}", mode="cold", pid=4242,
+                         lazy=False))
+        answer = p.recv()
+        assert isinstance(answer, wire.Refused), answer
+        assert answer.code == "cpu", answer
+        assert "CPU is not compatible" in answer.message, answer
+    assert wait_for(lambda: not any((b.state_dir / "migrations").iterdir()))
+    assert wait_for(lambda: descendants(b.proc.pid) == []), "the page server outlived it"
+    tables = b.node.run("nft", "list", "tables").stdout
+    assert "ferryman-ps-" not in tables, "the page server's guard outlived the refusal"
+    assert still_serves(cluster, b)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -154,11 +155,31 @@ class DestinationSession:
             raise Refusal("duplicate", f"migration {plan.migration_id} exists here") from exc
         self.workdir = workdir
         self.seal = ImageSeal(workdir)
-        (workdir / "cpuinfo.img").write_bytes(hello.cpuinfo)
-        why = await self.criu.cpuinfo_check(workdir)
-        (workdir / "cpuinfo.img").unlink()
+        # CRIU's CPU check runs while the page server starts (a refusal cleans both up)
+        cpu = asyncio.ensure_future(self._cpu_check(workdir, hello.cpuinfo))
+        try:
+            port = await self._receive(plan, workdir)
+        except BaseException:
+            await asyncio.gather(cpu, return_exceptions=True)
+            raise
+        why = await cpu
         if why is not None:
             raise Refusal("cpu", f"the source's CPU is not compatible with this one: {why}")
+        return port
+
+    async def _cpu_check(self, workdir: Path, cpuinfo: bytes) -> str | None:
+        """Why the source's CPU (its ``cpuinfo.img``) cannot run here, or None; the image
+        is gone again when this returns."""
+        check = workdir / "cpu-check"  # not among the images the page server writes
+        try:
+            check.mkdir()
+            (check / "cpuinfo.img").write_bytes(cpuinfo)
+            return await self.criu.cpuinfo_check(check)
+        finally:
+            shutil.rmtree(check, ignore_errors=True)
+
+    async def _receive(self, plan: wire.Plan, workdir: Path) -> int:
+        """The runc bundle's sync and the page server (or relay) for the Plan: its port."""
         if plan.target:
             try:
                 self.box, self.sync_port = await destination_prepare(self.cfg, plan.target,
