@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -15,11 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from ferryman.criu import factcache, probe, requests, rpc
+from ferryman.criu.filelocks import dumped_file_locks
 from ferryman.criu.logs import first_error
 from ferryman.criu.requests import PageServerAddress, TlsFiles
 from ferryman.criu.shelljob import dumped_as_shell_job, shell_job
 from ferryman.criu.swrk import NotifyHandler, SwrkSession
 from ferryman.errors import CriuError, CriuMissing
+from ferryman.host import procfs
+from ferryman.host.filelocks import tree_holds_locks
+from ferryman.host.ghosts import DEFAULT_LIMIT as DEFAULT_GHOST_LIMIT
+from ferryman.host.ghosts import ghost_limit, largest_ghost
 
 # TlsFiles and PageServerAddress live with the request builder; importable from here too.
 __all__ = ["Criu", "CriuFacts", "CriuVersion", "PageServerAddress", "TlsFiles"]
@@ -222,9 +228,19 @@ class Criu:
         :func:`ferryman.criu.requests.dump`'s; ``action`` names the call in errors (default
         ``dump`` or ``pre-dump``).
         """
+        tree = functools.cache(lambda: procfs.tree(pid))
+        ghosts = 0 if pre_dump else largest_ghost(tree())
+        locks = not pre_dump and tree_holds_locks(tree)
+        if locks or ghosts > DEFAULT_GHOST_LIMIT:
+            log.info("%s of PID %d: %s", action or "dump", pid, ", ".join(
+                (["file locks (CRIU's --file-locks)"] if locks else [])
+                + ([f"ghost files up to {ghosts} bytes (--ghost-limit)"]
+                   if ghosts > DEFAULT_GHOST_LIMIT else [])))
         with _dir_fd(images_dir) as fd:
             req = requests.dump(pid, fd, log_file=log_file, log_level=self.log_level,
                                 shell_job=shell_job(pid),
+                                file_locks=locks,
+                                ghost_limit=ghost_limit(ghosts),
                                 page_server=page_server, tls=tls,
                                 notify=on_notify is not None, lazy=lazy, track_mem=track_mem,
                                 track_mem_uffd=track_mem_uffd,
@@ -252,10 +268,14 @@ class Criu:
         and process group: that criu runs in a session of its own, never the agent's (whose
         terminal's signals, or whose group's, must not reach the workload)."""
         job = dumped_as_shell_job(images_dir)
+        locks = dumped_file_locks(images_dir)
+        if locks:
+            log.info("restoring %s with its file locks (CRIU's --file-locks)", images_dir)
         with _dir_fd(images_dir) as fd:
             req = requests.restore(fd, log_file=log_file, log_level=self.log_level,
                                    leave_stopped=leave_stopped, lazy=lazy,
-                                   tcp_established=tcp_established, shell_job=job)
+                                   tcp_established=tcp_established, shell_job=job,
+                                   file_locks=locks)
             resp = await self._call(req, "restore", pass_fds=(fd,),
                                     log_path=images_dir / log_file, new_session=job)
         return int(resp.restore.pid)

@@ -73,8 +73,13 @@ def dump(pid: int, images_fd: int, *, log_file: str, log_level: int,
          track_mem_uffd: bool = False, parent: str | None = None, leave_running: bool = False,
          tcp_established: bool = False, pre_dump: bool = False,
          freeze_cgroup: str | None = None, network_lock: bool = True,
-         page_server_fd: int | None = None, shell_job: bool = False) -> Any:
+         page_server_fd: int | None = None, shell_job: bool = False,
+         file_locks: bool = False, ghost_limit: int | None = None) -> Any:
     """DUMP (or PRE_DUMP) of the tree at ``pid``.
+
+    ``file_locks``: the tree holds file locks (host/filelocks.py), which CRIU dumps only when
+    told (``--file-locks``). ``ghost_limit``: the largest open-but-deleted file CRIU copies
+    into the images (``--ghost-limit``; its default is 1 MiB).
 
     ``shell_job``: the tree's session (or process group) leader is not in it, as for
     anything started from a shell without ``setsid``: CRIU's ``--shell-job``, without which
@@ -97,6 +102,10 @@ def dump(pid: int, images_fd: int, *, log_file: str, log_level: int,
     o.lazy_pages = lazy
     if shell_job:
         o.shell_job = True
+    if file_locks:
+        o.file_locks = True
+    if ghost_limit is not None:
+        o.ghost_limit = ghost_limit
     if lazy and not leave_running:
         # Stopped, never killed: a lazy dump's end says only that the lazy-pages client
         # closed the session, which it also does when the restore it served failed
@@ -124,12 +133,16 @@ def dump(pid: int, images_fd: int, *, log_file: str, log_level: int,
 
 
 def restore(images_fd: int, *, log_file: str, log_level: int, leave_stopped: bool = True,
-            lazy: bool = False, tcp_established: bool = False, shell_job: bool = False) -> Any:
-    """RESTORE of the tree in the images directory (``shell_job``: dumped as one)."""
+            lazy: bool = False, tcp_established: bool = False, shell_job: bool = False,
+            file_locks: bool = False) -> Any:
+    """RESTORE of the tree in the images directory (``shell_job``: dumped as one;
+    ``file_locks``: its images hold file locks, which CRIU takes again only when told)."""
     req = _base(rpc.RESTORE, images_fd, log_file, log_level)
     o = req.opts
     if shell_job:
         o.shell_job = True
+    if file_locks:
+        o.file_locks = True
     o.leave_stopped = leave_stopped
     o.lazy_pages = lazy
     o.tcp_established = tcp_established

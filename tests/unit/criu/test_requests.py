@@ -70,3 +70,15 @@ def test_a_shell_job_is_dumped_and_restored_as_one_and_nothing_else_is() -> None
     assert not requests.dump(42, 9, log_file="d.log", log_level=2).opts.HasField("shell_job")
     assert requests.restore(9, log_file="r.log", log_level=2, shell_job=True).opts.shell_job
     assert not requests.restore(9, log_file="r.log", log_level=2).opts.HasField("shell_job")
+
+
+def test_file_locks_and_a_ghost_limit_are_asked_for_only_when_given() -> None:
+    d = requests.dump(42, 9, log_file="d.log", log_level=2, file_locks=True,
+                      ghost_limit=5 << 20)
+    assert d.opts.file_locks
+    assert d.opts.ghost_limit == 5 << 20
+    plain = requests.dump(42, 9, log_file="d.log", log_level=2)
+    assert not plain.opts.HasField("file_locks")
+    assert not plain.opts.HasField("ghost_limit")  # CRIU's own 1 MiB
+    assert requests.restore(9, log_file="r.log", log_level=2, file_locks=True).opts.file_locks
+    assert not requests.restore(9, log_file="r.log", log_level=2).opts.HasField("file_locks")

@@ -1,0 +1,75 @@
+"""Whether a process tree holds file locks: flock(2), POSIX (fcntl, lockf), OFD locks, leases.
+
+A daemon's pidfile lock, SQLite's locks, a lock file of any library: CRIU refuses to dump a
+tree holding one unless told ``--file-locks`` ("Some file locks are hold without
+--file-locks option"), and a hand-typed ``criu dump`` is told so once CRIU asks. ferryman
+tells it whenever the tree holds one (criu/client.py), read from ``/proc/locks``: a lock
+whose owner is one of the tree's processes, or one on a file the tree has open (an OFD lock
+names no owner; an flock names the process that took it, which may have handed the file on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from ferryman.host.procfs import PROC
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """One line of /proc/locks: ``kind`` (FLOCK, POSIX, OFDLCK, LEASE, ...), the owner's PID
+    as this PID namespace sees it (-1: none, an OFD lock), the file's device and inode."""
+
+    kind: str
+    pid: int
+    dev: tuple[int, int]
+    ino: int
+
+
+def parse_locks(text: str) -> list[Lock]:
+    """The locks held in /proc/locks ``text`` (waiters, the ``->`` lines, are not held);
+    lines of another shape are left out (pure)."""
+    out = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 6 or words[1] == "->":
+            continue
+        kind, pid, where = words[1], words[4], words[5]
+        parts = where.split(":")
+        try:
+            lock = Lock(kind, int(pid), (int(parts[0], 16), int(parts[1], 16)), int(parts[2]))
+        except (ValueError, IndexError):
+            continue
+        out.append(lock)
+    return out
+
+
+def _open_files(pids: Collection[int], proc: Path) -> set[tuple[tuple[int, int], int]]:
+    found = set()
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, PermissionError):
+            for fd in (proc / str(pid) / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    st = fd.stat()
+                    found.add(((os.major(st.st_dev), os.minor(st.st_dev)), st.st_ino))
+    return found
+
+
+def tree_holds_locks(tree: Callable[[], Collection[int]], proc: Path = PROC) -> bool:
+    """Whether the tree (its PIDs, asked only when this node has any lock) holds a file
+    lock; False when /proc/locks cannot be read (CRIU then says what it finds)."""
+    try:
+        locks = parse_locks((proc / "locks").read_text())
+    except OSError:
+        return False
+    if not locks:
+        return False
+    pids = set(tree())
+    if any(lock.pid in pids for lock in locks):
+        return True
+    files = _open_files(pids, proc)
+    return any((lock.dev, lock.ino) in files for lock in locks)
