@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,9 +26,9 @@ from ferryman.agent.config import AgentConfig
 from ferryman.agent.hello import node_features
 from ferryman.criu.client import Criu
 from ferryman.errors import PidControlError, RemoteProtocolError
-from ferryman.host import netinfo, pidctl, procfs
+from ferryman.host import filelocks, netinfo, pidctl, procfs
 from ferryman.host.exposure import answerable
-from ferryman.host.inspect import PTS, FileRef, stat_path
+from ferryman.host.inspect import PTS, FileRef, FileStat, stat_path
 from ferryman.migration import podman_checks
 from ferryman.migration.checks import (
     NOTE,
@@ -87,6 +87,7 @@ async def destination_facts(q: CheckQuery, source_hello: wire.Hello, cfg: AgentC
     node, cpu = await asyncio.gather(  # two criu runs, independent: together
         node_facts(criu, cfg.name, cfg.state_dir, cfg.hidden_features),
         cpu_problem(criu, source_hello.cpuinfo, cfg.state_dir))
+    files = {f.path: stat_path(f.path) for f in w.files}
     return DestinationFacts(
         criu=node,
         cpu_problem=cpu,
@@ -94,10 +95,19 @@ async def destination_facts(q: CheckQuery, source_hello: wire.Hello, cfg: AgentC
         taken_ptys=taken_ptys(w.ptys),
         networks=frozenset(netinfo.local_networks(net)),
         bound=tuple(s for s in netinfo.read_inet_sockets(net) if s.binds),
-        files={f.path: stat_path(f.path) for f in w.files},
+        files=files,
         memory_available=procfs.memory_available(),
         disk_free=procfs.disk_free(cfg.state_dir),
+        locked_here=tuple(_locked_here(w.locked_files, files)),
     )
+
+
+def _locked_here(paths: Sequence[str], files: Mapping[str, FileStat | None]) -> list[str]:
+    """Which of the files the tree holds locks on some process here holds a lock on."""
+    if not paths:
+        return []
+    found = [(p, st.dev, st.ino) for p in paths if (st := files.get(p)) is not None]
+    return filelocks.locked_here(filelocks.read_locks(), found)
 
 
 def withhold(q: CheckQuery, roots: Sequence[Path]) -> tuple[CheckQuery, int]:
@@ -111,7 +121,10 @@ def withhold(q: CheckQuery, roots: Sequence[Path]) -> tuple[CheckQuery, int]:
     if not dropped:
         return q, 0
     withheld = sum(1 for f in dropped if not synced_by(f.path, q.synced))
-    return replace(q, workload=replace(q.workload, files=tuple(kept))), withheld
+    answered = {f.path for f in kept}
+    locked = tuple(p for p in q.workload.locked_files if p in answered)
+    return replace(q, workload=replace(q.workload, files=tuple(kept),
+                                       locked_files=locked)), withheld
 
 
 def withheld_row(count: int, node: str) -> Row:

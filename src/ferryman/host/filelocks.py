@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +48,31 @@ def parse_locks(text: str) -> list[Lock]:
     return out
 
 
+def read_locks(proc: Path = PROC) -> list[Lock]:
+    """This node's held locks (none when /proc/locks cannot be read)."""
+    try:
+        return parse_locks((proc / "locks").read_text())
+    except OSError:
+        return []
+
+
+def locked(locks: Iterable[Lock], pids: Collection[int],
+           files: Iterable[tuple[str, int, int]]) -> list[str]:
+    """Which of ``files`` (path, st_dev, inode) hold a lock of ``locks`` that the processes
+    ``pids`` own, or that names no owner of its own (OFD) (pure)."""
+    held = {(lock.dev, lock.ino) for lock in locks if lock.pid in pids or lock.pid < 0}
+    return sorted({path for path, dev, ino in files
+                   if ((os.major(dev), os.minor(dev)), ino) in held})
+
+
+def locked_here(locks: Iterable[Lock], files: Iterable[tuple[str, int, int]]) -> list[str]:
+    """Which of ``files`` (path, st_dev, inode) some process of this node holds a lock on
+    (pure)."""
+    held = {(lock.dev, lock.ino) for lock in locks}
+    return sorted({path for path, dev, ino in files
+                   if ((os.major(dev), os.minor(dev)), ino) in held})
+
+
 def _open_files(pids: Collection[int], proc: Path) -> set[tuple[tuple[int, int], int]]:
     found = set()
     for pid in pids:
@@ -62,10 +87,7 @@ def _open_files(pids: Collection[int], proc: Path) -> set[tuple[tuple[int, int],
 def tree_holds_locks(tree: Callable[[], Collection[int]], proc: Path = PROC) -> bool:
     """Whether the tree (its PIDs, asked only when this node has any lock) holds a file
     lock; False when /proc/locks cannot be read (CRIU then says what it finds)."""
-    try:
-        locks = parse_locks((proc / "locks").read_text())
-    except OSError:
-        return False
+    locks = read_locks(proc)
     if not locks:
         return False
     pids = set(tree())

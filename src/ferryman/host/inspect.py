@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from ferryman.errors import NoSuchProcess
-from ferryman.host import procfs
+from ferryman.host import filelocks, procfs
 from ferryman.host.netinfo import InetSocket, read_inet_sockets
 
 PROC = procfs.PROC
@@ -83,6 +83,7 @@ class WorkloadFacts:
     sockets: tuple[InetSocket, ...]
     deleted_files: int = 0  # open but unlinked: CRIU carries them in the images (ghost files)
     ptys: tuple[int, ...] = ()  # indexes of the terminals it holds in this node's /dev/pts
+    locked_files: tuple[str, ...] = ()  # open files it holds locks on (host/filelocks.py)
 
 
 def file_type(mode: int) -> str:
@@ -300,4 +301,14 @@ def inspect_workload(pid: int, proc: Path = PROC) -> WorkloadFacts:
         sockets=tuple(sorted(set(sockets), key=lambda s: (s.proto, s.local_port))),
         deleted_files=collector.deleted,
         ptys=tuple(sorted(collector.ptys)),
+        locked_files=tuple(_locked_files(collector, pids, proc)),
     )
+
+
+def _locked_files(collector: _Collector, pids: list[int], proc: Path) -> list[str]:
+    """The open files the tree holds locks on (a lock file, a pidfile, a database)."""
+    locks = filelocks.read_locks(proc)
+    if not locks:
+        return []
+    known = [(f.path, f.stat.dev, f.stat.ino) for f in collector.files.values()]
+    return filelocks.locked(locks, set(pids), known)

@@ -57,14 +57,27 @@ class DestinationFacts:
     files: Mapping[str, FileStat | None]  # the queried paths as they are here
     memory_available: int
     disk_free: int
+    locked_here: tuple[str, ...] = ()  # the queried locked files that are locked here too
 
 
 def mib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 10 << 30 else f"{n / 2**20:.0f} MiB"
 
 
+EXAMPLE_CHARS: Final = 72  # one example at most (a row's line is MAX_LINE_CHARS at most)
+
+
+def clip(text: str, width: int = EXAMPLE_CHARS) -> str:
+    """``text`` shortened in its middle to ``width`` characters (a long path keeps its start
+    and its file name)."""
+    if len(text) <= width:
+        return text
+    keep = width - 1
+    return f"{text[:keep // 2]}…{text[len(text) - (keep - keep // 2):]}"
+
+
 def _some(items: Sequence[str], total: int | None = None) -> str:
-    shown = ", ".join(items[:EXAMPLES])
+    shown = ", ".join(clip(item) for item in items[:EXAMPLES])
     more = (total if total is not None else len(items)) - min(len(items), EXAMPLES)
     return f"{shown} (+{more} more)" if more > 0 else shown
 
@@ -339,6 +352,36 @@ def file_rows(q: CheckQuery, stats: Mapping[str, FileStat | None], node: str) ->
     return rows
 
 
+def lock_rows(w: WorkloadFacts, files: Mapping[str, FileStat | None],
+              locked_here: Sequence[str], node: str) -> list[Row]:
+    """The tree's file locks: CRIU takes each again on ``node`` at the restore, while the
+    frozen source still holds it here (until the commit). A lock file that is the same file
+    on both nodes (shared storage, or one host) or that a process on ``node`` holds blocks
+    the restore for good."""
+    if not w.locked_files:
+        return []
+    ours = {f.path: f.stat for f in w.files}
+    shared = [p for p in w.locked_files
+              if (here := ours.get(p)) is not None and (there := files.get(p)) is not None
+              and here.same_file(there)]
+    taken = [p for p in locked_here if p not in shared]
+    if shared:
+        return [Row("locks", "destination", F,
+                    f"the tree holds locks on files that are the same files on {node} "
+                    f"({_some(shared)}): the restore there cannot take a lock the frozen "
+                    "source keeps until the commit",
+                    "move it between nodes that do not share these files",
+                    ALL_MODES)]
+    if taken:
+        return [Row("locks", "destination", F,
+                    f"files the tree holds locks on are locked on {node} by another "
+                    f"process ({_some(taken)})",
+                    f"stop what holds them on {node}", ALL_MODES)]
+    return [Row("locks", "destination", P,
+                f"{_n(len(w.locked_files), 'file lock')} can be taken again on {node} "
+                f"({_some(list(w.locked_files))})")]
+
+
 def memory_row(rss: int, available: int, node: str) -> Row:
     what = f"RSS {mib(rss)}, {mib(available)} available on {node}"
     if rss > available:
@@ -394,6 +437,7 @@ def destination_rows(q: CheckQuery, d: DestinationFacts, source_node: str) -> li
         pty_row(w, d.taken_ptys, node),
         *network_rows(w, d.networks, d.bound, node),
         *file_rows(q, d.files, node),
+        *lock_rows(w, d.files, d.locked_here, node),
         memory_row(w.rss_bytes, d.memory_available, node),
         *disk_rows(w.rss_bytes, d.disk_free, node),
     ]

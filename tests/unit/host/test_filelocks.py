@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ferryman.host.filelocks import Lock, parse_locks
+import os
+
+from ferryman.host.filelocks import Lock, locked, locked_here, parse_locks
 
 LOCKS = """\
 1: POSIX  ADVISORY  WRITE 771 fe:00:15360077 0 EOF
@@ -26,3 +28,14 @@ def test_held_locks_with_owner_and_file_and_no_waiters() -> None:
 
 def test_no_locks() -> None:
     assert parse_locks("") == []
+
+
+def test_the_tree_s_locks_are_its_own_and_unowned_ones_on_its_files() -> None:
+    dev = os.makedev(0xFE, 0)
+    files = [("/run/app.pid", dev, 15360076), ("/var/db.lock", dev, 15360077),
+             ("/tmp/ofd", os.makedev(0, 0x2B), 99), ("/etc/other", dev, 5)]
+    locks = parse_locks(LOCKS)
+    assert locked(locks, {771}, files) == ["/run/app.pid", "/tmp/ofd", "/var/db.lock"]
+    assert locked(locks, {5}, files) == ["/tmp/ofd"]  # only the OFD lock names no owner
+    assert locked_here(locks, files) == ["/run/app.pid", "/tmp/ofd", "/var/db.lock"]
+    assert locked_here([], files) == []

@@ -317,3 +317,56 @@ def test_a_terminal_index_taken_on_the_destination_fails_naming_it() -> None:
     ok = by_check(checks.destination_rows(q, dest(), "a"))["ptys"]
     assert ok.status == P
     assert "2 terminals" in ok.detail
+
+
+# -- file locks -----------------------------------------------------------------------------
+
+LOCK = "/var/lib/app/app.lock"
+
+
+def _locked(here: FileStat, there: FileStat | None, locked_there: tuple[str, ...] = ()
+            ) -> Row | None:
+    w = workload(files=(*workload().files, FileRef(LOCK, "fd", here)), locked_files=(LOCK,))
+    d = dest(files={**dest().files, LOCK: there}, locked_here=locked_there)
+    return by_check(checks.destination_rows(CheckQuery(w), d, "a")).get("locks")
+
+
+def test_a_tree_without_locks_gets_no_lock_row() -> None:
+    assert "locks" not in by_check(checks.destination_rows(CheckQuery(workload()), dest(), "a"))
+
+
+def test_locks_on_a_file_of_the_destination_s_own_pass() -> None:
+    row = _locked(FileStat("f", 0, 5, fsid=1, dev=10, ino=7),
+                  FileStat("f", 0, 5, fsid=2, dev=20, ino=7))
+    assert row is not None
+    assert row.status is P
+    assert LOCK in row.detail
+
+
+def test_a_lock_on_the_same_file_on_both_nodes_fails_every_mode() -> None:
+    """Shared storage, or one host: the frozen source keeps its lock until the commit, so
+    the restore's CRIU would wait for it for ever."""
+    same = FileStat("f", 0, 5, fsid=1, dev=10, ino=7)
+    row = _locked(same, same, locked_there=(LOCK,))
+    assert row is not None
+    assert row.status is F
+    assert row.modes == ALL_MODES
+    assert "same files" in row.detail
+    assert row.fix
+
+
+def test_a_lock_another_process_holds_on_the_destination_fails() -> None:
+    row = _locked(FileStat("f", 0, 5, fsid=1, dev=10, ino=7),
+                  FileStat("f", 0, 5, fsid=2, dev=20, ino=7), locked_there=(LOCK,))
+    assert row is not None
+    assert row.status is F
+    assert "another process" in row.detail
+
+
+def test_long_paths_are_clipped_to_keep_a_row_one_line() -> None:
+    long = [reg("/opt/" + "d" * 300 + f"/lib{i}.jar") for i in range(5)]
+    rows = checks.file_rows(CheckQuery(workload(files=tuple(long))), {}, "n" * 63)
+    assert rows[0].status is F
+    assert "lib0.jar" in rows[0].detail
+    assert checks.clip("abcdefghij", 5) == "ab…ij"
+    assert len(checks.clip("x" * 500)) == checks.EXAMPLE_CHARS

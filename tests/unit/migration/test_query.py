@@ -73,6 +73,12 @@ def test_any_paths_round_trip(paths: list[str]) -> None:
     assert decode_query(encode_query(w, paths, budget=BIG)).workload == w
 
 
+def test_locked_files_round_trip() -> None:
+    w = replace(facts(n_files=0), locked_files=("/run/daemon.pid", "/var/lib/app/db.lock"))
+    got = decode_query(encode_query(w, [], budget=BIG)).workload
+    assert got.locked_files == ("/run/daemon.pid", "/var/lib/app/db.lock")
+
+
 def test_terminals_round_trip() -> None:
     w = replace(facts(n_files=0), ptys=(0, 3, 17))
     assert decode_query(encode_query(w, [], budget=BIG)).workload.ptys == (0, 3, 17)
@@ -90,7 +96,9 @@ def _query(**changes: object) -> str:
 
 @pytest.mark.parametrize("text", [
     "", "nope", "[]", "{}", "NaN",
-    _query(v=2), _query(v=4), _query(extra=1),
+    _query(v=3), _query(v=5), _query(extra=1),
+    _query(locked="/a"), _query(locked=["relative"]), _query(locked=[7]),
+    _query(locked=["/a\0b"]),
     _query(ptys=[-1]), _query(ptys=[1 << 20]), _query(ptys="0"),
     _query(ptys=[True]), _query(w_pid=-1), _query(w_pid=True),
     _query(w_pid=1.5),
