@@ -1,0 +1,119 @@
+"""Trees holding file locks and deleted files move as a hand-typed criu moves them (with
+``--file-locks`` and ``--ghost-limit``), with real agents, criu and namespace nodes.
+
+The nodes share one filesystem, so a lock file there is the same file on both: the frozen
+source keeps its lock until the commit, and the pre-flight refuses before freezing anything.
+A lock file under ``hidden_dir`` (an empty tmpfs for B's agent, which the test fills with
+the same contents) is B's own, as on two machines: the restored tree holds its locks again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ferryman.host.filelocks import parse_locks
+from tests.integration.conftest import PY, Agent, Cluster
+from tests.integration.test_check import (
+    EXIT_PREFLIGHT,
+    UFFD_WP,
+    check,
+    check_roots,
+    fails,
+    program,
+    stopped,
+)
+from tests.support.workloads import alive
+
+LOCKER = str(Path(__file__).resolve().parents[1] / "support" / "lock_workload.py")
+FILES = ("app.pid", "app.db")
+
+
+def lock_files(directory: Path) -> None:
+    for name in FILES:
+        (directory / name).write_text("locked\n")
+
+
+def holders() -> set[tuple[str, int]]:
+    """(kind, owner PID) of every lock held on this machine."""
+    return {(lock.kind, lock.pid) for lock in parse_locks(Path("/proc/locks").read_text())}
+
+
+def status(pid: int, path: Path) -> dict[str, object]:
+    path.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while not path.exists():
+        assert time.monotonic() < deadline, "the workload did not answer"
+        time.sleep(0.02)
+    data: dict[str, object] = json.loads(path.read_text())
+    return data
+
+
+def test_a_lock_on_a_file_both_nodes_share_is_refused_before_freezing(
+        cluster: Cluster) -> None:
+    b = cluster.start_agent("b", *check_roots(cluster))  # B answers about the test's files
+    lock_files(cluster.base)
+    st = cluster.base / "locker.json"
+    with program(cluster, PY, LOCKER, "--dir", str(cluster.base), "--status", str(st)) as pid:
+        status(pid, st)
+        assert {("FLOCK", pid), ("POSIX", pid)} <= holders()
+        res, v = check(cluster, pid, b)
+        assert res.returncode == EXIT_PREFLIGHT, res.stderr
+        fail = fails(v)
+        assert set(fail) == {"locks"}, fail
+        assert "same files" in str(fail["locks"]["detail"])
+        assert "app.pid" in str(fail["locks"]["detail"])
+        mig, _ = cluster.migrate(pid, b)
+        assert mig.returncode == EXIT_PREFLIGHT, mig.stderr
+        assert "locks" in mig.stderr
+        assert alive(pid)
+        assert not stopped(pid)
+        assert {("FLOCK", pid), ("POSIX", pid)} <= holders()  # never let go
+        assert b.migration_dirs() == []
+
+
+def fill_hidden(agent: Agent, directory: Path) -> None:
+    """The lock files in ``directory`` as ``agent`` sees it (its own tmpfs there)."""
+    for name in FILES:
+        subprocess.run(["nsenter", "-m", "-t", str(agent.proc.pid), "sh", "-c",
+                        f'printf "locked\\n" > "{directory / name}"'], check=True)
+
+
+MODES = ["cold", "postcopy", *(["precopy"] if UFFD_WP else [])]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_daemon_holding_locks_and_a_deleted_file_moves_with_both(
+        cluster: Cluster, mode: str) -> None:
+    """Its pidfile flock and database lock are held again on B (CRIU's --file-locks), and
+    its 3 MiB deleted scratch file reads back whole there (--ghost-limit: CRIU's own limit
+    is 1 MiB)."""
+    b = cluster.start_agent("b", hide_dir=True)
+    fill_hidden(b, cluster.hidden_dir)
+    lock_files(cluster.hidden_dir)
+    st = cluster.base / "locker.json"
+    with program(cluster, PY, LOCKER, "--dir", str(cluster.hidden_dir), "--status", str(st),
+                 "--ghost-mib", "3") as pid:
+        assert status(pid, st)["ghost_ok"] is True
+        mig, report = cluster.migrate(pid, b, "--mode", mode, "--sync",
+                                      str(cluster.hidden_dir))
+        assert mig.returncode == 0, mig.stderr
+        new = report["destination_pid"]
+        assert isinstance(new, int)
+        try:
+            assert not alive(pid)
+            assert {("FLOCK", new), ("POSIX", new)} <= holders()
+            got = status(new, st)
+            assert got["ghost_ok"] is True, got
+            beats = int(got["beats"])  # type: ignore[call-overload]
+            time.sleep(0.1)
+            assert int(status(new, st)["beats"]) > beats  # type: ignore[call-overload]
+        finally:
+            os.kill(new, signal.SIGKILL)
