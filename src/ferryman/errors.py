@@ -324,6 +324,12 @@ class ProbeError(FerrymanError):
         self.reason = reason
 
 
+class FileLockBusy(FerrymanError):
+    """The restore waited for a file lock someone on the destination holds."""
+
+    exit_code = 4
+
+
 class Refusal(FerrymanError):
     """The destination refuses a Plan before anything is set up for it; ``code`` (mode, busy,
     address, feature, duplicate, cpu, runc, page-server) goes back in ``wire.Refused``. It

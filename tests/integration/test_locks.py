@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from tests.integration.test_check import (
     program,
     stopped,
 )
+from tests.support.faults import descendants
 from tests.support.workloads import alive
 
 LOCKER = str(Path(__file__).resolve().parents[1] / "support" / "lock_workload.py")
@@ -54,6 +56,15 @@ def status(pid: int, path: Path) -> dict[str, object]:
         time.sleep(0.02)
     data: dict[str, object] = json.loads(path.read_text())
     return data
+
+
+def wait_until(what: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_a_lock_on_a_file_both_nodes_share_is_refused_before_freezing(
@@ -117,3 +128,31 @@ def test_a_daemon_holding_locks_and_a_deleted_file_moves_with_both(
             assert int(status(new, st)["beats"]) > beats  # type: ignore[call-overload]
         finally:
             os.kill(new, signal.SIGKILL)
+
+
+def test_a_restore_waiting_for_a_lock_rolls_back_within_seconds(cluster: Cluster) -> None:
+    """What the pre-flight does not see (here: skipped) the restore finds: CRIU waits for the
+    lock the frozen source holds on the shared file; B kills the waiting tasks, the
+    migration rolls back, and the workload runs on A with its locks, nothing left on B."""
+    b = cluster.start_agent("b")
+    lock_files(cluster.base)
+    st = cluster.base / "locker.json"
+    with program(cluster, PY, LOCKER, "--dir", str(cluster.base), "--status", str(st)) as pid:
+        beats = int(status(pid, st)["beats"])  # type: ignore[call-overload]
+        t0 = time.monotonic()
+        mig, report = cluster.migrate(pid, b, "--test-skip-preflight")
+        took = time.monotonic() - t0
+        assert mig.returncode != 0, mig.stderr
+        assert "rolled back" in mig.stderr, mig.stderr
+        assert "waited for a lock on" in mig.stderr, mig.stderr
+        assert str(cluster.base / "app.pid") in mig.stderr or \
+            str(cluster.base / "app.db") in mig.stderr, mig.stderr
+        assert took < 30, took  # not the restore's 300 s timeout
+        assert report.get("result") == "rolled_back", report.get("result")
+        assert alive(pid)
+        assert not stopped(pid)
+        assert {("FLOCK", pid), ("POSIX", pid)} <= holders()
+        assert int(status(pid, st)["beats"]) > beats  # type: ignore[call-overload]
+        assert wait_until(lambda: descendants(b.proc.pid) == []), descendants(b.proc.pid)
+        assert not [lk for lk in parse_locks(Path("/proc/locks").read_text(), waiting=True)
+                    if lk.pid != pid]

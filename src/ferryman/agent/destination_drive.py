@@ -40,6 +40,7 @@ from ferryman.agent.orphans import write_outcome
 from ferryman.errors import (
     CriuError,
     FerrymanError,
+    FileLockBusy,
     PeerLost,
     Refusal,
     RemoteError,
@@ -156,7 +157,7 @@ class DestinationDrive:
                     self.failed_at = (str(exc), "", None)
                     log.warning("migration failed here (%s): %s", exc.code, exc)
                     return RestoreFailed(exc.code)
-                except (CriuError, RuncError, OSError) as exc:
+                except (CriuError, RuncError, OSError, FileLockBusy) as exc:
                     self.failed_at = failure_details(exc)
                     log.warning("migration failed here (restore): %s", self.failed_at[0])
                     return RestoreFailed()

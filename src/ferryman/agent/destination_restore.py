@@ -9,7 +9,11 @@ Never runs a workload that the source may still resume: the tree is restored wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
+from collections.abc import Awaitable
 from pathlib import Path
 
 from ferryman import wire
@@ -19,14 +23,47 @@ from ferryman.agent.destination_role import DestinationRole
 from ferryman.agent.fifos import keep_shared_fifo_data
 from ferryman.agent.orphans import orphan_record, write_outcome
 from ferryman.agent.podman_destination import PodmanDestination
+from ferryman.criu.filelocks import dumped_file_locks
 from ferryman.criu.logs import tail
 from ferryman.criu.stats import RESTORE_STATS, read_stats
 from ferryman.criu.taskstate import stopped_pids
-from ferryman.errors import CriuError, RuncError, TransferError
-from ferryman.host import addresses
+from ferryman.errors import CriuError, FileLockBusy, RuncError, TransferError
+from ferryman.host import addresses, lockwait
 from ferryman.targets.process import ProcessTree
 
 log = logging.getLogger(__name__)
+
+
+async def _unless_stuck_on_a_lock(s: DestinationRole, restoring: Awaitable[int]) -> int:
+    """``restoring``'s PID, or FileLockBusy once the restore has waited for a file lock
+    (host/lockwait.py): the waiting tasks (CRIU's, half restored) are killed, CRIU's restore
+    fails on that and the migration rolls back, the workload resumed on the source."""
+    assert s.workdir is not None
+    task = asyncio.ensure_future(restoring)
+    if not dumped_file_locks(s.workdir):
+        return await task
+    watch = asyncio.ensure_future(lockwait.stuck(os.getpid()))
+    try:
+        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        watch.cancel()
+        raise
+    if task in done:
+        watch.cancel()
+        return task.result()
+    waits = watch.result()
+    for w in waits:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(w.pid, signal.SIGKILL)
+    with contextlib.suppress(CriuError):
+        await task
+    paths = sorted({w.path for w in waits})
+    raise FileLockBusy(f"the restore on {s.cfg.name} waited for a lock on "
+                       f"{', '.join(paths)}: another process holds it there, or the file is "
+                       "the one the frozen source still locks (shared storage)",
+                       hint="stop what holds the lock there, or move the workload between "
+                            "nodes that do not share its lock files")
 
 
 async def restore(s: DestinationRole, restore_msg: wire.Restore) -> int:
@@ -57,8 +94,8 @@ async def restore(s: DestinationRole, restore_msg: wire.Restore) -> int:
         if s.box is not None:
             pid = await s.box.restore(s.workdir, lazy=lazy, tcp_established=tcp)
         else:
-            pid = await s.criu.restore(s.workdir, leave_stopped=True, lazy=lazy,
-                                       tcp_established=tcp)
+            pid = await _unless_stuck_on_a_lock(s, s.criu.restore(
+                s.workdir, leave_stopped=True, lazy=lazy, tcp_established=tcp))
     except (CriuError, RuncError, OSError) as exc:
         if damage := await pages_checked:  # the cause, rather than what it made CRIU do
             raise ImagesDamaged(_damage_message(s, damage)) from exc

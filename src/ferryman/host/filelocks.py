@@ -30,13 +30,19 @@ class Lock:
     ino: int
 
 
-def parse_locks(text: str) -> list[Lock]:
-    """The locks held in /proc/locks ``text`` (waiters, the ``->`` lines, are not held);
-    lines of another shape are left out (pure)."""
+def parse_locks(text: str, *, waiting: bool = False) -> list[Lock]:
+    """The locks held in /proc/locks ``text`` (``waiting``: instead, the locks processes
+    wait for, the ``->`` lines); lines of another shape are left out (pure)."""
     out = []
     for line in text.splitlines():
         words = line.split()
-        if len(words) < 6 or words[1] == "->":
+        if words[1:2] == ["->"]:
+            if not waiting:
+                continue
+            words = words[:1] + words[2:]
+        elif waiting:
+            continue
+        if len(words) < 6:
             continue
         kind, pid, where = words[1], words[4], words[5]
         parts = where.split(":")
@@ -48,10 +54,11 @@ def parse_locks(text: str) -> list[Lock]:
     return out
 
 
-def read_locks(proc: Path = PROC) -> list[Lock]:
-    """This node's held locks (none when /proc/locks cannot be read)."""
+def read_locks(proc: Path = PROC, *, waiting: bool = False) -> list[Lock]:
+    """This node's held locks (``waiting``: the ones waited for); none when /proc/locks
+    cannot be read."""
     try:
-        return parse_locks((proc / "locks").read_text())
+        return parse_locks((proc / "locks").read_text(), waiting=waiting)
     except OSError:
         return []
 

@@ -39,3 +39,7 @@ def test_the_tree_s_locks_are_its_own_and_unowned_ones_on_its_files() -> None:
     assert locked(locks, {5}, files) == ["/tmp/ofd"]  # only the OFD lock names no owner
     assert locked_here(locks, files) == ["/run/app.pid", "/tmp/ofd", "/var/db.lock"]
     assert locked_here([], files) == []
+
+
+def test_the_locks_waited_for_are_the_arrow_lines() -> None:
+    assert parse_locks(LOCKS, waiting=True) == [Lock("FLOCK", 838, (0xFE, 0), 15360076)]
