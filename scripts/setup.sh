@@ -14,9 +14,10 @@ log() { echo "[setup] $*" >&2; }
 #    runc (containers), rsync (their files), busybox-static (the tests' container rootfs),
 #    podman, netavark and conntrack (Podman containers: Debian 12's 4.3, its bridge network,
 #    the NAT state of their published connections); redis-server, nginx-light and memcached
-#    (real services the tests move: tests/integration/test_real_services.py)
+#    (real services the tests move: tests/integration/test_real_services.py); gcc and
+#    libc6-dev (a static helper for the tests' containers: tests/support/locker.c)
 need=()
-for p in util-linux iproute2 procps nftables iptables python3-venv runc rsync busybox-static podman netavark conntrack redis-server nginx-light memcached; do
+for p in util-linux iproute2 procps nftables iptables python3-venv runc rsync busybox-static podman netavark conntrack redis-server nginx-light memcached gcc libc6-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 if ((${#need[@]})); then

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from ferryman.host.filelocks import read_locks
 from tests.integration.conftest import PY, Agent, Cluster, Report, run_cli
 from tests.integration.test_cold import one_error_line
 from tests.integration.test_tcp import (
@@ -421,3 +422,46 @@ def test_check_runc_says_what_it_can(runc_nodes: RuncNodes) -> None:
     rows = {r["check"]: r for r in json.loads(res.stdout)["rows"]}
     assert rows["container"]["status"] == "fail"
     assert "no runc container with id 'not-there'" in rows["container"]["detail"]
+
+
+LOCKER_C = Path(__file__).resolve().parents[1] / "support" / "locker.c"
+
+
+def static_locker(into: Path) -> None:
+    """tests/support/locker.c, built static into a rootfs (busybox has no flock applet)."""
+    res = subprocess.run(["gcc", "-static", "-O2", "-o", str(into), str(LOCKER_C)],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0, f"gcc -static (gcc, libc6-dev: 'make setup'): {res.stderr}"
+
+
+@pytest.mark.parametrize("mode", ["cold", "postcopy"])
+def test_a_container_holding_file_locks_moves_with_them(runc_nodes: RuncNodes,
+                                                        mode: str) -> None:
+    """runc checkpoint/restore get --file-locks when the container holds locks: its flock
+    and POSIX lock are held again by its init on B, which keeps counting."""
+    b = runc_nodes.start_b()
+    cid = f"locker-{mode}"
+    args = ["/bin/locker", "/data/app.pid", "/data/app.db", "/data/log"]
+    node = runc_nodes.cluster.topology["a"]
+    bundle = make_bundle(runc_nodes.cluster.hidden_dir / cid, args, node)
+    (bundle / "rootfs" / "data").mkdir(exist_ok=True)
+    static_locker(bundle / "rootfs" / "bin" / "locker")
+    c = run_container(node, runc_nodes.root_a, bundle, cid)
+    runc_nodes.containers.append(c)
+    on_a = c.bundle / "rootfs" / "data" / "log"
+    wait_for(lambda: len(_lines(on_a)) >= 5, what="the container's first writes")
+    init = c.pid
+    assert {("FLOCK", init), ("POSIX", init)} <= _lock_holders()
+    res, report = runc_nodes.migrate(cid, b, "--mode", mode)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert report["result"] == "committed"
+    moved = runc_nodes.on_b(cid)
+    assert {("FLOCK", moved.pid), ("POSIX", moved.pid)} <= _lock_holders()
+    on_b = Path(f"/proc/{moved.pid}/root/data/log")
+    before = len(_lines(on_b))
+    time.sleep(0.3)
+    assert len(_lines(on_b)) > before, "it keeps running on B"
+
+
+def _lock_holders() -> set[tuple[str, int]]:
+    return {(lock.kind, lock.pid) for lock in read_locks()}

@@ -179,8 +179,9 @@ def checkpoint_argv(runc: str, root: Path, container: str, *, images: Path, log_
                     page_server: PageServerAddress | None = None, lazy: bool = False,
                     status_fd: int | None = None, tcp_established: bool = False,
                     parent: str | None = None, pre_dump: bool = False,
-                    leave_running: bool = False) -> list[str]:
-    """``runc checkpoint`` for a migration.
+                    leave_running: bool = False, file_locks: bool = False) -> list[str]:
+    """``runc checkpoint`` for a migration (``file_locks``: the container's processes hold
+    file locks, host/filelocks.py).
 
     ``lazy``: the dump serves the memory from here (post-copy). ``leave_running``: runc is
     told ``--leave-running``, so that it never destroys the container when CRIU reports
@@ -220,13 +221,16 @@ def checkpoint_argv(runc: str, root: Path, container: str, *, images: Path, log_
         argv.append("--tcp-established")
     if parent:
         argv += ["--parent-path", parent]
+    if file_locks:
+        argv.append("--file-locks")
     return [*argv, container]
 
 
 def restore_argv(runc: str, root: Path, container: str, *, bundle: Path, images: Path,
                  log_file: Path, pid_file: Path | None = None, lazy: bool = False,
-                 tcp_established: bool = False) -> list[str]:
-    """``runc restore --detach``: runc returns once CRIU has restored the container.
+                 tcp_established: bool = False, file_locks: bool = False) -> list[str]:
+    """``runc restore --detach``: runc returns once CRIU has restored the container
+    (``file_locks``: its images hold file locks, criu/filelocks.py).
 
     runc's own messages go to ``log_file``: its stdio become the container's (CRIU restores
     the container's stdio pipes from the fds runc holds).
@@ -239,13 +243,19 @@ def restore_argv(runc: str, root: Path, container: str, *, bundle: Path, images:
         argv.append("--lazy-pages")
     if tcp_established:
         argv.append("--tcp-established")
+    if file_locks:
+        argv.append("--file-locks")
     return [*argv, container]
 
 
 def criu_conf(*, tls: TlsFiles | None = None, serves_pages: bool = False,
-              action_script: Path | None = None, leave_stopped: bool = False) -> str:
-    """CRIU configuration file text (one option a line, values quoted)."""
+              action_script: Path | None = None, leave_stopped: bool = False,
+              ghost_limit: int | None = None) -> str:
+    """CRIU configuration file text (one option a line, values quoted; ``ghost_limit``:
+    runc has no option for it, host/ghosts.py)."""
     lines = ["network-lock nftables"]
+    if ghost_limit is not None:
+        lines.append(f"ghost-limit {int(ghost_limit)}")
     if tls is not None:
         lines += ["tls", f"tls-cacert {_q(tls.cacert)}", f"tls-cert {_q(tls.cert)}",
                   f"tls-key {_q(tls.key)}"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -25,10 +26,13 @@ from pathlib import Path
 from typing import Protocol
 
 from ferryman.criu.client import PageServerAddress, TlsFiles
+from ferryman.criu.filelocks import dumped_file_locks
 from ferryman.criu.logs import first_error
 from ferryman.criu.swrk import NotifyHandler
 from ferryman.errors import CriuError, NoSuchProcess, RuncError, RuncMissing, UsageError
 from ferryman.host import procfs
+from ferryman.host.filelocks import tree_holds_locks
+from ferryman.host.ghosts import ghost_limit, largest_ghost
 from ferryman.host.prctl import die_with_parent
 from ferryman.targets.runc import (
     Runc,
@@ -102,7 +106,9 @@ class RuncDumper:
         script.write_text(hold_script(events, lock, decision, _freezer_control(freeze_cgroup),
                                       freeze_lock))
         script.chmod(0o700)
-        conf.write_text(criu_conf(tls=tls, serves_pages=lazy, action_script=script))
+        tree = functools.cache(lambda: procfs.tree(pid))
+        conf.write_text(criu_conf(tls=tls, serves_pages=lazy, action_script=script,
+                                  ghost_limit=ghost_limit(largest_ghost(tree()))))
         # see checkpoint_argv: frozen, not destroyed; not with live TCP connections, whose
         # lock CRIU would lift at once (a client's bytes then land in the frozen copy)
         keep = lazy and freeze_cgroup is not None and not tcp_established
@@ -119,7 +125,7 @@ class RuncDumper:
                                    page_server=page_server, lazy=lazy,
                                    status_fd=status_w if lazy else None,
                                    tcp_established=tcp_established, parent=parent,
-                                   leave_running=keep)
+                                   leave_running=keep, file_locks=tree_holds_locks(tree))
             proc = await _spawn(argv, {**self.env, CONFIG_ENV: str(conf)},
                                 (status_w,) if lazy else (), self.runc.binary)
             if lazy:
@@ -345,7 +351,8 @@ async def restore(runc: Runc, container: str, *, bundle: Path, images_dir: Path,
     pid_file = images_dir / "runc-restore.pid"
     argv = restore_argv(runc.binary, runc.root, container, bundle=bundle, images=images_dir,
                         log_file=runc_log, pid_file=pid_file, lazy=lazy,
-                        tcp_established=tcp_established)
+                        tcp_established=tcp_established,
+                        file_locks=dumped_file_locks(images_dir))
     read_end, write_end = os.pipe()
     output.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -167,6 +167,19 @@ def test_restore_argv() -> None:
                     "--pid-file", str(IMG / "pid"), "--lazy-pages", "--tcp-established", "c1"]
 
 
+def test_file_locks_and_a_ghost_limit_go_to_runc_and_criu_only_when_needed() -> None:
+    locked = checkpoint_argv("runc", ROOT, "c1", images=IMG, log_file=LOG, file_locks=True)
+    assert "--file-locks" in locked
+    assert locked[-1] == "c1"
+    assert "--file-locks" not in checkpoint_argv("runc", ROOT, "c1", images=IMG, log_file=LOG)
+    back = restore_argv("runc", ROOT, "c1", bundle=Path("/b/c1"), images=IMG, log_file=LOG,
+                        file_locks=True)
+    assert "--file-locks" in back
+    assert back[-1] == "c1"
+    assert "ghost-limit 3145728" in criu_conf(ghost_limit=3 << 20).splitlines()
+    assert "ghost-limit" not in criu_conf()
+
+
 def test_criu_conf_keeps_memory_on_tls() -> None:
     text = criu_conf(tls=TLS, serves_pages=True, action_script=Path("/s/hold.sh"))
     assert text.splitlines() == [
