@@ -191,3 +191,66 @@ def test_the_installed_unit_is_valid_for_systemd(tmp_path: Path) -> None:
                           text=True, check=False, timeout=60)
     problems = [ln for ln in res2.stderr.splitlines() if str(unit) in ln]
     assert not problems, res2.stderr
+
+
+def _second_agent(cluster: Cluster, state: Path, port: int) -> subprocess.CompletedProcess[str]:
+    ip = cluster.topology["b"].ip
+    return run_cli("serve", "--listen", f"{ip}:{port}", "--pki", str(cluster.pki), "--name",
+                   "b", "--state-dir", str(state), "--no-launcher",
+                   node=cluster.topology["b"], timeout=60)
+
+
+def _one_error_line(res: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("ferryman: error:")]
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "internal error" not in res.stderr
+    return lines[0]
+
+
+def test_a_second_agent_on_the_same_state_dir_stops_before_touching_it(
+        cluster: Cluster) -> None:
+    """Started by mistake beside the first (another port), it must not sweep the first
+    one's migration in progress as 'interrupted'."""
+    b = cluster.start_agent("b")
+    busy = b.state_dir / "migrations" / "20261205-000000-inflight"
+    busy.mkdir(parents=True)
+    (busy / "pages-1.img").write_bytes(b"x" * 4096)
+    res = _second_agent(cluster, b.state_dir, AGENT_PORT + 1)
+    assert res.returncode == 1, res.stderr
+    assert "another ferryman agent runs with the state directory" in _one_error_line(res)
+    assert (busy / "pages-1.img").exists()
+    assert b.proc.poll() is None
+
+
+def test_an_agent_on_a_taken_port_says_so_in_one_line(cluster: Cluster) -> None:
+    cluster.start_agent("b")
+    res = _second_agent(cluster, cluster.base / "state-other", AGENT_PORT)
+    assert res.returncode == 1, res.stderr
+    line = _one_error_line(res)
+    assert f"cannot listen on {cluster.topology['b'].ip}:{AGENT_PORT}" in line
+    assert "Address already in use" in line
+
+
+def test_a_starting_agent_leaves_a_running_migrate_s_directory_alone(cluster: Cluster) -> None:
+    """``ferryman migrate`` on a node holds its migration directory's lock; an agent that
+    starts meanwhile on the same state directory removes only what nobody holds."""
+    state = cluster.base / "state-b"
+    running = state / "migrations" / "20261205-000000-running"
+    dead = state / "migrations" / "20261205-000000-dead"
+    for d in (running, dead):
+        d.mkdir(parents=True)
+        (d / "busy.lock").touch()
+    holder = subprocess.Popen(["flock", str(running / "busy.lock"), "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while "FLOCK" not in Path("/proc/locks").read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        b = cluster.start_agent("b")
+        assert running.is_dir()
+        assert not dead.exists()
+        assert b.proc.poll() is None
+    finally:
+        holder.kill()
+        holder.wait()

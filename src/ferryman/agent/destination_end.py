@@ -22,6 +22,7 @@ from ferryman.agent import failedlogs
 from ferryman.agent.destination_role import DestinationRole
 from ferryman.agent.files import image_sets, remove_images
 from ferryman.agent.orphans import has_outcome, outcome_of, write_outcome
+from ferryman.agent.statelock import in_use
 from ferryman.criu.page_server import free_port
 from ferryman.errors import CriuError, FerrymanError
 from ferryman.host import addresses, portguard, procfs
@@ -39,7 +40,7 @@ def remove_incomplete(state_dir: Path) -> list[str]:
     root = state_dir / "migrations"
     if root.is_dir():
         for d in root.iterdir():
-            if not d.is_dir():
+            if not d.is_dir() or in_use(d):  # a migrate command's, running
                 continue
             if not has_outcome(state_dir, d.name):
                 shutil.rmtree(d, ignore_errors=True)

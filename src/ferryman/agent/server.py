@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -24,8 +25,9 @@ from ferryman.agent.channel import Channel
 from ferryman.agent.config import AgentConfig
 from ferryman.agent.destination import DestinationSession, remove_incomplete
 from ferryman.agent.limits import BufferBudget, Oldest, Slots
+from ferryman.agent.statelock import hold_state_dir
 from ferryman.criu import stats
-from ferryman.criu.client import Criu
+from ferryman.criu.client import Criu, CriuVersion
 from ferryman.errors import FerrymanError, PeerRejected
 from ferryman.host import portguard
 from ferryman.host.prctl import die_with_parent
@@ -132,16 +134,36 @@ class Agent:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _listen(self) -> socket.socket:
-        host = self.cfg.listen_host
+    def _bind(self) -> socket.socket:
+        """The agent's port, bound (others learn it is taken) but not listening yet: no peer
+        connects before the agent has tidied up after an earlier one."""
+        host, port = self.cfg.listen_host, self.cfg.listen_port
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listener = socket.create_server((host, self.cfg.listen_port), family=family,
-                                        backlog=128)
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host, port))
+        except OSError as exc:
+            listener.close()
+            raise FerrymanError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                                hint="another agent (or program) may listen there: stop it "
+                                     "or choose another --listen; the address must be one of "
+                                     "this node's") from exc
         listener.setblocking(False)
         return listener
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        # first: this state directory and this port are ours, before anything in them is
+        # tidied up (a second agent started by mistake must not sweep the first one's work)
+        state_lock = hold_state_dir(self.cfg.state_dir)
+        try:
+            await self._serve_locked(ready)
+        finally:
+            os.close(state_lock)  # an agent run in a test's own process: the next may start
+
+    async def _tidy_up(self) -> tuple[ssl.SSLContext, CriuVersion]:
+        """Before serving: CRIU's version, the TLS context, and what an earlier agent left."""
         version = (await self.criu.facts(self.cfg.state_dir)).version  # asked once, at start
         stats.warm_up()  # restore stats are read between RESTORED and the reply
         ctx = tls.server_context(self.cfg.creds)
@@ -154,7 +176,16 @@ class Agent:
             log.warning("removed page-server guard %s of an earlier agent", table)
         for line in orphans.settle_records(self.cfg.state_dir):
             log.warning("held copy %s", line)
-        listener = self._listen()
+        return ctx, version
+
+    async def _serve_locked(self, ready: asyncio.Event | None) -> None:
+        listener = self._bind()
+        try:
+            ctx, version = await self._tidy_up()
+            listener.listen(128)
+        except BaseException:
+            listener.close()
+            raise
         launcher = await start_launcher(self.cfg) if self.cfg.launcher else None
         accepting = asyncio.ensure_future(self._accept(listener, ctx))
         log.info("agent %s listening on %s:%d (criu %s, state %s)", self.cfg.name,
@@ -165,7 +196,7 @@ class Agent:
             loop.add_signal_handler(sig, stop.set)
         if ready is not None:
             ready.set()
-        # the socket listens since _listen() and the accept loop is scheduled: a peer that
+        # the socket listens since _serve_locked() and the accept loop is scheduled: a peer that
         # connects from now on is served
         self.notifier.ready(f"listening on {self.cfg.listen_host}:{self.cfg.listen_port}")
         try:

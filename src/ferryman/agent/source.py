@@ -17,7 +17,7 @@ import time
 import uuid
 
 from ferryman import testhooks, wire
-from ferryman.agent import fifos, lockguard, podman
+from ferryman.agent import fifos, lockguard, podman, statelock
 from ferryman.agent.channel import Channel
 from ferryman.agent.compression import Ahead, choose_compression, describe, measure, measures_ahead
 from ferryman.agent.container import source_open
@@ -147,6 +147,7 @@ class SourceMigration:
         self.report.source_pid = self.tree.pid
         self.report.rss_bytes = self.tree.rss_bytes()
         self.workdir.mkdir(parents=True, mode=0o700)
+        self._busy = statelock.hold_migration(self.workdir)  # an agent starting: not its
         lockguard.start(os.getpid(), self.workdir)  # CRIU's network lock, should we die
         self.opts.progress("HELLO", f"connecting to {opts.host}:{opts.port}")
         greeted = await greet(self.criu, opts.creds, opts.state_dir, host=opts.host, port=opts.port,
