@@ -18,7 +18,7 @@ __all__ = ["CHUNK", "EMPTY_SHA256", "LAZY_FIRST", "SET_PREFIX", "SKIP_SUFFIXES",
            "set_name"]
 
 CHUNK = 1 << 20
-SKIP_SUFFIXES = (".log",)
+SKIP_SUFFIXES = (".log", ".lock")  # logs stay with the report; busy.lock (statelock.py)
 
 
 SET_PREFIX = "pre-"
