@@ -64,7 +64,8 @@ def mib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 10 << 30 else f"{n / 2**20:.0f} MiB"
 
 
-EXAMPLE_CHARS: Final = 72  # one example at most (a row's line is MAX_LINE_CHARS at most)
+SHOWN_CHARS: Final = 240  # the examples of a row together (its line: MAX_LINE_CHARS at most)
+EXAMPLE_CHARS: Final = SHOWN_CHARS // EXAMPLES  # one example of several long ones
 
 
 def clip(text: str, width: int = EXAMPLE_CHARS) -> str:
@@ -77,7 +78,10 @@ def clip(text: str, width: int = EXAMPLE_CHARS) -> str:
 
 
 def _some(items: Sequence[str], total: int | None = None) -> str:
-    shown = ", ".join(clip(item) for item in items[:EXAMPLES])
+    first = items[:EXAMPLES]
+    shown = ", ".join(first)
+    if len(shown) > SHOWN_CHARS:  # long paths: each shortened in its middle
+        shown = ", ".join(clip(item, SHOWN_CHARS // len(first) - 2) for item in first)
     more = (total if total is not None else len(items)) - min(len(items), EXAMPLES)
     return f"{shown} (+{more} more)" if more > 0 else shown
 

@@ -370,3 +370,5 @@ def test_long_paths_are_clipped_to_keep_a_row_one_line() -> None:
     assert "lib0.jar" in rows[0].detail
     assert checks.clip("abcdefghij", 5) == "ab…ij"
     assert len(checks.clip("x" * 500)) == checks.EXAMPLE_CHARS
+    one = "/opt/" + "d" * 150 + "/lib.jar"  # one path of up to SHOWN_CHARS stays whole
+    assert one in checks.file_rows(CheckQuery(workload(files=(reg(one),))), {}, "b")[0].detail
