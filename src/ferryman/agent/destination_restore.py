@@ -34,15 +34,18 @@ from ferryman.targets.process import ProcessTree
 log = logging.getLogger(__name__)
 
 
-async def _unless_stuck_on_a_lock(s: DestinationRole, restoring: Awaitable[int]) -> int:
+async def _unless_stuck_on_a_lock(s: DestinationRole, criu: list[int],
+                                  restoring: Awaitable[int]) -> int:
     """``restoring``'s PID, or FileLockBusy once the restore has waited for a file lock
-    (host/lockwait.py): the waiting tasks (CRIU's, half restored) are killed, CRIU's restore
-    fails on that and the migration rolls back, the workload resumed on the source."""
+    (host/lockwait.py): the waiting tasks, which descend from the restoring criu (``criu``
+    gets its PID once it runs; never a workload restored earlier), are killed, CRIU's
+    restore fails on that and the migration rolls back, the workload resumed on the
+    source."""
     assert s.workdir is not None
     task = asyncio.ensure_future(restoring)
     if not dumped_file_locks(s.workdir):
         return await task
-    watch = asyncio.ensure_future(lockwait.stuck(os.getpid()))
+    watch = asyncio.ensure_future(lockwait.stuck(criu))
     try:
         done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
     except BaseException:
@@ -94,8 +97,10 @@ async def restore(s: DestinationRole, restore_msg: wire.Restore) -> int:
         if s.box is not None:
             pid = await s.box.restore(s.workdir, lazy=lazy, tcp_established=tcp)
         else:
-            pid = await _unless_stuck_on_a_lock(s, s.criu.restore(
-                s.workdir, leave_stopped=True, lazy=lazy, tcp_established=tcp))
+            criu: list[int] = []  # the restoring criu's PID, once it runs
+            pid = await _unless_stuck_on_a_lock(s, criu, s.criu.restore(
+                s.workdir, leave_stopped=True, lazy=lazy, tcp_established=tcp,
+                on_started=criu.append))
     except (CriuError, RuncError, OSError) as exc:
         if damage := await pages_checked:  # the cause, rather than what it made CRIU do
             raise ImagesDamaged(_damage_message(s, damage)) from exc

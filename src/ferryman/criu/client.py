@@ -9,7 +9,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,9 +123,12 @@ class Criu:
 
     async def _call(self, req: Any, action: str, *, pass_fds: tuple[int, ...] = (),
                     on_notify: NotifyHandler | None = None, log_path: Path | None = None,
-                    new_session: bool = False) -> Any:
+                    new_session: bool = False,
+                    on_started: Callable[[int], None] | None = None) -> Any:
         session = await SwrkSession.start(self.binary, pass_fds=pass_fds, env=self.env,
                                           new_session=new_session)
+        if on_started is not None:
+            on_started(session.pid)
         try:
             resp = await session.call(req, action, on_notify)
         except asyncio.CancelledError:
@@ -261,6 +264,7 @@ class Criu:
         lazy: bool = False,
         tcp_established: bool = False,
         log_file: str = "restore.log",
+        on_started: Callable[[int], None] | None = None,
     ) -> int:
         """Restore the tree in ``images_dir``; returns the root's PID (as this host sees it).
 
@@ -277,6 +281,7 @@ class Criu:
                                    tcp_established=tcp_established, shell_job=job,
                                    file_locks=locks)
             resp = await self._call(req, "restore", pass_fds=(fd,),
-                                    log_path=images_dir / log_file, new_session=job)
+                                    log_path=images_dir / log_file, new_session=job,
+                                    on_started=on_started)
         return int(resp.restore.pid)
 

@@ -57,6 +57,11 @@ class SwrkSession:
         ours.setblocking(False)
         return cls(ours, proc)
 
+    @property
+    def pid(self) -> int:
+        """The criu process's PID (what it restores descends from it while it works)."""
+        return self._proc.pid
+
     async def _wait_readable(self) -> bool:
         """Until the socket is readable or criu has exited (then False): tasks a dying criu
         restore had forked may keep its end of the socket open, and never answer."""

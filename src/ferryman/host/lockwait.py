@@ -6,8 +6,9 @@ that wait: when a process on the destination holds the lock, or the lock file is
 file the frozen source still locks (shared storage, or one host), the restore waits for
 ever. The pre-flight refuses what it can see (migration/checks.py ``lock_rows``), but not
 what it is not told about (files a node withholds, another client of a network filesystem).
-:func:`waiting_descendants` finds the processes below the agent that wait in /proc/locks
-(the ``->`` lines): during a restore, those are CRIU's.
+:func:`waiting_descendants` finds the processes below the restoring criu that wait in
+/proc/locks (the ``->`` lines): the tasks it is restoring, never a workload restored
+earlier (those descend from the agent too).
 """
 
 from __future__ import annotations
@@ -69,14 +70,15 @@ def waiting_descendants(ancestor: int, proc: Path = PROC) -> list[LockWait]:
             if w.pid > 0 and descends_from(w.pid, ancestor, proc)]
 
 
-async def stuck(ancestor: int, proc: Path = PROC) -> list[LockWait]:
-    """Returns once processes below ``ancestor`` have waited for file locks for
-    :data:`GRACE_S` (the same ones at both ends); runs until cancelled otherwise."""
+async def stuck(ancestor: list[int], proc: Path = PROC) -> list[LockWait]:
+    """Returns once processes below ``ancestor[0]`` (given once known) have waited for file
+    locks for :data:`GRACE_S` (the same ones at both ends); runs until cancelled otherwise."""
     first: dict[int, float] = {}
     loop = asyncio.get_running_loop()
     while True:
         now = loop.time()
-        waits = await asyncio.to_thread(waiting_descendants, ancestor, proc)
+        waits = await asyncio.to_thread(waiting_descendants, ancestor[0], proc) \
+            if ancestor else []
         first = {w.pid: first.get(w.pid, now) for w in waits}
         long = [w for w in waits if now - first[w.pid] >= GRACE_S]
         if long:
