@@ -19,6 +19,7 @@ from ferryman.agent.config import AgentConfig
 from ferryman.agent.container import DestinationContainer
 from ferryman.agent.container import destination_prepare as runc_prepare
 from ferryman.agent.podman import KIND, PlannedPodman, plan_kind
+from ferryman.criu.filelocks import dumped_file_locks
 from ferryman.errors import CriuError, FerrymanError, PodmanError
 from ferryman.targets import podman as pm
 from ferryman.targets import podman_nat as nat
@@ -80,6 +81,8 @@ class PodmanDestination(DestinationContainer):
         args = ["container", "restore", "--import", str(archive)]
         if tcp_established:
             args.append("--tcp-established")
+        if dumped_file_locks(images_dir):  # runc checkpoint dumped them (runc_checkpoint.py)
+            args.append("--file-locks")
         self.restored = True  # from now on Podman may have made it: cleanup removes it
         rc, _, err = await self.podman.run(*args)
         archive.unlink(missing_ok=True)
