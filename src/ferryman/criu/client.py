@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import os
@@ -231,9 +230,9 @@ class Criu:
         :func:`ferryman.criu.requests.dump`'s; ``action`` names the call in errors (default
         ``dump`` or ``pre-dump``).
         """
-        tree = functools.cache(lambda: procfs.tree(pid))
-        ghosts = 0 if pre_dump else largest_ghost(tree())
-        locks = not pre_dump and tree_holds_locks(tree)
+        tree = [] if pre_dump else procfs.tree(pid)  # a pre-dump copies no files
+        ghosts = largest_ghost(tree)
+        locks = bool(tree) and tree_holds_locks(tree)
         if locks or ghosts > DEFAULT_GHOST_LIMIT:
             log.info("%s of PID %d: %s", action or "dump", pid, ", ".join(
                 (["file locks (CRIU's --file-locks)"] if locks else [])

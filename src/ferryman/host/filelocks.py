@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,21 +63,24 @@ def read_locks(proc: Path = PROC, *, waiting: bool = False) -> list[Lock]:
         return []
 
 
+def _on(locks: Iterable[Lock], files: Iterable[tuple[str, int, int]]) -> list[str]:
+    """Which of ``files`` (path, st_dev, inode) one of ``locks`` is on."""
+    held = {(lock.dev, lock.ino) for lock in locks}
+    return sorted({path for path, dev, ino in files
+                   if ((os.major(dev), os.minor(dev)), ino) in held})
+
+
 def locked(locks: Iterable[Lock], pids: Collection[int],
            files: Iterable[tuple[str, int, int]]) -> list[str]:
     """Which of ``files`` (path, st_dev, inode) hold a lock of ``locks`` that the processes
     ``pids`` own, or that names no owner of its own (OFD) (pure)."""
-    held = {(lock.dev, lock.ino) for lock in locks if lock.pid in pids or lock.pid < 0}
-    return sorted({path for path, dev, ino in files
-                   if ((os.major(dev), os.minor(dev)), ino) in held})
+    return _on((lock for lock in locks if lock.pid in pids or lock.pid < 0), files)
 
 
 def locked_here(locks: Iterable[Lock], files: Iterable[tuple[str, int, int]]) -> list[str]:
     """Which of ``files`` (path, st_dev, inode) some process of this node holds a lock on
     (pure)."""
-    held = {(lock.dev, lock.ino) for lock in locks}
-    return sorted({path for path, dev, ino in files
-                   if ((os.major(dev), os.minor(dev)), ino) in held})
+    return _on(locks, files)
 
 
 def _open_files(pids: Collection[int], proc: Path) -> set[tuple[tuple[int, int], int]]:
@@ -91,13 +94,13 @@ def _open_files(pids: Collection[int], proc: Path) -> set[tuple[tuple[int, int],
     return found
 
 
-def tree_holds_locks(tree: Callable[[], Collection[int]], proc: Path = PROC) -> bool:
-    """Whether the tree (its PIDs, asked only when this node has any lock) holds a file
-    lock; False when /proc/locks cannot be read (CRIU then says what it finds)."""
+def tree_holds_locks(tree: Collection[int], proc: Path = PROC) -> bool:
+    """Whether the tree (its PIDs) holds a file lock; False when /proc/locks cannot be read
+    (CRIU then says what it finds)."""
     locks = read_locks(proc)
     if not locks:
         return False
-    pids = set(tree())
+    pids = set(tree)
     if any(lock.pid in pids for lock in locks):
         return True
     files = _open_files(pids, proc)

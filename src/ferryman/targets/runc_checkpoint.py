@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import functools
 import logging
 import os
 import signal
@@ -106,9 +105,9 @@ class RuncDumper:
         script.write_text(hold_script(events, lock, decision, _freezer_control(freeze_cgroup),
                                       freeze_lock))
         script.chmod(0o700)
-        tree = functools.cache(lambda: procfs.tree(pid))
+        tree = procfs.tree(pid)
         conf.write_text(criu_conf(tls=tls, serves_pages=lazy, action_script=script,
-                                  ghost_limit=ghost_limit(largest_ghost(tree()))))
+                                  ghost_limit=ghost_limit(largest_ghost(tree))))
         # see checkpoint_argv: frozen, not destroyed; not with live TCP connections, whose
         # lock CRIU would lift at once (a client's bytes then land in the frozen copy)
         keep = lazy and freeze_cgroup is not None and not tcp_established
