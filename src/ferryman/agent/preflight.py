@@ -26,7 +26,7 @@ from ferryman.agent.config import AgentConfig
 from ferryman.agent.hello import node_features
 from ferryman.criu.client import Criu
 from ferryman.errors import PidControlError, RemoteProtocolError
-from ferryman.host import filelocks, netinfo, pidctl, procfs
+from ferryman.host import filelocks, netinfo, pidctl, procfs, unix_peers
 from ferryman.host.exposure import answerable
 from ferryman.host.inspect import PTS, FileRef, FileStat, stat_path
 from ferryman.migration import podman_checks
@@ -99,6 +99,8 @@ async def destination_facts(q: CheckQuery, source_hello: wire.Hello, cfg: AgentC
         memory_available=procfs.memory_available(),
         disk_free=procfs.disk_free(cfg.state_dir),
         locked_here=tuple(_locked_here(w.locked_files, files)),
+        unix_unreachable=tuple((name, why) for name in w.unix_peers
+                               if (why := unix_peers.reachable(name)) is not None),
     )
 
 
@@ -118,13 +120,16 @@ def withhold(q: CheckQuery, roots: Sequence[Path]) -> tuple[CheckQuery, int]:
     dropped: list[FileRef] = []
     for f in q.workload.files:
         (kept if answerable(f.path, roots) else dropped).append(f)
-    if not dropped:
+    peers = tuple(n for n in q.workload.unix_peers  # abstract names: no file to tell about
+                  if n.startswith("@") or answerable(n, roots))
+    unasked = len(q.workload.unix_peers) - len(peers)
+    if not dropped and not unasked:
         return q, 0
-    withheld = sum(1 for f in dropped if not synced_by(f.path, q.synced))
+    withheld = sum(1 for f in dropped if not synced_by(f.path, q.synced)) + unasked
     answered = {f.path for f in kept}
     locked = tuple(p for p in q.workload.locked_files if p in answered)
-    return replace(q, workload=replace(q.workload, files=tuple(kept),
-                                       locked_files=locked)), withheld
+    return replace(q, workload=replace(q.workload, files=tuple(kept), locked_files=locked,
+                                       unix_peers=peers)), withheld
 
 
 def withheld_row(count: int, node: str) -> Row:

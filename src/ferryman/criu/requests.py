@@ -104,6 +104,10 @@ def dump(pid: int, images_fd: int, *, log_file: str, log_level: int,
         o.shell_job = True
     if file_locks:
         o.file_locks = True
+    # A datagram socket connected to a name outside the tree (a daemon's /dev/log): CRIU
+    # refuses it without --ext-unix-sk, and with it the restore connects to that name again
+    # (the pre-flight checks it is bound there: host/unix_peers.py). Streams stay refused.
+    o.ext_unix_sk = True
     if ghost_limit is not None:
         o.ghost_limit = ghost_limit
     if lazy and not leave_running:
@@ -143,6 +147,7 @@ def restore(images_fd: int, *, log_file: str, log_level: int, leave_stopped: boo
         o.shell_job = True
     if file_locks:
         o.file_locks = True
+    o.ext_unix_sk = True  # see dump()
     o.leave_stopped = leave_stopped
     o.lazy_pages = lazy
     o.tcp_established = tcp_established

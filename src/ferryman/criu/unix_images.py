@@ -12,6 +12,8 @@ from pathlib import Path
 
 from ferryman.criu.decode import FILES, image_entries, own_mount_namespace
 
+USK_EXTERN = 1  # criu/sk-unix.c: the entry names an external socket (--ext-unix-sk)
+
 
 def bound_paths(images: Path) -> list[str]:
     """Absolute paths the dumped unix sockets are bound to (abstract and deleted names, and
@@ -22,8 +24,8 @@ def bound_paths(images: Path) -> list[str]:
         return out
     for e in image_entries(images / FILES):
         usk = e.get("usk") if e.get("type") == "UNIXSK" else None
-        if usk is None or usk.get("deleted"):
-            continue
+        if usk is None or usk.get("deleted") or int(usk.get("uflags", 0)) & USK_EXTERN:
+            continue  # USK_EXTERN: a peer outside the tree, which the restore only connects to
         # pycriu gives the name quoted-printable (images/sk-unix.proto: conv "unix_name")
         raw = quopri.decodestring(str(usk.get("name", "")).encode()).rstrip(b"\0")
         if not raw or raw.startswith(b"\0"):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from ferryman.errors import NoSuchProcess
-from ferryman.host import filelocks, procfs
+from ferryman.host import filelocks, procfs, unix_peers
 from ferryman.host.netinfo import InetSocket, read_inet_sockets
 
 PROC = procfs.PROC
@@ -84,6 +84,7 @@ class WorkloadFacts:
     deleted_files: int = 0  # open but unlinked: CRIU carries them in the images (ghost files)
     ptys: tuple[int, ...] = ()  # indexes of the terminals it holds in this node's /dev/pts
     locked_files: tuple[str, ...] = ()  # open files it holds locks on (host/filelocks.py)
+    unix_peers: tuple[str, ...] = ()  # datagram sockets outside it it is connected to, by name
 
 
 def file_type(mode: int) -> str:
@@ -302,7 +303,14 @@ def inspect_workload(pid: int, proc: Path = PROC) -> WorkloadFacts:
         deleted_files=collector.deleted,
         ptys=tuple(sorted(collector.ptys)),
         locked_files=tuple(_locked_files(collector, pids, proc)),
+        unix_peers=tuple(_unix_peers(collector.inodes - {s.inode for s in sockets})),
     )
+
+
+def _unix_peers(inodes: set[int]) -> list[str]:
+    """The named datagram sockets outside the tree its other sockets are connected to
+    (host/unix_peers.py); the namespace's unix sockets are read only when it has any."""
+    return unix_peers.tree_external_peers(inodes) if inodes else []
 
 
 def _locked_files(collector: _Collector, pids: list[int], proc: Path) -> list[str]:

@@ -58,6 +58,7 @@ class DestinationFacts:
     memory_available: int
     disk_free: int
     locked_here: tuple[str, ...] = ()  # the queried locked files that are locked here too
+    unix_unreachable: tuple[tuple[str, str], ...] = ()  # queried socket names, why not here
 
 
 def mib(n: int) -> str:
@@ -386,6 +387,23 @@ def lock_rows(w: WorkloadFacts, files: Mapping[str, FileStat | None],
                 f"({_some(list(w.locked_files))})")]
 
 
+def unix_peer_rows(w: WorkloadFacts, unreachable: Sequence[tuple[str, str]],
+                   node: str) -> list[Row]:
+    """The datagram sockets outside the tree it is connected to (``/dev/log``): CRIU's
+    restore connects to each name again on ``node``, and fails where none is bound."""
+    if not w.unix_peers:
+        return []
+    if unreachable:
+        name, why = unreachable[0]
+        return [Row("unix", "destination", F,
+                    f"the tree sends datagrams to {_some([n for n, _ in unreachable])} outside "
+                    f"it, which the restore on {node} connects to again: {clip(name)}: {why}",
+                    f"start what serves {clip(name)} on {node} first", ALL_MODES)]
+    return [Row("unix", "destination", P,
+                f"{_n(len(w.unix_peers), 'datagram socket')} outside the tree it is connected "
+                f"to can be connected to again on {node} ({_some(list(w.unix_peers))})")]
+
+
 def memory_row(rss: int, available: int, node: str) -> Row:
     what = f"RSS {mib(rss)}, {mib(available)} available on {node}"
     if rss > available:
@@ -442,6 +460,7 @@ def destination_rows(q: CheckQuery, d: DestinationFacts, source_node: str) -> li
         *network_rows(w, d.networks, d.bound, node),
         *file_rows(q, d.files, node),
         *lock_rows(w, d.files, d.locked_here, node),
+        *unix_peer_rows(w, d.unix_unreachable, node),
         memory_row(w.rss_bytes, d.memory_available, node),
         *disk_rows(w.rss_bytes, d.disk_free, node),
     ]

@@ -25,8 +25,8 @@ from ferryman.host.inspect import (
 )
 from ferryman.host.netinfo import TCP_STATES, InetSocket
 
-QUERY_VERSION: Final = 4  # 2: files carry identity and liveness; 3: the workload's ptys;
-# 4: the files it holds locks on
+QUERY_VERSION: Final = 5  # 2: files carry identity and liveness; 3: the workload's ptys;
+# 4: the files it holds locks on; 5: the datagram sockets outside it it is connected to
 MAX_PATH_CHARS: Final = 4096
 MAX_ITEMS: Final = 100_000
 MAX_INT: Final = 2**63 - 1
@@ -36,7 +36,7 @@ _STATES: Final = frozenset({*TCP_STATES.values(), "BOUND"})
 _WORKLOAD_KEYS: Final = ("pid", "comm", "processes", "own_pid_ns", "own_net_ns", "own_time_ns",
                          "rss", "deleted_files")
 _KEYS: Final = {"v", "workload", "ids", "files", "sockets", "synced", "omitted_files",
-                "omitted_ids", "ptys", "locked"}
+                "omitted_ids", "ptys", "locked", "unix_peers"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,7 @@ def _to_obj(q: CheckQuery) -> dict[str, object]:
         "ids": list(w.ids),
         "ptys": list(w.ptys),
         "locked": list(w.locked_files),
+        "unix_peers": list(w.unix_peers),
         "files": [[f.path, f.kind, f.stat.ftype, f.stat.size, f.stat.mtime_ns, f.stat.fsid,
                    f.stat.dev, f.stat.ino, f.live] for f in w.files],
         "sockets": [[s.proto, s.local_ip, s.local_port, s.remote_ip, s.remote_port, s.state]
@@ -135,6 +136,13 @@ def _path(value: object, what: str) -> str:
     return path
 
 
+def _socket_name(value: object) -> str:
+    name = _str(value, "unix socket name")
+    if not name.startswith(("/", "@")):
+        raise _bad("a unix socket name must be an absolute path or @ and an abstract name")
+    return name
+
+
 def _ip(value: object, what: str) -> str:
     text = _str(value, what, 64)
     try:
@@ -194,6 +202,7 @@ def decode_query(text: str) -> CheckQuery:
         deleted_files=_int(w["deleted_files"], "deleted_files"),
         ptys=tuple(_int(n, "pty", MAX_PTY - 1) for n in _list(obj["ptys"], "ptys")),
         locked_files=tuple(_path(p, "locked file") for p in _list(obj["locked"], "locked")),
+        unix_peers=tuple(_socket_name(n) for n in _list(obj["unix_peers"], "unix_peers")),
     )
     synced = tuple(_path(p, "synced path") for p in _list(obj["synced"], "synced"))
     return CheckQuery(facts, synced, _int(obj["omitted_files"], "omitted_files"),

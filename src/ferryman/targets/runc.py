@@ -223,6 +223,8 @@ def checkpoint_argv(runc: str, root: Path, container: str, *, images: Path, log_
         argv += ["--parent-path", parent]
     if file_locks:
         argv.append("--file-locks")
+    if not pre_dump:
+        argv.append("--ext-unix-sk")  # datagrams to a name outside it (criu/requests.py)
     return [*argv, container]
 
 
@@ -245,6 +247,7 @@ def restore_argv(runc: str, root: Path, container: str, *, bundle: Path, images:
         argv.append("--tcp-established")
     if file_locks:
         argv.append("--file-locks")
+    argv.append("--ext-unix-sk")  # connects them again by name (criu/requests.py)
     return [*argv, container]
 
 

@@ -82,3 +82,9 @@ def test_file_locks_and_a_ghost_limit_are_asked_for_only_when_given() -> None:
     assert not plain.opts.HasField("ghost_limit")  # CRIU's own 1 MiB
     assert requests.restore(9, log_file="r.log", log_level=2, file_locks=True).opts.file_locks
     assert not requests.restore(9, log_file="r.log", log_level=2).opts.HasField("file_locks")
+
+
+def test_dumps_and_restores_allow_datagram_peers_outside_the_tree() -> None:
+    """CRIU's --ext-unix-sk: a daemon's /dev/log socket is dumped and connected again."""
+    assert requests.dump(1, 3, log_file="d.log", log_level=2).opts.ext_unix_sk
+    assert requests.restore(3, log_file="r.log", log_level=2).opts.ext_unix_sk

@@ -32,6 +32,7 @@ def test_bound_names_as_crius_restore_unlinks_them(tmp_path: Path) -> None:
             usk(6, b"/srv/gone.sock", deleted=True),  # its file was unlinked
             usk(7, b"nodir.sock"),  # relative, its directory unknown
             usk(8, b"/srv/app.sock"),  # an accepted socket shares its listener's name
+            usk(9, b"/dev/log\0", uflags=1),  # USK_EXTERN: a peer outside the tree
         ]}, fh)
     assert bound_paths(tmp_path) == ["/srv/app.sock", "/var/run/app/rel.sock", "/top.sock"]
 

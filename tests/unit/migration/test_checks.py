@@ -372,3 +372,34 @@ def test_long_paths_are_clipped_to_keep_a_row_one_line() -> None:
     assert len(checks.clip("x" * 500)) == checks.EXAMPLE_CHARS
     one = "/opt/" + "d" * 150 + "/lib.jar"  # one path of up to SHOWN_CHARS stays whole
     assert one in checks.file_rows(CheckQuery(workload(files=(reg(one),))), {}, "b")[0].detail
+
+
+# -- datagram sockets outside the tree -----------------------------------------------------
+
+def _unix(peers: tuple[str, ...], unreachable: tuple[tuple[str, str], ...] = ()) -> Row | None:
+    w = workload(unix_peers=peers)
+    d = dest(unix_unreachable=unreachable)
+    return by_check(checks.destination_rows(CheckQuery(w), d, "a")).get("unix")
+
+
+def test_a_tree_without_external_datagram_peers_gets_no_unix_row() -> None:
+    assert _unix(()) is None
+
+
+def test_external_datagram_peers_bound_on_the_destination_pass() -> None:
+    row = _unix(("/dev/log", "@audit"))
+    assert row is not None
+    assert row.status is P
+    assert "/dev/log" in row.detail
+    assert "@audit" in row.detail
+
+
+def test_an_external_datagram_peer_missing_on_the_destination_fails_every_mode() -> None:
+    """CRIU's restore connects the tree's socket to the same name again, and fails there."""
+    row = _unix(("/dev/log", "@audit"), unreachable=(("/dev/log", "no such socket"),))
+    assert row is not None
+    assert row.status is F
+    assert row.modes == ALL_MODES
+    assert "/dev/log: no such socket" in row.detail
+    assert row.fix is not None
+    assert "/dev/log" in row.fix

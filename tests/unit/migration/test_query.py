@@ -84,6 +84,12 @@ def test_terminals_round_trip() -> None:
     assert decode_query(encode_query(w, [], budget=BIG)).workload.ptys == (0, 3, 17)
 
 
+def test_unix_peers_round_trip() -> None:
+    w = replace(facts(n_files=0), unix_peers=("/dev/log", "@abstract log"))
+    got = decode_query(encode_query(w, [], budget=BIG)).workload.unix_peers
+    assert got == ("/dev/log", "@abstract log")
+
+
 def _query(**changes: object) -> str:
     obj = json.loads(encode_query(facts(), [], budget=BIG))
     for key, value in changes.items():
@@ -96,7 +102,9 @@ def _query(**changes: object) -> str:
 
 @pytest.mark.parametrize("text", [
     "", "nope", "[]", "{}", "NaN",
-    _query(v=3), _query(v=5), _query(extra=1),
+    _query(v=4), _query(v=6), _query(extra=1),
+    _query(unix_peers="/dev/log"), _query(unix_peers=["dev/log"]), _query(unix_peers=[1]),
+    _query(unix_peers=["/a\0b"]),
     _query(locked="/a"), _query(locked=["relative"]), _query(locked=[7]),
     _query(locked=["/a\0b"]),
     _query(ptys=[-1]), _query(ptys=[1 << 20]), _query(ptys="0"),

@@ -123,18 +123,19 @@ def test_checkpoint_argv_cold_and_lazy() -> None:
                            tcp_established=True)
     assert cold == ["runc", "--root", "/run/r", "--log", str(LOG), "checkpoint",
                     "--image-path", str(IMG), "--work-path", str(IMG),
-                    "--page-server", "10.0.0.2:4000", "--tcp-established", "c1"]
+                    "--page-server", "10.0.0.2:4000", "--tcp-established", "--ext-unix-sk",
+                    "c1"]
     lazy = checkpoint_argv("runc", ROOT, "c1", images=IMG, log_file=LOG,
                            page_server=PageServerAddress("10.0.0.1", 5000), lazy=True,
                            status_fd=7, parent="../pre")
-    assert lazy[-8:] == ["--page-server", "10.0.0.1:5000", "--lazy-pages", "--status-fd",
-                         "7", "--parent-path", "../pre", "c1"]
+    assert lazy[-9:] == ["--page-server", "10.0.0.1:5000", "--lazy-pages", "--status-fd",
+                         "7", "--parent-path", "../pre", "--ext-unix-sk", "c1"]
     assert "--leave-running" not in cold + lazy  # one copy at a time
     # ... unless the caller froze its cgroup: then runc must not destroy the container
     # when a lazy dump ends (CRIU lets the tasks go into the cgroup it puts back frozen)
     kept = checkpoint_argv("runc", ROOT, "c1", images=IMG, log_file=LOG, lazy=True,
                            leave_running=True)
-    assert kept[-3:] == ["--lazy-pages", "--leave-running", "c1"]
+    assert kept[-4:] == ["--lazy-pages", "--leave-running", "--ext-unix-sk", "c1"]
     with pytest.raises(RuncError, match="only a lazy dump"):
         checkpoint_argv("runc", ROOT, "c1", images=IMG, log_file=LOG, leave_running=True)
 
@@ -151,6 +152,7 @@ def test_checkpoint_argv_pre_dump_streams_into_a_page_server_with_its_parent() -
     assert second[-6:] == ["--pre-dump", "--page-server", "10.0.0.2:4001", "--parent-path",
                            "../pre-1", "c1"]
     assert "--leave-running" not in first + second  # --pre-dump leaves it running itself
+    assert "--ext-unix-sk" not in first + second  # a pre-dump copies memory only
 
 
 def test_checkpoint_argv_pre_dump_is_never_lazy() -> None:
@@ -164,7 +166,8 @@ def test_restore_argv() -> None:
                         pid_file=IMG / "pid", lazy=True, tcp_established=True)
     assert argv == ["runc", "--root", "/run/r", "--log", str(LOG), "restore", "--detach",
                     "--bundle", "/b/c1", "--image-path", str(IMG), "--work-path", str(IMG),
-                    "--pid-file", str(IMG / "pid"), "--lazy-pages", "--tcp-established", "c1"]
+                    "--pid-file", str(IMG / "pid"), "--lazy-pages", "--tcp-established",
+                    "--ext-unix-sk", "c1"]
 
 
 def test_file_locks_and_a_ghost_limit_go_to_runc_and_criu_only_when_needed() -> None:
