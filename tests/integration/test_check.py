@@ -539,3 +539,33 @@ def test_precopy_refused_without_dirty_tracking_before_anything_freezes(
         assert b.migration_dirs() == []
     finally:
         w.kill()
+
+
+DROPS_TO_NOBODY = "import os, time; os.setgid(65534); os.setuid(65534); time.sleep(1000)"
+
+
+def test_a_service_running_as_another_user_is_explained(cluster: Cluster) -> None:
+    """Where CRIU lacks CAP_SYS_RESOURCE (this machine's container) it cannot dump a task
+    that dropped to another user, and says something else (``Can't get rlimit``); the row
+    names the task and the missing capability. Where CRIU has it, the dump just works."""
+    b = cluster.start_agent("b")
+    own = Path("/proc/self/status").read_text()
+    capeff = int(next(ln for ln in own.splitlines() if ln.startswith("CapEff:")).split()[1], 16)
+    with program(cluster, PY, "-c", DROPS_TO_NOBODY) as pid:
+        deadline = time.monotonic() + 10
+        while "\t65534\t" not in Path(f"/proc/{pid}/status").read_text():
+            assert time.monotonic() < deadline, "it did not drop to nobody"
+            time.sleep(0.02)
+        res, v = check(cluster, pid, b)
+        dump = rows(v)["dump"]
+        if capeff >> 24 & 1:
+            assert dump["status"] == "pass", dump
+            return
+        assert res.returncode == EXIT_PREFLIGHT, res.stderr
+        assert dump["status"] == "fail", dump
+        assert f"PID {pid} (python" in str(dump["detail"]), dump
+        assert "runs as uid 65534" in str(dump["detail"]), dump
+        assert "CAP_SYS_RESOURCE" in str(dump["detail"]), dump
+        assert "root" in str(dump["fix"]), dump
+        assert alive(pid)
+        assert not stopped(pid)

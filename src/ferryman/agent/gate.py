@@ -153,7 +153,7 @@ async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wir
         log.info("dry-run dump of PID %d: ok=%s, frozen <= %s ms", pid, result.ok,
                  f"{result.freeze_ms:.1f}" if result.freeze_ms is not None else "?")
         dump = dump_row(result.ok, result.freeze_ms, result.reason, str(result.log_path),
-                        result.image_bytes)
+                        result.image_bytes, credentials=workload.credentials)
     rows = source_rows(workload, here, theirs.criu_version, dest_node, dump)
     verdict = merge(rows, dest_rows, supported, requested)
     return CheckResult(verdict, workload, dest_node, dry_dir / "dry-run.log", result)

@@ -431,14 +431,23 @@ def disk_rows(rss: int, free: int, node: str) -> list[Row]:
 
 
 def dump_row(ok: bool, freeze_ms: float | None, reason: str | None, log_path: str,
-             image_bytes: int) -> Row:
+             image_bytes: int, *, credentials: str = "") -> Row:
+    """The dry run's row; ``credentials``: a task whose credentials CRIU here cannot dump
+    for want of CAP_SYS_RESOURCE (host/credentials.py), the likely cause of a failure."""
     froze = f"frozen {freeze_ms:.0f} ms" if freeze_ms is not None else "freeze not measured"
     if ok:
         return Row("dump", "source", P,
                    f"dry-run dump succeeded (criu dump --lazy-pages, declined at post-dump, "
                    f"no memory copied): {froze}, {mib(image_bytes)} of non-memory images")
-    return Row("dump", "source", F, f"criu cannot dump it: {(reason or '?')[:200]} ({froze})",
-               f"fix what CRIU names (log: {log_path})")
+    said = f"criu cannot dump it: {(reason or '?')[:200]} ({froze})"
+    if credentials:
+        return Row("dump", "source", F,
+                   f"{said}: {credentials[:120]}, and CRIU here lacks CAP_SYS_RESOURCE, "
+                   "without which it cannot dump a task running with other credentials",
+                   "run the service as root with all its capabilities (its 'user root' "
+                   "setting), or migrate from a host where CRIU has CAP_SYS_RESOURCE "
+                   f"(log: {log_path})")
+    return Row("dump", "source", F, said, f"fix what CRIU names (log: {log_path})")
 
 
 def postcopy_note() -> Row:

@@ -403,3 +403,18 @@ def test_an_external_datagram_peer_missing_on_the_destination_fails_every_mode()
     assert "/dev/log: no such socket" in row.detail
     assert row.fix is not None
     assert "/dev/log" in row.fix
+
+
+def test_a_failed_dry_run_of_a_task_with_other_credentials_says_why() -> None:
+    """On a host whose CRIU lacks CAP_SYS_RESOURCE, CRIU's own message names none of it."""
+    row = checks.dump_row(False, 21.0, "Can't retrieve FD from socket", "/s/dry-run.log", 0,
+                          credentials="PID 8 (mosquitto) runs as uid 106")
+    assert row.status is F
+    assert "Can't retrieve FD from socket" in row.detail
+    assert "PID 8 (mosquitto) runs as uid 106" in row.detail
+    assert "CAP_SYS_RESOURCE" in row.detail
+    assert row.fix is not None
+    assert "root" in row.fix
+    plain = checks.dump_row(False, 21.0, "Can't dump it", "/s/dry-run.log", 0)
+    assert plain.fix is not None
+    assert "fix what CRIU names" in plain.fix
