@@ -171,9 +171,15 @@ class SourceMigration:
         # CRIU's own page connection)
         self.lazy_relay = plan.mode.lazy and not opts.in_container and \
             await self._criu_relays_lazy(hello)
+        choice = await choose_compression(self, plan, opts.compress, ahead)  # --compress
+        if self.lazy_relay and not choice.on and not plan.pre_copies:
+            # Uncompressed post-copy pages take CRIU's own TLS page path, which gathers its
+            # records (tls-gather-records.patch): 1 GiB of random lazy pages, every page on
+            # the destination in 1.2 s by hand against 1.9 s through the relay's asyncio TLS
+            # (bench/results/2026-12-05-195155.md). Hybrid's lazy step keeps the relay.
+            self.lazy_relay = False
         if lazy and not self.lazy_relay:  # the destination can start its daemon early
             self.ps_port = free_port(ch.local_ip)
-        choice = await choose_compression(self, plan, opts.compress, ahead)  # --compress
         self.report.compression, self.compressed = describe(choice), choice.on
         self.report.compression["relay"] = False  # the dump that goes through it says so
         await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=self.pid, lazy=lazy,
