@@ -1,7 +1,8 @@
 """The page relay: a dump's page stream, LZ4-compressed where it pays, over ferryman's own TLS.
 
-A compressed cold dump (``--compress``, ``migration/compress.py``) and every post-copy of a
-process tree (``Plan.lazy_relay``) do not open CRIU's own page connection: each side's criu
+A compressed cold dump (``--compress``, ``migration/compress.py``), a compressed post-copy
+of a process tree and hybrid's lazy step (``Plan.lazy_relay``) do not open CRIU's own page
+connection: each side's criu
 gets one end of a socket pair (the source's dump as RPC ``ps.fd``, the destination's
 ``criu page-server --ps-socket`` or ``criu lazy-pages --ps-socket``) and speaks its
 page-server protocol, unencrypted, to ferryman only. (Post-copy: the lazy dump answers the
