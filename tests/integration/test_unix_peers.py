@@ -113,3 +113,39 @@ def test_a_log_socket_the_destination_lacks_is_refused_then_found(cluster: Clust
                 assert beats(out_b)[0] > beats(out_a)[-1]  # B's socket, its memory kept
             finally:
                 os.kill(new, signal.SIGKILL)
+
+
+STREAM_SINK = ("import socket, sys\n"
+               "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+               "s.bind(sys.argv[1]); s.listen(4); open(sys.argv[2], 'w').write('ready')\n"
+               "kept = []\n"
+               "while True: kept.append(s.accept()[0])\n")
+STREAM_WRITER = ("import os, socket, sys, time\n"
+                 "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+                 "s.connect(sys.argv[1]); os.dup2(s.fileno(), 1)\n"
+                 "while True: print('line', flush=True); time.sleep(0.05)\n")
+
+
+def test_output_streamed_to_a_process_outside_the_tree_is_refused_with_a_way_out(
+        cluster: Cluster) -> None:
+    """A systemd service's stdout is a stream to journald: no CRIU option moves one end of a
+    stream connection. The pre-flight says so with CRIU's words (the peer's name) and a fix
+    that can work, before anything is frozen."""
+    b = cluster.start_agent("b")
+    path, ready = str(cluster.base / "journal.sock"), cluster.base / "journal.ready"
+    server = cluster.topology["a"].popen(PY, "-c", STREAM_SINK, path, str(ready),
+                                         stdin=subprocess.DEVNULL)
+    try:
+        assert wait_for(ready.exists)
+        with program(cluster, PY, "-c", STREAM_WRITER, path) as pid:
+            res, v = check(cluster, pid, b)
+            assert res.returncode == EXIT_PREFLIGHT, res.stderr
+            dump = fails(v)["dump"]
+            assert "half of stream unix connection" in str(dump["detail"]), dump
+            assert path in str(dump["detail"]), dump
+            assert "StandardOutput=" in str(dump["fix"]), dump
+            assert alive(pid)
+            assert not stopped(pid)
+    finally:
+        server.kill()
+        server.wait()

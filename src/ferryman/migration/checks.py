@@ -430,6 +430,9 @@ def disk_rows(rss: int, free: int, node: str) -> list[Row]:
                 f"cold {mib(full)}", fix)]
 
 
+STREAM_HALF: Final = "half of stream unix connection"  # criu/sk-unix.c, with --ext-unix-sk
+
+
 def dump_row(ok: bool, freeze_ms: float | None, reason: str | None, log_path: str,
              image_bytes: int, *, credentials: str = "") -> Row:
     """The dry run's row; ``credentials``: a task whose credentials CRIU here cannot dump
@@ -447,6 +450,12 @@ def dump_row(ok: bool, freeze_ms: float | None, reason: str | None, log_path: st
                    "run the service as root with all its capabilities (its 'user root' "
                    "setting), or migrate from a host where CRIU has CAP_SYS_RESOURCE "
                    f"(log: {log_path})")
+    if STREAM_HALF in (reason or ""):
+        return Row("dump", "source", F, said,
+                   "a stream socket connected to a process outside the tree cannot move "
+                   "(nor by hand): migrate a parent of both ends, or start it with that "
+                   "descriptor elsewhere (a systemd service's output: StandardOutput= and "
+                   f"StandardError= null or file:PATH) (log: {log_path})")
     return Row("dump", "source", F, said, f"fix what CRIU names (log: {log_path})")
 
 

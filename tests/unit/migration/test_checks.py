@@ -418,3 +418,16 @@ def test_a_failed_dry_run_of_a_task_with_other_credentials_says_why() -> None:
     plain = checks.dump_row(False, 21.0, "Can't dump it", "/s/dry-run.log", 0)
     assert plain.fix is not None
     assert "fix what CRIU names" in plain.fix
+
+
+def test_a_stream_to_a_process_outside_the_tree_gets_a_fix_that_can_work() -> None:
+    """A journald stream on stdout (any systemd service's): CRIU names the peer, and no
+    CRIU option moves it; the fix says what can."""
+    reason = ("unix: Can't dump half of stream unix connection. name: (null); peer name: "
+              "/run/systemd/journal/stdout")
+    row = checks.dump_row(False, 20.0, reason, "/s/dry-run.log", 0)
+    assert row.status is F
+    assert "/run/systemd/journal/stdout" in row.detail
+    assert row.fix is not None
+    assert "StandardOutput=" in row.fix
+    assert "fix what CRIU names" not in row.fix
