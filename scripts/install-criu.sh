@@ -12,7 +12,7 @@ set -euo pipefail
 
 MIN_MAJOR=4 MIN_MINOR=2
 # Our patches on top of Debian's source; a criu built without them is rebuilt.
-BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-2+tls-bulk-pace-4+tls-gather-1+ps-timeout-1+lazy-pipeline-2+lazy-ps-socket-2
+BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-2+tls-bulk-pace-4+tls-gather-2+ps-timeout-1+lazy-pipeline-2+lazy-ps-socket-2
 PREFIX=${CRIU_PREFIX:-/usr/local}
 STAMP=$PREFIX/share/ferryman/criu-build
 SRC_ROOT=${CRIU_SRC_ROOT:-/var/cache/ferryman/criu-src}

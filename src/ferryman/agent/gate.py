@@ -24,7 +24,7 @@ from ferryman.agent.steps import timed
 from ferryman.criu.client import Criu
 from ferryman.criu.dryrun import DryRun, dry_run_dump, transient
 from ferryman.errors import FerrymanError, PreflightFailed
-from ferryman.host import wptrack
+from ferryman.host import credentials, procfs, wptrack
 from ferryman.host.dirty import probe_dirty_rate
 from ferryman.host.inspect import WorkloadFacts, inspect_workload
 from ferryman.migration.checks import NodeFacts, dump_row, source_rows
@@ -152,8 +152,10 @@ async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wir
             await side
         log.info("dry-run dump of PID %d: ok=%s, frozen <= %s ms", pid, result.ok,
                  f"{result.freeze_ms:.1f}" if result.freeze_ms is not None else "?")
+        # why CRIU failed, when it is the tasks' credentials (read only after a failure)
+        why = "" if result.ok else credentials.problem(procfs.tree(pid))
         dump = dump_row(result.ok, result.freeze_ms, result.reason, str(result.log_path),
-                        result.image_bytes, credentials=workload.credentials)
+                        result.image_bytes, credentials=why)
     rows = source_rows(workload, here, theirs.criu_version, dest_node, dump)
     verdict = merge(rows, dest_rows, supported, requested)
     return CheckResult(verdict, workload, dest_node, dry_dir / "dry-run.log", result)

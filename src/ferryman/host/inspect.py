@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from ferryman.errors import NoSuchProcess
-from ferryman.host import credentials, filelocks, procfs, unix_peers
+from ferryman.host import filelocks, procfs, unix_peers
 from ferryman.host.netinfo import InetSocket, read_inet_sockets
 
 PROC = procfs.PROC
@@ -85,7 +85,6 @@ class WorkloadFacts:
     ptys: tuple[int, ...] = ()  # indexes of the terminals it holds in this node's /dev/pts
     locked_files: tuple[str, ...] = ()  # open files it holds locks on (host/filelocks.py)
     unix_peers: tuple[str, ...] = ()  # datagram sockets outside it it is connected to, by name
-    credentials: str = ""  # a task CRIU here cannot dump for its credentials (host/credentials.py)
 
 
 def file_type(mode: int) -> str:
@@ -305,7 +304,6 @@ def inspect_workload(pid: int, proc: Path = PROC) -> WorkloadFacts:
         ptys=tuple(sorted(collector.ptys)),
         locked_files=tuple(_locked_files(collector, pids, proc)),
         unix_peers=tuple(_unix_peers(collector.inodes - {s.inode for s in sockets})),
-        credentials=credentials.problem(pids, proc),
     )
 
 

@@ -114,8 +114,7 @@ def read_unix_sockets() -> dict[int, UnixSocket]:
 
 def display_name(name: bytes) -> str:
     """A socket name as ferryman shows and sends it: a path, or ``@`` and an abstract name."""
-    text = name.rstrip(b"\0") if not name.startswith(b"\0") else name
-    shown = b"@" + text[1:] if text.startswith(b"\0") else text
+    shown = b"@" + name[1:] if name.startswith(b"\0") else name.rstrip(b"\0")
     return shown.decode("utf-8", "surrogateescape")
 
 
