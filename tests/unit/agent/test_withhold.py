@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ferryman.agent.preflight import withheld_row, withhold
 from ferryman.host.inspect import FileRef, FileStat, WorkloadFacts
 from ferryman.migration.query import CheckQuery
@@ -37,3 +39,13 @@ def test_the_withheld_note_blocks_no_mode() -> None:
     assert row.modes == frozenset()
     assert "3 files not compared" in row.detail
     assert "--check-roots" in row.fix
+
+
+def test_private_socket_names_are_left_out_and_counted_abstract_ones_kept() -> None:
+    """The destination connects to each named log socket: a path only where it would answer
+    about the file (a socket under /root is nobody's business), abstract names always."""
+    q = _query(["/etc/passwd"])
+    q = replace(q, workload=replace(q.workload, unix_peers=("/root/private.sock", "@log")))
+    out, withheld = withhold(q, ())
+    assert out.workload.unix_peers == ("@log",)
+    assert withheld == 1
