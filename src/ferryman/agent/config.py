@@ -41,6 +41,7 @@ class AgentConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
     launcher: bool = True  # STATE_DIR/launcher.sock starts this node's commands warm
+    prefault: str = "auto"  # memory made resident before a freeze (migration/prefault.py)
     hidden_features: frozenset[str] = frozenset()  # test-only: pretend CRIU lacks these
     test_pause_after_restore: float = 0.0  # test-only: widen the RESTORED window
 

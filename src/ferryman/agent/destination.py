@@ -33,7 +33,8 @@ from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.page_server import CriuDaemon
 from ferryman.errors import FerrymanError, PeerLost, Refusal
-from ferryman.host import addresses, portguard
+from ferryman.host import addresses, portguard, procfs
+from ferryman.host.prefault import Reserve, free_pages_reported
 from ferryman.migration.destination_driver import (
     LAZY_START_AFTER,
     DestinationDriver,
@@ -41,6 +42,7 @@ from ferryman.migration.destination_driver import (
     Prepared,
 )
 from ferryman.migration.phases import DESTINATION_TABLE, DestinationPhase, PhaseTracker
+from ferryman.migration.prefault import plan_prefault
 from ferryman.mode import MODES
 from ferryman.targets.process import ProcessTree
 
@@ -78,6 +80,8 @@ class DestinationSession:
         self.held = False  # an ORPHANED record names our restored, uncommitted tree
         self.sync_port = 0
         self.seal: ImageSeal | None = None  # each image file as it arrived
+        self.reserve: Reserve | None = None  # memory made resident for the restore
+        self.prefaulted = (0, 0)  # bytes made resident before the Ready, ms it took
 
     @property
     def tls(self) -> TlsFiles:
@@ -121,6 +125,8 @@ class DestinationSession:
                                               f"its log"))
             raise
         finally:
+            if self.reserve is not None:
+                self.reserve.release()
             if self.migrating:
                 self.migrations.give_back()
             await self.ch.close()
@@ -157,15 +163,41 @@ class DestinationSession:
         self.seal = ImageSeal(workdir)
         # CRIU's CPU check runs while the page server starts (a refusal cleans both up)
         cpu = asyncio.ensure_future(self._cpu_check(workdir, hello.cpuinfo))
+        # and the memory the frozen window will need is made resident meanwhile
+        filling = asyncio.ensure_future(self._prefault(plan))
         try:
             port = await self._receive(plan, workdir)
         except BaseException:
-            await asyncio.gather(cpu, return_exceptions=True)
+            await asyncio.gather(cpu, filling, return_exceptions=True)
             raise
+        pages = await filling
+        if self.reserve is not None:  # the images' page cache takes it from the freeze on
+            self.reserve.release(pages)
         why = await cpu
         if why is not None:
             raise Refusal("cpu", f"the source's CPU is not compatible with this one: {why}")
         return port
+
+    async def _prefault(self, plan: wire.Plan) -> int:
+        """Make resident what the plan's frozen window will take here (migration/
+        prefault.py); the part to give back when the pages start arriving."""
+        want = plan_prefault(self.cfg.prefault, reported=free_pages_reported(),
+                             rss_bytes=plan.rss_bytes, pages_frozen=not plan.mode.pre_copies,
+                             lazy=plan.lazy, available=procfs.memory_available())
+        if not want.total:
+            return 0
+        self.reserve = reserve = Reserve()
+        t0 = time.monotonic()
+        try:  # bounded: the source waits for the Ready at most timeouts.plan
+            await asyncio.to_thread(reserve.fill, want.total, t0 + self.cfg.timeouts.plan / 3)
+        except (OSError, MemoryError) as exc:
+            log.warning("made %d of %d MiB resident before the freeze: %s",
+                        reserve.size >> 20, want.total >> 20, exc)
+        ms = round((time.monotonic() - t0) * 1000)
+        self.prefaulted = (reserve.size, ms)
+        log.info("migration %s: %d MiB made resident before the freeze in %d ms (--prefault "
+                 "%s)", plan.migration_id, reserve.size >> 20, ms, self.cfg.prefault)
+        return want.pages
 
     async def _cpu_check(self, workdir: Path, cpuinfo: bytes) -> str | None:
         """Why the source's CPU (its ``cpuinfo.img``) cannot run here, or None; the image

@@ -138,7 +138,9 @@ class DestinationDrive:
                 pass
             case Do(Act.SEND_READY):
                 await s.ch.send(wire.Ready(page_server_port=self.port, sync_port=s.sync_port,
-                                           pages_from=netinfo.route_source(s.ch.peer_ip)))
+                                           pages_from=netinfo.route_source(s.ch.peer_ip),
+                                           prefault_bytes=s.prefaulted[0],
+                                           prefault_ms=s.prefaulted[1]))
             case Do(Act.SEND_REFUSED):
                 assert self.refusal is not None
                 await s.ch.send(wire.Refused(code=self.refusal.code, message=str(self.refusal)))

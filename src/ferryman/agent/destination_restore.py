@@ -94,6 +94,8 @@ async def restore(s: DestinationRole, restore_msg: wire.Restore) -> int:
                                     restore_msg.kernel, restore_msg.fifo_devices)
         if isinstance(s.box, PodmanDestination) and tcp:
             await s.box.before_restore(s.workdir)  # connections behind its DNAT
+        if s.reserve is not None:  # the tree's memory takes it now
+            s.reserve.release()
         if s.box is not None:
             pid = await s.box.restore(s.workdir, lazy=lazy, tcp_established=tcp)
         else:

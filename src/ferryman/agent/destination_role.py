@@ -24,6 +24,7 @@ from ferryman.agent.pagerelay import RelayServer
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.page_server import CriuDaemon
 from ferryman.host import addresses, portguard
+from ferryman.host.prefault import Reserve
 from ferryman.migration.phases import DestinationPhase, PhaseTracker
 from ferryman.targets.process import ProcessTree
 
@@ -64,6 +65,8 @@ class DestinationRole(Protocol):
     held: bool  # an ORPHANED record names our restored, uncommitted tree
     sync_port: int  # a runc container's sync listener (Ready names it)
     seal: ImageSeal | None  # each image file's size and SHA-256 as it arrived
+    reserve: Reserve | None  # memory made resident before the freeze (serve --prefault)
+    prefaulted: tuple[int, int]  # its bytes, and the ms it took
 
     @property
     def tls(self) -> TlsFiles:

@@ -187,11 +187,17 @@ class SourceMigration:
                                 move_address=str(opts.move_address or ""),
                                 target=self.workload.planned_target(),
                                 page_server_port=self.ps_port, compress=self.compressed,
-                                lazy_relay=self.lazy_relay))
+                                lazy_relay=self.lazy_relay, rss_bytes=self.report.rss_bytes))
         with timed(self.report.steps, "plan_ready"):  # the destination's CPU check, page server
             answer = await ch.expect((wire.Ready, wire.Refused), opts.timeouts.plan)
         if isinstance(answer, wire.Refused):
             raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
+        if answer.prefault_bytes:
+            self.report.steps["prefault"] = answer.prefault_ms
+            self.report.prefault_bytes = answer.prefault_bytes
+            opts.progress("PLANNED", f"{theirs.node} made {answer.prefault_bytes >> 20} MiB "
+                          f"resident for the restore in {answer.prefault_ms} ms (its free "
+                          "memory goes back to its hypervisor)")
         self.sync_port = answer.sync_port
         self.pages_from = answer.pages_from
         driver = SourceDriver(

@@ -20,6 +20,7 @@ from ferryman.cli import serveconfig
 from ferryman.cli.common import parse_endpoint
 from ferryman.errors import UsageError
 from ferryman.host.addresses import MovableNetwork, parse_movable
+from ferryman.migration.prefault import SETTINGS
 from ferryman.paths import DEFAULT_STATE_DIR
 
 if TYPE_CHECKING:
@@ -69,6 +70,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-launcher", dest="launcher", action="store_false", default=None,
                    help="no launcher on STATE_DIR/launcher.sock: this node's 'ferryman "
                         "migrate' and 'check' start cold (default: they start warm)")
+    p.add_argument("--prefault", choices=SETTINGS, default=None,
+                   help="make the memory an arriving workload needs resident before its "
+                        "freeze, so that its downtime does not include the hypervisor "
+                        "giving it back: auto (where this node's free memory goes back to "
+                        "its hypervisor, a virtio balloon reporting free pages, and the "
+                        "workload needs 1 GiB or more), on, off (default: auto)")
     p.add_argument("--test-hide-feature", action="append", default=[], metavar="FEATURE",
                    help=argparse.SUPPRESS)  # test-only: pretend CRIU lacks FEATURE
     p.add_argument("--test-pause-after-restore", type=float, default=0.0,
@@ -102,6 +109,7 @@ class Settings:
     check_roots: tuple[Path, ...]
     max_migrations: int
     launcher: bool = True
+    prefault: str = "auto"
 
 
 def merge(args: argparse.Namespace, file: serveconfig.FileOptions) -> Settings:
@@ -128,7 +136,8 @@ def merge(args: argparse.Namespace, file: serveconfig.FileOptions) -> Settings:
         bundle_root=args.bundle_root or file.bundle_root, movable=movable,
         check_roots=check_roots,
         max_migrations=args.max_migrations or file.max_migrations or Limits().migrations,
-        launcher=next((v for v in (args.launcher, file.launcher) if v is not None), True))
+        launcher=next((v for v in (args.launcher, file.launcher) if v is not None), True),
+        prefault=args.prefault or file.prefault or "auto")
 
 
 def agent_config(args: argparse.Namespace, s: Settings) -> AgentConfig:
@@ -143,6 +152,7 @@ def agent_config(args: argparse.Namespace, s: Settings) -> AgentConfig:
                        bundle_root=s.bundle_root.resolve() if s.bundle_root else None,
                        movable=s.movable, check_roots=tuple(d.resolve() for d in s.check_roots),
                        limits=Limits(migrations=s.max_migrations), launcher=s.launcher,
+                       prefault=s.prefault,
                        hidden_features=frozenset(args.test_hide_feature),
                        test_pause_after_restore=args.test_pause_after_restore)
 

@@ -32,6 +32,7 @@ from typing import Any
 from ferryman.cli.common import parse_endpoint
 from ferryman.errors import UsageError
 from ferryman.host.addresses import MovableNetwork, parse_movable
+from ferryman.migration.prefault import SETTINGS
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class FileOptions:
     check_roots: tuple[Path, ...] | None = None
     max_migrations: int | None = None
     launcher: bool | None = None
+    prefault: str | None = None
 
 
 class BadValue(ValueError):
@@ -101,6 +103,12 @@ def _bool(value: object) -> bool:
     return value
 
 
+def _prefault(value: object) -> str:
+    if value not in SETTINGS:
+        raise BadValue(f"give one of {', '.join(SETTINGS)}")
+    return str(value)
+
+
 def _converters(base: Path) -> dict[str, Callable[[object], Any]]:
     path = _path(base)
     return {
@@ -116,6 +124,7 @@ def _converters(base: Path) -> dict[str, Callable[[object], Any]]:
         "check-roots": lambda v: tuple(path(p) for p in _strings(v)),
         "max-migrations": _positive,
         "launcher": _bool,
+        "prefault": _prefault,
     }
 
 

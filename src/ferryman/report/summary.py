@@ -154,6 +154,7 @@ STEP_NAMES: Final = {  # the report's steps (agent/steps.py), in the order they 
     "destination_rows": "destination check", "feature_probes": "criu probes",
     "dry_run": "dry run", "dirty_rate": "dirty rate", "compress_sample": "memory sample",
     "link_test": "link test", "plan_ready": "plan→ready",
+    "prefault": "of which destination prefault",
 }
 
 

@@ -158,6 +158,9 @@ class Plan(Message):
     # of the lazy dump (the Plan's, or the final Iterate's) names the relay's TLS port, which
     # the source connects to; the source's lazy dump then listens on no port
     lazy_relay: bool = False
+    # the tree's resident memory at the plan (bytes): what the destination makes resident
+    # before the freeze where its hypervisor takes free memory (serve --prefault)
+    rss_bytes: int = 0
 
     def __post_init__(self) -> None:
         check_str("Plan", "migration_id", self.migration_id, max_chars=64,
@@ -173,6 +176,7 @@ class Plan(Message):
         check_bool("Plan", "tcp_established", self.tcp_established)
         check_bool("Plan", "compress", self.compress)
         check_bool("Plan", "lazy_relay", self.lazy_relay)
+        check_int("Plan", "rss_bytes", self.rss_bytes)
         check_str("Plan", "move_address", self.move_address, max_chars=64)
         check_int("Plan", "page_server_port", self.page_server_port, hi=PORT_MAX)
         check_json_text("Plan", "target", self.target)
@@ -193,19 +197,25 @@ class Ready(Message):
     the final restore spends most of its time on. ``sync_port``: its directory-sync listener
     for a container's files (0: none). ``pages_from``: the address this node's lazy-pages
     daemon connects from (its route's source address toward the source; "" unknown): the
-    source admits only that one to its lazy page server.
+    source admits only that one to its lazy page server. ``prefault_bytes`` and
+    ``prefault_ms``: the memory this node made resident for the plan before answering
+    (``serve --prefault``), and how long that took.
     """
 
     page_server_port: int
     restore_bytes_per_s: int = 0
     sync_port: int = 0
     pages_from: str = ""
+    prefault_bytes: int = 0
+    prefault_ms: int = 0
 
     def __post_init__(self) -> None:
         check_int("Ready", "page_server_port", self.page_server_port, hi=PORT_MAX)
         check_int("Ready", "restore_bytes_per_s", self.restore_bytes_per_s)
         check_int("Ready", "sync_port", self.sync_port, hi=PORT_MAX)
         check_str("Ready", "pages_from", self.pages_from, max_chars=45, pattern=IP_TEXT_RE)
+        check_int("Ready", "prefault_bytes", self.prefault_bytes)
+        check_int("Ready", "prefault_ms", self.prefault_ms)
 
 
 @dataclass(frozen=True, slots=True)

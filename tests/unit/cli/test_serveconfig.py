@@ -27,6 +27,7 @@ bundle-root = "/srv/bundles"
 movable-addresses = ["10.0.0.0/24@eth0", "192.168.5.0/28@br0"]
 check-roots = ["/srv/data", "/opt/app"]
 max-migrations = 2
+prefault = "off"
 """
 
 
@@ -38,7 +39,7 @@ def test_every_key_is_read() -> None:
         runc_root=Path("/run/runc-moved"), bundle_root=Path("/srv/bundles"),
         movable_addresses=(MovableNetwork(ipaddress.IPv4Network("10.0.0.0/24"), "eth0"),
                            MovableNetwork(ipaddress.IPv4Network("192.168.5.0/28"), "br0")),
-        check_roots=(Path("/srv/data"), Path("/opt/app")), max_migrations=2)
+        check_roots=(Path("/srv/data"), Path("/opt/app")), max_migrations=2, prefault="off")
 
 
 def test_every_serve_option_has_a_key_except_the_test_ones() -> None:
@@ -95,6 +96,8 @@ def test_a_table_is_an_unknown_key() -> None:
     ("max-migrations = true", "max-migrations"),
     ('max-migrations = "4"', "max-migrations"),
     ("max-migrations = 2.5", "max-migrations"),
+    ('prefault = "yes"', "prefault"),
+    ("prefault = true", "prefault"),
 ])
 def test_a_bad_value_is_named_with_its_key_and_the_file(text: str, key: str) -> None:
     line = error(text)
@@ -118,6 +121,10 @@ def test_flags_override_the_file_and_the_file_overrides_the_defaults() -> None:
     assert s.max_migrations == 7
     assert s.check_roots == (Path("/a"), Path("/b"))
     assert s.movable == ()  # given empty on the command line: none, whatever the file says
+    assert s.prefault == "off"  # the file's
+    assert serve.merge(args("--prefault", "on"), file).prefault == "on"
+    assert serve.merge(args(), serveconfig.FileOptions(listen=("10.0.0.2", 7070), pki=SRC,
+                                                       name="b")).prefault == "auto"
     assert s.name == "nodeB"
     assert s.state_dir == Path("/srv/ferryman")
     assert s.runc_root == Path("/run/runc-moved")

@@ -1,0 +1,91 @@
+"""Memory made resident before the freeze, on a node whose free memory its hypervisor takes.
+
+A virtual machine whose balloon device reports free pages (virtio-balloon's
+``VIRTIO_BALLOON_F_REPORTING``, feature bit 5: Firecracker, Cloud Hypervisor, QEMU with
+``free-page-reporting=on``) hands every 2 MiB block that stays free for about two seconds
+back to its host; the next first touch of such a page faults in the host as well. Measured
+on the test host (2026-12-05): 1 GiB of fresh anonymous memory touched in 0.39-0.43 s while
+it was recently freed, 2.7-3.1 s once the host had taken it. A destination that receives
+1 GiB of pages (the page cache of the images) and restores 1 GiB (the tree's memory) pays
+that inside the frozen window.
+
+A :class:`Reserve` touches the memory before the freeze (``MADV_POPULATE_WRITE``) and gives it
+back in parts right before each part is needed: freed pages go to the head of the kernel's
+free lists and are taken first, the reported ones stay at their tail.
+"""
+
+from __future__ import annotations
+
+import mmap
+import time
+from pathlib import Path
+
+CHUNK = 64 << 20
+MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14
+PAGE = mmap.PAGESIZE
+VIRTIO_BALLOON = 0x0005  # the virtio device ID of a memory balloon
+F_REPORTING = 5  # VIRTIO_BALLOON_F_REPORTING
+VIRTIO_DEVICES = Path("/sys/bus/virtio/devices")
+
+
+def balloon_reports(device_id: str, features: str) -> bool:
+    """Whether a virtio device (its sysfs ``device`` and ``features`` files: ``0x0005`` and a
+    string of 0s and 1s, bit 0 first) is a balloon that reports free pages."""
+    try:
+        dev = int(device_id.strip(), 16)
+    except ValueError:
+        return False
+    bits = features.strip()
+    return dev == VIRTIO_BALLOON and len(bits) > F_REPORTING and bits[F_REPORTING] == "1"
+
+
+def free_pages_reported(devices: Path = VIRTIO_DEVICES) -> bool:
+    """Whether this node's free memory goes back to a hypervisor (a reporting balloon)."""
+    try:
+        entries = list(devices.iterdir())
+    except OSError:
+        return False  # no virtio bus: not such a guest
+    for dev in entries:
+        try:
+            if balloon_reports((dev / "device").read_text(), (dev / "features").read_text()):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+class Reserve:
+    """Anonymous memory made resident now and given back in parts later."""
+
+    def __init__(self) -> None:
+        self._chunks: list[mmap.mmap] = []
+
+    @property
+    def size(self) -> int:
+        return sum(len(c) for c in self._chunks)
+
+    def fill(self, nbytes: int, deadline: float | None = None) -> int:
+        """Make ``nbytes`` more resident (in ``CHUNK`` steps, until ``deadline``, a
+        ``time.monotonic()``); the bytes made resident. MemoryError (or OSError) when the
+        node cannot: what was filled stays until released."""
+        done = 0
+        while done < nbytes and (deadline is None or time.monotonic() < deadline):
+            size = min(CHUNK, -(-(nbytes - done) // PAGE) * PAGE)
+            chunk = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            self._chunks.append(chunk)
+            try:
+                chunk.madvise(MADV_POPULATE_WRITE)
+            except OSError:  # an older kernel: touch each page
+                for off in range(0, size, PAGE):
+                    chunk[off] = 1
+            done += size
+        return done
+
+    def release(self, nbytes: int | None = None) -> int:
+        """Give back ``nbytes`` (at least; None: all); the bytes given back."""
+        freed = 0
+        while self._chunks and (nbytes is None or freed < nbytes):
+            chunk = self._chunks.pop()
+            freed += len(chunk)
+            chunk.close()
+        return freed

@@ -1,0 +1,69 @@
+"""Where a node's free memory goes back to its hypervisor; memory made resident and given
+back (an anonymous mapping, no files but a fake sysfs tree)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ferryman.host.prefault import CHUNK, Reserve, balloon_reports, free_pages_reported
+
+REPORTING = "0110010100000000000000000000000010"  # bits 1, 2, 5, 7: stats, OOM, reporting
+NOT_REPORTING = "0110000100000000000000000000000010"
+
+
+@pytest.mark.parametrize(("device", "features", "expected"), [
+    ("0x0005\n", REPORTING + "\n", True),
+    ("0x0005", NOT_REPORTING, False),
+    ("0x0002", REPORTING, False),  # a block device with the same bit set
+    ("0x0005", "01100", False),  # too short to have bit 5
+    ("balloon", REPORTING, False),
+])
+def test_a_reporting_balloon_is_told_apart(device: str, features: str, expected: bool) -> None:
+    assert balloon_reports(device, features) is expected
+
+
+def virtio(root: Path, name: str, device: str, features: str) -> None:
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "device").write_text(device + "\n")
+    (d / "features").write_text(features + "\n")
+
+
+def test_any_reporting_balloon_on_the_bus_counts(tmp_path: Path) -> None:
+    virtio(tmp_path, "virtio0", "0x0002", REPORTING)
+    assert not free_pages_reported(tmp_path)
+    virtio(tmp_path, "virtio1", "0x0005", REPORTING)
+    (tmp_path / "virtio2").mkdir()  # a device without those files is skipped
+    assert free_pages_reported(tmp_path)
+
+
+def test_no_virtio_bus_is_no_such_guest(tmp_path: Path) -> None:
+    assert not free_pages_reported(tmp_path / "missing")
+
+
+def rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssAnon")
+
+
+def test_a_reserve_is_resident_and_given_back_in_parts() -> None:
+    r = Reserve()
+    before = rss()
+    assert r.fill(CHUNK + 5000) == CHUNK + 8192  # whole pages, in chunks
+    assert r.size == CHUNK + 8192
+    assert rss() - before >= CHUNK  # touched, not only mapped
+    assert r.release(1) == 8192  # the last chunk first
+    assert r.size == CHUNK
+    assert r.release() == CHUNK
+    assert r.size == 0 and r.release() == 0
+    assert rss() - before < CHUNK // 2
+
+
+def test_a_reserve_stops_at_its_deadline() -> None:
+    r = Reserve()
+    assert r.fill(4 * CHUNK, deadline=0.0) == 0
+    r.release()

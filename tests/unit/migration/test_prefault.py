@@ -1,0 +1,59 @@
+"""What a destination makes resident before the freeze (pure: the node's facts in)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ferryman.migration.prefault import AUTO_MIN_BYTES, KEEP_FREE_BYTES, Prefault, plan_prefault
+
+GIB = 1 << 30
+PLENTY = 64 * GIB
+
+
+def plan(setting: str = "auto", *, reported: bool = True, rss: int = GIB,
+         pages_frozen: bool = True, lazy: bool = False, available: int = PLENTY) -> Prefault:
+    return plan_prefault(setting, reported=reported, rss_bytes=rss, pages_frozen=pages_frozen,
+                         lazy=lazy, available=available)
+
+
+def test_cold_takes_the_tree_s_memory_and_its_pages_page_cache() -> None:
+    assert plan() == Prefault(total=2 * GIB, pages=GIB)
+
+
+def test_pre_copy_takes_only_the_restore_s_share() -> None:
+    """Its earlier image sets arrive while the workload runs."""
+    assert plan(pages_frozen=False) == Prefault(total=GIB, pages=0)
+
+
+@pytest.mark.parametrize("setting", ["auto", "on"])
+def test_a_lazy_restore_takes_nothing(setting: str) -> None:
+    assert plan(setting, lazy=True) == Prefault()
+
+
+def test_auto_only_where_the_hypervisor_takes_free_memory() -> None:
+    assert plan(reported=False) == Prefault()
+    assert plan("on", reported=False) == Prefault(total=2 * GIB, pages=GIB)
+
+
+def test_auto_leaves_small_migrations_alone_and_on_does_not() -> None:
+    small = AUTO_MIN_BYTES // 2 - 4096  # twice this is just under the floor
+    assert plan(rss=small) == Prefault()
+    assert plan(rss=AUTO_MIN_BYTES // 2) == Prefault(total=AUTO_MIN_BYTES,
+                                                    pages=AUTO_MIN_BYTES // 2)
+    assert plan("on", rss=small) == Prefault(total=2 * small, pages=small)
+
+
+def test_off_and_an_unknown_size_take_nothing() -> None:
+    assert plan("off") == Prefault()
+    assert plan("on", rss=0) == Prefault()
+
+
+def test_never_more_than_the_node_can_spare() -> None:
+    p = plan(available=GIB + KEEP_FREE_BYTES)
+    assert p == Prefault(total=GIB, pages=GIB)
+    assert plan(available=KEEP_FREE_BYTES // 2) == Prefault()
+
+
+def test_an_unknown_setting_is_a_bug() -> None:
+    with pytest.raises(ValueError, match="prefault setting"):
+        plan("always")
