@@ -37,7 +37,8 @@ def test_cold_destination_makes_twice_the_rss_resident_then_gives_it_back(
             text=True)
         deadline = time.monotonic() + 60
         while "restored migration" not in b.log():
-            assert time.monotonic() < deadline and proc.poll() is None, b.log()
+            assert time.monotonic() < deadline, b.log()
+            assert proc.poll() is None, b.log()
             time.sleep(0.01)
         held_at_restored = anon_rss(b.proc.pid)  # the tree is restored, not yet resumed
         out, _ = proc.communicate(timeout=60)
@@ -47,7 +48,8 @@ def test_cold_destination_makes_twice_the_rss_resident_then_gives_it_back(
         assert isinstance(new_pid, int)
         assert w.status(new_pid)["bad_pages"] == 0
         rss, made = report["rss_bytes"], report["prefault_bytes"]
-        assert isinstance(rss, int) and isinstance(made, int)
+        assert isinstance(rss, int)
+        assert isinstance(made, int)
         # the pages' page cache and the tree's memory, in whole chunks
         assert 2 * rss <= made <= 2 * rss + 64 * MIB, (rss, made)
         assert report["steps"]["prefault"] > 0  # type: ignore[index]
@@ -67,7 +69,8 @@ def test_pre_copy_takes_only_the_restore_s_share_and_post_copy_none(cluster: Clu
         moved, report = cluster.moved_with_report(w, b, "--mode", "precopy")
         pids.append(moved)
         rss, made = report["rss_bytes"], report["prefault_bytes"]
-        assert isinstance(rss, int) and isinstance(made, int)
+        assert isinstance(rss, int)
+        assert isinstance(made, int)
         assert rss <= made <= rss + 64 * MIB, (rss, made)
         back = cluster.start_agent("a", "--prefault", "on")
         res, report = cluster.migrate(moved, back, "--mode", "postcopy", name="b")

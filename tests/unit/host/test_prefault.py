@@ -59,7 +59,8 @@ def test_a_reserve_is_resident_and_given_back_in_parts() -> None:
     assert r.release(1) == 8192  # the last chunk first
     assert r.size == CHUNK
     assert r.release() == CHUNK
-    assert r.size == 0 and r.release() == 0
+    assert r.size == 0
+    assert r.release() == 0
     assert rss() - before < CHUNK // 2
 
 
