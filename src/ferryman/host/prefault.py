@@ -54,6 +54,46 @@ def free_pages_reported(devices: Path = VIRTIO_DEVICES) -> bool:
     return False
 
 
+def cgroup_room(proc_cgroup: str, root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Bytes this process's memory cgroup can still take before its limit (``proc_cgroup``:
+    the text of ``/proc/self/cgroup``); None when no limit applies or none can be read. A
+    prefault past it would have the kernel's OOM killer end the agent (the unit may set
+    ``MemoryMax``)."""
+    rooms = []
+    for line in proc_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        rel = path.lstrip("/")
+        if controllers == "":  # cgroup v2: the limit of each level down to ours
+            parts = [p for p in rel.split("/") if p]
+            for depth in range(len(parts), 0, -1):
+                here = root.joinpath(*parts[:depth])
+                rooms.append(_room(here / "memory.max", here / "memory.current"))
+        elif "memory" in controllers.split(","):
+            here = root / "memory" / rel
+            rooms.append(_room(here / "memory.limit_in_bytes", here / "memory.usage_in_bytes"))
+    known = [r for r in rooms if r is not None]
+    return min(known) if known else None
+
+
+def _room(limit_file: Path, usage_file: Path) -> int | None:
+    try:
+        limit = limit_file.read_text().strip()
+        usage = int(usage_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if limit == "max" or not limit.isdigit() or int(limit) >= 1 << 60:  # v1: "unlimited"
+        return None
+    return max(0, int(limit) - usage)
+
+
+def room() -> int | None:
+    """:func:`cgroup_room` of this process."""
+    try:
+        return cgroup_room(Path("/proc/self/cgroup").read_text())
+    except OSError:
+        return None
+
+
 class Reserve:
     """Anonymous memory made resident now and given back in parts later."""
 

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.host.prefault import CHUNK, Reserve, balloon_reports, free_pages_reported
+from ferryman.host.prefault import (
+    CHUNK,
+    Reserve,
+    balloon_reports,
+    cgroup_room,
+    free_pages_reported,
+)
 
 REPORTING = "0110010100000000000000000000000010"  # bits 1, 2, 5, 7: stats, OOM, reporting
 NOT_REPORTING = "0110000100000000000000000000000010"
@@ -68,3 +74,33 @@ def test_a_reserve_stops_at_its_deadline() -> None:
     r = Reserve()
     assert r.fill(4 * CHUNK, deadline=0.0) == 0
     r.release()
+
+
+def limits(root: Path, rel: str, limit: str, usage: int, *, v1: bool = False) -> None:
+    d = root / ("memory" if v1 else "") / rel
+    d.mkdir(parents=True, exist_ok=True)
+    (d / ("memory.limit_in_bytes" if v1 else "memory.max")).write_text(limit + "\n")
+    (d / ("memory.usage_in_bytes" if v1 else "memory.current")).write_text(f"{usage}\n")
+
+
+def test_the_tightest_cgroup_v2_level_bounds_the_room(tmp_path: Path) -> None:
+    limits(tmp_path, "system.slice", "max", 5 << 30)
+    limits(tmp_path, "system.slice/ferryman.service", str(2 << 30), 1 << 30)
+    assert cgroup_room("0::/system.slice/ferryman.service\n", tmp_path) == 1 << 30
+    limits(tmp_path, "system.slice", str(6 << 30), int(5.5 * (1 << 30)))
+    assert cgroup_room("0::/system.slice/ferryman.service\n", tmp_path) == 512 << 20
+
+
+def test_no_limit_is_no_bound(tmp_path: Path) -> None:
+    limits(tmp_path, "user.slice", "max", 1 << 30)
+    assert cgroup_room("0::/user.slice\n", tmp_path) is None
+    assert cgroup_room("0::/\n", tmp_path) is None  # the root has no memory.max
+    assert cgroup_room("0::/missing\n", tmp_path) is None
+
+
+def test_cgroup_v1_memory_controller(tmp_path: Path) -> None:
+    text = "9:name=systemd:/\n4:memory:/agents/b\n1:cpu:/\n0::/\n"
+    limits(tmp_path, "agents/b", str(3 << 30), 1 << 30, v1=True)
+    assert cgroup_room(text, tmp_path) == 2 << 30
+    limits(tmp_path, "agents/b", "9223372036854771712", 1 << 30, v1=True)  # unlimited
+    assert cgroup_room(text, tmp_path) is None
