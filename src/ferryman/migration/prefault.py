@@ -34,8 +34,9 @@ class Prefault:
 def plan_prefault(setting: str, *, reported: bool, rss_bytes: int, pages_frozen: bool,
                   lazy: bool, available: int) -> Prefault:
     """What to make resident for one migration: ``rss_bytes`` of the tree, twice when
-    ``pages_frozen`` (cold), none when ``lazy``; at most ``available`` less
-    ``KEEP_FREE_BYTES``."""
+    ``pages_frozen`` (cold), none when ``lazy``; at most half of ``available`` less
+    ``KEEP_FREE_BYTES`` (the size is the peer's word, and an agent runs up to four
+    migrations at once: together they never take what the node has)."""
     if setting not in SETTINGS:
         raise ValueError(f"prefault setting {setting!r} is not one of {SETTINGS}")
     if setting == "off" or lazy or rss_bytes <= 0:
@@ -44,5 +45,5 @@ def plan_prefault(setting: str, *, reported: bool, rss_bytes: int, pages_frozen:
     want = rss_bytes + pages
     if setting == "auto" and (not reported or want < AUTO_MIN_BYTES):
         return Prefault()
-    total = max(0, min(want, available - KEEP_FREE_BYTES))
+    total = max(0, min(want, (available - KEEP_FREE_BYTES) // 2))
     return Prefault(total=total, pages=min(pages, total))

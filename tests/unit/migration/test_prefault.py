@@ -48,9 +48,12 @@ def test_off_and_an_unknown_size_take_nothing() -> None:
     assert plan("on", rss=0) == Prefault()
 
 
-def test_never_more_than_the_node_can_spare() -> None:
-    p = plan(available=GIB + KEEP_FREE_BYTES)
+def test_never_more_than_half_what_the_node_can_spare() -> None:
+    """A Plan's size is the peer's word: four of them at once never take it all."""
+    p = plan(available=2 * GIB + KEEP_FREE_BYTES)
     assert p == Prefault(total=GIB, pages=GIB)
+    assert plan(rss=PLENTY * 4) == Prefault(total=(PLENTY - KEEP_FREE_BYTES) // 2,
+                                           pages=(PLENTY - KEEP_FREE_BYTES) // 2)
     assert plan(available=KEEP_FREE_BYTES // 2) == Prefault()
 
 
