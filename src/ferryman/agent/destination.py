@@ -33,8 +33,8 @@ from ferryman.agent.preflight import serve_checks
 from ferryman.criu.client import Criu, TlsFiles
 from ferryman.criu.page_server import CriuDaemon
 from ferryman.errors import FerrymanError, PeerLost, Refusal
-from ferryman.host import addresses, portguard, prefault, procfs
-from ferryman.host.prefault import Reserve, free_pages_reported
+from ferryman.host import addresses, portguard
+from ferryman.host.prefault import Reserve, free_pages_reported, spare_memory
 from ferryman.migration.destination_driver import (
     LAZY_START_AFTER,
     DestinationDriver,
@@ -183,8 +183,7 @@ class DestinationSession:
         prefault.py); the part to give back when the pages start arriving."""
         want = plan_prefault(self.cfg.prefault, reported=free_pages_reported(),
                              rss_bytes=plan.rss_bytes, pages_frozen=not plan.mode.pre_copies,
-                             lazy=plan.lazy, available=min(
-                                 procfs.memory_available(), prefault.room() or 1 << 62))
+                             lazy=plan.lazy, available=spare_memory())
         if not want.total:
             return 0
         self.reserve = reserve = Reserve()

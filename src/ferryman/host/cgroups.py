@@ -31,8 +31,8 @@ class Freezer:
         return self.path / ("cgroup.freeze" if self.v2 else "freezer.state")
 
 
-def parse_cgroup_file(text: str) -> tuple[str | None, str | None]:
-    """(v1 freezer path, v2 path) from /proc/PID/cgroup."""
+def parse_cgroup_file(text: str, controller: str = "freezer") -> tuple[str | None, str | None]:
+    """(path in the v1 hierarchy of ``controller``, v2 path) from /proc/PID/cgroup."""
     v1 = v2 = None
     for line in text.splitlines():
         parts = line.split(":", 2)
@@ -41,13 +41,14 @@ def parse_cgroup_file(text: str) -> tuple[str | None, str | None]:
         _, controllers, path = parts
         if controllers == "" and parts[0] == "0":
             v2 = path
-        elif "freezer" in controllers.split(","):
+        elif controller in controllers.split(","):
             v1 = path
     return v1, v2
 
 
-def parse_mountinfo(text: str) -> tuple[str | None, str | None]:
-    """(v1 freezer mount point, cgroup2 mount point) from /proc/self/mountinfo."""
+def parse_mountinfo(text: str, controller: str = "freezer") -> tuple[str | None, str | None]:
+    """(mount point of the v1 hierarchy of ``controller``, cgroup2 mount point) from
+    /proc/self/mountinfo."""
     v1 = v2 = None
     for line in text.splitlines():
         left, _, right = line.partition(" - ")
@@ -55,7 +56,7 @@ def parse_mountinfo(text: str) -> tuple[str | None, str | None]:
         if len(fields) < 5 or len(rfields) < 3:
             continue
         fstype, options = rfields[0], rfields[2].split(",")
-        if fstype == "cgroup" and "freezer" in options:
+        if fstype == "cgroup" and controller in options:
             v1 = fields[4]
         elif fstype == "cgroup2" and v2 is None:
             v2 = fields[4]

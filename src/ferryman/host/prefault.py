@@ -24,6 +24,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ferryman.host import cgroups, procfs
+from ferryman.host.procfs import PROC
+
 CHUNK = 64 << 20
 MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14
 PAGE = mmap.PAGESIZE
@@ -63,23 +66,22 @@ def free_pages_reported(devices: Path = VIRTIO_DEVICES) -> bool:
     return False
 
 
-def cgroup_room(proc_cgroup: str, root: Path = Path("/sys/fs/cgroup")) -> int | None:
-    """Bytes this process's memory cgroup can still take before its limit (``proc_cgroup``:
-    the text of ``/proc/self/cgroup``); None when no limit applies or none can be read. A
-    prefault past it would have the kernel's OOM killer end the agent (the unit may set
-    ``MemoryMax``)."""
+def cgroup_room(proc_cgroup: str, mountinfo: str) -> int | None:
+    """Bytes this process's memory cgroup can still take before its limit (``proc_cgroup``
+    and ``mountinfo``: the text of ``/proc/self/cgroup`` and ``/proc/self/mountinfo``); None
+    when no limit applies or none can be read. A prefault past it would have the kernel's
+    OOM killer end the agent (the unit may set ``MemoryMax``)."""
+    v1, v2 = cgroups.parse_cgroup_file(proc_cgroup, "memory")
+    v1_mount, v2_mount = cgroups.parse_mountinfo(mountinfo, "memory")
     rooms = []
-    for line in proc_cgroup.splitlines():
-        _, controllers, path = line.split(":", 2)
-        rel = path.lstrip("/")
-        if controllers == "":  # cgroup v2: the limit of each level down to ours
-            parts = [p for p in rel.split("/") if p]
-            for depth in range(len(parts), 0, -1):
-                here = root.joinpath(*parts[:depth])
-                rooms.append(_room(here / "memory.max", here / "memory.current"))
-        elif "memory" in controllers.split(","):
-            here = root / "memory" / rel
-            rooms.append(_room(here / "memory.limit_in_bytes", here / "memory.usage_in_bytes"))
+    if v2 is not None and v2_mount is not None:  # the limit of each level down to ours
+        parts = [p for p in v2.split("/") if p]
+        for depth in range(len(parts), 0, -1):
+            here = Path(v2_mount).joinpath(*parts[:depth])
+            rooms.append(_room(here / "memory.max", here / "memory.current"))
+    if v1 is not None and v1_mount is not None:
+        here = Path(v1_mount) / v1.lstrip("/")
+        rooms.append(_room(here / "memory.limit_in_bytes", here / "memory.usage_in_bytes"))
     known = [r for r in rooms if r is not None]
     return min(known) if known else None
 
@@ -95,12 +97,16 @@ def _room(limit_file: Path, usage_file: Path) -> int | None:
     return max(0, int(limit) - usage)
 
 
-def room() -> int | None:
-    """:func:`cgroup_room` of this process."""
+def spare_memory() -> int:
+    """What this process may make resident: ``MemAvailable``, bounded by the room left in
+    its memory cgroup (:func:`cgroup_room`)."""
+    available = procfs.memory_available()
     try:
-        return cgroup_room(Path("/proc/self/cgroup").read_text())
+        room = cgroup_room((PROC / "self" / "cgroup").read_text(),
+                           (PROC / "self" / "mountinfo").read_text())
     except OSError:
-        return None
+        return available
+    return available if room is None else min(available, room)
 
 
 def populate(chunk: mmap.mmap) -> None:

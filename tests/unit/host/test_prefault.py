@@ -83,24 +83,44 @@ def limits(root: Path, rel: str, limit: str, usage: int, *, v1: bool = False) ->
     (d / ("memory.usage_in_bytes" if v1 else "memory.current")).write_text(f"{usage}\n")
 
 
+def mounts(root: Path, *, v2: str = "", v1_memory: str = "") -> str:
+    """/proc/self/mountinfo with cgroup2 at ``root/v2`` and v1 memory at ``root/v1_memory``."""
+    lines = ["22 1 0:21 / / rw,relatime - ext4 /dev/vda rw",
+             f"30 22 0:26 / {root / v2} rw,nosuid - cgroup2 cgroup2 rw"]
+    if v1_memory:
+        lines.append(f"31 22 0:27 / {root / v1_memory} rw - cgroup cgroup rw,memory")
+    return "\n".join(lines) + "\n"
+
+
 def test_the_tightest_cgroup_v2_level_bounds_the_room(tmp_path: Path) -> None:
     limits(tmp_path, "system.slice", "max", 5 << 30)
     limits(tmp_path, "system.slice/ferryman.service", str(2 << 30), 1 << 30)
-    assert cgroup_room("0::/system.slice/ferryman.service\n", tmp_path) == 1 << 30
+    info = mounts(tmp_path)
+    assert cgroup_room("0::/system.slice/ferryman.service\n", info) == 1 << 30
     limits(tmp_path, "system.slice", str(6 << 30), int(5.5 * (1 << 30)))
-    assert cgroup_room("0::/system.slice/ferryman.service\n", tmp_path) == 512 << 20
+    assert cgroup_room("0::/system.slice/ferryman.service\n", info) == 512 << 20
+
+
+def test_cgroup_v2_where_it_is_mounted(tmp_path: Path) -> None:
+    """A hybrid host: cgroup2 at /sys/fs/cgroup/unified, found in mountinfo."""
+    limits(tmp_path / "unified", "agents.slice", str(2 << 30), 1 << 30)
+    limits(tmp_path, "agents.slice", str(8 << 30), 0)  # not the cgroup2 mount: not read
+    assert cgroup_room("0::/agents.slice\n", mounts(tmp_path, v2="unified")) == 1 << 30
 
 
 def test_no_limit_is_no_bound(tmp_path: Path) -> None:
     limits(tmp_path, "user.slice", "max", 1 << 30)
-    assert cgroup_room("0::/user.slice\n", tmp_path) is None
-    assert cgroup_room("0::/\n", tmp_path) is None  # the root has no memory.max
-    assert cgroup_room("0::/missing\n", tmp_path) is None
+    info = mounts(tmp_path)
+    assert cgroup_room("0::/user.slice\n", info) is None
+    assert cgroup_room("0::/\n", info) is None  # the root has no memory.max
+    assert cgroup_room("0::/missing\n", info) is None
 
 
 def test_cgroup_v1_memory_controller(tmp_path: Path) -> None:
     text = "9:name=systemd:/\n4:memory:/agents/b\n1:cpu:/\n0::/\n"
+    info = mounts(tmp_path, v2="unified", v1_memory="memory")
     limits(tmp_path, "agents/b", str(3 << 30), 1 << 30, v1=True)
-    assert cgroup_room(text, tmp_path) == 2 << 30
+    assert cgroup_room(text, info) == 2 << 30
     limits(tmp_path, "agents/b", "9223372036854771712", 1 << 30, v1=True)  # unlimited
-    assert cgroup_room(text, tmp_path) is None
+    assert cgroup_room(text, info) is None
+    assert cgroup_room(text, mounts(tmp_path)) is None  # no v1 memory hierarchy mounted
