@@ -1,7 +1,5 @@
 """``python -m ferryman``."""
 
-from __future__ import annotations
-
-from ferryman.cli.main import entry
+from ferryman.cli.launch import entry
 
 entry()

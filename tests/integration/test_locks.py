@@ -9,6 +9,7 @@ the same contents) is B's own, as on two machines: the restored tree holds its l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -156,3 +157,63 @@ def test_a_restore_waiting_for_a_lock_rolls_back_within_seconds(cluster: Cluster
         assert wait_until(lambda: descendants(b.proc.pid) == []), descendants(b.proc.pid)
         assert not [lk for lk in parse_locks(Path("/proc/locks").read_text(), waiting=True)
                     if lk.pid != pid]
+
+
+HOLDER = """
+import fcntl, os, struct, sys
+d = sys.argv[1]
+kind = sys.argv[2]
+f = open(os.path.join(d, sys.argv[3] if len(sys.argv) > 3 else kind), "a+")
+if kind == "flock":
+    fcntl.flock(f, fcntl.LOCK_EX)
+elif kind == "posix":
+    fcntl.lockf(f, fcntl.LOCK_EX)
+elif kind == "ofd":
+    fcntl.fcntl(f, fcntl.F_OFD_SETLK, struct.pack("hhqqi", fcntl.F_WRLCK, 0, 0, 0, 0))
+elif kind in ("handed-on", "unrelated"):  # handed-on: a parent took it and left
+    fcntl.flock(f, fcntl.LOCK_EX)
+if kind == "handed-on":
+    if os.fork():
+        os._exit(0)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("kind", ["flock", "posix", "ofd", "handed-on", "none"])
+def test_the_tree_s_own_locks_are_found_in_its_fdinfo(tmp_path: Path, kind: str) -> None:
+    """What tells CRIU ``--file-locks`` (criu/client.py) and the pre-flight which files the
+    tree holds locks on, read from the tree's fdinfo (host/filelocks.py), for each kind of
+    lock, with a lock of another process on the same file not counted as the tree's."""
+    from ferryman.host.filelocks import tree_holds_locks
+    from ferryman.host.inspect import inspect_workload
+    from ferryman.host.procfs import tree
+
+    # another process's flock: on the file the tree opens without locking it ("none")
+    other = subprocess.Popen([PY, "-c", HOLDER, str(tmp_path), "unrelated", "none"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([PY, "-c", HOLDER, str(tmp_path), kind], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None
+        assert holder.stdout is not None
+        assert other.stdout.readline().strip() == "ready"
+        assert holder.stdout.readline().strip() == "ready"
+        pid = holder.pid
+        if kind == "handed-on":
+            holder.wait(10)  # the parent took the lock and left; its child holds it now
+            (pid,) = [int(p) for p in os.listdir("/proc") if p.isdigit()
+                      and f"{tmp_path}".encode() in Path(f"/proc/{p}/cmdline").read_bytes()
+                      and int(p) != other.pid]
+        want = kind != "none"
+        assert tree_holds_locks(tree(pid)) is want
+        files = inspect_workload(pid).locked_files
+        assert files == ((str(tmp_path / kind),) if want else ())
+        assert ("FLOCK", other.pid) in holders()  # which /proc/locks does list
+    finally:
+        for p in (other, holder):
+            p.kill()
+            p.wait()
+        if kind == "handed-on":
+            with contextlib.suppress(ProcessLookupError, UnboundLocalError):
+                os.kill(pid, signal.SIGKILL)

@@ -7,25 +7,39 @@ forwards the signals it gets, and exits with the code it gets back. Without a la
 when it refuses (another user, another namespace) or does not answer, :func:`via_launcher`
 returns None and the command runs here as always. ``FERRYMAN_NO_LAUNCHER=1`` skips it.
 
-This module is imported before anything else of the command: it must stay cheap.
+This module is the command's entry point (:func:`entry`) and is imported before anything
+else of the command: it must stay cheap. It imports only what the interpreter has loaded at
+start anyway, plus ``socket``, ``signal`` and ``struct`` (no ``json``, ``pathlib`` or
+``argparse``: ~30 ms together, measured, on every warm command). The protocol is therefore
+plain bytes:
+
+* launcher → command: ``ready\\n`` (send your request) or ``refused WHY\\n``;
+* command → launcher, with its standard streams (SCM_RIGHTS): a 4-byte length, then
+  NUL-separated fields: umask, working directory, the number of arguments, the arguments,
+  then ``NAME=VALUE`` for every environment variable (none of them can hold a NUL);
+* launcher → command: ``pid N\\n`` (the child that will run it) or ``refused WHY\\n``;
+* command → launcher: :data:`GO`; then the child's exit code (4 bytes) when it ends.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
 import socket
+import stat
 import struct
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from types import FrameType
 
 from ferryman.paths import DEFAULT_STATE_DIR, LAUNCHER_SOCKET
 
-__all__ = ["COMMANDS", "launched", "state_dir_of", "via_launcher"]
+TYPE_CHECKING = False  # typing's own costs ~4 ms to import; mypy reads the name all the same
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import FrameType
+    from typing import NoReturn
+
+__all__ = ["COMMANDS", "Request", "decode_request", "encode_request", "entry", "launched",
+           "state_dir_of", "via_launcher"]
 
 COMMANDS = ("migrate", "check")
 SKIP_ENV = "FERRYMAN_NO_LAUNCHER"
@@ -35,19 +49,60 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 DIED = 1  # the launched process ended without a code (killed): as a crash here would
 ANSWER_TIMEOUT_S = 10.0  # for the launched process's PID; then the command runs here
 GO = b"G"  # the launched process may run the command (cli/launcher.py waits for it)
+READY = b"ready\n"  # the launcher takes this command's request
+PID = b"pid "  # ... and has forked the process that will run it
+REFUSED = b"refused "  # ... or will not run it (why follows)
 
 # Set in a process the launcher forked (cli/launcher.py): the report says so.
 launched: list[bool] = []
 
 
-def state_dir_of(argv: Sequence[str]) -> Path:
+class Request:
+    """What the command hands the launcher besides its standard streams."""
+
+    __slots__ = ("argv", "cwd", "env", "umask")
+
+    def __init__(self, argv: list[str], cwd: str, env: dict[str, str], umask: int) -> None:
+        self.argv, self.cwd, self.env, self.umask = argv, cwd, env, umask
+
+
+def encode_request(req: Request) -> bytes:
+    """``req`` as the launcher reads it (see the module doc), length first."""
+    fields = [str(req.umask).encode(), os.fsencode(req.cwd), str(len(req.argv)).encode(),
+              *map(os.fsencode, req.argv),
+              *(os.fsencode(k) + b"=" + os.fsencode(v) for k, v in req.env.items())]
+    body = b"\0".join(fields)
+    return LENGTH.pack(len(body)) + body
+
+
+def decode_request(body: bytes) -> Request:
+    """The request in ``body`` (without its length); ValueError if it is not one."""
+    fields = body.split(b"\0")
+    if len(fields) < 3 or not fields[2].isdigit():
+        raise ValueError("malformed request")
+    argc = int(fields[2])
+    if len(fields) < 3 + argc:
+        raise ValueError("malformed request: arguments cut short")
+    env: dict[str, str] = {}
+    for entry_ in fields[3 + argc:]:
+        name, eq, value = entry_.partition(b"=")
+        if not eq or not name:
+            raise ValueError("malformed request: an environment entry without a name")
+        env[os.fsdecode(name)] = os.fsdecode(value)
+    if not fields[0].isdigit():
+        raise ValueError("malformed request: no umask")
+    return Request(argv=[os.fsdecode(a) for a in fields[3:3 + argc]],
+                   cwd=os.fsdecode(fields[1]), env=env, umask=int(fields[0]))
+
+
+def state_dir_of(argv: Sequence[str]) -> str:
     """The ``--state-dir`` ``argv`` gives (the last one), else the default."""
     found = DEFAULT_STATE_DIR
     for i, word in enumerate(argv):
         if word == "--state-dir" and i + 1 < len(argv):
-            found = Path(argv[i + 1])
+            found = argv[i + 1]
         elif word.startswith("--state-dir="):
-            found = Path(word.partition("=")[2])
+            found = word.partition("=")[2]
     return found
 
 
@@ -59,31 +114,29 @@ def via_launcher(argv: Sequence[str]) -> int | None:
     """The exit code of ``argv`` run by the agent's launcher, or None (run it here)."""
     if _command(argv) not in COMMANDS or os.environ.get(SKIP_ENV):
         return None
-    path = state_dir_of(argv).absolute() / LAUNCHER_SOCKET
+    path = os.path.join(os.path.abspath(state_dir_of(argv)), LAUNCHER_SOCKET)
     try:
-        if not path.is_socket():
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
             return None
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.connect(str(path))
+        conn.connect(path)
     except OSError:
         return None  # none runs (a stale socket), or not ours to use
     with conn:
         umask = os.umask(0)
         os.umask(umask)
-        body = json.dumps({"argv": list(argv), "cwd": str(Path.cwd()), "env": dict(os.environ),
-                           "umask": umask}).encode()
+        body = encode_request(Request(list(argv), os.getcwd(), dict(os.environ), umask))
         try:
             conn.settimeout(ANSWER_TIMEOUT_S)  # a launcher that hangs is no launcher
             reader = conn.makefile("rb")
             # our streams go only to a launcher that has taken us: sent into a connection it
             # never accepts, they would stay open there (and whoever reads our output wait)
-            hello = json.loads(reader.readline() or b"{}")
-            if not (isinstance(hello, dict) and hello.get("ready") is True):
+            if reader.readline() != READY:
                 return None  # refused: another user, namespace or root directory
-            socket.send_fds(conn, [LENGTH.pack(len(body)) + body], [0, 1, 2])
-            answer = json.loads(reader.readline() or b"{}")
-            pid = answer.get("pid") if isinstance(answer, dict) else None
-            if not isinstance(pid, int) or pid <= 0:
+            socket.send_fds(conn, [body], [0, 1, 2])
+            answer = reader.readline()
+            pid = int(answer[len(PID):]) if answer.startswith(PID) else 0
+            if pid <= 0:
                 return None  # refused: another user, namespace or root directory
             # Only now does the child run the command: one that does not get this (we timed
             # out, or died) ends without running it, so it never runs twice.
@@ -105,6 +158,20 @@ def via_launcher(argv: Sequence[str]) -> int | None:
 
 def _forwarder(pid: int) -> Callable[[int, FrameType | None], None]:
     def forward(sig: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
     return forward
+
+
+def entry() -> NoReturn:
+    """The ``ferryman`` command (and ``python -m ferryman``): run by the agent's launcher
+    when one answers, else :func:`ferryman.cli.main.main` here (imported only then); then
+    the exit without the interpreter's teardown (cli/exit.py)."""
+    code = via_launcher(sys.argv[1:])
+    if code is None:
+        from ferryman.cli.main import main
+        code = main()
+    from ferryman.cli.exit import exit_now
+    exit_now(code)

@@ -11,7 +11,6 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 from ferryman import __version__
 from ferryman.errors import FerrymanError
@@ -106,16 +105,7 @@ def internal_error(exc: Exception) -> str:
             f"please report it with that file")
 
 
-def entry() -> NoReturn:
-    """The ``ferryman`` command (and ``python -m ferryman``): run by the agent's launcher
-    when one answers (cli/launch.py), else :func:`main` here; then the exit without the
-    interpreter's teardown (cli/exit.py)."""
-    from ferryman.cli.exit import exit_now
-    from ferryman.cli.launch import via_launcher
-
-    launched = via_launcher(sys.argv[1:])
-    exit_now(main() if launched is None else launched)
-
-
 if __name__ == "__main__":
+    from ferryman.cli.launch import entry
+
     entry()

@@ -130,7 +130,7 @@ def merge(args: argparse.Namespace, file: serveconfig.FileOptions) -> Settings:
     return Settings(
         name=_required(args.name, file.name, "name"), host=host, port=port,
         pki=_required(args.pki, file.pki, "pki"),
-        state_dir=args.state_dir or file.state_dir or DEFAULT_STATE_DIR,
+        state_dir=args.state_dir or file.state_dir or Path(DEFAULT_STATE_DIR),
         criu=args.criu or file.criu or "criu", runc=args.runc or file.runc or "runc",
         runc_root=args.runc_root or file.runc_root or DEFAULT_RUNC_ROOT,
         bundle_root=args.bundle_root or file.bundle_root, movable=movable,

@@ -178,6 +178,7 @@ class _Collector:
         self.inodes: set[int] = set()
         self.deleted = 0
         self.ptys: set[int] = set()
+        self.locked: set[str] = set()  # open files the tree holds a lock through
         try:
             self.pts_dev: int | None = Path(PTS).stat().st_dev  # this node's devpts instance
         except OSError:
@@ -218,7 +219,10 @@ class _Collector:
                 elif target.startswith(PTS) or target in PTY_MASTERS:
                     self.pty(base, fd, target)
                 elif wanted_path(target):
-                    self.add(target, "fd", fd, writes=self.fd_writes(base, fd.name))
+                    writes, locked = self.fd_facts(base, fd.name)
+                    self.add(target, "fd", fd, writes=writes)
+                    if locked:
+                        self.locked.add(target)
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             for path, writes in parse_map_paths((base / "maps").read_text()).items():
                 if wanted_path(path):
@@ -240,11 +244,14 @@ class _Collector:
         if here and index is not None and index < MAX_PTY:
             self.ptys.add(index)
 
-    def fd_writes(self, base: Path, fd: str) -> bool:
+    def fd_facts(self, base: Path, fd: str) -> tuple[bool, bool]:
+        """Whether the tree writes through the fd, and holds a lock through it (its fdinfo
+        lists the locks: host/filelocks.py)."""
         try:
-            return opened_for_writing((base / "fdinfo" / fd).read_text())
+            text = (base / "fdinfo" / fd).read_text()
         except (FileNotFoundError, ProcessLookupError):
-            return False
+            return False, False
+        return opened_for_writing(text), bool(filelocks.fdinfo_locks(text))
 
     def refs(self) -> tuple[FileRef, ...]:
         """The files, each marked live when the tree writes it or its stat moved since it was
@@ -302,7 +309,7 @@ def inspect_workload(pid: int, proc: Path = PROC) -> WorkloadFacts:
         sockets=tuple(sorted(set(sockets), key=lambda s: (s.proto, s.local_port))),
         deleted_files=collector.deleted,
         ptys=tuple(sorted(collector.ptys)),
-        locked_files=tuple(_locked_files(collector, pids, proc)),
+        locked_files=tuple(sorted(collector.locked)),
         unix_peers=tuple(_unix_peers(collector.inodes - {s.inode for s in sockets})),
     )
 
@@ -311,12 +318,3 @@ def _unix_peers(inodes: set[int]) -> list[str]:
     """The named datagram sockets outside the tree its other sockets are connected to
     (host/unix_peers.py); the namespace's unix sockets are read only when it has any."""
     return unix_peers.tree_external_peers(inodes) if inodes else []
-
-
-def _locked_files(collector: _Collector, pids: list[int], proc: Path) -> list[str]:
-    """The open files the tree holds locks on (a lock file, a pidfile, a database)."""
-    locks = filelocks.read_locks(proc)
-    if not locks:
-        return []
-    known = [(f.path, f.stat.dev, f.stat.ino) for f in collector.files.values()]
-    return filelocks.locked(locks, set(pids), known)

@@ -1,10 +1,10 @@
-"""Reading /proc/locks: which locks are held, by whom, on which file."""
+"""Reading /proc/locks and fdinfo's lock lines: which locks are held, by whom, on which file."""
 
 from __future__ import annotations
 
 import os
 
-from ferryman.host.filelocks import Lock, locked, locked_here, parse_locks
+from ferryman.host.filelocks import Lock, fdinfo_locks, locked_here, parse_locks
 
 LOCKS = """\
 1: POSIX  ADVISORY  WRITE 771 fe:00:15360077 0 EOF
@@ -30,16 +30,23 @@ def test_no_locks() -> None:
     assert parse_locks("") == []
 
 
-def test_the_tree_s_locks_are_its_own_and_unowned_ones_on_its_files() -> None:
+def test_the_node_s_locks_on_the_tree_s_files() -> None:
     dev = os.makedev(0xFE, 0)
     files = [("/run/app.pid", dev, 15360076), ("/var/db.lock", dev, 15360077),
              ("/tmp/ofd", os.makedev(0, 0x2B), 99), ("/etc/other", dev, 5)]
     locks = parse_locks(LOCKS)
-    assert locked(locks, {771}, files) == ["/run/app.pid", "/tmp/ofd", "/var/db.lock"]
-    assert locked(locks, {5}, files) == ["/tmp/ofd"]  # only the OFD lock names no owner
     assert locked_here(locks, files) == ["/run/app.pid", "/tmp/ofd", "/var/db.lock"]
     assert locked_here([], files) == []
 
 
 def test_the_locks_waited_for_are_the_arrow_lines() -> None:
     assert parse_locks(LOCKS, waiting=True) == [Lock("FLOCK", 838, (0xFE, 0), 15360076)]
+
+
+def test_an_fd_s_locks_are_its_fdinfo_s_lock_lines() -> None:
+    text = ("pos:\t0\nflags:\t02100001\nmnt_id:\t27\nino:\t2147190\n"
+            "lock:\t1: FLOCK  ADVISORY  WRITE 15828 fe:00:2147190 0 EOF\n"
+            "lock:\t2: OFDLCK ADVISORY  READ  -1 fe:00:2147190 0 100\n")
+    assert fdinfo_locks(text) == [Lock("FLOCK", 15828, (0xFE, 0), 2147190),
+                                  Lock("OFDLCK", -1, (0xFE, 0), 2147190)]
+    assert fdinfo_locks("pos:\t0\nflags:\t0100000\n") == []
