@@ -18,7 +18,7 @@ from typing import Any
 from tests.support.workloads import Workload
 
 from bench.env import AGENT_PORT, Env, Outcome
-from bench.proc import PY, REPO, BenchError, run_timed, stop
+from bench.proc import FERRYMAN, PY, REPO, BenchError, run_timed, stop
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -95,7 +95,7 @@ def run(env: Env, run_dir: Path, restored: list[int], target: list[str], mode_ar
         report_path = run_dir / "report.json"
         wall0 = time.time()
         res = run_timed((on_a or env.topo["a"].argv)(
-            PY, "-m", "ferryman", "migrate", *target, "--to", f"{b.ip}:{AGENT_PORT}", "--pki",
+            FERRYMAN, "migrate", *target, "--to", f"{b.ip}:{AGENT_PORT}", "--pki",
             str(env.pki), "--name", "a", "--state-dir", str(_state_a(env, run_dir)), "--report",
             str(report_path), *mode_args), env.timeout)
         report: dict[str, Any] = (json.loads(report_path.read_text())

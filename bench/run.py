@@ -76,10 +76,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--memcpy-mib", type=int, default=256, help="memcpy floor size (256)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     ap.add_argument("--criu", default=shutil.which("criu") or "criu", help="criu binary")
-    ap.add_argument("--source-agent", action="store_true",
+    ap.add_argument("--source-agent", action=argparse.BooleanOptionalAction, default=True,
                     help="ferryman's commands go through an agent on A (started once), its "
-                         "launcher starting them warm, as on a node running 'ferryman serve' "
-                         "(default: no agent on A, every command starts cold)")
+                         "launcher starting them warm, as on every node of a deployment "
+                         "('ferryman serve' runs on each; the default); --no-source-agent: "
+                         "no agent on A, every command starts cold")
     ap.add_argument("--warm-state", action="store_true",
                     help="ferryman: one state dir on A for every run, as a node's "
                          "/var/lib/ferryman (CRIU's facts cached by the first run)")

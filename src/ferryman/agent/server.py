@@ -223,7 +223,8 @@ async def start_launcher(cfg: AgentConfig) -> asyncio.subprocess.Process | None:
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ferryman.cli.launcher",
             str(cfg.state_dir / LAUNCHER_SOCKET), "--state-dir", str(cfg.state_dir),
-            "--criu", cfg.criu_bin, stdin=asyncio.subprocess.DEVNULL,
+            "--criu", cfg.criu_bin, "--pki", str(cfg.creds.cert.parent), "--name", cfg.name,
+            stdin=asyncio.subprocess.DEVNULL,
             preexec_fn=die_with_parent)
     except OSError as exc:
         log.warning("the launcher did not start: %s (commands here start cold)", exc)
