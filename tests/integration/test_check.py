@@ -569,3 +569,36 @@ def test_a_service_running_as_another_user_is_explained(cluster: Cluster) -> Non
         assert "root" in str(dump["fix"]), dump
         assert alive(pid)
         assert not stopped(pid)
+
+
+HOLDS_A_USERFAULTFD = ("import ctypes, os, time\n"
+                       "assert ctypes.CDLL(None).syscall(323, os.O_CLOEXEC) >= 0\n"
+                       "time.sleep(1000)\n")  # CRIU cannot dump a userfaultfd
+
+
+def test_the_plan_sent_beside_the_dry_run_is_aborted_when_the_dry_run_fails(
+        cluster: Cluster) -> None:
+    """With a mode given, the Plan goes out while the dry run dumps (the destination starts
+    its page server meanwhile: agent/source.py); a dry run that fails still refuses the
+    migration as before, and the Plan is aborted: the workload runs on unfrozen, nothing is
+    left on the destination."""
+    b = cluster.start_agent("b")
+    with program(cluster, PY, "-c", HOLDS_A_USERFAULTFD) as pid:
+        deadline = time.monotonic() + 10
+        while not any(os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[userfaultfd]"
+                      for fd in os.listdir(f"/proc/{pid}/fd")):
+            assert time.monotonic() < deadline, "it opened no userfaultfd"
+            time.sleep(0.02)
+        mig, report = cluster.migrate(pid, b)
+        assert mig.returncode == EXIT_PREFLIGHT, mig.stderr
+        assert "pre-flight check refused cold migration: dump:" in mig.stderr, mig.stderr
+        assert "userfaultfd" in mig.stderr, mig.stderr
+        steps = report["steps"]
+        assert isinstance(steps, dict)
+        assert "plan_ready" in steps, "the Plan was not answered before the dry run's verdict"
+        assert "dry_run" in steps
+        assert report["result"] == "failed"
+        assert alive(pid)
+        assert not stopped(pid)
+        assert b.migration_dirs() == []
+        assert "source aborted the migration" in b.log()

@@ -18,7 +18,7 @@ from ferryman.agent.role import SourceOptions
 from ferryman.agent.session import greet
 from ferryman.criu.client import Criu
 from ferryman.host.procfs import identity
-from ferryman.migration.verdict import Status
+from ferryman.migration.verdict import Status, Verdict
 from ferryman.mode import Mode
 
 
@@ -50,7 +50,7 @@ async def run_check(opts: CheckOptions) -> CheckResult:
     ch = g.ch
     link: list[float | None] = []
 
-    async def time_link() -> None:  # alongside the dry run; remembered for migrations
+    async def time_link(_rows: Verdict) -> None:  # beside the dry run; kept for migrations
         key = linkmemo.memo_key(g.theirs.node, source.host, source.port)
         link.append(await timed_and_remembered(ch, {}, state_dir=source.state_dir, key=key,
                                                by="check", timeout=source.timeouts.plan))

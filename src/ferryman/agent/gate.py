@@ -88,15 +88,16 @@ async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wir
                           dry_run_unless_refused: bool = False, moved: Sequence[str] = (),
                           tcp_established: bool = False,
                           steps: dict[str, float] | None = None,
-                          alongside: Callable[[], Awaitable[None]] | None = None
+                          alongside: Callable[[Verdict], Awaitable[None]] | None = None
                           ) -> CheckResult:
     """Ask the destination and check here; the connection is back in GREETED afterwards.
 
     With ``dry_run_unless_refused`` (migrate) the dry-run dump is skipped when the
     destination's rows already rule ``requested`` out: nothing is frozen for nothing.
     The ``criu check --feature`` probes run while the destination answers; ``alongside``
-    (migrate's measurements for ``--compress auto``, which may use the connection) while
-    the dry run dumps, and it is over when this returns. ``steps`` gets
+    (migrate's measurements for ``--compress auto`` and its Plan, check's link test: they
+    may use the connection) while the dry run dumps, given the verdict of every row but the
+    dry run's, and it is over when this returns. ``steps`` gets
     ``destination_rows``, ``feature_probes`` and ``dry_run`` (agent/steps.py).
     """
     steps = {} if steps is None else steps
@@ -134,7 +135,7 @@ async def collect_verdict(ch: Channel, criu: Criu, ours: wire.Hello, theirs: wir
     if dry_run_unless_refused and requested is not None and not refused.can_move:
         dump = skipped
     else:
-        side = asyncio.ensure_future(alongside()) if alongside is not None else None
+        side = asyncio.ensure_future(alongside(refused)) if alongside is not None else None
         try:
             with timed(steps, "dry_run"):
                 result = await dry_run_dump(criu, pid, dry_dir,
@@ -181,7 +182,7 @@ class Preflight:
 
 
 async def check_before_plan(role: SourceRole, ours: wire.Hello, theirs: wire.Hello,
-                            alongside: Callable[[], Awaitable[None]] | None = None
+                            alongside: Callable[[Verdict], Awaitable[None]] | None = None
                             ) -> Preflight | None:
     """``ferryman migrate``'s pre-flight, between Hello and Plan: the verdict (and auto's
     measurements). None when skipped (test-only). Nothing is decided here: see
@@ -210,6 +211,19 @@ async def check_before_plan(role: SourceRole, ours: wire.Hello, theirs: wire.Hel
     return Preflight(v) if auto is None else Preflight(v, *auto)
 
 
+def decide_plan(role: SourceRole, ours: wire.Hello, theirs: wire.Hello, pre: Preflight | None
+                ) -> Plan:
+    """:func:`ferryman.migration.plan.decide` for this migration, nothing said or sent."""
+    opts = role.opts
+    return decide(opts.mode, verdict=pre.verdict if pre else None,
+                  source=Node(ours.node, ours.features, ours.free_disk),
+                  destination=Node(theirs.node, theirs.features, theirs.free_disk),
+                  rss_bytes=role.report.rss_bytes,
+                  options=PlanOptions(no_postcopy=opts.precopy.no_postcopy,
+                                      force=preflight_policy(role).force),
+                  auto=pre.auto if pre else None, container=opts.in_container)
+
+
 def preflight_policy(role: SourceRole) -> PreflightPolicy:
     opts = role.opts
     return opts.preflight if isinstance(opts, HasPreflightPolicy) else PreflightPolicy()
@@ -222,13 +236,7 @@ async def plan_migration(role: SourceRole, ours: wire.Hello, theirs: wire.Hello,
     assert role.ch is not None
     opts = role.opts
     try:
-        plan = decide(opts.mode, verdict=pre.verdict if pre else None,
-                      source=Node(ours.node, ours.features, ours.free_disk),
-                      destination=Node(theirs.node, theirs.features, theirs.free_disk),
-                      rss_bytes=role.report.rss_bytes,
-                      options=PlanOptions(no_postcopy=opts.precopy.no_postcopy,
-                                          force=preflight_policy(role).force),
-                      auto=pre.auto if pre else None, container=opts.in_container)
+        plan = decide_plan(role, ours, theirs, pre)
     except PreflightFailed:
         await end_check(role.ch, "pre-flight check failed")
         raise

@@ -22,7 +22,7 @@ from ferryman.agent.channel import Channel
 from ferryman.agent.compression import Ahead, choose_compression, describe, measure, measures_ahead
 from ferryman.agent.container import source_open
 from ferryman.agent.files import file_messages, image_files
-from ferryman.agent.gate import check_before_plan, plan_migration
+from ferryman.agent.gate import Preflight, check_before_plan, decide_plan, plan_migration
 from ferryman.agent.role import ProgressFn, SourceOptions
 from ferryman.agent.session import abort, greet
 from ferryman.agent.source_drive import SourceDrive
@@ -52,6 +52,7 @@ from ferryman.migration.phases import SOURCE_TABLE, PhaseTracker, SourcePhase
 from ferryman.migration.plan import Plan
 from ferryman.migration.report import MigrationReport, Result
 from ferryman.migration.source_driver import SourceDriver
+from ferryman.migration.verdict import Verdict
 from ferryman.targets.process import ProcessTree
 from ferryman.targets.runc_checkpoint import Dumper
 from ferryman.targets.workload import ProcessWorkload, Workload
@@ -158,11 +159,63 @@ class SourceMigration:
         self.report.destination_node = theirs.node
         pre = None
         ahead = Ahead()  # --compress auto's measurements, made while the dry run dumps
+        measuring = measures_ahead(self, opts.mode, opts.compress)
+        early: list[tuple[Plan, wire.Ready]] = []  # the Plan sent while the dry run dumped
+
+        async def alongside(rows: Verdict) -> None:
+            """While the dry run dumps: the measurements, then, for a mode given, the Plan
+            and the destination's Ready (its page server, CPU check), on the verdict of the
+            other rows: the dry run's can only refuse, and then the Plan is aborted."""
+            if measuring:
+                await measure(self, ahead)
+            if opts.mode.decided:
+                try:
+                    planned = decide_plan(self, hello, theirs, Preflight(rows))
+                except FerrymanError:
+                    return  # plan_migration says why, once the dry run is over
+                early.append((planned, await self._plan_ready(planned, hello, ahead)))
+
         if self.workload.process_preflight:  # a container: by runc and the destination
-            pre = await check_before_plan(  # no freeze before the verdict
-                self, hello, theirs, (lambda: measure(self, ahead))
-                if measures_ahead(self, opts.mode, opts.compress) else None)
+            try:
+                pre = await check_before_plan(self, hello, theirs, alongside)  # no freeze
+            except BaseException as exc:  # before the verdict; a Plan sent is aborted
+                if early and ch.conn.state is wire.State.READY:
+                    await abort(ch, f"pre-flight failed: {exc}")
+                raise
         self.plan = plan = await plan_migration(self, hello, theirs, pre)  # once; frozen
+        if early and early[0][0] != plan:  # a mode given is not the verdict's to change
+            await abort(ch, "pre-flight changed the plan")
+            raise FerrymanError(f"the pre-flight planned {early[0][0].mode}, then {plan.mode}",
+                                hint="a bug in ferryman: please report it")
+        answer = early[0][1] if early else await self._plan_ready(plan, hello, ahead)
+        self.sync_port = answer.sync_port
+        self.pages_from = answer.pages_from
+        lazy = plan.lazy
+        driver = SourceDriver(
+            lazy=lazy, container=self.workload.syncs_frozen,
+            presync=self.workload.presyncs,
+            move_address=opts.move_address is not None, hybrid=plan.mode.lazy,
+            convergence=Convergence(
+                opts.precopy, postcopy_allowed=plan.postcopy_allowed,
+                rss_bytes=self.report.rss_bytes,
+                dry_run_freeze_ms=self.report.dry_run_freeze_ms,
+                cap_bytes_per_s=self.report.max_bandwidth_bytes_per_s,
+                container=opts.container is not None) if plan.pre_copies else None)
+        try:
+            await SourceDrive(self, driver, self.workload).run(answer.page_server_port)
+        finally:  # a loss is raised (WorkloadLost)
+            if self.report.result == Result.LOST:
+                await self.workload.after_loss()
+        if self.report.result == Result.COMMITTED:
+            await self.workload.after_commit()  # e.g. Podman's record of it goes
+
+    async def _plan_ready(self, plan: Plan, hello: wire.Hello, ahead: Ahead) -> wire.Ready:
+        """Send the Plan (with what the relay and ``--compress`` choose) and wait for the
+        destination's Ready; a Refused is raised (RemoteError)."""
+        opts = self.opts
+        ch = self.ch
+        assert ch is not None
+        assert self.workload is not None
         self.report.mode = plan.mode
         lazy = plan.lazy
         self.report.dirty_tracker = plan.tracker
@@ -191,32 +244,16 @@ class SourceMigration:
         with timed(self.report.steps, "plan_ready"):  # the destination's CPU check, page server
             answer = await ch.expect((wire.Ready, wire.Refused), opts.timeouts.plan)
         if isinstance(answer, wire.Refused):
-            raise RemoteError(theirs.node, answer.code, f"refused: {answer.message}")
+            raise RemoteError(self.report.destination_node or ch.peer, answer.code,
+                              f"refused: {answer.message}")
         if answer.prefault_bytes:
             self.report.steps["prefault"] = answer.prefault_ms
             self.report.prefault_bytes = answer.prefault_bytes
-            opts.progress("PLANNED", f"{theirs.node} made {answer.prefault_bytes >> 20} MiB "
-                          f"resident for the restore in {answer.prefault_ms} ms (its free "
-                          "memory goes back to its hypervisor)")
-        self.sync_port = answer.sync_port
-        self.pages_from = answer.pages_from
-        driver = SourceDriver(
-            lazy=lazy, container=self.workload.syncs_frozen,
-            presync=self.workload.presyncs,
-            move_address=opts.move_address is not None, hybrid=plan.mode.lazy,
-            convergence=Convergence(
-                opts.precopy, postcopy_allowed=plan.postcopy_allowed,
-                rss_bytes=self.report.rss_bytes,
-                dry_run_freeze_ms=self.report.dry_run_freeze_ms,
-                cap_bytes_per_s=self.report.max_bandwidth_bytes_per_s,
-                container=opts.container is not None) if plan.pre_copies else None)
-        try:
-            await SourceDrive(self, driver, self.workload).run(answer.page_server_port)
-        finally:  # a loss is raised (WorkloadLost)
-            if self.report.result == Result.LOST:
-                await self.workload.after_loss()
-        if self.report.result == Result.COMMITTED:
-            await self.workload.after_commit()  # e.g. Podman's record of it goes
+            opts.progress("PLANNED", f"{self.report.destination_node} made "
+                          f"{answer.prefault_bytes >> 20} MiB resident for the restore in "
+                          f"{answer.prefault_ms} ms (its free memory goes back to its "
+                          "hypervisor)")
+        return answer
 
     async def _open_workload(self) -> Workload:
         """What was asked to move: a runc container, a Podman one (dumped by runc,
