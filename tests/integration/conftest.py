@@ -181,20 +181,23 @@ class Cluster:
         assert w.status(moved)["bad_pages"] == 0
         return moved, report
 
-    def kill_controller_at_restored(self, w: Workload, dest: Agent) -> None:
-        """Start ``migrate`` and SIGKILL it (and its criu) once ``dest`` has restored the
-        workload: ``dest`` must have been started with ``--test-pause-after-restore``."""
+    def kill_controller_at_restored(self, w: Workload, dest: Agent, *extra: str) -> str:
+        """Start ``migrate`` (with ``extra``) and SIGKILL it (and its criu) once ``dest`` has
+        restored the workload: ``dest`` must have been started with
+        ``--test-pause-after-restore``. A's nftables tables at that moment."""
         argv = self.topology["a"].argv(
             PY, "-m", "ferryman", "migrate", str(w.pid), "--to", dest.endpoint, "--pki",
-            str(self.pki), "--name", "a", "--state-dir", str(self.base / "src"))
+            str(self.pki), "--name", "a", "--state-dir", str(self.base / "src"), *extra)
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while "restored migration" not in dest.log():
             assert time.monotonic() < deadline, dest.log()
             assert proc.poll() is None
             time.sleep(0.01)
+        tables = self.topology["a"].run("nft", "list", "tables").stdout
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        return tables
 
     def workload(self, node: str = "a", **kw: object) -> Workload:
         status = self.base / f"status-{len(os.listdir(self.base))}.json"

@@ -20,7 +20,10 @@ def test_source_lost_at_restored_keeps_destination_stopped_for_the_operator(
     w = cluster.workload(mib=64, seed="orphan")
     orphan_pid = None
     try:
-        cluster.kill_controller_at_restored(w, b)  # the controller and its criu
+        # the controller and its criu; --tcp-established: CRIU locks the network (a dump
+        # that has nothing to lock takes no lock: host/netlock.py:needed)
+        tables = cluster.kill_controller_at_restored(w, b, "--tcp-established")
+        assert "table inet CRIU-" in tables, "CRIU took no network lock to leave behind"
         # The source copy continues where it was (criu died, so its tasks were let go).
         deadline = time.monotonic() + 10
         while state(w.pid) != "S" and state(w.pid) != "R":

@@ -103,7 +103,8 @@ class PodmanDumper(RuncDumper):
                    track_mem: bool = False, track_mem_uffd: bool = False,
                    parent: str | None = None,
                    tcp_established: bool = False, pre_dump: bool = False,
-                   freeze_cgroup: str | None = None, log_file: str = "dump.log") -> None:
+                   freeze_cgroup: str | None = None, log_file: str = "dump.log",
+                   network_lock: bool = True) -> None:
         handler = on_notify
 
         async def with_files(script: str, p: int) -> bool:
@@ -121,7 +122,8 @@ class PodmanDumper(RuncDumper):
                            on_notify=with_files if not pre_dump else on_notify, lazy=lazy,
                            track_mem=track_mem, track_mem_uffd=track_mem_uffd,
                            parent=parent, tcp_established=tcp_established, pre_dump=pre_dump,
-                           freeze_cgroup=freeze_cgroup, log_file=log_file)
+                           freeze_cgroup=freeze_cgroup, log_file=log_file,
+                           network_lock=network_lock)
 
 
 class PodmanSource(SourceContainer):

@@ -134,6 +134,10 @@ class SourceRole(Protocol):
     def restore_message(self, page_server_port: int = 0) -> wire.Restore:
         """The Restore to send once the images are shipped."""
 
+    def lock_network(self) -> bool:
+        """Whether the final dump takes CRIU's network lock (host/netlock.py:needed)."""
+        ...
+
     def find_network_lock(self) -> None:
         """Look up CRIU's lock tables while the destination restores."""
 

@@ -42,6 +42,7 @@ from ferryman.host import (
     addresses,
     netlock,
     portguard,
+    procfs,
     sourcecopy,
     unix_names,
 )
@@ -71,6 +72,7 @@ class SourceMigration:
                                     on_enter=testhooks.pause_hook())
         self.id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
         self.workdir = opts.state_dir / "migrations" / self.id
+        self.network_locked = True  # the final dump's choice (lock_network)
         self.report = MigrationReport(migration_id=self.id, mode=opts.mode,
                                       source_node=opts.creds.name,
                                       destination=f"{opts.host}:{opts.port}",
@@ -367,9 +369,24 @@ class SourceMigration:
         self.report.destination_pid = done.pid
         return done
 
+    def lock_network(self) -> bool:
+        """Whether the final dump takes CRIU's network lock (host/netlock.py:needed),
+        remembered for :meth:`find_network_lock`."""
+        assert self.tree is not None
+        try:
+            own = (procfs.PROC / str(self.tree.pid) / "ns" / "net").readlink() != \
+                (procfs.PROC / "self" / "ns" / "net").readlink()
+        except OSError:
+            own = True  # cannot tell: lock, as before
+        self.network_locked = netlock.needed(tcp_established=self.opts.tcp_established,
+                                             own_net_ns=own, container=self.opts.in_container)
+        return self.network_locked
+
     def find_network_lock(self) -> None:
-        """While the destination restores: look up CRIU's lock tables here."""
-        self.net.find_network_lock()
+        """While the destination restores: look up CRIU's lock tables here (none taken:
+        nothing to look up, no ``nft`` run)."""
+        if self.network_locked:
+            self.net.find_network_lock()
 
     async def release_network_lock(self) -> None:
         await self.net.release_network_lock()

@@ -199,6 +199,7 @@ class SourceDrive:
         kw: dict[str, Any] = {
             "on_notify": self._on_notify, "freeze_cgroup": role.find_freezer(),
             "tcp_established": role.opts.tcp_established, "track_mem": act.parent > 0,
+            "network_lock": role.lock_network(),
             "parent": set_name(act.parent) if act.parent else None,
             "track_mem_uffd": role.write_tracker is not None}
         try:

@@ -55,7 +55,8 @@ class Dumper(Protocol):
                    track_mem: bool = False, track_mem_uffd: bool = False,
                    parent: str | None = None,
                    tcp_established: bool = False, pre_dump: bool = False,
-                   freeze_cgroup: str | None = None, log_file: str = "dump.log") -> None:
+                   freeze_cgroup: str | None = None, log_file: str = "dump.log",
+                   network_lock: bool = True) -> None:
         ...
 
 
@@ -79,7 +80,8 @@ class RuncDumper:
                    track_mem: bool = False, track_mem_uffd: bool = False,
                    parent: str | None = None,
                    tcp_established: bool = False, pre_dump: bool = False,
-                   freeze_cgroup: str | None = None, log_file: str = "dump.log") -> None:
+                   freeze_cgroup: str | None = None, log_file: str = "dump.log",
+                   network_lock: bool = True) -> None:
         """Checkpoint. runc passes the container's own cgroup to CRIU; a ``freeze_cgroup``
         from the caller means the caller freezes it when ``on_notify`` gets ``pre-dump``
         (CRIU waits there until it has; then ``on_frozen`` is told). ``parent``: a
@@ -90,7 +92,7 @@ class RuncDumper:
         if track_mem_uffd:
             raise UsageError("runc containers pre-copy only with soft-dirty tracking",
                              hint="use --mode cold or --mode postcopy")
-        del track_mem, log_file
+        del track_mem, log_file, network_lock  # runc's CRIU configuration decides
         if pre_dump:
             await self.pre_dump(images_dir, page_server=page_server, tls=tls, parent=parent)
             return

@@ -52,3 +52,12 @@ def test_the_guard_reads_the_run_id_criu_logs_first() -> None:
            f"(00.000000) CRIU run id = {RUN}\n(00.000053) Version: 4.2.1 (gitid 0)\n")
     assert run_id_from_log(log) == RUN
     assert run_id_from_log("(00.000000) Version: 4.2.1\n") is None
+
+
+def test_the_lock_is_taken_only_where_it_holds_something_still() -> None:
+    from ferryman.host.netlock import needed
+
+    assert not needed(tcp_established=False, own_net_ns=False, container=False)
+    assert needed(tcp_established=True, own_net_ns=False, container=False)
+    assert needed(tcp_established=False, own_net_ns=True, container=False)
+    assert needed(tcp_established=False, own_net_ns=False, container=True)
