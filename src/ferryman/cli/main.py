@@ -105,7 +105,5 @@ def internal_error(exc: Exception) -> str:
             f"please report it with that file")
 
 
-if __name__ == "__main__":
-    from ferryman.cli.launch import entry
-
-    entry()
+if __name__ == "__main__":  # the command itself is cli/launch.py:entry
+    sys.exit(main())
