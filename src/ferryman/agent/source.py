@@ -374,8 +374,7 @@ class SourceMigration:
         remembered for :meth:`find_network_lock`."""
         assert self.tree is not None
         try:
-            own = (procfs.PROC / str(self.tree.pid) / "ns" / "net").readlink() != \
-                (procfs.PROC / "self" / "ns" / "net").readlink()
+            own = procfs.namespace(self.tree.pid, "net") != procfs.namespace("self", "net")
         except OSError:
             own = True  # cannot tell: lock, as before
         self.network_locked = netlock.needed(tcp_established=self.opts.tcp_established,

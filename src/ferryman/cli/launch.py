@@ -80,6 +80,8 @@ def decode_request(body: bytes) -> Request:
     fields = body.split(b"\0")
     if len(fields) < 3 or not fields[2].isdigit():
         raise ValueError("malformed request")
+    if not fields[0].isdigit():
+        raise ValueError("malformed request: no umask")
     argc = int(fields[2])
     if len(fields) < 3 + argc:
         raise ValueError("malformed request: arguments cut short")
@@ -89,8 +91,6 @@ def decode_request(body: bytes) -> Request:
         if not eq or not name:
             raise ValueError("malformed request: an environment entry without a name")
         env[os.fsdecode(name)] = os.fsdecode(value)
-    if not fields[0].isdigit():
-        raise ValueError("malformed request: no umask")
     return Request(argv=[os.fsdecode(a) for a in fields[3:3 + argc]],
                    cwd=os.fsdecode(fields[1]), env=env, umask=int(fields[0]))
 

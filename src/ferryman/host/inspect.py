@@ -265,13 +265,6 @@ class _Collector:
         return tuple(out)
 
 
-def _ns(proc: Path, pid: int | str, name: str) -> str:
-    try:
-        return str((proc / str(pid) / "ns" / name).readlink())
-    except (FileNotFoundError, ProcessLookupError):
-        return ""
-
-
 def _thread_ids(proc: Path, pids: Iterable[int]) -> list[int]:
     ids: list[int] = []
     for pid in pids:
@@ -302,8 +295,9 @@ def inspect_workload(pid: int, proc: Path = PROC) -> WorkloadFacts:
         processes=len(pids),
         ids=tuple(_thread_ids(proc, pids)),
         own_pid_ns=len(nspid) > 1 and nspid[-1] == 1,
-        own_net_ns=_ns(proc, pid, "net") != _ns(proc, "self", "net"),
-        own_time_ns=_ns(proc, pid, "time") != _ns(proc, "self", "time"),
+        own_net_ns=procfs.namespace(pid, "net", proc) != procfs.namespace("self", "net", proc),
+        own_time_ns=procfs.namespace(pid, "time", proc) != procfs.namespace("self", "time",
+                                                                             proc),
         rss_bytes=procfs.tree_rss_bytes(pid, proc),
         files=collector.refs(),
         sockets=tuple(sorted(set(sockets), key=lambda s: (s.proto, s.local_port))),

@@ -116,6 +116,15 @@ def pid_namespace(pid: int, proc: Path = PROC) -> str:
         raise NoSuchProcess(pid) from exc
 
 
+def namespace(pid: int | str, name: str, proc: Path = PROC) -> str:
+    """The link text of a process's namespace ``name`` (``pid`` may be ``"self"``), e.g.
+    ``net:[4026531840]``; "" when the process is gone."""
+    try:
+        return str((proc / str(pid) / "ns" / name).readlink())
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
 def ns_pid(pid: int, proc: Path = PROC) -> int:
     """The process's PID in its own (innermost) PID namespace (``NSpid``'s last field)."""
     for line in _read(proc / str(pid) / "status", pid).splitlines():
