@@ -42,7 +42,7 @@ from ferryman.migration.destination_driver import (
     Prepared,
 )
 from ferryman.migration.phases import DESTINATION_TABLE, DestinationPhase, PhaseTracker
-from ferryman.migration.prefault import plan_prefault
+from ferryman.migration.prefault import came_resident, plan_prefault
 from ferryman.mode import MODES
 from ferryman.targets.process import ProcessTree
 
@@ -195,6 +195,13 @@ class DestinationSession:
                         reserve.size >> 20, want.total >> 20, exc)
         ms = round((time.monotonic() - t0) * 1000)
         self.prefaulted = (reserve.size, ms)
+        if self.cfg.prefault == "auto" and came_resident(reserve.timings):
+            await asyncio.to_thread(reserve.release)
+            self.reserve = None
+            log.info("migration %s: %d MiB made resident in %d ms, all of it resident already "
+                     "(--prefault auto): given back before the freeze",
+                     plan.migration_id, self.prefaulted[0] >> 20, ms)
+            return 0
         log.info("migration %s: %d MiB made resident before the freeze in %d ms (--prefault "
                  "%s)", plan.migration_id, reserve.size >> 20, ms, self.cfg.prefault)
         return want.pages

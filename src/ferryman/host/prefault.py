@@ -133,6 +133,7 @@ class Reserve:
 
     def __init__(self) -> None:
         self._chunks: list[mmap.mmap] = []
+        self.timings: list[tuple[int, float]] = []  # each chunk filled: bytes, seconds
 
     @property
     def size(self) -> int:
@@ -152,7 +153,9 @@ class Reserve:
         def one(chunk: mmap.mmap) -> bool:
             if deadline is not None and time.monotonic() >= deadline:
                 return False
+            t0 = time.monotonic()
             populate(chunk)
+            self.timings.append((len(chunk), time.monotonic() - t0))  # list.append: atomic
             return True
 
         error: OSError | None = None

@@ -62,6 +62,8 @@ def test_a_reserve_is_resident_and_given_back_in_parts() -> None:
     assert r.fill(CHUNK + 5000) == CHUNK + 8192  # whole pages, in chunks
     assert r.size == CHUNK + 8192
     assert rss() - before >= CHUNK  # touched, not only mapped
+    assert sorted(n for n, _ in r.timings) == [8192, CHUNK]  # each chunk's filling timed
+    assert all(s > 0 for _, s in r.timings)
     assert r.release(1) == 8192  # the last chunk first
     assert r.size == CHUNK
     assert r.release() == CHUNK
@@ -73,6 +75,7 @@ def test_a_reserve_is_resident_and_given_back_in_parts() -> None:
 def test_a_reserve_stops_at_its_deadline() -> None:
     r = Reserve()
     assert r.fill(4 * CHUNK, deadline=0.0) == 0
+    assert r.timings == []
     r.release()
 
 

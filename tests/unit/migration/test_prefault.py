@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ferryman.migration.prefault import AUTO_MIN_BYTES, KEEP_FREE_BYTES, Prefault, plan_prefault
+from ferryman.migration.prefault import (
+    AUTO_MIN_BYTES,
+    KEEP_FREE_BYTES,
+    RESIDENT_BYTES_PER_S,
+    Prefault,
+    came_resident,
+    plan_prefault,
+)
 
 GIB = 1 << 30
 PLENTY = 64 * GIB
@@ -60,3 +67,26 @@ def test_never_more_than_half_what_the_node_can_spare() -> None:
 def test_an_unknown_setting_is_a_bug() -> None:
     with pytest.raises(ValueError, match="prefault setting"):
         plan("always")
+
+
+
+CHUNK = 64 << 20
+
+
+def test_chunks_made_resident_at_gb_per_s_were_resident_already() -> None:
+    """The test host: 64 MiB in 20-30 ms while its hypervisor holds the memory, ~190 ms
+    once it took it back."""
+    assert came_resident([(CHUNK, 0.020), (CHUNK, 0.030), (CHUNK, 0.045)])
+    assert not came_resident([(CHUNK, 0.190)])
+
+
+def test_one_slow_chunk_among_quick_ones_keeps_the_reserve() -> None:
+    """Past the hypervisor's resident share, the frozen window would pay for the rest."""
+    quick = [(CHUNK, 0.025)] * 20
+    assert not came_resident([*quick, (CHUNK, 0.185), *quick])
+    assert not came_resident([*quick, (CHUNK, CHUNK / RESIDENT_BYTES_PER_S * 1.01)])
+
+
+def test_no_chunk_is_no_evidence() -> None:
+    assert not came_resident([])
+    assert came_resident([(CHUNK, 0.0)])  # a clock too coarse to see it: quick
