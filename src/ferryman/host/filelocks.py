@@ -62,10 +62,10 @@ def parse_locks(text: str, *, waiting: bool = False) -> list[Lock]:
     return out
 
 
-def fdinfo_locks(fdinfo_text: str) -> list[Lock]:
-    """The locks an fd's ``/proc/PID/fdinfo/FD`` text lists (its ``lock:`` lines) (pure)."""
-    return parse_locks("\n".join(line.removeprefix("lock:") for line in fdinfo_text.splitlines()
-                                 if line.startswith("lock:")))
+def holds_lock(fdinfo_text: str) -> bool:
+    """Whether an fd's ``/proc/PID/fdinfo/FD`` text lists a lock (a ``lock:`` line, whatever
+    its shape: the ``--file-locks`` decision stays inclusive) (pure)."""
+    return any(line.startswith("lock:") for line in fdinfo_text.splitlines())
 
 
 def read_locks(proc: Path = PROC, *, waiting: bool = False) -> list[Lock]:
@@ -122,7 +122,7 @@ def tree_holds_locks(tree: Collection[int], proc: Path = PROC) -> bool:
     if infos is not None:
         for info in infos:
             with contextlib.suppress(OSError):  # closed meanwhile
-                if "\nlock:" in info.read_text():
+                if holds_lock(info.read_text()):
                     return True
         return False
     locks = read_locks(proc)

@@ -251,7 +251,7 @@ class _Collector:
             text = (base / "fdinfo" / fd).read_text()
         except (FileNotFoundError, ProcessLookupError):
             return False, False
-        return opened_for_writing(text), bool(filelocks.fdinfo_locks(text))
+        return opened_for_writing(text), filelocks.holds_lock(text)
 
     def refs(self) -> tuple[FileRef, ...]:
         """The files, each marked live when the tree writes it or its stat moved since it was

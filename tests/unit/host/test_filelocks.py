@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ferryman.host.filelocks import Lock, fdinfo_locks, locked_here, parse_locks
+from ferryman.host.filelocks import Lock, holds_lock, locked_here, parse_locks
 
 LOCKS = """\
 1: POSIX  ADVISORY  WRITE 771 fe:00:15360077 0 EOF
@@ -43,10 +43,11 @@ def test_the_locks_waited_for_are_the_arrow_lines() -> None:
     assert parse_locks(LOCKS, waiting=True) == [Lock("FLOCK", 838, (0xFE, 0), 15360076)]
 
 
-def test_an_fd_s_locks_are_its_fdinfo_s_lock_lines() -> None:
+def test_an_fd_holds_a_lock_when_its_fdinfo_has_a_lock_line() -> None:
     text = ("pos:\t0\nflags:\t02100001\nmnt_id:\t27\nino:\t2147190\n"
             "lock:\t1: FLOCK  ADVISORY  WRITE 15828 fe:00:2147190 0 EOF\n"
             "lock:\t2: OFDLCK ADVISORY  READ  -1 fe:00:2147190 0 100\n")
-    assert fdinfo_locks(text) == [Lock("FLOCK", 15828, (0xFE, 0), 2147190),
-                                  Lock("OFDLCK", -1, (0xFE, 0), 2147190)]
-    assert fdinfo_locks("pos:\t0\nflags:\t0100000\n") == []
+    assert holds_lock(text)
+    assert holds_lock("lock:\t1: a shape no kernel wrote yet\n")  # inclusive
+    assert not holds_lock("pos:\t0\nflags:\t0100000\n")
+    assert not holds_lock("pos:\t0\nflags:\t0100000\nmnt_id:\t27\tlock: in a value\n")
