@@ -196,11 +196,12 @@ class DestinationSession:
         ms = round((time.monotonic() - t0) * 1000)
         self.prefaulted = (reserve.size, ms)
         if self.cfg.prefault == "auto" and came_resident(reserve.timings):
-            await asyncio.to_thread(reserve.release)
+            given = await asyncio.to_thread(reserve.release)
             self.reserve = None
+            self.prefaulted = (0, ms)  # nothing held for the frozen window
             log.info("migration %s: %d MiB made resident in %d ms, all of it resident already "
                      "(--prefault auto): given back before the freeze",
-                     plan.migration_id, self.prefaulted[0] >> 20, ms)
+                     plan.migration_id, given >> 20, ms)
             return 0
         log.info("migration %s: %d MiB made resident before the freeze in %d ms (--prefault "
                  "%s)", plan.migration_id, reserve.size >> 20, ms, self.cfg.prefault)

@@ -248,13 +248,15 @@ class SourceMigration:
         if isinstance(answer, wire.Refused):
             raise RemoteError(self.report.destination_node or ch.peer, answer.code,
                               f"refused: {answer.message}")
-        if answer.prefault_bytes:
+        if answer.prefault_bytes or answer.prefault_ms:
             self.report.steps["prefault"] = answer.prefault_ms
             self.report.prefault_bytes = answer.prefault_bytes
             opts.progress("PLANNED", f"{self.report.destination_node} made "
                           f"{answer.prefault_bytes >> 20} MiB resident for the restore in "
                           f"{answer.prefault_ms} ms (its free memory goes back to its "
-                          "hypervisor)")
+                          "hypervisor)" if answer.prefault_bytes else
+                          f"{self.report.destination_node} found its free memory resident "
+                          f"({answer.prefault_ms} ms): nothing held for the restore")
         return answer
 
     async def _open_workload(self) -> Workload:

@@ -46,8 +46,9 @@ class MigrationReport:
     image_bytes: int = 0
     page_bytes: int = 0
     rss_bytes: int = 0
-    # memory the destination made resident before the freeze (serve --prefault); the ms it
-    # took are steps["prefault"] (part of plan_ready)
+    # memory the destination holds resident for the frozen window (serve --prefault); the ms
+    # it spent making memory resident are steps["prefault"] (part of plan_ready), also when
+    # it gave it all back (0 bytes: it was resident already)
     prefault_bytes: int = 0
     freeze_method: str = "ptrace"  # or cgroup-v1 / cgroup-v2: we froze its cgroup ourselves
     freeze_ms: float | None = None

@@ -198,8 +198,9 @@ class Ready(Message):
     for a container's files (0: none). ``pages_from``: the address this node's lazy-pages
     daemon connects from (its route's source address toward the source; "" unknown): the
     source admits only that one to its lazy page server. ``prefault_bytes`` and
-    ``prefault_ms``: the memory this node made resident for the plan before answering
-    (``serve --prefault``), and how long that took.
+    ``prefault_ms``: the memory this node holds resident for the plan's frozen window
+    (``serve --prefault``), and how long making memory resident took before answering
+    (0 bytes after some ms: it came resident at memory speed and was given back).
     """
 
     page_server_port: int
