@@ -376,7 +376,7 @@ class SourceMigration:
         remembered for :meth:`find_network_lock`."""
         assert self.tree is not None
         try:
-            own = procfs.namespace(self.tree.pid, "net") != procfs.namespace("self", "net")
+            own = procfs.own_namespace(self.tree.pid, "net")
         except OSError:
             own = True  # cannot tell: lock, as before
         self.network_locked = netlock.needed(tcp_established=self.opts.tcp_established,

@@ -116,13 +116,19 @@ def pid_namespace(pid: int, proc: Path = PROC) -> str:
         raise NoSuchProcess(pid) from exc
 
 
-def namespace(pid: int | str, name: str, proc: Path = PROC) -> str:
+def _namespace(pid: int | str, name: str, proc: Path) -> str:
     """The link text of a process's namespace ``name`` (``pid`` may be ``"self"``), e.g.
     ``net:[4026531840]``; "" when the process is gone."""
     try:
         return str((proc / str(pid) / "ns" / name).readlink())
     except (FileNotFoundError, ProcessLookupError):
         return ""
+
+
+def own_namespace(pid: int, name: str, proc: Path = PROC) -> bool:
+    """Whether the process has a namespace ``name`` (``net``, ``time``, ...) other than this
+    process's (also when it is gone); OSError when the links cannot be read."""
+    return _namespace(pid, name, proc) != _namespace("self", name, proc)
 
 
 def ns_pid(pid: int, proc: Path = PROC) -> int:
