@@ -251,12 +251,15 @@ class SourceMigration:
         if answer.prefault_bytes or answer.prefault_ms:
             self.report.steps["prefault"] = answer.prefault_ms
             self.report.prefault_bytes = answer.prefault_bytes
-            opts.progress("PLANNED", f"{self.report.destination_node} made "
-                          f"{answer.prefault_bytes >> 20} MiB resident for the restore in "
-                          f"{answer.prefault_ms} ms (its free memory goes back to its "
-                          "hypervisor)" if answer.prefault_bytes else
-                          f"{self.report.destination_node} found its free memory resident "
-                          f"({answer.prefault_ms} ms): nothing held for the restore")
+            node = self.report.destination_node
+            if answer.prefault_bytes:
+                said = (f"{node} made {answer.prefault_bytes >> 20} MiB resident for the restore "
+                        f"in {answer.prefault_ms} ms (its free memory goes back to its "
+                        "hypervisor)")
+            else:
+                said = (f"{node} found its free memory resident ({answer.prefault_ms} ms): "
+                        "nothing held for the restore")
+            opts.progress("PLANNED", said)
         return answer
 
     async def _open_workload(self) -> Workload:

@@ -69,7 +69,6 @@ def test_an_unknown_setting_is_a_bug() -> None:
         plan("always")
 
 
-
 CHUNK = 64 << 20
 
 
