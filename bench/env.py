@@ -32,6 +32,7 @@ class Env:
     redis_keys: int = 10**6  # S2: keys loaded into redis-server before each migration
     keep_images: bool = False  # --keep-tmp: leave every run's CRIU images on disk
     warm_state: bool = False  # --warm-state: ferryman's state dir on A shared by every run
+    serve_args: tuple[str, ...] = ()  # --serve-args: added to every `ferryman serve` on B
     # --source-agent: an agent on A (started once) whose launcher runs every ferryman command
     source_agent: bool = False
     a_agent: subprocess.Popen[bytes] | None = None

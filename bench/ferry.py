@@ -86,7 +86,7 @@ def run(env: Env, run_dir: Path, restored: list[int], target: list[str], mode_ar
     argv = (on_b or b.argv)(PY, "-m", "ferryman", "serve", "--listen", f"{b.ip}:{AGENT_PORT}",
                             "--pki", str(env.pki), "--name", "b", "--state-dir", str(state_b),
                             "--no-launcher",  # B runs no command: its warm-up would only load
-                            *movable_args(env), *agent_args)
+                            *movable_args(env), *env.serve_args, *agent_args)
     with log_path.open("ab") as logf:
         agent = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=logf,
                                  stderr=logf)

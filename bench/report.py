@@ -206,6 +206,8 @@ def markdown(result: dict[str, Any]) -> str:
                   if env.get("warm_state") else "")
                + ("; ferryman started through an agent on A, its launcher (--source-agent)"
                   if env.get("source_agent") else "")
+               + (f"; B's agent: `ferryman serve … {' '.join(env['serve_args'])}`"
+                  if env.get("serve_args") else "")
                + (f", S3 service address {env['service']}, by hand's gratuitous ARP: "
                   f"{GARP.get(env.get('garp', ''), env.get('garp'))}"
                   if env.get("service") else ""))

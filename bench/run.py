@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -84,6 +85,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--warm-state", action="store_true",
                     help="ferryman: one state dir on A for every run, as a node's "
                          "/var/lib/ferryman (CRIU's facts cached by the first run)")
+    ap.add_argument("--serve-args", default="",
+                    help="extra arguments for every `ferryman serve` on B, one string split "
+                         "like a shell's (e.g. '--prefault on'); recorded in the results")
     ap.add_argument("--keep-tmp", action="store_true",
                     help="keep the temp dir (logs, and every run's CRIU images: mind the disk)")
     args = ap.parse_args(argv)
@@ -242,8 +246,9 @@ def bench(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
         _make_pki(topo, pki)
         env = Env(topo=topo, pki=pki, tmp=tmp, criu=args.criu, timeout=args.timeout,
                   keep_images=args.keep_tmp, warm_state=args.warm_state,
-                  source_agent=args.source_agent)
+                  source_agent=args.source_agent, serve_args=tuple(shlex.split(args.serve_args)))
         result["environment"]["warm_state"] = args.warm_state
+        result["environment"]["serve_args"] = list(env.serve_args)
         result["environment"]["source_agent"] = args.source_agent
         if clients:
             env.service = f"10.{topo.net}.0.100/24"

@@ -9,9 +9,10 @@ returns None and the command runs here as always. ``FERRYMAN_NO_LAUNCHER=1`` ski
 
 This module is the command's entry point (:func:`entry`) and is imported before anything
 else of the command: it must stay cheap. It imports only what the interpreter has loaded at
-start anyway, plus ``socket``, ``signal`` and ``struct`` (no ``json``, ``pathlib`` or
-``argparse``: ~30 ms together, measured, on every warm command). The protocol is therefore
-plain bytes:
+start anyway, plus the C modules under ``socket``, ``signal`` and ``struct``: ``_socket``,
+``_signal``, ``_struct`` (no ``json``, ``pathlib`` or ``argparse``: ~30 ms together, measured,
+on every warm command; nor ``socket`` and ``signal`` themselves, whose ``enum`` classes
+and ``selectors`` cost another ~12 ms, 2026-12-06). The protocol is therefore plain bytes:
 
 * launcher → command: ``ready\\n`` (send your request) or ``refused WHY\\n``;
 * command → launcher, with its standard streams (SCM_RIGHTS): a 4-byte length, then
@@ -23,12 +24,12 @@ plain bytes:
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C half: no stub
+import _socket
 import os
-import signal
-import socket
 import stat
-import struct
 import sys
+from _struct import Struct
 
 from ferryman.paths import DEFAULT_STATE_DIR, LAUNCHER_SOCKET
 
@@ -43,9 +44,9 @@ __all__ = ["COMMANDS", "Request", "decode_request", "encode_request", "entry", "
 
 COMMANDS = ("migrate", "check")
 SKIP_ENV = "FERRYMAN_NO_LAUNCHER"
-LENGTH = struct.Struct("!I")
-CODE = struct.Struct("!i")
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+LENGTH = Struct("!I")
+CODE = Struct("!i")
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
 DIED = 1  # the launched process ended without a code (killed): as a crash here would
 ANSWER_TIMEOUT_S = 10.0  # for the launched process's PID; then the command runs here
 GO = b"G"  # the launched process may run the command (cli/launcher.py waits for it)
@@ -118,35 +119,76 @@ def via_launcher(argv: Sequence[str]) -> int | None:
     try:
         if not stat.S_ISSOCK(os.stat(path).st_mode):
             return None
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.connect(path)
+        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     except OSError:
-        return None  # none runs (a stale socket), or not ours to use
-    with conn:
-        umask = os.umask(0)
-        os.umask(umask)
-        body = encode_request(Request(list(argv), os.getcwd(), dict(os.environ), umask))
+        return None
+    try:
         try:
-            conn.settimeout(ANSWER_TIMEOUT_S)  # a launcher that hangs is no launcher
-            reader = conn.makefile("rb")
-            # our streams go only to a launcher that has taken us: sent into a connection it
-            # never accepts, they would stay open there (and whoever reads our output wait)
-            if reader.readline() != READY:
-                return None  # refused: another user, namespace or root directory
-            socket.send_fds(conn, [body], [0, 1, 2])
-            answer = reader.readline()
-            pid = int(answer[len(PID):]) if answer.startswith(PID) else 0
-            if pid <= 0:
-                return None  # refused: another user, namespace or root directory
-            # Only now does the child run the command: one that does not get this (we timed
-            # out, or died) ends without running it, so it never runs twice.
-            conn.sendall(GO)
-            conn.settimeout(None)
-        except (OSError, ValueError):
-            return None  # refused or unanswered before anything ran, or a stream is closed
-        for sig in FORWARDED:
-            signal.signal(sig, _forwarder(pid))
-        code = reader.read(CODE.size)
+            conn.connect(path)
+        except OSError:
+            return None  # none runs (a stale socket), or not ours to use
+        return _handed_over(_Reader(conn), list(argv))
+    finally:
+        conn.close()
+
+
+class _Reader:
+    """Lines and exact counts of bytes from a connected socket (what ``socket.makefile``
+    would give, without importing ``socket``)."""
+
+    __slots__ = ("conn", "pending")
+
+    def __init__(self, conn: _socket.socket) -> None:
+        self.conn, self.pending = conn, b""
+
+    def readline(self) -> bytes:
+        """Up to and with the next newline; less at the end of the stream."""
+        while b"\n" not in self.pending:
+            got = self.conn.recv(4096)
+            if not got:
+                line, self.pending = self.pending, b""
+                return line
+            self.pending += got
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line + b"\n"
+
+    def read(self, size: int) -> bytes:
+        """``size`` bytes; fewer only at the end of the stream (EINTR is retried)."""
+        while len(self.pending) < size:
+            got = self.conn.recv(size - len(self.pending))
+            if not got:
+                break
+            self.pending += got
+        data, self.pending = self.pending[:size], self.pending[size:]
+        return data
+
+
+def _handed_over(reader: _Reader, argv: list[str]) -> int | None:
+    conn = reader.conn
+    umask = os.umask(0)
+    os.umask(umask)
+    body = encode_request(Request(argv, os.getcwd(), dict(os.environ), umask))
+    try:
+        conn.settimeout(ANSWER_TIMEOUT_S)  # a launcher that hangs is no launcher
+        # our streams go only to a launcher that has taken us: sent into a connection it
+        # never accepts, they would stay open there (and whoever reads our output wait)
+        if reader.readline() != READY:
+            return None  # refused: another user, namespace or root directory
+        fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
+        conn.sendmsg([body], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        answer = reader.readline()
+        pid = int(answer[len(PID):]) if answer.startswith(PID) else 0
+        if pid <= 0:
+            return None  # refused: another user, namespace or root directory
+        # Only now does the child run the command: one that does not get this (we timed
+        # out, or died) ends without running it, so it never runs twice.
+        conn.sendall(GO)
+        conn.settimeout(None)
+    except (OSError, ValueError):
+        return None  # refused or unanswered before anything ran, or a stream is closed
+    for sig in FORWARDED:
+        _signal.signal(sig, _forwarder(pid))
+    code = reader.read(CODE.size)
     if len(code) != CODE.size:
         print(f"ferryman: error: the agent's launcher ran this command as PID {pid}, which "
               "ended without an exit code (killed?); see 'ferryman orphans' and the agent's "
