@@ -32,6 +32,8 @@ __all__ = ["Criu", "CriuFacts", "CriuVersion", "PageServerAddress", "TlsFiles"]
 log = logging.getLogger(__name__)
 
 MIN_VERSION = (4, 2)
+# a dry run's criu skips the pages nobody reads (scripts/criu-patches/dry-run-no-lazy-pages.patch)
+DRY_RUN_ENV: Mapping[str, str] = {"FERRYMAN_DRY_RUN": "1"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +122,18 @@ class Criu:
             self._probed_at = time.monotonic()
         return dict(self._probes)
 
+    def _env_with(self, extra: Mapping[str, str]) -> dict[str, str]:
+        """criu's environment (``self.env``, else ours) with ``extra`` added."""
+        return {**(os.environ if self.env is None else self.env), **extra}
+
     async def _call(self, req: Any, action: str, *, pass_fds: tuple[int, ...] = (),
                     on_notify: NotifyHandler | None = None, log_path: Path | None = None,
                     new_session: bool = False,
-                    on_started: Callable[[int], None] | None = None) -> Any:
-        session = await SwrkSession.start(self.binary, pass_fds=pass_fds, env=self.env,
+                    on_started: Callable[[int], None] | None = None,
+                    env: Mapping[str, str] | None = None) -> Any:
+        """One swrk call; ``env``: criu's environment for it (None: ``self.env``)."""
+        session = await SwrkSession.start(self.binary, pass_fds=pass_fds,
+                                          env=self.env if env is None else env,
                                           new_session=new_session)
         if on_started is not None:
             on_started(session.pid)
@@ -225,6 +234,7 @@ class Criu:
         network_lock: bool = True,
         action: str | None = None,
         page_server_fd: int | None = None,
+        dry_run: bool = False,
     ) -> None:
         """Dump (or pre-dump) the tree at ``pid``; notifications go to ``on_notify``.
 
@@ -234,7 +244,10 @@ class Criu:
         :class:`ferryman.host.wptrack.WriteTracker` holds the descriptors), not the
         soft-dirty ones; implies ``track_mem``. The request is
         :func:`ferryman.criu.requests.dump`'s; ``action`` names the call in errors (default
-        ``dump`` or ``pre-dump``).
+        ``dump`` or ``pre-dump``). ``dry_run`` (a lazy dump the caller declines,
+        criu/dryrun.py): criu gets :data:`DRY_RUN_ENV`, and our build then neither scans
+        nor takes the pages lazy-pages would serve (dry-run-no-lazy-pages.patch; another
+        criu takes them as ever).
         """
         tree = [] if pre_dump else procfs.tree(pid)  # a pre-dump copies no files
         ghosts = largest_ghost(tree)
@@ -259,7 +272,8 @@ class Criu:
             fds = (fd,) if page_server_fd is None else (fd, page_server_fd)
             await self._call(req, action or ("pre-dump" if pre_dump else "dump"),
                              pass_fds=fds, on_notify=on_notify,
-                             log_path=images_dir / log_file)
+                             log_path=images_dir / log_file,
+                             env=self._env_with(DRY_RUN_ENV) if dry_run else self.env)
 
     async def restore(
         self,

@@ -11,8 +11,11 @@ are taken into pipes by reference (vmsplice) and never copied. Then:
 * CRIU opens its lazy page server and says ``status-ready``: we answer failure, so the page
   server never accepts a connection; CRIU drops the pipes and resumes every task where it was.
 
-The freeze therefore costs the non-memory part of a dump (tens of ms, measured: ~20-30 ms for
-a 256 MiB Python process), not a memory copy. It is measured with our clock from the
+The freeze therefore costs the non-memory part of a dump, not a memory copy. Our CRIU build
+does not even scan or splice those lazy pages for a dry run (``dry_run``: FERRYMAN_DRY_RUN,
+scripts/criu-patches/dry-run-no-lazy-pages.patch): frozen 12-16 ms for a 256 MiB Python
+process, 18-21 ms for 1 GiB, where taking the pages into pipes froze it 19-24 and 56-67 ms
+(2026-12-06). It is measured with our clock from the
 ``pre-dump`` notification (sent just before CRIU seizes the tasks) to the end of the call
 (just after it resumed them): an upper bound of what the workload saw. The network lock is
 skipped (``SKIP``): nothing leaves the node, and nftables costs ~15 ms of freeze. Without the
@@ -68,7 +71,7 @@ async def dry_run_dump(criu: Criu, pid: int, images_dir: Path, *,
         # The same request builder and swrk session as every dump (criu/requests.py).
         await criu.dump(pid, images_dir, on_notify=on_notify, lazy=True, leave_running=True,
                         tcp_established=tcp_established, network_lock=False,
-                        log_file=LOG_FILE, action="dump (dry run)")
+                        log_file=LOG_FILE, action="dump (dry run)", dry_run=True)
     except CriuError as exc:
         error = exc
     finally:
