@@ -273,7 +273,7 @@ class Criu:
             await self._call(req, action or ("pre-dump" if pre_dump else "dump"),
                              pass_fds=fds, on_notify=on_notify,
                              log_path=images_dir / log_file,
-                             env=self._env_with(DRY_RUN_ENV) if dry_run else self.env)
+                             env=self._env_with(DRY_RUN_ENV) if dry_run else None)
 
     async def restore(
         self,
