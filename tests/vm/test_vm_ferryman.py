@@ -45,6 +45,12 @@ RATE = 100
 CONTAINER_MIB = 32  # held by a sort in the container, never written again: 8192 pages
 PODMAN_MIB = 8  # the same in the Podman containers (2048 pages): they move in less time
 EXIT_ROLLED_BACK = 8
+# A container's final step is runc's (or Podman's) work on both guests, plus the final rsync:
+# measured in make test-vm (2026-12-06, CI), downtime 7.4 s (Podman, pre-copy) and 8.7-9.0 s
+# (runc, a lazy final step); 4.8-5.7 s (runc, pre-copy) in earlier runs. A 5 s budget sat on
+# that cost, so the policy went lazy or not by chance; 15 s is a budget pre-copy can meet
+# there, and the tests check the measured downtime against it.
+CONTAINER_BUDGET_MS = "15000"
 SCENARIOS: list[dict[str, Any]] = [
     # TCG runs CRIU some 20x slower than hardware: a final dump with no memory at all takes
     # about a second here, so the budget is 5 s rather than the default 300 ms
@@ -65,17 +71,17 @@ SCENARIOS: list[dict[str, Any]] = [
     {"name": "auto", "mib": MIB, "rate": RATE,
      "args": ["--mode", "auto", "--max-downtime", "5000", "--link-mbps", "80"]},
     {"name": "runc-precopy", "runc": True, "check": True, "mib": CONTAINER_MIB,
-     "args": ["--mode", "precopy", "--max-downtime", "5000"]},
+     "args": ["--mode", "precopy", "--max-downtime", CONTAINER_BUDGET_MS]},
     {"name": "runc-hybrid", "runc": True, "mib": CONTAINER_MIB, "args": ["--mode", "hybrid"]},
     # vm2's second agent (port 7071) has a runc that fails every restore
     {"name": "runc-rollback", "runc": True, "mib": CONTAINER_MIB, "port": 7071,
-     "args": ["--mode", "precopy", "--max-downtime", "5000"]},
+     "args": ["--mode", "precopy", "--max-downtime", CONTAINER_BUDGET_MS]},
     {"name": "podman-precopy", "podman": True, "check": True, "mib": PODMAN_MIB,
-     "args": ["--mode", "precopy", "--max-downtime", "5000"]},
+     "args": ["--mode", "precopy", "--max-downtime", CONTAINER_BUDGET_MS]},
     {"name": "podman-hybrid", "podman": True, "mib": PODMAN_MIB, "args": ["--mode", "hybrid"]},
     # vm2's second agent (port 7071) runs Podman with a runtime that fails every restore
     {"name": "podman-rollback", "podman": True, "mib": PODMAN_MIB, "port": 7071,
-     "args": ["--mode", "precopy", "--max-downtime", "5000"]},
+     "args": ["--mode", "precopy", "--max-downtime", CONTAINER_BUDGET_MS]},
 ]
 PODMAN_LABELS = {"app": "echo", "ferryman.test": "1"}
 
@@ -288,10 +294,16 @@ def hybrid(rep: dict[str, Any], mib: int) -> None:
     assert rep["lazy_pages"] * 4 < its[0]["pages_written"], rep
 
 
+def within_budget(rep: dict[str, Any]) -> None:
+    """The budget policy's promise held: the measured downtime was within the budget."""
+    assert rep["policy"] == "budget"
+    assert rep["downtime_ms"] <= float(CONTAINER_BUDGET_MS), rep["downtime_ms"]
+
+
 def test_container_precopy_moves_it_with_a_small_final_dump(guests: Run) -> None:
     rep = moved_container(guests, "runc-precopy")["report"]
     precopied(rep, CONTAINER_MIB)
-    assert rep["policy"] == "budget"
+    within_budget(rep)
 
 
 def allows_precopy(run: Run, name: str) -> dict[tuple[str, str], str]:
@@ -382,7 +394,9 @@ def moved_podman(run: Run, name: str) -> dict[str, Any]:
 
 
 def test_podman_precopy_moves_it_with_its_client_and_address(guests: Run) -> None:
-    precopied(moved_podman(guests, "podman-precopy")["report"], PODMAN_MIB)
+    rep = moved_podman(guests, "podman-precopy")["report"]
+    precopied(rep, PODMAN_MIB)
+    within_budget(rep)
 
 
 def test_check_podman_allows_precopy_with_soft_dirty(guests: Run) -> None:

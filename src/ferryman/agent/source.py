@@ -202,7 +202,9 @@ class SourceMigration:
                 rss_bytes=self.report.rss_bytes,
                 dry_run_freeze_ms=self.report.dry_run_freeze_ms,
                 cap_bytes_per_s=self.report.max_bandwidth_bytes_per_s,
-                container=opts.container is not None) if plan.pre_copies else None)
+                # runc and Podman containers alike get no dry run: their objects' cost
+                # comes from the pre-dumps' fit (precopy_plan.container_objects_ms)
+                container=not self.workload.process_preflight) if plan.pre_copies else None)
         try:
             await SourceDrive(self, driver, self.workload).run(answer.page_server_port)
         finally:  # a loss is raised (WorkloadLost)
