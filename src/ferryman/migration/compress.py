@@ -72,13 +72,14 @@ def choose(setting: Compress, *, link_bytes_per_s: float | None, sample_ratio: f
         return CompressChoice(False, setting, "--compress off", **facts)
     if setting is Compress.ON:
         return CompressChoice(True, setting, "--compress on", **facts)
+    # the sample first: pages that do not compress are why the link was never timed
+    if sample_ratio is not None and sample_ratio < MIN_RATIO:
+        return CompressChoice(False, setting, f"the pages do not compress "
+                              f"(sampled ratio {sample_ratio:.2f} < {MIN_RATIO})", **facts)
     if link_bytes_per_s is None or link_bytes_per_s <= 0:
         return CompressChoice(False, setting, "the link is too fast to time", **facts)
     if sample_ratio is None or compress_bytes_per_s is None or compress_bytes_per_s <= 0:
         return CompressChoice(False, setting, "no pages could be sampled", **facts)
-    if sample_ratio < MIN_RATIO:
-        return CompressChoice(False, setting, f"the pages do not compress "
-                              f"(sampled ratio {sample_ratio:.2f} < {MIN_RATIO})", **facts)
     raw = seconds_per_byte(link_bytes_per_s, sample_ratio, compress_bytes_per_s, False)
     packed = seconds_per_byte(link_bytes_per_s, sample_ratio, compress_bytes_per_s, True)
     mbit = link_bytes_per_s * 8 / 1e6

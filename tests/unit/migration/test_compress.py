@@ -31,6 +31,17 @@ def test_random_pages_are_never_compressed_by_auto() -> None:
     assert "do not compress" in c.reason
 
 
+def test_pages_that_do_not_compress_say_so_though_the_link_was_not_timed() -> None:
+    # agent/compression.py times the link only when the sample compresses: the reason is
+    # the sample's, not "the link is too fast to time" (bench 2026-12-06-085539 said that
+    # of random pages on a 1 Gbit/s link)
+    c = choose(Compress.AUTO, link_bytes_per_s=None, sample_ratio=1.02,
+               compress_bytes_per_s=2e9)
+    assert not c.on
+    assert "do not compress (sampled ratio 1.02" in c.reason
+    assert c.link_bytes_per_s is None
+
+
 def test_compression_must_win_by_the_margin() -> None:
     # ratio 1.3 on a link as fast as the compressor: 1/(1.3 link) vs 1/link, 1.3 > 1.25 wins;
     # with the compressor just slower than the link it loses
