@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,31 @@ class Floor:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def first_touch(mib: int = 128) -> Floor:
+    """How fast this node's free memory is made resident: ``mib`` MiB of fresh anonymous memory
+    populated (``MADV_POPULATE_WRITE``), once. Not a floor of the migration but the state of
+    the machine that swings its restore: in a VM whose balloon reports free pages, memory the
+    hypervisor took back faulted in at 0.34-0.38 GB/s here, recently freed memory at 2-3 GB/s
+    (docs/ARCHITECTURE.md, "Memory made resident before the freeze"). Small, so that it does
+    not itself make much memory resident for the runs after it."""
+    f = Floor("first-touch", f"{mib} MiB of fresh anonymous memory made resident, once")
+    n = mib * MIB
+    m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        t0 = time.perf_counter()
+        try:
+            m.madvise(getattr(mmap, "MADV_POPULATE_WRITE", 23))
+        except OSError:  # before Linux 5.14: each page written
+            for off in range(0, n, mmap.PAGESIZE):
+                m[off] = 1
+        took = time.perf_counter() - t0
+    finally:
+        m.close()
+    f.samples = [n / took]
+    f.bytes_per_s = n / took
+    return f
 
 
 def memcpy(mib: int = 256, reps: int = 5) -> Floor:

@@ -194,6 +194,10 @@ def _goals(result: dict[str, Any]) -> list[str]:
     return out
 
 
+def _gbs(bytes_per_s: float | None) -> str:
+    return "?" if not bytes_per_s else f"{bytes_per_s / 1e9:.2f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
     env = result["environment"]
     floors = result["floors"]
@@ -202,6 +206,9 @@ def markdown(result: dict[str, Any]) -> str:
                f"load average {env.get('load_start')} -> {env.get('load_end')}, "
                f"{result['runs']} runs per tool and cell, commit {env.get('commit')}, "
                f"fs.pipe-max-size {env.get('pipe_max_size', '?')}"
+               + (f", first touch of 128 MiB of free memory {_gbs(env['first_touch_start'])} "
+                  f"-> {_gbs(env.get('first_touch_end'))} GB/s"
+                  if env.get("first_touch_start") else "")
                + ("; ferryman's state dir on A: one for every run (--warm-state)"
                   if env.get("warm_state") else "")
                + ("; ferryman started through an agent on A, its launcher (--source-agent)"

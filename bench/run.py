@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
                         "cpus": os.cpu_count(), "python": sys.version.split()[0],
                         "commit": first_line("git", "rev-parse", "--short", "HEAD"),
                         "load_start": _load(), "pipe_max_size": pipe_max,
-                        "mem_available_mib": _mem_available() >> 20},
+                        "mem_available_mib": _mem_available() >> 20,
+                        "first_touch_start": floors.first_touch().bytes_per_s},
     }
     say(f"results will go to {args.out}/{stamp}.{{json,md}}; temp dir {tmp}")
     try:
@@ -342,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     result["environment"]["load_end"] = _load()
+    result["environment"]["first_touch_end"] = floors.first_touch().bytes_per_s
     for cell in result["cells"]:
         cell.setdefault("summary", summarize_cell(cell["runs"], None, None, cell["mode"]))
     js, md = report.write(result, args.out, stamp)

@@ -151,3 +151,10 @@ def test_podman_section_compares_with_podmans_own_and_splits_ferrymans_gap() -> 
     header = next(ln for ln in md.splitlines() if ln.startswith("| ferryman mode |"))
     rule = md.splitlines()[md.splitlines().index(header) + 1]
     assert rule.count("---") == header.count("|") - 1
+
+
+def test_the_header_says_how_fast_free_memory_became_resident() -> None:
+    result = _result([])
+    assert "first touch" not in markdown(result)  # results from before it was measured
+    result["environment"].update(first_touch_start=0.36e9, first_touch_end=2.4e9)
+    assert "first touch of 128 MiB of free memory 0.36 -> 2.40 GB/s" in markdown(result)
