@@ -12,8 +12,10 @@ from typing import Any
 from tests.support.netns import Node
 
 from bench.proc import PY, REPO, BenchError, run_timed, stop
+from ferryman.host.prefault import populate
 
 MIB = 1 << 20
+FIRST_TOUCH_MIB = 128  # small: see first_touch
 
 
 @dataclass
@@ -28,28 +30,24 @@ class Floor:
         return asdict(self)
 
 
-def first_touch(mib: int = 128) -> Floor:
+def first_touch(mib: int = FIRST_TOUCH_MIB) -> Floor:
     """How fast this node's free memory is made resident: ``mib`` MiB of fresh anonymous memory
-    populated (``MADV_POPULATE_WRITE``), once. Not a floor of the migration but the state of
-    the machine that swings its restore: in a VM whose balloon reports free pages, memory the
-    hypervisor took back faulted in at 0.34-0.38 GB/s here, recently freed memory at 2-3 GB/s
-    (docs/ARCHITECTURE.md, "Memory made resident before the freeze"). Small, so that it does
-    not itself make much memory resident for the runs after it."""
+    populated once (``ferryman.host.prefault.populate``, the agent's own way). Not a floor of
+    the migration but the state of the machine that swings its restore: in a VM whose balloon
+    reports free pages, memory the hypervisor took back faulted in at 0.34-0.38 GB/s here,
+    recently freed memory at 2-3 GB/s (docs/ARCHITECTURE.md, "Memory made resident before the
+    freeze"). Small, so that it does not itself make much memory resident for the runs after
+    it."""
     f = Floor("first-touch", f"{mib} MiB of fresh anonymous memory made resident, once")
     n = mib * MIB
     m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     try:
         t0 = time.perf_counter()
-        try:
-            m.madvise(getattr(mmap, "MADV_POPULATE_WRITE", 23))
-        except OSError:  # before Linux 5.14: each page written
-            for off in range(0, n, mmap.PAGESIZE):
-                m[off] = 1
-        took = time.perf_counter() - t0
+        populate(m)
+        f.bytes_per_s = n / (time.perf_counter() - t0)
     finally:
         m.close()
-    f.samples = [n / took]
-    f.bytes_per_s = n / took
+    f.samples = [f.bytes_per_s]
     return f
 
 

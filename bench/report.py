@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report_podman, report_s1, report_s2, report_shaped
+from bench.floors import FIRST_TOUCH_MIB
 from bench.fmt import LABEL, mib, ms, multiples, ok_counts, ratios, triple, x
 from bench.runcbox import TOOLS as RUNC_TOOLS
 from bench.stats import BASELINES, BY_HAND, BY_HAND_TLS, FERRYMAN, TOOLS, goal_table, growth
@@ -206,7 +207,8 @@ def markdown(result: dict[str, Any]) -> str:
                f"load average {env.get('load_start')} -> {env.get('load_end')}, "
                f"{result['runs']} runs per tool and cell, commit {env.get('commit')}, "
                f"fs.pipe-max-size {env.get('pipe_max_size', '?')}"
-               + (f", first touch of 128 MiB of free memory {_gbs(env['first_touch_start'])} "
+               + (f", first touch of {FIRST_TOUCH_MIB} MiB of free memory "
+                  f"{_gbs(env['first_touch_start'])} "
                   f"-> {_gbs(env.get('first_touch_end'))} GB/s"
                   if env.get("first_touch_start") else "")
                + ("; ferryman's state dir on A: one for every run (--warm-state)"
