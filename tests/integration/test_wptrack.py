@@ -427,6 +427,50 @@ def test_injection_into_a_thread_taking_signals_loses_nothing(tmp_path: Path) ->
         proc.wait()
 
 
+FLOODED = r"""
+import os, pathlib, signal, sys, time
+got = [0]
+def on_usr1(*_):
+    got[0] += 1
+signal.signal(signal.SIGUSR1, on_usr1)
+pathlib.Path(sys.argv[1]).write_text("1")
+while True:
+    time.sleep(0.01)
+    tmp = pathlib.Path(sys.argv[2] + ".tmp")
+    tmp.write_text(str(got[0]))
+    os.replace(tmp, sys.argv[2])
+"""
+
+
+def test_injection_into_a_thread_flooded_with_signals_runs_every_time(tmp_path: Path) -> None:
+    """Three senders kill(SIGUSR1) the workload back to back, so a signal is pending at
+    every ptrace stop: the injected call still runs all 100 times (the signals are blocked
+    while ferryman holds the thread; stop-counting gave up on 30 of 100) and the workload
+    goes on taking them."""
+    ready, count = tmp_path / "ready", tmp_path / "count"
+    proc = subprocess.Popen([sys.executable, "-c", FLOODED, str(ready), str(count)])
+    senders: list[subprocess.Popen[bytes]] = []
+    try:
+        _wait_file(ready, proc)
+        flood = f"import os, signal\nwhile True: os.kill({proc.pid}, signal.SIGUSR1)"
+        senders = [subprocess.Popen([sys.executable, "-c", flood]) for _ in range(3)]
+        time.sleep(0.3)
+        for _ in range(100):
+            fd = inject.open_fd_in(proc.pid, uffd.NR_USERFAULTFD, os.O_CLOEXEC)
+            os.close(fd)
+        assert not wptrack.holds_userfaultfd(proc.pid)
+        before = int(_wait_file(count, proc))
+        time.sleep(0.3)
+        assert proc.poll() is None
+        assert int(count.read_text()) > before
+    finally:
+        for s in senders:
+            s.kill()
+            s.wait()
+        proc.kill()
+        proc.wait()
+
+
 ZOMBIE_LEADER_C = r"""
 #include <pthread.h>
 #include <stdio.h>

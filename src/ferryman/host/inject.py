@@ -10,7 +10,10 @@ same way, so the workload holds no new file when this returns (CRIU could not du
 The thread is stopped for the few ptrace round trips only (tens of microseconds). A thread
 interrupted inside a system call restarts it: the injected call runs with ``orig_rax = -1``
 (no restart), and restoring the saved registers hands the kernel back its restart state.
-A signal that arrives meanwhile is held back and delivered at the detach, so the workload
+While ferryman holds the thread every signal is blocked in it (``PTRACE_SETSIGMASK``), so
+a thread taking a signal every few hundred microseconds cannot keep interrupting the single
+step; the signals stay pending and arrive once its own mask is back. One that stopped the
+thread before the mask was set is held back and delivered at the detach, so the workload
 loses none.
 """
 
@@ -34,6 +37,10 @@ PTRACE_DETACH: Final = 17
 PTRACE_SEIZE: Final = 0x4206
 PTRACE_INTERRUPT: Final = 0x4207
 PTRACE_EVENT_STOP: Final = 128
+PTRACE_GETSIGMASK: Final = 0x420A
+PTRACE_SETSIGMASK: Final = 0x420B
+SIGSET_SIZE: Final = 8
+ALL_SIGNALS: Final = 2**64 - 1
 WALL: Final = 0x40000000
 NR_CLOSE: Final = 3
 NR_PIDFD_OPEN: Final = 434
@@ -116,6 +123,7 @@ class _Seized:
     def __init__(self, tid: int, insn: int) -> None:
         self.tid, self.insn = tid, insn
         self.saved = Regs()
+        self.mask = ctypes.c_uint64()
         self.pending: list[int] = []
 
     def note(self, sig: int, event: int) -> bool:
@@ -176,9 +184,13 @@ def with_thread(pid: int, body: Callable[[_Seized], T], tid: int | None = None) 
         _ptrace(PTRACE_INTERRUPT, tid)
         th.note(*_wait_stop(tid))
         _ptrace(PTRACE_GETREGS, tid, 0, ctypes.addressof(th.saved))
+        _ptrace(PTRACE_GETSIGMASK, tid, SIGSET_SIZE, ctypes.addressof(th.mask))
+        block = ctypes.c_uint64(ALL_SIGNALS)  # the kernel never blocks SIGKILL or SIGSTOP
+        _ptrace(PTRACE_SETSIGMASK, tid, SIGSET_SIZE, ctypes.addressof(block))
         try:
             return body(th)
         finally:
+            _ptrace(PTRACE_SETSIGMASK, tid, SIGSET_SIZE, ctypes.addressof(th.mask))
             _ptrace(PTRACE_SETREGS, tid, 0, ctypes.addressof(th.saved))
     finally:
         first, *more = th.pending or [0]
