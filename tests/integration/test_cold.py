@@ -16,6 +16,8 @@ from tests.support.workloads import alive, children, ns_pid, start_time
 
 EXIT_ROLLED_BACK = 8
 EXIT_PEER = 5
+# the page files' way (a process tree's cold restore is streamed by default: test_streamed.py)
+IMAGES = ("--cold-restore", "images")
 
 
 def one_error_line(stderr: str) -> bool:
@@ -46,7 +48,7 @@ def test_cold_migration_moves_256mib_with_memory_intact(cluster: Cluster) -> Non
     w = cluster.workload(mib=256, seed="cold-256")
     new_pid = None
     try:
-        res, report = cluster.migrate(w.pid, b)
+        res, report = cluster.migrate(w.pid, b, *IMAGES)
         assert res.returncode == 0, res.stderr + res.stdout
         assert report["result"] == "committed"
         assert report["mode"] == "cold"
@@ -121,7 +123,7 @@ def test_destination_killed_mid_transfer_rolls_back(cluster: Cluster) -> None:
     t = threading.Thread(target=kill_b_when_pages_flow, daemon=True)
     t.start()
     try:
-        res, report = cluster.migrate(w.pid, b)
+        res, report = cluster.migrate(w.pid, b, *IMAGES)
         t.join(5)
         assert killed.is_set(), "the agent was not killed during the transfer"
         assert res.returncode in (EXIT_ROLLED_BACK,), res.stderr

@@ -63,13 +63,16 @@ TAIL = "tail"  # post-copy's page tail (see the module's docstring)
 TAIL_ARGS = ("--compress", "off", "--max-bandwidth", "100")  # the tail lasts ~5 s
 PAGES = "pages"  # cold: while the dump's pages stream into B (see the module's docstring)
 MID_STREAM = 8 << 20  # bytes of pages on B before a PAGES fault
-MODES = ("cold", "postcopy", "precopy", "hybrid", "cold relay")
-# ``cold`` keeps CRIU's own TLS page connection (--compress off, whatever the default);
-# ``cold relay`` sends the pages through ferryman's page relay (agent/pagerelay.py), in the
-# cells whose fault meets the page stream or what follows it. The other modes never use the
-# relay (migration/compress.py: lazy and pre-copy pages stay on CRIU's path).
-MODE_ARGS = {"cold": ("--mode", "cold", "--compress", "off"),
-             "cold relay": ("--mode", "cold", "--compress", "on")}
+FETCH = "fetch"  # a streamed cold restore, while every page goes into the stopped tree
+MODES = ("cold", "postcopy", "precopy", "hybrid", "cold relay", "cold streamed")
+# ``cold`` keeps CRIU's own TLS page connection (--compress off, whatever the default) and
+# the page files (--cold-restore images); ``cold relay`` sends the pages through ferryman's
+# page relay (agent/pagerelay.py), in the cells whose fault meets the page stream or what
+# follows it. ``cold streamed``: the default for a process tree, its pages fetched straight
+# into the tree restored stopped (docs/ARCHITECTURE.md, section 4.2.1).
+MODE_ARGS = {"cold": ("--mode", "cold", "--compress", "off", "--cold-restore", "images"),
+             "cold relay": ("--mode", "cold", "--compress", "on", "--cold-restore", "images"),
+             "cold streamed": ("--mode", "cold", "--compress", "off")}
 TRACKED = ("precopy", "hybrid")  # modes whose pre-dumps write-protect the workload
 PRECOPY_ARGS = ("--policy", "lxd", "--max-iterations", "2")
 
@@ -112,6 +115,8 @@ class Scenario:
     def pauses(self) -> dict[str, str]:
         if self.cell.phase == TAIL:
             return {"dst": "RESTORED", "src": "SERVING_PAGES"}
+        if self.cell.phase == FETCH:
+            return {}
         who, _, phase = self.cell.phase.partition(":")
         return {who: phase} if phase else {}
 
@@ -141,7 +146,7 @@ class Scenario:
                 "--pki", str(c.pki), "--name", "a", "--state-dir",
                 str(self.src_state), "--move-address", f"{SERVICE}/24@eth0",
                 "--test-skip-preflight", *(PRECOPY_ARGS if tracked else ()),
-                *(TAIL_ARGS if self.cell.phase == TAIL else ())]
+                *(TAIL_ARGS if self.cell.phase in (TAIL, FETCH) else ())]
         env = self.env("src")
         self.proc = self.a_node.popen(
             *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -190,6 +195,12 @@ class Scenario:
             faults.kill(self.held_daemon, signal.SIGSTOP)
             self.release("dst")
             self.wait_paused("src")
+        elif self.cell.phase == FETCH:  # restored stopped, its pages coming: held there
+            self.wait_for(lambda: "FETCHING" in _outcomes(self),
+                          "B restored the tree and fetches its pages", 90, 0.002)
+            assert self.b is not None
+            self.held_daemon = faults.wait_criu_below(self.agent_pid, "lazy-pages", 5)
+            faults.kill(self.held_daemon, signal.SIGSTOP)
         else:
             for who in self.pauses():
                 self.wait_paused(who)
@@ -376,7 +387,7 @@ FAULTS: dict[str, Callable[[Scenario], None]] = {
 }
 
 def _cells() -> list[Cell]:
-    c, p, r, h, z = MODES
+    c, p, r, h, z, st = MODES
     spec: list[tuple[str, str, dict[str, str]]] = [
         ("SIGKILL controller", "src:ITERATING#2", {r: "A", h: "A"}),
         ("SIGKILL controller", "src:DUMPED", {c: "A", p: "A", r: "A", z: "A"}),
@@ -416,6 +427,29 @@ def _cells() -> list[Cell]:
         ("image corrupted on B (pre-1/pages-*.img)", "dst:RESTORING", {r: "A"}),
         ("restore fails", "", {c: "A", p: "A", r: "A"}),
         ("agent restarted while holding a copy", "dst:RESTORED", {c: "A", p: "A"}),
+        # a streamed cold restore: until Restored it rolls back as post-copy does (nothing
+        # ran on B); from there on it is cold (B holds the whole tree)
+        ("SIGKILL controller", "src:DUMPED", {st: "A"}),
+        ("SIGKILL controller", "dst:RESTORING", {st: "A"}),
+        ("SIGKILL controller", FETCH, {st: "A"}),
+        ("SIGKILL controller", "dst:RESTORED", {st: "A"}),
+        ("SIGKILL controller", "src:COMMITTED", {st: "A"}),
+        ("SIGKILL destination agent", "dst:RECEIVING", {st: "A"}),
+        ("SIGKILL destination agent", FETCH, {st: "A"}),
+        ("SIGKILL destination agent", "dst:RESTORED", {st: "A"}),
+        ("SIGKILL destination agent", "dst:COMMITTED", {st: "B"}),
+        ("SIGKILL source criu (dump / page server)", "src:DUMPED", {st: "A"}),
+        ("SIGKILL source criu (dump / page server)", FETCH, {st: "A"}),
+        ("SIGKILL destination criu lazy-pages", FETCH, {st: "A"}),
+        ("SIGKILL destination criu restore", "dst:RESTORING", {st: "A"}),
+        ("link cut (both directions)", "src:TRANSFERRING", {st: "A"}),
+        ("link cut (both directions)", FETCH, {st: "A"}),
+        ("link cut (both directions)", "dst:RESTORED", {st: "A"}),
+        ("link cut (both directions)", "src:COMMITTED", {st: "held"}),
+        ("link cut (A to B only)", "dst:RESTORED", {st: "held"}),
+        ("image corrupted on B (core-*.img)", "dst:RESTORING", {st: "A"}),
+        ("restore fails", "", {st: "A"}),
+        ("agent restarted while holding a copy", "dst:RESTORED", {st: "A"}),
     ]
     breaks = {("link cut (both directions)", TAIL, h): HYBRID_SAYS_LOST}
     sometimes = {("link cut (both directions)", TAIL, h)}
@@ -427,6 +461,8 @@ def _cells() -> list[Cell]:
               ("link cut (both directions)", "src:TRANSFERRING", r): CUT_ROLLBACK_S,
               ("link cut (both directions)", "src:TRANSFERRING", z): CUT_ROLLBACK_S,
               ("link cut (both directions)", PAGES, c): CUT_ROLLBACK_S,
+              ("link cut (both directions)", "src:TRANSFERRING", st): CUT_ROLLBACK_S,
+              ("link cut (both directions)", FETCH, st): CUT_ROLLBACK_S,
               ("link cut (both directions)", PAGES, z): CUT_ROLLBACK_S}
     return [Cell(fault, phase, mode, expect, breaks.get((fault, phase, mode), ""),
                  (fault, phase, mode) in sometimes, within.get((fault, phase, mode), 0.0))
@@ -477,6 +513,14 @@ MATRIX.notes = [
     "page sockets (5 s TCP_USER_TIMEOUT, keepalive every second), B's relay ends with its "
     "page server's process, A's with B's close, and B's socket page server counts as "
     "started only once criu says it is ready (--status-fd).",
+    "cold streamed: the default cold restore of a process tree (--cold-restore streamed): "
+    "CRIU dumps lazily, B restores the tree stopped and its lazy-pages daemon fetches every "
+    "page into it before B says Restored (no page files); the cold and cold relay columns "
+    "pin --cold-restore images. fetch: B restored the tree and wrote its FETCHING record; "
+    "its lazy-pages daemon is then held with SIGSTOP (the pages at 100 Mbit/s, uncompressed, "
+    "so that the fetch is still going) while the fault is injected, nobody else paused. "
+    "Until Restored a fault rolls back (nothing ran on B; a restarted B kills the tree its "
+    "FETCHING record names), after it B holds the whole tree, as cold's.",
     "pages (cold): nobody is paused; the fault comes once B's page server has written 8 MiB "
     "of the dump's pages (of 64 MiB; a run where all had arrived first is skipped as 'too "
     "late'). The workload is frozen: the dump must fail and the tree be resumed.",

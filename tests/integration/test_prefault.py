@@ -33,8 +33,8 @@ def test_cold_destination_makes_twice_the_rss_resident_then_gives_it_back(
         proc = subprocess.Popen(cluster.topology["a"].argv(
             PY, "-m", "ferryman", "migrate", str(w.pid), "--to", b.endpoint, "--pki",
             str(cluster.pki), "--name", "a", "--state-dir", str(cluster.base / "src-prefault"),
-            "--report", str(report_path)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
+            "--report", str(report_path), "--cold-restore", "images"),  # page files: 2x RSS
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 60
         while "restored migration" not in b.log():
             assert time.monotonic() < deadline, b.log()

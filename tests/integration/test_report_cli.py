@@ -18,7 +18,8 @@ def test_report_summarises_and_draws_a_real_migration(cluster: Cluster, mode: st
     w = cluster.workload(mib=16, seed=f"report-{mode}")
     new_pid: int | None = None
     try:
-        res, report = cluster.migrate(w.pid, b, "--mode", mode)
+        res, report = cluster.migrate(w.pid, b, "--mode", mode,  # cold: with CRIU's dump stats
+                                      *(("--cold-restore", "images") if mode == "cold" else ()))
         assert res.returncode == 0, res.stderr + res.stdout
         pid = report["destination_pid"]
         assert isinstance(pid, int)

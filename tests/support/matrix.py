@@ -46,7 +46,8 @@ class Matrix:
         return sum(len(m) for m in self.cells.values())
 
     def table(self, modes: tuple[str, ...] = ("cold", "postcopy", "precopy", "hybrid",
-                                              "cold relay", "runc cold", "runc postcopy")) -> str:
+                                              "cold relay", "cold streamed", "runc cold",
+                                              "runc postcopy")) -> str:
         rows = ["| fault | phase | " + " | ".join(modes) + " |",
                 "|---|---|" + "---|" * len(modes)]
         for (fault, phase), by_mode in self.cells.items():

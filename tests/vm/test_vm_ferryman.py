@@ -56,7 +56,10 @@ SCENARIOS: list[dict[str, Any]] = [
     # about a second here, so the budget is 5 s rather than the default 300 ms
     {"name": "budget", "mib": MIB, "rate": RATE,
      "args": ["--mode", "precopy", "--max-downtime", "5000"]},
-    {"name": "cold", "mib": MIB, "rate": RATE, "args": ["--mode", "cold"]},
+    # cold with its page files, the full dump precopy is compared with (a process tree's
+    # cold restore is streamed by default: the shell-job scenario below moves that way)
+    {"name": "cold", "mib": MIB, "rate": RATE,
+     "args": ["--mode", "cold", "--cold-restore", "images"]},
     # started by a shell as `cmd &`: its session leader stays behind (CRIU's --shell-job)
     {"name": "shell-job", "mib": 16, "rate": RATE, "shell_job": True,
      "args": ["--mode", "cold"]},
@@ -424,3 +427,4 @@ def test_a_shell_job_moves_and_leaves_the_agents_session_alone(guests: Run) -> N
     st = r["status"]
     assert st["sid"] != st["agent_sid"], st  # in the restoring criu's session, not the agent's
     assert st["pgid"] == st["sid"], st  # and its process group
+    assert r["report"]["streamed"] is True, r["report"]  # cold's default: a streamed restore

@@ -79,8 +79,8 @@ async def choose_compression(m: SourceRole, plan: Plan, setting: Compress,
     unless ``ahead`` has it measured already."""
     if m.opts.in_container:  # runc dumps a container, into CRIU's own page connection
         return CompressChoice(False, setting, "containers' pages are not compressed")
-    if plan.lazy and not m.lazy_relay:  # decided first (agent/source.py)
-        return CompressChoice(False, setting, "post-copy pages take CRIU's own page path "
+    if plan.lazy_dump and not m.lazy_relay:  # decided first (agent/source.py)
+        return CompressChoice(False, setting, "lazy pages take CRIU's own page path "
                               "(this node's CRIU cannot hand them to the relay)")
     if setting is not Compress.AUTO or plan.mode.pre_copies or m.tree is None:
         return choose(setting, link_bytes_per_s=None, sample_ratio=None,

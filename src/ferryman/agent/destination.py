@@ -102,7 +102,7 @@ class DestinationSession:
             if plan is None:
                 return  # pre-flight check only (ferryman check): nothing was planned
             self.plan = plan
-            driver = DestinationDriver(lazy=plan.lazy)
+            driver = DestinationDriver(lazy=plan.lazy, streamed=plan.streamed)
             try:
                 port = await self._prepare(hello, plan)
             except Refusal as exc:
@@ -152,7 +152,7 @@ class DestinationSession:
             if not addresses.has_device(moving.dev):
                 raise Refusal("address", f"{self.cfg.name} has no device {moving.dev}")
             self.moving = moving
-        if plan.lazy and (why := await lazy_blocker(self)) is not None:
+        if plan.lazy_dump and (why := await lazy_blocker(self)) is not None:
             raise Refusal("feature", why)
         workdir = self.cfg.state_dir / "migrations" / plan.migration_id
         try:
@@ -182,7 +182,9 @@ class DestinationSession:
         """Make resident what the plan's frozen window will take here (migration/
         prefault.py); the part to give back when the pages start arriving."""
         want = plan_prefault(self.cfg.prefault, reported=free_pages_reported(),
-                             rss_bytes=plan.rss_bytes, pages_frozen=not plan.mode.pre_copies,
+                             rss_bytes=plan.rss_bytes,
+                             # a streamed cold restore's pages go into the tree, no page cache
+                             pages_frozen=not plan.mode.pre_copies and not plan.streamed,
                              lazy=plan.lazy, available=spare_memory())
         if not want.total:
             return 0
@@ -227,7 +229,7 @@ class DestinationSession:
             except FerrymanError as exc:
                 raise Refusal("runc", exc.one_line()) from exc
         try:
-            if plan.lazy:
+            if plan.lazy_dump:
                 # Pages come from the source's page server, on demand, through the page
                 # relay if the Plan says so. (The lazy-pages daemon starts once the images
                 # it reads first are here.)

@@ -20,6 +20,7 @@ from pathlib import Path
 from ferryman import wire
 from ferryman.agent.destination_end import await_abort, cleanup, keep_orphan, send_failed
 from ferryman.agent.destination_lazy import (
+    SourceAborted,
     kill_tail,
     send_pages_complete,
     start_lazy_early,
@@ -36,7 +37,7 @@ from ferryman.agent.destination_restore import (
 from ferryman.agent.destination_role import DestinationRole
 from ferryman.agent.files import Receiver
 from ferryman.agent.imageseal import sha256_sums
-from ferryman.agent.orphans import write_outcome
+from ferryman.agent.orphans import fetching_record, write_outcome
 from ferryman.errors import (
     CriuError,
     FerrymanError,
@@ -70,6 +71,7 @@ from ferryman.migration.destination_driver import (
     SourceLost,
     TransferFailed,
 )
+from ferryman.targets.process import ProcessTree
 
 __all__ = ["DestinationDrive"]
 
@@ -91,6 +93,8 @@ class DestinationDrive:
         self.kept: dict[Path, Path] = {}
         self.keep_stopped: asyncio.Future[frozenset[int]] | None = None
         self.resumed_at = 0.0
+        self.restored_at = 0.0  # streamed: the restore's end, when the fetch began
+        self.fetched_ms: int | None = None  # streamed: how long the fetch took
         self.restored_pid = 0
 
     async def run(self, first: Event) -> None:
@@ -164,9 +168,15 @@ class DestinationDrive:
                     log.warning("migration failed here (restore): %s", self.failed_at[0])
                     return RestoreFailed()
                 self.restored_pid = pid
+                if self.driver.streamed:  # its pages come now: a failed fetch kills it,
+                    s.tree = ProcessTree.of(pid)  # and so does an agent that restarts
+                    assert s.workdir is not None
+                    write_outcome(s.cfg.state_dir, s.workdir.name, fetching_record(
+                        s.tree.root, s.moving if s.address_added else None))
+                    s.held = True  # a record names it: the clean-up's KILLED replaces it
+                    self.restored_at = time.monotonic()
                 return RestoreDone(pid)
             case Do(Act.HOLD):
-                assert s.tree is None
                 self.keep_stopped = hold(s, self.restored_pid)
             case Do(Act.SEND_RESTORED):
                 await send_restored(s)
@@ -181,11 +191,20 @@ class DestinationDrive:
                 await s.ch.send(wire.Committed(pid=s.tree.pid))
             case Do(Act.FETCH_PAGES):
                 assert s.lazy_pages is not None
-                await wait_for_pages(s, s.lazy_pages)
+                try:
+                    await wait_for_pages(s, s.lazy_pages)
+                except SourceAborted:  # a streamed restore's source gave up meanwhile
+                    return AbortAsked()
+                if self.driver.streamed:
+                    self.fetched_ms = round((time.monotonic() - self.restored_at) * 1000)
+                    log.info("migration %s: every page is in the stopped tree, %d ms after "
+                             "its restore", s.workdir.name if s.workdir else "?",
+                             self.fetched_ms)
                 return PagesFetched()
             case Do(Act.SEND_PAGES_COMPLETE):
                 assert s.lazy_pages is not None
-                await send_pages_complete(s, s.lazy_pages, self.resumed_at)
+                await send_pages_complete(s, s.lazy_pages, self.resumed_at,
+                                          elapsed_ms=self.fetched_ms)
             case Do(Act.KILL_TAIL):
                 assert s.lazy_pages is not None
                 await kill_tail(s, s.lazy_pages, self.failure or PeerLost(s.ch.peer, "lost"))

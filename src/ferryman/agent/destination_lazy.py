@@ -28,6 +28,11 @@ from ferryman.pki import tls
 log = logging.getLogger(__name__)
 
 
+class SourceAborted(FerrymanError):
+    """The source sent Abort while every page was being fetched (a streamed restore, before
+    its Restored): the driver answers it as any Abort."""
+
+
 async def start_lazy_relay(s: DestinationRole) -> int:
     """Post-copy through ferryman's page relay (a Plan with ``lazy_relay``): its TLS port,
     behind a guard that lets only the source (the control connection's address) reach it.
@@ -59,7 +64,7 @@ def start_lazy_early(s: DestinationRole) -> None:
         end, s.lazy_end = s.lazy_end, None
         s.early_lazy = asyncio.ensure_future(_start_on_relay(s, s.workdir, end))
         return
-    if not plan.lazy or not plan.page_server_port:
+    if not plan.lazy_dump or not plan.page_server_port:
         return
     s.early_lazy = asyncio.ensure_future(start_lazy_pages(
         s.criu.binary, s.workdir, address=s.ch.peer_ip,
@@ -124,6 +129,8 @@ async def wait_for_pages(s: DestinationRole, daemon: CriuDaemon) -> None:
         await asyncio.wait({done, watch}, return_when=asyncio.FIRST_COMPLETED)
         if not done.done():
             exc = watch.exception() if not watch.cancelled() else None
+            if exc is None and isinstance(watch.result(), wire.Abort):
+                raise SourceAborted("the source aborted the migration while the pages came")
             raise PeerLost(s.ch.peer, f"control connection lost during the page tail: "
                            f"{exc or 'unexpected message'}")
         done.result()  # raises CriuError when the daemon failed
@@ -146,11 +153,14 @@ async def kill_tail(s: DestinationRole, daemon: CriuDaemon, exc: BaseException) 
     write_outcome(s.cfg.state_dir, s.workdir.name, f"LOST {s.tree.pid}\n")
 
 
-async def send_pages_complete(s: DestinationRole, daemon: CriuDaemon,
-                              resumed_at: float) -> None:
+async def send_pages_complete(s: DestinationRole, daemon: CriuDaemon, resumed_at: float,
+                              elapsed_ms: int | None = None) -> None:
+    """PagesComplete: the tail's measures (``elapsed_ms``: a streamed restore's fetch, which
+    ended before the resume; else the time since ``resumed_at``)."""
     copied, _total, faults = lazy_pages_transferred(daemon.log_path)
     waited, longest = lazy_fault_waits(daemon.log_path)
-    elapsed = int((time.monotonic() - resumed_at) * 1000)
+    elapsed = elapsed_ms if elapsed_ms is not None else \
+        int((time.monotonic() - resumed_at) * 1000)
     log.info("all %d lazy pages arrived in %d ms (%d faults, %.0f ms waited on them, "
              "%.0f ms the longest)", copied, elapsed, faults, waited, longest)
     await s.ch.send(wire.PagesComplete(pages=copied, bytes=copied * PAGE_SIZE, faults=faults,

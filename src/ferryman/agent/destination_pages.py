@@ -56,7 +56,7 @@ async def start_page_server(s: DestinationRole, images: Path, parent: str | None
     port = await guarded_port(s)
     if s.seal is not None:  # each file it writes, hashed while it writes it
         s.seal.follow(images)
-    if s.plan is not None and s.plan.compress and parent is None and not s.plan.lazy:
+    if s.plan is not None and s.plan.compress and parent is None and not s.plan.lazy_dump:
         theirs, ours = pagerelay.socket_pair()
         try:
             s.page_server = await page_server.start_socket_page_server(

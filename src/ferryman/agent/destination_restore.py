@@ -134,7 +134,8 @@ def hold(s: DestinationRole, pid: int) -> asyncio.Future[frozenset[int]]:
     meanwhile (a restarted agent lists it, agent/orphans.py settle_records, never loses
     it); returns the tasks to leave stopped at the resume (read while the commit comes)."""
     assert s.workdir is not None
-    s.tree = ProcessTree.of(pid)
+    if s.tree is None:  # (a streamed restore took it at once: a failed fetch kills it)
+        s.tree = ProcessTree.of(pid)
     keep_stopped = asyncio.ensure_future(asyncio.to_thread(stopped_pids, s.workdir))
     write_outcome(s.cfg.state_dir, s.workdir.name, orphan_record(
         s.tree.root, s.moving if s.address_added else None))

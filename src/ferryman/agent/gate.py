@@ -220,7 +220,8 @@ def decide_plan(role: SourceRole, ours: wire.Hello, theirs: wire.Hello, pre: Pre
                   destination=Node(theirs.node, theirs.features, theirs.free_disk),
                   rss_bytes=role.report.rss_bytes,
                   options=PlanOptions(no_postcopy=opts.precopy.no_postcopy,
-                                      force=preflight_policy(role).force),
+                                      force=preflight_policy(role).force,
+                                      stream_cold=opts.stream_cold),
                   auto=pre.auto if pre else None, container=opts.in_container)
 
 

@@ -51,6 +51,38 @@ def orphan_record(identity: ProcessIdentity,
     return f"ORPHANED {identity.pid} {identity.start_time}{tail}\n"
 
 
+def fetching_record(identity: ProcessIdentity,
+                    address: addresses.MoveAddress | None = None) -> str:
+    """A streamed restore's tree while its pages come (and the address it took here): never
+    whole, so never an orphan; an agent that starts and finds it kills it and takes the
+    address down again (:func:`settle_records`)."""
+    tail = f" {address}" if address is not None else ""
+    return f"FETCHING {identity.pid} {identity.start_time}{tail}\n"
+
+
+def _settle_fetching(state_dir: Path, record: Path) -> str | None:
+    """Kill the incomplete tree a FETCHING record names, if it still lives, and take its
+    address down (the source, which kept its copy, has it)."""
+    words = record.read_text().split()
+    if len(words) not in (3, 4) or words[0] != "FETCHING" or \
+            not all(w.isdigit() for w in words[1:3]):
+        return None
+    tree = ProcessTree(ProcessIdentity(pid=int(words[1]), start_time=int(words[2])))
+    if tree.alive():
+        tree.kill()
+    said = (f"{record.name}: killed PID {tree.pid}, restored here while its pages came "
+            "when this agent stopped (the source kept its copy)")
+    try:
+        address = _address(words)
+        if address is not None and addresses.present(address.ip):
+            addresses.delete(address)
+            said += f"; took {address} down"
+    except FerrymanError as exc:
+        said += f"; could not take its address down: {exc}"
+    write_outcome(state_dir, record.name, f"KILLED {tree.pid}\n")
+    return said
+
+
 def _address(words: list[str]) -> addresses.MoveAddress | None:
     """The record's address word, if any (raises FerrymanError when it is malformed)."""
     return addresses.parse_move_address(words[3]) if len(words) == 4 else None
@@ -105,6 +137,9 @@ def settle_records(state_dir: Path) -> list[str]:
     held = {o.migration_id for o in list_orphans(state_dir)}
     root = state_dir / OUTCOMES
     for record in sorted(root.iterdir()) if root.is_dir() else []:
+        if not record.name.startswith(".") and record.is_file() and \
+                (said := _settle_fetching(state_dir, record)) is not None:
+            done.append(said)
         workdir = state_dir / "migrations" / record.name
         if record.name not in held and not record.name.startswith(".") and workdir.is_dir():
             _drop_images(workdir)  # an agent that died after the commit left them

@@ -54,6 +54,7 @@ class SourceOptions:
     max_bandwidth_mbit: float | None = None  # the pages' cap on the wire (every mode)
     podman: PodmanTarget | None = None  # a Podman container instead of ``pid``
     compress: Compress = Compress.AUTO  # --compress (migration/compress.py)
+    stream_cold: bool = True  # --cold-restore streamed (migration/plan.py, rule 5)
 
     @property
     def in_container(self) -> bool:

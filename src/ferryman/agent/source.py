@@ -192,9 +192,8 @@ class SourceMigration:
         answer = early[0][1] if early else await self._plan_ready(plan, hello, ahead)
         self.sync_port = answer.sync_port
         self.pages_from = answer.pages_from
-        lazy = plan.lazy
         driver = SourceDriver(
-            lazy=lazy, container=self.workload.syncs_frozen,
+            lazy=plan.lazy_dump, streamed=plan.streamed, container=self.workload.syncs_frozen,
             presync=self.workload.presyncs,
             move_address=opts.move_address is not None, hybrid=plan.mode.lazy,
             convergence=Convergence(
@@ -221,12 +220,13 @@ class SourceMigration:
         assert ch is not None
         assert self.workload is not None
         self.report.mode = plan.mode
-        lazy = plan.lazy
+        lazy = plan.lazy_dump
         self.report.dirty_tracker = plan.tracker
+        self.report.streamed = plan.streamed
         # A process tree's lazy pages (post-copy, hybrid's lazy final step) through the page
         # relay, if this node's CRIU can serve them there (runc dumps a container into
         # CRIU's own page connection)
-        self.lazy_relay = plan.mode.lazy and not opts.in_container and \
+        self.lazy_relay = (plan.mode.lazy or plan.streamed) and not opts.in_container and \
             await self._criu_relays_lazy(hello)
         choice = await choose_compression(self, plan, opts.compress, ahead)  # --compress
         if self.lazy_relay and not choice.on and not plan.pre_copies:
@@ -239,7 +239,8 @@ class SourceMigration:
             self.ps_port = free_port(ch.local_ip)
         self.report.compression, self.compressed = describe(choice), choice.on
         self.report.compression["relay"] = False  # the dump that goes through it says so
-        await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=self.pid, lazy=lazy,
+        await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=self.pid,
+                                lazy=plan.lazy, streamed=plan.streamed,
                                 tcp_established=opts.tcp_established,
                                 move_address=str(opts.move_address or ""),
                                 target=self.workload.planned_target(),

@@ -347,25 +347,34 @@ class SourceDrive:
             role.tracker.advance(phase)
             return
         lazy, node = self.driver.lazy, role.report.destination_node
+        streamed = self.driver.streamed
         detail = ""
         if phase == S.PLANNED:
             detail = (f"pre-copy into page servers on {node}" if self.driver.convergence
+                      else "cold, streamed: the pages go straight into the restored tree, "
+                      "held stopped until the last one is there" if streamed
                       else "post-copy: pages will follow on demand" if lazy
                       else f"page server on port {self.driver.port}")
         elif phase == S.PRESYNC:
             detail = f"rsync while running to {role.ch.peer_ip if role.ch else ''}"
         elif phase == S.FREEZING:
             role.freeze_at = time.monotonic()
-            detail = f"dumping PID {role.pid}" + (" (memory stays here, served lazily)"
-                                               if lazy else "")
+            detail = f"dumping PID {role.pid}" + (
+                " (its memory streams from here into the restored tree)" if streamed
+                else " (memory stays here, served lazily)" if lazy else "")
+        elif phase == S.AWAIT_RESTORE and streamed:
+            detail = f"{node} restores the tree stopped and takes every page into it"
         elif phase == S.COMMITTED:
-            detail = "destination resumes the workload" + ("" if lazy else
+            detail = "destination resumes the workload" + ("" if lazy and not streamed else
                                                            "; the source copy goes")
         elif phase == S.SERVING_PAGES:
             detail = (f"running on {node} as PID {role.report.destination_pid}; "
                       "serving its memory")
         elif phase == S.DONE:
-            detail = (f"all {self.tail.pages} pages arrived in {self.tail.elapsed_ms} ms"
+            detail = (f"running on {node} as PID {role.report.destination_pid}; its "
+                      f"{self.tail.pages} pages went in before the resume, in "
+                      f"{self.tail.elapsed_ms} ms" if self.tail is not None and streamed
+                      else f"all {self.tail.pages} pages arrived in {self.tail.elapsed_ms} ms"
                       if self.tail is not None
                       else f"running on {node} as PID {role.report.destination_pid}")
         elif phase == S.RESUMING or (phase == S.LOST and role.tracker.phase != S.RESUMING):

@@ -59,9 +59,15 @@ def record_iterations(report: MigrationReport, summary: Summary) -> None:
 
 
 def record_pages(report: MigrationReport, msg: wire.PagesComplete) -> None:
-    """The post-copy tail, as the destination's PagesComplete measured it."""
-    report.memory_complete_ms = float(msg.elapsed_ms)
+    """The post-copy tail, as the destination's PagesComplete measured it; a streamed
+    cold restore's fetch, which ended before the resume."""
     report.lazy_pages = msg.pages
+    if report.streamed:
+        report.streamed_fetch_ms = float(msg.elapsed_ms)
+        report.count_pages(msg.bytes)
+        report.result = Result.COMMITTED
+        return
+    report.memory_complete_ms = float(msg.elapsed_ms)
     report.lazy_faults = msg.faults
     report.lazy_fault_wait_ms = float(msg.fault_wait_ms)
     report.lazy_fault_max_ms = float(msg.fault_max_ms)

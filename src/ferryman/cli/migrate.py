@@ -83,6 +83,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "ferryman's own TLS "
                         "stream; auto (default) does when the link is slower than "
                         "compressing a sample of the workload's memory and it compresses")
+    p.add_argument("--cold-restore", choices=("streamed", "images"), default="streamed",
+                   help="cold: streamed (default where both nodes have lazy pages and the "
+                        "pre-flight allows post-copy) fetches the pages straight into the "
+                        "restored tree, held stopped until the last one is there; images "
+                        "writes them to page files on the destination first")
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
@@ -141,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
                               precopy=precopy,
                               max_bandwidth_mbit=args.max_bandwidth,
                               compress=args.compress,
+                              stream_cold=args.cold_restore == "streamed",
                               preflight=PreflightPolicy(
                                   force=args.force, skip=args.test_skip_preflight,
                                   synced=synced_paths(args),

@@ -16,6 +16,12 @@ in two places, on purpose, and the table says so instead of two copies of the co
   up. **lazy** sends Commit first (a failed send is still rolled back: CRIU is killed and the
   tasks, whose memory never left, continue) and waits for Committed before serving pages.
 
+A **streamed** cold restore (migration/plan.py, rule 5) dumps lazily, but the destination
+says Restored only once every page is in its stopped tree: from there on it is a cold commit
+(the destination could run the workload), so its Commit, like cold's, is sent *anyway* after
+COMMITTED; CRIU's lazy dump has (nearly always) ended by then, leaving the tree stopped, so
+there is no CRIU to check, and the driver kills the source copy itself.
+
 Invariants (tests/unit/migration/test_commit.py): every source task has a SIGSTOP queued and
 the guard knows the commit (``MARK_COMMIT``) before Commit leaves; CRIU's network lock is gone
 before the destination may resume (``RELEASE_LOCK`` before ``SEND_COMMIT``); held segments are
@@ -29,7 +35,7 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-__all__ = ["COLD_STEPS", "LAZY_STEPS", "Step", "commit_steps"]
+__all__ = ["COLD_STEPS", "LAZY_STEPS", "STREAMED_STEPS", "Step", "commit_steps"]
 
 
 class Step(enum.Enum):
@@ -69,6 +75,20 @@ LAZY_STEPS: Final = (
 )
 
 
-def commit_steps(*, lazy: bool) -> tuple[Step, ...]:
-    """The steps of the point of no return for a lazy final dump, or a cold one."""
+STREAMED_STEPS: Final = (
+    Step.QUEUE_STOP,
+    Step.RELEASE_LOCK,
+    Step.ENTER_COMMITTED,
+    Step.MARK_COMMIT,
+    Step.SEND_COMMIT_ANYWAY,
+    Step.FORWARD_INFLIGHT,
+    Step.AWAIT_COMMITTED,
+)
+
+
+def commit_steps(*, lazy: bool, streamed: bool = False) -> tuple[Step, ...]:
+    """The steps of the point of no return for a lazy final dump, a cold one, or a
+    streamed cold one (lazy, but the destination holds every page before Restored)."""
+    if streamed:
+        return STREAMED_STEPS
     return LAZY_STEPS if lazy else COLD_STEPS

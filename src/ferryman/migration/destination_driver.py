@@ -13,6 +13,12 @@ table (migration/phases.py):
   then the source's Commit or Abort;
 * COMMITTED: resumed, Committed sent; lazy: FETCHING_PAGES until every page is here; DONE.
 
+A **streamed** cold restore (``streamed``: a lazy Plan of mode cold) fetches every page while
+still RESTORING, into the tree restored stopped, and only then goes on as cold: HOLD,
+RESTORED, Restored; after the Commit it resumes, sends Committed and then PagesComplete (the
+wire runs as post-copy's). A failed fetch is a failed restore (Failed, the source rolls
+back); a source lost in RESTORED leaves the whole tree stopped (ORPHANED), as cold's.
+
 Failures: a bad image file or a failed restore is answered with Failed (after the clean-up)
 and the source's Abort awaited; an Abort cleans up (KILLED once a tree exists); a source
 lost in RESTORED leaves the tree stopped (ORPHANED) unless restored lazily (KILLED: its
@@ -180,9 +186,11 @@ Action = Do | Enter | CleanUp | SendFailed | Finish
 
 
 class DestinationDriver:
-    def __init__(self, *, lazy: bool) -> None:
-        self.plan_lazy = lazy  # the Plan names the source's page server: start early
-        self.lazy = lazy  # the Plan's, or a final Iterate's
+    def __init__(self, *, lazy: bool, streamed: bool = False) -> None:
+        self.plan_lazy = lazy or streamed  # the Plan names the source's page server: start early
+        self.lazy = lazy or streamed  # the Plan's, or a final Iterate's
+        self.streamed = streamed  # every page is fetched before Restored
+        self.fetched = False  # streamed: they are all here
         self.phase = D.HELLO
         self.restored = False  # a tree exists here
         self.lazy_started = False
@@ -239,24 +247,34 @@ class DestinationDriver:
                 return self._report_failure(code)
             case RestoreDone():
                 self.restored = True
-                return (Do(Act.HOLD), self._enter(D.RESTORED), Do(Act.SEND_RESTORED),
-                        Do(Act.AWAIT_DECISION))
+                if self.streamed:  # every page first, into the tree restored stopped
+                    return (Do(Act.FETCH_PAGES),)
+                return self._restored()
             case AbortAsked():
                 return self._end(CleanUp(), self._enter(D.KILLED if self.restored
                                                         else D.CLEANED),
                                  Do(Act.SEND_ABORTED))
             case CommitAsked():
                 acts = (Do(Act.RESUME), self._enter(D.COMMITTED), Do(Act.SEND_COMMITTED))
+                if self.streamed:
+                    return (*acts, Do(Act.SEND_PAGES_COMPLETE), *self._done())
                 if self.lazy:
                     return (*acts, self._enter(D.FETCHING_PAGES), Do(Act.FETCH_PAGES))
                 return (*acts, *self._done())
             case PagesFetched():
+                if self.streamed:
+                    self.fetched = True
+                    return self._restored()
                 return (Do(Act.SEND_PAGES_COMPLETE), *self._done())
             case SourceLost():
                 return self._source_lost()
             case Failed(_, during):
                 return self._failed(during)
         raise TypeError(f"not a DESTINATION event: {event!r}")
+
+    def _restored(self) -> tuple[Action, ...]:
+        return (Do(Act.HOLD), self._enter(D.RESTORED), Do(Act.SEND_RESTORED),
+                Do(Act.AWAIT_DECISION))
 
     def _done(self) -> tuple[Action, ...]:
         # recorded before the hang-up, so that the source returns with the record right here;
@@ -270,7 +288,7 @@ class DestinationDriver:
                          Do(Act.AWAIT_ABORT))
 
     def _source_lost(self) -> tuple[Action, ...]:
-        if self.lazy:  # its memory went with the source's page server: it can never run
+        if self.lazy and not self.fetched:  # its memory went with the source's page server
             return self._end(self._enter(D.KILLED), CleanUp())
         return self._end(self._enter(D.ORPHANED), Do(Act.KEEP_ORPHAN))
 
@@ -279,8 +297,12 @@ class DestinationDriver:
             return self._end()
         if self.phase is D.RESTORED:
             return self._source_lost()
+        if during == Do(Act.FETCH_PAGES) and self.streamed:
+            return self._report_failure("restore")  # before Restored: the source rolls back
         if during == Do(Act.FETCH_PAGES):
             return self._end(self._enter(D.LOST), Do(Act.KILL_TAIL), CleanUp(keep_logs=True))
+        if self.phase is D.RESTORING:  # a tree restored here goes with the clean-up
+            return self._end(CleanUp(), self._enter(D.CLEANED))
         _, bad = DESTINATION_TABLE[self.phase]
         target = next(iter(bad)) if len(bad) == 1 else None
         return self._end(CleanUp(), *((self._enter(target),) if target else ()))

@@ -78,7 +78,8 @@ DESTINATION_TABLE: Mapping[
     D.HELLO: (frozenset({D.READY}), frozenset({D.REFUSED})),
     D.READY: (frozenset({D.RECEIVING}), frozenset({D.CLEANED})),
     D.RECEIVING: (frozenset({D.RESTORING}), frozenset({D.CLEANED})),
-    D.RESTORING: (frozenset({D.RESTORED}), frozenset({D.CLEANED})),
+    # KILLED: a streamed restore's tree, aborted while its pages came (destination_driver)
+    D.RESTORING: (frozenset({D.RESTORED}), frozenset({D.CLEANED, D.KILLED})),
     D.RESTORED: (frozenset({D.COMMITTED}), frozenset({D.KILLED, D.ORPHANED})),
     D.COMMITTED: (frozenset({D.DONE, D.FETCHING_PAGES}), frozenset({D.LOST})),
     D.FETCHING_PAGES: (frozenset({D.DONE}), frozenset({D.LOST})),

@@ -20,7 +20,13 @@ Rules, in order:
    soft-dirty, or uffd-wp for a process tree), and the destination needs room for the
    images (all the memory unless the dump is lazy from the start, plus a margin);
 4. **post-copy allowed** (the budget policy's switch): not ``--no-postcopy``, and lazy pages
-   work on both nodes.
+   work on both nodes;
+5. **a streamed cold restore** (:func:`streams`): a cold process tree whose pre-flight lets
+   post-copy through, with lazy pages on both nodes, is dumped lazily and its pages are
+   fetched straight into the restored tree, which stays stopped until the last page is
+   there (``wire.Plan.streamed``); the source keeps its copy until then, as cold always
+   does. No page file is written or read on the destination, which halves the frozen
+   window at 1 GiB. ``--cold-restore images`` keeps the page files.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from ferryman.migration.verdict import Status, Verdict
 from ferryman.mode import Mode
 
 __all__ = ["DISK_MARGIN", "Node", "Plan", "PlanOptions", "decide", "dirty_tracker",
-           "postcopy_blocker", "precopy_blocker", "refusal"]
+           "postcopy_blocker", "precopy_blocker", "refusal", "streams"]
 
 DISK_MARGIN: Final = 64 << 20  # bytes the destination keeps free beyond the images
 
@@ -46,6 +52,7 @@ class PlanOptions:
 
     no_postcopy: bool = False
     force: bool = False
+    stream_cold: bool = True  # --cold-restore streamed (default) or images
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +73,23 @@ class Plan:
     postcopy_allowed: bool
     reason: str = ""
     tracker: str | None = None  # pre-copying modes: "soft-dirty" or "uffd-wp"
+    streamed: bool = False  # cold: the pages go straight into the tree held stopped (rule 5)
 
     def __post_init__(self) -> None:
         if not self.mode.decided:
             raise ValueError("a Plan's mode is decided: not auto")
+        if self.streamed and self.mode is not Mode.COLD:
+            raise ValueError("only a cold Plan streams its restore")
 
     @property
     def lazy(self) -> bool:
         """The Plan's own dump is lazy (``wire.Plan.lazy``)."""
         return self.mode.lazy_from_start
+
+    @property
+    def lazy_dump(self) -> bool:
+        """The Plan's own dump is lazy: lazy from the start, or a streamed cold one."""
+        return self.lazy or self.streamed
 
     @property
     def pre_copies(self) -> bool:
@@ -90,6 +105,24 @@ def postcopy_blocker(features: Mapping[str, bool], node: str) -> str | None:
         return (f"{node}: fs.pipe-max-size is below 4 MiB and CRIU lacks CAP_SYS_RESOURCE; "
                 "run 'sysctl -w fs.pipe-max-size=4194304' there")
     return None
+
+
+def streams(mode: Mode, verdict: Verdict | None, nodes: tuple[Node, ...], *,
+            asked: bool, container: bool) -> bool:
+    """Rule 5: whether a cold migration streams its restore. Only a process tree (a
+    container's restore is runc's or Podman's), only where the pre-flight (when it ran)
+    found nothing that stops post-copy but not cold (what a lazy dump cannot move goes the
+    page files' way), and only with lazy pages on both nodes."""
+    if mode is not Mode.COLD or not asked or container:
+        return False
+    if verdict is not None:
+        if Mode.POSTCOPY not in verdict.supported:
+            return False
+        # what would stop post-copy but not cold: something a lazy dump or restore cannot do
+        if any(not r.concerns(Mode.COLD)
+               for r in verdict.blocking(Mode.POSTCOPY, force=False)):
+            return False
+    return all(postcopy_blocker(n.features, n.name) is None for n in nodes)
 
 
 def dirty_tracker(features: Mapping[str, bool], *, container: bool = False) -> str | None:
@@ -161,7 +194,8 @@ def decide(requested: Mode, *, verdict: Verdict | None, source: Node, destinatio
 
     ``verdict`` None: a container (rule 1 makes ``auto`` cold; rule 2 does not apply).
     ``auto``: the measured choice of :func:`ferryman.migration.modes.choose_mode`.
-    ``container``: a runc container (pre-dumped by runc: soft-dirty only).
+    ``container``: a runc or Podman container (pre-dumped by runc: soft-dirty only; restored
+    by runc or Podman: never streamed).
     """
     mode, reason = _mode(requested, verdict, auto, options)
     lazy_ok = not options.no_postcopy and all(
@@ -171,7 +205,9 @@ def decide(requested: Mode, *, verdict: Verdict | None, source: Node, destinatio
             why = postcopy_blocker(node.features, node.name)
             if why is not None:
                 raise CriuFeatureMissing("lazy pages", why)
-    need = (0 if mode.lazy_from_start else rss_bytes) + DISK_MARGIN
+    streamed = streams(mode, verdict, (source, destination), asked=options.stream_cold,
+                       container=container)
+    need = (0 if mode.lazy_from_start or streamed else rss_bytes) + DISK_MARGIN
     if destination.free_disk < need:
         raise FerrymanError(
             f"the destination has {destination.free_disk >> 20} MiB free for images, the "
@@ -183,7 +219,8 @@ def decide(requested: Mode, *, verdict: Verdict | None, source: Node, destinatio
         if why is not None:
             raise CriuFeatureMissing("dirty-page tracking", why)
         tracker = dirty_tracker(source.features, container=container)
-    return Plan(mode, postcopy_allowed=lazy_ok, reason=reason, tracker=tracker)
+    return Plan(mode, postcopy_allowed=lazy_ok, reason=reason, tracker=tracker,
+                streamed=streamed)
 
 
 def _mode(requested: Mode, verdict: Verdict | None, auto: ModeChoice | None,

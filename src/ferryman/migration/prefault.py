@@ -3,7 +3,8 @@
 Pure: the node's facts come in (host/prefault.py finds them). What the frozen window will
 take on the destination: the restored tree's memory (its RSS) and, when the pages arrive
 while the workload is frozen (cold: all of them), their page cache as well. Pre-copy's
-earlier image sets arrive while it runs; post-copy's pages after it resumes.
+earlier image sets arrive while it runs; post-copy's pages after it resumes; a streamed cold
+restore's go straight into the tree while it is frozen (its RSS, no page cache).
 
 ``auto`` does it only on a node whose free memory goes back to its hypervisor, and only
 from ``AUTO_MIN_BYTES``: what a node freed in the last seconds is still resident (the

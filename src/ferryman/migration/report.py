@@ -65,6 +65,10 @@ class MigrationReport:
     iterations: list[dict[str, Any]] = field(default_factory=list)
     policy: str | None = None
     dirty_tracker: str | None = None  # pre-copy: "soft-dirty" or "uffd-wp" (issue 15)
+    # cold: the pages went straight into the restored tree, held stopped (migration/plan.py,
+    # rule 5), and the destination had them all this long after its restore (in the downtime)
+    streamed: bool = False
+    streamed_fetch_ms: float | None = None
     convergence: str | None = None
     predicted_downtime_ms: float | None = None
     over_budget: bool = False  # the policy finished knowing the budget would be missed

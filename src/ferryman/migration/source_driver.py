@@ -23,6 +23,12 @@ and the Plan are agent/source.py's and agent/gate.py's) and drives the phase tab
 * **the end**: cold, CRIU's end and the destination's Committed, in either order; lazy, the
   page tail: PagesComplete and the dump's end, in either order.
 
+A **streamed** cold restore (``streamed``) runs as lazy up to Restored, which the destination
+sends once every page is in its stopped tree; then it commits as cold does (commit.py), its
+PagesComplete and the dump's end close it, and a failure after COMMITTED is never LOST: the
+destination holds the whole workload (DONE once it confirmed, else UNCONFIRMED), and the
+source copy is killed.
+
 Failures: while CRIU waits for a notification's answer, the failure is the answer, and the
 roll-back follows the dump's end (CRIU resumes the tree first); else before COMMITTED a lazy
 dump is stopped (CRIU killed: its tasks continue) and rolled back; after COMMITTED a cold
@@ -102,10 +108,12 @@ DUMP_END_GRACE_S = 7.0
 class SourceDriver:
     """One migration's SOURCE steps after Ready (see the module docstring)."""
 
-    def __init__(self, *, lazy: bool, container: bool = False, presync: bool | None = None,
+    def __init__(self, *, lazy: bool, streamed: bool = False, container: bool = False,
+                 presync: bool | None = None,
                  move_address: bool = False, hybrid: bool = False,
                  convergence: Convergence | None = None) -> None:
-        self.lazy = lazy  # the final dump's; pre-copy decides it at the final set
+        self.lazy = lazy or streamed  # the final dump's; pre-copy decides it at the final set
+        self.streamed = streamed  # cold, its pages fetched into the tree held stopped
         self.container = container  # synced while frozen, not a same-host process tree
         self.presync = container if presync is None else presync  # files synced first
         self.move_address = move_address
@@ -182,7 +190,7 @@ class SourceDriver:
             case DumpEnded(ok):
                 return self._dump_ended(ok)
             case Restored():
-                return self._walk_commit(commit_steps(lazy=self.lazy))
+                return self._walk_commit(commit_steps(lazy=self.lazy, streamed=self.streamed))
             case CommitSent(ok):
                 self.commit_unsent = not ok
                 return self._walk_commit(self.commit_walk)
@@ -309,6 +317,8 @@ class SourceDriver:
         self.dump_running = False
         self.dump_ok = ok
         if self.phase in (S.COMMITTED, S.SERVING_PAGES):
+            if self.streamed:  # the destination had every page before Restored
+                return () if self.failing else self._tail_end()
             if self.lazy:
                 return self._lost() if not ok or self.failing else self._tail_end()
             # cold: CRIU answered after the commit; an error of its is only logged
@@ -355,6 +365,8 @@ class SourceDriver:
             self.failing = True
             return self._answer(ok=False)
         if phase in (S.COMMITTED, S.SERVING_PAGES):
+            if self.streamed:
+                return self._streamed_end()
             if self.lazy:
                 if self.dump_running and not self.failing:
                     self.failing = True  # lost; how the dump ends says whether B has it all
@@ -366,6 +378,18 @@ class SourceDriver:
             self.failing = True  # cold: CRIU's end comes, then the roll-back
             return ()
         return self._roll_back()
+
+    def _streamed_end(self) -> Actions:
+        """A failure past a streamed commit: the destination has the whole memory, and the
+        workload runs there if it confirmed the commit (else it keeps it stopped)."""
+        self.failing = True
+        stop = (StopDump(),) if self.dump_running else ()
+        self.dump_running = False
+        if self.committed_pid is not None:
+            return self._finish(Outcome.DONE, *stop, KillTree(), CollectDumpStats(lazy=True),
+                                self._enter(S.DONE))
+        return self._finish(Outcome.UNCONFIRMED, *stop, KillTree(),
+                            CollectDumpStats(lazy=True))
 
     def _roll_back(self, reason: str = "") -> Actions:
         first: tuple[Action, ...] = ()

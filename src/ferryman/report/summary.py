@@ -79,7 +79,11 @@ def summary(report: MigrationReport | ReportView | Mapping[str, Any], *,
             after = ms(r.sync["runc_after_commit_ms"])
             lines.append(f"               runc's clean-up after the commit took {after} "
                          "(not downtime: the container ran on the destination)")
-    if r.memory_complete_ms is not None or r.lazy_pages is not None:
+    if r.streamed:
+        pages = f"{r.lazy_pages} pages" if r.lazy_pages is not None else "the pages"
+        lines.append(f"  restore      streamed: {pages} went straight into the restored tree, "
+                     f"held stopped, in {ms(r.streamed_fetch_ms)} (in the downtime)")
+    elif r.memory_complete_ms is not None or r.lazy_pages is not None:
         pages = f"{r.lazy_pages} lazy pages" if r.lazy_pages is not None else "lazy pages"
         lines.append(f"  page tail    {pages} arrived {ms(r.memory_complete_ms)} after the "
                      "workload resumed on the destination")

@@ -191,8 +191,9 @@ class Connection:
 
     @property
     def lazy(self) -> bool:
-        """Pages follow on demand: the Plan said so, or a final lazy Iterate did."""
-        return (self._plan is not None and self._plan.lazy) or self._lazy_final
+        """Pages follow on demand: the Plan said so (post-copy, a streamed cold restore),
+        or a final lazy Iterate did."""
+        return (self._plan is not None and self._plan.lazy_dump) or self._lazy_final
 
     def _advance(self, new_state: State, msg: Message) -> None:
         if isinstance(msg, Plan):

@@ -161,6 +161,11 @@ class Plan(Message):
     # the tree's resident memory at the plan (bytes): what the destination makes resident
     # before the freeze where its hypervisor takes free memory (serve --prefault)
     rss_bytes: int = 0
+    # cold: the dump is lazy and the destination fetches every page into the restored tree,
+    # held stopped, before it says Restored (no page files); the wire then runs as post-copy's
+    # (Committed, then PagesComplete), but nothing is lost if the link breaks: the source keeps
+    # its copy until the commit, and the destination has the whole memory before it
+    streamed: bool = False
 
     def __post_init__(self) -> None:
         check_str("Plan", "migration_id", self.migration_id, max_chars=64,
@@ -176,6 +181,7 @@ class Plan(Message):
         check_bool("Plan", "tcp_established", self.tcp_established)
         check_bool("Plan", "compress", self.compress)
         check_bool("Plan", "lazy_relay", self.lazy_relay)
+        check_bool("Plan", "streamed", self.streamed)
         check_int("Plan", "rss_bytes", self.rss_bytes)
         check_str("Plan", "move_address", self.move_address, max_chars=64)
         check_int("Plan", "page_server_port", self.page_server_port, hi=PORT_MAX)
@@ -183,9 +189,16 @@ class Plan(Message):
         if self.lazy is not self.mode.lazy_from_start:
             raise LocalProtocolError(f"Plan.lazy must be {self.mode.lazy_from_start} in "
                                      f"{self.mode} mode")
-        if self.lazy_relay and not self.mode.lazy:
+        if self.streamed and self.mode is not Mode.COLD:
+            raise LocalProtocolError(f"Plan.streamed is a cold restore's, not {self.mode}'s")
+        if self.lazy_relay and not (self.mode.lazy or self.streamed):
             raise LocalProtocolError(f"Plan.lazy_relay needs a mode that can turn lazy, "
                                      f"not {self.mode}")
+
+    @property
+    def lazy_dump(self) -> bool:
+        """The Plan's own dump is lazy: post-copy's, or a streamed cold one."""
+        return self.lazy or self.streamed
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,10 @@ turns the conversation lazy, as a lazy Plan does; before its Ready the destinati
 page maps of its sets back (``<FileChunk``/``<FileEnd``): the source's lazy dump needs them
 to know which pages the destination already has.
 
-When the Plan said ``lazy=True``, ``Committed`` leads to FETCHING instead (see
-:data:`LAZY_TRANSITIONS`, the one guard), and ``<PagesComplete`` then leads to DONE.
+When the Plan said ``lazy=True`` (or ``streamed=True``: a cold restore whose pages were all
+fetched before Restored; its PagesComplete reports that fetch), ``Committed`` leads to
+FETCHING instead (see :data:`LAZY_TRANSITIONS`, the one guard), and ``<PagesComplete`` then
+leads to DONE.
 
 A received file that fails its checks (SHA-256, size, order, name, disk full):
 ``TRANSFERRING <Failed TRANSFER_FAILED``; the destination reads on, discarding the files that

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from ferryman.migration.commit import COLD_STEPS, LAZY_STEPS, Step, commit_steps
+from ferryman.migration.commit import (
+    COLD_STEPS,
+    LAZY_STEPS,
+    STREAMED_STEPS,
+    Step,
+    commit_steps,
+)
 
-BOTH = pytest.mark.parametrize("steps", [COLD_STEPS, LAZY_STEPS], ids=["cold", "lazy"])
+BOTH = pytest.mark.parametrize("steps", [COLD_STEPS, LAZY_STEPS, STREAMED_STEPS],
+                               ids=["cold", "lazy", "streamed"])
 
 
 def _send(steps: tuple[Step, ...]) -> int:
@@ -18,6 +25,7 @@ def _send(steps: tuple[Step, ...]) -> int:
 def test_the_table_for_each_dump() -> None:
     assert commit_steps(lazy=False) == COLD_STEPS
     assert commit_steps(lazy=True) == LAZY_STEPS
+    assert commit_steps(lazy=True, streamed=True) == STREAMED_STEPS
 
 
 @BOTH
@@ -62,3 +70,12 @@ def test_cold_commits_even_if_the_send_fails_lazy_does_not() -> None:
     assert _send(LAZY_STEPS) < LAZY_STEPS.index(Step.ENTER_COMMITTED)
     assert LAZY_STEPS[-2:] == (Step.AWAIT_COMMITTED, Step.ENTER_SERVING)
     assert Step.ENTER_SERVING not in COLD_STEPS
+
+
+def test_a_streamed_restore_commits_anyway_as_cold_does() -> None:
+    """The destination holds every page before Restored: a failed send may have arrived, so
+    COMMITTED comes first and the source copy goes either way; no page tail to serve."""
+    assert Step.SEND_COMMIT_ANYWAY in STREAMED_STEPS
+    assert STREAMED_STEPS.index(Step.ENTER_COMMITTED) < _send(STREAMED_STEPS)
+    assert Step.ENTER_SERVING not in STREAMED_STEPS
+    assert STREAMED_STEPS[-1] is Step.AWAIT_COMMITTED

@@ -176,10 +176,21 @@ FAILURES: list[tuple[bool, list[Event]]] = [
     (True, [Prepared(), RestoreAsked(), RestoreDone(1), CommitAsked(),
             Failed("CriuError", during=Do(Act.FETCH_PAGES))]),
 ]
+STREAMED_FAILURES: list[list[Event]] = [
+    [Prepared(), RestoreAsked(), RestoreDone(1), AbortAsked()],  # while the pages came
+    [Prepared(), RestoreAsked(), RestoreDone(1), Failed("CriuError",
+                                                        during=Do(Act.FETCH_PAGES))],
+]
 
 
 def test_every_failure_edge_of_the_table_is_replayed() -> None:
     seen: set[tuple[DestinationPhase, DestinationPhase]] = set()
+    for events in STREAMED_FAILURES:
+        d = DestinationDriver(lazy=False, streamed=True)
+        for event in events:
+            d.handle(event)
+            seen |= {(before, a.phase) for a, before in d.batch if isinstance(a, Enter)}
+        assert d.done
     for lazy, events in FAILURES:
         d = DestinationDriver(lazy=lazy)
         for event in events:
@@ -188,3 +199,42 @@ def test_every_failure_edge_of_the_table_is_replayed() -> None:
         assert d.done
     wanted = {(p, q) for p, (_, bad) in DESTINATION_TABLE.items() for q in bad}
     assert wanted <= seen, wanted - seen
+
+
+# -- a streamed cold restore: every page fetched into the stopped tree before Restored ----
+
+
+def test_a_streamed_restore_fetches_every_page_before_it_says_restored() -> None:
+    d = DestinationDriver(lazy=False, streamed=True)
+    out = replay(d, [Prepared(), *FILES, RestoreAsked()])
+    assert Do(Act.START_LAZY_EARLY) in out  # the daemon starts on pstree.img, as post-copy's
+    assert replay(d, [RestoreDone(7)]) == [Do(Act.FETCH_PAGES)]
+    assert d.phase is D.RESTORING  # no Restored before the last page
+    assert replay(d, [PagesFetched()]) == HOLD
+    assert replay(d, [CommitAsked()]) == [*COMMIT, Do(Act.SEND_PAGES_COMPLETE), *DONE]
+
+
+def test_a_failed_fetch_is_a_failed_restore_the_source_rolls_back() -> None:
+    d = DestinationDriver(lazy=False, streamed=True)
+    replay(d, [Prepared(), RestoreAsked(), RestoreDone(7)])
+    assert replay(d, [Failed("CriuError", during=Do(Act.FETCH_PAGES))]) == [
+        CleanUp(), Enter(D.CLEANED), SendFailed("restore"), Do(Act.AWAIT_ABORT),
+        Finish(D.CLEANED)]
+
+
+def test_an_abort_while_the_pages_come_kills_the_tree() -> None:
+    d = DestinationDriver(lazy=False, streamed=True)
+    replay(d, [Prepared(), RestoreAsked(), RestoreDone(7)])
+    assert replay(d, [AbortAsked()]) == [CleanUp(), Enter(D.KILLED), Do(Act.SEND_ABORTED),
+                                         Finish(D.KILLED)]
+
+
+def test_a_source_lost_after_a_streamed_restore_keeps_the_whole_tree_stopped() -> None:
+    """Unlike post-copy's (KILLED: its memory is with the source), the tree has every page."""
+    d = DestinationDriver(lazy=False, streamed=True)
+    replay(d, [Prepared(), RestoreAsked(), RestoreDone(7), PagesFetched()])
+    assert replay(d, [SourceLost()]) == [Enter(D.ORPHANED), Do(Act.KEEP_ORPHAN),
+                                         Finish(D.ORPHANED)]
+    lazy = DestinationDriver(lazy=True)
+    replay(lazy, [Prepared(), RestoreAsked(), RestoreDone(7)])
+    assert replay(lazy, [SourceLost()])[0] == Enter(D.KILLED)

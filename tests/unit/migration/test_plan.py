@@ -151,10 +151,55 @@ def test_no_postcopy_forbids_the_lazy_final_step() -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_the_destination_needs_room_for_the_images(mode: Mode) -> None:
+    images = PlanOptions(stream_cold=False)  # cold writes page files
     need = (0 if mode is Mode.POSTCOPY else RSS) + DISK_MARGIN
-    plan(mode, dst=Node("b", ALL, free_disk=need))
+    plan(mode, dst=Node("b", ALL, free_disk=need), options=images)
     with pytest.raises(FerrymanError, match="MiB free for images"):
-        plan(mode, dst=Node("b", ALL, free_disk=need - 1))
+        plan(mode, dst=Node("b", ALL, free_disk=need - 1), options=images)
+
+
+def test_a_streamed_cold_restore_needs_no_room_for_page_files() -> None:
+    p = plan(Mode.COLD, dst=Node("b", ALL, free_disk=DISK_MARGIN))
+    assert p.streamed
+    assert p.lazy_dump
+    assert not p.lazy  # the wire's Plan.lazy stays post-copy's
+
+
+def test_cold_streams_its_restore_by_default_where_lazy_pages_work() -> None:
+    assert plan(Mode.COLD).streamed
+    for mode in (Mode.POSTCOPY, Mode.PRECOPY, Mode.HYBRID):
+        assert not plan(mode).streamed
+
+
+def test_cold_keeps_its_page_files_when_asked_or_when_lazy_pages_cannot_work() -> None:
+    assert not plan(Mode.COLD, options=PlanOptions(stream_cold=False)).streamed
+    no_uffd = {"lazy_pages": False, "lazy_pipes": True, "mem_track": True}
+    assert not plan(Mode.COLD, src=Node("a", no_uffd)).streamed
+    assert not plan(Mode.COLD, dst=Node("b", {**ALL, "lazy_pipes": False},
+                                        free_disk=2 * GIB)).streamed
+    # the pre-flight's lazy dry run found something post-copy cannot move
+    assert not plan(Mode.COLD, verdict(row("dry_run.lazy", Status.FAIL,
+                                           LAZY_MODES))).streamed
+    assert not plan(Mode.COLD, verdict(row("memory.lazy", Status.WARN, LAZY_MODES))).streamed
+    assert not plan(Mode.COLD, verdict(supported=(Mode.COLD,))).streamed
+    # a container restores through runc or Podman
+    assert not decide(Mode.COLD, verdict=None, source=SRC, destination=DST, rss_bytes=RSS,
+                      container=True).streamed
+
+
+def test_a_process_tree_whose_pre_flight_was_skipped_still_streams() -> None:
+    assert decide(Mode.COLD, verdict=None, source=SRC, destination=DST, rss_bytes=RSS).streamed
+
+
+def test_a_warning_about_every_mode_does_not_stop_the_stream() -> None:
+    """cold accepted it (--force); what concerns cold too says nothing about lazy pages."""
+    v = verdict(row("tcp.established", Status.WARN, ALL_MODES))
+    assert plan(Mode.COLD, v, options=PlanOptions(force=True)).streamed
+
+
+def test_only_a_cold_plan_streams() -> None:
+    with pytest.raises(ValueError, match="only a cold Plan"):
+        Plan(Mode.POSTCOPY, postcopy_allowed=True, streamed=True)
 
 
 def test_the_verdict_comes_before_the_feature_gates() -> None:

@@ -506,3 +506,58 @@ def test_every_failure_edge_of_the_table_is_replayed() -> None:
         assert driver.outcome is not None, name
     wanted = {(p, q) for p, (_, bad) in SOURCE_TABLE.items() if p is not S.HELLO for q in bad}
     assert wanted <= seen, wanted - seen
+
+
+# -- a streamed cold restore: lazy up to Restored, which comes with every page there -----
+
+STREAMED_COMMIT_ACTIONS: list[Action] = [
+    *steps(Step.QUEUE_STOP, Step.RELEASE_LOCK), Enter(S.COMMITTED),
+    *steps(Step.MARK_COMMIT, Step.SEND_COMMIT_ANYWAY),
+]
+
+
+def test_a_streamed_cold_restore_commits_as_cold_and_ends_as_lazy() -> None:
+    d = SourceDriver(lazy=False, streamed=True)
+    acts = replay(d, [Started(0), *LAZY_FREEZE])
+    assert acts == [Enter(S.PLANNED), Enter(S.FREEZING), RunDump(lazy=True, port=0, parent=0),
+                    *LAZY_FREEZE_ACTIONS]
+    # every page went: CRIU's lazy dump ends, leaving the tree stopped; then Restored
+    assert replay(d, [DumpEnded(ok=True)]) == [GuardLeftStopped()]
+    assert replay(d, [Restored(DEST)]) == STREAMED_COMMIT_ACTIONS
+    assert replay(d, [CommitSent(ok=True)]) == steps(Step.FORWARD_INFLIGHT,
+                                                     Step.AWAIT_COMMITTED)
+    assert replay(d, [Committed(DEST)]) == [AwaitPagesComplete()]  # no SERVING_PAGES
+    assert replay(d, [PagesComplete(512)]) == LAZY_END_ACTIONS
+    assert d.outcome is Outcome.DONE
+
+
+def test_a_streamed_restore_whose_dump_ends_last_is_done_at_its_end() -> None:
+    d = SourceDriver(lazy=False, streamed=True)
+    replay(d, [Started(0), *LAZY_FREEZE, Restored(DEST), CommitSent(ok=True), Committed(DEST),
+               PagesComplete(9)])
+    assert d.outcome is None
+    assert replay(d, [DumpEnded(ok=False)]) == LAZY_END_ACTIONS  # B has it all: no loss
+
+
+def test_a_streamed_restore_that_failed_rolls_back_as_lazy() -> None:
+    d = SourceDriver(lazy=False, streamed=True)
+    replay(d, [Started(0), *LAZY_FREEZE])
+    assert replay(d, [failed()]) == LAZY_ROLL_BACK
+    assert replay(d, [RolledBack(survived=True)]) == ROLLED_BACK
+
+
+def test_a_streamed_commit_never_confirmed_is_unconfirmed_not_lost() -> None:
+    """The destination holds every page: it runs the workload or keeps it stopped."""
+    d = SourceDriver(lazy=False, streamed=True)
+    replay(d, [Started(0), *LAZY_FREEZE, DumpEnded(ok=True), Restored(DEST),
+               CommitSent(ok=False)])
+    assert replay(d, [failed(CommitStep(Step.AWAIT_COMMITTED))]) == [
+        KillTree(), CollectDumpStats(lazy=True), Finish(Outcome.UNCONFIRMED)]
+
+
+def test_a_streamed_commit_confirmed_is_done_though_pages_complete_never_came() -> None:
+    d = SourceDriver(lazy=False, streamed=True)
+    replay(d, [Started(0), *LAZY_FREEZE, Restored(DEST), CommitSent(ok=True), Committed(DEST)])
+    assert replay(d, [failed(AwaitPagesComplete())]) == [
+        StopDump(), KillTree(), CollectDumpStats(lazy=True), Enter(S.DONE),
+        Finish(Outcome.DONE)]

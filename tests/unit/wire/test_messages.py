@@ -254,3 +254,15 @@ def test_a_ready_names_where_lazy_pages_come_from(address: str) -> None:
 def test_a_ready_with_anything_but_an_address_there_is_refused(bad: object) -> None:
     with pytest.raises(LocalProtocolError, match="pages_from"):
         Ready(page_server_port=0, pages_from=bad)  # type: ignore[arg-type]
+
+
+def test_only_a_cold_plan_streams_its_restore_and_it_may_take_the_lazy_relay() -> None:
+    p = Plan("m", "cold", 1, False, streamed=True, lazy_relay=True)
+    assert p.lazy_dump
+    assert not p.lazy
+    assert not Plan("m", "cold", 1, False).lazy_dump
+    for mode in ("postcopy", "precopy", "hybrid"):
+        with pytest.raises(LocalProtocolError, match="streamed"):
+            Plan("m", mode, 1, mode == "postcopy", streamed=True)
+    with pytest.raises(LocalProtocolError, match="lazy_relay"):
+        Plan("m", "cold", 1, False, lazy_relay=True)  # not streamed: cold's own relay
