@@ -33,12 +33,7 @@ def test_cold_streams_the_pages_into_the_stopped_tree_by_default(cluster: Cluste
         assert report["bytes_transferred"] >= 256 << 20  # type: ignore[operator]
         assert "streamed:" in res.stdout
         assert not alive(w.pid)
-        st = w.status(new_pid)
-        assert st["bad_pages"] == 0
-        assert st["pages"] == 256 * 256
-        beats = int(st["beats"])  # type: ignore[call-overload]
-        time.sleep(0.3)
-        assert int(w.status(new_pid)["beats"]) > beats  # type: ignore[call-overload]
+        w.runs_intact(new_pid, mib=256)
         assert "every page is in the stopped tree" in b.log()
         (mig,) = b.migration_dirs()
         assert b.outcomes()[mig.name] == f"DONE {new_pid}\n"
@@ -51,14 +46,10 @@ def test_cold_restore_images_keeps_the_page_files(cluster: Cluster) -> None:
     w = cluster.workload(mib=64, seed="images")
     new_pid = None
     try:
-        res, report = cluster.migrate(w.pid, b, "--cold-restore", "images")
-        assert res.returncode == 0, res.stderr
-        new_pid = report["destination_pid"]
-        assert isinstance(new_pid, int)
+        new_pid, report = cluster.moved_with_report(w, b, "--cold-restore", "images")
         assert report["streamed"] is False
         assert report["lazy_pages"] is None
         assert report["page_bytes"] >= 64 << 20  # type: ignore[operator]
-        assert w.status(new_pid)["bad_pages"] == 0
     finally:
         w.kill(new_pid)
 
@@ -94,11 +85,7 @@ def test_destination_killed_while_the_pages_stream_rolls_back(cluster: Cluster) 
         assert report["result"] == "rolled_back"
         assert alive(w.pid)
         assert start_time(w.pid) == ident
-        st = w.status()
-        assert st["bad_pages"] == 0
-        beats = int(st["beats"])  # type: ignore[call-overload]
-        time.sleep(0.3)
-        assert int(w.status()["beats"]) > beats  # type: ignore[call-overload]
+        w.runs_intact()
         b2 = cluster.start_agent("b")
         assert "restored here while its pages came" in b2.log()
         deadline = time.monotonic() + 10

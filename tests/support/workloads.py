@@ -82,6 +82,17 @@ class Workload:
             time.sleep(0.02)
         raise TimeoutError(f"workload {target} wrote no status to {path}")
 
+    def runs_intact(self, pid: int | None = None, *, mib: int | None = None) -> None:
+        """Every page verified (all ``mib`` of them, if given) and its heartbeat advancing:
+        the copy at ``pid`` (default the source's) runs whole."""
+        st = self.status(pid)
+        assert st["bad_pages"] == 0, st
+        if mib is not None:
+            assert st["pages"] == mib * 256, st
+        beats = int(st["beats"])  # type: ignore[call-overload]
+        time.sleep(0.3)
+        assert int(self.status(pid)["beats"]) > beats  # type: ignore[call-overload]
+
     def reset_gap(self, pid: int | None = None) -> None:
         os.kill(pid if pid is not None else self.pid, signal.SIGUSR2)
 
