@@ -261,7 +261,7 @@ class DestinationDrive:
             decision = await s.ch.expect((wire.Commit, wire.Abort), s.cfg.timeouts.commit)
         except (PeerLost, RemoteError) as exc:
             self.failure = exc
-            if s.ch.conn.lazy and s.tree is not None:
+            if s.ch.conn.lazy and not self.driver.streamed and s.tree is not None:
                 log.error("source lost after a post-copy restore, before commit: PID %d "  # noqa: TRY400
                           "cannot run without the source's pages; killed (%s)",
                           s.tree.pid, exc)

@@ -76,8 +76,9 @@ def keep_orphan(s: DestinationRole, exc: BaseException) -> None:
 
 
 async def orphan(s: DestinationRole, exc: BaseException) -> None:
-    """:func:`fail` in RESTORED, outside the driver (a bug, the agent's shutdown)."""
-    if s.ch.conn.lazy:
+    """:func:`fail` in RESTORED, outside the driver (a bug, the agent's shutdown). A
+    post-copy tree cannot run without the source's pages; a streamed one has them all."""
+    if s.ch.conn.lazy and not (s.plan is not None and s.plan.streamed):
         s.tracker.advance(D.KILLED)
         await cleanup(s)
         return

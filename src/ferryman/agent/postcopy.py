@@ -33,6 +33,7 @@ def continue_left_stopped(role: SourceRole) -> None:
     daemon closed the session after its restore failed) left the tree stopped
     (criu/client.py); continue it, except the tasks that were stopped when dumped."""
     assert role.tree is not None
+    role.thaw()  # a tree in a cgroup we froze shows no stopped task until it is thawed
     stopped = [p for p in role.tree.pids() if _stopped(p)]
     if stopped:
         n = role.tree.resume(keep_stopped=stopped_pids(role.workdir), only=stopped)
