@@ -14,6 +14,7 @@ that a lazy dump which ended by itself left stopped.
 from __future__ import annotations
 
 import logging
+import signal
 from typing import TYPE_CHECKING
 
 from ferryman.criu.taskstate import stopped_pids
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["continue_left_stopped"]
 
 log = logging.getLogger(__name__)
+SIGSTOP_BIT = 1 << (signal.SIGSTOP - 1)  # in /proc/PID/status's pending-signal masks
 
 
 def continue_left_stopped(role: SourceRole) -> None:
@@ -41,7 +43,16 @@ def continue_left_stopped(role: SourceRole) -> None:
 
 
 def _stopped(pid: int) -> bool:
+    """Stopped, or about to be: a SIGSTOP still pending (a tree just thawed, or just let go
+    by the CRIU we killed, has not taken it yet). SIGCONT discards a pending stop."""
     try:
-        return procfs.state(pid) == "T"
-    except NoSuchProcess:
+        if procfs.state(pid) == "T":
+            return True
+        status = (procfs.PROC / str(pid) / "status").read_text()
+    except (NoSuchProcess, FileNotFoundError, ProcessLookupError):
         return False
+    for line in status.splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")) and \
+                int(line.split()[1], 16) & SIGSTOP_BIT:
+            return True
+    return False
