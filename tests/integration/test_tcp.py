@@ -147,7 +147,10 @@ def test_request_dropped_by_the_network_lock_is_forwarded_not_resent(
     try:
         assert late.stdout.readline() == b"connected\n"
         with ThreadPoolExecutor(1) as pool:
+            # page files: a streamed restore of this small tree can end its locked window
+            # before the 100 ms this test waits into it (1 run of 2 did)
             migration = pool.submit(cluster.migrate, pid, b, "--mode", "cold",
+                                    "--cold-restore", "images",
                                     "--tcp-established", "--move-address", f"{SERVICE}/24@eth0")
             # The request must land in the final dump's locked window: a lock seen for 100 ms
             # (the pre-flight's dry-run dump locks too, for a few ms).
