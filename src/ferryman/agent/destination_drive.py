@@ -33,11 +33,12 @@ from ferryman.agent.destination_restore import (
     restore,
     resume,
     send_restored,
+    take_while_fetching,
 )
 from ferryman.agent.destination_role import DestinationRole
 from ferryman.agent.files import Receiver
 from ferryman.agent.imageseal import sha256_sums
-from ferryman.agent.orphans import fetching_record, write_outcome
+from ferryman.agent.orphans import write_outcome
 from ferryman.errors import (
     CriuError,
     FerrymanError,
@@ -71,7 +72,6 @@ from ferryman.migration.destination_driver import (
     SourceLost,
     TransferFailed,
 )
-from ferryman.targets.process import ProcessTree
 
 __all__ = ["DestinationDrive"]
 
@@ -168,12 +168,8 @@ class DestinationDrive:
                     log.warning("migration failed here (restore): %s", self.failed_at[0])
                     return RestoreFailed()
                 self.restored_pid = pid
-                if self.driver.streamed:  # its pages come now: a failed fetch kills it,
-                    s.tree = ProcessTree.of(pid)  # and so does an agent that restarts
-                    assert s.workdir is not None
-                    write_outcome(s.cfg.state_dir, s.workdir.name, fetching_record(
-                        s.tree.root, s.moving if s.address_added else None))
-                    s.held = True  # a record names it: the clean-up's KILLED replaces it
+                if self.driver.streamed:  # its pages come now
+                    take_while_fetching(s, pid)
                     self.restored_at = time.monotonic()
                 return RestoreDone(pid)
             case Do(Act.HOLD):

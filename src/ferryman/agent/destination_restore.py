@@ -21,7 +21,7 @@ from ferryman.agent.destination_lazy import lazy_daemon
 from ferryman.agent.destination_pages import page_server_exit
 from ferryman.agent.destination_role import DestinationRole
 from ferryman.agent.fifos import keep_shared_fifo_data
-from ferryman.agent.orphans import orphan_record, write_outcome
+from ferryman.agent.orphans import fetching_record, orphan_record, write_outcome
 from ferryman.agent.podman_destination import PodmanDestination
 from ferryman.criu.filelocks import dumped_file_locks
 from ferryman.criu.logs import tail
@@ -127,6 +127,17 @@ def failure_details(exc: BaseException) -> tuple[str, str, str | None]:
     log_path = getattr(exc, "log_path", None)
     log_tail = tail(Path(log_path)) if log_path else ""
     return getattr(exc, "message", str(exc)), log_tail, log_path
+
+
+def take_while_fetching(s: DestinationRole, pid: int) -> None:
+    """A streamed restore's tree, restored stopped, its pages still coming: taken at once
+    (a failed fetch's clean-up kills it) and recorded FETCHING (an agent that restarts
+    kills it; the clean-up's KILLED replaces the record), until :func:`hold`."""
+    assert s.workdir is not None
+    s.tree = ProcessTree.of(pid)
+    write_outcome(s.cfg.state_dir, s.workdir.name, fetching_record(
+        s.tree.root, s.moving if s.address_added else None))
+    s.held = True
 
 
 def hold(s: DestinationRole, pid: int) -> asyncio.Future[frozenset[int]]:

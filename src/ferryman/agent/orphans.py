@@ -64,10 +64,9 @@ def _settle_fetching(state_dir: Path, record: Path) -> str | None:
     """Kill the incomplete tree a FETCHING record names, if it still lives, and take its
     address down (the source, which kept its copy, has it)."""
     words = record.read_text().split()
-    if len(words) not in (3, 4) or words[0] != "FETCHING" or \
-            not all(w.isdigit() for w in words[1:3]):
+    if (ident := _named_tree(words, "FETCHING")) is None:
         return None
-    tree = ProcessTree(ProcessIdentity(pid=int(words[1]), start_time=int(words[2])))
+    tree = ProcessTree(ident)
     if tree.alive():
         tree.kill()
     said = (f"{record.name}: killed PID {tree.pid}, restored here while its pages came "
@@ -81,6 +80,13 @@ def _settle_fetching(state_dir: Path, record: Path) -> str | None:
         said += f"; could not take its address down: {exc}"
     write_outcome(state_dir, record.name, f"KILLED {tree.pid}\n")
     return said
+
+
+def _named_tree(words: list[str], kind: str) -> ProcessIdentity | None:
+    """The tree a ``KIND PID START_TIME [ADDRESS]`` record names, or None for another."""
+    if len(words) in (3, 4) and words[0] == kind and all(w.isdigit() for w in words[1:3]):
+        return ProcessIdentity(pid=int(words[1]), start_time=int(words[2]))
+    return None
 
 
 def _address(words: list[str]) -> addresses.MoveAddress | None:
@@ -118,9 +124,7 @@ def list_orphans(state_dir: Path) -> list[Orphan]:
         if record.name.startswith(".") or not record.is_file():
             continue  # being written
         words = record.read_text().split()
-        if len(words) in (3, 4) and words[0] == "ORPHANED" and \
-                all(w.isdigit() for w in words[1:3]):
-            ident = ProcessIdentity(pid=int(words[1]), start_time=int(words[2]))
+        if (ident := _named_tree(words, "ORPHANED")) is not None:
             try:
                 address = _address(words)
             except FerrymanError:

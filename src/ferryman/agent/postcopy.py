@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["continue_left_stopped"]
 
 log = logging.getLogger(__name__)
-SIGSTOP_BIT = 1 << (signal.SIGSTOP - 1)  # in /proc/PID/status's pending-signal masks
+SIGSTOP_BIT = 1 << (signal.SIGSTOP - 1)  # in procfs.pending_signals' mask
 
 
 def continue_left_stopped(role: SourceRole) -> None:
@@ -46,13 +46,6 @@ def _stopped(pid: int) -> bool:
     """Stopped, or about to be: a SIGSTOP still pending (a tree just thawed, or just let go
     by the CRIU we killed, has not taken it yet). SIGCONT discards a pending stop."""
     try:
-        if procfs.state(pid) == "T":
-            return True
-        status = (procfs.PROC / str(pid) / "status").read_text()
-    except (NoSuchProcess, FileNotFoundError, ProcessLookupError):
+        return procfs.state(pid) == "T" or bool(procfs.pending_signals(pid) & SIGSTOP_BIT)
+    except NoSuchProcess:
         return False
-    for line in status.splitlines():
-        if line.startswith(("SigPnd:", "ShdPnd:")) and \
-                int(line.split()[1], 16) & SIGSTOP_BIT:
-            return True
-    return False

@@ -193,7 +193,7 @@ class SourceMigration:
         self.sync_port = answer.sync_port
         self.pages_from = answer.pages_from
         driver = SourceDriver(
-            lazy=plan.lazy_dump, streamed=plan.streamed, container=self.workload.syncs_frozen,
+            lazy=plan.lazy, streamed=plan.streamed, container=self.workload.syncs_frozen,
             presync=self.workload.presyncs,
             move_address=opts.move_address is not None, hybrid=plan.mode.lazy,
             convergence=Convergence(

@@ -139,6 +139,16 @@ def ns_pid(pid: int, proc: Path = PROC) -> int:
     return pid  # a kernel without NSpid has no nested PID namespaces to tell
 
 
+def pending_signals(pid: int, proc: Path = PROC) -> int:
+    """The signals pending for the thread or its process (``SigPnd`` | ``ShdPnd``), as a
+    mask: signal N is bit N-1. NoSuchProcess when it is gone."""
+    mask = 0
+    for line in _read(proc / str(pid) / "status", pid).splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")):
+            mask |= int(line.split()[1], 16)
+    return mask
+
+
 def memory_available(proc: Path = PROC) -> int:
     for line in (proc / "meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):
