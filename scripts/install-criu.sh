@@ -12,7 +12,7 @@ set -euo pipefail
 
 MIN_MAJOR=4 MIN_MINOR=2
 # Our patches on top of Debian's source; a criu built without them is rebuilt.
-BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-2+tls-bulk-pace-4+tls-gather-2+ps-timeout-1+lazy-pipeline-2+lazy-ps-socket-2+dry-run-pages-1
+BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-2+tls-bulk-pace-4+tls-gather-2+ps-timeout-1+lazy-pipeline-2+lazy-ps-socket-2+dry-run-pages-1+relay-frames-2
 PREFIX=${CRIU_PREFIX:-/usr/local}
 STAMP=$PREFIX/share/ferryman/criu-build
 SRC_ROOT=${CRIU_SRC_ROOT:-/var/cache/ferryman/criu-src}
@@ -106,10 +106,20 @@ a\	setsockopt(sockfd, IPPROTO_TCP, TCP_NODELAY, \&(int){ 0 }, sizeof(int));
   # - xfer-relay-sockets: RPC's ps.fd in a lazy dump: the dump serves its lazy pages on that
   #   connected socket (ferryman's page relay carries them) instead of listening on a port;
   #   TCP options that a socket pair lacks are no warning.
-  # The last two are diffs against the tree the earlier ones made: they sort after them.
+  # - relay-frames-lazy: with FERRYMAN_RELAY_FRAMES set, the lazy-pages daemon reads the page
+  #   relay's frames from its --ps-socket and LZ4-decodes them itself, straight into its page
+  #   buffer, so the destination's relay passes the compressed stream on instead of writing
+  #   every page through the socket pair (cold 1 GiB streamed: fetch 1.08-1.36 -> 0.75-0.79 s).
+  # They apply in the order of criu-patches/series: later ones are diffs against the tree the
+  # earlier ones made.
   local p
+  while read -r p; do
+    [[ -z $p || $p == \#* ]] && continue
+    [[ -f $HERE/criu-patches/$p ]] || die "criu-patches/series names $p, which is missing"
+    patch -d "$1" -p1 --forward --quiet <"$HERE/criu-patches/$p" || die "could not apply $p (CRIU changed?)"
+  done <"$HERE/criu-patches/series"
   for p in "$HERE"/criu-patches/*.patch; do
-    patch -d "$1" -p1 --forward --quiet <"$p" || die "could not apply $(basename "$p") (CRIU changed?)"
+    grep -qxF "$(basename "$p")" "$HERE/criu-patches/series" || die "$(basename "$p") is not in criu-patches/series"
   done
 }
 
@@ -119,7 +129,7 @@ build_criu() {
   log "building CRIU from Debian's source package (sid)"
   local deps=(gcc make pkgconf libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
     libnl-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev uuid-dev libnftables-dev
-    libaio-dev python3-protobuf iptables nftables dpkg-dev xz-utils patch)
+    libaio-dev liblz4-dev python3-protobuf iptables nftables dpkg-dev xz-utils patch)
   local missing=()
   for p in "${deps[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -90,13 +90,32 @@ def random_pages(seed: str, pages: int) -> bytes:
     return bytes(data)
 
 
+MIXED_RUN = 512  # pages: --fill mixed alternates runs of this many pattern and random pages
+
+
+def filled_pages(fill: str, seed: str, pages: int) -> bytes:
+    """The memory of ``fill``: a pattern page repeated (compressible), random pages
+    (incompressible), or runs of each in turn (``mixed``: a stream of both)."""
+    pattern = b"\0" * 8 + page_pattern(seed)
+    if fill == "pattern":
+        return pattern * pages
+    data = random_pages(seed, pages)
+    if fill == "random":
+        return data
+    out = bytearray(data)
+    for run in range(0, pages, 2 * MIXED_RUN):
+        n = min(MIXED_RUN, pages - run)
+        out[run * PAGE : (run + n) * PAGE] = pattern * n
+    return bytes(out)
+
+
 class Memory:
     def __init__(self, mib: int, seed: str, kind: str = "heap", fill: str = "pattern") -> None:
         self.pages = mib * 256
         tail = page_pattern(seed)
         self.seed = seed
-        self.random = fill == "random"
-        data = random_pages(seed, self.pages) if self.random else (b"\0" * 8 + tail) * self.pages
+        self.fill = fill
+        data = filled_pages(fill, seed, self.pages)
         self.buf = _buffer(kind, data)
         del data
         self.seq = array.array("Q", bytes(8 * self.pages))
@@ -118,7 +137,8 @@ class Memory:
         bad = 0
         view = memoryview(self.buf)
         tail = self.tail
-        expected = memoryview(random_pages(self.seed, self.pages)) if self.random else None
+        expected = None if self.fill == "pattern" else \
+            memoryview(filled_pages(self.fill, self.seed, self.pages))
         for p in range(self.pages):
             off = p * PAGE
             seq_ok = struct.unpack_from("<Q", view, off)[0] == self.seq[p]
@@ -312,9 +332,10 @@ def main() -> None:
                     help="3: pipe writer, pipe reader, memory holder; other N: memory holders")
     ap.add_argument("--memory", default="heap", choices=("heap", "thp", "shared", "memfd"),
                     help="where the main process's pages live (default heap)")
-    ap.add_argument("--fill", default="pattern", choices=("pattern", "random"),
-                    help="the main process's pages: a repeated pattern (compresses well) or "
-                         "pseudo-random bytes (incompressible); default pattern")
+    ap.add_argument("--fill", default="pattern", choices=("pattern", "random", "mixed"),
+                    help="the main process's pages: a repeated pattern (compresses well), "
+                         "pseudo-random bytes (incompressible) or runs of each in turn; "
+                         "default pattern")
     ap.add_argument("--churn", type=int, default=0, metavar="N",
                     help="N mmap()ed 1 MiB blocks, the oldest replaced every 100 ms")
     ap.add_argument("--beat-file", help="write the heartbeat count here every 20 beats")

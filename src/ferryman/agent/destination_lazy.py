@@ -37,17 +37,21 @@ async def start_lazy_relay(s: DestinationRole) -> int:
     """Post-copy through ferryman's page relay (a Plan with ``lazy_relay``): its TLS port,
     behind a guard that lets only the source (the control connection's address) reach it.
     The relay feeds one end of a socket pair; the lazy-pages daemon gets the other when it
-    starts (:func:`start_lazy_early`), and the relay ends when the daemon exits."""
+    starts (:func:`start_lazy_early`), and the relay ends when the daemon exits. Where this
+    node's criu decodes the relay's frames itself, the relay passes them on as they came
+    (they stay compressed up to the daemon's own buffer)."""
     port = await guarded_port(s)
+    frames = "relay_frames" not in s.cfg.hidden_features and \
+        (await s.criu.probes()).get("relay_frames", False)
     theirs, ours = pagerelay.socket_pair()
-    end = s.lazy_end = LazyRelayEnd(theirs)
+    end = s.lazy_end = LazyRelayEnd(theirs, frames)
 
     async def daemon_exited() -> None:
         daemon = await asyncio.shield(end.daemon)  # until it starts, nothing reads pages
         await daemon.proc.wait()
 
     s.relay = pagerelay.RelayServer(tls.server_context(s.cfg.creds), s.ch.peer, ours,
-                                    daemon_exited)
+                                    daemon_exited, decode=not frames)
     await s.relay.start(s.cfg.listen_host, port)
     return port
 
@@ -73,7 +77,8 @@ def start_lazy_early(s: DestinationRole) -> None:
 
 async def _start_on_relay(s: DestinationRole, workdir: Path, end: LazyRelayEnd) -> CriuDaemon:
     try:
-        daemon = await start_lazy_pages(s.criu.binary, workdir, sock_fd=end.sock.fileno())
+        daemon = await start_lazy_pages(s.criu.binary, workdir, sock_fd=end.sock.fileno(),
+                                        frames=end.frames)
     except asyncio.CancelledError:
         end.daemon.cancel()
         raise

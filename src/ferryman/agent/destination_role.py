@@ -38,6 +38,7 @@ class LazyRelayEnd:
     relay's stream)."""
 
     sock: socket.socket
+    frames: bool  # the daemon decodes the relay's frames itself (FERRYMAN_RELAY_FRAMES)
     daemon: asyncio.Future[CriuDaemon] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 

@@ -162,6 +162,25 @@ async def _frames_to_criu(reader: asyncio.StreamReader, ours: socket.socket,
         await loop.sock_sendall(ours, data)
 
 
+async def _frames_through(reader: asyncio.StreamReader, ours: socket.socket,
+                          stats: RelayStats) -> None:
+    """As :func:`_frames_to_criu`, but the frames go on as they came, for a criu that decodes
+    them itself (``criu lazy-pages`` with ``FERRYMAN_RELAY_FRAMES``); the end of the stream
+    is the end of ``ours``, as there."""
+    loop = asyncio.get_running_loop()
+    while True:
+        header = await reader.readexactly(HEADER.size)
+        raw_len, wire_len = HEADER.unpack(header)
+        if raw_len == 0:
+            return
+        check_header(raw_len, wire_len)
+        payload = await reader.readexactly(wire_len)
+        stats.raw_bytes += raw_len
+        stats.wire_bytes += wire_len + HEADER.size
+        stats.frames += 1
+        await loop.sock_sendall(ours, header + payload)
+
+
 async def _criu_to_peer_raw(ours: socket.socket, writer: asyncio.StreamWriter) -> None:
     loop = asyncio.get_running_loop()
     while data := await loop.sock_recv(ours, CHUNK):
@@ -258,7 +277,9 @@ async def send_pages(host: str, port: int, ctx: ssl.SSLContext, ours: socket.soc
 
 class RelayServer:
     """The destination's relay: one TLS connection from ``peer`` (its certificate's node
-    name), its frames into ``ours`` (the page server's socket), the answers back.
+    name), its frames into ``ours`` (the page server's socket), the answers back;
+    ``decode``: the frames decoded here, else passed on as they came (a criu that decodes
+    them itself).
 
     ``exited``: the page server's exit (``criu page-server`` itself, our child). The relay
     ends with it, whatever the socket says: a criu killed early can leave a helper child
@@ -270,8 +291,9 @@ class RelayServer:
     refused, as CRIU's to a dead page server)."""
 
     def __init__(self, ctx: ssl.SSLContext, peer: str, ours: socket.socket,
-                 exited: Callable[[], Awaitable[object]]) -> None:
+                 exited: Callable[[], Awaitable[object]], *, decode: bool = True) -> None:
         self.ctx = ctx
+        self.decode = decode
         self.peer = peer
         self.ours = ours
         self.stats = RelayStats()
@@ -328,7 +350,8 @@ class RelayServer:
                 who = "?"
             if who != self.peer or self.done.done():
                 raise RelayError(f"page relay connection from {who}, expected {self.peer}")
-            main = asyncio.ensure_future(_frames_to_criu(reader, self.ours, self.stats))
+            into = _frames_to_criu if self.decode else _frames_through
+            main = asyncio.ensure_future(into(reader, self.ours, self.stats))
             back = asyncio.ensure_future(_criu_to_peer_raw(self.ours, writer))
             tasks = (main, back)
             done, _ = await asyncio.wait({main, back, self.gone},

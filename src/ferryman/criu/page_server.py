@@ -178,14 +178,18 @@ async def wait_listening(daemon: CriuDaemon, address: str, port: int,
 
 
 LAZY_SOCKET = "lazy-pages.socket"
+RELAY_FRAMES_ENV = "FERRYMAN_RELAY_FRAMES"  # scripts/criu-patches/relay-frames-lazy.patch
 
 
 async def start_lazy_pages(criu_bin: str, images_dir: Path, *, address: str = "",
                            port: int = 0, tls: TlsFiles | None = None,
-                           sock_fd: int | None = None, timeout: float = 10.0) -> CriuDaemon:
+                           sock_fd: int | None = None, frames: bool = False,
+                           timeout: float = 10.0) -> CriuDaemon:
     """``criu lazy-pages`` fetching pages from the source's page server at address:port,
     or, with ``sock_fd``, over that connected socket (ferryman's page relay's; no TLS: the
-    relay carries the stream between the nodes in its own).
+    relay carries the stream between the nodes in its own). ``frames``: what comes on
+    ``sock_fd`` is the relay's frames, which this criu decodes (``FERRYMAN_RELAY_FRAMES``;
+    only a criu whose ``ps_relay_frames`` probe passed knows them).
 
     Restore connects to it through ``images_dir/lazy-pages.socket``; we wait for that socket.
     """
@@ -195,8 +199,11 @@ async def start_lazy_pages(criu_bin: str, images_dir: Path, *, address: str = ""
         args = ["--images-dir", str(images_dir), "--page-server", "--address", address,
                 "--port", str(port), *tls_args(tls)]
     # -v4: the per-task "UFFD transferred pages" summary is a debug message.
+    env = criu_env(None, os.environ)
+    if frames:
+        env[RELAY_FRAMES_ENV] = "1"
     daemon = await CriuDaemon.spawn(criu_bin, "lazy-pages", args, images_dir / "lazy-pages.log",
-                                    verbosity=4, env=criu_env(None, os.environ),
+                                    verbosity=4, env=env,
                                     pass_fds=() if sock_fd is None else (sock_fd,))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -23,6 +23,9 @@ PROBES: Final[Mapping[str, str]] = MappingProxyType({
     # not the kernel's: our CRIU patch (xfer-relay-sockets.patch) that lets a lazy dump serve
     # its pages on a socket ferryman's page relay hands it
     "lazy_relay": "lazy_ps_socket",
+    # likewise (relay-frames-lazy.patch): its lazy-pages daemon decodes the page relay's
+    # frames itself, so that the destination's relay passes them on as they came
+    "relay_frames": "ps_relay_frames",
 })
 """Our feature name -> CRIU's ``check --feature`` name."""
 
