@@ -12,7 +12,7 @@ set -euo pipefail
 
 MIN_MAJOR=4 MIN_MINOR=2
 # Our patches on top of Debian's source; a criu built without them is rebuilt.
-BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-2+tls-bulk-pace-4+tls-gather-2+ps-timeout-1+lazy-pipeline-2+lazy-ps-socket-2+dry-run-pages-1+relay-frames-2
+BUILD_ID=ps-uncork-1+tls-nodelay-1+kdat-2+lazy-window-1+uffd-track-2+tls-bulk-pace-4+tls-gather-2+ps-timeout-1+lazy-pipeline-2+lazy-ps-socket-2+dry-run-pages-1+relay-frames-3
 PREFIX=${CRIU_PREFIX:-/usr/local}
 STAMP=$PREFIX/share/ferryman/criu-build
 SRC_ROOT=${CRIU_SRC_ROOT:-/var/cache/ferryman/criu-src}
@@ -106,10 +106,10 @@ a\	setsockopt(sockfd, IPPROTO_TCP, TCP_NODELAY, \&(int){ 0 }, sizeof(int));
   # - xfer-relay-sockets: RPC's ps.fd in a lazy dump: the dump serves its lazy pages on that
   #   connected socket (ferryman's page relay carries them) instead of listening on a port;
   #   TCP options that a socket pair lacks are no warning.
-  # - relay-frames-lazy: with FERRYMAN_RELAY_FRAMES set, the lazy-pages daemon reads the page
-  #   relay's frames from its --ps-socket and LZ4-decodes them itself, straight into its page
-  #   buffer, so the destination's relay passes the compressed stream on instead of writing
-  #   every page through the socket pair (cold 1 GiB streamed: fetch 1.08-1.36 -> 0.75-0.79 s).
+  # - relay-frames-lazy: with FERRYMAN_RELAY_FRAMES set, a lazy dump writes its answers on its
+  #   --ps-socket in the page relay's frames, LZ4-compressing the pages itself, and the
+  #   lazy-pages daemon decodes them straight into its page buffer: both relays pass the
+  #   frames on instead of moving every page through a socket pair and LZ4 in Python.
   # They apply in the order of criu-patches/series: later ones are diffs against the tree the
   # earlier ones made.
   local p

@@ -53,20 +53,26 @@ def test_postcopy_moves_memory_on_demand(cluster: Cluster, mib: int) -> None:
         w.kill(new_pid)
 
 
-@pytest.mark.parametrize(("fill", "compress", "decoder"), [
-    ("pattern", "on", "criu"), ("mixed", "on", "criu"), ("mixed", "on", "relay"),
-    ("random", "off", None)])
+@pytest.mark.parametrize(("fill", "compress", "encoder", "decoder"), [
+    ("pattern", "on", "criu", "criu"), ("mixed", "on", "criu", "criu"),
+    ("mixed", "on", "relay", "criu"), ("mixed", "on", "criu", "relay"),
+    ("mixed", "on", "relay", "relay"), ("random", "off", None, None)])
 def test_postcopy_pages_take_the_relay_when_compressed_else_criu_s_tls(
-        cluster: Cluster, fill: str, compress: str, decoder: str | None) -> None:
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch, fill: str, compress: str,
+        encoder: str | None, decoder: str | None) -> None:
     """Compressed lazy pages go through the page relay (ferryman's TLS, LZ4 blocks): the
-    relay counted every page and the destination's lazy-pages daemon read its socket pair,
-    decoding the relay's frames itself (its CRIU's ``ps_relay_frames``), or, where its CRIU
-    cannot (hidden), from the relay, which decoded them. Mixed memory (runs of pattern and
-    random pages) makes both kinds of frame, LZ4 and raw, and frames that end inside an
+    relay counted every page and the destination's lazy-pages daemon read its socket pair.
+    The source's lazy dump writes the relay's frames itself, compressing its pages (its
+    CRIU's ``ps_relay_frames``), or, where its CRIU cannot (hidden), the source's relay
+    makes them; the destination's lazy-pages daemon decodes them itself likewise, or its
+    relay does: each side on its own, in all four pairings. Mixed memory (runs of pattern
+    and random pages) makes both kinds of frame, LZ4 and raw, and frames that end inside an
     answer. Uncompressed ones (random memory) take CRIU's own TLS page connection, which
     gathers its records (faster than the relay's asyncio TLS): no relay counted them, the
     daemon connected to the source. Either way every page arrived whole."""
     relay = compress == "on"
+    if encoder == "relay":
+        monkeypatch.setenv(testhooks.HIDE_ENV, "relay_frames")
     hide = ("--test-hide-feature", "relay_frames") if decoder == "relay" else ()
     b = cluster.start_agent("b", *hide)
     w = cluster.workload(mib=128, seed=f"relay-{fill}", fill=fill)
@@ -84,6 +90,7 @@ def test_postcopy_pages_take_the_relay_when_compressed_else_criu_s_tls(
             assert comp["raw_bytes"] >= 128 << 20  # every lazy page went through it
             shrunk = 4 if fill == "pattern" else 1.5  # half of mixed is incompressible
             assert comp["wire_bytes"] * shrunk < comp["raw_bytes"]
+            assert comp["framed_by"] == encoder
         else:
             assert "raw_bytes" not in comp
         lazy_log = (b.migration_dirs()[0] / "lazy-pages.log").read_text()

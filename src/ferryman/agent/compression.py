@@ -106,11 +106,14 @@ def describe(choice: CompressChoice) -> dict[str, Any]:
 
 
 async def dump_through_relay(m: SourceRole, port: int,
-                             dump: Callable[[int], Awaitable[None]]) -> None:
+                             dump: Callable[[int], Awaitable[None]], *,
+                             framed: bool = False) -> None:
     """``dump(fd)`` with criu writing its page stream into ``fd``, which the page relay
     carries (LZ4-compressed when ``m.compressed``) to the destination's relay at ``port``
-    (agent/pagerelay.py). A lazy dump serves its pages through it: the destination's
-    lazy-pages daemon asks, criu answers, and the dump ends once every page is served.
+    (agent/pagerelay.py); ``framed``: criu writes the relay's frames itself (a lazy dump
+    with ``relay_frames``), which go on as they are. A lazy dump serves its pages through
+    it: the destination's lazy-pages daemon asks, criu answers, and the dump ends once
+    every page is served.
     A relay that breaks closes criu's socket (its dump fails at once) and its error is the
     dump's. The report's ``compression`` gets the bytes before and after."""
     theirs, ours = pagerelay.socket_pair()
@@ -118,7 +121,7 @@ async def dump_through_relay(m: SourceRole, port: int,
     cap = m.report.max_bandwidth_bytes_per_s
     relay = asyncio.ensure_future(pagerelay.send_pages(
         m.opts.host, port, tls.client_context(m.opts.creds), ours, stats,
-        compress=m.compressed,
+        compress=m.compressed, framed=framed,
         pacing_bytes_per_s=int(cap) if cap else None, timeout=m.opts.timeouts.plan))
 
     def broken(task: asyncio.Future[None]) -> None:
@@ -147,4 +150,5 @@ async def dump_through_relay(m: SourceRole, port: int,
             ours.close()
             m.report.compression.update(relay=True, raw_bytes=stats.raw_bytes,
                                         wire_bytes=stats.wire_bytes, ratio=stats.ratio,
-                                        frames=stats.frames)
+                                        frames=stats.frames,
+                                        framed_by="criu" if framed else "relay")

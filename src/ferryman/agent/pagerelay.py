@@ -101,6 +101,47 @@ def check_header(raw_len: int, wire_len: int) -> None:
         raise RelayError(f"page relay: bad frame header ({raw_len}, {wire_len})")
 
 
+class FrameScan:
+    """Where a stream of frames that someone else made stands: it validates each header and
+    counts the frames into ``stats``, without copying their payloads (a lazy dump writing
+    the frames itself, passed on as they are)."""
+
+    def __init__(self, stats: RelayStats) -> None:
+        self.stats = stats
+        self.header = b""  # a header's first bytes, split between two reads
+        self.payload_left = 0  # bytes of the current frame's payload still to come
+
+    @property
+    def at_boundary(self) -> bool:
+        return not self.header and not self.payload_left
+
+    def feed(self, data: bytes) -> None:
+        """The next bytes of the stream; RelayError on a bad header (an empty frame too:
+        only the relay ends the stream)."""
+        view, at = memoryview(data), 0
+        while at < len(view):
+            if self.payload_left:
+                k = min(self.payload_left, len(view) - at)
+                self.payload_left -= k
+                at += k
+                continue
+            need = HEADER.size - len(self.header)
+            self.header += bytes(view[at : at + need])
+            at += min(need, len(view) - at)
+            if len(self.header) < HEADER.size:
+                return
+            raw_len, wire_len = HEADER.unpack(self.header)
+            self.header = b""
+            if raw_len == 0:
+                raise RelayError("page relay: criu wrote an empty frame")
+            check_header(raw_len, wire_len)
+            self.payload_left = wire_len
+            self.stats.raw_bytes += raw_len
+            self.stats.wire_bytes += wire_len + HEADER.size
+            self.stats.frames += 1
+            self.stats.compressed_frames += wire_len < raw_len
+
+
 def socket_pair() -> tuple[socket.socket, socket.socket]:
     """(criu's end, ours): criu's is inheritable, ours non-blocking for asyncio. Each end
     queues up to ``PAIR_BUFFER`` bytes, so that the relay reads large chunks (they compress
@@ -137,6 +178,22 @@ async def _criu_to_peer(ours: socket.socket, writer: asyncio.StreamWriter,
         stats.compressed_frames += len(frame) - HEADER.size < len(chunk)
         writer.write(frame)
         await writer.drain()
+    writer.write(END)
+    await writer.drain()
+
+
+async def _frames_from_criu(ours: socket.socket, writer: asyncio.StreamWriter,
+                            stats: RelayStats) -> None:
+    """As :func:`_criu_to_peer`, for a criu that writes the frames itself: its bytes go on
+    as they came, and the end of the stream after its last whole frame."""
+    loop = asyncio.get_running_loop()
+    scan = FrameScan(stats)
+    while data := await loop.sock_recv(ours, CHUNK):
+        scan.feed(data)
+        writer.write(data)
+        await writer.drain()
+    if not scan.at_boundary:
+        raise RelayError("page relay: criu's page stream ended inside a frame")
     writer.write(END)
     await writer.drain()
 
@@ -241,11 +298,13 @@ async def _connect(host: str, port: int, ctx: ssl.SSLContext, timeout: float
 
 
 async def send_pages(host: str, port: int, ctx: ssl.SSLContext, ours: socket.socket,
-                     stats: RelayStats, *, compress: bool = True,
+                     stats: RelayStats, *, compress: bool = True, framed: bool = False,
                      pacing_bytes_per_s: int | None = None, timeout: float = 30.0) -> None:
     """The source's relay: criu's page stream from ``ours`` to the destination's relay at
-    ``host:port`` in frames, its answers back. ``pacing_bytes_per_s``: ``--max-bandwidth``
-    on the TLS socket (CRIU paces only sockets it opens).
+    ``host:port`` in frames, its answers back. ``framed``: criu writes the frames itself
+    (a lazy dump with ``FERRYMAN_RELAY_FRAMES``); they go on as they are.
+    ``pacing_bytes_per_s``: ``--max-bandwidth`` on the TLS socket (CRIU paces only sockets
+    it opens).
 
     Ends when the destination closes (its page server exited: after answering criu's last
     request, or killed), and ``ours`` is then shut down, so that a criu still writing or
@@ -260,7 +319,8 @@ async def send_pages(host: str, port: int, ctx: ssl.SSLContext, ours: socket.soc
     sock = writer.get_extra_info("socket")
     if pacing_bytes_per_s is not None and sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, pacing_bytes_per_s)
-    main = asyncio.ensure_future(_criu_to_peer(ours, writer, stats, compress))
+    main = asyncio.ensure_future(_frames_from_criu(ours, writer, stats) if framed
+                                 else _criu_to_peer(ours, writer, stats, compress))
     back = asyncio.ensure_future(_peer_to_criu_raw(reader, ours))
     ok = False
     try:

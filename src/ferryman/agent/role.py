@@ -80,6 +80,7 @@ class SourceRole(Protocol):
     freeze_at: float | None
     compressed: bool  # --compress: the dump's pages go through the page relay, LZ4
     lazy_relay: bool  # a lazy dump's pages go through the page relay (LZ4 if compressed)
+    criu_frames: bool  # ... in frames the lazy dump compresses itself (relay_frames probe)
 
     @property
     def pid(self) -> int:

@@ -95,6 +95,7 @@ class SourceMigration:
         self.sync_port = 0
         self.compressed = False  # --compress: the pages go through the page relay
         self.lazy_relay = False  # a lazy dump's pages go through the page relay
+        self.criu_frames = False  # ... in frames criu compresses itself (relay_frames)
         # CRIU's network lock and the segments that reach us frozen (--move-address)
         self.net = Handover(self.workdir, opts.move_address, opts.tcp_established, self.report)
         self.fifo_devices: dict[str, int] = {}  # FIFOs with data the frozen tree holds
@@ -136,9 +137,14 @@ class SourceMigration:
     async def _criu_relays_lazy(self, hello: wire.Hello) -> bool:
         """This node's CRIU serves lazy pages on a socket it is handed (our patch, probed with
         ``criu check``; asked during the pre-flight, so cached by now), and no test hid it."""
-        if not hello.features.get("lazy_relay", True):  # hidden: FERRYMAN_TEST_HIDE_FEATURES
+        return await self._criu_has(hello, "lazy_relay")
+
+    async def _criu_has(self, hello: wire.Hello, probe: str) -> bool:
+        """This node's CRIU passed the ``criu check --feature`` probe ``probe``
+        (criu/probe.py), and no test hid it (FERRYMAN_TEST_HIDE_FEATURES)."""
+        if not hello.features.get(probe, True):
             return False
-        return (await self.criu.probes()).get("lazy_relay", False)
+        return (await self.criu.probes()).get(probe, False)
 
     async def _run(self) -> None:
         opts = self.opts
@@ -238,6 +244,11 @@ class SourceMigration:
         if lazy and not self.lazy_relay:  # the destination can start its daemon early
             self.ps_port = free_port(ch.local_ip)
         self.report.compression, self.compressed = describe(choice), choice.on
+        # A compressed lazy dump through the relay compresses its own answers into the
+        # relay's frames where this node's CRIU can (relay-frames-lazy.patch): the relay
+        # then passes them on instead of reading every page out of the socket pair
+        self.criu_frames = self.lazy_relay and self.compressed and \
+            await self._criu_has(hello, "relay_frames")
         self.report.compression["relay"] = False  # the dump that goes through it says so
         await ch.send(wire.Plan(migration_id=self.id, mode=plan.mode, pid=self.pid,
                                 lazy=plan.lazy, streamed=plan.streamed,

@@ -206,8 +206,10 @@ class SourceDrive:
             if (role.compressed and not act.lazy) or (act.lazy and role.lazy_relay):
                 # criu -> socket pair -> the relay (compressing if role.compressed); a lazy
                 # dump serves the destination's lazy-pages daemon through it
+                framed = act.lazy and role.criu_frames
                 await dump_through_relay(role, act.port, lambda fd: role.criu.dump(
-                    role.pid, role.workdir, page_server_fd=fd, lazy=act.lazy, **kw))
+                    role.pid, role.workdir, page_server_fd=fd, lazy=act.lazy,
+                    relay_frames=framed, **kw), framed=framed)
             else:
                 await role.dumper.dump(
                     role.pid, role.workdir,

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 MIN_VERSION = (4, 2)
 # a dry run's criu skips the pages nobody reads (scripts/criu-patches/dry-run-no-lazy-pages.patch)
 DRY_RUN_ENV: Mapping[str, str] = {"FERRYMAN_DRY_RUN": "1"}
+# The page relay's frames on a --ps-socket: read by a lazy-pages daemon, written by a lazy
+# dump serving its pages (scripts/criu-patches/relay-frames-lazy.patch)
+RELAY_FRAMES_ENV = "FERRYMAN_RELAY_FRAMES"
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +238,7 @@ class Criu:
         action: str | None = None,
         page_server_fd: int | None = None,
         dry_run: bool = False,
+        relay_frames: bool = False,
     ) -> None:
         """Dump (or pre-dump) the tree at ``pid``; notifications go to ``on_notify``.
 
@@ -273,7 +277,15 @@ class Criu:
             await self._call(req, action or ("pre-dump" if pre_dump else "dump"),
                              pass_fds=fds, on_notify=on_notify,
                              log_path=images_dir / log_file,
-                             env=self._env_with(DRY_RUN_ENV) if dry_run else None)
+                             env=self._dump_env(dry_run, relay_frames))
+
+    def _dump_env(self, dry_run: bool, relay_frames: bool) -> dict[str, str] | None:
+        """A dump's environment: our own unless it is a dry run (DRY_RUN_ENV) or writes
+        the page relay's frames (``relay_frames``: a lazy dump serving its pages on
+        ``page_server_fd``, which compresses them itself; relay-frames-lazy.patch)."""
+        extra = {**(DRY_RUN_ENV if dry_run else {}),
+                 **({RELAY_FRAMES_ENV: "1"} if relay_frames else {})}
+        return self._env_with(extra) if extra else None
 
     async def restore(
         self,

@@ -11,7 +11,7 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 
-from ferryman.criu.client import TlsFiles
+from ferryman.criu.client import RELAY_FRAMES_ENV, TlsFiles
 from ferryman.criu.logs import first_error
 from ferryman.criu.pacing import criu_env
 from ferryman.errors import CriuError, CriuMissing
@@ -178,7 +178,6 @@ async def wait_listening(daemon: CriuDaemon, address: str, port: int,
 
 
 LAZY_SOCKET = "lazy-pages.socket"
-RELAY_FRAMES_ENV = "FERRYMAN_RELAY_FRAMES"  # scripts/criu-patches/relay-frames-lazy.patch
 
 
 async def start_lazy_pages(criu_bin: str, images_dir: Path, *, address: str = "",

@@ -28,6 +28,8 @@ def compression_line(c: dict[str, Any]) -> str:
     if isinstance(raw, int) and isinstance(wire, int) and wire:
         text += f"; {raw / (1 << 20):.1f} MiB of pages as {wire / (1 << 20):.1f} MiB " \
                 f"on the wire, ratio {raw / wire:.2f}"
+    if c.get("framed_by") == "criu":
+        text += " (compressed by the source's CRIU itself)"
     return text
 
 

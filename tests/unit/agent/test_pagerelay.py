@@ -6,7 +6,17 @@ import random
 
 import pytest
 
-from ferryman.agent.pagerelay import END, HEADER, MAX_RAW, RelayError, check_header, pack, unpack
+from ferryman.agent.pagerelay import (
+    END,
+    HEADER,
+    MAX_RAW,
+    FrameScan,
+    RelayError,
+    RelayStats,
+    check_header,
+    pack,
+    unpack,
+)
 
 
 def _split(frame: bytes) -> tuple[int, int, bytes]:
@@ -39,3 +49,41 @@ def test_end_and_bad_frames() -> None:
         check_header(100, 101)
     with pytest.raises(RelayError, match="does not decompress"):
         unpack(100, b"\xff" * 10)
+
+
+def _stream() -> tuple[bytes, list[bytes]]:
+    rng = random.Random(2)
+    chunks = [b"page" * 4096, rng.randbytes(5000), rng.randbytes(24), b"\0" * 65536]
+    return b"".join(pack(c) for c in chunks), chunks
+
+
+@pytest.mark.parametrize("piece", [1, 3, 7, 8, 9, 1000, 1 << 20])
+def test_a_scan_counts_frames_cut_anywhere(piece: int) -> None:
+    """Frames a criu wrote itself, read in pieces of any size (a header split between two
+    reads, several frames in one): counted as the relay counts its own, no payload read."""
+    stream, chunks = _stream()
+    stats = RelayStats()
+    scan = FrameScan(stats)
+    for at in range(0, len(stream), piece):
+        scan.feed(stream[at : at + piece])
+    assert scan.at_boundary
+    assert stats.frames == len(chunks)
+    assert stats.raw_bytes == sum(map(len, chunks))
+    assert stats.wire_bytes == len(stream)
+    assert stats.compressed_frames == 2  # the pattern and the zeros, not the random ones
+
+
+def test_a_scan_stops_inside_a_frame_and_refuses_bad_headers() -> None:
+    stream, _ = _stream()
+    scan = FrameScan(RelayStats())
+    scan.feed(stream[:-1])
+    assert not scan.at_boundary  # the relay refuses to end the stream here
+    scan = FrameScan(RelayStats())
+    scan.feed(stream[:HEADER.size - 1])
+    assert not scan.at_boundary
+    with pytest.raises(RelayError, match="empty frame"):
+        FrameScan(RelayStats()).feed(END)
+    with pytest.raises(RelayError, match="bad frame header"):
+        FrameScan(RelayStats()).feed(HEADER.pack(MAX_RAW + 1, 1))
+    with pytest.raises(RelayError, match="bad frame header"):
+        FrameScan(RelayStats()).feed(HEADER.pack(10, 11))

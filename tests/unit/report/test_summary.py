@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ferryman.report.load import parse_report
-from ferryman.report.summary import ms, summary
+from ferryman.report.summary import compression_line, ms, summary
 from tests.unit.report import samples
 
 
@@ -151,3 +151,15 @@ def test_a_lazy_tail_shows_how_long_the_workload_waited_on_missing_pages() -> No
 
 def test_no_fault_stall_line_without_the_measurement() -> None:
     assert "fault stall" not in summary(samples.postcopy_committed(), full=True)
+
+
+def test_the_compression_line_says_the_bytes_and_who_compressed() -> None:
+    c: dict[str, object] = {"on": True, "setting": "auto", "reason": "the link is slower",
+                            "raw_bytes": 64 << 20, "wire_bytes": 16 << 20,
+                            "framed_by": "relay"}
+    line = compression_line(c)
+    assert line.startswith("on (auto: the link is slower)")
+    assert "64.0 MiB of pages as 16.0 MiB on the wire, ratio 4.00" in line
+    assert "CRIU" not in line
+    assert compression_line({**c, "framed_by": "criu"}).endswith(
+        "(compressed by the source's CRIU itself)")
