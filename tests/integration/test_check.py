@@ -332,8 +332,11 @@ def test_too_little_disk_on_destination(cluster: Cluster) -> None:
 
 def test_auto_mode_takes_what_the_verdict_allows(cluster: Cluster,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """Room for post-copy's images on B but not for cold's: --mode auto moves it post-copy
-    (on a source without a dirty-page tracker: uffd-wp hidden, as soft-dirty is here)."""
+    """Room on B for post-copy's images, and a streamed cold restore's, but not for page
+    files: the check allows cold (streamed) and post-copy, not pre-copy; cold with page
+    files is refused before anything is frozen; --mode auto moves it post-copy by its
+    timing (on a source without a dirty-page tracker: uffd-wp hidden, as soft-dirty is
+    here)."""
     for name, value in HIDE_UFFD_WP.items():
         monkeypatch.setenv(name, value)
     state = cluster.base / "state-b"
@@ -346,8 +349,13 @@ def test_auto_mode_takes_what_the_verdict_allows(cluster: Cluster,
         try:
             res, v = check(cluster, w.pid, b)
             assert res.returncode == 0, res.stderr
-            assert v["allowed_modes"] == ["postcopy"]
-            assert fails(v)["disk"]["modes"] == ["cold", "precopy"]
+            assert v["allowed_modes"] == ["cold", "postcopy"]
+            assert "disk" not in fails(v)  # it concerns pre-copy only
+            assert rows(v, "fail")["disk"]["modes"] == ["precopy"]
+            images, _ = cluster.migrate(w.pid, b, "--mode", "cold", "--cold-restore", "images")
+            assert images.returncode != 0
+            assert "MiB free for images" in images.stderr, images.stderr
+            assert alive(w.pid)
             mig, report = cluster.migrate(w.pid, b, "--mode", "auto", "--link-mbps", "1000")
             assert mig.returncode == 0, mig.stderr
             assert "--mode auto chose postcopy" in mig.stderr

@@ -15,6 +15,7 @@ from typing import Final
 
 from ferryman.host.inspect import FileRef, FileStat, WorkloadFacts
 from ferryman.host.netinfo import InetSocket, conflicts, is_local
+from ferryman.migration.plan import postcopy_blocker
 from ferryman.migration.query import CheckQuery
 from ferryman.migration.verdict import (
     ALL_MODES,
@@ -414,12 +415,23 @@ def memory_row(rss: int, available: int, node: str) -> Row:
     return Row("memory", "destination", P, what)
 
 
-def disk_rows(rss: int, free: int, node: str) -> list[Row]:
+def disk_rows(rss: int, free: int, node: str, *, streams: bool = False) -> list[Row]:
+    """The images' room on the destination. ``streams``: lazy pages work on ``node``, so a
+    process tree's cold migration can stream its restore there (no page files: section
+    4.2.1 of docs/ARCHITECTURE.md); the plan still refuses one that cannot (a source without
+    lazy pages, ``--cold-restore images``) for want of room, before anything is frozen."""
     full, lazy = rss + IMAGE_MARGIN, IMAGE_MARGIN
     where = f"{mib(free)} free for images on {node}"
     fix = f"free space in {node}'s agent --state-dir"
     if free >= full:
         return [Row("disk", "destination", P, f"{where}; needs about {mib(full)}")]
+    if free >= lazy and streams:
+        streaming = LAZY_MODES | {Mode.COLD}
+        return [Row("disk", "destination", F, f"{where}; pre-copy needs about "
+                    f"{mib(full)} (RSS + {mib(IMAGE_MARGIN)})", fix, ALL_MODES - streaming),
+                Row("disk.lazy", "destination", P,
+                    f"post-copy and cold with a streamed restore (no page files) need about "
+                    f"{mib(lazy)} there", "", streaming)]
     if free >= lazy:
         return [Row("disk", "destination", F, f"{where}; cold and pre-copy need about "
                     f"{mib(full)} (RSS + {mib(IMAGE_MARGIN)})", fix,
@@ -480,7 +492,8 @@ def destination_rows(q: CheckQuery, d: DestinationFacts, source_node: str) -> li
         *lock_rows(w, d.files, d.locked_here, node),
         *unix_peer_rows(w, d.unix_unreachable, node),
         memory_row(w.rss_bytes, d.memory_available, node),
-        *disk_rows(w.rss_bytes, d.disk_free, node),
+        *disk_rows(w.rss_bytes, d.disk_free, node,
+                   streams=postcopy_blocker(d.criu.features, node) is None),
     ]
 
 

@@ -265,6 +265,21 @@ def test_disk_per_mode() -> None:
     assert "even post-copy" in nothing[0].detail
 
 
+def test_disk_for_a_streamed_cold_restore() -> None:
+    """Where lazy pages work on the destination, cold streams its restore (no page files):
+    room for the images besides memory is enough for it, as for post-copy; pre-copy still
+    needs room for the pages."""
+    rss = 256 * MiB
+    rows = checks.disk_rows(rss, 100 * MiB, "b", streams=True)
+    modes = ("cold", "postcopy", "precopy", "hybrid")
+    assert merge([], rows, modes).allowed_modes == ("cold", "postcopy", "hybrid")
+    assert merge([], checks.disk_rows(rss, 100 * MiB, "b"), modes).allowed_modes == \
+        ("postcopy", "hybrid")  # no lazy pages there: cold writes page files
+    assert merge([], checks.disk_rows(rss, 10 * MiB, "b", streams=True),
+                 modes).allowed_modes == ()
+    assert [r.status for r in checks.disk_rows(rss, 10 << 30, "b", streams=True)] == [P]
+
+
 def test_dump_row() -> None:
     ok = checks.dump_row(True, 23.4, None, "/l", 2 * MiB)
     assert ok.status is P
