@@ -1031,8 +1031,9 @@ MATRIX.notes += [
     "and nothing was frozen.",
     "SIGKILL destination criu restore, runc: runc waited for ever for its criu's answer "
     "(the tasks the killed criu had forked hold the socket's other end; the controller "
-    "hung, B kept criu and the images); B's agent now kills runc once its criu is a zombie "
-    "(targets/runc_checkpoint.py:wait_runc) and the clean-up kills what the criu left.",
+    "hung, B kept criu and the images); B's agent now kills runc once its criu has stayed an "
+    "unreaped zombie for 2 s (targets/runc_checkpoint.py:wait_runc) and the clean-up kills "
+    "what the criu left.",
     f"runc, B's agent killed or the link cut at src:TRANSFERRING: {RUNC_TRANSFERRING_FIXED}.",
     "SIGKILL destination criu restore (cold, runc post-copy): in some runs under load the "
     "fault comes too late (the restore of 64 MiB takes under a second): 'no criu restore "

@@ -306,22 +306,36 @@ def _freezer_control(cgroup: str | None) -> Path | None:
     return v2 if v2.exists() else Path(cgroup) / "freezer.state"
 
 
-async def wait_runc(proc: asyncio.subprocess.Process, poll_s: float = 0.05) -> int:
+UNREAPED_S = 2.0  # how long runc may leave its exited criu unreaped before it counts as stuck
+
+
+async def wait_runc(proc: asyncio.subprocess.Process, poll_s: float = 0.05,
+                    unreaped_s: float = UNREAPED_S) -> int:
     """runc's exit status. runc reads its criu's answer from a socket until that socket
     closes: a criu restore killed mid-way leaves tasks it had forked holding the other end,
-    and runc waits for ever (the fault matrix's runc cells). So once runc's criu is dead (a
-    zombie runc has not reaped: it is still reading), runc is killed; the caller's clean-up
-    kills what the dead criu left (destination_end.py, procfs.holders)."""
+    and runc waits for ever (the fault matrix's runc cells). So once runc's criu has stayed
+    dead for ``unreaped_s`` (a zombie runc has not reaped: it is still reading), runc is
+    killed; the caller's clean-up kills what the dead criu left (destination_end.py,
+    procfs.holders). Not at once: a criu that answered and exited is a zombie too until runc
+    reaps it, which on a slow machine (the TCG guests) can take past one poll, and killing
+    runc then failed a good restore with no message (the VM suite's runc-hybrid, once)."""
+    seen: tuple[int, float] | None = None  # the unreaped criu, and since when
     while True:
         with contextlib.suppress(TimeoutError):
             return await asyncio.wait_for(asyncio.shield(proc.wait()), poll_s)
-        if dead := _dead_criu(proc.pid):
-            log.warning("runc's criu (PID %d) died without answering: killing runc %d",
-                        dead, proc.pid)
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            return -signal.SIGKILL
+        dead = _dead_criu(proc.pid)
+        now = time.monotonic()
+        if not dead or seen is None or seen[0] != dead:
+            seen = (dead, now) if dead else None
+            continue
+        if now - seen[1] < unreaped_s:
+            continue
+        log.warning("runc's criu (PID %d) died without answering (unreaped for %.1f s): "
+                    "killing runc %d", dead, now - seen[1], proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        return -signal.SIGKILL
 
 
 def _dead_criu(pid: int) -> int:
