@@ -168,11 +168,17 @@ def with_rootfs(text: str, bundle: Path, rootfs: Path) -> str | None:
     return json.dumps(data, indent=2)
 
 
-def runc_message(stderr: str) -> str:
-    """runc's error from its log lines (``level=error msg="..."``), else its last line."""
+def runc_message(stderr: str, status: int | None = None) -> str:
+    """runc's error from its log lines (``level=error msg="..."``), else its last line;
+    with nothing there, its exit ``status`` (negative: the signal that killed it)."""
     msgs = [m.group(1).encode().decode("unicode_escape") for m in _MSG_RE.finditer(stderr)]
-    text = msgs[-1] if msgs else (stderr.strip().splitlines() or ["no message"])[-1]
-    return " ".join(text.split())
+    lines = stderr.strip().splitlines()
+    if msgs or lines:
+        return " ".join((msgs[-1] if msgs else lines[-1]).split())
+    if status is None:
+        return "no message"
+    how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+    return f"no message (runc {how})"
 
 
 def checkpoint_argv(runc: str, root: Path, container: str, *, images: Path, log_file: Path,

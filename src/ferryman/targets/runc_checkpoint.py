@@ -386,9 +386,9 @@ async def restore(runc: Runc, container: str, *, bundle: Path, images_dir: Path,
     finally:
         os.close(read_end)
         os.close(write_end)
-    if await wait_runc(proc) != 0:
+    if (status := await wait_runc(proc)) != 0:
         log_path = images_dir / "restore.log"
-        reason = first_error(log_path) or runc_message(_read(runc_log))
+        reason = first_error(log_path) or runc_message(_read(runc_log), status)
         raise CriuError("restore", log_path=str(log_path) if log_path.exists() else None,
                         reason=f"runc restore {container}: {reason}")
     try:  # (runc state would cost another runc run inside the frozen window)

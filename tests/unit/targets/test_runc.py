@@ -115,6 +115,9 @@ def test_runc_message_takes_the_last_error_and_unescapes_it() -> None:
     assert runc_message(stderr) == "criu failed: type NOTIFY errno 0 log file: dump.log"
     assert runc_message("plain text\nlast line\n") == "last line"
     assert runc_message("") == "no message"
+    assert runc_message("", 1) == "no message (runc exit status 1)"  # its log was empty
+    assert runc_message("", -9) == "no message (runc killed by signal 9)"
+    assert runc_message("last line\n", -9) == "last line"
 
 
 def test_checkpoint_argv_cold_and_lazy() -> None:
