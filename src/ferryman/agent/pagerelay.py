@@ -69,6 +69,13 @@ class RelayStats:
     def ratio(self) -> float | None:
         return self.raw_bytes / self.wire_bytes if self.wire_bytes else None
 
+    def count(self, raw_len: int, payload_len: int) -> None:
+        """One frame of ``raw_len`` page-stream bytes whose payload is ``payload_len``."""
+        self.raw_bytes += raw_len
+        self.wire_bytes += payload_len + HEADER.size
+        self.frames += 1
+        self.compressed_frames += payload_len < raw_len
+
 
 def pack(chunk: bytes, compress: bool = True) -> bytes:
     """One frame of ``chunk`` (compressed when that makes it smaller)."""
@@ -136,10 +143,7 @@ class FrameScan:
                 raise RelayError("page relay: criu wrote an empty frame")
             check_header(raw_len, wire_len)
             self.payload_left = wire_len
-            self.stats.raw_bytes += raw_len
-            self.stats.wire_bytes += wire_len + HEADER.size
-            self.stats.frames += 1
-            self.stats.compressed_frames += wire_len < raw_len
+            self.stats.count(raw_len, wire_len)
 
 
 def socket_pair() -> tuple[socket.socket, socket.socket]:
@@ -172,10 +176,7 @@ async def _criu_to_peer(ours: socket.socket, writer: asyncio.StreamWriter,
     loop = asyncio.get_running_loop()
     while chunk := await loop.sock_recv(ours, CHUNK):
         frame = pack(chunk, compress)
-        stats.raw_bytes += len(chunk)
-        stats.wire_bytes += len(frame)
-        stats.frames += 1
-        stats.compressed_frames += len(frame) - HEADER.size < len(chunk)
+        stats.count(len(chunk), len(frame) - HEADER.size)
         writer.write(frame)
         await writer.drain()
     writer.write(END)
@@ -205,25 +206,10 @@ async def _peer_to_criu_raw(reader: asyncio.StreamReader, ours: socket.socket) -
 
 
 async def _frames_to_criu(reader: asyncio.StreamReader, ours: socket.socket,
-                          stats: RelayStats) -> None:
-    loop = asyncio.get_running_loop()
-    while True:
-        raw_len, wire_len = HEADER.unpack(await reader.readexactly(HEADER.size))
-        if raw_len == 0:
-            return
-        check_header(raw_len, wire_len)
-        data = unpack(raw_len, await reader.readexactly(wire_len))
-        stats.raw_bytes += raw_len
-        stats.wire_bytes += wire_len + HEADER.size
-        stats.frames += 1
-        await loop.sock_sendall(ours, data)
-
-
-async def _frames_through(reader: asyncio.StreamReader, ours: socket.socket,
-                          stats: RelayStats) -> None:
-    """As :func:`_frames_to_criu`, but the frames go on as they came, for a criu that decodes
-    them itself (``criu lazy-pages`` with ``FERRYMAN_RELAY_FRAMES``); the end of the stream
-    is the end of ``ours``, as there."""
+                          stats: RelayStats, decode: bool) -> None:
+    """The frames from the peer into ``ours`` until the end-of-stream frame: decoded, or
+    (``decode`` false) as they came, for a criu that decodes them itself (``criu
+    lazy-pages`` with ``FERRYMAN_RELAY_FRAMES``). Each header is checked either way."""
     loop = asyncio.get_running_loop()
     while True:
         header = await reader.readexactly(HEADER.size)
@@ -232,10 +218,8 @@ async def _frames_through(reader: asyncio.StreamReader, ours: socket.socket,
             return
         check_header(raw_len, wire_len)
         payload = await reader.readexactly(wire_len)
-        stats.raw_bytes += raw_len
-        stats.wire_bytes += wire_len + HEADER.size
-        stats.frames += 1
-        await loop.sock_sendall(ours, header + payload)
+        stats.count(raw_len, wire_len)
+        await loop.sock_sendall(ours, unpack(raw_len, payload) if decode else header + payload)
 
 
 async def _criu_to_peer_raw(ours: socket.socket, writer: asyncio.StreamWriter) -> None:
@@ -410,8 +394,8 @@ class RelayServer:
                 who = "?"
             if who != self.peer or self.done.done():
                 raise RelayError(f"page relay connection from {who}, expected {self.peer}")
-            into = _frames_to_criu if self.decode else _frames_through
-            main = asyncio.ensure_future(into(reader, self.ours, self.stats))
+            main = asyncio.ensure_future(_frames_to_criu(reader, self.ours, self.stats,
+                                                         self.decode))
             back = asyncio.ensure_future(_criu_to_peer_raw(self.ours, writer))
             tasks = (main, back)
             done, _ = await asyncio.wait({main, back, self.gone},
